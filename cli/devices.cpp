@@ -1,0 +1,153 @@
+// `vkllm devices`: every Vulkan device with its caps, as a table or JSON.
+// Knows the platform room only.
+#include "cli/commands.hpp"
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include <iostream>
+
+#include "platform/instance.hpp"
+
+namespace vkllm::cli {
+namespace {
+
+namespace json = boost::json;
+using platform::DeviceCaps;
+
+std::string bytes_str(std::uint64_t b) {
+  if (b >= (1ull << 30)) return fmt::format("{:.1f} GiB", b / double(1ull << 30));
+  if (b >= (1ull << 20)) return fmt::format("{} MiB", b >> 20);
+  return fmt::format("{} KiB", b >> 10);
+}
+const char* yn(bool b) { return b ? "yes" : "no"; }
+
+json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {
+  const auto& p = c.props;
+  json::object o;
+  o["index"] = index;
+  o["default"] = chosen;
+  o["name"] = p.name;
+  o["type"] = platform::to_string(p.type);
+  o["vendor"] = platform::to_string(c.vendor);
+  o["vendor_id"] = p.vendor_id;
+  o["device_id"] = p.device_id;
+  o["arch"] = platform::to_string(c.arch);
+  o["api_version"] = c.api_version_string;
+  o["driver_name"] = p.driver_name;
+  o["driver_info"] = p.driver_info;
+  o["driver_version"] = c.driver_version_string;
+  o["usable"] = c.unusable_reason.empty();
+  if (!c.unusable_reason.empty()) o["unusable_reason"] = c.unusable_reason;
+  o["subgroup"] = {{"size", c.subgroup_size},       {"min", c.min_subgroup_size},
+                   {"max", c.max_subgroup_size},    {"size_control", c.subgroup_size_control},
+                   {"arithmetic", c.subgroup_arithmetic}};
+  o["fp16"] = {{"storage", c.fp16_storage}, {"math", c.fp16_math}};
+  o["int8"] = {{"storage", c.int8_storage}, {"math", c.int8_math}};
+  o["integer_dot_product"] = {{"supported", c.integer_dot},
+                              {"accelerated", c.integer_dot_accelerated}};
+  json::array shapes;
+  for (const auto& s : c.coopmat_shapes) {
+    shapes.push_back({{"m", s.m}, {"n", s.n}, {"k", s.k}, {"a", platform::to_string(s.a)},
+                      {"b", platform::to_string(s.b)}, {"c", platform::to_string(s.c)},
+                      {"result", platform::to_string(s.result)},
+                      {"scope", s.subgroup_scope ? "subgroup" : "other"}});
+  }
+  o["cooperative_matrix"] = {{"usable", c.coopmat}, {"shapes", shapes}};
+  o["shared_memory_bytes"] = c.shared_memory;
+  o["max_workgroup_invocations"] = p.max_workgroup_invocations;
+  if (c.compute_units) o["compute_units"] = *c.compute_units;
+  else o["compute_units"] = nullptr;
+  o["max_storage_buffer_range"] = c.max_storage_buffer_range;
+  o["max_memory_allocation_size"] = c.max_allocation;
+  o["timestamps"] = c.timestamps;
+  json::array heaps;
+  for (const auto& h : p.heaps) {
+    heaps.push_back({{"size", h.size}, {"budget", h.budget}, {"usage", h.usage},
+                     {"device_local", h.device_local}, {"host_visible", h.host_visible}});
+  }
+  o["memory_heaps"] = heaps;
+  o["quirks"] = {{"prefer_small_workgroups", c.quirks.prefer_small_workgroups},
+                 {"unified_memory", c.quirks.unified_memory}};
+  o["tuning"] = {{"elementwise_workgroup", c.tuning.elementwise_workgroup},
+                 {"rows_workgroup", c.tuning.rows_workgroup},
+                 {"matvec_workgroup", c.tuning.matvec_workgroup},
+                 {"matvec_rows", c.tuning.matvec_rows}};
+  return o;
+}
+
+void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
+  const auto& p = c.props;
+  fmt::print("Device {}: {}{}\n", index, p.name, chosen ? "   <- default" : "");
+  fmt::print("  type            {} | vendor {} (0x{:04x}) | arch class {}\n",
+             platform::to_string(p.type), platform::to_string(c.vendor), p.vendor_id,
+             platform::to_string(c.arch));
+  fmt::print("  driver          {} {} ({}) | Vulkan {}\n", p.driver_name, c.driver_version_string,
+             p.driver_info, c.api_version_string);
+  if (!c.unusable_reason.empty()) fmt::print("  UNUSABLE        {}\n", c.unusable_reason);
+  fmt::print("  subgroup        size {} (range {}..{}, size control {}, arithmetic {})\n",
+             c.subgroup_size, c.min_subgroup_size, c.max_subgroup_size,
+             yn(c.subgroup_size_control), yn(c.subgroup_arithmetic));
+  fmt::print("  fp16            storage {}, math {}\n", yn(c.fp16_storage), yn(c.fp16_math));
+  fmt::print("  int8            storage {}, math {}\n", yn(c.int8_storage), yn(c.int8_math));
+  fmt::print("  integer dot     {}{}\n", yn(c.integer_dot),
+             c.integer_dot_accelerated ? " (accelerated)" : "");
+  if (c.coopmat_shapes.empty()) {
+    fmt::print("  coop. matrix    none\n");
+  } else {
+    fmt::print("  coop. matrix    {} shapes{}:", c.coopmat_shapes.size(), c.coopmat ? "" : " (not used)");
+    for (const auto& s : c.coopmat_shapes) {
+      fmt::print(" {}x{}x{} {}*{}->{}", s.m, s.n, s.k, platform::to_string(s.a),
+                 platform::to_string(s.b), platform::to_string(s.result));
+    }
+    fmt::print("\n");
+  }
+  fmt::print("  shared memory   {} | max workgroup {} | compute units {}\n",
+             bytes_str(c.shared_memory), p.max_workgroup_invocations,
+             c.compute_units ? std::to_string(*c.compute_units) : "not reported");
+  fmt::print("  maxStorageBufferRange {} | maxMemoryAllocationSize {} | timestamps {}\n",
+             bytes_str(c.max_storage_buffer_range), bytes_str(c.max_allocation),
+             yn(c.timestamps));
+  for (std::size_t h = 0; h < p.heaps.size(); ++h) {
+    const auto& heap = p.heaps[h];
+    fmt::print("  heap {}          {}{}{}", h, bytes_str(heap.size),
+               heap.device_local ? " device-local" : "", heap.host_visible ? " host-visible" : "");
+    if (heap.budget) {
+      fmt::print(" (budget {}, used {})", bytes_str(heap.budget), bytes_str(heap.usage));
+    }
+    fmt::print("\n");
+  }
+  fmt::print("  tuning          elementwise wg {}, rows wg {}, matvec wg {} x {} rows\n\n",
+             c.tuning.elementwise_workgroup, c.tuning.rows_workgroup, c.tuning.matvec_workgroup,
+             c.tuning.matvec_rows);
+}
+
+}  // namespace
+
+int run_devices(const DevicesOptions& options) {
+  platform::Instance instance = platform::Instance::create({});
+  const auto& devices = instance.devices();
+  std::optional<std::size_t> chosen;
+  try {
+    chosen = instance.choose_device();
+  } catch (const std::exception&) {
+    // Listing still works when nothing is usable; the reasons are printed per device.
+  }
+  if (options.json) {
+    json::array arr;
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+      arr.push_back(to_json(devices[i], i, chosen && *chosen == i));
+    }
+    std::cout << json::serialize(json::object{{"devices", arr}}) << "\n";
+    return 0;
+  }
+  if (devices.empty()) {
+    fmt::print("no Vulkan devices (install a driver, or lavapipe: mesa-vulkan-drivers)\n");
+    return 1;
+  }
+  for (std::size_t i = 0; i < devices.size(); ++i) print_table(devices[i], i, chosen && *chosen == i);
+  fmt::print("Select with --device N or VKLLM_DEVICE=N.\n");
+  return 0;
+}
+
+}  // namespace vkllm::cli

@@ -1,0 +1,1 @@
+# Sources of the gguf module (owned by that module).

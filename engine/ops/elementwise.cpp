@@ -1,0 +1,38 @@
+// Host side of shaders/elementwise.comp. Knows no Vulkan, no models.
+#include "engine/ops/elementwise.hpp"
+
+#include <fmt/format.h>
+
+#include "engine/ops/push_constants.hpp"
+
+namespace vkllm::ops {
+namespace {
+
+void record_binary(Kernels& k, CommandStream& cs, shaders::ShaderId id, const char* op,
+                   BufferSpan a, BufferSpan b, BufferSpan out, std::uint32_t n) {
+  const std::uint64_t bytes = std::uint64_t{n} * 4;
+  require_bytes(a, bytes, op, "a");
+  require_bytes(b, bytes, op, "b");
+  require_bytes(out, bytes, op, "out");
+  const std::uint32_t wg = k.tuning().elementwise_workgroup;
+  const auto& p = k.pipeline(id, 3, sizeof(PushElementwise), {wg});
+  const PushElementwise push{n};
+  // Exact ranges: the barrier tracker then sees only what is really touched.
+  a.size = b.size = out.size = bytes;
+  cs.dispatch(p, {{a, Access::read}, {b, Access::read}, {out, Access::write}}, push,
+              {group_count(k, n, wg), 1, 1}, fmt::format("{} n={}", op, n));
+}
+
+}  // namespace
+
+void record_add(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, BufferSpan out,
+                std::uint32_t n) {
+  record_binary(k, cs, shaders::ShaderId::add_f32, "add_f32", a, b, out, n);
+}
+
+void record_mul(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, BufferSpan out,
+                std::uint32_t n) {
+  record_binary(k, cs, shaders::ShaderId::mul_f32, "mul_f32", a, b, out, n);
+}
+
+}  // namespace vkllm::ops

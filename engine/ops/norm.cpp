@@ -1,0 +1,51 @@
+// Host side of shaders/rms_norm.comp and shaders/softmax.comp. Knows no Vulkan, no models.
+#include "engine/ops/norm.hpp"
+
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "engine/ops/push_constants.hpp"
+
+namespace vkllm::ops {
+namespace {
+
+void check_rows(const Kernels& k, std::uint32_t nrows, const char* op) {
+  if (nrows > k.caps().props.max_workgroup_count[0]) {
+    throw std::logic_error(fmt::format("{}: {} rows exceed one dispatch", op, nrows));
+  }
+}
+
+}  // namespace
+
+void record_rms_norm(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan w, BufferSpan out,
+                     std::uint32_t ncols, std::uint32_t nrows, float eps) {
+  const std::uint64_t bytes = std::uint64_t{ncols} * nrows * 4;
+  require_bytes(x, bytes, "rms_norm", "x");
+  require_bytes(w, std::uint64_t{ncols} * 4, "rms_norm", "w");
+  require_bytes(out, bytes, "rms_norm", "out");
+  check_rows(k, nrows, "rms_norm");
+  x.size = out.size = bytes;
+  w.size = std::uint64_t{ncols} * 4;
+  const std::uint32_t wg = k.tuning().rows_workgroup;
+  const auto& p = k.pipeline(shaders::ShaderId::rms_norm_f32, 3, sizeof(PushRows), {wg});
+  const PushRows push{ncols, nrows, eps};
+  cs.dispatch(p, {{x, Access::read}, {w, Access::read}, {out, Access::write}}, push,
+              {nrows, 1, 1}, fmt::format("rms_norm_f32 [{}, {}]", nrows, ncols));
+}
+
+void record_softmax(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out,
+                    std::uint32_t ncols, std::uint32_t nrows, float scale) {
+  const std::uint64_t bytes = std::uint64_t{ncols} * nrows * 4;
+  require_bytes(x, bytes, "softmax", "x");
+  require_bytes(out, bytes, "softmax", "out");
+  check_rows(k, nrows, "softmax");
+  x.size = out.size = bytes;
+  const std::uint32_t wg = k.tuning().rows_workgroup;
+  const auto& p = k.pipeline(shaders::ShaderId::softmax_f32, 2, sizeof(PushRows), {wg});
+  const PushRows push{ncols, nrows, scale};
+  cs.dispatch(p, {{x, Access::read}, {out, Access::read_write}}, push, {nrows, 1, 1},
+              fmt::format("softmax_f32 [{}, {}]", nrows, ncols));
+}
+
+}  // namespace vkllm::ops

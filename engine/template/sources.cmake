@@ -1,0 +1,1 @@
+# Sources of the template module (owned by that module).

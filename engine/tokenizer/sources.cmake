@@ -1,0 +1,1 @@
+# Sources of the tokenizer module (owned by that module).

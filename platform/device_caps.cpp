@@ -1,0 +1,244 @@
+// compute_caps(): capabilities, quirks and tuning as a pure function of DeviceProps.
+// Deliberately Vulkan-free so tests can feed fabricated properties; ids are spelled out here.
+#include "platform/device_caps.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace vkllm::platform {
+namespace {
+
+// PCI vendor ids (and Khronos-assigned ids for vendors without one).
+constexpr std::uint32_t kVendorAmd = 0x1002;
+constexpr std::uint32_t kVendorIntel = 0x8086;
+constexpr std::uint32_t kVendorNvidia = 0x10de;
+constexpr std::uint32_t kVendorApple = 0x106b;
+constexpr std::uint32_t kVendorArm = 0x13b5;
+constexpr std::uint32_t kVendorQualcomm = 0x5143;
+constexpr std::uint32_t kVendorImgtec = 0x1010;
+constexpr std::uint32_t kVendorMesa = 0x10005;  // VK_VENDOR_ID_MESA (lavapipe)
+
+// VkDriverId values we need to tell apart.
+constexpr std::uint32_t kDriverNvidiaProprietary = 4;
+constexpr std::uint32_t kDriverIntelProprietaryWindows = 5;
+constexpr std::uint32_t kDriverSwiftShader = 10;
+constexpr std::uint32_t kDriverMesaLlvmpipe = 13;
+
+Vendor vendor_of(const DeviceProps& p) {
+  if (p.type == DeviceType::cpu || p.driver_id == kDriverMesaLlvmpipe ||
+      p.driver_id == kDriverSwiftShader || p.vendor_id == kVendorMesa) {
+    return Vendor::software;
+  }
+  switch (p.vendor_id) {
+    case kVendorAmd: return Vendor::amd;
+    case kVendorIntel: return Vendor::intel;
+    case kVendorNvidia: return Vendor::nvidia;
+    case kVendorApple: return Vendor::apple;
+    case kVendorArm: return Vendor::arm;
+    case kVendorQualcomm: return Vendor::qualcomm;
+    case kVendorImgtec: return Vendor::imgtec;
+    default: return Vendor::other;
+  }
+}
+
+bool has_f16_coopmat(const std::vector<CoopMatShape>& shapes) {
+  return std::any_of(shapes.begin(), shapes.end(), [](const CoopMatShape& s) {
+    return s.subgroup_scope && s.a == ComponentType::f16 && s.b == ComponentType::f16 &&
+           (s.result == ComponentType::f16 || s.result == ComponentType::f32);
+  });
+}
+
+ArchClass arch_of(Vendor vendor, const DeviceProps& p, bool coopmat) {
+  switch (vendor) {
+    case Vendor::software: return ArchClass::cpu;
+    case Vendor::nvidia: return coopmat ? ArchClass::nvidia_tensor_core : ArchClass::nvidia_legacy;
+    case Vendor::amd:
+      return (p.subgroup_size_control && p.min_subgroup_size <= 32 && p.max_subgroup_size >= 64)
+                 ? ArchClass::amd_rdna
+                 : ArchClass::amd_gcn;
+    case Vendor::intel:
+      return p.subgroup_size_control ? ArchClass::intel_xe : ArchClass::intel_legacy;
+    case Vendor::arm:
+    case Vendor::qualcomm:
+    case Vendor::imgtec: return ArchClass::mobile;
+    case Vendor::apple: return ArchClass::apple;
+    case Vendor::other: return ArchClass::unknown;
+  }
+  return ArchClass::unknown;
+}
+
+Tuning tuning_for(const DeviceCaps& c) {
+  Tuning t;
+  const std::uint32_t sg = std::max<std::uint32_t>(c.subgroup_size, 1);
+  if (c.quirks.prefer_small_workgroups) {
+    // One workgroup runs on one CPU thread: keep them small, several rows each.
+    t.elementwise_workgroup = 64;
+    t.rows_workgroup = 64;
+    t.matvec_workgroup = std::max<std::uint32_t>(sg, 32);
+    t.matvec_rows = 4;
+  } else if (c.arch == ArchClass::amd_gcn || c.arch == ArchClass::amd_rdna) {
+    t.matvec_workgroup = 64;
+    t.matvec_rows = 2;
+  } else if (c.arch == ArchClass::mobile) {
+    t.elementwise_workgroup = 128;
+    t.rows_workgroup = 128;
+    t.matvec_workgroup = 64;
+    t.matvec_rows = 1;
+  } else {
+    t.matvec_workgroup = std::max<std::uint32_t>(4 * sg, 64);
+    t.matvec_rows = 2;
+  }
+  // Never ask for more than the device allows.
+  const std::uint32_t cap = c.props.max_workgroup_invocations
+                                ? std::min(c.props.max_workgroup_invocations,
+                                           c.props.max_workgroup_size[0])
+                                : 128u;
+  t.elementwise_workgroup = std::min(t.elementwise_workgroup, cap);
+  t.rows_workgroup = std::min(t.rows_workgroup, cap);
+  t.matvec_workgroup = std::min(t.matvec_workgroup, cap);
+  return t;
+}
+
+}  // namespace
+
+DeviceCaps compute_caps(const DeviceProps& p) {
+  DeviceCaps c;
+  c.props = p;
+  c.vendor = vendor_of(p);
+  c.api_version_string = format_api_version(p.api_version);
+  c.driver_version_string = format_driver_version(p.vendor_id, p.driver_id, p.driver_version);
+
+  c.subgroup_size = p.subgroup_size;
+  c.min_subgroup_size = p.min_subgroup_size ? p.min_subgroup_size : p.subgroup_size;
+  c.max_subgroup_size = p.max_subgroup_size ? p.max_subgroup_size : p.subgroup_size;
+  c.subgroup_size_control = p.subgroup_size_control;
+  c.subgroup_arithmetic = p.subgroup_in_compute && p.subgroup_basic && p.subgroup_arithmetic;
+
+  c.fp16_storage = p.storage_buffer_16bit;
+  c.fp16_math = p.shader_float16;
+  c.int8_storage = p.storage_buffer_8bit;
+  c.int8_math = p.shader_int8;
+  c.integer_dot = p.integer_dot_product && p.shader_int8;
+  c.integer_dot_accelerated = c.integer_dot && (p.int_dot_4x8_signed_accelerated ||
+                                                p.int_dot_4x8_mixed_accelerated);
+  c.coopmat_shapes = p.has_coopmat_extension ? p.coopmat : std::vector<CoopMatShape>{};
+  c.coopmat = has_f16_coopmat(c.coopmat_shapes) && c.fp16_math && c.fp16_storage;
+  c.arch = arch_of(c.vendor, p, c.coopmat);
+
+  c.shared_memory = p.max_compute_shared_memory;
+  c.compute_units = p.compute_units;
+  c.max_storage_buffer_range = p.max_storage_buffer_range;
+  c.max_allocation = p.max_memory_allocation_size;
+  c.storage_offset_alignment = std::max<std::uint64_t>(p.min_storage_buffer_offset_alignment, 4);
+  c.timestamps = p.timestamp_valid_bits > 0 && p.timestamp_period_ns > 0;
+
+  for (const MemoryHeap& h : p.heaps) {
+    if (!h.device_local) continue;
+    c.device_local_bytes = std::max(c.device_local_bytes, h.budget ? h.budget : h.size);
+  }
+
+  c.quirks.prefer_small_workgroups = c.arch == ArchClass::cpu;
+  c.quirks.unified_memory =
+      c.arch == ArchClass::cpu ||
+      (p.type == DeviceType::integrated &&
+       std::any_of(p.heaps.begin(), p.heaps.end(),
+                   [](const MemoryHeap& h) { return h.device_local && h.host_visible; }));
+  c.tuning = tuning_for(c);
+
+  if (p.api_version < ((1u << 22) | (2u << 12))) {
+    c.unusable_reason = "needs Vulkan 1.2, device has " + c.api_version_string;
+  } else if (!p.timeline_semaphore) {
+    c.unusable_reason = "needs timeline semaphores";
+  } else if (!c.subgroup_arithmetic) {
+    c.unusable_reason = "needs subgroup arithmetic in compute shaders";
+  } else if (c.max_storage_buffer_range < (16u << 20)) {
+    c.unusable_reason = "maxStorageBufferRange below 16 MiB";
+  }
+  return c;
+}
+
+int device_rank(const DeviceCaps& caps) {
+  int type_rank = 0;
+  switch (caps.props.type) {
+    case DeviceType::discrete: type_rank = 4; break;
+    case DeviceType::integrated: type_rank = 3; break;
+    case DeviceType::virtual_gpu: type_rank = 2; break;
+    case DeviceType::cpu: type_rank = 1; break;
+    case DeviceType::other: type_rank = 0; break;
+  }
+  return (caps.unusable_reason.empty() ? 100 : 0) + type_rank * 10;
+}
+
+const char* to_string(DeviceType t) {
+  switch (t) {
+    case DeviceType::discrete: return "discrete GPU";
+    case DeviceType::integrated: return "integrated GPU";
+    case DeviceType::virtual_gpu: return "virtual GPU";
+    case DeviceType::cpu: return "CPU";
+    case DeviceType::other: return "other";
+  }
+  return "?";
+}
+
+const char* to_string(Vendor v) {
+  switch (v) {
+    case Vendor::amd: return "AMD";
+    case Vendor::intel: return "Intel";
+    case Vendor::nvidia: return "NVIDIA";
+    case Vendor::apple: return "Apple";
+    case Vendor::arm: return "ARM";
+    case Vendor::qualcomm: return "Qualcomm";
+    case Vendor::imgtec: return "ImgTec";
+    case Vendor::software: return "software";
+    case Vendor::other: return "other";
+  }
+  return "?";
+}
+
+const char* to_string(ArchClass a) {
+  switch (a) {
+    case ArchClass::nvidia_tensor_core: return "nvidia-tensor-core";
+    case ArchClass::nvidia_legacy: return "nvidia-legacy";
+    case ArchClass::amd_rdna: return "amd-rdna";
+    case ArchClass::amd_gcn: return "amd-gcn";
+    case ArchClass::intel_xe: return "intel-xe";
+    case ArchClass::intel_legacy: return "intel-legacy";
+    case ArchClass::mobile: return "mobile";
+    case ArchClass::apple: return "apple";
+    case ArchClass::cpu: return "cpu";
+    case ArchClass::unknown: return "unknown";
+  }
+  return "?";
+}
+
+const char* to_string(ComponentType c) {
+  switch (c) {
+    case ComponentType::f16: return "f16";
+    case ComponentType::f32: return "f32";
+    case ComponentType::bf16: return "bf16";
+    case ComponentType::s8: return "s8";
+    case ComponentType::u8: return "u8";
+    case ComponentType::s32: return "s32";
+    case ComponentType::u32: return "u32";
+    case ComponentType::other: return "other";
+  }
+  return "?";
+}
+
+std::string format_api_version(std::uint32_t v) {
+  return fmt::format("{}.{}.{}", (v >> 22) & 0x7f, (v >> 12) & 0x3ff, v & 0xfff);
+}
+
+std::string format_driver_version(std::uint32_t vendor_id, std::uint32_t driver_id,
+                                  std::uint32_t v) {
+  if (vendor_id == kVendorNvidia && driver_id == kDriverNvidiaProprietary) {
+    return fmt::format("{}.{}.{}", (v >> 22) & 0x3ff, (v >> 14) & 0xff, (v >> 6) & 0xff);
+  }
+  if (vendor_id == kVendorIntel && driver_id == kDriverIntelProprietaryWindows) {
+    return fmt::format("{}.{}", v >> 14, v & 0x3fff);
+  }
+  return fmt::format("{}.{}.{}", v >> 22, (v >> 12) & 0x3ff, v & 0xfff);
+}
+
+}  // namespace vkllm::platform

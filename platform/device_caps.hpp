@@ -1,0 +1,179 @@
+// What a device is and can do: raw queried properties (DeviceProps) and the capabilities,
+// quirks and tuning derived from them by a pure function. Knows no Vulkan types, no models.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vkllm::platform {
+
+enum class DeviceType { discrete, integrated, virtual_gpu, cpu, other };
+enum class Vendor { amd, intel, nvidia, apple, arm, qualcomm, imgtec, software, other };
+
+// Architecture classes that tuning cares about, derived from properties, never from names alone.
+enum class ArchClass {
+  nvidia_tensor_core,  // NVIDIA with cooperative matrix (Turing and newer)
+  nvidia_legacy,       // NVIDIA without cooperative matrix
+  amd_rdna,            // AMD with subgroup size 32..64 (wave32 capable)
+  amd_gcn,             // AMD with fixed wave64
+  intel_xe,            // Intel with subgroup size control (Xe, Arc)
+  intel_legacy,
+  mobile,              // ARM, Qualcomm, ImgTec
+  apple,
+  cpu,                 // software rasterizers (lavapipe, SwiftShader)
+  unknown,
+};
+
+// Component types of cooperative matrices (VkComponentTypeKHR subset we care about).
+enum class ComponentType { f16, f32, bf16, s8, u8, s32, u32, other };
+
+struct CoopMatShape {
+  std::uint32_t m = 0, n = 0, k = 0;
+  ComponentType a = ComponentType::other, b = ComponentType::other;
+  ComponentType c = ComponentType::other, result = ComponentType::other;
+  bool subgroup_scope = true;
+};
+
+struct MemoryHeap {
+  std::uint64_t size = 0;
+  std::uint64_t budget = 0;  // from VK_EXT_memory_budget; 0 when unknown
+  std::uint64_t usage = 0;   // ditto
+  bool device_local = false;
+  bool host_visible = false;  // some memory type on this heap is host-visible
+};
+
+// Everything we query from a physical device, as plain data. Tests fabricate these.
+struct DeviceProps {
+  std::string name;
+  std::uint32_t vendor_id = 0;
+  std::uint32_t device_id = 0;
+  DeviceType type = DeviceType::other;
+  std::uint32_t api_version = 0;     // VK_MAKE_API_VERSION encoding
+  std::uint32_t driver_version = 0;  // vendor encoding
+  std::uint32_t driver_id = 0;       // VkDriverId
+  std::string driver_name;
+  std::string driver_info;
+  std::array<std::uint8_t, 16> pipeline_cache_uuid{};
+  std::array<std::uint8_t, 16> device_uuid{};
+
+  // Subgroups (compute stage).
+  std::uint32_t subgroup_size = 0;
+  std::uint32_t min_subgroup_size = 0;
+  std::uint32_t max_subgroup_size = 0;
+  bool subgroup_size_control = false;
+  bool compute_full_subgroups = false;
+  bool subgroup_in_compute = false;
+  bool subgroup_basic = false;
+  bool subgroup_arithmetic = false;
+  bool subgroup_shuffle = false;
+
+  // Arithmetic and storage.
+  bool shader_float16 = false;
+  bool shader_int8 = false;
+  bool shader_int64 = false;
+  bool storage_buffer_16bit = false;
+  bool storage_buffer_8bit = false;
+  bool integer_dot_product = false;  // shaderIntegerDotProduct feature
+  bool int_dot_4x8_signed_accelerated = false;
+  bool int_dot_4x8_mixed_accelerated = false;
+  std::vector<CoopMatShape> coopmat;  // VK_KHR_cooperative_matrix properties
+  bool has_coopmat_extension = false;
+
+  // Features the platform layer itself relies on.
+  bool timeline_semaphore = false;
+  bool synchronization2 = false;
+  bool memory_budget_extension = false;
+
+  // Limits.
+  std::uint32_t max_compute_shared_memory = 0;
+  std::uint32_t max_workgroup_invocations = 0;
+  std::array<std::uint32_t, 3> max_workgroup_size{};
+  std::array<std::uint32_t, 3> max_workgroup_count{};
+  std::uint32_t max_push_constants_size = 0;
+  std::uint64_t max_storage_buffer_range = 0;
+  std::uint64_t max_memory_allocation_size = 0;
+  std::uint64_t min_storage_buffer_offset_alignment = 0;
+  std::uint64_t max_buffer_size = 0;  // maintenance4; 0 when unknown
+  float timestamp_period_ns = 0;
+  std::uint32_t timestamp_valid_bits = 0;  // of the compute queue; 0: no timestamps
+
+  std::optional<std::uint32_t> compute_units;  // SMs / CUs where the driver reports them
+
+  std::vector<MemoryHeap> heaps;
+};
+
+// Named driver quirks. Each one names the driver and why it exists.
+struct Quirks {
+  // lavapipe/llvmpipe run one workgroup per CPU thread: many small workgroups keep every core
+  // busy, large ones serialize. (Mesa lavapipe, all versions.)
+  bool prefer_small_workgroups = false;
+  // Memory is host memory: device-local buffers are host-visible, so uploads can skip staging.
+  // (Mesa lavapipe; integrated GPUs with a unified heap.)
+  bool unified_memory = false;
+};
+
+// Per-device knobs for the kernels of each op family (specialization constants).
+struct Tuning {
+  std::uint32_t elementwise_workgroup = 256;
+  std::uint32_t rows_workgroup = 256;    // RMSNorm, softmax: one workgroup per row
+  std::uint32_t matvec_workgroup = 128;
+  std::uint32_t matvec_rows = 2;         // rows per matvec workgroup
+};
+
+// What the rest of vkllm reads: derived once from DeviceProps by compute_caps().
+struct DeviceCaps {
+  DeviceProps props;
+  Vendor vendor = Vendor::other;
+  ArchClass arch = ArchClass::unknown;
+  std::string api_version_string;
+  std::string driver_version_string;
+
+  std::uint32_t subgroup_size = 0;  // the default the driver uses
+  std::uint32_t min_subgroup_size = 0;
+  std::uint32_t max_subgroup_size = 0;
+  bool subgroup_size_control = false;
+  bool subgroup_arithmetic = false;  // in compute shaders
+
+  bool fp16_storage = false;
+  bool fp16_math = false;
+  bool int8_storage = false;
+  bool int8_math = false;
+  bool integer_dot = false;
+  bool integer_dot_accelerated = false;
+  bool coopmat = false;               // some f16 x f16 -> f16/f32 subgroup shape
+  std::vector<CoopMatShape> coopmat_shapes;
+
+  std::uint32_t shared_memory = 0;
+  std::optional<std::uint32_t> compute_units;
+  std::uint64_t max_storage_buffer_range = 0;
+  std::uint64_t max_allocation = 0;
+  std::uint64_t storage_offset_alignment = 0;
+  std::uint64_t device_local_bytes = 0;  // largest device-local heap (budget when known)
+  bool timestamps = false;
+
+  Quirks quirks;
+  Tuning tuning;
+
+  // Why the device cannot run vkllm, or empty when it can.
+  std::string unusable_reason;
+};
+
+// Pure: the same properties always give the same caps (tests feed fabricated ones).
+DeviceCaps compute_caps(const DeviceProps& props);
+
+const char* to_string(DeviceType t);
+const char* to_string(Vendor v);
+const char* to_string(ArchClass a);
+const char* to_string(ComponentType c);
+std::string format_api_version(std::uint32_t v);
+std::string format_driver_version(std::uint32_t vendor_id, std::uint32_t driver_id,
+                                  std::uint32_t v);
+
+// Ranking for the default device choice: discrete > integrated > virtual > cpu > other,
+// usable before unusable, then the larger device-local heap.
+int device_rank(const DeviceCaps& caps);
+
+}  // namespace vkllm::platform

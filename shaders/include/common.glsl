@@ -1,0 +1,6 @@
+// Shared by every shader: the workgroup size as specialization constant 0 (STYLE rule 10) and
+// the extensions every variant may use.
+#extension GL_EXT_control_flow_attributes : enable
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG_SIZE = 128;

@@ -1,0 +1,1 @@
+# Tests of the gguf module (owned by that module).

@@ -1,0 +1,204 @@
+// DeviceCaps from fabricated properties: an AMD, an Intel, an NVIDIA and lavapipe, plus the
+// rules that make a device unusable and the default ranking. Needs no device.
+#include <doctest/doctest.h>
+
+#include "platform/device_caps.hpp"
+
+using namespace vkllm::platform;
+
+namespace {
+
+constexpr std::uint32_t api(std::uint32_t major, std::uint32_t minor) {
+  return (major << 22) | (minor << 12);
+}
+
+DeviceProps base(const char* name, std::uint32_t vendor, DeviceType type) {
+  DeviceProps p;
+  p.name = name;
+  p.vendor_id = vendor;
+  p.type = type;
+  p.api_version = api(1, 3);
+  p.subgroup_in_compute = p.subgroup_basic = p.subgroup_arithmetic = true;
+  p.timeline_semaphore = true;
+  p.max_compute_shared_memory = 48 * 1024;
+  p.max_workgroup_invocations = 1024;
+  p.max_workgroup_size = {1024, 1024, 64};
+  p.max_workgroup_count = {65535, 65535, 65535};
+  p.max_push_constants_size = 128;
+  p.max_storage_buffer_range = 4ull << 30;
+  p.max_memory_allocation_size = 4ull << 30;
+  p.min_storage_buffer_offset_alignment = 16;
+  p.timestamp_period_ns = 1;
+  p.timestamp_valid_bits = 64;
+  p.storage_buffer_16bit = p.shader_float16 = true;
+  p.storage_buffer_8bit = p.shader_int8 = true;
+  return p;
+}
+
+DeviceProps amd_rdna3() {
+  DeviceProps p = base("AMD Radeon RX 7900 XTX (RADV NAVI31)", 0x1002, DeviceType::discrete);
+  p.driver_id = 3;  // RADV
+  p.subgroup_size = 64;
+  p.min_subgroup_size = 32;
+  p.max_subgroup_size = 64;
+  p.subgroup_size_control = true;
+  p.integer_dot_product = true;
+  p.int_dot_4x8_signed_accelerated = true;
+  p.has_coopmat_extension = true;
+  p.coopmat = {{16, 16, 16, ComponentType::f16, ComponentType::f16, ComponentType::f32,
+                ComponentType::f32, true}};
+  p.compute_units = 96;
+  p.heaps = {{24ull << 30, 23ull << 30, 1ull << 30, true, false},
+             {32ull << 30, 0, 0, false, true}};
+  return p;
+}
+
+DeviceProps intel_arc() {
+  DeviceProps p = base("Intel(R) Arc(tm) A770 Graphics (DG2)", 0x8086, DeviceType::discrete);
+  p.driver_id = 6;  // ANV
+  p.subgroup_size = 32;
+  p.min_subgroup_size = 8;
+  p.max_subgroup_size = 32;
+  p.subgroup_size_control = true;
+  p.integer_dot_product = true;
+  p.heaps = {{16ull << 30, 0, 0, true, true}};
+  return p;
+}
+
+DeviceProps nvidia_ada() {
+  DeviceProps p = base("NVIDIA GeForce RTX 4090", 0x10de, DeviceType::discrete);
+  p.driver_id = 4;  // proprietary
+  p.driver_version = (550u << 22) | (54u << 14) | (14u << 6);
+  p.subgroup_size = p.min_subgroup_size = p.max_subgroup_size = 32;
+  p.subgroup_size_control = true;
+  p.integer_dot_product = true;
+  p.int_dot_4x8_signed_accelerated = true;
+  p.has_coopmat_extension = true;
+  p.coopmat = {{16, 8, 16, ComponentType::f16, ComponentType::f16, ComponentType::f16,
+                ComponentType::f16, true},
+               {16, 8, 16, ComponentType::f16, ComponentType::f16, ComponentType::f32,
+                ComponentType::f32, true},
+               {16, 8, 32, ComponentType::s8, ComponentType::s8, ComponentType::s32,
+                ComponentType::s32, true}};
+  p.compute_units = 128;
+  p.heaps = {{24ull << 30, 0, 0, true, false}, {64ull << 30, 0, 0, false, true}};
+  return p;
+}
+
+DeviceProps lavapipe() {
+  DeviceProps p = base("llvmpipe (LLVM 19.1.7, 256 bits)", 0x10005, DeviceType::cpu);
+  p.driver_id = 13;  // MESA_LLVMPIPE
+  p.api_version = api(1, 4);
+  p.driver_version = (25u << 22) | (0u << 12) | 7u;
+  p.subgroup_size = p.min_subgroup_size = p.max_subgroup_size = 8;
+  p.max_compute_shared_memory = 32 * 1024;
+  p.max_storage_buffer_range = 128ull << 20;
+  p.integer_dot_product = true;
+  p.heaps = {{23ull << 30, 0, 0, true, true}};
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("AMD RDNA: wave32/64, integer dot, cooperative matrix") {
+  const DeviceCaps c = compute_caps(amd_rdna3());
+  CHECK(c.vendor == Vendor::amd);
+  CHECK(c.arch == ArchClass::amd_rdna);
+  CHECK(c.min_subgroup_size == 32);
+  CHECK(c.max_subgroup_size == 64);
+  CHECK(c.integer_dot);
+  CHECK(c.integer_dot_accelerated);
+  CHECK(c.coopmat);
+  CHECK(c.compute_units == 96u);
+  CHECK(c.device_local_bytes == 23ull << 30);  // the budget, not the heap size
+  CHECK(c.unusable_reason.empty());
+  CHECK(c.tuning.matvec_workgroup == 64);
+}
+
+TEST_CASE("AMD GCN: fixed wave64") {
+  DeviceProps p = amd_rdna3();
+  p.min_subgroup_size = p.max_subgroup_size = 64;
+  p.has_coopmat_extension = false;
+  const DeviceCaps c = compute_caps(p);
+  CHECK(c.arch == ArchClass::amd_gcn);
+  CHECK_FALSE(c.coopmat);
+}
+
+TEST_CASE("Intel Arc: Xe class, no cooperative matrix, unified heap") {
+  const DeviceCaps c = compute_caps(intel_arc());
+  CHECK(c.vendor == Vendor::intel);
+  CHECK(c.arch == ArchClass::intel_xe);
+  CHECK_FALSE(c.coopmat);
+  CHECK(c.integer_dot);
+  CHECK_FALSE(c.integer_dot_accelerated);
+  CHECK_FALSE(c.compute_units.has_value());
+}
+
+TEST_CASE("NVIDIA: tensor-core class from f16 coopmat shapes; driver version encoding") {
+  const DeviceCaps c = compute_caps(nvidia_ada());
+  CHECK(c.vendor == Vendor::nvidia);
+  CHECK(c.arch == ArchClass::nvidia_tensor_core);
+  CHECK(c.coopmat);
+  CHECK(c.coopmat_shapes.size() == 3);
+  CHECK(c.driver_version_string == "550.54.14");
+  CHECK(c.tuning.matvec_workgroup == 128);
+
+  DeviceProps no_tc = nvidia_ada();
+  no_tc.coopmat.clear();
+  CHECK(compute_caps(no_tc).arch == ArchClass::nvidia_legacy);
+  // Shapes without fp16 math are not usable for our f16 paths.
+  DeviceProps no_fp16 = nvidia_ada();
+  no_fp16.shader_float16 = false;
+  CHECK_FALSE(compute_caps(no_fp16).coopmat);
+}
+
+TEST_CASE("lavapipe: software vendor, CPU arch, small workgroups, 128 MiB binding limit") {
+  const DeviceCaps c = compute_caps(lavapipe());
+  CHECK(c.vendor == Vendor::software);
+  CHECK(c.arch == ArchClass::cpu);
+  CHECK(c.subgroup_size == 8);
+  CHECK(c.quirks.prefer_small_workgroups);
+  CHECK(c.quirks.unified_memory);
+  CHECK(c.tuning.rows_workgroup == 64);
+  CHECK(c.tuning.matvec_workgroup == 32);
+  CHECK(c.max_storage_buffer_range == 128ull << 20);
+  CHECK(c.api_version_string == "1.4.0");
+  CHECK(c.driver_version_string == "25.0.7");
+  CHECK(c.integer_dot);
+  CHECK_FALSE(c.coopmat);
+}
+
+TEST_CASE("unusable devices say why") {
+  DeviceProps old = intel_arc();
+  old.api_version = api(1, 1);
+  CHECK(compute_caps(old).unusable_reason.find("1.2") != std::string::npos);
+  DeviceProps no_timeline = intel_arc();
+  no_timeline.timeline_semaphore = false;
+  CHECK(compute_caps(no_timeline).unusable_reason.find("timeline") != std::string::npos);
+  DeviceProps no_subgroups = intel_arc();
+  no_subgroups.subgroup_arithmetic = false;
+  CHECK(compute_caps(no_subgroups).unusable_reason.find("subgroup") != std::string::npos);
+}
+
+TEST_CASE("ranking: discrete > integrated > CPU; usable first") {
+  DeviceProps igpu = intel_arc();
+  igpu.type = DeviceType::integrated;
+  const int dgpu = device_rank(compute_caps(nvidia_ada()));
+  const int integrated = device_rank(compute_caps(igpu));
+  const int cpu = device_rank(compute_caps(lavapipe()));
+  CHECK(dgpu > integrated);
+  CHECK(integrated > cpu);
+  DeviceProps broken = nvidia_ada();
+  broken.timeline_semaphore = false;
+  CHECK(device_rank(compute_caps(broken)) < cpu);
+}
+
+TEST_CASE("tuning never exceeds the device's workgroup limit") {
+  DeviceProps small = intel_arc();
+  small.max_workgroup_invocations = 32;
+  small.max_workgroup_size = {32, 32, 32};
+  const DeviceCaps c = compute_caps(small);
+  CHECK(c.tuning.elementwise_workgroup <= 32);
+  CHECK(c.tuning.rows_workgroup <= 32);
+  CHECK(c.tuning.matvec_workgroup <= 32);
+}

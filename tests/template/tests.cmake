@@ -1,0 +1,1 @@
+# Tests of the template module (owned by that module).

@@ -1,0 +1,1 @@
+# Tests of the tokenizer module (owned by that module).
