@@ -4,7 +4,8 @@
 # prefix already holds the right versions.
 #
 #   - apt packages: compiler, CMake, Vulkan headers/loader/validation layer, Boost 1.81 (Asio,
-#     Beast, JSON), doctest, CLI11, fmt, PCRE2, python3-jinja2 (template test oracle).
+#     Beast, JSON), doctest, CLI11, fmt, PCRE2 and ICU (tokenizers), python3-jinja2 (template
+#     test oracle).
 #   - lavapipe from bookworm-backports (Mesa 25): Vulkan 1.4, integer dot product, much faster.
 #   - glslang 15.1 and SPIRV-Tools 2025.1 built from Debian 13's source packages into
 #     $VKLLM_TOOLCHAIN (default /opt/vkllm-toolchain): Debian 12's glslang 12 and SPIRV-Tools
@@ -43,7 +44,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
 PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-jinja2
       libvulkan-dev vulkan-validationlayers vulkan-tools
       libboost1.81-dev libboost-json1.81-dev
-      doctest-dev libcli11-dev libfmt-dev libpcre2-dev dpkg-dev curl xz-utils)
+      doctest-dev libcli11-dev libfmt-dev libpcre2-dev libicu-dev dpkg-dev curl xz-utils)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 mesa_ok=0
