@@ -26,6 +26,8 @@ bool any_device_present() {
 }
 
 GpuEnv& gpu() {
+  // Never destroyed: tearing Vulkan down during static destruction races the validation
+  // layer's own statics. The process exit reclaims it.
   static GpuEnv* env = [] {
     platform::InstanceOptions opts;
     opts.validation = true;
