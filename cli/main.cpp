@@ -16,9 +16,33 @@ int main(int argc, char** argv) {
   auto* devices_cmd = app.add_subcommand("devices", "List Vulkan devices and their capabilities");
   devices_cmd->add_flag("--json", devices.json, "Print JSON instead of a table");
 
+  vkllm::cli::TokenizeOptions tokenize;
+  auto* tokenize_cmd = app.add_subcommand("tokenize", "Token ids of a text (JSON), or the reverse");
+  tokenize_cmd->add_option("-m,--model", tokenize.model, "GGUF model file")->required();
+  tokenize_cmd->add_option("--text", tokenize.text, "Text (or, with --detokenize, a JSON id array)")
+      ->required();
+  tokenize_cmd->add_flag("--detokenize", tokenize.detokenize, "Decode a JSON array of ids");
+  tokenize_cmd->add_flag("--no-special", tokenize.no_special, "Do not add BOS/EOS");
+  tokenize_cmd->add_flag("--parse-special", tokenize.parse_special,
+                         "Recognise control tokens written in the text");
+  tokenize_cmd->add_flag("--show-special", tokenize.show_special,
+                         "With --detokenize: print control tokens");
+
+  vkllm::cli::ChatTemplateOptions chat;
+  auto* chat_cmd = app.add_subcommand(
+      "chat-template", "Render a conversation with the model's chat template, exactly");
+  chat_cmd->add_option("-m,--model", chat.model, "GGUF model (template, BOS, EOS)");
+  chat_cmd->add_option("--template", chat.template_file, "Jinja template file (overrides the model's)");
+  chat_cmd->add_option("--messages", chat.messages_file, "JSON file: array of messages")->required();
+  chat_cmd->add_option("--tools", chat.tools_file, "JSON file: array of tool definitions");
+  chat_cmd->add_flag("--add-generation-prompt", chat.add_generation_prompt,
+                     "End with the assistant's turn header");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*devices_cmd) return vkllm::cli::run_devices(devices);
+    if (*tokenize_cmd) return vkllm::cli::run_tokenize(tokenize);
+    if (*chat_cmd) return vkllm::cli::run_chat_template(chat);
   } catch (const vkllm::Error& e) {
     fmt::print(stderr, "vkllm: {}\n", e.what());
     return 1;

@@ -15,12 +15,14 @@ constexpr std::string_view kPrefix = "tokenizer.ggml.";
 
 std::string key(std::string_view name) { return std::string(kPrefix) + std::string(name); }
 
-// An optional token id key. Negative values mean "none" (some converters write -1); values
-// beyond int32 are malformed. Range against the vocabulary is checked by Vocab.
+// An optional token id key. Negative values mean "none" (some converters write -1), and so
+// does 0xFFFFFFFF: -1 stored as u32, as in llama2.c-converted files such as stories260K
+// (tokenizer.ggml.seperator_token_id). Other values beyond int32 are malformed. Range against
+// the vocabulary is checked by Vocab.
 void read_id(const gguf::Reader& r, std::string_view name, TokenId& out) {
   const std::optional<int64_t> v = r.find_i64(key(name));
   if (!v) return;
-  if (*v < 0) {
+  if (*v < 0 || *v == std::numeric_limits<uint32_t>::max()) {
     out = kNoToken;
     return;
   }

@@ -262,3 +262,13 @@ TEST_CASE("WordPiece vocabulary: [CLS] ... [SEP], lowercase, accents, decode") {
   CHECK(t.decode(ids) == "hello world !");
   CHECK(t.encode("Äpfel", {.add_special = false}) == t.encode("apfel", {.add_special = false}));
 }
+
+TEST_CASE("stories260K's tokenizer: u32 -1 ids mean none; the documented prompt ids") {
+  VKLLM_REQUIRE_SHARED(shared);
+  // Its GGUF stores tokenizer.ggml.seperator_token_id = 0xFFFFFFFF (-1 as u32).
+  const Tokenizer t = Tokenizer::from_gguf(
+      vkllm::gguf::Reader::open(shared / "models" / "stories260K" / "stories260K.gguf"));
+  // ../shared/models/stories260K/EXPECTED.md: "Once upon a time" -> 1 403 407 261 378.
+  CHECK(t.encode("Once upon a time") == std::vector<TokenId>{1, 403, 407, 261, 378});
+  CHECK(t.decode(t.encode("Once upon a time")) == "Once upon a time");
+}
