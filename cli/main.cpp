@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
   auto* chat_cmd = app.add_subcommand(
       "chat-template", "Render a conversation with the model's chat template, exactly");
   chat_cmd->add_option("-m,--model", chat.model, "GGUF model (template, BOS, EOS)");
-  chat_cmd->add_option("--template", chat.template_file, "Jinja template file (overrides the model's)");
+  chat_cmd->add_option("--template,--chat-template", chat.template_file,
+                       "Jinja template file (overrides the model's)");
   chat_cmd->add_option("--messages", chat.messages_file, "JSON file: array of messages")->required();
   chat_cmd->add_option("--tools", chat.tools_file, "JSON file: array of tool definitions");
   chat_cmd->add_flag("--add-generation-prompt", chat.add_generation_prompt,

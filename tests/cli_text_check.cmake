@@ -37,7 +37,7 @@ run_ok(chatml ${VKLLM} chat-template -m ${model} --messages ${WORK}/messages.jso
 expect("chat-template (ChatML fallback)" "${chatml}"
   "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi, 世界<|im_end|>\n<|im_start|>assistant\n")
 # A template file overrides; Qwen2.5's own template with its default system prompt logic.
-run_ok(qwen ${VKLLM} chat-template --template ${SHARED}/templates/Qwen-Qwen2.5-7B-Instruct.jinja
+run_ok(qwen ${VKLLM} chat-template --chat-template ${SHARED}/templates/Qwen-Qwen2.5-7B-Instruct.jinja
   --messages ${WORK}/messages.json)
 expect("chat-template (Qwen2.5 template)" "${qwen}"
   "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi, 世界<|im_end|>\n")
