@@ -30,4 +30,11 @@ struct ChatTemplateOptions {
 };
 int run_chat_template(const ChatTemplateOptions& options);
 
+struct InfoOptions {
+  std::string model;
+  bool full = false;        // print arrays and strings whole
+  bool no_tensors = false;  // metadata only
+};
+int run_info(const InfoOptions& options);
+
 }  // namespace vkllm::cli

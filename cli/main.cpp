@@ -39,11 +39,18 @@ int main(int argc, char** argv) {
   chat_cmd->add_flag("--add-generation-prompt", chat.add_generation_prompt,
                      "End with the assistant's turn header");
 
+  vkllm::cli::InfoOptions info;
+  auto* info_cmd = app.add_subcommand("info", "A GGUF's metadata and tensor table");
+  info_cmd->add_option("-m,--model", info.model, "GGUF model file")->required();
+  info_cmd->add_flag("--full", info.full, "Print long arrays and strings whole");
+  info_cmd->add_flag("--no-tensors", info.no_tensors, "Metadata only");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*devices_cmd) return vkllm::cli::run_devices(devices);
     if (*tokenize_cmd) return vkllm::cli::run_tokenize(tokenize);
     if (*chat_cmd) return vkllm::cli::run_chat_template(chat);
+    if (*info_cmd) return vkllm::cli::run_info(info);
   } catch (const vkllm::Error& e) {
     fmt::print(stderr, "vkllm: {}\n", e.what());
     return 1;

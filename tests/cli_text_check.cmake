@@ -1,4 +1,4 @@
-# `vkllm tokenize` and `vkllm chat-template` end to end on real files from ../shared:
+# `vkllm tokenize`, `vkllm chat-template` and `vkllm info` end to end on real files from ../shared:
 # exact ids, exact round trip, exact rendered prompts (the ChatML fallback and a model template).
 # Run by ctest (cli_text) with -DVKLLM=<vkllm> -DSHARED=<../shared> -DWORK=<scratch dir>.
 if(NOT IS_DIRECTORY "${SHARED}/models/stories260K")
@@ -42,7 +42,24 @@ run_ok(qwen ${VKLLM} chat-template --chat-template ${SHARED}/templates/Qwen-Qwen
 expect("chat-template (Qwen2.5 template)" "${qwen}"
   "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi, 世界<|im_end|>\n")
 
+# `vkllm info`: header, metadata and tensor table of the real file.
+run_ok(info ${VKLLM} info -m ${model})
+foreach(fact "GGUF v3, alignment 32" "48 tensors, 292800 parameters" "llama.block_count"
+        "= 5" "blk.4.ffn_up.weight" "[64, 172]")
+  string(FIND "${info}" "${fact}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "vkllm info lacks '${fact}':\n${info}")
+  endif()
+endforeach()
+message(STATUS "info: ok")
+
 # Bad input is a clear error and a non-zero exit, not a crash.
+file(WRITE ${WORK}/garbage.gguf "GGUF\x03garbage")
+execute_process(COMMAND ${VKLLM} info -m ${WORK}/garbage.gguf RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 1 OR NOT err MATCHES "garbage.gguf")
+  message(FATAL_ERROR "a malformed GGUF must exit 1 naming the file (rc ${rc}): ${err}")
+endif()
+message(STATUS "malformed GGUF: ${err}")
 execute_process(COMMAND ${VKLLM} tokenize -m ${WORK}/missing.gguf --text x
   RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(rc EQUAL 0 OR NOT err MATCHES "missing.gguf")
