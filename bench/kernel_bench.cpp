@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 
+#include "engine/gguf/quant.hpp"
 #include "engine/ops/elementwise.hpp"
 #include "engine/ops/matvec.hpp"
 #include "engine/ops/norm.hpp"
@@ -99,8 +100,8 @@ int main(int argc, char** argv) {
     std::vector<std::uint16_t> wh(wf.size());
     std::vector<float> wf16(wf.size());
     for (std::size_t i = 0; i < wf.size(); ++i) {
-      wh[i] = ref::to_f16(wf[i]);
-      wf16[i] = ref::from_f16(wh[i]);
+      wh[i] = gguf::fp32_to_fp16(wf[i]);
+      wf16[i] = gguf::fp16_to_fp32(wh[i]);
     }
     Buffer w32 = upload(*dev, wf, MemoryIntent::weights, "W f32");
     Buffer w16 = dev->create_buffer(wh.size() * 2, MemoryIntent::weights, "W f16");

@@ -2,9 +2,13 @@
 // Knows every room's public headers; holds no logic of its own beyond argument plumbing.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace vkllm::cli {
+
+// "512 B", "1.5 KiB", "128.00 MiB", "23.47 GiB": sizes as the commands print them.
+std::string format_bytes(std::uint64_t bytes);
 
 struct DevicesOptions {
   bool json = false;

@@ -15,11 +15,6 @@ namespace {
 namespace json = boost::json;
 using platform::DeviceCaps;
 
-std::string bytes_str(std::uint64_t b) {
-  if (b >= (1ull << 30)) return fmt::format("{:.1f} GiB", b / double(1ull << 30));
-  if (b >= (1ull << 20)) return fmt::format("{} MiB", b >> 20);
-  return fmt::format("{} KiB", b >> 10);
-}
 const char* yn(bool b) { return b ? "yes" : "no"; }
 
 json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {
@@ -103,17 +98,17 @@ void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
     fmt::print("\n");
   }
   fmt::print("  shared memory   {} | max workgroup {} | compute units {}\n",
-             bytes_str(c.shared_memory), p.max_workgroup_invocations,
+             format_bytes(c.shared_memory), p.max_workgroup_invocations,
              c.compute_units ? std::to_string(*c.compute_units) : "not reported");
   fmt::print("  maxStorageBufferRange {} | maxMemoryAllocationSize {} | timestamps {}\n",
-             bytes_str(c.max_storage_buffer_range), bytes_str(c.max_allocation),
+             format_bytes(c.max_storage_buffer_range), format_bytes(c.max_allocation),
              yn(c.timestamps));
   for (std::size_t h = 0; h < p.heaps.size(); ++h) {
     const auto& heap = p.heaps[h];
-    fmt::print("  heap {}          {}{}{}", h, bytes_str(heap.size),
+    fmt::print("  heap {}          {}{}{}", h, format_bytes(heap.size),
                heap.device_local ? " device-local" : "", heap.host_visible ? " host-visible" : "");
     if (heap.budget) {
-      fmt::print(" (budget {}, used {})", bytes_str(heap.budget), bytes_str(heap.usage));
+      fmt::print(" (budget {}, used {})", format_bytes(heap.budget), format_bytes(heap.usage));
     }
     fmt::print("\n");
   }

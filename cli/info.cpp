@@ -19,14 +19,14 @@ std::string shape(const gguf::TensorInfo& t) {
   return s + "]";
 }
 
-std::string size_str(std::uint64_t b) {
+}  // namespace
+
+std::string format_bytes(std::uint64_t b) {
   if (b >= (1ull << 30)) return fmt::format("{:.2f} GiB", b / double(1ull << 30));
   if (b >= (1ull << 20)) return fmt::format("{:.2f} MiB", b / double(1ull << 20));
   if (b >= (1ull << 10)) return fmt::format("{:.1f} KiB", b / double(1ull << 10));
   return fmt::format("{} B", b);
 }
-
-}  // namespace
 
 int run_info(const InfoOptions& o) {
   const auto r = gguf::Reader::open(o.model);
@@ -39,13 +39,13 @@ int run_info(const InfoOptions& o) {
     ++count;
     type_bytes += t.n_bytes;
   }
-  fmt::print("file: {} ({})\n", o.model, size_str(r.file_size()));
+  fmt::print("file: {} ({})\n", o.model, format_bytes(r.file_size()));
   fmt::print("GGUF v{}, alignment {}, data at offset {}\n", r.version(), r.alignment(),
              r.data_offset());
   fmt::print("{} tensors, {} parameters, {} of tensor data\n", r.tensors().size(), params,
-             size_str(bytes));
+             format_bytes(bytes));
   for (const auto& [type, cb] : by_type) {
-    fmt::print("  {:<6} {:>5} tensors  {}\n", type, cb.first, size_str(cb.second));
+    fmt::print("  {:<6} {:>5} tensors  {}\n", type, cb.first, format_bytes(cb.second));
   }
 
   fmt::print("\nmetadata ({} keys):\n", r.metadata().size());

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <limits>
 
+#include "common/utf8.hpp"
 #include "engine/template/error.hpp"
 #include "engine/template/text.hpp"
 #include "engine/template/value.hpp"
@@ -271,7 +272,7 @@ class JsonReader {
               pos_ = save;
             }
           }
-          text::append_utf8(out, static_cast<char32_t>(cp));
+          utf8_append(out, static_cast<char32_t>(cp));
           break;
         }
         default: fail("bad escape");

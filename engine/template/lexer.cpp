@@ -1,6 +1,7 @@
 // Owns turning template source into tokens exactly as jinja2's lexer does with trim_blocks and
 // lstrip_blocks on (whitespace control, raw blocks, comments, string escapes). Must not know the AST.
 #include "engine/template/lexer.hpp"
+#include "common/utf8.hpp"
 
 #include <cctype>
 
@@ -105,7 +106,7 @@ std::string unescape(std::string_view body, int line) {
           cp = cp * 16 + static_cast<char32_t>(hex_value(body[++i]));
         }
         if (cp > 0x10FFFF) throw TemplateError("illegal Unicode character in string literal", line);
-        text::append_utf8(out, cp);
+        utf8_append(out, cp);
         break;
       }
       default:
@@ -114,7 +115,7 @@ std::string unescape(std::string_view body, int line) {
           for (int k = 0; k < 2 && i + 1 < body.size() && body[i + 1] >= '0' && body[i + 1] <= '7'; ++k) {
             cp = cp * 8 + static_cast<char32_t>(body[++i] - '0');
           }
-          text::append_utf8(out, cp);
+          utf8_append(out, cp);
         } else if (e == 'N') {
           throw TemplateError("\\N{...} escapes are not supported", line);
         } else {

@@ -15,12 +15,10 @@ std::u32string decode(std::string_view s) {
   return out;
 }
 
-void append_utf8(std::string& out, char32_t cp) { utf8_append(out, cp); }
-
 std::string encode(std::u32string_view s) {
   std::string out;
   out.reserve(s.size());
-  for (char32_t cp : s) append_utf8(out, cp);
+  for (char32_t cp : s) utf8_append(out, cp);
   return out;
 }
 
@@ -247,7 +245,7 @@ std::string replace(std::string_view s, std::string_view from, std::string_view 
         out += to;
         ++done;
       }
-      append_utf8(out, c);
+      utf8_append(out, c);
     }
     if (count < 0 || done < count) out += to;
     return out;
@@ -291,7 +289,7 @@ std::string repr(std::string_view s) {
       out += "\\u";
       for (int shift = 12; shift >= 0; shift -= 4) out.push_back(kHex[(c >> shift) & 0xF]);
     } else {
-      append_utf8(out, c);
+      utf8_append(out, c);
     }
   }
   out.push_back(quote);

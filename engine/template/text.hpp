@@ -12,7 +12,6 @@ namespace vkllm::tmpl::text {
 // Decodes UTF-8 leniently: an invalid byte becomes U+FFFD (templates see validated input anyway).
 std::u32string decode(std::string_view s);
 std::string encode(std::u32string_view s);
-void append_utf8(std::string& out, char32_t cp);
 
 // Number of code points (Python len(str)).
 std::size_t length(std::string_view s);

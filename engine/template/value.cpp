@@ -2,6 +2,7 @@
 // dict, namespace, callables and jinja's Undefined, with Python truthiness, ==, <, str() and repr().
 // Must not know the parser, the interpreter's scopes, or where a context comes from.
 #include "engine/template/value.hpp"
+#include "common/utf8.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -53,70 +54,28 @@ void Dict::set(Value key, Value value) {
 
 void Dict::append_new(Value key, Value value) { entries_.emplace_back(std::move(key), std::move(value)); }
 
-Value Value::undefined(std::string name) {
-  Value v;
-  v.data_ = std::move(name);
-  return v;
-}
-Value Value::none() {
-  Value v;
-  v.kind_ = Kind::kNone;
-  return v;
-}
-Value Value::boolean(bool b) {
-  Value v;
-  v.kind_ = Kind::kBool;
-  v.data_ = b;
-  return v;
-}
-Value Value::integer(std::int64_t i) {
-  Value v;
-  v.kind_ = Kind::kInt;
-  v.data_ = i;
-  return v;
-}
-Value Value::floating(double d) {
-  Value v;
-  v.kind_ = Kind::kFloat;
-  v.data_ = d;
-  return v;
-}
-Value Value::string(std::string s) {
-  Value v;
-  v.kind_ = Kind::kString;
-  v.data_ = std::move(s);
-  return v;
-}
+Value Value::undefined(std::string name) { return Value(Kind::kUndefined, std::move(name)); }
+Value Value::none() { return Value(Kind::kNone, false); }
+Value Value::boolean(bool b) { return Value(Kind::kBool, b); }
+Value Value::integer(std::int64_t i) { return Value(Kind::kInt, i); }
+Value Value::floating(double d) { return Value(Kind::kFloat, d); }
+Value Value::string(std::string s) { return Value(Kind::kString, std::move(s)); }
 Value Value::list(List items) {
-  Value v;
-  v.kind_ = Kind::kList;
-  v.data_ = std::shared_ptr<const List>(std::make_shared<List>(std::move(items)));
-  return v;
+  return Value(Kind::kList, std::shared_ptr<const List>(std::make_shared<List>(std::move(items))));
 }
 Value Value::tuple(List items) {
-  Value v = list(std::move(items));
-  v.kind_ = Kind::kTuple;
-  return v;
+  return Value(Kind::kTuple, std::shared_ptr<const List>(std::make_shared<List>(std::move(items))));
 }
 Value Value::dict(Dict d) {
-  Value v;
-  v.kind_ = Kind::kDict;
-  v.data_ = std::shared_ptr<const Dict>(std::make_shared<Dict>(std::move(d)));
-  return v;
+  return Value(Kind::kDict, std::shared_ptr<const Dict>(std::make_shared<Dict>(std::move(d))));
 }
 Value Value::make_namespace(Dict attrs) {
-  Value v;
-  v.kind_ = Kind::kNamespace;
   auto ns = std::make_shared<Namespace>();
   ns->attrs = std::move(attrs);
-  v.data_ = std::move(ns);
-  return v;
+  return Value(Kind::kNamespace, std::move(ns));
 }
 Value Value::callable(std::shared_ptr<const Callable> c) {
-  Value v;
-  v.kind_ = Kind::kCallable;
-  v.data_ = std::move(c);
-  return v;
+  return Value(Kind::kCallable, std::move(c));
 }
 
 std::int64_t Value::as_int() const {
@@ -351,7 +310,7 @@ List iterate(const Value& v) {
       std::string cp;
       for (char32_t c : text::decode(v.as_string())) {
         cp.clear();
-        text::append_utf8(cp, c);
+        utf8_append(cp, c);
         chars.push_back(Value::string(cp));
       }
       return chars;

@@ -101,10 +101,13 @@ class Value {
   const void* identity() const;  // for `is sameas` and namespace/callable equality
 
  private:
+  using Data = std::variant<bool, std::int64_t, double, std::string, std::shared_ptr<const List>,
+                            std::shared_ptr<const Dict>, std::shared_ptr<Namespace>,
+                            std::shared_ptr<const Callable>>;
+  Value(Kind kind, Data data) : kind_(kind), data_(std::move(data)) {}
+
   Kind kind_;
-  std::variant<bool, std::int64_t, double, std::string, std::shared_ptr<const List>,
-               std::shared_ptr<const Dict>, std::shared_ptr<Namespace>, std::shared_ptr<const Callable>>
-      data_;
+  Data data_;
 };
 
 // Python semantics. Errors are TemplateError without a line (the interpreter adds it).

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "engine/gguf/quant.hpp"
 #include "engine/ops/elementwise.hpp"
 #include "engine/ops/matvec.hpp"
 #include "engine/ops/norm.hpp"
@@ -115,8 +116,8 @@ TEST_CASE_FIXTURE(DeviceTest, "matvec f32 and f16 match the reference") {
         if (type == ops::WeightType::f16) {
           std::vector<std::uint16_t> h(w.size());
           for (std::size_t i = 0; i < w.size(); ++i) {
-            h[i] = ref::to_f16(w[i]);
-            w[i] = ref::from_f16(h[i]);  // the reference sees the weights the device sees
+            h[i] = gguf::fp32_to_fp16(w[i]);
+            w[i] = gguf::fp16_to_fp32(h[i]);  // the reference sees the weights the device sees
           }
           device().upload(dw, 0, std::as_bytes(std::span<const std::uint16_t>(h)));
         } else {

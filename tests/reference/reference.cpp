@@ -49,20 +49,6 @@ void matvec(std::span<const float> w, std::span<const float> x, std::span<float>
   }
 }
 
-std::uint16_t to_f16(float f) {
-  const _Float16 h = static_cast<_Float16>(f);
-  std::uint16_t bits;
-  static_assert(sizeof(h) == sizeof(bits));
-  __builtin_memcpy(&bits, &h, 2);
-  return bits;
-}
-
-float from_f16(std::uint16_t bits) {
-  _Float16 h;
-  __builtin_memcpy(&h, &bits, 2);
-  return static_cast<float>(h);
-}
-
 double nmse(std::span<const float> actual, std::span<const float> expected) {
   if (actual.size() != expected.size()) return std::numeric_limits<double>::infinity();
   double err = 0, norm = 0;

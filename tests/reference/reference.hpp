@@ -19,10 +19,6 @@ void softmax(std::span<const float> x, std::span<float> out, std::uint32_t ncols
 void matvec(std::span<const float> w, std::span<const float> x, std::span<float> y,
             std::uint32_t ncols, std::uint32_t nrows);
 
-// IEEE half <-> float (round to nearest even), for f16 weights.
-std::uint16_t to_f16(float f);
-float from_f16(std::uint16_t h);
-
 // Normalized mean squared error sum((a-b)^2) / sum(b^2); +inf when any value is not finite or
 // the sizes differ (so NaN never passes).
 double nmse(std::span<const float> actual, std::span<const float> expected);
