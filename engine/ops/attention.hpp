@@ -1,0 +1,60 @@
+// The transformer-block kernels around attention: RoPE, SiLU-mul, bias add, KV write through a
+// slot mapping, and causal GQA attention over paged K/V. Knows no Vulkan, no models.
+#pragma once
+
+#include "engine/ops/kernels.hpp"
+
+namespace vkllm::ops {
+
+// normal: rotate adjacent pairs (x[2i], x[2i+1]) (llama; GGUF llama weights are permuted for it);
+// neox: rotate (x[i], x[i + head_dim/2]) (qwen2, qwen3).
+enum class RopeStyle { normal, neox };
+
+// In place on x: [ntok, nheads, head_dim] f32. Pair i of token t turns by angle
+// positions[t] * inv_freq[i]; inv_freq: head_dim/2 f32 (the host folds base and llama3 scaling
+// into it). positions: ntok u32.
+void record_rope(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan positions,
+                 BufferSpan inv_freq, std::uint32_t ntok, std::uint32_t nheads,
+                 std::uint32_t head_dim, RopeStyle style);
+
+// out[i] = silu(gate[i]) * up[i], i < n. out may alias gate or up.
+void record_silu_mul(Kernels& k, CommandStream& cs, BufferSpan gate, BufferSpan up, BufferSpan out,
+                     std::uint32_t n);
+
+// out[r, c] = x[r, c] + bias[c] over [nrows, ncols]. out may alias x.
+void record_add_bias(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan bias, BufferSpan out,
+                     std::uint32_t ncols, std::uint32_t nrows);
+
+// K/V element type in the paged pools: f16 where the device has 16-bit storage, else f32.
+enum class KvType { f32, f16 };
+
+// Pools are [num_slots, kv_dim] of KvType, num_slots = num_blocks * block_size; slot s of block b
+// is row b * block_size + s. k, v: [ntok, kv_dim] f32. Row t goes to row slot_mapping[t]
+// (ntok u32) of both pools.
+void record_kv_write(Kernels& k, CommandStream& cs, KvType type, BufferSpan k_new, BufferSpan v_new,
+                     BufferSpan slot_mapping, BufferSpan k_pool, BufferSpan v_pool,
+                     std::uint32_t ntok, std::uint32_t kv_dim);
+
+struct AttentionShape {
+  std::uint32_t ntok = 0;        // query tokens in the flat batch
+  std::uint32_t nseq = 0;        // sequences
+  std::uint32_t n_heads = 0;     // query heads
+  std::uint32_t n_kv_heads = 0;  // divides n_heads (GQA group = n_heads / n_kv_heads)
+  std::uint32_t head_dim = 0;
+  std::uint32_t block_size = 0;          // tokens per KV block
+  std::uint32_t max_blocks_per_seq = 0;  // row length of block_table
+  float scale = 0;                       // usually 1/sqrt(head_dim)
+  KvType kv_type = KvType::f32;
+};
+
+// Causal attention over paged K/V. q, out: [ntok, n_heads, head_dim] f32.
+// query_start: nseq + 1 u32; tokens [query_start[s], query_start[s+1]) belong to sequence s.
+// positions: ntok u32; token t of sequence s attends keys at positions 0..positions[t] of s,
+// position p living in pool row block_table[s * max_blocks_per_seq + p / block_size] *
+// block_size + p % block_size. K/V of the batch's own tokens are written (kv_write) before this.
+// Query head h reads KV head h / (n_heads / n_kv_heads).
+void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape, BufferSpan q,
+                      BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
+                      BufferSpan query_start, BufferSpan block_table, BufferSpan out);
+
+}  // namespace vkllm::ops

@@ -1,0 +1,53 @@
+// Token selection on the device over the rows being sampled: argmax, and the full sampler
+// (penalties, temperature, top-k, top-p, min-p, a counter-based draw). Only ids (and the chosen
+// token's logprob) leave the device. Knows no Vulkan, no models.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/ops/kernels.hpp"
+
+namespace vkllm::ops {
+
+// ids[r] = the lowest index of the largest value of logits[r, :], r < nrows. ids: nrows u32.
+void record_argmax(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan ids,
+                   std::uint32_t nrows, std::uint32_t ncols);
+
+// Per-row sampling parameters, std430 layout (mirrored in the shader).
+struct SamplingRow {
+  float temperature = 0;         // <= 0: greedy (argmax after penalties)
+  std::uint32_t top_k = 0;       // 0: off
+  float top_p = 1;               // 1: off
+  float min_p = 0;               // 0: off
+  float repetition_penalty = 1;  // 1: off (llama.cpp / CTRL style: logit>0 ? l/p : l*p)
+  float presence_penalty = 0;
+  float frequency_penalty = 0;
+  std::uint32_t seed_lo = 0;     // the request's seed
+  std::uint32_t seed_hi = 0;
+  std::uint32_t counter = 0;     // draw index within the request (tokens generated so far)
+  std::uint32_t penalty_offset = 0;  // first entry of this row in the penalty list
+  std::uint32_t penalty_count = 0;   // entries (distinct token ids seen, with their counts)
+};
+static_assert(sizeof(SamplingRow) == 48);
+
+// One entry of the penalty list: a token the request has seen and how many times.
+struct PenaltyEntry {
+  std::uint32_t token = 0;
+  std::uint32_t count = 0;
+};
+
+// The uniform draw in [0, 1) for (seed, counter): the same function on host and device.
+float sample_uniform(std::uint32_t seed_lo, std::uint32_t seed_hi, std::uint32_t counter);
+
+// Bytes of scratch record_sample needs for nrows rows of ncols logits.
+std::uint64_t sample_scratch_bytes(std::uint32_t nrows, std::uint32_t ncols);
+
+// For each row r < nrows: apply penalties to logits[r, :] (read only; work happens in scratch),
+// then greedy or temperature + top-k + top-p + min-p filtering and a draw with
+// sample_uniform(seed, counter). ids: nrows u32. logprobs: nrows f32, the chosen token's log
+// probability under the unfiltered softmax of the raw logits.
+void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan rows,
+                   BufferSpan penalties, BufferSpan scratch, BufferSpan ids, BufferSpan logprobs,
+                   std::uint32_t nrows, std::uint32_t ncols);
+
+}  // namespace vkllm::ops
