@@ -24,7 +24,7 @@ struct WeightChunk {
 // A 2-D weight [nrows, ncols] (ggml dims {ncols, nrows}), rows in the GGUF block layout of
 // `type`: each row is ncols / block_size blocks. A 1-D tensor is one row.
 struct WeightView {
-  gguf::TensorType type = gguf::TensorType::F32;
+  gguf::TensorType type = gguf::TensorType::kF32;
   std::uint32_t ncols = 0;
   std::uint32_t nrows = 0;
   std::vector<WeightChunk> chunks;  // in row order, covering [0, nrows)
