@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace vkllm::cli {
 
@@ -40,5 +41,76 @@ struct InfoOptions {
   bool no_tensors = false;  // metadata only
 };
 int run_info(const InfoOptions& options);
+
+}  // namespace vkllm::cli
+
+namespace vkllm::cli {
+
+// Sampling flags shared by run (and later serve defaults).
+struct SamplingFlags {
+  float temperature = 0.8f;
+  std::uint32_t top_k = 40;
+  float top_p = 0.95f;
+  float min_p = 0.05f;
+  float repeat_penalty = 1.f;
+  std::int64_t seed = -1;  // -1: random
+};
+
+struct RunOptions {
+  std::string model;
+  std::string prompt;
+  std::uint32_t n_predict = 128;
+  std::uint32_t ctx_size = 0;  // 0: min(model, 4096)
+  int device = -1;             // -1: automatic (VKLLM_DEVICE, then the best)
+  SamplingFlags sampling;
+  bool ignore_eos = false;
+};
+int run_generate(const RunOptions& options);
+
+struct MakeModelOptions {
+  std::string preset;
+  std::string type = "q4_0";
+  std::string output;
+  std::uint32_t seed = 1;
+};
+int run_make_model(const MakeModelOptions& options);
+
+struct BenchOptions {
+  std::string model;
+  std::uint32_t n_prompt = 512;
+  std::uint32_t n_gen = 128;
+  std::uint32_t repetitions = 3;
+  std::uint32_t batch = 512;  // tokens per prefill step
+  int device = -1;
+  bool json = false;
+  std::vector<std::uint32_t> concurrency;  // throughput mode: levels of concurrent requests
+};
+int run_bench(const BenchOptions& options);
+
+}  // namespace vkllm::cli
+
+namespace vkllm::cli {
+
+struct ServeOptions {
+  std::string model;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  std::string api_key;
+  std::string cors_origin;
+  std::uint32_t max_num_seqs = 16;
+  std::uint32_t max_num_batched_tokens = 512;
+  std::uint32_t ctx_size = 0;
+  std::uint32_t block_size = 16;
+  float gpu_memory_fraction = 0.9f;
+  int device = -1;
+  std::string chat_template_file;
+  std::string served_model_name;
+  unsigned threads = 2;
+  std::uint32_t max_queue = 256;
+  bool no_prefix_caching = false;
+  bool deterministic = false;
+  std::uint32_t default_max_tokens = 256;
+};
+int run_serve(const ServeOptions& options);
 
 }  // namespace vkllm::cli

@@ -45,12 +45,72 @@ int main(int argc, char** argv) {
   info_cmd->add_flag("--full", info.full, "Print long arrays and strings whole");
   info_cmd->add_flag("--no-tensors", info.no_tensors, "Metadata only");
 
+  vkllm::cli::RunOptions run;
+  auto* run_cmd = app.add_subcommand("run", "Generate text from a prompt (text on stdout, logs on stderr)");
+  run_cmd->add_option("-m,--model", run.model, "GGUF model file")->required();
+  run_cmd->add_option("-p,--prompt", run.prompt, "Prompt text (may be empty)");
+  run_cmd->add_option("-n,--n-predict", run.n_predict, "Tokens to generate")->check(CLI::Range(1u, 1u << 20));
+  run_cmd->add_option("-c,--ctx-size", run.ctx_size, "Context length (0: min(model, 4096))");
+  run_cmd->add_option("--device", run.device, "Vulkan device index (see `vkllm devices`)");
+  run_cmd->add_option("--temp", run.sampling.temperature, "Temperature (0: greedy)");
+  run_cmd->add_option("--top-k", run.sampling.top_k, "Top-k (0: off)");
+  run_cmd->add_option("--top-p", run.sampling.top_p, "Top-p (1: off)");
+  run_cmd->add_option("--min-p", run.sampling.min_p, "Min-p (0: off)");
+  run_cmd->add_option("--repeat-penalty", run.sampling.repeat_penalty, "Repetition penalty over the last 64 tokens (1: off)");
+  run_cmd->add_option("-s,--seed", run.sampling.seed, "Seed (-1: random)");
+  run_cmd->add_flag("--ignore-eos", run.ignore_eos, "Keep generating past end-of-generation tokens");
+
+  vkllm::cli::MakeModelOptions make;
+  auto* make_cmd = app.add_subcommand("make-model", "Write a random-weight GGUF with a real model's shapes");
+  make_cmd->add_option("--preset", make.preset, "llama3-1b, llama3-8b, qwen2.5-0.5b or tiny (~100M)")->required();
+  make_cmd->add_option("--type", make.type, "Weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k");
+  make_cmd->add_option("-o,--output", make.output, "Output GGUF path")->required();
+  make_cmd->add_option("--seed", make.seed, "Random seed");
+
+  vkllm::cli::BenchOptions bench;
+  auto* bench_cmd = app.add_subcommand("bench", "Prompt and generation speed (llama-bench style pp/tg)");
+  bench_cmd->add_option("-m,--model", bench.model, "GGUF model file")->required();
+  bench_cmd->add_option("-p,--n-prompt", bench.n_prompt, "Prompt tokens (pp test; 0: skip)");
+  bench_cmd->add_option("-n,--n-gen", bench.n_gen, "Generated tokens (tg test; 0: skip)");
+  bench_cmd->add_option("-r,--repetitions", bench.repetitions, "Timed repetitions (median reported)");
+  bench_cmd->add_option("-b,--batch-size", bench.batch, "Prompt tokens per step");
+  bench_cmd->add_option("--device", bench.device, "Vulkan device index");
+  bench_cmd->add_flag("--json", bench.json, "One JSON line instead of a table");
+  bench_cmd->add_option("--concurrency", bench.concurrency,
+                        "Throughput mode: comma-separated levels of concurrent requests (e.g. 1,4,16,64)")
+      ->delimiter(',');
+
+  vkllm::cli::ServeOptions serve;
+  auto* serve_cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server");
+  serve_cmd->add_option("-m,--model", serve.model, "GGUF model file")->required();
+  serve_cmd->add_option("--host", serve.host, "Address to bind (default loopback)");
+  serve_cmd->add_option("--port", serve.port, "Port (0: any free port)");
+  serve_cmd->add_option("--api-key", serve.api_key, "Require 'Authorization: Bearer KEY' on /v1 routes");
+  serve_cmd->add_option("--cors-origin", serve.cors_origin, "Allowed CORS origin (default: CORS off)");
+  serve_cmd->add_option("--max-num-seqs", serve.max_num_seqs, "Sequences per step")->check(CLI::Range(1u, 1024u));
+  serve_cmd->add_option("--max-num-batched-tokens", serve.max_num_batched_tokens, "Tokens per step")->check(CLI::Range(1u, 65536u));
+  serve_cmd->add_option("-c,--ctx-size", serve.ctx_size, "Context per request (0: min(model, 4096))");
+  serve_cmd->add_option("--block-size", serve.block_size, "Tokens per KV block")->check(CLI::Range(1u, 256u));
+  serve_cmd->add_option("--gpu-memory-fraction", serve.gpu_memory_fraction, "Fraction of device memory to plan with");
+  serve_cmd->add_option("--device", serve.device, "Vulkan device index");
+  serve_cmd->add_option("--chat-template", serve.chat_template_file, "Jinja chat template file (overrides the model's)");
+  serve_cmd->add_option("--served-model-name", serve.served_model_name, "Model name in the API (default: file stem)");
+  serve_cmd->add_option("--threads", serve.threads, "HTTP io threads")->check(CLI::Range(1u, 256u));
+  serve_cmd->add_option("--max-queue", serve.max_queue, "Requests waiting before 429");
+  serve_cmd->add_option("--default-max-tokens", serve.default_max_tokens, "max_tokens when a request gives none");
+  serve_cmd->add_flag("--no-prefix-caching", serve.no_prefix_caching, "Disable the prefix cache");
+  serve_cmd->add_flag("--deterministic", serve.deterministic, "Batch-invariant kernels (same tokens alone or batched)");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*devices_cmd) return vkllm::cli::run_devices(devices);
     if (*tokenize_cmd) return vkllm::cli::run_tokenize(tokenize);
     if (*chat_cmd) return vkllm::cli::run_chat_template(chat);
     if (*info_cmd) return vkllm::cli::run_info(info);
+    if (*run_cmd) return vkllm::cli::run_generate(run);
+    if (*make_cmd) return vkllm::cli::run_make_model(make);
+    if (*bench_cmd) return vkllm::cli::run_bench(bench);
+    if (*serve_cmd) return vkllm::cli::run_serve(serve);
   } catch (const vkllm::Error& e) {
     fmt::print(stderr, "vkllm: {}\n", e.what());
     return 1;

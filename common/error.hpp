@@ -25,5 +25,7 @@ class OutOfMemory : public Error { using Error::Error; };
 class DeviceLost : public Error { using Error::Error; };
 // No usable device, or the driver failed in a way the caller cannot fix.
 class DeviceError : public Error { using Error::Error; };
+// The service cannot take work now (shutting down, still loading): retry later.
+class Unavailable : public Error { using Error::Error; };
 
 }  // namespace vkllm

@@ -34,7 +34,7 @@ const char* to_string(MemoryIntent intent);
 // A range of device memory with its own buffer object. Move-only; returns its range to the arena.
 class Buffer {
  public:
-  Buffer() = default;
+  Buffer() noexcept;
   Buffer(Buffer&& other) noexcept;
   Buffer& operator=(Buffer&& other) noexcept;
   ~Buffer();

@@ -115,6 +115,8 @@ std::uint64_t BufferSpan::resolved_size() const {
   return offset <= buffer->size() ? buffer->size() - offset : 0;
 }
 
+Buffer::Buffer() noexcept = default;
+
 Buffer::Buffer(Buffer&& o) noexcept
     : device_(std::exchange(o.device_, nullptr)),
       handle_(std::move(o.handle_)),

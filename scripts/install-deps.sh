@@ -45,6 +45,9 @@ PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates python3 p
       libvulkan-dev vulkan-validationlayers vulkan-tools
       libboost1.81-dev libboost-json1.81-dev
       doctest-dev libcli11-dev libfmt-dev libpcre2-dev libicu-dev dpkg-dev curl xz-utils)
+# Node.js and npm run the server's end-to-end tests (the official openai client from npm). A
+# machine that already has them (e.g. from NodeSource) keeps its own.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then PKGS+=(nodejs npm); fi
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 mesa_ok=0

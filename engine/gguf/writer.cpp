@@ -147,7 +147,8 @@ void Writer::add_tensor_f32(std::string name, std::vector<uint64_t> dims, std::s
   add_tensor(std::move(name), std::move(dims), type, std::move(data));
 }
 
-std::vector<uint8_t> Writer::to_bytes() const {
+// Header, metadata and tensor infos, padded to where the data section starts.
+std::vector<uint8_t> Writer::header_bytes() const {
   Out out;
   bool has_alignment_key = false;
   for (const KeyValue& kv : kvs_) has_alignment_key |= kv.key == "general.alignment";
@@ -177,6 +178,12 @@ std::vector<uint8_t> Writer::to_bytes() const {
     offset += (t.data.size() + alignment_ - 1) / alignment_ * alignment_;
   }
   out.pad_to(alignment_);
+  return std::move(out.bytes);
+}
+
+std::vector<uint8_t> Writer::to_bytes() const {
+  Out out;
+  out.bytes = header_bytes();
   for (const PendingTensor& t : tensors_) {
     out.bytes.insert(out.bytes.end(), t.data.begin(), t.data.end());
     out.pad_to(alignment_);
@@ -185,12 +192,19 @@ std::vector<uint8_t> Writer::to_bytes() const {
 }
 
 void Writer::write_file(const std::filesystem::path& path) const {
-  const std::vector<uint8_t> bytes = to_bytes();
+  // Streamed: the file is never held twice in memory (multi-GiB synthetic models).
   std::filesystem::path tmp = path;
   tmp += ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    const std::vector<uint8_t> header = header_bytes();
+    f.write(reinterpret_cast<const char*>(header.data()), static_cast<std::streamsize>(header.size()));
+    const std::vector<char> zeros(alignment_, 0);
+    for (const PendingTensor& t : tensors_) {
+      f.write(reinterpret_cast<const char*>(t.data.data()), static_cast<std::streamsize>(t.data.size()));
+      const uint64_t pad = (alignment_ - t.data.size() % alignment_) % alignment_;
+      f.write(zeros.data(), static_cast<std::streamsize>(pad));
+    }
     f.flush();
     if (!f) throw Error(fmt::format("gguf writer: cannot write {}", tmp.string()));
   }

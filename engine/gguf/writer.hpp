@@ -48,6 +48,7 @@ class Writer {
   uint32_t alignment() const noexcept { return alignment_; }
 
  private:
+  std::vector<uint8_t> header_bytes() const;
   struct PendingTensor {
     std::string name;
     std::vector<uint64_t> dims;

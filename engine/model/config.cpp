@@ -1,0 +1,246 @@
+// ModelConfig from GGUF metadata, with every tensor checked before anything reaches a device.
+#include "engine/model/config.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <numbers>
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+
+namespace vkllm::model {
+namespace {
+
+using gguf::TensorType;
+
+constexpr std::uint32_t kMaxLayers = 1024;
+constexpr std::uint32_t kMaxDim = 1u << 18;
+
+std::string key(const std::string& arch, const char* name) { return fmt::format("{}.{}", arch, name); }
+
+std::uint32_t positive(const gguf::Reader& r, const std::string& k, std::uint32_t limit) {
+  const std::uint32_t v = r.get_u32(k);
+  if (v == 0 || v > limit) {
+    throw InvalidModel(fmt::format("{}: {} = {} is out of range (1..{})", r.name(), k, v, limit));
+  }
+  return v;
+}
+
+// Checks a weight tensor's shape (ggml order) and type.
+void check_weight(const gguf::Reader& r, const std::string& name,
+                  std::initializer_list<std::uint64_t> dims, bool matrix) {
+  const gguf::TensorInfo& t = r.tensor(name, std::vector<std::uint64_t>(dims));
+  if (!weight_type_runnable(t.type)) {
+    throw Unsupported(fmt::format("{}: tensor {} has type {}, which vkllm cannot run yet "
+                                  "(supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, "
+                                  "q5_K, q6_K)",
+                                  r.name(), name, gguf::type_name(t.type)));
+  }
+  if (!matrix && t.type != TensorType::kF32) {
+    throw Unsupported(fmt::format("{}: norm/bias tensor {} is {}; vkllm reads these as f32",
+                                  r.name(), name, gguf::type_name(t.type)));
+  }
+  const gguf::TypeTraits traits = gguf::traits(t.type);
+  if (t.dims[0] % traits.block_size != 0) {
+    throw InvalidModel(fmt::format("{}: tensor {} rows of {} elements are not whole {} blocks",
+                                   r.name(), name, t.dims[0], traits.name));
+  }
+}
+
+}  // namespace
+
+const char* to_string(Arch arch) {
+  switch (arch) {
+    case Arch::llama: return "llama";
+    case Arch::qwen2: return "qwen2";
+    case Arch::qwen3: return "qwen3";
+  }
+  return "?";
+}
+
+bool weight_type_runnable(TensorType type) {
+  switch (type) {
+    case TensorType::kF32: case TensorType::kF16: case TensorType::kBF16:
+    case TensorType::kQ8_0: case TensorType::kQ4_0: case TensorType::kQ4_1:
+    case TensorType::kQ5_0: case TensorType::kQ5_1: case TensorType::kQ4_K:
+    case TensorType::kQ5_K: case TensorType::kQ6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string layer_tensor(std::uint32_t layer, const char* what) {
+  return fmt::format("blk.{}.{}.weight", layer, what);
+}
+std::string layer_bias(std::uint32_t layer, const char* what) {
+  return fmt::format("blk.{}.{}.bias", layer, what);
+}
+
+ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
+  ModelConfig c;
+  const std::string arch = r.get_string("general.architecture");
+  if (arch == "llama") {
+    c.arch = Arch::llama;
+  } else if (arch == "qwen2") {
+    c.arch = Arch::qwen2;
+  } else if (arch == "qwen3") {
+    c.arch = Arch::qwen3;
+  } else {
+    throw Unsupported(fmt::format("{}: architecture '{}' is not supported (supported: llama, "
+                                  "qwen2, qwen3)",
+                                  r.name(), arch));
+  }
+  c.name = r.find_string("general.name").value_or(arch);
+  c.n_layers = positive(r, key(arch, "block_count"), kMaxLayers);
+  c.d_model = positive(r, key(arch, "embedding_length"), kMaxDim);
+  c.n_heads = positive(r, key(arch, "attention.head_count"), kMaxDim);
+  c.n_kv_heads = r.contains(key(arch, "attention.head_count_kv"))
+                     ? positive(r, key(arch, "attention.head_count_kv"), kMaxDim)
+                     : c.n_heads;
+  if (c.n_heads % c.n_kv_heads != 0) {
+    throw InvalidModel(fmt::format("{}: {} query heads are not a multiple of {} KV heads",
+                                   r.name(), c.n_heads, c.n_kv_heads));
+  }
+  if (r.contains(key(arch, "attention.key_length"))) {
+    c.head_dim = positive(r, key(arch, "attention.key_length"), 1024);
+    const std::string vkey = key(arch, "attention.value_length");
+    if (r.contains(vkey) && r.get_u32(vkey) != c.head_dim) {
+      throw Unsupported(fmt::format("{}: key length {} differs from value length {}", r.name(),
+                                    c.head_dim, r.get_u32(vkey)));
+    }
+  } else {
+    if (c.d_model % c.n_heads != 0) {
+      throw InvalidModel(fmt::format("{}: embedding length {} is not a multiple of {} heads",
+                                     r.name(), c.d_model, c.n_heads));
+    }
+    c.head_dim = c.d_model / c.n_heads;
+  }
+  if (c.head_dim % 2 != 0 || c.head_dim > 256) {
+    throw Unsupported(fmt::format("{}: head dimension {} is not supported (even, at most 256)",
+                                  r.name(), c.head_dim));
+  }
+  c.ffn_dim = positive(r, key(arch, "feed_forward_length"), 1u << 20);
+  c.context_length = r.contains(key(arch, "context_length"))
+                         ? positive(r, key(arch, "context_length"), 1u << 24)
+                         : 2048;
+  c.rms_eps = r.find_f32(key(arch, "attention.layer_norm_rms_epsilon")).value_or(1e-5f);
+  if (!(c.rms_eps > 0.f && c.rms_eps < 1.f)) {
+    throw InvalidModel(fmt::format("{}: rms epsilon {} is out of range", r.name(), c.rms_eps));
+  }
+
+  RopeConfig& rope = c.rope;
+  rope.base = r.find_f32(key(arch, "rope.freq_base")).value_or(10000.f);
+  if (!(rope.base > 1.f) || !std::isfinite(rope.base)) {
+    throw InvalidModel(fmt::format("{}: rope base {} is out of range", r.name(), rope.base));
+  }
+  rope.dims = r.find_u32(key(arch, "rope.dimension_count")).value_or(c.head_dim);
+  if (rope.dims != c.head_dim) {
+    throw Unsupported(fmt::format("{}: partial rotary embedding ({} of {} dims) is not supported",
+                                  r.name(), rope.dims, c.head_dim));
+  }
+  rope.neox = c.arch != Arch::llama;
+  const std::string scaling = r.find_string(key(arch, "rope.scaling.type")).value_or("none");
+  if (scaling == "linear") {
+    rope.scaling = RopeScaling::linear;
+    rope.factor = r.get_f32(key(arch, "rope.scaling.factor"));
+    if (!(rope.factor >= 1.f && rope.factor <= 1024.f)) {
+      throw InvalidModel(fmt::format("{}: rope scaling factor {} is out of range", r.name(),
+                                     rope.factor));
+    }
+  } else if (scaling != "none") {
+    throw Unsupported(fmt::format("{}: rope scaling '{}' is not supported (none, linear, and "
+                                  "llama3 through rope_freqs.weight)",
+                                  r.name(), scaling));
+  }
+  if (const gguf::TensorInfo* f = r.find_tensor("rope_freqs.weight")) {
+    r.tensor("rope_freqs.weight", std::vector<std::uint64_t>{c.head_dim / 2});
+    if (f->type != TensorType::kF32) {
+      throw Unsupported(fmt::format("{}: rope_freqs.weight is {}, expected f32", r.name(),
+                                    gguf::type_name(f->type)));
+    }
+    const auto bytes = r.tensor_data(*f);
+    rope.freq_factors.resize(c.head_dim / 2);
+    std::memcpy(rope.freq_factors.data(), bytes.data(), rope.freq_factors.size() * 4);
+    for (float v : rope.freq_factors) {
+      if (!(v > 0.f) || !std::isfinite(v)) {
+        throw InvalidModel(fmt::format("{}: rope_freqs.weight holds {}", r.name(), v));
+      }
+    }
+    rope.scaling = RopeScaling::llama3;
+  }
+
+  // Tensors.
+  const gguf::TensorInfo& embd = r.tensor("token_embd.weight");
+  if (embd.n_dims != 2 || embd.dims[0] != c.d_model || embd.dims[1] == 0 ||
+      embd.dims[1] > (1u << 24)) {
+    throw InvalidModel(fmt::format("{}: token_embd.weight has shape [{}, {}], expected [{}, "
+                                   "vocab]",
+                                   r.name(), embd.dims[0], embd.dims[1], c.d_model));
+  }
+  c.vocab_size = static_cast<std::uint32_t>(embd.dims[1]);
+  check_weight(r, "token_embd.weight", {c.d_model, c.vocab_size}, true);
+  check_weight(r, "output_norm.weight", {c.d_model}, false);
+  c.tied_output = r.find_tensor("output.weight") == nullptr;
+  if (!c.tied_output) check_weight(r, "output.weight", {c.d_model, c.vocab_size}, true);
+  c.qkv_bias = c.arch == Arch::qwen2;
+  c.qk_norm = c.arch == Arch::qwen3;
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    check_weight(r, layer_tensor(l, "attn_norm"), {c.d_model}, false);
+    check_weight(r, layer_tensor(l, "attn_q"), {c.d_model, c.q_dim()}, true);
+    check_weight(r, layer_tensor(l, "attn_k"), {c.d_model, c.kv_dim()}, true);
+    check_weight(r, layer_tensor(l, "attn_v"), {c.d_model, c.kv_dim()}, true);
+    check_weight(r, layer_tensor(l, "attn_output"), {c.q_dim(), c.d_model}, true);
+    check_weight(r, layer_tensor(l, "ffn_norm"), {c.d_model}, false);
+    check_weight(r, layer_tensor(l, "ffn_gate"), {c.d_model, c.ffn_dim}, true);
+    check_weight(r, layer_tensor(l, "ffn_up"), {c.d_model, c.ffn_dim}, true);
+    check_weight(r, layer_tensor(l, "ffn_down"), {c.ffn_dim, c.d_model}, true);
+    if (c.qkv_bias) {
+      check_weight(r, layer_bias(l, "attn_q"), {c.q_dim()}, false);
+      check_weight(r, layer_bias(l, "attn_k"), {c.kv_dim()}, false);
+      check_weight(r, layer_bias(l, "attn_v"), {c.kv_dim()}, false);
+    }
+    if (c.qk_norm) {
+      check_weight(r, layer_tensor(l, "attn_q_norm"), {c.head_dim}, false);
+      check_weight(r, layer_tensor(l, "attn_k_norm"), {c.head_dim}, false);
+    }
+  }
+  return c;
+}
+
+std::vector<float> llama3_freq_factors(const RopeConfig& rope) {
+  // Llama 3.1's scaling, as transformers and llama.cpp's converter compute it.
+  const std::uint32_t n = rope.dims / 2;
+  std::vector<float> factors(n, 1.f);
+  const double low_wavelen = rope.original_context / rope.low_freq_factor;
+  const double high_wavelen = rope.original_context / rope.high_freq_factor;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const double freq = std::pow(static_cast<double>(rope.base), -2.0 * i / rope.dims);
+    const double wavelen = 2 * std::numbers::pi / freq;
+    if (wavelen < high_wavelen) {
+      factors[i] = 1.f;
+    } else if (wavelen > low_wavelen) {
+      factors[i] = rope.factor;
+    } else {
+      const double smooth = (rope.original_context / wavelen - rope.low_freq_factor) /
+                            (rope.high_freq_factor - rope.low_freq_factor);
+      factors[i] = static_cast<float>(1.0 / ((1 - smooth) / rope.factor + smooth));
+    }
+  }
+  return factors;
+}
+
+std::vector<float> rope_inv_freq(const RopeConfig& rope) {
+  const std::uint32_t n = rope.dims / 2;
+  std::vector<float> inv(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    double f = std::pow(static_cast<double>(rope.base), -2.0 * i / rope.dims);
+    if (rope.scaling == RopeScaling::linear) f /= rope.factor;
+    if (!rope.freq_factors.empty()) f /= rope.freq_factors[i];
+    inv[i] = static_cast<float>(f);
+  }
+  return inv;
+}
+
+}  // namespace vkllm::model

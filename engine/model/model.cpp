@@ -1,0 +1,474 @@
+// The forward pass of the llama family (llama, qwen2 with QKV biases, qwen3 with QK-norm) over a
+// flat batch, recorded into one command buffer per step shape.
+#include "engine/model/model.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "engine/ops/elementwise.hpp"
+#include "engine/ops/matmul.hpp"
+#include "engine/ops/norm.hpp"
+
+namespace vkllm::model {
+
+using platform::Buffer;
+using platform::BufferSpan;
+using platform::MemoryIntent;
+
+struct Model::Layer {
+  ops::DeviceWeight attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
+  ops::DeviceWeight bq, bk, bv;          // qwen2
+  ops::DeviceWeight q_norm, k_norm;      // qwen3
+  Buffer k_pool, v_pool;
+};
+
+// Offsets of the per-step inputs inside the host-visible input buffer.
+struct InputLayout {
+  std::uint64_t token_ids, positions, query_start, slot_mapping, block_table, sample_rows,
+      sampling, penalties, total;
+  std::uint32_t max_penalties;
+};
+
+struct Model::Workspace {
+  InputLayout in;
+  Buffer inputs;  // upload intent: written by the host each step, read by the device
+  Buffer x, xn, tmp, q, qn, k, kn, v, attn, gate, up, hs, hn, logits, scratch, ids, logprobs,
+      inv_freq;
+  Buffer readback;  // ids [S], logprobs [S], logits [S, vocab]
+};
+
+struct Model::Recording {
+  platform::CommandStream cs;
+  std::uint64_t last_use = 0;
+};
+
+namespace {
+
+constexpr std::size_t kMaxRecordings = 16;
+
+std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+
+ops::DeviceWeight upload_tensor(platform::Device& device, const gguf::Reader& r,
+                                const std::string& name) {
+  const gguf::TensorInfo& t = r.tensor(name);
+  const std::uint64_t ncols = t.dims[0];
+  const std::uint64_t nrows = t.n_elements / ncols;
+  const auto data = r.tensor_data(t);
+  return ops::DeviceWeight::upload(device, t.type, static_cast<std::uint32_t>(ncols),
+                                   static_cast<std::uint32_t>(nrows), std::as_bytes(data), name);
+}
+
+BufferSpan first_span(const ops::DeviceWeight& w) { return w.view().chunks.at(0).span; }
+
+}  // namespace
+
+Model::Model(platform::Device& device, ModelConfig config, ModelOptions options)
+    : device_(device), kernels_(device), config_(std::move(config)), options_(options) {}
+
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader& reader,
+                                   const ModelOptions& options_in) {
+  ModelConfig config = ModelConfig::from_gguf(reader);
+  ModelOptions o = options_in;
+  const platform::DeviceCaps& caps = device.caps();
+  if (o.max_batch_tokens == 0 || o.max_seqs == 0 || o.block_size == 0) {
+    throw InvalidRequest("model options: max_batch_tokens, max_seqs and block_size must be > 0");
+  }
+  if (o.context_length == 0) o.context_length = std::min<std::uint32_t>(config.context_length, 4096);
+  if (o.context_length > config.context_length) {
+    log::warn("context length {} exceeds the model's trained {}", o.context_length,
+              config.context_length);
+  }
+  auto m = std::unique_ptr<Model>(new Model(device, config, o));
+  m->kv_type_ = (caps.fp16_storage && !o.f32_kv) ? ops::KvType::f16 : ops::KvType::f32;
+  m->max_blocks_per_seq_ = (o.context_length + o.block_size - 1) / o.block_size;
+  const std::uint64_t kv_elem = m->kv_type_ == ops::KvType::f16 ? 2 : 4;
+  const std::uint64_t block_bytes = std::uint64_t{o.block_size} * config.kv_dim() * kv_elem;
+  const std::uint64_t max_blocks_binding = caps.max_storage_buffer_range / block_bytes;
+  m->options_ = o;
+
+  // Weights, in their file formats.
+  m->token_embd_ = upload_tensor(device, reader, "token_embd.weight");
+  m->output_norm_ = upload_tensor(device, reader, "output_norm.weight");
+  if (!config.tied_output) m->output_ = upload_tensor(device, reader, "output.weight");
+  m->layers_.resize(config.n_layers);
+  for (std::uint32_t l = 0; l < config.n_layers; ++l) {
+    Layer& L = m->layers_[l];
+    L.attn_norm = upload_tensor(device, reader, layer_tensor(l, "attn_norm"));
+    L.wq = upload_tensor(device, reader, layer_tensor(l, "attn_q"));
+    L.wk = upload_tensor(device, reader, layer_tensor(l, "attn_k"));
+    L.wv = upload_tensor(device, reader, layer_tensor(l, "attn_v"));
+    L.wo = upload_tensor(device, reader, layer_tensor(l, "attn_output"));
+    L.ffn_norm = upload_tensor(device, reader, layer_tensor(l, "ffn_norm"));
+    L.w_gate = upload_tensor(device, reader, layer_tensor(l, "ffn_gate"));
+    L.w_up = upload_tensor(device, reader, layer_tensor(l, "ffn_up"));
+    L.w_down = upload_tensor(device, reader, layer_tensor(l, "ffn_down"));
+    if (config.qkv_bias) {
+      L.bq = upload_tensor(device, reader, layer_bias(l, "attn_q"));
+      L.bk = upload_tensor(device, reader, layer_bias(l, "attn_k"));
+      L.bv = upload_tensor(device, reader, layer_bias(l, "attn_v"));
+    }
+    if (config.qk_norm) {
+      L.q_norm = upload_tensor(device, reader, layer_tensor(l, "attn_q_norm"));
+      L.k_norm = upload_tensor(device, reader, layer_tensor(l, "attn_k_norm"));
+    }
+  }
+
+  // Workspace for the largest step.
+  auto ws = std::make_unique<Workspace>();
+  const std::uint64_t T = o.max_batch_tokens, S = o.max_seqs;
+  const std::uint64_t align = std::max<std::uint64_t>(caps.storage_offset_alignment, 16);
+  InputLayout& in = ws->in;
+  in.max_penalties = o.max_seqs * 1024;
+  std::uint64_t off = 0;
+  auto section = [&](std::uint64_t bytes) {
+    const std::uint64_t at = off;
+    off = align_up(off + bytes, align);
+    return at;
+  };
+  in.token_ids = section(T * 4);
+  in.positions = section(T * 4);
+  in.query_start = section((S + 1) * 4);
+  in.slot_mapping = section(T * 4);
+  in.block_table = section(S * m->max_blocks_per_seq_ * 4);
+  in.sample_rows = section(S * 4);
+  in.sampling = section(S * sizeof(ops::SamplingRow));
+  in.penalties = section(std::uint64_t{in.max_penalties} * sizeof(ops::PenaltyEntry));
+  in.total = off;
+  ws->inputs = device.create_buffer(in.total, MemoryIntent::upload, "step_inputs");
+  auto act = [&](std::uint64_t floats, const char* name) {
+    return device.create_buffer(std::max<std::uint64_t>(floats, 1) * 4, MemoryIntent::activations,
+                                name);
+  };
+  const ModelConfig& c = config;
+  ws->x = act(T * c.d_model, "x");
+  ws->xn = act(T * c.d_model, "xn");
+  ws->tmp = act(T * c.d_model, "tmp");
+  ws->q = act(T * c.q_dim(), "q");
+  ws->qn = act(T * c.q_dim(), "qn");
+  ws->k = act(T * c.kv_dim(), "k");
+  ws->kn = act(T * c.kv_dim(), "kn");
+  ws->v = act(T * c.kv_dim(), "v");
+  ws->attn = act(T * c.q_dim(), "attn");
+  ws->gate = act(T * c.ffn_dim, "gate");
+  ws->up = act(T * c.ffn_dim, "up");
+  ws->hs = act(S * c.d_model, "hs");
+  ws->hn = act(S * c.d_model, "hn");
+  if (S * c.vocab_size * 4 > caps.max_storage_buffer_range) {
+    throw OutOfMemory(fmt::format("logits of {} rows x {} tokens exceed one storage binding; "
+                                  "lower max_seqs",
+                                  S, c.vocab_size));
+  }
+  ws->logits = act(S * c.vocab_size, "logits");
+  ws->scratch = device.create_buffer(
+      std::max<std::uint64_t>(ops::sample_scratch_bytes(o.max_seqs, c.vocab_size), 4),
+      MemoryIntent::activations, "sample_scratch");
+  ws->ids = act(S, "ids");
+  ws->logprobs = act(S, "logprobs");
+  const std::vector<float> inv_freq = rope_inv_freq(c.rope);
+  ws->inv_freq = act(inv_freq.size(), "rope_inv_freq");
+  device.upload(ws->inv_freq, 0, std::as_bytes(std::span<const float>(inv_freq)));
+  ws->readback = device.create_buffer(S * 8 + S * c.vocab_size * 4, MemoryIntent::readback,
+                                      "step_readback");
+  m->ws_ = std::move(ws);
+
+  // K/V pools from what is left (DESIGN: memory is planned): the --gpu-memory-fraction budget
+  // minus weights and workspace, at most one binding per pool, and no more than every sequence
+  // at full context needs (plus the null block) unless asked.
+  if (o.num_blocks == 0) {
+    const std::uint64_t budget =
+        static_cast<std::uint64_t>(static_cast<double>(caps.device_local_bytes) * o.gpu_memory_fraction);
+    const std::uint64_t used = m->weight_bytes() + m->workspace_bytes();
+    const std::uint64_t per_block = block_bytes * 2 * config.n_layers;
+    const std::uint64_t by_memory = budget > used ? (budget - used) / per_block : 0;
+    const std::uint64_t wanted = std::uint64_t{m->max_blocks_per_seq_} * o.max_seqs + 1;
+    o.num_blocks = static_cast<std::uint32_t>(std::min({by_memory, max_blocks_binding, wanted}));
+    if (o.num_blocks < 2) {
+      throw OutOfMemory(fmt::format("no room for the KV cache: weights {} + workspace {} bytes of a "
+                                    "{}-byte budget (gpu memory fraction {})",
+                                    m->weight_bytes(), m->workspace_bytes(), budget,
+                                    o.gpu_memory_fraction));
+    }
+  }
+  if (o.num_blocks > max_blocks_binding) {
+    throw OutOfMemory(fmt::format("{} KV blocks of {} bytes exceed one storage binding ({} bytes)",
+                                  o.num_blocks, block_bytes, caps.max_storage_buffer_range));
+  }
+  m->options_ = o;
+  for (std::uint32_t l = 0; l < config.n_layers; ++l) {
+    const std::uint64_t pool = std::uint64_t{o.num_blocks} * block_bytes;
+    m->layers_[l].k_pool = device.create_buffer(pool, MemoryIntent::kv_cache, fmt::format("k_pool.{}", l));
+    m->layers_[l].v_pool = device.create_buffer(pool, MemoryIntent::kv_cache, fmt::format("v_pool.{}", l));
+  }
+  return m;
+}
+
+std::uint64_t Model::weight_bytes() const {
+  std::uint64_t n = token_embd_.bytes() + output_norm_.bytes() + output_.bytes();
+  for (const Layer& L : layers_) {
+    for (const ops::DeviceWeight* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm,
+                                       &L.w_gate, &L.w_up, &L.w_down, &L.bq, &L.bk, &L.bv,
+                                       &L.q_norm, &L.k_norm}) {
+      n += w->bytes();
+    }
+  }
+  return n;
+}
+
+std::uint64_t Model::kv_bytes() const {
+  std::uint64_t n = 0;
+  for (const Layer& L : layers_) n += L.k_pool.size() + L.v_pool.size();
+  return n;
+}
+
+std::uint64_t Model::workspace_bytes() const {
+  std::uint64_t n = 0;
+  const Workspace& w = *ws_;
+  for (const Buffer* b : {&w.inputs, &w.x, &w.xn, &w.tmp, &w.q, &w.qn, &w.k, &w.kn, &w.v, &w.attn,
+                          &w.gate, &w.up, &w.hs, &w.hn, &w.logits, &w.scratch, &w.ids, &w.logprobs,
+                          &w.inv_freq, &w.readback}) {
+    n += b->size();
+  }
+  return n;
+}
+
+std::uint64_t Model::decode_bytes(std::uint32_t ctx) const {
+  // The LM head reads the whole output matrix; the embedding lookup reads one row.
+  const ops::DeviceWeight& head = config_.tied_output ? token_embd_ : output_;
+  std::uint64_t n = weight_bytes() - token_embd_.bytes() - output_.bytes() + head.bytes() +
+                    token_embd_.bytes() / config_.vocab_size;
+  const std::uint64_t kv_elem = kv_type_ == ops::KvType::f16 ? 2 : 4;
+  n += std::uint64_t{ctx} * config_.kv_dim() * kv_elem * 2 * config_.n_layers;
+  return n;
+}
+
+void Model::check(const StepInput& in) const {
+  const std::uint64_t T = in.token_ids.size();
+  if (T == 0 || T > options_.max_batch_tokens) {
+    throw InvalidRequest(fmt::format("step: {} tokens (1..{} per step)", T, options_.max_batch_tokens));
+  }
+  if (in.query_start.size() < 2 || in.query_start.size() - 1 > options_.max_seqs) {
+    throw InvalidRequest(fmt::format("step: {} sequences (1..{} per step)",
+                                     in.query_start.size() - 1, options_.max_seqs));
+  }
+  const std::uint32_t S = static_cast<std::uint32_t>(in.query_start.size() - 1);
+  if (in.positions.size() != T || in.slot_mapping.size() != T) {
+    throw InvalidRequest("step: positions and slot_mapping must have one entry per token");
+  }
+  if (in.block_table.size() != std::uint64_t{S} * max_blocks_per_seq_) {
+    throw InvalidRequest(fmt::format("step: block_table has {} entries, expected {} x {}",
+                                     in.block_table.size(), S, max_blocks_per_seq_));
+  }
+  if (in.query_start.front() != 0 || in.query_start.back() != T) {
+    throw InvalidRequest("step: query_start must run from 0 to the token count");
+  }
+  const std::uint32_t bs = options_.block_size;
+  for (std::uint32_t s = 0; s < S; ++s) {
+    if (in.query_start[s + 1] <= in.query_start[s]) {
+      throw InvalidRequest(fmt::format("step: sequence {} has no tokens", s));
+    }
+    for (std::uint32_t t = in.query_start[s]; t < in.query_start[s + 1]; ++t) {
+      if (in.token_ids[t] >= config_.vocab_size) {
+        throw InvalidRequest(fmt::format("step: token id {} is outside the vocabulary of {}",
+                                         in.token_ids[t], config_.vocab_size));
+      }
+      const std::uint32_t p = in.positions[t];
+      if (p >= options_.context_length) {
+        throw InvalidRequest(fmt::format("step: position {} is beyond the context of {}", p,
+                                         options_.context_length));
+      }
+      if (t > in.query_start[s] && p != in.positions[t - 1] + 1) {
+        throw InvalidRequest(fmt::format("step: positions of sequence {} are not consecutive", s));
+      }
+      // Every block this token attends to must be a real block; its own slot must be the one the
+      // table says.
+      for (std::uint32_t b = 0; b <= p / bs; ++b) {
+        if (in.block_table[s * max_blocks_per_seq_ + b] >= options_.num_blocks) {
+          throw InvalidRequest(fmt::format("step: block {} of sequence {} is not a pool block", b, s));
+        }
+      }
+      const std::uint32_t slot = in.block_table[s * max_blocks_per_seq_ + p / bs] * bs + p % bs;
+      if (in.slot_mapping[t] != slot) {
+        throw InvalidRequest(fmt::format("step: token {} maps to slot {}, its block table says {}",
+                                         t, in.slot_mapping[t], slot));
+      }
+    }
+  }
+  const std::uint64_t R = in.sample_rows.size();
+  if (R > S || in.sampling.size() != R) {
+    throw InvalidRequest(fmt::format("step: {} sample rows with {} sampling entries (0..{})", R,
+                                     in.sampling.size(), S));
+  }
+  for (std::uint32_t r : in.sample_rows) {
+    if (r >= T) throw InvalidRequest(fmt::format("step: sample row {} is not a token of the batch", r));
+  }
+  if (in.penalties.size() > ws_->in.max_penalties) {
+    throw InvalidRequest(fmt::format("step: {} penalty entries (at most {})", in.penalties.size(),
+                                     ws_->in.max_penalties));
+  }
+  for (const ops::SamplingRow& row : in.sampling) {
+    if (std::uint64_t{row.penalty_offset} + row.penalty_count > in.penalties.size()) {
+      throw InvalidRequest("step: a sampling row's penalty range is outside the penalty list");
+    }
+  }
+  for (const ops::PenaltyEntry& e : in.penalties) {
+    if (e.token >= config_.vocab_size) {
+      throw InvalidRequest(fmt::format("step: penalty token {} is outside the vocabulary", e.token));
+    }
+  }
+}
+
+void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S,
+                   std::uint32_t R, bool want_logits, bool use_sampler) {
+  ops::Kernels& k = kernels_;
+  Workspace& w = *ws_;
+  const ModelConfig& c = config_;
+  const InputLayout& in = w.in;
+  const BufferSpan token_ids(w.inputs, in.token_ids, T * 4);
+  const BufferSpan positions(w.inputs, in.positions, T * 4);
+  const BufferSpan query_start(w.inputs, in.query_start, (S + 1) * 4);
+  const BufferSpan slots(w.inputs, in.slot_mapping, T * 4);
+  const BufferSpan block_table(w.inputs, in.block_table, std::uint64_t{S} * max_blocks_per_seq_ * 4);
+  const BufferSpan sample_rows(w.inputs, in.sample_rows, R * 4);
+  const BufferSpan sampling(w.inputs, in.sampling, R * sizeof(ops::SamplingRow));
+  const BufferSpan penalties(w.inputs, in.penalties,
+                             std::uint64_t{in.max_penalties} * sizeof(ops::PenaltyEntry));
+
+  ops::AttentionShape shape;
+  shape.ntok = T;
+  shape.nseq = S;
+  shape.n_heads = c.n_heads;
+  shape.n_kv_heads = c.n_kv_heads;
+  shape.head_dim = c.head_dim;
+  shape.block_size = options_.block_size;
+  shape.max_blocks_per_seq = max_blocks_per_seq_;
+  shape.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+  shape.kv_type = kv_type_;
+  const ops::RopeStyle rope = c.rope.neox ? ops::RopeStyle::neox : ops::RopeStyle::normal;
+
+  cs.begin();
+  ops::record_get_rows(k, cs, token_embd_.view(), token_ids, w.x, T);
+  for (const Layer& L : layers_) {
+    ops::record_rms_norm(k, cs, w.x, first_span(L.attn_norm), w.xn, c.d_model, T, c.rms_eps);
+    ops::record_matmul(k, cs, L.wq.view(), w.xn, w.q, T);
+    ops::record_matmul(k, cs, L.wk.view(), w.xn, w.k, T);
+    ops::record_matmul(k, cs, L.wv.view(), w.xn, w.v, T);
+    Buffer* q = &w.q;
+    Buffer* kk = &w.k;
+    if (c.qkv_bias) {
+      ops::record_add_bias(k, cs, w.q, first_span(L.bq), w.q, c.q_dim(), T);
+      ops::record_add_bias(k, cs, w.k, first_span(L.bk), w.k, c.kv_dim(), T);
+      ops::record_add_bias(k, cs, w.v, first_span(L.bv), w.v, c.kv_dim(), T);
+    }
+    if (c.qk_norm) {
+      ops::record_rms_norm(k, cs, w.q, first_span(L.q_norm), w.qn, c.head_dim, T * c.n_heads,
+                           c.rms_eps);
+      ops::record_rms_norm(k, cs, w.k, first_span(L.k_norm), w.kn, c.head_dim, T * c.n_kv_heads,
+                           c.rms_eps);
+      q = &w.qn;
+      kk = &w.kn;
+    }
+    ops::record_rope(k, cs, *q, positions, w.inv_freq, T, c.n_heads, c.head_dim, rope);
+    ops::record_rope(k, cs, *kk, positions, w.inv_freq, T, c.n_kv_heads, c.head_dim, rope);
+    ops::record_kv_write(k, cs, kv_type_, *kk, w.v, slots, L.k_pool, L.v_pool, T, c.kv_dim());
+    ops::record_attention(k, cs, shape, *q, L.k_pool, L.v_pool, positions, query_start,
+                          block_table, w.attn);
+    ops::record_matmul(k, cs, L.wo.view(), w.attn, w.tmp, T);
+    ops::record_add(k, cs, w.x, w.tmp, w.x, T * c.d_model);
+    ops::record_rms_norm(k, cs, w.x, first_span(L.ffn_norm), w.xn, c.d_model, T, c.rms_eps);
+    ops::record_matmul(k, cs, L.w_gate.view(), w.xn, w.gate, T);
+    ops::record_matmul(k, cs, L.w_up.view(), w.xn, w.up, T);
+    ops::record_silu_mul(k, cs, w.gate, w.up, w.gate, T * c.ffn_dim);
+    ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.tmp, T);
+    ops::record_add(k, cs, w.x, w.tmp, w.x, T * c.d_model);
+  }
+  // Only the sampled rows go through the final norm and the LM head.
+  if (R == 0) {
+    cs.end();
+    return;
+  }
+  ops::record_get_rows(k, cs, ops::f32_view(BufferSpan(w.x), c.d_model, T), sample_rows, w.hs, R);
+  ops::record_rms_norm(k, cs, w.hs, first_span(output_norm_), w.hn, c.d_model, R, c.rms_eps);
+  const ops::DeviceWeight& head = c.tied_output ? token_embd_ : output_;
+  ops::record_matmul(k, cs, head.view(), w.hn, w.logits, R);
+  if (use_sampler) {
+    ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, R,
+                       c.vocab_size);
+    cs.copy(BufferSpan(w.logprobs, 0, R * 4), BufferSpan(w.readback, std::uint64_t{S} * 4, R * 4),
+            "read logprobs");
+  } else {
+    ops::record_argmax(k, cs, w.logits, w.ids, R, c.vocab_size);
+  }
+  cs.copy(BufferSpan(w.ids, 0, R * 4), BufferSpan(w.readback, 0, R * 4), "read ids");
+  if (want_logits) {
+    const std::uint64_t bytes = std::uint64_t{R} * c.vocab_size * 4;
+    cs.copy(BufferSpan(w.logits, 0, bytes), BufferSpan(w.readback, std::uint64_t{S} * 8, bytes),
+            "read logits");
+  }
+  cs.end();
+}
+
+StepOutput Model::step(const StepInput& input) {
+  check(input);
+  const auto T = static_cast<std::uint32_t>(input.token_ids.size());
+  const auto S = static_cast<std::uint32_t>(input.query_start.size() - 1);
+  const auto R = static_cast<std::uint32_t>(input.sample_rows.size());
+  bool use_sampler = !input.penalties.empty() || input.want_logprobs;
+  for (const ops::SamplingRow& row : input.sampling) use_sampler |= row.temperature > 0.f;
+
+  // Inputs go to their fixed sections, so a recording of this shape can be replayed.
+  Workspace& w = *ws_;
+  std::byte* base = w.inputs.mapped();
+  auto put = [&](std::uint64_t offset, const auto& vec) {
+    std::memcpy(base + offset, vec.data(), vec.size() * sizeof(vec[0]));
+  };
+  put(w.in.token_ids, input.token_ids);
+  put(w.in.positions, input.positions);
+  put(w.in.query_start, input.query_start);
+  put(w.in.slot_mapping, input.slot_mapping);
+  put(w.in.block_table, input.block_table);
+  put(w.in.sample_rows, input.sample_rows);
+  put(w.in.sampling, input.sampling);
+  if (!input.penalties.empty()) put(w.in.penalties, input.penalties);
+
+  const ShapeKey key{T, S, R, input.want_logits, use_sampler};
+  auto it = recordings_cache_.find(key);
+  if (it == recordings_cache_.end()) {
+    if (recordings_cache_.size() >= kMaxRecordings) {
+      auto oldest = std::min_element(recordings_cache_.begin(), recordings_cache_.end(),
+                                     [](const auto& a, const auto& b) {
+                                       return a.second->last_use < b.second->last_use;
+                                     });
+      recordings_cache_.erase(oldest);
+    }
+    auto rec = std::make_unique<Recording>(Recording{device_.command_stream()});
+    record(rec->cs, T, S, R, input.want_logits, use_sampler);
+    it = recordings_cache_.emplace(key, std::move(rec)).first;
+    ++recordings_;
+  } else {
+    ++replays_;
+  }
+  it->second->last_use = ++use_clock_;
+  it->second->cs.submit_and_wait();
+
+  StepOutput out;
+  const std::byte* rb = w.readback.mapped();
+  out.ids.resize(R);
+  std::memcpy(out.ids.data(), rb, R * 4);
+  if (use_sampler) {
+    out.logprobs.resize(R);
+    std::memcpy(out.logprobs.data(), rb + std::uint64_t{S} * 4, R * 4);
+  }
+  if (input.want_logits) {
+    out.logits.resize(std::uint64_t{R} * config_.vocab_size);
+    std::memcpy(out.logits.data(), rb + std::uint64_t{S} * 8, out.logits.size() * 4);
+  }
+  return out;
+}
+
+}  // namespace vkllm::model

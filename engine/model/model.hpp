@@ -1,0 +1,108 @@
+// A Llama-family network on the device: weights in their GGUF block formats, the paged K/V
+// pools, the activation workspace, and the forward pass over one flat batch (DESIGN.md) recorded
+// into one command buffer per step (replayed while the step's shape repeats). Knows no HTTP, no
+// scheduling policy: the caller decides which tokens run and where their K/V live.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <tuple>
+#include <vector>
+
+#include "engine/gguf/gguf.hpp"
+#include "engine/model/config.hpp"
+#include "engine/ops/attention.hpp"
+#include "engine/ops/kernels.hpp"
+#include "engine/ops/sample.hpp"
+#include "engine/ops/weight.hpp"
+
+namespace vkllm::model {
+
+struct ModelOptions {
+  std::uint32_t max_batch_tokens = 512;  // T: tokens per step (prefill chunk + decodes)
+  std::uint32_t max_seqs = 16;           // S: sequences per step (= rows sampled per step)
+  std::uint32_t block_size = 16;         // tokens per KV block
+  std::uint32_t context_length = 0;      // per sequence; 0: min(model's trained context, 4096)
+  std::uint32_t num_blocks = 0;          // KV blocks (block 0 included); 0: planned from
+                                         // memory, at most max_seqs full contexts
+  float gpu_memory_fraction = 0.9f;      // of the device's local memory, for the plan
+  bool f32_kv = false;                   // f32 K/V even where the device has 16-bit storage
+};
+
+// One step's flat batch. T = token_ids.size(), S = query_start.size() - 1.
+struct StepInput {
+  std::vector<std::uint32_t> token_ids;     // [T]
+  std::vector<std::uint32_t> positions;     // [T] position of each token in its sequence
+  std::vector<std::uint32_t> query_start;   // [S + 1] tokens of sequence s: [qs[s], qs[s+1])
+  std::vector<std::uint32_t> slot_mapping;  // [T] pool row where each token's K/V go
+  std::vector<std::uint32_t> block_table;   // [S * max_blocks_per_seq()] (unused entries: 0)
+  std::vector<std::uint32_t> sample_rows;   // [R <= S] token indices whose next token is drawn
+                                            // (R = 0: a step of prompt chunks only)
+  std::vector<ops::SamplingRow> sampling;   // [R]
+  std::vector<ops::PenaltyEntry> penalties; // referenced by sampling[r].penalty_offset/count
+  bool want_logits = false;                 // read back the [R, vocab] logits (tests)
+  bool want_logprobs = false;               // sampler path even for greedy rows
+};
+
+struct StepOutput {
+  std::vector<std::uint32_t> ids;  // [R]
+  std::vector<float> logprobs;     // [R] (empty when every row was greedy without penalties)
+  std::vector<float> logits;       // [R * vocab] when asked
+};
+
+class Model {
+ public:
+  // Reads the config, checks every tensor, uploads the weights and allocates the K/V pools and
+  // the workspace. Throws InvalidModel / Unsupported / OutOfMemory naming the cause.
+  static std::unique_ptr<Model> load(platform::Device& device, const gguf::Reader& reader,
+                                     const ModelOptions& options = {});
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  std::uint32_t max_blocks_per_seq() const { return max_blocks_per_seq_; }
+  std::uint32_t num_blocks() const { return options_.num_blocks; }
+  ops::KvType kv_type() const { return kv_type_; }
+  std::uint64_t weight_bytes() const;       // on the device
+  std::uint64_t kv_bytes() const;           // all layers, K and V
+  std::uint64_t workspace_bytes() const;    // activations, inputs, outputs
+  // Bytes a decode step reads per token at context length `ctx`: every weight once, plus K/V.
+  std::uint64_t decode_bytes(std::uint32_t ctx) const;
+
+  // Runs one forward pass. Checks the batch (sizes, ids, slots and block ids in range, causal
+  // positions) and throws InvalidRequest naming the field before anything reaches the device.
+  StepOutput step(const StepInput& input);
+
+  // Steps recorded anew vs replayed (the recording cache is keyed by the step's shape).
+  std::uint64_t recordings() const { return recordings_; }
+  std::uint64_t replays() const { return replays_; }
+
+ private:
+  Model(platform::Device& device, ModelConfig config, ModelOptions options);
+  struct Layer;
+  struct Workspace;
+  struct Recording;
+  using ShapeKey = std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, bool, bool>;
+
+  void check(const StepInput& input) const;
+  void record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S, std::uint32_t R,
+              bool want_logits, bool use_sampler);
+
+  platform::Device& device_;
+  ops::Kernels kernels_;
+  ModelConfig config_;
+  ModelOptions options_;
+  std::uint32_t max_blocks_per_seq_ = 0;
+  ops::KvType kv_type_ = ops::KvType::f32;
+  ops::DeviceWeight token_embd_, output_norm_, output_;
+  std::vector<Layer> layers_;
+  std::unique_ptr<Workspace> ws_;
+  std::map<ShapeKey, std::unique_ptr<Recording>> recordings_cache_;
+  std::uint64_t use_clock_ = 0;
+  std::uint64_t recordings_ = 0;
+  std::uint64_t replays_ = 0;
+};
+
+}  // namespace vkllm::model

@@ -1,0 +1,207 @@
+// Random-weight GGUF models with real shapes (see synthetic.hpp).
+#include "engine/model/synthetic.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "engine/gguf/quant.hpp"
+
+namespace vkllm::model {
+namespace {
+
+using gguf::TensorType;
+using gguf::Value;
+
+// A SentencePiece-style vocabulary: <unk>, <s>, </s>, the 256 byte-fallback tokens, then
+// distinct pieces (letters and "▁"-prefixed words) with descending scores.
+void add_vocab(gguf::Writer& w, std::uint32_t vocab_size) {
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  std::vector<std::int32_t> types = {2, 3, 3};
+  for (int b = 0; b < 256; ++b) {
+    tokens.push_back(fmt::format("<0x{:02X}>", b));
+    types.push_back(6);
+  }
+  const std::string letters = "etaoinshrdlucmfwypvbgkqjxz";
+  for (std::uint32_t i = 0; tokens.size() < vocab_size; ++i) {
+    std::string word;
+    for (std::uint32_t v = i / 2 + 1; v > 0; v /= 27) {
+      if (v % 27 == 0) continue;
+      word += letters[v % 27 - 1];
+    }
+    tokens.push_back(i % 2 == 0 ? "\xE2\x96\x81" + word : word);
+    types.push_back(1);
+  }
+  std::vector<float> scores(tokens.size());
+  for (std::size_t i = 0; i < scores.size(); ++i) scores[i] = -static_cast<float>(i);
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set("tokenizer.ggml.tokens", Value::string_array(std::move(tokens)));
+  w.set("tokenizer.ggml.scores", Value::f32_array(std::move(scores)));
+  w.set("tokenizer.ggml.token_type", Value::i32_array(std::move(types)));
+  w.set_u32("tokenizer.ggml.bos_token_id", 1);
+  w.set_u32("tokenizer.ggml.eos_token_id", 2);
+  w.set_u32("tokenizer.ggml.unknown_token_id", 0);
+  w.set_bool("tokenizer.ggml.add_bos_token", true);
+}
+
+class Filler {
+ public:
+  Filler(const SyntheticSpec& spec) : spec_(spec), rng_(spec.seed) {}
+
+  // A matrix [nrows, ncols] (ggml dims {ncols, nrows}) with values ~ U(-a, a), a = sqrt(3/ncols)
+  // scaled by `gain` (unit-variance outputs for unit-variance inputs).
+  void matrix(gguf::Writer& w, const std::string& name, std::uint32_t ncols, std::uint32_t nrows,
+              float gain = 1.f) {
+    TensorType type = spec_.type;
+    if (ncols % gguf::traits(type).block_size != 0) type = TensorType::kF16;
+    const float a = gain * std::sqrt(3.f / static_cast<float>(ncols));
+    const std::uint64_t n = std::uint64_t{ncols} * nrows;
+    if (!spec_.fast_fill || n <= kPoolElements) {
+      std::vector<float> v(n);
+      std::uniform_real_distribution<float> d(-a, a);
+      for (float& x : v) x = d(rng_);
+      w.add_tensor_f32(name, {ncols, nrows}, v, type);
+      return;
+    }
+    const gguf::TypeTraits& t = gguf::traits(type);
+    std::vector<float> pool_values(kPoolElements);
+    std::uniform_real_distribution<float> d(-a, a);
+    for (float& x : pool_values) x = d(rng_);
+    const std::vector<std::uint8_t> pool = gguf::quantize(type, pool_values);
+    const std::uint64_t pool_blocks = kPoolElements / t.block_size;
+    const std::uint64_t blocks = n / t.block_size;
+    std::vector<std::uint8_t> data(blocks * t.block_bytes);
+    std::uniform_int_distribution<std::uint64_t> pick(0, pool_blocks - 1);
+    // Runs of 64 pool blocks from random starts: cheap, and no two rows look alike.
+    for (std::uint64_t b = 0; b < blocks;) {
+      const std::uint64_t start = pick(rng_);
+      const std::uint64_t run = std::min({blocks - b, pool_blocks - start, std::uint64_t{64}});
+      std::copy_n(pool.begin() + static_cast<std::ptrdiff_t>(start * t.block_bytes),
+                  run * t.block_bytes, data.begin() + static_cast<std::ptrdiff_t>(b * t.block_bytes));
+      b += run;
+    }
+    w.add_tensor(name, {ncols, nrows}, type, std::move(data));
+  }
+
+  // A 1-D f32 vector centred on `centre` with +-spread noise (norm weights, biases).
+  void vector(gguf::Writer& w, const std::string& name, std::uint32_t n, float centre,
+              float spread) {
+    std::vector<float> v(n);
+    std::uniform_real_distribution<float> d(centre - spread, centre + spread);
+    for (float& x : v) x = d(rng_);
+    w.add_tensor_f32(name, {n}, v, TensorType::kF32);
+  }
+
+ private:
+  static constexpr std::uint64_t kPoolElements = 1u << 20;
+  const SyntheticSpec& spec_;
+  std::mt19937 rng_;
+};
+
+}  // namespace
+
+std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
+  SyntheticSpec s;
+  s.name = name;
+  s.fast_fill = true;
+  if (name == "llama3-1b") {  // Llama 3.2 1B
+    s.n_layers = 16; s.d_model = 2048; s.n_heads = 32; s.n_kv_heads = 8; s.head_dim = 64;
+    s.ffn_dim = 8192; s.vocab_size = 128256; s.context_length = 131072; s.rope_base = 500000.f;
+    s.llama3_rope = true; s.rope_factor = 32.f; s.tied_output = true;
+  } else if (name == "llama3-8b") {  // Llama 3.1 8B
+    s.n_layers = 32; s.d_model = 4096; s.n_heads = 32; s.n_kv_heads = 8; s.head_dim = 128;
+    s.ffn_dim = 14336; s.vocab_size = 128256; s.context_length = 131072; s.rope_base = 500000.f;
+    s.llama3_rope = true; s.rope_factor = 8.f;
+  } else if (name == "qwen2.5-0.5b") {  // Qwen2.5 0.5B
+    s.arch = Arch::qwen2; s.n_layers = 24; s.d_model = 896; s.n_heads = 14; s.n_kv_heads = 2;
+    s.head_dim = 64; s.ffn_dim = 4864; s.vocab_size = 151936; s.context_length = 32768;
+    s.rope_base = 1000000.f; s.tied_output = true; s.rms_eps = 1e-6f;
+  } else if (name == "tiny") {  // ~100M parameters: a llama small enough for lavapipe
+    s.n_layers = 12; s.d_model = 768; s.n_heads = 12; s.n_kv_heads = 4; s.head_dim = 64;
+    s.ffn_dim = 2048; s.vocab_size = 32000; s.context_length = 4096;
+  } else if (name == "micro") {  // ~0.3M parameters: server tests where no real model exists
+    s.n_layers = 2; s.d_model = 128; s.n_heads = 4; s.n_kv_heads = 2; s.head_dim = 32;
+    s.ffn_dim = 256; s.vocab_size = 512; s.context_length = 2048; s.fast_fill = false;
+  } else {
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::vector<std::string> synthetic_preset_names() {
+  return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "tiny", "micro"};
+}
+
+std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
+  const std::uint64_t d = s.d_model, q = std::uint64_t{s.n_heads} * s.head_dim,
+                      kv = std::uint64_t{s.n_kv_heads} * s.head_dim, f = s.ffn_dim;
+  std::uint64_t layer = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * f;
+  if (s.arch == Arch::qwen2) layer += q + 2 * kv;
+  if (s.arch == Arch::qwen3) layer += 2 * std::uint64_t{s.head_dim};
+  const std::uint64_t embd = std::uint64_t{s.vocab_size} * d;
+  return s.n_layers * layer + d + embd * (s.tied_output ? 1 : 2);
+}
+
+gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
+  if (s.vocab_size < 300) throw InvalidRequest("synthetic model: vocab_size must be >= 300");
+  if (s.n_kv_heads == 0 || s.n_heads % s.n_kv_heads != 0) {
+    throw InvalidRequest("synthetic model: n_heads must be a multiple of n_kv_heads");
+  }
+  const std::string arch = to_string(s.arch);
+  gguf::Writer w;
+  w.set_string("general.architecture", arch);
+  w.set_string("general.name", s.name);
+  w.set_u32(arch + ".block_count", s.n_layers);
+  w.set_u32(arch + ".context_length", s.context_length);
+  w.set_u32(arch + ".embedding_length", s.d_model);
+  w.set_u32(arch + ".feed_forward_length", s.ffn_dim);
+  w.set_u32(arch + ".attention.head_count", s.n_heads);
+  w.set_u32(arch + ".attention.head_count_kv", s.n_kv_heads);
+  w.set_u32(arch + ".attention.key_length", s.head_dim);
+  w.set_u32(arch + ".attention.value_length", s.head_dim);
+  w.set_u32(arch + ".rope.dimension_count", s.head_dim);
+  w.set_f32(arch + ".rope.freq_base", s.rope_base);
+  w.set_f32(arch + ".attention.layer_norm_rms_epsilon", s.rms_eps);
+  add_vocab(w, s.vocab_size);
+
+  Filler fill(s);
+  const std::uint32_t d = s.d_model, q = s.n_heads * s.head_dim, kv = s.n_kv_heads * s.head_dim;
+  // Embeddings with unit-ish entries so the first norm sees a healthy scale.
+  fill.matrix(w, "token_embd.weight", d, s.vocab_size, std::sqrt(static_cast<float>(d) / 3.f));
+  if (s.llama3_rope) {
+    RopeConfig rope;
+    rope.base = s.rope_base;
+    rope.dims = s.head_dim;
+    rope.factor = s.rope_factor;
+    const std::vector<float> factors = llama3_freq_factors(rope);
+    w.add_tensor_f32("rope_freqs.weight", {s.head_dim / 2}, factors, TensorType::kF32);
+  }
+  for (std::uint32_t l = 0; l < s.n_layers; ++l) {
+    fill.vector(w, layer_tensor(l, "attn_norm"), d, 1.f, 0.2f);
+    fill.matrix(w, layer_tensor(l, "attn_q"), d, q);
+    fill.matrix(w, layer_tensor(l, "attn_k"), d, kv);
+    fill.matrix(w, layer_tensor(l, "attn_v"), d, kv);
+    if (s.arch == Arch::qwen2) {
+      fill.vector(w, layer_bias(l, "attn_q"), q, 0.f, 0.5f);
+      fill.vector(w, layer_bias(l, "attn_k"), kv, 0.f, 0.5f);
+      fill.vector(w, layer_bias(l, "attn_v"), kv, 0.f, 0.5f);
+    }
+    if (s.arch == Arch::qwen3) {
+      fill.vector(w, layer_tensor(l, "attn_q_norm"), s.head_dim, 1.f, 0.2f);
+      fill.vector(w, layer_tensor(l, "attn_k_norm"), s.head_dim, 1.f, 0.2f);
+    }
+    fill.matrix(w, layer_tensor(l, "attn_output"), q, d, 0.5f);
+    fill.vector(w, layer_tensor(l, "ffn_norm"), d, 1.f, 0.2f);
+    fill.matrix(w, layer_tensor(l, "ffn_gate"), d, s.ffn_dim);
+    fill.matrix(w, layer_tensor(l, "ffn_up"), d, s.ffn_dim);
+    fill.matrix(w, layer_tensor(l, "ffn_down"), s.ffn_dim, d, 0.5f);
+  }
+  fill.vector(w, "output_norm.weight", d, 1.f, 0.2f);
+  if (!s.tied_output) fill.matrix(w, "output.weight", d, s.vocab_size, 2.f);
+  return w;
+}
+
+}  // namespace vkllm::model

@@ -1,0 +1,53 @@
+// Synthetic models: GGUF files with real shapes and random weights, written by our own writer,
+// for tests (every architecture family and weight type against the CPU reference) and benchmarks
+// (speed does not depend on weight values). They carry a small SentencePiece-style vocabulary
+// (byte fallback) so every CLI path works on them. Pure C++.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/gguf/writer.hpp"
+#include "engine/model/config.hpp"
+
+namespace vkllm::model {
+
+struct SyntheticSpec {
+  Arch arch = Arch::llama;
+  std::string name = "synthetic";
+  std::uint32_t n_layers = 2;
+  std::uint32_t d_model = 256;
+  std::uint32_t n_heads = 4;
+  std::uint32_t n_kv_heads = 2;
+  std::uint32_t head_dim = 64;
+  std::uint32_t ffn_dim = 512;
+  std::uint32_t vocab_size = 512;
+  std::uint32_t context_length = 2048;
+  float rope_base = 10000.f;
+  bool llama3_rope = false;  // write rope_freqs.weight with Llama 3.1 scaling (factor below)
+  float rope_factor = 8.f;
+  bool tied_output = false;
+  float rms_eps = 1e-5f;
+  // Type of the 2-D weights (norms and biases stay f32). Matrices whose rows are not whole
+  // blocks of it fall back to f16 (as llama.cpp's quantizer falls back for odd shapes).
+  gguf::TensorType type = gguf::TensorType::kF32;
+  std::uint32_t seed = 1;
+  // Benchmark models: fill each matrix by repeating a pool of random quantized blocks instead of
+  // quantizing every element (minutes -> seconds for 8B shapes; values stay random-looking).
+  bool fast_fill = false;
+};
+
+// Named presets with real shapes: llama3-1b (Llama 3.2 1B), llama3-8b (Llama 3.1 8B),
+// qwen2.5-0.5b, tiny (~100M parameters, llama, for lavapipe benchmarks), micro (~0.3M, tests).
+std::optional<SyntheticSpec> synthetic_preset(const std::string& name);
+std::vector<std::string> synthetic_preset_names();
+
+// Parameters the spec describes (all tensors).
+std::uint64_t synthetic_parameter_count(const SyntheticSpec& spec);
+
+// Builds the whole file in a writer (metadata, vocabulary, tensors).
+gguf::Writer make_synthetic_model(const SyntheticSpec& spec);
+
+}  // namespace vkllm::model

@@ -1,0 +1,222 @@
+// The step planner: decodes first, then chunked prefill in the remaining budget; blocks on
+// demand; preemption of the most recently admitted sequence when the pool runs dry.
+#include "engine/sched/scheduler.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+
+namespace vkllm::sched {
+
+Scheduler::Scheduler(kv::BlockPool& pool, SchedulerConfig config) : pool_(pool), config_(config) {
+  if (config.max_num_batched_tokens == 0 || config.max_num_seqs == 0 || config.block_size == 0 ||
+      config.max_model_len == 0) {
+    throw std::invalid_argument("scheduler: every limit must be > 0");
+  }
+}
+
+Sequence& Scheduler::get(SeqId id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) throw std::logic_error(fmt::format("scheduler: unknown sequence {}", id));
+  return *it->second;
+}
+
+const Sequence* Scheduler::find(SeqId id) const {
+  auto it = seqs_.find(id);
+  return it == seqs_.end() ? nullptr : it->second.get();
+}
+
+void Scheduler::add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens) {
+  if (seqs_.count(id)) throw std::logic_error(fmt::format("scheduler: duplicate sequence {}", id));
+  if (prompt.empty()) throw InvalidRequest("the prompt is empty");
+  const std::uint64_t len = prompt.size();
+  if (len >= config_.max_model_len) {
+    throw InvalidRequest(fmt::format("the prompt has {} tokens; this server's context holds {} "
+                                     "(prompt plus at least one generated token)",
+                                     len, config_.max_model_len));
+  }
+  const std::uint64_t blocks_needed = (len + 1 + config_.block_size - 1) / config_.block_size;
+  if (blocks_needed > pool_.usable_blocks()) {
+    throw InvalidRequest(fmt::format("the prompt has {} tokens; the KV cache holds {} tokens in all",
+                                     len, std::uint64_t{pool_.usable_blocks()} * config_.block_size));
+  }
+  auto s = std::make_unique<Sequence>();
+  s->id = id;
+  s->prompt_len = static_cast<std::uint32_t>(len);
+  // Output is capped by the context and by the whole pool, so a lone sequence always finishes.
+  const std::uint64_t pool_tokens = std::uint64_t{pool_.usable_blocks()} * config_.block_size;
+  s->max_new_tokens = static_cast<std::uint32_t>(std::min<std::uint64_t>(
+      {max_new_tokens, config_.max_model_len - len, pool_tokens - len}));
+  s->tokens = std::move(prompt);
+  seqs_.emplace(id, std::move(s));
+  waiting_.push_back(id);
+}
+
+bool Scheduler::ensure_blocks(Sequence& s, std::uint32_t tokens) {
+  const std::uint32_t need = (tokens + config_.block_size - 1) / config_.block_size;
+  if (need <= s.blocks.size()) return true;
+  auto got = pool_.allocate(need - static_cast<std::uint32_t>(s.blocks.size()));
+  if (!got) return false;
+  s.blocks.insert(s.blocks.end(), got->begin(), got->end());
+  return true;
+}
+
+void Scheduler::preempt(Sequence& s) {
+  pool_.release(s.blocks);
+  s.blocks.clear();
+  s.num_computed = 0;
+  s.num_hashed = 0;
+  s.last_hash = 0;
+  s.status = SeqStatus::waiting;
+  ++s.preemptions;
+  ++counters_.preemptions;
+  running_.erase(std::find(running_.begin(), running_.end(), s.id));
+  waiting_.push_front(s.id);
+}
+
+void Scheduler::admit_prefix(Sequence& s) {
+  // Reuse cached full blocks of the token list, leaving at least one token to compute (its
+  // logits are what the step needs).
+  s.cached_tokens = 0;
+  const std::uint32_t bs = config_.block_size;
+  const std::uint32_t max_blocks = (static_cast<std::uint32_t>(s.tokens.size()) - 1) / bs;
+  kv::BlockHash h = 0;
+  for (std::uint32_t b = 0; b < max_blocks && pool_.prefix_caching(); ++b) {
+    const kv::BlockHash next =
+        kv::chain_hash(h, std::span(s.tokens).subspan(std::size_t{b} * bs, bs));
+    auto hit = pool_.lookup(next);
+    if (!hit) break;
+    s.blocks.push_back(*hit);
+    h = next;
+    s.num_hashed = b + 1;
+    s.last_hash = h;
+  }
+  s.num_computed = s.num_hashed * bs;
+  s.cached_tokens = std::min(s.num_computed, s.prompt_len);
+}
+
+StepPlan Scheduler::schedule() {
+  StepPlan plan;
+  std::uint32_t budget = config_.max_num_batched_tokens;
+  std::unordered_set<SeqId> planned;
+
+  // Running sequences: decodes (one token) first, then unfinished prefills, oldest first. When
+  // blocks run out, the newest running sequence is preempted (possibly the one asking).
+  auto unplan = [&](SeqId id) {
+    auto it = std::find_if(plan.chunks.begin(), plan.chunks.end(),
+                           [id](const ScheduledChunk& c) { return c.id == id; });
+    if (it == plan.chunks.end()) return;
+    budget += it->count;
+    plan.chunks.erase(it);
+    planned.erase(id);
+  };
+  for (int pass = 0; pass < 2; ++pass) {
+    std::size_t i = 0;
+    while (i < running_.size() && budget > 0) {
+      Sequence& s = get(running_[i]);
+      const std::uint32_t remaining = static_cast<std::uint32_t>(s.tokens.size()) - s.num_computed;
+      if (planned.count(s.id) || (pass == 0) != (remaining == 1)) {
+        ++i;
+        continue;
+      }
+      const std::uint32_t count = std::min(remaining, budget);
+      bool scheduled = true;
+      while (!ensure_blocks(s, s.num_computed + count)) {
+        Sequence& victim = get(running_.back());  // s itself when it is the newest
+        unplan(victim.id);
+        plan.preempted.push_back(victim.id);
+        const bool self = victim.id == s.id;
+        preempt(victim);
+        if (self) {
+          scheduled = false;
+          break;
+        }
+      }
+      if (!scheduled) break;  // s was the last running sequence
+      planned.insert(s.id);
+      plan.chunks.push_back({s.id, s.num_computed, count,
+                             s.num_computed + count == s.tokens.size()});
+      budget -= count;
+      ++i;
+    }
+  }
+
+  // Waiting sequences, FCFS, while the budget, the sequence limit and the pool allow.
+  while (!waiting_.empty() && budget > 0 && running_.size() < config_.max_num_seqs &&
+         plan.preempted.empty()) {
+    Sequence& s = get(waiting_.front());
+    admit_prefix(s);
+    const std::uint32_t remaining = static_cast<std::uint32_t>(s.tokens.size()) - s.num_computed;
+    const std::uint32_t count = std::min(remaining, budget);
+    if (!ensure_blocks(s, s.num_computed + count)) {
+      pool_.release(s.blocks);  // give back the prefix hits; try again next step
+      s.blocks.clear();
+      s.num_computed = s.num_hashed = 0;
+      s.last_hash = 0;
+      break;
+    }
+    waiting_.pop_front();
+    s.status = SeqStatus::running;
+    s.admitted_at = ++admissions_;
+    running_.push_back(s.id);
+    counters_.prompt_tokens_cached += s.cached_tokens;
+    planned.insert(s.id);
+    plan.chunks.push_back({s.id, s.num_computed, count, s.num_computed + count == s.tokens.size()});
+    budget -= count;
+  }
+  for (const ScheduledChunk& c : plan.chunks) plan.num_tokens += c.count;
+  return plan;
+}
+
+void Scheduler::commit(const StepPlan& plan, std::span<const std::uint32_t> sampled) {
+  std::size_t next = 0;
+  const std::uint32_t bs = config_.block_size;
+  for (const ScheduledChunk& c : plan.chunks) {
+    auto it = seqs_.find(c.id);
+    if (it == seqs_.end()) {
+      next += c.samples;  // finished (cancelled) while the step ran
+      continue;
+    }
+    Sequence& s = *it->second;
+    if (s.status != SeqStatus::running || s.num_computed != c.start) {
+      next += c.samples;
+      continue;
+    }
+    s.num_computed += c.count;
+    if (c.start < s.prompt_len) {
+      counters_.prompt_tokens_computed += std::min(c.start + c.count, s.prompt_len) - c.start;
+    }
+    if (c.samples) {
+      if (next >= sampled.size()) throw std::logic_error("scheduler: fewer sampled tokens than chunks");
+      s.tokens.push_back(sampled[next++]);
+      ++counters_.generated_tokens;
+    }
+    // Full blocks whose K/V are now computed become findable.
+    while (s.num_hashed < s.num_computed / bs) {
+      const kv::BlockHash h =
+          kv::chain_hash(s.last_hash, std::span(s.tokens).subspan(std::size_t{s.num_hashed} * bs, bs));
+      pool_.cache(s.blocks[s.num_hashed], h);
+      s.last_hash = h;
+      ++s.num_hashed;
+    }
+  }
+}
+
+void Scheduler::finish(SeqId id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  Sequence& s = *it->second;
+  pool_.release(s.blocks);
+  if (s.status == SeqStatus::running) {
+    running_.erase(std::find(running_.begin(), running_.end(), id));
+  } else if (s.status == SeqStatus::waiting) {
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), id));
+  }
+  seqs_.erase(it);
+}
+
+}  // namespace vkllm::sched

@@ -1,0 +1,114 @@
+// Continuous batching policy over plain data (STYLE rule 2): which sequences run this step and
+// how many tokens each, KV blocks allocated on demand from the pool, prefix-cache reuse at
+// admission, and preemption (free and recompute the newest) when blocks run out. No device, no
+// threads: the engine calls schedule(), runs the plan, then commit().
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/kv/block_pool.hpp"
+
+namespace vkllm::sched {
+
+using SeqId = std::uint64_t;
+
+struct SchedulerConfig {
+  std::uint32_t max_num_batched_tokens = 2048;  // tokens per step
+  std::uint32_t max_num_seqs = 64;              // sequences per step
+  std::uint32_t block_size = 16;
+  std::uint32_t max_model_len = 4096;           // prompt + generated, per sequence
+};
+
+enum class SeqStatus { waiting, running, finished };
+
+struct Sequence {
+  SeqId id = 0;
+  std::vector<std::uint32_t> tokens;  // prompt, then generated tokens
+  std::uint32_t prompt_len = 0;
+  std::uint32_t max_new_tokens = 0;
+  std::uint32_t num_computed = 0;     // leading tokens whose K/V are in `blocks`
+  std::vector<kv::BlockId> blocks;
+  std::uint32_t num_hashed = 0;       // leading full blocks registered in the prefix cache
+  kv::BlockHash last_hash = 0;        // chain hash of block num_hashed - 1
+  SeqStatus status = SeqStatus::waiting;
+  std::uint64_t admitted_at = 0;      // admission order (preemption picks the largest)
+  std::uint32_t preemptions = 0;
+  std::uint32_t cached_tokens = 0;    // prompt tokens served by the prefix cache, last admission
+
+  std::uint32_t generated() const { return static_cast<std::uint32_t>(tokens.size()) - prompt_len; }
+};
+
+// One sequence's share of a step: tokens [start, start + count) of its token list.
+struct ScheduledChunk {
+  SeqId id = 0;
+  std::uint32_t start = 0;
+  std::uint32_t count = 0;
+  bool samples = false;  // the chunk reaches the last token: a next token is drawn
+};
+
+struct StepPlan {
+  std::vector<ScheduledChunk> chunks;  // decodes first, then prefill chunks
+  std::vector<SeqId> preempted;        // sent back to waiting this step (blocks freed)
+  std::uint32_t num_tokens = 0;
+  bool empty() const { return chunks.empty(); }
+};
+
+struct SchedulerCounters {
+  std::uint64_t preemptions = 0;
+  std::uint64_t prompt_tokens_computed = 0;  // prompt tokens run through the model
+  std::uint64_t prompt_tokens_cached = 0;    // prompt tokens reused from the prefix cache
+  std::uint64_t generated_tokens = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(kv::BlockPool& pool, SchedulerConfig config);
+
+  const SchedulerConfig& config() const { return config_; }
+
+  // Queues a request (FCFS). Throws InvalidRequest when it can never fit: an empty prompt, a
+  // prompt longer than max_model_len, or more blocks than the whole pool for its prompt plus one
+  // token. max_new_tokens is capped so prompt + output <= max_model_len.
+  void add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens);
+
+  // Plans the next step from the running and waiting sequences.
+  StepPlan schedule();
+
+  // After the step ran: sampled[i] is the token drawn for the i-th chunk with samples == true.
+  // Advances num_computed, appends sampled tokens and registers newly full blocks in the prefix
+  // cache. Sequences are not finished here: the caller decides (stop conditions) and calls
+  // finish().
+  void commit(const StepPlan& plan, std::span<const std::uint32_t> sampled);
+
+  // Ends a sequence (finished, stopped or cancelled) in any state: its blocks go back to the pool
+  // (full ones stay findable in the prefix cache). Unknown ids are ignored.
+  void finish(SeqId id);
+
+  const Sequence* find(SeqId id) const;
+  std::size_t num_running() const { return running_.size(); }
+  std::size_t num_waiting() const { return waiting_.size(); }
+  bool idle() const { return running_.empty() && waiting_.empty(); }
+  const SchedulerCounters& counters() const { return counters_; }
+  const kv::BlockPool& pool() const { return pool_; }
+
+ private:
+  Sequence& get(SeqId id);
+  bool ensure_blocks(Sequence& s, std::uint32_t tokens);  // blocks for `tokens` K/V rows
+  void preempt(Sequence& s);
+  void admit_prefix(Sequence& s);
+
+  kv::BlockPool& pool_;
+  SchedulerConfig config_;
+  std::unordered_map<SeqId, std::unique_ptr<Sequence>> seqs_;
+  std::vector<SeqId> running_;  // admission order
+  std::deque<SeqId> waiting_;   // FCFS; preempted sequences go back to the front
+  std::uint64_t admissions_ = 0;
+  SchedulerCounters counters_;
+};
+
+}  // namespace vkllm::sched

@@ -1,0 +1,304 @@
+// The step loop: plan, build the flat batch, run it, commit, deliver.
+#include "engine/serving/engine.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "engine/sample/stop.hpp"
+
+namespace vkllm::serving {
+
+const char* to_string(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::none: return "none";
+    case FinishReason::stop: return "stop";
+    case FinishReason::length: return "length";
+    case FinishReason::cancelled: return "cancelled";
+    case FinishReason::error: return "error";
+  }
+  return "?";
+}
+
+struct Engine::Request {
+  RequestId id = 0;
+  std::vector<std::uint32_t> prompt;
+  RequestParams params;
+  EventCallback callback;
+  std::optional<tok::StreamDecoder> decoder;
+  std::optional<sample::StopMatcher> stops;
+  std::uint32_t generated = 0;
+  bool done = false;
+};
+
+Engine::Engine(model::Model& model, const tok::Tokenizer& tokenizer, EngineConfig config)
+    : model_(model),
+      tokenizer_(tokenizer),
+      config_(config),
+      max_model_len_(model.options().context_length),
+      pool_(model.num_blocks(), config.prefix_caching),
+      scheduler_(pool_, sched::SchedulerConfig{
+                            std::min(config.max_num_batched_tokens, model.options().max_batch_tokens),
+                            std::min(config.max_num_seqs, model.options().max_seqs),
+                            model.options().block_size, model.options().context_length}) {
+  config_.max_num_seqs = scheduler_.config().max_num_seqs;
+  config_.max_num_batched_tokens = scheduler_.config().max_num_batched_tokens;
+  stats_.kv_blocks_total = pool_.usable_blocks();
+  stats_.kv_blocks_free = pool_.num_free();
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() { shutdown(); }
+
+void Engine::shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+RequestId Engine::submit(std::vector<std::uint32_t> prompt, RequestParams params,
+                         EventCallback callback) {
+  if (prompt.empty()) throw InvalidRequest("the prompt is empty");
+  for (std::uint32_t t : prompt) {
+    if (t >= model_.config().vocab_size) {
+      throw InvalidRequest(fmt::format("token id {} is outside the vocabulary ({} tokens)", t,
+                                       model_.config().vocab_size));
+    }
+  }
+  if (prompt.size() >= max_model_len_) {
+    throw InvalidRequest(fmt::format("the prompt has {} tokens; the context holds {} (prompt plus "
+                                     "at least one generated token)",
+                                     prompt.size(), max_model_len_));
+  }
+  const std::uint64_t pool_tokens = std::uint64_t{pool_.usable_blocks()} * model_.options().block_size;
+  if (prompt.size() + 1 > pool_tokens) {
+    throw InvalidRequest(fmt::format("the prompt has {} tokens; the KV cache holds {} in all",
+                                     prompt.size(), pool_tokens));
+  }
+  if (params.max_tokens == 0) throw InvalidRequest("max_tokens must be at least 1");
+  auto r = std::make_unique<Request>();
+  r->prompt = std::move(prompt);
+  r->params = std::move(params);
+  r->callback = std::move(callback);
+  RequestId id;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) throw Unavailable("the server is shutting down");
+    if (failed_) throw DeviceLost("the device was lost; restart the server");
+    if (queued_ >= config_.max_queue) {
+      throw QueueFull(fmt::format("the queue is full ({} requests waiting)", queued_));
+    }
+    id = r->id = next_id_++;
+    ++queued_;
+    incoming_.push_back(std::move(r));
+  }
+  cv_.notify_all();
+  return id;
+}
+
+void Engine::cancel(RequestId id) {
+  {
+    std::lock_guard lock(mu_);
+    cancels_.push_back(id);
+  }
+  cv_.notify_all();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+void Engine::deliver(Request& r, TokenEvent& ev, bool last) {
+  ev.prompt_tokens = static_cast<std::uint32_t>(r.prompt.size());
+  ev.completion_tokens = r.generated;
+  if (const sched::Sequence* s = scheduler_.find(r.id)) ev.cached_tokens = s->cached_tokens;
+  if (last) r.done = true;
+  try {
+    r.callback(ev);
+  } catch (const std::exception& e) {
+    log::error("request {}: event callback threw: {}", r.id, e.what());
+  }
+}
+
+void Engine::finish_request(RequestId id, FinishReason reason, const std::string& error) {
+  auto it = live_.find(id);
+  if (it == live_.end()) return;
+  Request& r = *it->second;
+  if (!r.done) {
+    TokenEvent ev;
+    ev.finish = reason;
+    ev.error = error;
+    if (reason != FinishReason::error && reason != FinishReason::cancelled) {
+      if (r.decoder) {
+        auto res = r.stops->push(r.decoder->finish());
+        ev.text = res.emit;
+      }
+      ev.text += r.stops->finish();
+    }
+    deliver(r, ev, true);
+  }
+  scheduler_.finish(id);
+  live_.erase(it);
+}
+
+void Engine::loop() {
+  for (;;) {
+    std::deque<std::unique_ptr<Request>> incoming;
+    std::vector<RequestId> cancels;
+    bool stopping;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] {
+        return stopping_ || !incoming_.empty() || !cancels_.empty() || !scheduler_.idle();
+      });
+      incoming.swap(incoming_);
+      cancels.swap(cancels_);
+      stopping = stopping_;
+    }
+    for (auto& r : incoming) {
+      const RequestId id = r->id;
+      r->decoder.emplace(tokenizer_);
+      r->stops.emplace(r->params.stop);
+      try {
+        scheduler_.add(id, r->prompt, r->params.max_tokens);
+        live_.emplace(id, std::move(r));
+      } catch (const InvalidRequest& e) {
+        TokenEvent ev;
+        ev.finish = FinishReason::error;
+        ev.error = e.what();
+        deliver(*r, ev, true);
+        std::lock_guard lock(mu_);
+        --queued_;
+      }
+    }
+    for (RequestId id : cancels) finish_request(id, FinishReason::cancelled);
+    if (stopping) {
+      std::vector<RequestId> ids;
+      for (auto& [id, r] : live_) ids.push_back(id);
+      for (RequestId id : ids) finish_request(id, FinishReason::cancelled);
+      return;
+    }
+    if (!scheduler_.idle()) step();
+    std::lock_guard lock(mu_);
+    stats_.running = scheduler_.num_running();
+    stats_.waiting = scheduler_.num_waiting() + incoming_.size();
+    queued_ = live_.size() + incoming_.size();
+    stats_.kv_blocks_free = pool_.num_free();
+    stats_.kv_usage = double(pool_.num_used()) / pool_.usable_blocks();
+    const auto& sc = scheduler_.counters();
+    stats_.prompt_tokens = sc.prompt_tokens_computed;
+    stats_.cached_prompt_tokens = sc.prompt_tokens_cached;
+    stats_.generation_tokens = sc.generated_tokens;
+    stats_.preemptions = sc.preemptions;
+    stats_.prefix_queries = pool_.counters().queries * model_.options().block_size;
+    stats_.prefix_hits = pool_.counters().hits * model_.options().block_size;
+    stats_.recordings = model_.recordings();
+    stats_.replays = model_.replays();
+  }
+}
+
+void Engine::step() {
+  const sched::StepPlan plan = scheduler_.schedule();
+  if (plan.empty()) return;
+  const std::uint32_t bs = model_.options().block_size;
+  const std::uint32_t mb = model_.max_blocks_per_seq();
+  model::StepInput in;
+  in.query_start = {0};
+  std::vector<Request*> sampled_requests;
+  for (const sched::ScheduledChunk& c : plan.chunks) {
+    const sched::Sequence& s = *scheduler_.find(c.id);
+    Request& r = *live_.at(c.id);
+    const std::size_t row = in.block_table.size();
+    in.block_table.resize(row + mb, kv::kNullBlock);
+    std::copy(s.blocks.begin(), s.blocks.end(), in.block_table.begin() + static_cast<std::ptrdiff_t>(row));
+    for (std::uint32_t p = c.start; p < c.start + c.count; ++p) {
+      in.token_ids.push_back(s.tokens[p]);
+      in.positions.push_back(p);
+      in.slot_mapping.push_back(s.blocks[p / bs] * bs + p % bs);
+    }
+    in.query_start.push_back(static_cast<std::uint32_t>(in.token_ids.size()));
+    if (!c.samples) continue;
+    in.sample_rows.push_back(static_cast<std::uint32_t>(in.token_ids.size() - 1));
+    const model::SamplingParams& sp = r.params.sampling;
+    const bool penalize = sp.repetition_penalty != 1.f || sp.presence_penalty != 0.f ||
+                          sp.frequency_penalty != 0.f;
+    const std::uint32_t offset = static_cast<std::uint32_t>(in.penalties.size());
+    if (penalize) {
+      const std::size_t n = std::min<std::size_t>(s.tokens.size(), sp.penalty_last_n);
+      auto entries = model::penalty_entries(std::span(s.tokens).last(n));
+      in.penalties.insert(in.penalties.end(), entries.begin(), entries.end());
+    }
+    in.sampling.push_back(model::sampling_row(sp, s.generated(), offset,
+                                              static_cast<std::uint32_t>(in.penalties.size()) - offset));
+    in.want_logprobs |= r.params.logprobs;
+    sampled_requests.push_back(&r);
+  }
+
+  model::StepOutput out;
+  try {
+    out = model_.step(in);
+  } catch (const DeviceLost& e) {
+    log::error("device lost: {}", e.what());
+    failed_ = true;
+    std::vector<RequestId> ids;
+    for (auto& [id, r] : live_) ids.push_back(id);
+    for (RequestId id : ids) finish_request(id, FinishReason::error, e.what());
+    return;
+  } catch (const std::exception& e) {
+    // A step the model refused (a bug, not the user's input): fail only its requests.
+    log::error("step failed: {}", e.what());
+    for (const sched::ScheduledChunk& c : plan.chunks) finish_request(c.id, FinishReason::error, e.what());
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.steps;
+  }
+  scheduler_.commit(plan, out.ids);
+
+  for (std::size_t i = 0; i < sampled_requests.size(); ++i) {
+    Request& r = *sampled_requests[i];
+    const std::uint32_t token = out.ids[i];
+    ++r.generated;
+    TokenEvent ev;
+    ev.tokens.push_back(token);
+    if (r.params.logprobs && i < out.logprobs.size()) ev.logprobs.push_back(out.logprobs[i]);
+    FinishReason finish = FinishReason::none;
+    const bool eog = tokenizer_.is_eog(static_cast<tok::TokenId>(token));
+    if ((eog && !r.params.ignore_eos) ||
+        std::find(r.params.stop_token_ids.begin(), r.params.stop_token_ids.end(), token) !=
+            r.params.stop_token_ids.end()) {
+      finish = FinishReason::stop;
+    } else {
+      const auto res = r.stops->push(r.decoder->push(static_cast<tok::TokenId>(token)));
+      ev.text = res.emit;
+      if (res.stopped) finish = FinishReason::stop;
+    }
+    const sched::Sequence* s = scheduler_.find(r.id);
+    if (finish == FinishReason::none && s && s->generated() >= s->max_new_tokens) {
+      finish = FinishReason::length;
+    }
+    if (finish == FinishReason::none) {
+      deliver(r, ev, false);
+      continue;
+    }
+    if (finish == FinishReason::length) {
+      const auto res = r.stops->push(r.decoder->finish());
+      ev.text += res.emit;
+      if (!res.stopped) ev.text += r.stops->finish();
+      if (res.stopped) finish = FinishReason::stop;
+    }
+    ev.finish = finish;
+    deliver(r, ev, true);
+    scheduler_.finish(r.id);
+    live_.erase(r.id);
+  }
+}
+
+}  // namespace vkllm::serving

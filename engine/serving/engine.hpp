@@ -1,0 +1,141 @@
+// The serving engine: its own thread runs the step loop (schedule -> one forward pass for every
+// scheduled sequence -> commit -> deliver tokens), fed by a bounded submission queue. Each
+// request gets its events through a callback called on the engine thread (the server posts them
+// to the connection's strand). Cancellation at any moment frees the request's blocks.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/error.hpp"
+#include "engine/kv/block_pool.hpp"
+#include "engine/model/model.hpp"
+#include "engine/model/sequence.hpp"
+#include "engine/sched/scheduler.hpp"
+#include "engine/tokenizer/tokenizer.hpp"
+
+namespace vkllm::serving {
+
+using RequestId = std::uint64_t;
+
+struct LogitBias {
+  std::uint32_t token = 0;
+  float bias = 0;  // added to the token's logit before sampling (-100 bans, +100 forces)
+};
+
+struct RequestParams {
+  model::SamplingParams sampling;
+  std::vector<LogitBias> logit_bias;
+  std::uint32_t max_tokens = 256;
+  std::vector<std::uint32_t> stop_token_ids;
+  std::vector<std::string> stop;  // stop strings (never emitted)
+  bool ignore_eos = false;
+  bool logprobs = false;          // the chosen token's log probability per token
+};
+
+enum class FinishReason { none, stop, length, cancelled, error };
+const char* to_string(FinishReason reason);
+
+// One delivery to a request: tokens generated since the last event and their text.
+struct TokenEvent {
+  std::vector<std::uint32_t> tokens;
+  std::vector<float> logprobs;  // per token, when asked
+  std::string text;             // UTF-8 safe, stop strings removed
+  FinishReason finish = FinishReason::none;
+  std::string error;            // finish == error
+  std::uint32_t prompt_tokens = 0;
+  std::uint32_t cached_tokens = 0;
+  std::uint32_t completion_tokens = 0;
+};
+
+using EventCallback = std::function<void(const TokenEvent&)>;
+
+struct EngineConfig {
+  std::uint32_t max_num_seqs = 16;
+  std::uint32_t max_num_batched_tokens = 512;
+  std::uint32_t max_queue = 256;  // waiting + queued submissions; more -> QueueFull
+  bool prefix_caching = true;
+};
+
+// Thrown by submit() when the queue is full (the server answers 429).
+class QueueFull : public InvalidRequest {
+ public:
+  using InvalidRequest::InvalidRequest;
+};
+
+struct EngineStats {
+  std::size_t running = 0;
+  std::size_t waiting = 0;
+  double kv_usage = 0;  // fraction of usable blocks referenced
+  std::uint32_t kv_blocks_total = 0;
+  std::uint32_t kv_blocks_free = 0;
+  std::uint64_t prompt_tokens = 0;      // computed
+  std::uint64_t cached_prompt_tokens = 0;
+  std::uint64_t generation_tokens = 0;
+  std::uint64_t preemptions = 0;
+  std::uint64_t prefix_queries = 0;     // tokens (full blocks looked up x block size)
+  std::uint64_t prefix_hits = 0;        // tokens
+  std::uint64_t steps = 0;
+  std::uint64_t recordings = 0;
+  std::uint64_t replays = 0;
+};
+
+class Engine {
+ public:
+  // The model's limits bound the config (max_num_seqs, tokens per step, context).
+  Engine(model::Model& model, const tok::Tokenizer& tokenizer, EngineConfig config);
+  ~Engine();  // stops the thread; pending requests finish as cancelled
+
+  // Queues a request. Throws InvalidRequest (never fits, bad parameters) or QueueFull. The
+  // callback gets every event, the last one with finish != none, exactly once each.
+  RequestId submit(std::vector<std::uint32_t> prompt, RequestParams params, EventCallback callback);
+  // Cancels a request in any state; its last event says cancelled (unless it already finished).
+  void cancel(RequestId id);
+  // Stops accepting, cancels everything, joins the thread.
+  void shutdown();
+
+  EngineStats stats() const;
+  const EngineConfig& config() const { return config_; }
+  std::uint32_t max_model_len() const { return max_model_len_; }
+  bool failed() const { return failed_; }  // the device was lost; every request errors
+
+ private:
+  struct Request;
+  void loop();
+  void step();
+  void deliver(Request& r, TokenEvent& ev, bool last);
+  void finish_request(RequestId id, FinishReason reason, const std::string& error = {});
+
+  model::Model& model_;
+  const tok::Tokenizer& tokenizer_;
+  EngineConfig config_;
+  std::uint32_t max_model_len_ = 0;
+  kv::BlockPool pool_;
+  sched::Scheduler scheduler_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Request>> incoming_;
+  std::vector<RequestId> cancels_;
+  bool stopping_ = false;
+  std::atomic<bool> failed_{false};
+  RequestId next_id_ = 1;
+  std::size_t queued_ = 0;  // incoming + waiting (for the queue bound)
+
+  // Engine-thread state.
+  std::unordered_map<RequestId, std::unique_ptr<Request>> live_;
+  EngineStats stats_;  // guarded by mu_ (copied out by stats())
+  std::thread thread_;
+};
+
+}  // namespace vkllm::serving

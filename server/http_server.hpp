@@ -1,0 +1,59 @@
+// The OpenAI-compatible HTTP server (Boost.Asio + Beast, C++20 coroutines): routes, auth,
+// limits, SSE streaming, disconnect -> cancel, metrics, graceful shutdown. One io_context with
+// N threads; each connection runs on its own strand; engine events arrive through a per-request
+// queue that wakes the connection's coroutine.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/serving/engine.hpp"
+#include "engine/template/template.hpp"
+#include "engine/tokenizer/tokenizer.hpp"
+
+namespace vkllm::server {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0: any free port (tests)
+  std::string api_key;        // empty: no auth
+  std::string cors_origin;    // empty: no CORS headers
+  std::string model_name = "vkllm";
+  unsigned threads = 2;
+  std::uint64_t body_limit = 8u << 20;
+  std::uint32_t header_limit = 16u << 10;
+  std::chrono::seconds read_timeout{30};      // before every read, including keep-alive idle
+  std::chrono::seconds shutdown_grace{5};     // in-flight requests get this long to finish
+  std::uint32_t default_max_tokens = 256;
+};
+
+struct ChatSetup {
+  tmpl::Template chat_template;
+  std::string bos_token;
+  std::string eos_token;
+};
+
+class Server {
+ public:
+  Server(ServerConfig config, serving::Engine& engine, const tok::Tokenizer& tokenizer,
+         ChatSetup chat);
+  ~Server();
+
+  // Binds and starts the io threads. Throws Error naming the address when it cannot bind.
+  void start();
+  std::uint16_t port() const;  // the bound port
+  // Graceful: stop accepting, let in-flight requests finish within the grace period, cancel the
+  // rest (their streams end cleanly), then stop the threads. Safe from a signal-handling thread.
+  void shutdown();
+  // Blocks until shutdown() completed.
+  void wait();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vkllm::server

@@ -1,0 +1,117 @@
+#include "server/metrics.hpp"
+
+#include <fmt/format.h>
+
+namespace vkllm::server {
+
+void Histogram::observe(double v) {
+  std::size_t i = 0;
+  while (i < bounds_.size() && v > bounds_[i]) ++i;
+  ++counts_[i];
+  sum_ += v;
+  ++count_;
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& help,
+                       const std::string& labels) const {
+  out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    out += fmt::format("{}_bucket{{{},le=\"{}\"}} {}\n", name, labels, bounds_[i], cumulative);
+  }
+  cumulative += counts_.back();
+  out += fmt::format("{}_bucket{{{},le=\"+Inf\"}} {}\n", name, labels, cumulative);
+  out += fmt::format("{}_sum{{{}}} {}\n{}_count{{{}}} {}\n", name, labels, sum_, name, labels, count_);
+}
+
+namespace {
+
+std::string escape_label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+std::vector<double> token_buckets() {
+  return {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000};
+}
+
+}  // namespace
+
+Metrics::Metrics(std::string model_name)
+    : labels_(fmt::format("model_name=\"{}\"", escape_label(model_name))),
+      ttft_({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+             10.0, 20.0, 40.0, 80.0}),
+      tpot_({0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+             10.0, 20.0, 40.0, 80.0}),
+      e2e_({0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+            120.0, 240.0, 480.0}),
+      prompt_len_(token_buckets()),
+      gen_len_(token_buckets()) {}
+
+void Metrics::request_done(serving::FinishReason reason, double ttft, double e2e,
+                           std::uint32_t prompt_tokens, std::uint32_t completion_tokens) {
+  std::lock_guard lock(mu_);
+  ++finished_[serving::to_string(reason)];
+  if (ttft >= 0) ttft_.observe(ttft);
+  if (completion_tokens > 1 && ttft >= 0) tpot_.observe((e2e - ttft) / (completion_tokens - 1));
+  e2e_.observe(e2e);
+  prompt_len_.observe(prompt_tokens);
+  gen_len_.observe(completion_tokens);
+}
+
+void Metrics::http_response(int status) {
+  std::lock_guard lock(mu_);
+  ++http_[status];
+}
+
+std::string Metrics::render(const serving::EngineStats& s) const {
+  std::lock_guard lock(mu_);
+  std::string out;
+  auto gauge = [&](const char* name, const char* help, double v) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{}{{{}}} {}\n", name, help, name, name, labels_, v);
+  };
+  auto counter = [&](const char* name, const char* help, double v) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{}{{{}}} {}\n", name, help, name, name, labels_, v);
+  };
+  gauge("vllm:num_requests_running", "Requests in the running batch.", double(s.running));
+  gauge("vllm:num_requests_waiting", "Requests waiting to be scheduled.", double(s.waiting));
+  gauge("vllm:gpu_cache_usage_perc", "Fraction of KV cache blocks in use (1 = 100%).", s.kv_usage);
+  gauge("vllm:kv_cache_usage_perc", "Fraction of KV cache blocks in use (1 = 100%).", s.kv_usage);
+  counter("vllm:prompt_tokens_total", "Prompt tokens computed.", double(s.prompt_tokens));
+  counter("vllm:generation_tokens_total", "Tokens generated.", double(s.generation_tokens));
+  counter("vllm:num_preemptions_total", "Preemptions (blocks freed, request recomputed later).",
+          double(s.preemptions));
+  counter("vllm:prefix_cache_queries_total", "Prefix cache lookups, in tokens.",
+          double(s.prefix_queries) * 1.0);
+  counter("vllm:prefix_cache_hits_total", "Prefix cache hits, in tokens.", double(s.prefix_hits));
+  counter("vkllm:engine_steps_total", "Forward passes run.", double(s.steps));
+  counter("vkllm:command_buffer_replays_total", "Steps that replayed a recorded command buffer.",
+          double(s.replays));
+  out += "# HELP vllm:request_success_total Finished requests by finish reason.\n"
+         "# TYPE vllm:request_success_total counter\n";
+  for (const auto& [reason, n] : finished_) {
+    out += fmt::format("vllm:request_success_total{{{},finished_reason=\"{}\"}} {}\n", labels_, reason, n);
+  }
+  out += "# HELP vkllm:http_responses_total HTTP responses by status code.\n"
+         "# TYPE vkllm:http_responses_total counter\n";
+  for (const auto& [status, n] : http_) {
+    out += fmt::format("vkllm:http_responses_total{{{},code=\"{}\"}} {}\n", labels_, status, n);
+  }
+  ttft_.render(out, "vllm:time_to_first_token_seconds", "Time to first token.", labels_);
+  tpot_.render(out, "vllm:time_per_output_token_seconds", "Time per output token after the first.", labels_);
+  e2e_.render(out, "vllm:e2e_request_latency_seconds", "End-to-end request latency.", labels_);
+  prompt_len_.render(out, "vllm:request_prompt_tokens", "Prompt tokens per request.", labels_);
+  gen_len_.render(out, "vllm:request_generation_tokens", "Generated tokens per request.", labels_);
+  return out;
+}
+
+}  // namespace vkllm::server

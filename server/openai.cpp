@@ -1,0 +1,298 @@
+// OpenAI request validation and JSON shapes.
+#include "server/openai.hpp"
+
+#include <cmath>
+#include <random>
+
+#include <fmt/format.h>
+
+namespace vkllm::server {
+namespace json = boost::json;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& param, const std::string& message) {
+  throw ApiException(ApiError{400, message, "invalid_request_error", param, ""});
+}
+
+const json::value* field(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null()) return nullptr;
+  return &it->value();
+}
+
+double number(const json::value& v, const char* name) {
+  if (v.is_double()) return v.get_double();
+  if (v.is_int64()) return static_cast<double>(v.get_int64());
+  if (v.is_uint64()) return static_cast<double>(v.get_uint64());
+  fail(name, fmt::format("'{}' must be a number", name));
+}
+
+std::int64_t integer(const json::value& v, const char* name) {
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64() && v.get_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) {
+    return static_cast<std::int64_t>(v.get_uint64());
+  }
+  if (v.is_double() && std::floor(v.get_double()) == v.get_double() &&
+      std::fabs(v.get_double()) < 9e15) {
+    return static_cast<std::int64_t>(v.get_double());
+  }
+  fail(name, fmt::format("'{}' must be an integer", name));
+}
+
+bool boolean(const json::value& v, const char* name) {
+  if (!v.is_bool()) fail(name, fmt::format("'{}' must be a boolean", name));
+  return v.get_bool();
+}
+
+double ranged(const json::object& o, const char* name, double lo, double hi, double def) {
+  const json::value* v = field(o, name);
+  if (!v) return def;
+  const double x = number(*v, name);
+  if (!(x >= lo && x <= hi)) {
+    fail(name, fmt::format("'{}' must be between {} and {}, got {}", name, lo, hi, x));
+  }
+  return x;
+}
+
+std::vector<std::string> stop_list(const json::object& o, const RequestLimits& limits) {
+  const json::value* v = field(o, "stop");
+  if (!v) return {};
+  std::vector<std::string> out;
+  if (v->is_string()) {
+    out.emplace_back(v->get_string());
+  } else if (v->is_array()) {
+    for (const json::value& s : v->get_array()) {
+      if (!s.is_string()) fail("stop", "'stop' must be a string or an array of strings");
+      out.emplace_back(s.get_string());
+    }
+  } else {
+    fail("stop", "'stop' must be a string or an array of strings");
+  }
+  if (out.size() > limits.max_stop_strings) {
+    fail("stop", fmt::format("'stop' holds {} strings; at most {}", out.size(), limits.max_stop_strings));
+  }
+  return out;
+}
+
+std::string content_text(const json::value& content, std::size_t index) {
+  const std::string param = fmt::format("messages[{}].content", index);
+  if (content.is_null()) return {};
+  if (content.is_string()) return std::string(content.get_string());
+  if (!content.is_array()) fail(param, fmt::format("'{}' must be a string or an array of parts", param));
+  std::string text;
+  for (const json::value& part : content.get_array()) {
+    if (!part.is_object()) fail(param, fmt::format("'{}' parts must be objects", param));
+    const json::object& p = part.get_object();
+    const json::value* type = field(p, "type");
+    if (!type || !type->is_string()) fail(param, fmt::format("'{}' parts need a 'type'", param));
+    if (type->get_string() != "text") {
+      fail(param, fmt::format("'{}': content parts of type '{}' are not supported (text only)", param,
+                              std::string_view(type->get_string())));
+    }
+    const json::value* t = field(p, "text");
+    if (!t || !t->is_string()) fail(param, fmt::format("'{}' text parts need a string 'text'", param));
+    text += t->get_string();
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string error_body(const ApiError& e) {
+  json::object err;
+  err["message"] = e.message;
+  err["type"] = e.type;
+  err["param"] = e.param.empty() ? json::value(nullptr) : json::value(e.param);
+  err["code"] = e.code.empty() ? json::value(nullptr) : json::value(e.code);
+  json::object body;
+  body["error"] = std::move(err);
+  return json::serialize(body);
+}
+
+const char* finish_reason_name(serving::FinishReason f) {
+  switch (f) {
+    case serving::FinishReason::length: return "length";
+    case serving::FinishReason::stop: return "stop";
+    default: return nullptr;
+  }
+}
+
+json::object usage_json(const Usage& u) {
+  json::object o;
+  o["prompt_tokens"] = u.prompt_tokens;
+  o["completion_tokens"] = u.completion_tokens;
+  o["total_tokens"] = u.prompt_tokens + u.completion_tokens;
+  json::object details;
+  details["cached_tokens"] = u.cached_tokens;
+  o["prompt_tokens_details"] = std::move(details);
+  return o;
+}
+
+ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits) {
+  json::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec) fail("", fmt::format("the body is not valid JSON: {}", ec.message()));
+  if (!root.is_object()) fail("", "the body must be a JSON object");
+  const json::object& o = root.get_object();
+  ParsedRequest r;
+  r.endpoint = endpoint;
+  if (const json::value* m = field(o, "model")) {
+    if (!m->is_string()) fail("model", "'model' must be a string");
+    r.model = std::string(m->get_string());
+  }
+  if (const json::value* n = field(o, "n"); n && integer(*n, "n") != 1) {
+    fail("n", "only n = 1 is supported");
+  }
+  if (const json::value* b = field(o, "best_of"); b && integer(*b, "best_of") != 1) {
+    fail("best_of", "only best_of = 1 is supported");
+  }
+
+  if (endpoint == Endpoint::chat) {
+    const json::value* msgs = field(o, "messages");
+    if (!msgs) fail("messages", "'messages' is required");
+    if (!msgs->is_array()) fail("messages", "'messages' must be an array");
+    if (msgs->get_array().empty()) fail("messages", "'messages' must hold at least one message");
+    json::array normalized;
+    std::size_t i = 0;
+    for (const json::value& m : msgs->get_array()) {
+      const std::string param = fmt::format("messages[{}]", i);
+      if (!m.is_object()) fail(param, fmt::format("'{}' must be an object", param));
+      json::object msg = m.get_object();
+      const json::value* role = field(msg, "role");
+      if (!role || !role->is_string()) fail(param + ".role", fmt::format("'{}.role' must be a string", param));
+      const std::string_view rs = role->get_string();
+      if (rs != "system" && rs != "user" && rs != "assistant" && rs != "tool" && rs != "developer") {
+        fail(param + ".role", fmt::format("'{}.role' is '{}'; expected system, developer, user, assistant or tool",
+                                          param, rs));
+      }
+      const json::value* content = field(msg, "content");
+      if (!content && rs != "assistant") fail(param + ".content", fmt::format("'{}.content' is required", param));
+      msg["content"] = content_text(content ? *content : json::value(nullptr), i);
+      if (rs == "developer") msg["role"] = "system";
+      normalized.push_back(std::move(msg));
+      ++i;
+    }
+    r.messages = std::move(normalized);
+    if (const json::value* t = field(o, "tools")) {
+      if (!t->is_array()) fail("tools", "'tools' must be an array");
+      r.tools = *t;
+    }
+  } else {
+    const json::value* p = field(o, "prompt");
+    if (!p) fail("prompt", "'prompt' is required");
+    auto token_array = [&](const json::array& a) {
+      std::vector<std::uint32_t> ids;
+      for (const json::value& t : a) {
+        const std::int64_t id = integer(t, "prompt");
+        if (id < 0 || (limits.vocab_size && id >= limits.vocab_size)) {
+          fail("prompt", fmt::format("token id {} is outside the vocabulary ({} tokens)", id, limits.vocab_size));
+        }
+        ids.push_back(static_cast<std::uint32_t>(id));
+      }
+      return ids;
+    };
+    if (p->is_string()) {
+      r.prompt_text = std::string(p->get_string());
+    } else if (p->is_array()) {
+      const json::array& a = p->get_array();
+      if (a.empty()) fail("prompt", "'prompt' is empty");
+      if (a[0].is_string() || a[0].is_array()) {
+        if (a.size() != 1) fail("prompt", "a list of several prompts is not supported; send one per request");
+        if (a[0].is_string()) {
+          r.prompt_text = std::string(a[0].get_string());
+        } else {
+          r.prompt_tokens = token_array(a[0].get_array());
+        }
+      } else {
+        r.prompt_tokens = token_array(a);
+      }
+    } else {
+      fail("prompt", "'prompt' must be a string, an array of token ids, or a one-element list");
+    }
+    if (const json::value* e = field(o, "echo")) r.echo = boolean(*e, "echo");
+    if (const json::value* lp = field(o, "logprobs")) {
+      const std::int64_t n = integer(*lp, "logprobs");
+      if (n < 0 || n > 5) fail("logprobs", "'logprobs' must be between 0 and 5");
+      r.logprobs = true;
+      r.top_logprobs = static_cast<std::uint32_t>(n);
+    }
+  }
+
+  // Sampling and limits.
+  serving::RequestParams& sp = r.params;
+  sp.max_tokens = limits.max_tokens_default;
+  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+    if (const json::value* v = field(o, key)) {
+      const std::int64_t n = integer(*v, key);
+      if (n < 1 || n > (1 << 24)) fail(key, fmt::format("'{}' must be at least 1, got {}", key, n));
+      sp.max_tokens = static_cast<std::uint32_t>(n);
+    }
+  }
+  sp.sampling.temperature = static_cast<float>(ranged(o, "temperature", 0, 2, 1.0));
+  sp.sampling.top_p = static_cast<float>(ranged(o, "top_p", 0, 1, 1.0));
+  if (sp.sampling.top_p <= 0) fail("top_p", "'top_p' must be greater than 0");
+  sp.sampling.min_p = static_cast<float>(ranged(o, "min_p", 0, 1, 0.0));
+  sp.sampling.top_k = 0;
+  if (const json::value* v = field(o, "top_k")) {
+    const std::int64_t k = integer(*v, "top_k");
+    if (k < -1) fail("top_k", "'top_k' must be -1 (off), 0 (off) or positive");
+    sp.sampling.top_k = k > 0 ? static_cast<std::uint32_t>(std::min<std::int64_t>(k, 1 << 30)) : 0;
+  }
+  sp.sampling.presence_penalty = static_cast<float>(ranged(o, "presence_penalty", -2, 2, 0));
+  sp.sampling.frequency_penalty = static_cast<float>(ranged(o, "frequency_penalty", -2, 2, 0));
+  sp.sampling.repetition_penalty = static_cast<float>(ranged(o, "repetition_penalty", 0.01, 10, 1));
+  if (const json::value* v = field(o, "seed")) {
+    sp.sampling.seed = static_cast<std::uint64_t>(integer(*v, "seed"));
+  } else {
+    sp.sampling.seed = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32);
+  }
+  sp.stop = stop_list(o, limits);
+  if (const json::value* b = field(o, "logit_bias")) {
+    if (!b->is_object()) fail("logit_bias", "'logit_bias' must be an object of token id -> bias");
+    for (const auto& kv : b->get_object()) {
+      std::int64_t id = -1;
+      try {
+        std::size_t used = 0;
+        id = std::stoll(std::string(kv.key()), &used);
+        if (used != kv.key().size()) id = -1;
+      } catch (const std::exception&) {
+        id = -1;
+      }
+      if (id < 0 || (limits.vocab_size && id >= limits.vocab_size)) {
+        fail("logit_bias", fmt::format("'logit_bias' key '{}' is not a token id of this model",
+                                       std::string_view(kv.key())));
+      }
+      const double bias = number(kv.value(), "logit_bias");
+      if (!(bias >= -100 && bias <= 100)) fail("logit_bias", "'logit_bias' values must be between -100 and 100");
+      sp.logit_bias.push_back({static_cast<std::uint32_t>(id), static_cast<float>(bias)});
+    }
+  }
+  if (endpoint == Endpoint::chat) {
+    if (const json::value* v = field(o, "logprobs")) r.logprobs = boolean(*v, "logprobs");
+    if (const json::value* v = field(o, "top_logprobs")) {
+      const std::int64_t n = integer(*v, "top_logprobs");
+      if (n < 0 || n > 20) fail("top_logprobs", "'top_logprobs' must be between 0 and 20");
+      if (!r.logprobs) fail("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+      r.top_logprobs = static_cast<std::uint32_t>(n);
+    }
+  }
+  sp.logprobs = r.logprobs;
+  if (const json::value* v = field(o, "stream")) r.stream = boolean(*v, "stream");
+  if (const json::value* so = field(o, "stream_options")) {
+    if (!so->is_object()) fail("stream_options", "'stream_options' must be an object");
+    if (const json::value* iu = field(so->get_object(), "include_usage")) {
+      r.include_usage = boolean(*iu, "stream_options.include_usage");
+    }
+  }
+  if (const json::value* u = field(o, "user")) {
+    if (!u->is_string()) fail("user", "'user' must be a string");
+    r.user = std::string(u->get_string());
+  }
+  if (const json::value* v = field(o, "ignore_eos")) sp.ignore_eos = boolean(*v, "ignore_eos");
+  return r;
+}
+
+std::string messages_to_json(const json::value& messages) { return json::serialize(messages); }
+
+}  // namespace vkllm::server

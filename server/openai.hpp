@@ -1,0 +1,78 @@
+// The OpenAI API's request and response shapes, mapped to the engine's plain types. Validation
+// names the field at fault; unknown fields are ignored. No sockets here: parse JSON text, build
+// JSON text.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "engine/serving/engine.hpp"
+
+namespace vkllm::server {
+
+// An error that becomes an OpenAI-shaped body with an HTTP status.
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;  // the field at fault, or empty
+  std::string code;   // e.g. "context_length_exceeded", or empty
+};
+std::string error_body(const ApiError& e);
+
+class ApiException : public std::exception {
+ public:
+  explicit ApiException(ApiError e) : error_(std::move(e)) {}
+  const ApiError& error() const { return error_; }
+  const char* what() const noexcept override { return error_.message.c_str(); }
+ private:
+  ApiError error_;
+};
+
+enum class Endpoint { chat, completion };
+
+// What a /v1/chat/completions or /v1/completions body asks for.
+struct ParsedRequest {
+  Endpoint endpoint = Endpoint::chat;
+  std::string model;
+  boost::json::value messages;                 // chat: the messages array, normalized
+  boost::json::value tools;                    // chat: tools, or null
+  std::string prompt_text;                     // completion with a text prompt
+  std::optional<std::vector<std::uint32_t>> prompt_tokens;  // completion with a token prompt
+  serving::RequestParams params;
+  bool stream = false;
+  bool include_usage = false;
+  bool echo = false;                           // completion: prepend the prompt
+  std::optional<std::uint32_t> top_logprobs;   // chat: top_logprobs; completion: logprobs
+  bool logprobs = false;
+  std::string user;
+};
+
+// Limits the parser enforces beyond the types.
+struct RequestLimits {
+  std::uint32_t max_tokens_default = 256;
+  std::uint32_t max_stop_strings = 4;
+  std::uint32_t vocab_size = 0;
+};
+
+// Throws ApiException (400) naming the field.
+ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits);
+
+// Chat message list to the template's value (content as a string or text parts joined).
+std::string messages_to_json(const boost::json::value& messages);
+
+struct Usage {
+  std::uint32_t prompt_tokens = 0;
+  std::uint32_t completion_tokens = 0;
+  std::uint32_t cached_tokens = 0;
+};
+boost::json::object usage_json(const Usage& u);
+
+const char* finish_reason_name(serving::FinishReason f);  // "stop", "length" (cancelled: null)
+
+}  // namespace vkllm::server

@@ -1,0 +1,210 @@
+// ModelConfig from GGUF metadata: the three families, and every unsupported or malformed case as
+// a typed error naming its cause. No device.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+
+#include "common/error.hpp"
+#include "engine/gguf/gguf.hpp"
+#include "engine/gguf/writer.hpp"
+#include "engine/model/config.hpp"
+#include "engine/model/synthetic.hpp"
+
+using namespace vkllm;
+using model::Arch;
+using model::ModelConfig;
+using model::SyntheticSpec;
+
+namespace {
+
+gguf::Reader to_reader(const gguf::Writer& w) { return gguf::Reader::from_bytes(w.to_bytes(), "test.gguf"); }
+
+SyntheticSpec small(Arch arch) {
+  SyntheticSpec s;
+  s.arch = arch;
+  s.n_layers = 2;
+  s.d_model = 64;
+  s.n_heads = 4;
+  s.n_kv_heads = 2;
+  s.head_dim = 16;
+  s.ffn_dim = 96;
+  s.vocab_size = 320;
+  return s;
+}
+
+// A copy of `r` with metadata edited by `meta` and tensors filtered/replaced by `tensor`
+// (return false to drop one).
+using TensorEdit = std::function<bool(gguf::TensorInfo&, std::vector<std::uint8_t>&)>;
+gguf::Reader rewrite(const gguf::Reader& r, const std::function<void(gguf::Writer&)>& meta,
+                     const TensorEdit& tensor = nullptr) {
+  gguf::Writer w;
+  for (const gguf::KeyValue& kv : r.metadata()) w.set(kv.key, kv.value);
+  meta(w);
+  for (const gguf::TensorInfo& t : r.tensors()) {
+    gguf::TensorInfo info = t;
+    const auto data = r.tensor_data(t);
+    std::vector<std::uint8_t> bytes(data.begin(), data.end());
+    if (tensor && !tensor(info, bytes)) continue;
+    w.add_tensor(info.name, std::vector<std::uint64_t>(info.dims.begin(), info.dims.begin() + info.n_dims),
+                 info.type, std::move(bytes));
+  }
+  return to_reader(w);
+}
+
+std::string error_of(const gguf::Reader& r) {
+  try {
+    ModelConfig::from_gguf(r);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+}  // namespace
+
+TEST_CASE("the three families read their shapes and options") {
+  for (Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3}) {
+    CAPTURE(model::to_string(arch));
+    SyntheticSpec s = small(arch);
+    s.tied_output = arch == Arch::qwen2;
+    const ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(s)));
+    CHECK(c.arch == arch);
+    CHECK(c.n_layers == 2);
+    CHECK(c.d_model == 64);
+    CHECK(c.n_heads == 4);
+    CHECK(c.n_kv_heads == 2);
+    CHECK(c.head_dim == 16);
+    CHECK(c.ffn_dim == 96);
+    CHECK(c.vocab_size == 320);
+    CHECK(c.rope.neox == (arch != Arch::llama));
+    CHECK(c.qkv_bias == (arch == Arch::qwen2));
+    CHECK(c.qk_norm == (arch == Arch::qwen3));
+    CHECK(c.tied_output == (arch == Arch::qwen2));
+  }
+}
+
+TEST_CASE("head_dim comes from key_length when present (qwen3: heads x head_dim != d_model)") {
+  SyntheticSpec s = small(Arch::qwen3);
+  s.head_dim = 32;  // 4 heads x 32 = 128 != 64
+  const ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(s)));
+  CHECK(c.head_dim == 32);
+  CHECK(c.q_dim() == 128);
+}
+
+TEST_CASE("rope frequencies: plain, linear and llama3 scaling") {
+  model::RopeConfig rope;
+  rope.base = 10000.f;
+  rope.dims = 8;
+  auto inv = model::rope_inv_freq(rope);
+  REQUIRE(inv.size() == 4);
+  CHECK(inv[0] == doctest::Approx(1.0));
+  CHECK(inv[1] == doctest::Approx(0.1));
+  CHECK(inv[3] == doctest::Approx(0.001));
+  rope.scaling = model::RopeScaling::linear;
+  rope.factor = 4.f;
+  CHECK(model::rope_inv_freq(rope)[1] == doctest::Approx(0.025));
+
+  // Llama 3.1 8B: base 500000, 128 dims, factor 8: high frequencies untouched, low divided by 8,
+  // the band between interpolated (values as transformers computes them).
+  model::RopeConfig l3;
+  l3.base = 500000.f;
+  l3.dims = 128;
+  l3.factor = 8.f;
+  const auto f = model::llama3_freq_factors(l3);
+  REQUIRE(f.size() == 64);
+  CHECK(f[0] == 1.f);
+  CHECK(f[63] == 8.f);
+  int interpolated = 0;
+  for (float v : f) interpolated += v > 1.f && v < 8.f;
+  CHECK(interpolated > 0);
+  for (std::size_t i = 1; i < f.size(); ++i) CHECK(f[i] >= f[i - 1]);
+
+  // Written by make-model as rope_freqs.weight and read back as llama3 scaling.
+  SyntheticSpec s = small(Arch::llama);
+  s.llama3_rope = true;
+  s.rope_factor = 8.f;
+  const ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(s)));
+  CHECK(c.rope.scaling == model::RopeScaling::llama3);
+  CHECK(c.rope.freq_factors.size() == 8);
+}
+
+TEST_CASE("unsupported and malformed models are typed errors naming the cause") {
+  const gguf::Reader base = to_reader(model::make_synthetic_model(small(Arch::llama)));
+
+  SUBCASE("architecture") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_string("general.architecture", "gpt2"); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+    CHECK(error_of(r).find("gpt2") != std::string::npos);
+  }
+  SUBCASE("missing tensor") {
+    auto r = rewrite(base, [](gguf::Writer&) {},
+                     [](gguf::TensorInfo& t, auto&) { return t.name != "blk.1.ffn_up.weight"; });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), InvalidModel);
+    CHECK(error_of(r).find("blk.1.ffn_up.weight") != std::string::npos);
+  }
+  SUBCASE("more layers announced than stored") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("llama.block_count", 3); });
+    CHECK(error_of(r).find("blk.2.") != std::string::npos);
+  }
+  SUBCASE("wrong shape") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("llama.feed_forward_length", 128); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), InvalidModel);
+    CHECK(error_of(r).find("ffn_gate") != std::string::npos);
+  }
+  SUBCASE("weight type vkllm cannot run") {
+    // q2_K (84 bytes per 256 elements) on a model whose rows are 256 wide.
+    SyntheticSpec s = small(Arch::llama);
+    s.d_model = 256;
+    s.head_dim = 64;
+    const gguf::Reader wide = to_reader(model::make_synthetic_model(s));
+    auto r = rewrite(wide, [](gguf::Writer&) {}, [](gguf::TensorInfo& t, auto& bytes) {
+      if (t.name == "token_embd.weight") {
+        t.type = gguf::TensorType::kQ2_K;
+        bytes.assign(t.n_elements / 256 * 84, 0);
+      }
+      return true;
+    });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+    CHECK(error_of(r).find("q2_K") != std::string::npos);
+  }
+  SUBCASE("head counts") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("llama.attention.head_count_kv", 3); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), InvalidModel);
+    CHECK(error_of(r).find("KV heads") != std::string::npos);
+  }
+  SUBCASE("zero layers") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("llama.block_count", 0); });
+    CHECK(error_of(r).find("block_count") != std::string::npos);
+  }
+  SUBCASE("missing key") {
+    gguf::Writer w;
+    w.set_string("general.architecture", "llama");
+    CHECK_THROWS_AS(ModelConfig::from_gguf(to_reader(w)), InvalidModel);
+    CHECK(error_of(to_reader(w)).find("llama.block_count") != std::string::npos);
+  }
+  SUBCASE("partial rotary") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("llama.rope.dimension_count", 8); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+  }
+  SUBCASE("unknown rope scaling") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_string("llama.rope.scaling.type", "yarn"); });
+    CHECK(error_of(r).find("yarn") != std::string::npos);
+  }
+}
+
+TEST_CASE("presets have their real shapes") {
+  for (const std::string& name : model::synthetic_preset_names()) {
+    CAPTURE(name);
+    REQUIRE(model::synthetic_preset(name).has_value());
+  }
+  CHECK_FALSE(model::synthetic_preset("nope").has_value());
+  const auto tiny = *model::synthetic_preset("tiny");
+  const double p = double(model::synthetic_parameter_count(tiny));
+  CHECK(p > 90e6);
+  CHECK(p < 130e6);
+  const double p8 = double(model::synthetic_parameter_count(*model::synthetic_preset("llama3-8b")));
+  CHECK(p8 == doctest::Approx(8.03e9).epsilon(0.01));
+  const double p1 = double(model::synthetic_parameter_count(*model::synthetic_preset("llama3-1b")));
+  CHECK(p1 == doctest::Approx(1.236e9).epsilon(0.01));
+}

@@ -1,0 +1,231 @@
+// Whole forward passes on the device against the plain C++ reference: random-weight llama, qwen2
+// and qwen3 models in every weight type (prefill of 37 tokens, then 16 decode steps, K/V in
+// shuffled pool blocks), a mixed flat batch against the same sequences alone, and stories260K's
+// documented greedy story (ids asserted). Validation layer on.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+#include "common/error.hpp"
+#include "engine/gguf/gguf.hpp"
+#include "engine/model/model.hpp"
+#include "engine/model/sequence.hpp"
+#include "engine/model/synthetic.hpp"
+#include "tests/reference/forward_ref.hpp"
+#include "tests/reference/reference.hpp"
+#include "tests/support/device_fixture.hpp"
+#include "tests/support/shared_data.hpp"
+
+using namespace vkllm;
+using model::Arch;
+
+namespace {
+
+constexpr double kForwardNmse = 5e-4;
+
+model::SyntheticSpec spec_for(Arch arch, gguf::TensorType type, std::uint32_t seed) {
+  model::SyntheticSpec s;
+  s.arch = arch;
+  s.n_layers = 2;
+  s.d_model = 256;
+  s.n_heads = 4;
+  s.n_kv_heads = 2;
+  s.head_dim = 64;
+  s.ffn_dim = 512;
+  s.vocab_size = 384;
+  s.type = type;
+  s.seed = seed;
+  s.tied_output = arch == Arch::qwen2;
+  s.llama3_rope = arch == Arch::llama;
+  return s;
+}
+
+std::vector<std::uint32_t> random_tokens(std::mt19937& rng, std::size_t n, std::uint32_t vocab) {
+  std::uniform_int_distribution<std::uint32_t> d(0, vocab - 1);
+  std::vector<std::uint32_t> v(n);
+  for (auto& t : v) t = d(rng);
+  return v;
+}
+
+model::SamplingParams greedy() {
+  model::SamplingParams p;
+  p.temperature = 0.f;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(test::DeviceTest, "forward matches the CPU reference: every family and weight type") {
+  const gguf::TensorType types[] = {
+      gguf::TensorType::kF32,  gguf::TensorType::kF16,  gguf::TensorType::kBF16,
+      gguf::TensorType::kQ8_0, gguf::TensorType::kQ4_0, gguf::TensorType::kQ4_1,
+      gguf::TensorType::kQ5_0, gguf::TensorType::kQ5_1, gguf::TensorType::kQ4_K,
+      gguf::TensorType::kQ5_K, gguf::TensorType::kQ6_K};
+  for (Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3}) {
+    for (gguf::TensorType type : types) {
+      CAPTURE(model::to_string(arch));
+      CAPTURE(gguf::type_name(type));
+      const auto spec = spec_for(arch, type, rng()());
+      const gguf::Reader reader =
+          gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+      model::ModelOptions opt;
+      opt.max_batch_tokens = 64;
+      opt.max_seqs = 4;
+      opt.block_size = 16;
+      opt.context_length = 128;
+      opt.num_blocks = 12;
+      auto m = model::Model::load(device(), reader, opt);
+      ref::ReferenceModel reference(reader, m->kv_type() == ops::KvType::f16);
+
+      // K/V in scattered pool blocks: the block table is all that connects them.
+      std::vector<std::uint32_t> blocks(opt.num_blocks);
+      std::iota(blocks.begin(), blocks.end(), 0u);
+      std::shuffle(blocks.begin(), blocks.end(), rng());
+      model::Sequence seq(*m, blocks);
+
+      const auto prompt = random_tokens(rng(), 37, spec.vocab_size);
+      std::vector<float> expected;
+      for (std::uint32_t t : prompt) expected = reference.forward(t);
+      auto out = seq.feed(prompt, greedy(), true);
+      CHECK(ref::nmse(out.logits, expected) < kForwardNmse);
+      const auto decode = random_tokens(rng(), 16, spec.vocab_size);
+      double worst = 0;
+      for (std::uint32_t t : decode) {
+        expected = reference.forward(t);
+        out = seq.feed(std::span(&t, 1), greedy(), true);
+        worst = std::max(worst, ref::nmse(out.logits, expected));
+      }
+      CHECK(worst < kForwardNmse);
+      // The greedy id is the argmax of the logits it came with.
+      CHECK(out.ids[0] == static_cast<std::uint32_t>(std::max_element(out.logits.begin(), out.logits.end()) - out.logits.begin()));
+      CHECK(m->replays() > 0);  // decode steps of one shape replay one recording
+    }
+  }
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "a mixed flat batch gives each sequence its solo logits") {
+  const auto spec = spec_for(Arch::qwen2, gguf::TensorType::kQ8_0, rng()());
+  const gguf::Reader reader =
+      gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+  model::ModelOptions opt;
+  opt.max_batch_tokens = 64;
+  opt.max_seqs = 4;
+  opt.context_length = 64;
+  opt.num_blocks = 16;
+  auto m = model::Model::load(device(), reader, opt);
+  const std::uint32_t bs = opt.block_size, mb = m->max_blocks_per_seq();
+
+  // Sequence A: 20 tokens already cached (blocks 5, 9), now decodes one. Sequence B: a fresh
+  // prompt chunk of 11 tokens (blocks 2, 14). Solo runs first, through separate references.
+  const auto a_prompt = random_tokens(rng(), 21, spec.vocab_size);
+  const auto b_prompt = random_tokens(rng(), 11, spec.vocab_size);
+  ref::ReferenceModel ra(reader, m->kv_type() == ops::KvType::f16);
+  ref::ReferenceModel rb(reader, m->kv_type() == ops::KvType::f16);
+  std::vector<float> ea, eb;
+  for (std::uint32_t t : a_prompt) ea = ra.forward(t);
+  for (std::uint32_t t : b_prompt) eb = rb.forward(t);
+
+  const std::vector<std::uint32_t> a_blocks = {5, 9}, b_blocks = {2, 14};
+  auto fill = [&](model::StepInput& in, std::uint32_t s, const std::vector<std::uint32_t>& blocks,
+                  std::span<const std::uint32_t> toks, std::uint32_t pos0) {
+    for (std::size_t i = 0; i < blocks.size(); ++i) in.block_table[s * mb + i] = blocks[i];
+    for (std::size_t i = 0; i < toks.size(); ++i) {
+      const std::uint32_t pos = pos0 + static_cast<std::uint32_t>(i);
+      in.token_ids.push_back(toks[i]);
+      in.positions.push_back(pos);
+      in.slot_mapping.push_back(blocks[pos / bs] * bs + pos % bs);
+    }
+    in.query_start.push_back(static_cast<std::uint32_t>(in.token_ids.size()));
+    in.sample_rows.push_back(static_cast<std::uint32_t>(in.token_ids.size() - 1));
+    in.sampling.push_back(model::sampling_row(greedy(), 0, 0, 0));
+  };
+  // Step 1: A's first 20 tokens alone (prefill).
+  model::StepInput first;
+  first.query_start = {0};
+  first.block_table.assign(mb, 0);
+  fill(first, 0, a_blocks, std::span(a_prompt).first(20), 0);
+  m->step(first);
+  // Step 2: A's decode token and B's whole prompt in one flat batch.
+  model::StepInput mixed;
+  mixed.query_start = {0};
+  mixed.block_table.assign(2 * mb, 0);
+  mixed.want_logits = true;
+  fill(mixed, 0, a_blocks, std::span(a_prompt).last(1), 20);
+  fill(mixed, 1, b_blocks, b_prompt, 0);
+  const auto out = m->step(mixed);
+  REQUIRE(out.logits.size() == 2 * spec.vocab_size);
+  CHECK(ref::nmse(std::span(out.logits).first(spec.vocab_size), ea) < kForwardNmse);
+  CHECK(ref::nmse(std::span(out.logits).last(spec.vocab_size), eb) < kForwardNmse);
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "a bad batch is refused before it reaches the device") {
+  const auto spec = spec_for(Arch::llama, gguf::TensorType::kF32, 7);
+  const gguf::Reader reader =
+      gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+  model::ModelOptions opt;
+  opt.max_batch_tokens = 8;
+  opt.max_seqs = 2;
+  opt.context_length = 32;
+  auto m = model::Model::load(device(), reader, opt);
+  model::StepInput in;
+  in.token_ids = {1, 2};
+  in.positions = {0, 1};
+  in.query_start = {0, 2};
+  in.slot_mapping = {0, 1};
+  in.block_table.assign(m->max_blocks_per_seq(), 0);
+  in.sample_rows = {1};
+  in.sampling = {model::sampling_row(greedy(), 0, 0, 0)};
+  CHECK_NOTHROW(m->step(in));
+  auto bad = in;
+  bad.token_ids[1] = spec.vocab_size;
+  CHECK_THROWS_AS(m->step(bad), InvalidRequest);
+  bad = in;
+  bad.slot_mapping[1] = 7;
+  CHECK_THROWS_AS(m->step(bad), InvalidRequest);
+  bad = in;
+  bad.positions[1] = 5;
+  CHECK_THROWS_AS(m->step(bad), InvalidRequest);
+  bad = in;
+  bad.sample_rows = {2};
+  CHECK_THROWS_AS(m->step(bad), InvalidRequest);
+  bad = in;
+  bad.token_ids.assign(9, 1);
+  CHECK_THROWS_AS(m->step(bad), InvalidRequest);
+  bad = in;
+  bad.block_table[0] = m->num_blocks();
+  CHECK_THROWS_AS(m->step(bad), InvalidRequest);
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the documented greedy story, id for id") {
+  VKLLM_REQUIRE_SHARED(shared);
+  const auto dir = shared / "models" / "stories260K";
+  const gguf::Reader reader = gguf::Reader::open(dir / "stories260K.gguf");
+  // The 256 ids of EXPECTED.md item 2, read from the file itself.
+  std::ifstream f(dir / "EXPECTED.md");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string text = ss.str();
+  const auto at = text.find("403 407 261 378 432");
+  REQUIRE(at != std::string::npos);
+  std::istringstream ids_in(text.substr(at, text.find("```", at) - at));
+  std::vector<std::uint32_t> expected;
+  for (std::uint32_t id; ids_in >> id;) expected.push_back(id);
+  REQUIRE(expected.size() == 256);
+
+  model::ModelOptions opt;
+  opt.max_batch_tokens = 16;
+  opt.max_seqs = 1;
+  opt.context_length = 512;
+  auto m = model::Model::load(device(), reader, opt);
+  model::Sequence seq(*m);
+  std::vector<std::uint32_t> got;
+  std::uint32_t next = 1;  // BOS
+  for (int i = 0; i < 256; ++i) {
+    next = seq.feed(std::span(&next, 1), greedy()).ids[0];
+    got.push_back(next);
+  }
+  CHECK(got == expected);
+}

@@ -1,0 +1,158 @@
+#include "tests/reference/forward_ref.hpp"
+
+#include <cmath>
+
+#include "engine/gguf/quant.hpp"
+
+namespace vkllm::ref {
+namespace {
+
+std::vector<float> load(const gguf::Reader& r, const std::string& name) {
+  const gguf::TensorInfo& t = r.tensor(name);
+  return gguf::dequantize(t.type, r.tensor_data(t));
+}
+
+// y[r] = sum_c w[r * ncols + c] * x[c]
+std::vector<float> matvec(const std::vector<float>& w, const std::vector<float>& x,
+                          std::size_t nrows) {
+  const std::size_t ncols = x.size();
+  std::vector<float> y(nrows);
+  for (std::size_t r = 0; r < nrows; ++r) {
+    double acc = 0;
+    for (std::size_t c = 0; c < ncols; ++c) acc += double(w[r * ncols + c]) * x[c];
+    y[r] = static_cast<float>(acc);
+  }
+  return y;
+}
+
+// RMSNorm of each `n`-element group of x.
+std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float>& w, float eps) {
+  const std::size_t n = w.size();
+  std::vector<float> y(x.size());
+  for (std::size_t g = 0; g < x.size() / n; ++g) {
+    double ss = 0;
+    for (std::size_t i = 0; i < n; ++i) ss += double(x[g * n + i]) * x[g * n + i];
+    const double s = 1.0 / std::sqrt(ss / n + eps);
+    for (std::size_t i = 0; i < n; ++i) y[g * n + i] = static_cast<float>(x[g * n + i] * s * w[i]);
+  }
+  return y;
+}
+
+void rope(std::vector<float>& x, std::uint32_t heads, std::uint32_t hd, std::uint32_t pos,
+          const std::vector<float>& inv_freq, bool neox) {
+  for (std::uint32_t h = 0; h < heads; ++h) {
+    float* v = x.data() + std::size_t{h} * hd;
+    for (std::uint32_t i = 0; i < hd / 2; ++i) {
+      const double theta = double(pos) * inv_freq[i];
+      const double c = std::cos(theta), s = std::sin(theta);
+      const std::uint32_t a = neox ? i : 2 * i, b = neox ? i + hd / 2 : 2 * i + 1;
+      const double x0 = v[a], x1 = v[b];
+      v[a] = static_cast<float>(x0 * c - x1 * s);
+      v[b] = static_cast<float>(x0 * s + x1 * c);
+    }
+  }
+}
+
+}  // namespace
+
+ReferenceModel::ReferenceModel(const gguf::Reader& r, bool round_kv_f16)
+    : config_(model::ModelConfig::from_gguf(r)), round_kv_f16_(round_kv_f16) {
+  const model::ModelConfig& c = config_;
+  token_embd_ = load(r, "token_embd.weight");
+  output_norm_ = load(r, "output_norm.weight");
+  output_ = c.tied_output ? token_embd_ : load(r, "output.weight");
+  inv_freq_ = model::rope_inv_freq(c.rope);
+  layers_.resize(c.n_layers);
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    Layer& L = layers_[l];
+    using model::layer_tensor;
+    L.attn_norm = load(r, layer_tensor(l, "attn_norm"));
+    L.wq = load(r, layer_tensor(l, "attn_q"));
+    L.wk = load(r, layer_tensor(l, "attn_k"));
+    L.wv = load(r, layer_tensor(l, "attn_v"));
+    L.wo = load(r, layer_tensor(l, "attn_output"));
+    L.ffn_norm = load(r, layer_tensor(l, "ffn_norm"));
+    L.w_gate = load(r, layer_tensor(l, "ffn_gate"));
+    L.w_up = load(r, layer_tensor(l, "ffn_up"));
+    L.w_down = load(r, layer_tensor(l, "ffn_down"));
+    if (c.qkv_bias) {
+      L.bq = load(r, model::layer_bias(l, "attn_q"));
+      L.bk = load(r, model::layer_bias(l, "attn_k"));
+      L.bv = load(r, model::layer_bias(l, "attn_v"));
+    }
+    if (c.qk_norm) {
+      L.q_norm = load(r, layer_tensor(l, "attn_q_norm"));
+      L.k_norm = load(r, layer_tensor(l, "attn_k_norm"));
+    }
+  }
+}
+
+std::vector<float> ReferenceModel::forward(std::uint32_t token) {
+  const model::ModelConfig& c = config_;
+  const std::uint32_t d = c.d_model, hd = c.head_dim, pos = length_++;
+  std::vector<float> x(token_embd_.begin() + std::size_t{token} * d,
+                       token_embd_.begin() + std::size_t{token + 1} * d);
+  for (Layer& L : layers_) {
+    const std::vector<float> xn = rms_norm(x, L.attn_norm, c.rms_eps);
+    std::vector<float> q = matvec(L.wq, xn, c.q_dim());
+    std::vector<float> k = matvec(L.wk, xn, c.kv_dim());
+    std::vector<float> v = matvec(L.wv, xn, c.kv_dim());
+    if (c.qkv_bias) {
+      for (std::size_t i = 0; i < q.size(); ++i) q[i] += L.bq[i];
+      for (std::size_t i = 0; i < k.size(); ++i) k[i] += L.bk[i];
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] += L.bv[i];
+    }
+    if (c.qk_norm) {
+      q = rms_norm(q, L.q_norm, c.rms_eps);
+      k = rms_norm(k, L.k_norm, c.rms_eps);
+    }
+    rope(q, c.n_heads, hd, pos, inv_freq_, c.rope.neox);
+    rope(k, c.n_kv_heads, hd, pos, inv_freq_, c.rope.neox);
+    if (round_kv_f16_) {
+      for (float& e : k) e = gguf::fp16_to_fp32(gguf::fp32_to_fp16(e));
+      for (float& e : v) e = gguf::fp16_to_fp32(gguf::fp32_to_fp16(e));
+    }
+    L.k_cache.insert(L.k_cache.end(), k.begin(), k.end());
+    L.v_cache.insert(L.v_cache.end(), v.begin(), v.end());
+
+    std::vector<float> attn(c.q_dim());
+    const std::uint32_t group = c.n_heads / c.n_kv_heads;
+    const double scale = 1.0 / std::sqrt(double(hd));
+    for (std::uint32_t h = 0; h < c.n_heads; ++h) {
+      const std::uint32_t kvh = h / group;
+      std::vector<double> scores(pos + 1);
+      double mx = -INFINITY;
+      for (std::uint32_t j = 0; j <= pos; ++j) {
+        double s = 0;
+        for (std::uint32_t i = 0; i < hd; ++i) {
+          s += double(q[h * hd + i]) * L.k_cache[std::size_t{j} * c.kv_dim() + kvh * hd + i];
+        }
+        scores[j] = s * scale;
+        mx = std::max(mx, scores[j]);
+      }
+      double sum = 0;
+      for (double& s : scores) sum += (s = std::exp(s - mx));
+      for (std::uint32_t i = 0; i < hd; ++i) {
+        double acc = 0;
+        for (std::uint32_t j = 0; j <= pos; ++j) {
+          acc += scores[j] * L.v_cache[std::size_t{j} * c.kv_dim() + kvh * hd + i];
+        }
+        attn[h * hd + i] = static_cast<float>(acc / sum);
+      }
+    }
+    const std::vector<float> o = matvec(L.wo, attn, d);
+    for (std::uint32_t i = 0; i < d; ++i) x[i] += o[i];
+    const std::vector<float> xn2 = rms_norm(x, L.ffn_norm, c.rms_eps);
+    const std::vector<float> g = matvec(L.w_gate, xn2, c.ffn_dim);
+    const std::vector<float> u = matvec(L.w_up, xn2, c.ffn_dim);
+    std::vector<float> hmid(c.ffn_dim);
+    for (std::uint32_t i = 0; i < c.ffn_dim; ++i) {
+      hmid[i] = static_cast<float>(g[i] / (1.0 + std::exp(-double(g[i]))) * u[i]);
+    }
+    const std::vector<float> down = matvec(L.w_down, hmid, d);
+    for (std::uint32_t i = 0; i < d; ++i) x[i] += down[i];
+  }
+  return matvec(output_, rms_norm(x, output_norm_, c.rms_eps), c.vocab_size);
+}
+
+}  // namespace vkllm::ref

@@ -1,0 +1,230 @@
+// End-to-end tests of `vkllm serve` on loopback (node:test + the official openai client).
+// Usage: node e2e.mjs <vkllm binary> <model.gguf> <work dir>
+// Every server is started on port 0 and found through its "listening on" log line.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import OpenAI from 'openai';
+
+const [vkllm, model] = process.argv.slice(2);
+if (!vkllm || !model) {
+  console.error('usage: node e2e.mjs <vkllm> <model.gguf>');
+  process.exit(2);
+}
+
+const servers = [];
+async function startServer(extra = []) {
+  const args = ['serve', '-m', model, '--port', '0', '--served-model-name', 'test-model', ...extra];
+  const proc = spawn(vkllm, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  servers.push(proc);
+  let log = '';
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 120000);
+    proc.stderr.on('data', (d) => {
+      log += d.toString();
+      const m = log.match(/listening on (http:\/\/[0-9.]+:\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
+  });
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  return { proc, url, exited, log: () => log };
+}
+after(() => servers.forEach((p) => p.exitCode === null && p.kill('SIGKILL')));
+
+async function metrics(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const get = (name) => {
+    const m = text.match(new RegExp(`^${name}\\{[^}]*\\} ([0-9.e+-]+)$`, 'm'));
+    return m ? Number(m[1]) : undefined;
+  };
+  return { text, get };
+}
+
+async function waitIdle(url) {
+  for (let i = 0; i < 400; i++) {
+    const m = await metrics(url);
+    if (m.get('vllm:num_requests_running') === 0 && m.get('vllm:num_requests_waiting') === 0 &&
+        m.get('vllm:gpu_cache_usage_perc') === 0) return m;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return metrics(url);
+}
+
+// Reads an SSE stream with fetch; returns the text and the raw events.
+async function streamChat(url, body, { abortAfter } = {}) {
+  const ctrl = new AbortController();
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true }), signal: ctrl.signal,
+  });
+  assert.equal(res.status, 200);
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let buf = '', text = '', events = 0, done = false;
+  try {
+    for (;;) {
+      const { value, done: end } = await reader.read();
+      if (end) break;
+      buf += dec.decode(value, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const ev = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        assert.ok(ev.startsWith('data: '), `SSE event: ${ev}`);
+        const data = ev.slice(6);
+        if (data === '[DONE]') { done = true; continue; }
+        const j = JSON.parse(data);
+        events++;
+        if (j.choices?.[0]?.delta?.content) text += j.choices[0].delta.content;
+        if (abortAfter !== undefined && events >= abortAfter) { ctrl.abort(); return { text, events, done, aborted: true }; }
+      }
+    }
+  } catch (e) {
+    if (e.name !== 'AbortError') throw e;
+  }
+  return { text, events, done };
+}
+
+const chatBody = (content, max_tokens = 24) => ({
+  model: 'test-model', messages: [{ role: 'user', content }], max_tokens, temperature: 0,
+});
+
+test('the openai client: chat, streamed chat with usage, completion, models.list', async () => {
+  const s = await startServer(['--api-key', 'sekret']);
+  const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'sekret' });
+
+  const models = await client.models.list();
+  assert.equal(models.data.length, 1);
+  assert.equal(models.data[0].id, 'test-model');
+
+  const chat = await client.chat.completions.create(chatBody('Once upon a time', 16));
+  assert.equal(chat.object, 'chat.completion');
+  assert.equal(chat.choices[0].message.role, 'assistant');
+  assert.equal(typeof chat.choices[0].message.content, 'string');
+  assert.ok(['stop', 'length'].includes(chat.choices[0].finish_reason));
+  assert.ok(chat.usage.prompt_tokens > 0);
+  assert.equal(chat.usage.total_tokens, chat.usage.prompt_tokens + chat.usage.completion_tokens);
+
+  const stream = await client.chat.completions.create({ ...chatBody('Once upon a time', 16), stream: true, stream_options: { include_usage: true } });
+  let text = '', usage = null, finish = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      text += c.delta?.content ?? '';
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(text, chat.choices[0].message.content, 'streamed text equals the non-streamed text (greedy)');
+  assert.ok(finish);
+  assert.ok(usage && usage.completion_tokens === chat.usage.completion_tokens);
+
+  const comp = await client.completions.create({ model: 'test-model', prompt: 'Once upon a time', max_tokens: 12, temperature: 0 });
+  assert.equal(comp.object, 'text_completion');
+  assert.equal(typeof comp.choices[0].text, 'string');
+  assert.ok(comp.usage.completion_tokens > 0 && comp.usage.completion_tokens <= 12);
+  const echo = await client.completions.create({ model: 'test-model', prompt: 'Once upon a time', max_tokens: 4, temperature: 0, echo: true });
+  assert.ok(echo.choices[0].text.startsWith('Once upon a time'));
+  const lp = await client.completions.create({ model: 'test-model', prompt: [1, 400, 401], max_tokens: 3, temperature: 0, logprobs: 0 });
+  assert.equal(lp.choices[0].logprobs.token_logprobs.length, lp.usage.completion_tokens);
+  lp.choices[0].logprobs.token_logprobs.forEach((v) => assert.ok(v <= 0));
+
+  s.proc.kill('SIGTERM');
+  assert.deepEqual(await s.exited, { code: 0, signal: null });
+});
+
+test('32 parallel streaming clients at temperature 0 each get their solo text', async () => {
+  const s = await startServer(['--deterministic', '--max-num-seqs', '32']);
+  const prompts = Array.from({ length: 32 }, (_, i) => `Story ${i}: ${'once upon a time '.repeat(1 + (i % 5))}`);
+  const solo = [];
+  for (const p of prompts) solo.push((await streamChat(s.url, chatBody(p, 20))).text);
+  const together = await Promise.all(prompts.map((p) => streamChat(s.url, chatBody(p, 20))));
+  together.forEach((r, i) => {
+    assert.ok(r.done, `stream ${i} ended with [DONE]`);
+    assert.equal(r.text, solo[i], `stream ${i}`);
+  });
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('clients that vanish mid-stream or while queued free everything; the server keeps serving', async () => {
+  const s = await startServer(['--max-num-seqs', '2']);
+  const jobs = [];
+  for (let i = 0; i < 4; i++) jobs.push(streamChat(s.url, chatBody(`drop ${i}`, 400), { abortAfter: 2 }));
+  // Queued ones: abort before they get a slot.
+  for (let i = 0; i < 4; i++) {
+    const ctrl = new AbortController();
+    const p = fetch(`${s.url}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...chatBody(`queued ${i}`, 400), stream: i % 2 === 0 }), signal: ctrl.signal,
+    }).catch(() => null);
+    setTimeout(() => ctrl.abort(), 30);
+    jobs.push(p);
+  }
+  await Promise.all(jobs);
+  const m = await waitIdle(s.url);
+  assert.equal(m.get('vllm:num_requests_running'), 0);
+  assert.equal(m.get('vllm:num_requests_waiting'), 0);
+  assert.equal(m.get('vllm:gpu_cache_usage_perc'), 0);
+  const res = await fetch(`${s.url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chatBody('still there?', 4)),
+  });
+  assert.equal(res.status, 200);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('bad input gets the right status and an OpenAI-shaped error', async () => {
+  const s = await startServer(['--api-key', 'k']);
+  const auth = { authorization: 'Bearer k', 'content-type': 'application/json' };
+  const post = (path, body, headers = auth) => fetch(`${s.url}${path}`, { method: 'POST', headers, body });
+  const expectError = async (res, status, param) => {
+    assert.equal(res.status, status);
+    const j = await res.json();
+    assert.equal(typeof j.error.message, 'string');
+    assert.ok('type' in j.error && 'param' in j.error && 'code' in j.error);
+    if (param !== undefined) assert.equal(j.error.param, param);
+    return j;
+  };
+  await expectError(await post('/v1/chat/completions', '{"messages": [', auth), 400);
+  await expectError(await post('/v1/chat/completions', JSON.stringify({ messages: 'hi' })), 400, 'messages');
+  await expectError(await post('/v1/chat/completions', JSON.stringify({ messages: [] })), 400, 'messages');
+  await expectError(await post('/v1/chat/completions', JSON.stringify({ model: 'x' })), 400, 'messages');
+  await expectError(await post('/v1/chat/completions', JSON.stringify({ ...chatBody('x'), temperature: 7 })), 400, 'temperature');
+  await expectError(await post('/v1/chat/completions', JSON.stringify({ ...chatBody('x'), max_tokens: 'many' })), 400, 'max_tokens');
+  await expectError(await post('/v1/chat/completions', JSON.stringify({ ...chatBody('x'), n: 3 })), 400, 'n');
+  await expectError(await post('/v1/completions', JSON.stringify({ prompt: [1, 99999999] })), 400, 'prompt');
+  const long = await expectError(await post('/v1/completions', JSON.stringify({ prompt: 'a '.repeat(9000) })), 400);
+  assert.match(long.error.message, /maximum context length is \d+ tokens/);
+  await expectError(await post('/v1/chat/completions', 'x'.repeat(9 << 20)), 413);
+  await expectError(await post('/v1/chat/completions', JSON.stringify(chatBody('x')), { 'content-type': 'application/json' }), 401);
+  await expectError(await post('/v1/chat/completions', JSON.stringify(chatBody('x')), { authorization: 'Bearer wrong' }), 401);
+  await expectError(await fetch(`${s.url}/v1/nope`, { headers: auth }), 404);
+  await expectError(await fetch(`${s.url}/v1/chat/completions`, { headers: auth }), 405);
+  // Still serving, and /health, /tokenize, /detokenize work.
+  assert.equal((await fetch(`${s.url}/health`)).status, 200);
+  const tok = await (await post('/tokenize', JSON.stringify({ content: 'Once upon a time' }))).json();
+  assert.ok(tok.tokens.length > 0);
+  const detok = await (await post('/detokenize', JSON.stringify({ tokens: tok.tokens }))).json();
+  assert.match(detok.content, /Once upon a time/);
+  const ok = await post('/v1/chat/completions', JSON.stringify(chatBody('x', 2)));
+  assert.equal(ok.status, 200);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('SIGTERM during active streams ends them cleanly and exits 0', async () => {
+  const s = await startServer();
+  const streams = Array.from({ length: 4 }, (_, i) => streamChat(s.url, chatBody(`long ${i}`, 1500)).catch((e) => ({ error: e })));
+  await new Promise((r) => setTimeout(r, 500));
+  s.proc.kill('SIGTERM');
+  const results = await Promise.all(streams);
+  for (const r of results) {
+    assert.ok(!r.error, `stream failed: ${r.error}`);
+    assert.ok(r.done, 'each stream ends with [DONE]');
+  }
+  assert.deepEqual(await s.exited, { code: 0, signal: null });
+});

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# ctest entry for the server's end-to-end tests: installs the openai client from the npm registry
+# (once), picks stories260K from ../shared or writes a random-weight model, and runs e2e.mjs.
+set -euo pipefail
+vkllm="$1"; work="$2"; shared="${3:-}"
+here="$(cd "$(dirname "$0")" && pwd)"
+mkdir -p "$work"
+if [ ! -d "$work/node_modules/openai" ]; then
+  cp "$here/package.json" "$here/package-lock.json" "$work/"
+  (cd "$work" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+model="$shared/models/stories260K/stories260K.gguf"
+if [ ! -f "$model" ]; then
+  echo "../shared not found: using a random-weight model (micro preset)"
+  model="$work/micro.gguf"
+  [ -f "$model" ] || "$vkllm" make-model --preset micro --type q8_0 -o "$model"
+fi
+cp "$here/e2e.mjs" "$work/"
+cd "$work" && node e2e.mjs "$vkllm" "$model" 2>&1 | tail -100
+exit "${PIPESTATUS[0]}"
