@@ -25,4 +25,10 @@ struct PushMatvec {
 };
 static_assert(sizeof(PushMatvec) == 12);
 
+struct PushSample {
+  std::uint32_t ncols;
+  std::uint32_t nrows;
+};
+static_assert(sizeof(PushSample) == 8);
+
 }  // namespace vkllm::ops

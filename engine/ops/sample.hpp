@@ -10,6 +10,7 @@
 namespace vkllm::ops {
 
 // ids[r] = the lowest index of the largest value of logits[r, :], r < nrows. ids: nrows u32.
+// NaN never wins; a row of NaN gives 0.
 void record_argmax(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan ids,
                    std::uint32_t nrows, std::uint32_t ncols);
 
@@ -37,6 +38,8 @@ struct PenaltyEntry {
 };
 
 // The uniform draw in [0, 1) for (seed, counter): the same function on host and device.
+// h = pcg(seed_lo ^ pcg(seed_hi ^ pcg(counter))) with pcg the PCG output-permutation hash;
+// u = (h >> 8) / 2^24, exact in f32.
 float sample_uniform(std::uint32_t seed_lo, std::uint32_t seed_hi, std::uint32_t counter);
 
 // Bytes of scratch record_sample needs for nrows rows of ncols logits.
@@ -46,6 +49,27 @@ std::uint64_t sample_scratch_bytes(std::uint32_t nrows, std::uint32_t ncols);
 // then greedy or temperature + top-k + top-p + min-p filtering and a draw with
 // sample_uniform(seed, counter). ids: nrows u32. logprobs: nrows f32, the chosen token's log
 // probability under the unfiltered softmax of the raw logits.
+//
+// Exactly, per row with logits l (f32 throughout; the host reference in tests/reference/
+// sample_ref.hpp implements the same and is the test oracle):
+//  1. Penalties on a copy: for each entry (token, count) of the row's penalty list,
+//     l = (l > 0 ? l / repetition_penalty : l * repetition_penalty);
+//     l -= frequency_penalty * count + presence_penalty * (count > 0 ? 1 : 0).
+//     Entries must name distinct tokens; entries past the bound `penalties` range or naming a
+//     token >= ncols are ignored. `penalties` holds at least one entry (bind a dummy if none).
+//  2. temperature <= 0: id = argmax of the penalized l (lowest index on ties). Otherwise
+//     p = softmax(l / temperature).
+//  3. top_k > 0: keep p >= the k-th largest p (ties at the threshold are all kept).
+//  4. top_p < 1: among kept tokens, the largest tau with sum(kept p >= tau) >= top_p *
+//     sum(kept p); keep p >= tau (top_p <= 0 keeps the largest p and its ties).
+//  5. min_p > 0: keep p >= min(min_p, 1) * max p.
+//  6. Draw: target = sample_uniform(seed_lo, seed_hi, counter) * sum(kept p); walk kept tokens
+//     in index order accumulating p; id = the first index where the sum exceeds target (the
+//     last kept index if rounding leaves none).
+//  7. logprobs[r] = log_softmax(raw l)[id].
+// Probabilities that underflow to subnormals may be flushed to 0 by the device.
+// scratch: sample_scratch_bytes(nrows, ncols). One workgroup per row; the filters cost about 31
+// passes over the row each (bisection on the f32 bit pattern of p).
 void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan rows,
                    BufferSpan penalties, BufferSpan scratch, BufferSpan ids, BufferSpan logprobs,
                    std::uint32_t nrows, std::uint32_t ncols);

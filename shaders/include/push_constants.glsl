@@ -24,3 +24,11 @@ layout(push_constant) uniform PushMatvec {
   uint stride;
 } pc;
 #endif
+
+#ifdef PUSH_SAMPLE
+// Token selection over logits[nrows, ncols] (argmax, sampler): one workgroup per row.
+layout(push_constant) uniform PushSample {
+  uint ncols;
+  uint nrows;
+} pc;
+#endif

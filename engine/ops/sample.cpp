@@ -1,0 +1,99 @@
+// Host side of shaders/argmax.comp and shaders/sample.comp, and the host copy of the sampler's
+// uniform draw. Knows no Vulkan, no models.
+#include "engine/ops/sample.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "engine/ops/push_constants.hpp"
+
+namespace vkllm::ops {
+namespace {
+
+// PCG's output permutation as an integer hash (Jarkko & Olano, "Hash Functions for GPU
+// Rendering", 2020). Same integer code as pcg_hash in shaders/sample.comp.
+std::uint32_t pcg_hash(std::uint32_t v) {
+  const std::uint32_t state = v * 747796405u + 2891336453u;
+  const std::uint32_t word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  return (word >> 22u) ^ word;
+}
+
+void check_shape(const Kernels& k, std::uint32_t nrows, std::uint32_t ncols, const char* op) {
+  if (ncols == 0) throw std::logic_error(fmt::format("{}: rows of 0 columns", op));
+  if (nrows > k.caps().props.max_workgroup_count[0]) {
+    throw std::logic_error(fmt::format("{}: {} rows exceed one dispatch ({} workgroups)", op,
+                                       nrows, k.caps().props.max_workgroup_count[0]));
+  }
+  // The shaders index elements with 32-bit integers.
+  if (std::uint64_t{nrows} * ncols > 0xFFFFFFFFull) {
+    throw std::logic_error(fmt::format("{}: [{}, {}] exceeds 2^32 elements", op, nrows, ncols));
+  }
+}
+
+// One workgroup per row: the tuned row size, smaller for short rows (small vocabularies, tests)
+// where most invocations would idle through every barrier.
+std::uint32_t row_workgroup(const Kernels& k, std::uint32_t ncols) {
+  return std::min(k.tuning().rows_workgroup, std::max<std::uint32_t>(64, std::bit_ceil(ncols)));
+}
+
+}  // namespace
+
+float sample_uniform(std::uint32_t seed_lo, std::uint32_t seed_hi, std::uint32_t counter) {
+  const std::uint32_t h = pcg_hash(seed_lo ^ pcg_hash(seed_hi ^ pcg_hash(counter)));
+  return static_cast<float>(h >> 8u) * (1.0f / 16777216.0f);
+}
+
+std::uint64_t sample_scratch_bytes(std::uint32_t nrows, std::uint32_t ncols) {
+  return std::max<std::uint64_t>(std::uint64_t{nrows} * ncols * 4, 4);
+}
+
+void record_argmax(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan ids,
+                   std::uint32_t nrows, std::uint32_t ncols) {
+  if (nrows == 0) return;
+  check_shape(k, nrows, ncols, "argmax");
+  const std::uint64_t bytes = std::uint64_t{nrows} * ncols * 4;
+  require_bytes(logits, bytes, "argmax", "logits");
+  require_bytes(ids, std::uint64_t{nrows} * 4, "argmax", "ids");
+  logits.size = bytes;
+  ids.size = std::uint64_t{nrows} * 4;
+  const std::uint32_t wg = row_workgroup(k, ncols);
+  const auto& p = k.pipeline(shaders::ShaderId::argmax_f32, 2, sizeof(PushSample), {wg});
+  const PushSample push{ncols, nrows};
+  cs.dispatch(p, {{logits, Access::read}, {ids, Access::write}}, push, {nrows, 1, 1},
+              fmt::format("argmax_f32 [{}, {}]", nrows, ncols));
+}
+
+void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan rows,
+                   BufferSpan penalties, BufferSpan scratch, BufferSpan ids, BufferSpan logprobs,
+                   std::uint32_t nrows, std::uint32_t ncols) {
+  if (nrows == 0) return;
+  check_shape(k, nrows, ncols, "sample");
+  const std::uint64_t bytes = std::uint64_t{nrows} * ncols * 4;
+  require_bytes(logits, bytes, "sample", "logits");
+  require_bytes(rows, std::uint64_t{nrows} * sizeof(SamplingRow), "sample", "rows");
+  require_bytes(penalties, sizeof(PenaltyEntry), "sample", "penalties");
+  require_bytes(scratch, sample_scratch_bytes(nrows, ncols), "sample", "scratch");
+  require_bytes(ids, std::uint64_t{nrows} * 4, "sample", "ids");
+  require_bytes(logprobs, std::uint64_t{nrows} * 4, "sample", "logprobs");
+  logits.size = scratch.size = bytes;
+  rows.size = std::uint64_t{nrows} * sizeof(SamplingRow);
+  ids.size = logprobs.size = std::uint64_t{nrows} * 4;
+  // The shader bounds penalty entries by the bound range: bind whole entries only.
+  penalties.size = penalties.resolved_size() / sizeof(PenaltyEntry) * sizeof(PenaltyEntry);
+  const std::uint32_t wg = row_workgroup(k, ncols);
+  const auto& p = k.pipeline(shaders::ShaderId::sample_f32, 6, sizeof(PushSample), {wg});
+  const PushSample push{ncols, nrows};
+  cs.dispatch(p,
+              {{logits, Access::read},
+               {rows, Access::read},
+               {penalties, Access::read},
+               {scratch, Access::read_write},
+               {ids, Access::write},
+               {logprobs, Access::write}},
+              push, {nrows, 1, 1}, fmt::format("sample_f32 [{}, {}]", nrows, ncols));
+}
+
+}  // namespace vkllm::ops

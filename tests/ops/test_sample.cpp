@@ -1,0 +1,398 @@
+// Token selection on the device (argmax, the sampler) against the CPU references in
+// tests/reference/sample_ref.hpp: ids row by row, logprobs, the draw's determinism and its
+// distribution. Runs on lavapipe with validation on.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/ops/push_constants.hpp"
+#include "engine/ops/sample.hpp"
+#include "tests/reference/reference.hpp"
+#include "tests/reference/sample_ref.hpp"
+#include "tests/support/device_fixture.hpp"
+
+using namespace vkllm;
+using test::DeviceTest;
+
+namespace {
+
+constexpr double kLogprobTolerance = 1e-4;
+
+template <typename T>
+platform::Buffer upload(DeviceTest& t, const std::vector<T>& data, const char* name) {
+  auto b = t.device().create_buffer(std::max<std::size_t>(data.size() * sizeof(T), 4),
+                                    platform::MemoryIntent::activations, name);
+  if (!data.empty()) t.device().upload(b, 0, std::as_bytes(std::span<const T>(data)));
+  return b;
+}
+
+std::vector<std::uint32_t> download_u32(DeviceTest& t, const platform::Buffer& b, std::size_t n) {
+  std::vector<std::uint32_t> out(n);
+  t.device().download(b, 0, std::as_writable_bytes(std::span<std::uint32_t>(out)));
+  return out;
+}
+
+struct Sampled {
+  std::vector<std::uint32_t> ids;
+  std::vector<float> logprobs;
+};
+
+// record_sample over rows[i] on logits[i * ncols ...]; penalty entries indexed by the rows.
+// ids and logprobs start poisoned (NaN; as u32 an id far past any vocabulary).
+Sampled run_sample(DeviceTest& t, const std::vector<float>& logits,
+                   const std::vector<ops::SamplingRow>& rows,
+                   std::vector<ops::PenaltyEntry> penalties, std::uint32_t ncols) {
+  const auto nrows = static_cast<std::uint32_t>(rows.size());
+  if (penalties.empty()) penalties.push_back({0, 0});  // the binding needs one entry
+  auto dl = t.upload_floats(logits, "logits");
+  auto dr = upload(t, rows, "rows");
+  auto dp = upload(t, penalties, "penalties");
+  auto ds = t.device().create_buffer(ops::sample_scratch_bytes(nrows, ncols),
+                                     platform::MemoryIntent::activations, "scratch");
+  auto di = t.poisoned_floats(nrows, "ids");
+  auto dlp = t.poisoned_floats(nrows, "logprobs");
+  auto cs = t.device().command_stream();
+  cs.begin();
+  ops::record_sample(t.kernels(), cs, dl, dr, dp, ds, di, dlp, nrows, ncols);
+  cs.end();
+  cs.submit_and_wait();
+  return {download_u32(t, di, nrows), t.download_floats(dlp, nrows)};
+}
+
+std::vector<float> normal_logits(std::mt19937& rng, std::size_t n, float sigma, bool ties) {
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<float> v(n);
+  // Quantized logits repeat exactly: ties at every threshold, and in the greedy winner.
+  for (float& x : v) x = ties ? std::round(d(rng) * 2.0f) / 2.0f : d(rng);
+  return v;
+}
+
+enum class Kind { greedy, temperature, top_k, top_p, min_p, combined, top_k_one, count_ };
+
+const char* kind_name(Kind k) {
+  constexpr const char* names[] = {"greedy",  "temperature", "top_k",    "top_p",
+                                   "min_p",   "combined",    "top_k_one"};
+  return names[static_cast<int>(k)];
+}
+
+ops::SamplingRow random_row(std::mt19937& rng, Kind kind, std::uint32_t ncols) {
+  std::uniform_real_distribution<float> uf(0.0f, 1.0f);
+  auto k_in = [&](std::uint32_t lo, std::uint32_t hi) {
+    return std::uniform_int_distribution<std::uint32_t>(lo, hi)(rng);
+  };
+  ops::SamplingRow r;
+  r.temperature = 0.3f + 1.2f * uf(rng);
+  r.seed_lo = static_cast<std::uint32_t>(rng());
+  r.seed_hi = static_cast<std::uint32_t>(rng());
+  r.counter = k_in(0, 5000);
+  const std::uint32_t kmax = std::max<std::uint32_t>(1, std::min<std::uint32_t>(ncols, 200));
+  switch (kind) {
+    case Kind::greedy: r.temperature = uf(rng) < 0.5f ? 0.0f : -1.0f; break;
+    case Kind::temperature: break;
+    case Kind::top_k: r.top_k = k_in(1, kmax); break;
+    case Kind::top_p: r.top_p = 0.05f + 0.9f * uf(rng); break;
+    case Kind::min_p: r.min_p = 0.02f + 0.5f * uf(rng); break;
+    case Kind::combined:
+      r.top_k = k_in(1, kmax);
+      r.top_p = 0.3f + 0.65f * uf(rng);
+      r.min_p = 0.01f + 0.1f * uf(rng);
+      break;
+    case Kind::top_k_one: r.top_k = 1; break;
+    case Kind::count_: break;
+  }
+  return r;
+}
+
+// Penalties for about half the rows: distinct tokens, counts 0..5 (0: no presence penalty).
+std::vector<ops::PenaltyEntry> random_penalties(std::mt19937& rng, ops::SamplingRow& r,
+                                                std::uint32_t ncols, std::uint32_t offset) {
+  std::vector<ops::PenaltyEntry> out;
+  r.penalty_offset = offset;
+  if (rng() % 2 == 0) return out;
+  std::uniform_real_distribution<float> uf(0.0f, 1.0f);
+  r.repetition_penalty = 1.0f + 0.6f * uf(rng);
+  r.presence_penalty = 0.8f * uf(rng);
+  r.frequency_penalty = 0.4f * uf(rng);
+  std::vector<std::uint32_t> tokens(ncols);
+  std::iota(tokens.begin(), tokens.end(), 0u);
+  std::shuffle(tokens.begin(), tokens.end(), rng);
+  // The greedy winner is often among them, so penalties change the answer.
+  tokens.resize(std::min<std::size_t>(ncols, 1 + rng() % 300));
+  for (std::uint32_t tok : tokens) out.push_back({tok, static_cast<std::uint32_t>(rng() % 6)});
+  r.penalty_count = static_cast<std::uint32_t>(out.size());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(DeviceTest, "argmax matches the reference, ties take the lowest index") {
+  for (std::uint32_t ncols : {1u, 7u, 4097u, 151936u}) {
+    for (std::uint32_t nrows = 1; nrows <= 5; ++nrows) {
+      if (ncols == 151936u && nrows % 2 == 0) continue;  // keep lavapipe time down
+      CAPTURE(ncols);
+      CAPTURE(nrows);
+      auto x = ref::random_floats(rng(), std::size_t(ncols) * nrows, -5, 5);
+      for (std::uint32_t r = 0; r < nrows; ++r) {
+        float* row = x.data() + std::size_t(r) * ncols;
+        if (r % 3 == 1) {
+          // The largest value repeated at scattered places, the first occurrence anywhere.
+          const float m = *std::max_element(row, row + ncols) + 1.0f;
+          for (int i = 0; i < 4; ++i) row[rng()() % ncols] = m;
+        } else if (r % 3 == 2) {
+          for (std::uint32_t c = 0; c < ncols; ++c) row[c] = std::floor(row[c]);  // many ties
+        }
+      }
+      auto dx = upload_floats(x, "logits");
+      auto dids = poisoned_floats(nrows, "ids");
+      auto cs = device().command_stream();
+      cs.begin();
+      ops::record_argmax(kernels(), cs, dx, dids, nrows, ncols);
+      cs.end();
+      cs.submit_and_wait();
+      const auto ids = download_u32(*this, dids, nrows);
+      for (std::uint32_t r = 0; r < nrows; ++r) {
+        CAPTURE(r);
+        CHECK(ids[r] == ref::argmax({x.data() + std::size_t(r) * ncols, ncols}));
+      }
+    }
+  }
+}
+
+TEST_CASE_FIXTURE(DeviceTest, "sampler matches the reference row by row, logprobs included") {
+  struct Shape {
+    std::uint32_t ncols, nrows, dispatches;
+  };
+  std::size_t checked = 0, skipped = 0;
+  for (const Shape s : {Shape{7, 14, 3}, Shape{100, 14, 4}, Shape{4097, 14, 6},
+                        Shape{151936, 3, 1}}) {
+    for (std::uint32_t d = 0; d < s.dispatches; ++d) {
+      CAPTURE(s.ncols);
+      const bool ties = d % 2 == 1;
+      const auto logits = normal_logits(rng(), std::size_t(s.ncols) * s.nrows, 2.0f, ties);
+      std::vector<ops::SamplingRow> rows;
+      std::vector<ops::PenaltyEntry> pen;
+      std::vector<Kind> kinds;
+      for (std::uint32_t r = 0; r < s.nrows; ++r) {
+        // Every kind in every dispatch, next to each other.
+        const auto kind = static_cast<Kind>((r + d) % static_cast<int>(Kind::count_));
+        auto row = random_row(rng(), kind, s.ncols);
+        const auto p = random_penalties(rng(), row, s.ncols, std::uint32_t(pen.size()));
+        pen.insert(pen.end(), p.begin(), p.end());
+        rows.push_back(row);
+        kinds.push_back(kind);
+      }
+      const auto out = run_sample(*this, logits, rows, pen, s.ncols);
+      for (std::uint32_t r = 0; r < s.nrows; ++r) {
+        const std::span<const float> lr(logits.data() + std::size_t(r) * s.ncols, s.ncols);
+        const std::span<const ops::PenaltyEntry> pr(pen.data() + rows[r].penalty_offset,
+                                                    rows[r].penalty_count);
+        const auto want = ref::sample_row(lr, rows[r], pr);
+        CAPTURE(r);
+        const std::string kind = kind_name(kinds[r]);
+        CAPTURE(kind);
+        CAPTURE(rows[r].temperature);
+        CAPTURE(rows[r].top_k);
+        CAPTURE(rows[r].top_p);
+        CAPTURE(rows[r].min_p);
+        CAPTURE(rows[r].penalty_count);
+        REQUIRE(out.ids[r] < s.ncols);
+        // The logprob of whatever the device chose, under the raw softmax.
+        CHECK(std::abs(out.logprobs[r] - ref::log_softmax_at(lr, out.ids[r])) <
+              kLogprobTolerance);
+        if (want.ambiguous) {
+          ++skipped;
+          continue;
+        }
+        ++checked;
+        CHECK(out.ids[r] == want.id);
+        if (kinds[r] == Kind::top_k_one && !ties) {
+          // top_k = 1 is greedy, whatever the temperature and the draw (with a unique largest
+          // logit: top_k keeps every tie of the k-th value).
+          auto greedy = rows[r];
+          greedy.temperature = 0;
+          const auto g = ref::sample_row(lr, greedy, pr);
+          if (!g.ambiguous) CHECK(out.ids[r] == g.id);
+        }
+      }
+    }
+  }
+  MESSAGE(checked << " rows compared, " << skipped << " skipped as within "
+                  << ref::kSampleTolerance << " of a decision boundary");
+  CHECK(skipped * 10 <= checked);
+}
+
+TEST_CASE_FIXTURE(DeviceTest, "sample_uniform: the device's draw equals the host's bit for bit") {
+  // Through a probe variant that writes u itself: every bit of the 24.
+  const std::uint32_t nrows = 1024;
+  std::vector<ops::SamplingRow> rows(nrows);
+  for (std::uint32_t r = 0; r < nrows; ++r) {
+    rows[r].seed_lo = static_cast<std::uint32_t>(rng()());
+    rows[r].seed_hi = r % 4 == 0 ? 0u : static_cast<std::uint32_t>(rng()());
+    rows[r].counter = r % 2 == 0 ? r : static_cast<std::uint32_t>(rng()());
+  }
+  auto dr = upload(*this, rows, "rows");
+  auto dummy = upload_floats(std::vector<float>(4, 0.0f), "unused");
+  auto di = poisoned_floats(nrows, "ids");
+  auto du = poisoned_floats(nrows, "u");
+  const auto& p = kernels().pipeline(shaders::ShaderId::sample_uniform_probe, 6,
+                                     sizeof(ops::PushSample), {64});
+  auto cs = device().command_stream();
+  cs.begin();
+  cs.dispatch(p,
+              {{dummy, platform::Access::read},
+               {dr, platform::Access::read},
+               {dummy, platform::Access::read},
+               {dummy, platform::Access::read},
+               {di, platform::Access::write},
+               {du, platform::Access::write}},
+              ops::PushSample{1, nrows}, {nrows, 1, 1}, "sample_uniform_probe");
+  cs.end();
+  cs.submit_and_wait();
+  const auto u = download_u32(*this, du, nrows);
+  std::set<std::uint32_t> distinct;
+  for (std::uint32_t r = 0; r < nrows; ++r) {
+    CAPTURE(r);
+    const float host = ops::sample_uniform(rows[r].seed_lo, rows[r].seed_hi, rows[r].counter);
+    CHECK(u[r] == std::bit_cast<std::uint32_t>(host));
+    CHECK(host >= 0.0f);
+    CHECK(host < 1.0f);
+    distinct.insert(u[r]);
+  }
+  CHECK(distinct.size() > nrows - 4);
+}
+
+TEST_CASE_FIXTURE(DeviceTest, "sampler draws are reproducible and follow the counter") {
+  // Flat rows of 4096 equal logits: every p is 1/4096 exactly and every sum is exact, so the
+  // sampler must pick floor(u * 4096), the top 12 bits of the host's u.
+  {
+    const std::uint32_t ncols = 4096, nrows = 128;
+    std::vector<ops::SamplingRow> rows(nrows);
+    for (std::uint32_t r = 0; r < nrows; ++r) {
+      rows[r].temperature = 1.0f;
+      rows[r].seed_lo = static_cast<std::uint32_t>(rng()());
+      rows[r].counter = r;
+    }
+    const auto out = run_sample(*this, std::vector<float>(std::size_t(ncols) * nrows, 0.5f),
+                                rows, {}, ncols);
+    for (std::uint32_t r = 0; r < nrows; ++r) {
+      CAPTURE(r);
+      const float u = ops::sample_uniform(rows[r].seed_lo, rows[r].seed_hi, rows[r].counter);
+      CHECK(out.ids[r] == static_cast<std::uint32_t>(u * 4096.0f));
+    }
+  }
+  // Same seed and counter: the same id, across rows and dispatches. Different counters: the
+  // stream varies.
+  const std::uint32_t ncols = 1000, nrows = 64;
+  const auto row_logits = ref::random_floats(rng(), ncols, -1, 1);
+  std::vector<float> logits;
+  for (std::uint32_t r = 0; r < nrows; ++r) {
+    logits.insert(logits.end(), row_logits.begin(), row_logits.end());
+  }
+  ops::SamplingRow base;
+  base.temperature = 1.0f;
+  base.top_p = 0.95f;
+  base.seed_lo = 1234;
+  base.seed_hi = 99;
+  base.counter = 17;
+  std::vector<ops::SamplingRow> same(nrows, base), stream(nrows, base), reseeded(nrows, base);
+  for (std::uint32_t r = 0; r < nrows; ++r) {
+    stream[r].counter = r;
+    reseeded[r].counter = r;
+    reseeded[r].seed_lo = 4321;
+  }
+  const auto a = run_sample(*this, logits, same, {}, ncols);
+  const auto b = run_sample(*this, logits, same, {}, ncols);
+  CHECK(std::set<std::uint32_t>(a.ids.begin(), a.ids.end()).size() == 1);
+  CHECK(a.ids == b.ids);
+  const auto s1 = run_sample(*this, logits, stream, {}, ncols);
+  const auto s2 = run_sample(*this, logits, stream, {}, ncols);
+  const auto s3 = run_sample(*this, logits, reseeded, {}, ncols);
+  CHECK(s1.ids == s2.ids);
+  CHECK(std::set<std::uint32_t>(s1.ids.begin(), s1.ids.end()).size() >= nrows / 2);
+  std::size_t equal = 0;
+  for (std::uint32_t r = 0; r < nrows; ++r) equal += s1.ids[r] == s3.ids[r];
+  CHECK(equal < nrows / 4);
+}
+
+TEST_CASE_FIXTURE(DeviceTest, "sampler draws follow the softmax (chi-square), top-k renormalized") {
+  // 16 tokens, 20,480 draws (one row per counter), Pearson's chi-square against the expected
+  // counts at p = 0.001. Critical values: chi2(15) = 37.697, chi2(3) = 16.266.
+  const std::uint32_t ncols = 16, nrows = 20480;
+  const auto row_logits = ref::random_floats(rng(), ncols, -2, 2);
+  std::vector<float> logits;
+  logits.reserve(std::size_t(ncols) * nrows);
+  for (std::uint32_t r = 0; r < nrows; ++r) {
+    logits.insert(logits.end(), row_logits.begin(), row_logits.end());
+  }
+  std::vector<double> p(ncols);
+  for (std::uint32_t c = 0; c < ncols; ++c) p[c] = std::exp(ref::log_softmax_at(row_logits, c));
+
+  struct Case {
+    std::uint32_t top_k;
+    double critical;
+  };
+  for (const Case cs : {Case{0, 37.697}, Case{4, 16.266}}) {
+    CAPTURE(cs.top_k);
+    std::vector<ops::SamplingRow> rows(nrows);
+    const auto seed = static_cast<std::uint32_t>(rng()());
+    for (std::uint32_t r = 0; r < nrows; ++r) {
+      rows[r].temperature = 1.0f;
+      rows[r].top_k = cs.top_k;
+      rows[r].seed_lo = seed;
+      rows[r].counter = r;
+    }
+    const auto out = run_sample(*this, logits, rows, {}, ncols);
+    std::vector<double> counts(ncols, 0.0);
+    for (std::uint32_t id : out.ids) {
+      REQUIRE(id < ncols);
+      counts[id] += 1;
+    }
+    // The expected distribution: the softmax, restricted to the top k and renormalized.
+    std::vector<double> q = p;
+    if (cs.top_k > 0) {
+      std::vector<double> sorted = p;
+      std::sort(sorted.begin(), sorted.end(), std::greater<>());
+      const double thr = sorted[cs.top_k - 1];
+      for (double& v : q) v = v >= thr ? v : 0.0;
+    }
+    const double qsum = std::accumulate(q.begin(), q.end(), 0.0);
+    double chi2 = 0;
+    for (std::uint32_t c = 0; c < ncols; ++c) {
+      CAPTURE(c);
+      if (q[c] == 0) {
+        CHECK(counts[c] == 0);  // filtered tokens never appear
+        continue;
+      }
+      const double expected = nrows * q[c] / qsum;
+      chi2 += (counts[c] - expected) * (counts[c] - expected) / expected;
+    }
+    MESSAGE("top_k " << cs.top_k << ": chi-square " << chi2 << " (critical " << cs.critical
+                     << ")");
+    CHECK(chi2 < cs.critical);
+  }
+}
+
+TEST_CASE_FIXTURE(DeviceTest, "sampler and argmax reject buffers that are too small") {
+  auto logits = upload_floats(std::vector<float>(64, 0.0f), "logits");
+  auto small = upload_floats(std::vector<float>(1, 0.0f), "small");
+  auto rows = upload(*this, std::vector<ops::SamplingRow>(2), "rows");
+  auto pen = upload(*this, std::vector<ops::PenaltyEntry>(1), "penalties");
+  auto ids = poisoned_floats(2, "ids");
+  auto cs = device().command_stream();
+  cs.begin();
+  // 2 rows of 32 need 256 bytes of scratch.
+  CHECK_THROWS_AS(
+      ops::record_sample(kernels(), cs, logits, rows, pen, small, ids, ids, 2, 32),
+      std::logic_error);
+  CHECK_THROWS_AS(ops::record_argmax(kernels(), cs, logits, small, 2, 32), std::logic_error);
+  CHECK_THROWS_AS(ops::record_argmax(kernels(), cs, logits, ids, 2, 33), std::logic_error);
+  cs.end();
+}
