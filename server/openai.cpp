@@ -250,6 +250,7 @@ ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const Requ
   sp.stop = stop_list(o, limits);
   if (const json::value* b = field(o, "logit_bias")) {
     if (!b->is_object()) fail("logit_bias", "'logit_bias' must be an object of token id -> bias");
+    if (b->get_object().size() > 300) fail("logit_bias", "'logit_bias' may name at most 300 tokens");
     for (const auto& kv : b->get_object()) {
       std::int64_t id = -1;
       try {

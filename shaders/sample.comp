@@ -14,7 +14,7 @@
 #define PUSH_SAMPLE
 #include "push_constants.glsl"
 
-// Mirrors ops::SamplingRow (48 bytes) and ops::PenaltyEntry (8 bytes), std430.
+// Mirrors ops::SamplingRow (48 bytes) and ops::PenaltyEntry (16 bytes), std430.
 struct SamplingRow {
   float temperature;
   uint top_k;
@@ -32,6 +32,8 @@ struct SamplingRow {
 struct PenaltyEntry {
   uint token;
   uint count;
+  float bias;
+  uint pad_;
 };
 
 layout(binding = 0) readonly buffer Logits { float logits[]; };
@@ -84,13 +86,16 @@ uint wg_sum_u(uint v) {
   return r;
 }
 
-// Repetition, frequency and presence penalties of one seen token. precise: no contraction into
-// fma, so the host reference computes the same f32 value.
-float penalize(float l, uint count, SamplingRow sp) {
-  precise float v = l > 0.0 ? l / sp.repetition_penalty : l * sp.repetition_penalty;
-  precise float d =
-      sp.frequency_penalty * float(count) + sp.presence_penalty * (count > 0u ? 1.0 : 0.0);
-  precise float out_l = v - d;
+// Repetition, frequency and presence penalties of a seen token (count > 0), then its logit bias.
+// precise: no contraction into fma, so the host reference computes the same f32 value.
+float penalize(float l, uint count, float bias, SamplingRow sp) {
+  precise float v = l;
+  if (count > 0u) {
+    v = l > 0.0 ? l / sp.repetition_penalty : l * sp.repetition_penalty;
+    precise float d = sp.frequency_penalty * float(count) + sp.presence_penalty;
+    v = v - d;
+  }
+  precise float out_l = v + bias;
   return out_l;
 }
 
@@ -120,7 +125,7 @@ void main() {
   for (uint j = p0 + tid; j < p1; j += WG_SIZE) {
     const PenaltyEntry pe = penalties[j];
     if (pe.token < n) {
-      scratch[base + pe.token] = penalize(scratch[base + pe.token], pe.count, sp);
+      scratch[base + pe.token] = penalize(scratch[base + pe.token], pe.count, pe.bias, sp);
     }
   }
   memoryBarrierBuffer();

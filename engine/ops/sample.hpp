@@ -31,11 +31,15 @@ struct SamplingRow {
 };
 static_assert(sizeof(SamplingRow) == 48);
 
-// One entry of the penalty list: a token the request has seen and how many times.
+// One entry of the penalty list: a token the request has seen and how many times (0: not seen,
+// only biased), and the request's logit bias for it (OpenAI logit_bias), added after penalties.
 struct PenaltyEntry {
   std::uint32_t token = 0;
   std::uint32_t count = 0;
+  float bias = 0;
+  std::uint32_t pad_ = 0;
 };
+static_assert(sizeof(PenaltyEntry) == 16);
 
 // The uniform draw in [0, 1) for (seed, counter): the same function on host and device.
 // h = pcg(seed_lo ^ pcg(seed_hi ^ pcg(counter))) with pcg the PCG output-permutation hash;

@@ -81,6 +81,12 @@ RequestId Engine::submit(std::vector<std::uint32_t> prompt, RequestParams params
                                      prompt.size(), pool_tokens));
   }
   if (params.max_tokens == 0) throw InvalidRequest("max_tokens must be at least 1");
+  if (params.logit_bias.size() > 300) throw InvalidRequest("logit_bias holds more than 300 tokens");
+  for (const LogitBias& b : params.logit_bias) {
+    if (b.token >= model_.config().vocab_size) {
+      throw InvalidRequest(fmt::format("logit_bias token {} is outside the vocabulary", b.token));
+    }
+  }
   auto r = std::make_unique<Request>();
   r->prompt = std::move(prompt);
   r->params = std::move(params);
@@ -229,11 +235,21 @@ void Engine::step() {
     const bool penalize = sp.repetition_penalty != 1.f || sp.presence_penalty != 0.f ||
                           sp.frequency_penalty != 0.f;
     const std::uint32_t offset = static_cast<std::uint32_t>(in.penalties.size());
+    std::vector<ops::PenaltyEntry> entries;
     if (penalize) {
       const std::size_t n = std::min<std::size_t>(s.tokens.size(), sp.penalty_last_n);
-      auto entries = model::penalty_entries(std::span(s.tokens).last(n));
-      in.penalties.insert(in.penalties.end(), entries.begin(), entries.end());
+      entries = model::penalty_entries(std::span(s.tokens).last(n));
     }
+    for (const LogitBias& b : r.params.logit_bias) {  // one entry per token: merge
+      auto it = std::find_if(entries.begin(), entries.end(),
+                             [&](const ops::PenaltyEntry& e) { return e.token == b.token; });
+      if (it != entries.end()) {
+        it->bias = b.bias;
+      } else {
+        entries.push_back({b.token, 0, b.bias});
+      }
+    }
+    in.penalties.insert(in.penalties.end(), entries.begin(), entries.end());
     in.sampling.push_back(model::sampling_row(sp, s.generated(), offset,
                                               static_cast<std::uint32_t>(in.penalties.size()) - offset));
     in.want_logprobs |= r.params.logprobs;

@@ -51,7 +51,7 @@ Sampled run_sample(DeviceTest& t, const std::vector<float>& logits,
                    const std::vector<ops::SamplingRow>& rows,
                    std::vector<ops::PenaltyEntry> penalties, std::uint32_t ncols) {
   const auto nrows = static_cast<std::uint32_t>(rows.size());
-  if (penalties.empty()) penalties.push_back({0, 0});  // the binding needs one entry
+  if (penalties.empty()) penalties.push_back({0, 0, 0.0f});  // the binding needs one entry
   auto dl = t.upload_floats(logits, "logits");
   auto dr = upload(t, rows, "rows");
   auto dp = upload(t, penalties, "penalties");
@@ -111,7 +111,8 @@ ops::SamplingRow random_row(std::mt19937& rng, Kind kind, std::uint32_t ncols) {
   return r;
 }
 
-// Penalties for about half the rows: distinct tokens, counts 0..5 (0: no presence penalty).
+// Penalties for about half the rows: distinct tokens, counts 0..5 (0: a logit bias only), a
+// logit bias on about a third of them.
 std::vector<ops::PenaltyEntry> random_penalties(std::mt19937& rng, ops::SamplingRow& r,
                                                 std::uint32_t ncols, std::uint32_t offset) {
   std::vector<ops::PenaltyEntry> out;
@@ -126,7 +127,10 @@ std::vector<ops::PenaltyEntry> random_penalties(std::mt19937& rng, ops::Sampling
   std::shuffle(tokens.begin(), tokens.end(), rng);
   // The greedy winner is often among them, so penalties change the answer.
   tokens.resize(std::min<std::size_t>(ncols, 1 + rng() % 300));
-  for (std::uint32_t tok : tokens) out.push_back({tok, static_cast<std::uint32_t>(rng() % 6)});
+  for (std::uint32_t tok : tokens) {
+    const float bias = rng() % 3 == 0 ? 8.0f * (uf(rng) - 0.5f) : 0.0f;
+    out.push_back({tok, static_cast<std::uint32_t>(rng() % 6), bias});
+  }
   r.penalty_count = static_cast<std::uint32_t>(out.size());
   return out;
 }
