@@ -1,8 +1,13 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 // Elementwise binary ops on f32: out = a OP b. One row of the variant table per OP.
+// OP_ADD_BIAS broadcasts b (one row of ncols) over the rows of a.
 #include "common.glsl"
+#if defined(OP_ADD_BIAS)
+#define PUSH_BIAS
+#else
 #define PUSH_ELEMENTWISE
+#endif
 #include "push_constants.glsl"
 
 layout(binding = 0) readonly buffer A { float a[]; };
@@ -17,8 +22,14 @@ void main() {
     o[i] = a[i] + b[i];
 #elif defined(OP_MUL)
     o[i] = a[i] * b[i];
+#elif defined(OP_SILU_MUL)
+    // silu(g) = g / (1 + exp(-g)); exp overflows to inf for g < -88 and the quotient is -0.
+    const float g = a[i];
+    o[i] = g / (1.0 + exp(-g)) * b[i];
+#elif defined(OP_ADD_BIAS)
+    o[i] = a[i] + b[i % pc.ncols];
 #else
-#error "elementwise.comp: define OP_ADD or OP_MUL"
+#error "elementwise.comp: define OP_ADD, OP_MUL, OP_SILU_MUL or OP_ADD_BIAS"
 #endif
   }
 }

@@ -30,5 +30,38 @@ struct PushSample {
   std::uint32_t nrows;
 };
 static_assert(sizeof(PushSample) == 8);
+struct PushBias {
+  std::uint32_t n;
+  std::uint32_t ncols;
+};
+static_assert(sizeof(PushBias) == 8);
+
+struct PushRope {
+  std::uint32_t ntok;
+  std::uint32_t nheads;
+  std::uint32_t half_dim;  // head_dim / 2
+};
+static_assert(sizeof(PushRope) == 12);
+
+struct PushKvWrite {
+  std::uint32_t ntok;
+  std::uint32_t kv_dim;
+  std::uint32_t num_slots;  // slots >= num_slots are skipped
+};
+static_assert(sizeof(PushKvWrite) == 12);
+
+struct PushAttention {
+  std::uint32_t ntok;
+  std::uint32_t nseq;
+  std::uint32_t n_heads;
+  std::uint32_t group;       // n_heads / n_kv_heads
+  std::uint32_t kv_dim;      // n_kv_heads * head_dim
+  std::uint32_t block_size;
+  std::uint32_t max_blocks;  // row length of the block table
+  std::uint32_t num_blocks;  // blocks in each pool
+  std::uint32_t tiles;       // row tiles in the grid
+  float scale;
+};
+static_assert(sizeof(PushAttention) == 40);
 
 }  // namespace vkllm::ops

@@ -30,5 +30,45 @@ layout(push_constant) uniform PushMatvec {
 layout(push_constant) uniform PushSample {
   uint ncols;
   uint nrows;
+#ifdef PUSH_BIAS
+// out[r, c] = x[r, c] + bias[c] over n = nrows * ncols elements.
+layout(push_constant) uniform PushBias {
+  uint n;
+  uint ncols;
+} pc;
+#endif
+
+#ifdef PUSH_ROPE
+// In-place rotation of x[ntok, nheads, 2 * half] f32.
+layout(push_constant) uniform PushRope {
+  uint ntok;
+  uint nheads;
+  uint half_dim;  // head_dim / 2 (pairs per head)
+} pc;
+#endif
+
+#ifdef PUSH_KV_WRITE
+// k, v: [ntok, kv_dim] f32 into pools [num_slots, kv_dim]; slots >= num_slots are skipped.
+layout(push_constant) uniform PushKvWrite {
+  uint ntok;
+  uint kv_dim;
+  uint num_slots;
+} pc;
+#endif
+
+#ifdef PUSH_ATTENTION
+// Paged causal GQA attention (engine/ops/attention.hpp). Rows are (query token, head of the
+// GQA group) pairs of one sequence and one KV head; a workgroup takes ROWS of them.
+layout(push_constant) uniform PushAttention {
+  uint ntok;
+  uint nseq;
+  uint n_heads;
+  uint group;       // n_heads / n_kv_heads
+  uint kv_dim;      // n_kv_heads * head_dim: elements per pool row
+  uint block_size;  // tokens per KV block
+  uint max_blocks;  // row length of the block table
+  uint num_blocks;  // blocks in each pool (block ids are clamped below it)
+  uint tiles;       // row tiles in the grid: floor(ntok * group / ROWS) + nseq
+  float scale;
 } pc;
 #endif

@@ -1,0 +1,251 @@
+// Host side of shaders/rope.comp, kv_write.comp, attention.comp and the SiLU-mul / bias rows of
+// elementwise.comp: shape checks, variant choice, tile sizes, grids. Knows no Vulkan, no models.
+#include "engine/ops/attention.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "engine/ops/push_constants.hpp"
+
+namespace vkllm::ops {
+namespace {
+
+constexpr std::uint32_t kAttentionWorkgroup = 128;
+constexpr std::uint32_t kMaxHeadDim = 512;
+
+std::uint64_t kv_elem_bytes(KvType type) { return type == KvType::f16 ? 2 : 4; }
+const char* kv_name(KvType type) { return type == KvType::f16 ? "f16" : "f32"; }
+
+void require_fp16(const Kernels& k, KvType type, const char* op) {
+  if (type == KvType::f16 && !k.caps().fp16_storage) {
+    throw Unsupported(fmt::format("{} with an f16 KV cache needs 16-bit storage buffers", op));
+  }
+}
+
+void require_range(const Kernels& k, std::uint64_t bytes, const char* op, const char* arg) {
+  if (bytes > k.caps().max_storage_buffer_range) {
+    throw std::logic_error(fmt::format("{}: {} binds {} bytes, over the device's {} per binding",
+                                       op, arg, bytes, k.caps().max_storage_buffer_range));
+  }
+}
+
+// Tile sizes of attention.comp for one head size, from a 28 KiB shared-memory budget (the Vulkan
+// minimum is 32 KiB): Q tile ROWS x head_dim <= 2048 floats, K/V tile KEYS x head_dim <= 4096,
+// scores ROWS x KEYS <= 1024. Powers of two, so ROWS divides the workgroup.
+struct AttentionTiles {
+  std::uint32_t rows;
+  std::uint32_t keys;
+  std::uint32_t shared_bytes;
+};
+
+AttentionTiles attention_tiles(std::uint32_t head_dim) {
+  AttentionTiles t{};
+  t.rows = std::min<std::uint32_t>(32, std::bit_floor(std::max<std::uint32_t>(2048 / head_dim, 1)));
+  t.keys = std::min<std::uint32_t>(std::bit_floor(std::max<std::uint32_t>(4096 / head_dim, 1)),
+                                   1024 / t.rows);
+  const std::uint32_t stride = (head_dim / 2 + 1) * 8;  // padded row of pairs
+  // Mirrors the shared declarations of attention.comp.
+  t.shared_bytes = t.rows * stride + t.keys * stride + t.rows * t.keys * 4 +
+                   2 * kAttentionWorkgroup * 4 + 3 * t.rows * 4 + t.keys * 4;
+  return t;
+}
+
+}  // namespace
+
+void record_rope(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan positions,
+                 BufferSpan inv_freq, std::uint32_t ntok, std::uint32_t nheads,
+                 std::uint32_t head_dim, RopeStyle style) {
+  if (head_dim == 0 || head_dim % 2 != 0) {
+    throw Unsupported(fmt::format("rope: head_dim {} is not a positive even number", head_dim));
+  }
+  const std::uint64_t pairs = std::uint64_t{ntok} * nheads * (head_dim / 2);
+  if (pairs > 0xffffffffu) {
+    throw std::logic_error(fmt::format("rope: [{}, {}, {}] exceeds 2^32 pairs", ntok, nheads,
+                                       head_dim));
+  }
+  if (pairs == 0) return;
+  const std::uint64_t xbytes = pairs * 8;
+  require_bytes(x, xbytes, "rope", "x");
+  require_bytes(positions, std::uint64_t{ntok} * 4, "rope", "positions");
+  require_bytes(inv_freq, std::uint64_t{head_dim / 2} * 4, "rope", "inv_freq");
+  x.size = xbytes;
+  positions.size = std::uint64_t{ntok} * 4;
+  inv_freq.size = std::uint64_t{head_dim / 2} * 4;
+  const bool neox = style == RopeStyle::neox;
+  const std::uint32_t wg = k.tuning().elementwise_workgroup;
+  const auto& p = k.pipeline(neox ? shaders::ShaderId::rope_neox_f32
+                                  : shaders::ShaderId::rope_normal_f32,
+                             3, sizeof(PushRope), {wg});
+  const PushRope push{ntok, nheads, head_dim / 2};
+  cs.dispatch(p, {{x, Access::read_write}, {positions, Access::read}, {inv_freq, Access::read}},
+              push, {group_count(k, pairs, wg), 1, 1},
+              fmt::format("rope_{} [{}, {}, {}]", neox ? "neox" : "normal", ntok, nheads,
+                          head_dim));
+}
+
+void record_silu_mul(Kernels& k, CommandStream& cs, BufferSpan gate, BufferSpan up, BufferSpan out,
+                     std::uint32_t n) {
+  if (n == 0) return;
+  const std::uint64_t bytes = std::uint64_t{n} * 4;
+  require_bytes(gate, bytes, "silu_mul", "gate");
+  require_bytes(up, bytes, "silu_mul", "up");
+  require_bytes(out, bytes, "silu_mul", "out");
+  gate.size = up.size = out.size = bytes;
+  const std::uint32_t wg = k.tuning().elementwise_workgroup;
+  const auto& p = k.pipeline(shaders::ShaderId::silu_mul_f32, 3, sizeof(PushElementwise), {wg});
+  const PushElementwise push{n};
+  cs.dispatch(p, {{gate, Access::read}, {up, Access::read}, {out, Access::write}}, push,
+              {group_count(k, n, wg), 1, 1}, fmt::format("silu_mul_f32 n={}", n));
+}
+
+void record_add_bias(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan bias, BufferSpan out,
+                     std::uint32_t ncols, std::uint32_t nrows) {
+  const std::uint64_t n = std::uint64_t{ncols} * nrows;
+  if (n > 0xffffffffu) {
+    throw std::logic_error(fmt::format("add_bias: [{}, {}] exceeds 2^32 elements", nrows, ncols));
+  }
+  if (n == 0) return;
+  require_bytes(x, n * 4, "add_bias", "x");
+  require_bytes(bias, std::uint64_t{ncols} * 4, "add_bias", "bias");
+  require_bytes(out, n * 4, "add_bias", "out");
+  x.size = out.size = n * 4;
+  bias.size = std::uint64_t{ncols} * 4;
+  const std::uint32_t wg = k.tuning().elementwise_workgroup;
+  const auto& p = k.pipeline(shaders::ShaderId::add_bias_f32, 3, sizeof(PushBias), {wg});
+  const PushBias push{static_cast<std::uint32_t>(n), ncols};
+  cs.dispatch(p, {{x, Access::read}, {bias, Access::read}, {out, Access::write}}, push,
+              {group_count(k, n, wg), 1, 1}, fmt::format("add_bias_f32 [{}, {}]", nrows, ncols));
+}
+
+void record_kv_write(Kernels& k, CommandStream& cs, KvType type, BufferSpan k_new, BufferSpan v_new,
+                     BufferSpan slot_mapping, BufferSpan k_pool, BufferSpan v_pool,
+                     std::uint32_t ntok, std::uint32_t kv_dim) {
+  require_fp16(k, type, "kv_write");
+  const std::uint64_t n = std::uint64_t{ntok} * kv_dim;
+  if (n > 0xffffffffu) {
+    throw std::logic_error(fmt::format("kv_write: [{}, {}] exceeds 2^32 elements", ntok, kv_dim));
+  }
+  if (n == 0) return;
+  const std::uint64_t row_bytes = std::uint64_t{kv_dim} * kv_elem_bytes(type);
+  require_bytes(k_new, n * 4, "kv_write", "k");
+  require_bytes(v_new, n * 4, "kv_write", "v");
+  require_bytes(slot_mapping, std::uint64_t{ntok} * 4, "kv_write", "slot_mapping");
+  require_bytes(k_pool, row_bytes, "kv_write", "k_pool");
+  require_bytes(v_pool, row_bytes, "kv_write", "v_pool");
+  const std::uint64_t slots = std::min({k_pool.resolved_size() / row_bytes,
+                                        v_pool.resolved_size() / row_bytes,
+                                        std::uint64_t{0xffffffffu}});
+  k_new.size = v_new.size = n * 4;
+  slot_mapping.size = std::uint64_t{ntok} * 4;
+  k_pool.size = v_pool.size = slots * row_bytes;
+  require_range(k, k_pool.size, "kv_write", "k_pool");
+  const std::uint32_t wg = k.tuning().elementwise_workgroup;
+  const auto id = type == KvType::f16 ? shaders::ShaderId::kv_write_f16
+                                      : shaders::ShaderId::kv_write_f32;
+  const auto& p = k.pipeline(id, 5, sizeof(PushKvWrite), {wg});
+  const PushKvWrite push{ntok, kv_dim, static_cast<std::uint32_t>(slots)};
+  // The pools are written at ntok rows only; the tracker sees the whole range, which orders the
+  // write before any later attention read of the pool.
+  cs.dispatch(p,
+              {{k_new, Access::read},
+               {v_new, Access::read},
+               {slot_mapping, Access::read},
+               {k_pool, Access::write},
+               {v_pool, Access::write}},
+              push, {group_count(k, n, wg), 1, 1},
+              fmt::format("kv_write_{} [{}, {}]", kv_name(type), ntok, kv_dim));
+}
+
+void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape, BufferSpan q,
+                      BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
+                      BufferSpan query_start, BufferSpan block_table, BufferSpan out) {
+  const AttentionShape& sh = shape;
+  require_fp16(k, sh.kv_type, "attention");
+  if (sh.head_dim == 0 || sh.head_dim % 2 != 0 || sh.head_dim > kMaxHeadDim) {
+    throw Unsupported(fmt::format("attention: head_dim {} (needs an even size up to {})",
+                                  sh.head_dim, kMaxHeadDim));
+  }
+  if (sh.n_kv_heads == 0 || sh.n_heads % sh.n_kv_heads != 0) {
+    throw std::logic_error(fmt::format("attention: {} query heads are not a multiple of {} KV heads",
+                                       sh.n_heads, sh.n_kv_heads));
+  }
+  if (sh.block_size == 0 || sh.max_blocks_per_seq == 0) {
+    throw std::logic_error(fmt::format("attention: block_size {} and max_blocks_per_seq {}",
+                                       sh.block_size, sh.max_blocks_per_seq));
+  }
+  if (sh.ntok == 0 || sh.nseq == 0) return;
+
+  const std::uint32_t group = sh.n_heads / sh.n_kv_heads;
+  const std::uint64_t kv_dim = std::uint64_t{sh.n_kv_heads} * sh.head_dim;
+  const std::uint64_t qbytes = std::uint64_t{sh.ntok} * sh.n_heads * sh.head_dim * 4;
+  const std::uint64_t block_bytes = std::uint64_t{sh.block_size} * kv_dim * kv_elem_bytes(sh.kv_type);
+  const std::uint64_t table_bytes = std::uint64_t{sh.nseq} * sh.max_blocks_per_seq * 4;
+  require_bytes(q, qbytes, "attention", "q");
+  require_bytes(out, qbytes, "attention", "out");
+  require_bytes(k_pool, block_bytes, "attention", "k_pool");
+  require_bytes(v_pool, block_bytes, "attention", "v_pool");
+  require_bytes(positions, std::uint64_t{sh.ntok} * 4, "attention", "positions");
+  require_bytes(query_start, std::uint64_t{sh.nseq + 1} * 4, "attention", "query_start");
+  require_bytes(block_table, table_bytes, "attention", "block_table");
+  const std::uint64_t num_blocks =
+      std::min(k_pool.resolved_size(), v_pool.resolved_size()) / block_bytes;
+  q.size = out.size = qbytes;
+  k_pool.size = v_pool.size = num_blocks * block_bytes;
+  positions.size = std::uint64_t{sh.ntok} * 4;
+  query_start.size = std::uint64_t{sh.nseq + 1} * 4;
+  block_table.size = table_bytes;
+  require_range(k, k_pool.size, "attention", "k_pool");
+  if (num_blocks * sh.block_size * kv_dim > 0xffffffffull ||
+      std::uint64_t{sh.max_blocks_per_seq} * sh.block_size > 0xffffffffull) {
+    throw std::logic_error("attention: pool or block table indices exceed 32 bits");
+  }
+
+  const AttentionTiles tiles = attention_tiles(sh.head_dim);
+  if (tiles.shared_bytes > k.caps().shared_memory) {
+    throw Unsupported(fmt::format("attention: head_dim {} needs {} bytes of shared memory, the "
+                                  "device has {}", sh.head_dim, tiles.shared_bytes,
+                                  k.caps().shared_memory));
+  }
+  // Sequence s owns tiles [qs[s] * group / rows + s, ...): at most this many in all.
+  const std::uint64_t ntiles = std::uint64_t{sh.ntok} * group / tiles.rows + sh.nseq;
+  const auto& limits = k.caps().props.max_workgroup_count;
+  const std::uint64_t gx = std::min<std::uint64_t>(ntiles, limits[0]);
+  const std::uint64_t gz = (ntiles + gx - 1) / gx;
+  if (gz > limits[2] || sh.n_kv_heads > limits[1] || ntiles > 0xffffffffull) {
+    throw std::logic_error(fmt::format("attention: {} row tiles x {} KV heads exceed the grid",
+                                       ntiles, sh.n_kv_heads));
+  }
+
+  const auto id = sh.kv_type == KvType::f16 ? shaders::ShaderId::attention_f16
+                                            : shaders::ShaderId::attention_f32;
+  const auto& p = k.pipeline(id, 7, sizeof(PushAttention),
+                             {kAttentionWorkgroup, sh.head_dim, tiles.rows, tiles.keys});
+  const PushAttention push{sh.ntok,
+                           sh.nseq,
+                           sh.n_heads,
+                           group,
+                           static_cast<std::uint32_t>(kv_dim),
+                           sh.block_size,
+                           sh.max_blocks_per_seq,
+                           static_cast<std::uint32_t>(num_blocks),
+                           static_cast<std::uint32_t>(ntiles),
+                           sh.scale};
+  cs.dispatch(p,
+              {{q, Access::read},
+               {k_pool, Access::read},
+               {v_pool, Access::read},
+               {positions, Access::read},
+               {query_start, Access::read},
+               {block_table, Access::read},
+               {out, Access::write}},
+              push,
+              {static_cast<std::uint32_t>(gx), sh.n_kv_heads, static_cast<std::uint32_t>(gz)},
+              fmt::format("attention_{} ntok={} nseq={} heads={}/{} hd={}", kv_name(sh.kv_type),
+                          sh.ntok, sh.nseq, sh.n_heads, sh.n_kv_heads, sh.head_dim));
+}
+
+}  // namespace vkllm::ops

@@ -1,0 +1,204 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// Causal GQA attention over paged K/V (KV_F32 or KV_F16 pools), flash-attention style: online
+// softmax (running max and sum) in f32, K/V streamed through shared memory in tiles of KEYS keys.
+//
+// Rows: the (query token, head of the GQA group) pairs of one sequence and one KV head, flattened
+// token-major (row = token * group + head_in_group). A workgroup takes ROWS consecutive rows of
+// one (sequence, KV head), so every K/V row it loads serves all of them: the whole GQA group, and
+// several tokens of a prefill chunk. Grid: x (* z when x overflows the device limit) = row tile,
+// y = KV head. Sequence s owns tiles [first_tile(s), first_tile(s + 1)), first_tile(s) =
+// query_start[s] * group / ROWS + s, which is increasing and leaves each sequence at least
+// ceil(len * group / ROWS) tiles; a workgroup finds its sequence by binary search on it.
+//
+// Per key tile: load K -> scores S = Q K^T (Q pre-scaled) -> load V into the same buffer and
+// partial row maxima -> p = exp(S - m), partial row sums -> O = O * alpha + P V.
+//
+// Shapes: q, out [ntok, n_heads, HEAD_DIM] f32; pools [num_blocks * block_size, kv_dim] with KV
+// head g at columns [g * HEAD_DIM, (g + 1) * HEAD_DIM). Everything moves in element pairs (vec2;
+// a packed f16 pair is one uint), so HEAD_DIM needs only be even.
+#include "common.glsl"
+#define PUSH_ATTENTION
+#include "push_constants.glsl"
+
+layout(constant_id = 1) const uint HEAD_DIM = 128;
+layout(constant_id = 2) const uint ROWS = 16;  // query rows per workgroup; divides WG_SIZE
+layout(constant_id = 3) const uint KEYS = 32;  // keys per tile
+
+const uint HD2 = HEAD_DIM / 2;      // pairs per head row
+const uint STRIDE2 = HD2 + 1;       // padded shared row: threads reading column d of
+                                    // consecutive rows hit different banks
+const uint TPR = WG_SIZE / ROWS;    // threads per row in the softmax phases
+const uint OUT_PER_THREAD = (ROWS * HD2 + WG_SIZE - 1) / WG_SIZE;  // output pairs per thread
+const float kNegMax = -3.402823466e+38;  // masked score: exp(kNegMax - m) == 0, never NaN
+
+layout(binding = 0) readonly buffer Q { vec2 q[]; };
+#if defined(KV_F32)
+layout(binding = 1) readonly buffer KPool { vec2 k_pool[]; };
+layout(binding = 2) readonly buffer VPool { vec2 v_pool[]; };
+#define LOAD_KV(pool, i) pool[i]
+#elif defined(KV_F16)
+layout(binding = 1) readonly buffer KPool { uint k_pool[]; };
+layout(binding = 2) readonly buffer VPool { uint v_pool[]; };
+#define LOAD_KV(pool, i) unpackHalf2x16(pool[i])
+#else
+#error "attention.comp: define KV_F32 or KV_F16"
+#endif
+layout(binding = 3) readonly buffer Pos { uint positions[]; };
+layout(binding = 4) readonly buffer QStart { uint query_start[]; };
+layout(binding = 5) readonly buffer BlockTable { uint block_table[]; };
+layout(binding = 6) writeonly buffer Out { vec2 o[]; };
+
+shared vec2 q_sh[ROWS * STRIDE2];    // this tile's query rows, times scale
+shared vec2 kv_sh[KEYS * STRIDE2];   // K tile, then V tile
+shared float s_sh[ROWS * KEYS];      // scores, then probabilities
+shared float max_sh[WG_SIZE];        // partial row maxima, TPR per row
+shared float sum_sh[WG_SIZE];        // partial row sums, TPR per row
+shared float alpha_sh[ROWS];         // exp(m_old - m_new) of the current tile
+shared float l_sh[ROWS];             // final row sums
+shared uint limit_sh[ROWS];          // last key position of each row
+shared uint base_sh[KEYS];           // pool pair index of each key of the next tile
+
+uint first_tile(uint s) {
+  return query_start[s] * pc.group / ROWS + s;
+}
+
+// Pool index (in pairs) of column 0 of KV head `kvh` for key position `key` of the sequence whose
+// block-table row starts at `bt`. Block ids are clamped so a bad table cannot read past the pool.
+uint pool_base(uint bt, uint key, uint kvh) {
+  const uint blk = min(block_table[bt + key / pc.block_size], pc.num_blocks - 1);
+  return (blk * pc.block_size + key % pc.block_size) * (pc.kv_dim / 2) + kvh * HD2;
+}
+
+void main() {
+  const uint tile = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+  const uint kvh = gl_WorkGroupID.y;
+  const uint tid = gl_LocalInvocationID.x;
+  // Every early return below depends on workgroup-uniform values only, before any barrier.
+  if (tile >= pc.tiles) return;
+  uint lo = 0, hi = pc.nseq - 1;
+  while (lo < hi) {
+    const uint mid = (lo + hi + 1) / 2;
+    if (first_tile(mid) <= tile) lo = mid; else hi = mid - 1;
+  }
+  const uint s = lo;
+  const uint q_end = min(query_start[s + 1], pc.ntok);
+  const uint row0 = query_start[s] * pc.group + (tile - first_tile(s)) * ROWS;
+  if (row0 >= q_end * pc.group) return;
+  const uint nrows = min(ROWS, q_end * pc.group - row0);
+  const uint bt = s * pc.max_blocks;
+  const uint last_key = pc.max_blocks * pc.block_size - 1;  // the table holds no more
+
+  for (uint i = tid; i < nrows * HD2; i += WG_SIZE) {
+    const uint r = i / HD2, d = i % HD2;
+    const uint row = row0 + r;
+    const uint head = kvh * pc.group + row % pc.group;
+    q_sh[r * STRIDE2 + d] = q[((row / pc.group) * pc.n_heads + head) * HD2 + d] * pc.scale;
+  }
+  if (tid < nrows) limit_sh[tid] = min(positions[(row0 + tid) / pc.group], last_key);
+  if (tid < KEYS) base_sh[tid] = pool_base(bt, min(tid, last_key), kvh);
+  barrier();
+  uint kmax = 0;
+  for (uint r = 0; r < nrows; ++r) kmax = max(kmax, limit_sh[r]);
+
+  // Softmax phases: thread (sr, sk) owns keys sk, sk + TPR, ... of row sr and keeps the row's
+  // running max m and sum l (the TPR threads of a row hold the same values).
+  const uint sr = tid / TPR, sk = tid % TPR;
+  float m = kNegMax, l = 0.0;
+  // Output phase: thread owns pairs tid + j * WG_SIZE of the [nrows, HD2] output tile.
+  vec2 acc[OUT_PER_THREAD];
+  [[unroll]] for (uint j = 0; j < OUT_PER_THREAD; ++j) acc[j] = vec2(0.0);
+
+  for (uint k0 = 0; k0 <= kmax; k0 += KEYS) {
+    const uint nk = min(KEYS, kmax + 1 - k0);
+    for (uint i = tid; i < nk * HD2; i += WG_SIZE) {
+      const uint j = i / HD2, d = i % HD2;
+      kv_sh[j * STRIDE2 + d] = LOAD_KV(k_pool, base_sh[j] + d);
+    }
+    barrier();
+
+    // Scores: consecutive threads take consecutive keys of one row (Q read is a broadcast).
+    for (uint i = tid; i < nrows * KEYS; i += WG_SIZE) {
+      const uint r = i / KEYS, j = i % KEYS;
+      float sc = kNegMax;
+      if (j < nk && k0 + j <= limit_sh[r]) {
+        const uint qb = r * STRIDE2, kb = j * STRIDE2;
+        vec2 dot2 = vec2(0.0);
+        // Unrolled by hand, never fully: lavapipe's LLVM takes tens of seconds to compile the
+        // fully unrolled loop (Mesa 25.0, head_dim 64).
+        uint d = 0;
+        [[dont_unroll]] for (; d + 4 <= HD2; d += 4) {
+          dot2 += q_sh[qb + d] * kv_sh[kb + d];
+          dot2 += q_sh[qb + d + 1] * kv_sh[kb + d + 1];
+          dot2 += q_sh[qb + d + 2] * kv_sh[kb + d + 2];
+          dot2 += q_sh[qb + d + 3] * kv_sh[kb + d + 3];
+        }
+        [[dont_unroll]] for (; d < HD2; ++d) dot2 += q_sh[qb + d] * kv_sh[kb + d];
+        sc = dot2.x + dot2.y;
+      }
+      s_sh[i] = sc;
+    }
+    barrier();
+
+    // K is consumed: V takes its buffer. Partial row maxima meanwhile.
+    for (uint i = tid; i < nk * HD2; i += WG_SIZE) {
+      const uint j = i / HD2, d = i % HD2;
+      kv_sh[j * STRIDE2 + d] = LOAD_KV(v_pool, base_sh[j] + d);
+    }
+    if (sr < nrows) {
+      float pm = kNegMax;
+      for (uint j = sk; j < nk; j += TPR) pm = max(pm, s_sh[sr * KEYS + j]);
+      max_sh[tid] = pm;
+    }
+    barrier();
+
+    if (sr < nrows) {
+      float m_new = m;
+      for (uint k = 0; k < TPR; ++k) m_new = max(m_new, max_sh[sr * TPR + k]);
+      // Key 0 is in the first tile of every row, so m_new is a real score from there on.
+      const float alpha = exp(m - m_new);
+      float ps = 0.0;
+      for (uint j = sk; j < nk; j += TPR) {
+        const float p = exp(s_sh[sr * KEYS + j] - m_new);
+        s_sh[sr * KEYS + j] = p;
+        ps += p;
+      }
+      sum_sh[tid] = ps;
+      if (sk == 0) alpha_sh[sr] = alpha;
+      m = m_new;
+      l *= alpha;
+    }
+    barrier();
+
+    if (sr < nrows) {
+      for (uint k = 0; k < TPR; ++k) l += sum_sh[sr * TPR + k];
+    }
+    // O = O * alpha + P V: consecutive threads take consecutive columns of one row.
+    [[unroll]] for (uint jo = 0; jo < OUT_PER_THREAD; ++jo) {
+      const uint i = min(tid + jo * WG_SIZE, nrows * HD2 - 1);  // spare threads redo the last
+      acc[jo] *= alpha_sh[i / HD2];
+    }
+    for (uint j = 0; j < nk; ++j) {
+      [[unroll]] for (uint jo = 0; jo < OUT_PER_THREAD; ++jo) {
+        const uint i = min(tid + jo * WG_SIZE, nrows * HD2 - 1);
+        acc[jo] += s_sh[(i / HD2) * KEYS + j] * kv_sh[j * STRIDE2 + i % HD2];
+      }
+    }
+    // The next tile's pool rows, while nobody reads base_sh.
+    const uint next = k0 + KEYS + tid;
+    if (tid < KEYS && next <= kmax) base_sh[tid] = pool_base(bt, next, kvh);
+    barrier();
+  }
+
+  if (sr < nrows && sk == 0) l_sh[sr] = l;
+  barrier();
+  [[unroll]] for (uint jo = 0; jo < OUT_PER_THREAD; ++jo) {
+    const uint i = tid + jo * WG_SIZE;
+    if (i < nrows * HD2) {
+      const uint r = i / HD2, d = i % HD2;
+      const uint row = row0 + r;
+      const uint head = kvh * pc.group + row % pc.group;
+      o[((row / pc.group) * pc.n_heads + head) * HD2 + d] = acc[jo] / l_sh[r];
+    }
+  }
+}
