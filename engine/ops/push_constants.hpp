@@ -30,6 +30,7 @@ struct PushSample {
   std::uint32_t nrows;
 };
 static_assert(sizeof(PushSample) == 8);
+
 struct PushBias {
   std::uint32_t n;
   std::uint32_t ncols;

@@ -30,6 +30,9 @@ layout(push_constant) uniform PushMatvec {
 layout(push_constant) uniform PushSample {
   uint ncols;
   uint nrows;
+} pc;
+#endif
+
 #ifdef PUSH_BIAS
 // out[r, c] = x[r, c] + bias[c] over n = nrows * ncols elements.
 layout(push_constant) uniform PushBias {
