@@ -15,6 +15,8 @@
 namespace vkllm::ops {
 
 // Rows [row0, row0 + nrows) of a weight, bound through `span` (row0 starts at the span's start).
+// Except for F32, the span also holds at least 4 bytes past the rows, rounded up to a multiple of 4
+// (the shaders read 32-bit words and one word ahead; DeviceWeight::upload pads every chunk).
 struct WeightChunk {
   platform::BufferSpan span;
   std::uint32_t row0 = 0;
@@ -24,7 +26,7 @@ struct WeightChunk {
 // A 2-D weight [nrows, ncols] (ggml dims {ncols, nrows}), rows in the GGUF block layout of
 // `type`: each row is ncols / block_size blocks. A 1-D tensor is one row.
 struct WeightView {
-  gguf::TensorType type = gguf::TensorType::F32;
+  gguf::TensorType type = gguf::TensorType::kF32;
   std::uint32_t ncols = 0;
   std::uint32_t nrows = 0;
   std::vector<WeightChunk> chunks;  // in row order, covering [0, nrows)
