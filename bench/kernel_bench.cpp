@@ -10,9 +10,10 @@
 
 #include "engine/gguf/quant.hpp"
 #include "engine/ops/elementwise.hpp"
-#include "engine/ops/matvec.hpp"
+#include "engine/ops/matmul.hpp"
 #include "engine/ops/norm.hpp"
 #include "platform/device.hpp"
+#include "tests/reference/quant_ref.hpp"
 #include "tests/reference/reference.hpp"
 
 using namespace vkllm;
@@ -24,7 +25,8 @@ namespace {
 struct Case {
   std::string name;
   std::string shape;
-  std::uint64_t bytes;                                      // moved per run (read + written)
+  std::uint64_t bytes;  // moved per run (read + written); matmul: the weight's bytes only
+  double flops;         // per run, 0 where the kernel is not arithmetic-bound
   std::function<void(platform::CommandStream&)> record;     // one run
   std::function<double()> error;                            // NMSE against the reference
   double tolerance;
@@ -74,8 +76,12 @@ int main(int argc, char** argv) {
   std::uint32_t rows = 4096, cols = 4096;
   app.add_option("--device", device_index, "Vulkan device index (see vkllm devices)");
   app.add_option("--reps", reps, "timed repetitions per kernel (median reported)");
-  app.add_option("--rows", rows, "matvec rows");
-  app.add_option("--cols", cols, "matvec columns");
+  std::uint32_t prefill = 64;
+  app.add_option("--rows", rows, "matmul weight rows");
+  app.add_option("--cols", cols, "matmul weight columns");
+  app.add_option("--prefill", prefill, "tokens of the prefill matmul cases");
+  std::string only;
+  app.add_option("--only", only, "run only the kernels whose name contains this");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -94,35 +100,46 @@ int main(int argc, char** argv) {
     const double ceiling = 2.0 * copy_bytes / (copy_ms * 1e-3) / 1e9;
 
     std::vector<Case> cases;
-    // Matrix-vector products: the decode-time workhorse.
-    const auto wf = ref::random_floats(rng, std::size_t(rows) * cols);
-    const auto xv = ref::random_floats(rng, cols);
-    std::vector<std::uint16_t> wh(wf.size());
-    std::vector<float> wf16(wf.size());
-    for (std::size_t i = 0; i < wf.size(); ++i) {
-      wh[i] = gguf::fp32_to_fp16(wf[i]);
-      wf16[i] = gguf::fp16_to_fp32(wh[i]);
+    // Products with weights in their GGUF block format: decode (one token, the matrix-vector
+    // product that bounds generation speed) and prefill (a tile of tokens per weight read).
+    // GB/s counts the weight's bytes: what decode speed depends on.
+    struct MatmulWeight {
+      gguf::TensorType type;
+      ref::QuantizedWeights q;
+      ops::DeviceWeight w;
+    };
+    std::vector<MatmulWeight> weights;
+    for (auto type : {gguf::TensorType::kF32, gguf::TensorType::kF16, gguf::TensorType::kQ8_0,
+                      gguf::TensorType::kQ4_0, gguf::TensorType::kQ4_K,
+                      gguf::TensorType::kQ6_K}) {
+      auto q = ref::random_quantized(rng, type, cols, rows);
+      auto w = ops::DeviceWeight::upload(*dev, type, cols, rows,
+                                         std::as_bytes(std::span<const std::uint8_t>(q.bytes)),
+                                         "W");
+      weights.push_back(MatmulWeight{type, std::move(q), std::move(w)});
     }
-    Buffer w32 = upload(*dev, wf, MemoryIntent::weights, "W f32");
-    Buffer w16 = dev->create_buffer(wh.size() * 2, MemoryIntent::weights, "W f16");
-    dev->upload(w16, 0, std::as_bytes(std::span<const std::uint16_t>(wh)));
+    const std::uint32_t max_tok = std::max<std::uint32_t>(prefill, 1);
+    const auto xv = ref::random_floats(rng, std::size_t(cols) * max_tok);
     Buffer x = upload(*dev, xv, MemoryIntent::activations, "x");
-    Buffer y = dev->create_buffer(rows * 4, MemoryIntent::activations, "y");
-    for (auto type : {ops::WeightType::f16, ops::WeightType::f32}) {
-      const bool f16 = type == ops::WeightType::f16;
-      const std::uint64_t wbytes = std::uint64_t(rows) * cols * (f16 ? 2 : 4);
-      cases.push_back(Case{
-          f16 ? "matvec_f16" : "matvec_f32", fmt::format("{}x{}", rows, cols),
-          wbytes + cols * 4ull + rows * 4ull,
-          [&, type, f16](auto& cs) {
-            ops::record_matvec(k, cs, type, f16 ? w16 : w32, x, y, cols, rows);
-          },
-          [&, f16] {
-            std::vector<float> expected(rows);
-            ref::matvec(f16 ? wf16 : wf, xv, expected, cols, rows);
-            return ref::nmse(download(*dev, y, rows), expected);
-          },
-          5e-4});
+    Buffer y = dev->create_buffer(std::uint64_t(rows) * max_tok * 4, MemoryIntent::activations,
+                                  "y");
+    for (std::uint32_t ntok : {1u, prefill}) {
+      for (const MatmulWeight& mw : weights) {
+        if (ntok > 1 && mw.type == gguf::TensorType::kF32) continue;
+        const std::uint64_t wbytes = mw.q.bytes.size();
+        cases.push_back(Case{
+            fmt::format("matmul_{}", gguf::type_name(mw.type)),
+            fmt::format("{}x{} x {} tok", rows, cols, ntok), wbytes,
+            2.0 * rows * cols * ntok,
+            [&, ntok](auto& cs) { ops::record_matmul(k, cs, mw.w.view(), x, y, ntok); },
+            [&, ntok] {
+              std::vector<float> expected(std::size_t(rows) * ntok);
+              ref::matmul(mw.q.values, std::span<const float>(xv).first(std::size_t(cols) * ntok),
+                          expected, cols, rows, ntok);
+              return ref::nmse(download(*dev, y, expected.size()), expected);
+            },
+            5e-4});
+      }
     }
     // Elementwise and row ops on 16M floats / 4096 rows of 4096.
     const std::uint32_t n = 1u << 24;
@@ -132,7 +149,7 @@ int main(int argc, char** argv) {
     Buffer o = dev->create_buffer(std::uint64_t(n) * 4, MemoryIntent::activations, "out");
     const auto wn = ref::random_floats(rng, 4096, 0.5f, 1.5f);
     Buffer wnorm = upload(*dev, wn, MemoryIntent::weights, "norm w");
-    cases.push_back(Case{"add_f32", fmt::format("{}", n), 12ull * n,
+    cases.push_back(Case{"add_f32", fmt::format("{}", n), 12ull * n, 0,
                          [&](auto& cs) { ops::record_add(k, cs, a, b, o, n); },
                          [&] {
                            std::vector<float> e(n);
@@ -141,7 +158,7 @@ int main(int argc, char** argv) {
                          },
                          1e-7});
     const std::uint32_t nrows = n / 4096;
-    cases.push_back(Case{"rms_norm_f32", fmt::format("{}x4096", nrows), 8ull * n + 4096 * 4,
+    cases.push_back(Case{"rms_norm_f32", fmt::format("{}x4096", nrows), 8ull * n + 4096 * 4, 0,
                          [&](auto& cs) { ops::record_rms_norm(k, cs, a, wnorm, o, 4096, nrows, 1e-5f); },
                          [&] {
                            std::vector<float> e(n);
@@ -149,7 +166,7 @@ int main(int argc, char** argv) {
                            return ref::nmse(download(*dev, o, n), e);
                          },
                          1e-7});
-    cases.push_back(Case{"softmax_f32", fmt::format("{}x4096", nrows), 12ull * n,
+    cases.push_back(Case{"softmax_f32", fmt::format("{}x4096", nrows), 12ull * n, 0,
                          [&](auto& cs) { ops::record_softmax(k, cs, a, o, 4096, nrows, 1.0f); },
                          [&] {
                            std::vector<float> e(n);
@@ -162,10 +179,12 @@ int main(int argc, char** argv) {
                caps.props.driver_name, caps.driver_version_string, caps.api_version_string);
     fmt::print("copy ceiling: {:.2f} GB/s ({} MiB device-local copy, median of {})\n\n", ceiling,
                copy_bytes >> 20, reps);
-    fmt::print("| kernel | shape | NMSE vs reference | median ms | GB/s | of copy ceiling |\n");
-    fmt::print("|---|---|---|---|---|---|\n");
+    fmt::print("| kernel | shape | NMSE vs reference | median ms | GB/s | of copy ceiling "
+               "| GFLOP/s |\n");
+    fmt::print("|---|---|---|---|---|---|---|\n");
     int failures = 0;
     for (const Case& c : cases) {
+      if (!only.empty() && c.name.find(only) == std::string::npos) continue;
       // Validate first: a kernel proves it is right before it proves it is fast.
       auto cs = dev->command_stream();
       cs.begin();
@@ -174,15 +193,17 @@ int main(int argc, char** argv) {
       cs.submit_and_wait();
       const double err = c.error();
       if (!(err < c.tolerance)) {
-        fmt::print("| {} | {} | {:.2e} FAILED (limit {:.0e}) | - | - | - |\n", c.name, c.shape,
-                   err, c.tolerance);
+        fmt::print("| {} | {} | {:.2e} FAILED (limit {:.0e}) | - | - | - | - |\n", c.name,
+                   c.shape, err, c.tolerance);
         ++failures;
         continue;
       }
       const double ms = time_ms(*dev, c.record, reps);
       const double gbs = c.bytes / (ms * 1e-3) / 1e9;
-      fmt::print("| {} | {} | {:.1e} | {:.3f} | {:.2f} | {:.0f}% |\n", c.name, c.shape, err, ms,
-                 gbs, 100.0 * gbs / ceiling);
+      const std::string gflops =
+          c.flops > 0 ? fmt::format("{:.1f}", c.flops / (ms * 1e-3) / 1e9) : std::string("-");
+      fmt::print("| {} | {} | {:.1e} | {:.3f} | {:.2f} | {:.0f}% | {} |\n", c.name, c.shape, err,
+                 ms, gbs, 100.0 * gbs / ceiling, gflops);
     }
     return failures ? 1 : 0;
   } catch (const std::exception& e) {

@@ -18,12 +18,23 @@ struct PushRows {
 };
 static_assert(sizeof(PushRows) == 12);
 
-struct PushMatvec {
+struct PushMatmul {
   std::uint32_t ncols;
-  std::uint32_t nrows;
-  std::uint32_t stride;  // elements between rows of W
+  std::uint32_t nrows;     // rows of this weight chunk
+  std::uint32_t row0;      // the chunk's first row in the weight (and in y)
+  std::uint32_t y_stride;  // elements between token rows of y
+  std::uint32_t ntok;
 };
-static_assert(sizeof(PushMatvec) == 12);
+static_assert(sizeof(PushMatmul) == 20);
+
+struct PushGetRows {
+  std::uint32_t ncols;
+  std::uint32_t nrows;        // rows of this weight chunk
+  std::uint32_t row0;         // the chunk's first row
+  std::uint32_t nrows_total;  // rows of the whole weight (ids at or past it give zeros)
+  std::uint32_t ntok;
+};
+static_assert(sizeof(PushGetRows) == 20);
 
 struct PushSample {
   std::uint32_t ncols;

@@ -15,6 +15,8 @@
 namespace vkllm::ops {
 
 // Rows [row0, row0 + nrows) of a weight, bound through `span` (row0 starts at the span's start).
+// Except for F32, the span also holds at least 4 bytes past the rows, rounded up to a multiple of 4
+// (the shaders read 32-bit words and one word ahead; DeviceWeight::upload pads every chunk).
 struct WeightChunk {
   platform::BufferSpan span;
   std::uint32_t row0 = 0;

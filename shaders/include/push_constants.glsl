@@ -16,12 +16,27 @@ layout(push_constant) uniform PushRows {
 } pc;
 #endif
 
-#ifdef PUSH_MATVEC
-// y[nrows] = W[nrows, ncols] * x[ncols]; W row-major with row stride `stride` elements.
-layout(push_constant) uniform PushMatvec {
+#ifdef PUSH_MATMUL
+// y[t, row0 + r] = sum_c W[r, c] * x[t, c] for one weight chunk: r < nrows (the chunk's rows),
+// t < ntok; x: [ntok, ncols] f32, y row stride y_stride.
+layout(push_constant) uniform PushMatmul {
   uint ncols;
-  uint nrows;
-  uint stride;
+  uint nrows;     // rows of this chunk
+  uint row0;      // the chunk's first row in the whole weight (and in y)
+  uint y_stride;  // elements between token rows of y (rows of the whole weight)
+  uint ntok;
+} pc;
+#endif
+
+#ifdef PUSH_GET_ROWS
+// out[t, :] = W[ids[t], :] for the ids inside this chunk's rows [row0, row0 + nrows); the
+// dispatch of the chunk with row0 == 0 also writes zeros for ids >= nrows_total.
+layout(push_constant) uniform PushGetRows {
+  uint ncols;
+  uint nrows;        // rows of this chunk
+  uint row0;         // the chunk's first row
+  uint nrows_total;  // rows of the whole weight
+  uint ntok;
 } pc;
 #endif
 

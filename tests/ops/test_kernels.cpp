@@ -6,7 +6,7 @@
 
 #include "engine/gguf/quant.hpp"
 #include "engine/ops/elementwise.hpp"
-#include "engine/ops/matvec.hpp"
+#include "engine/ops/matmul.hpp"
 #include "engine/ops/norm.hpp"
 #include "tests/reference/reference.hpp"
 #include "tests/support/device_fixture.hpp"
@@ -102,34 +102,27 @@ TEST_CASE_FIXTURE(DeviceTest, "softmax_f32 matches the reference, large logits i
   }
 }
 
-TEST_CASE_FIXTURE(DeviceTest, "matvec f32 and f16 match the reference") {
+TEST_CASE_FIXTURE(DeviceTest, "matmul (decode) with f32 and f16 weights matches the reference") {
+  // One token: the matrix-vector product. Every weight type is in test_matmul.cpp.
   for (std::uint32_t ncols : kOddSizes) {
     for (std::uint32_t nrows : {1u, 7u, 33u}) {
-      for (auto type : {ops::WeightType::f32, ops::WeightType::f16}) {
+      for (auto type : {gguf::TensorType::kF32, gguf::TensorType::kF16}) {
         CAPTURE(ncols);
         CAPTURE(nrows);
-        CAPTURE(type == ops::WeightType::f16);
+        CAPTURE(gguf::type_name(type));
         auto w = ref::random_floats(rng(), std::size_t(ncols) * nrows);
+        const auto bytes = gguf::quantize(type, w);
+        w = gguf::dequantize(type, bytes);  // the reference sees the weights the device sees
+        const auto dw = ops::DeviceWeight::upload(
+            device(), type, ncols, nrows, std::as_bytes(std::span<const std::uint8_t>(bytes)), "W");
         const auto x = ref::random_floats(rng(), ncols);
-        auto dw = device().create_buffer(w.size() * (type == ops::WeightType::f16 ? 2 : 4),
-                                         platform::MemoryIntent::weights, "W");
-        if (type == ops::WeightType::f16) {
-          std::vector<std::uint16_t> h(w.size());
-          for (std::size_t i = 0; i < w.size(); ++i) {
-            h[i] = gguf::fp32_to_fp16(w[i]);
-            w[i] = gguf::fp16_to_fp32(h[i]);  // the reference sees the weights the device sees
-          }
-          device().upload(dw, 0, std::as_bytes(std::span<const std::uint16_t>(h)));
-        } else {
-          device().upload(dw, 0, std::as_bytes(std::span<const float>(w)));
-        }
         std::vector<float> expected(nrows);
         ref::matvec(w, x, expected, ncols, nrows);
         auto dx = upload_floats(x, "x");
         auto dy = poisoned_floats(nrows, "y");
         auto cs = device().command_stream();
         cs.begin();
-        ops::record_matvec(kernels(), cs, type, dw, dx, dy, ncols, nrows);
+        ops::record_matmul(kernels(), cs, dw.view(), dx, dy, 1);
         cs.end();
         cs.submit_and_wait();
         CHECK(ref::nmse(download_floats(dy, nrows), expected) < kMatmul);

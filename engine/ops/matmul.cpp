@@ -1,0 +1,161 @@
+// Host side of shaders/matmul.comp and shaders/get_rows.comp: variant by weight type, token
+// tiling, one dispatch per weight chunk, shape checks. Knows no Vulkan, no models.
+#include "engine/ops/matmul.hpp"
+
+#include <algorithm>
+#include <optional>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "engine/ops/push_constants.hpp"
+
+namespace vkllm::ops {
+namespace {
+
+using gguf::TensorType;
+using shaders::ShaderId;
+
+struct Variants {
+  ShaderId matmul;
+  ShaderId get_rows;
+};
+
+// One matmul and one get_rows variant per weight type (shaders/CMakeLists.txt).
+std::optional<Variants> variants(TensorType type) {
+  switch (type) {
+    case TensorType::kF32: return Variants{ShaderId::matmul_f32, ShaderId::get_rows_f32};
+    case TensorType::kF16: return Variants{ShaderId::matmul_f16, ShaderId::get_rows_f16};
+    case TensorType::kBF16: return Variants{ShaderId::matmul_bf16, ShaderId::get_rows_bf16};
+    case TensorType::kQ8_0: return Variants{ShaderId::matmul_q8_0, ShaderId::get_rows_q8_0};
+    case TensorType::kQ4_0: return Variants{ShaderId::matmul_q4_0, ShaderId::get_rows_q4_0};
+    case TensorType::kQ4_1: return Variants{ShaderId::matmul_q4_1, ShaderId::get_rows_q4_1};
+    case TensorType::kQ5_0: return Variants{ShaderId::matmul_q5_0, ShaderId::get_rows_q5_0};
+    case TensorType::kQ5_1: return Variants{ShaderId::matmul_q5_1, ShaderId::get_rows_q5_1};
+    case TensorType::kQ4_K: return Variants{ShaderId::matmul_q4_k, ShaderId::get_rows_q4_k};
+    case TensorType::kQ5_K: return Variants{ShaderId::matmul_q5_k, ShaderId::get_rows_q5_k};
+    case TensorType::kQ6_K: return Variants{ShaderId::matmul_q6_k, ShaderId::get_rows_q6_k};
+    default: return std::nullopt;
+  }
+}
+
+Variants checked_variants(TensorType type, const char* op) {
+  const auto v = variants(type);
+  if (!v) {
+    throw Unsupported(fmt::format("{}: no kernel reads weights of type {}", op,
+                                  gguf::type_name(type)));
+  }
+  return *v;
+}
+
+// The view's chunks cover [0, nrows) in order, each holding its rows (and the shaders' padding).
+void check_view(const WeightView& w, const char* op) {
+  const std::uint64_t row_bytes = weight_row_bytes(w.type, w.ncols);
+  const std::uint64_t pad = w.type == TensorType::kF32 ? 0 : 4;
+  std::uint32_t next = 0;
+  for (const WeightChunk& c : w.chunks) {
+    if (c.row0 != next || c.nrows == 0) {
+      throw std::logic_error(fmt::format("{}: weight chunk at row {} ({} rows) does not follow "
+                                         "row {}", op, c.row0, c.nrows, next));
+    }
+    require_bytes(c.span, (c.nrows * row_bytes + 3) / 4 * 4 + pad, op, "weight chunk");
+    next += c.nrows;
+  }
+  if (next != w.nrows || w.ncols == 0) {
+    throw std::logic_error(fmt::format("{}: weight chunks cover {} of [{}, {}]", op, next, w.nrows,
+                                       w.ncols));
+  }
+}
+
+// Splits `groups` workgroups into x (at most the device's limit) and z.
+std::array<std::uint32_t, 2> fold(const Kernels& k, std::uint64_t groups, int dim,
+                                  const char* op) {
+  const auto& lim = k.caps().props.max_workgroup_count;
+  const std::uint64_t x = std::min<std::uint64_t>(groups, lim[dim]);
+  const std::uint64_t z = (groups + x - 1) / x;
+  if (z > lim[2]) {
+    throw std::logic_error(fmt::format("{}: {} workgroups exceed the device's grid", op, groups));
+  }
+  return {static_cast<std::uint32_t>(x), static_cast<std::uint32_t>(z)};
+}
+
+std::uint32_t max_subgroups(const Kernels& k, std::uint32_t workgroup) {
+  const std::uint32_t smallest = std::min(k.caps().min_subgroup_size, k.caps().subgroup_size);
+  return std::max<std::uint32_t>(workgroup / std::max<std::uint32_t>(smallest, 1), 1);
+}
+
+}  // namespace
+
+bool weight_type_supported(const Kernels& /*k*/, gguf::TensorType type) {
+  // Every variant reads the weights as 32-bit words: no device feature is needed.
+  return variants(type).has_value();
+}
+
+void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpan x, BufferSpan y,
+                   std::uint32_t ntok) {
+  const Variants v = checked_variants(w.type, "matmul");
+  check_view(w, "matmul");
+  if (ntok == 0) return;
+  const std::uint64_t xbytes = std::uint64_t{ntok} * w.ncols * 4;
+  const std::uint64_t ybytes = std::uint64_t{ntok} * w.nrows * 4;
+  require_bytes(x, xbytes, "matmul", "x");
+  require_bytes(y, ybytes, "matmul", "y");
+  x.size = xbytes;
+  y.size = ybytes;
+
+  // Decode: one token, a few rows per workgroup. More tokens: tiles of 8, so that each decoded
+  // weight element serves the whole tile; a partial tile skips its missing tokens (a uniform
+  // branch), so smaller tiles would only save registers, at the cost of more pipelines.
+  const platform::Tuning& t = k.tuning();
+  const std::uint32_t wg = t.matvec_workgroup;
+  const std::uint32_t tile = ntok == 1 ? 1 : 8;
+  const std::uint32_t rows = ntok == 1 ? t.matvec_rows : 2;
+  const auto& p = k.pipeline(v.matmul, 3, sizeof(PushMatmul),
+                             {wg, rows, tile, max_subgroups(k, wg)});
+  const std::uint32_t tiles = (ntok + tile - 1) / tile;
+  if (tiles > k.caps().props.max_workgroup_count[1]) {
+    throw std::logic_error(fmt::format("matmul: {} tokens exceed one dispatch", ntok));
+  }
+  for (std::size_t i = 0; i < w.chunks.size(); ++i) {
+    const WeightChunk& c = w.chunks[i];
+    const auto [gx, gz] = fold(k, (c.nrows + rows - 1) / rows, 0, "matmul");
+    const PushMatmul push{w.ncols, c.nrows, c.row0, w.nrows, ntok};
+    cs.dispatch(p, {{c.span, Access::read}, {x, Access::read}, {y, Access::write}}, push,
+                {gx, tiles, gz},
+                fmt::format("matmul_{} [{}, {}] x {} tok{}", gguf::type_name(w.type), w.nrows,
+                            w.ncols, ntok,
+                            w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string()));
+  }
+}
+
+void record_get_rows(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpan ids,
+                     BufferSpan out, std::uint32_t ntok) {
+  const Variants v = checked_variants(w.type, "get_rows");
+  check_view(w, "get_rows");
+  if (ntok == 0) return;
+  const std::uint64_t obytes = std::uint64_t{ntok} * w.ncols * 4;
+  require_bytes(ids, std::uint64_t{ntok} * 4, "get_rows", "ids");
+  require_bytes(out, obytes, "get_rows", "out");
+  ids.size = std::uint64_t{ntok} * 4;
+  out.size = obytes;
+
+  const std::uint32_t wg = k.tuning().elementwise_workgroup;
+  const auto& p = k.pipeline(v.get_rows, 3, sizeof(PushGetRows), {wg});
+  // x: one invocation per decode unit (16 elements of a quantized row, 4 or more of a float one;
+  // the shader strides over the rest).
+  const std::uint32_t unit = gguf::traits(w.type).block_size == 1 ? 4 : 16;
+  const std::uint32_t gx = group_count(k, (w.ncols + unit - 1) / unit, wg);
+  const auto [gy, gz] = fold(k, ntok, 1, "get_rows");
+  for (std::size_t i = 0; i < w.chunks.size(); ++i) {
+    const WeightChunk& c = w.chunks[i];
+    const PushGetRows push{w.ncols, c.nrows, c.row0, w.nrows, ntok};
+    cs.dispatch(p, {{c.span, Access::read}, {ids, Access::read}, {out, Access::write}}, push,
+                {gx, gy, gz},
+                fmt::format("get_rows_{} [{}, {}] x {} tok{}", gguf::type_name(w.type), w.nrows,
+                            w.ncols, ntok,
+                            w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string()));
+  }
+}
+
+}  // namespace vkllm::ops

@@ -1,0 +1,275 @@
+// Decoding of GGUF/ggml weight blocks in registers, one weight type per variant (-DWTYPE_<T>).
+// The truth is the CPU reference engine/gguf/quant.cpp; block layouts are listed in
+// engine/gguf/quant.hpp. Knows no op: the including shader declares the weights as
+//   layout(binding = B) readonly buffer Wq { uint wq[]; };
+// raw little-endian 32-bit words (rows are not 4-byte aligned in general: a q4_0 block is 18
+// bytes), so every variant reads bytes and halves with bit operations and needs neither 8- nor
+// 16-bit storage. Every field offset is even (all block sizes are even), so a 32-bit read spans
+// at most two words.
+//
+// Contract of the weight binding: the bytes of the rows, then at least 4 bytes of padding
+// (ops::DeviceWeight pads every chunk), because dq_u32 reads the word after the one it needs.
+// F32 reads only its own words and needs no padding.
+//
+// What a variant defines:
+//   DQ_BLOCK_SIZE, DQ_BLOCK_BYTES  elements and bytes of one block
+//   DQ_GROUPS                      vec4 groups one decode unit yields (DQ_UNIT = 4 * DQ_GROUPS
+//                                  elements); a row of ncols elements holds ncols / DQ_UNIT
+//                                  whole units
+//   DQ_FLOAT                       1 for f32/f16/bf16: ncols is any number, the ncols % DQ_UNIT
+//                                  elements past the last unit are read one by one (dq_one)
+//   dq_unit(rb, u, v, col)         unit u of the row starting at byte rb: v[g] holds the four
+//                                  elements at columns col[g] .. col[g] + 3
+
+#if defined(WTYPE_F32)
+#define DQ_BLOCK_SIZE 1
+#define DQ_BLOCK_BYTES 4
+#define DQ_GROUPS 1
+#define DQ_FLOAT 1
+#elif defined(WTYPE_F16) || defined(WTYPE_BF16)
+#define DQ_BLOCK_SIZE 1
+#define DQ_BLOCK_BYTES 2
+#define DQ_GROUPS 2
+#define DQ_FLOAT 1
+#elif defined(WTYPE_Q8_0)
+#define DQ_BLOCK_SIZE 32
+#define DQ_BLOCK_BYTES 34
+#elif defined(WTYPE_Q4_0)
+#define DQ_BLOCK_SIZE 32
+#define DQ_BLOCK_BYTES 18
+#elif defined(WTYPE_Q4_1)
+#define DQ_BLOCK_SIZE 32
+#define DQ_BLOCK_BYTES 20
+#elif defined(WTYPE_Q5_0)
+#define DQ_BLOCK_SIZE 32
+#define DQ_BLOCK_BYTES 22
+#elif defined(WTYPE_Q5_1)
+#define DQ_BLOCK_SIZE 32
+#define DQ_BLOCK_BYTES 24
+#elif defined(WTYPE_Q4_K)
+#define DQ_BLOCK_SIZE 256
+#define DQ_BLOCK_BYTES 144
+#elif defined(WTYPE_Q5_K)
+#define DQ_BLOCK_SIZE 256
+#define DQ_BLOCK_BYTES 176
+#elif defined(WTYPE_Q6_K)
+#define DQ_BLOCK_SIZE 256
+#define DQ_BLOCK_BYTES 210
+#else
+#error "dequant.glsl: define one WTYPE_<type>"
+#endif
+
+#ifndef DQ_GROUPS
+#define DQ_GROUPS 4  // quantized types: 16 elements a unit
+#endif
+#ifndef DQ_FLOAT
+#define DQ_FLOAT 0
+#endif
+#define DQ_UNIT (4 * DQ_GROUPS)
+
+// ---- raw reads ----
+
+uint dq_u8(uint off) { return (wq[off >> 2] >> ((off & 3u) << 3)) & 0xFFu; }
+int dq_i8(uint off) { return bitfieldExtract(int(wq[off >> 2]), int((off & 3u) << 3), 8); }
+// off even: a half never straddles two words.
+uint dq_u16(uint off) { return (wq[off >> 2] >> ((off & 2u) << 3)) & 0xFFFFu; }
+float dq_f16(uint off) { return unpackHalf2x16(dq_u16(off)).x; }
+// off even; reads the next word too (the padding contract above). Branch-free: invocations of
+// neighbouring blocks see both alignments.
+uint dq_u32(uint off) {
+  const uint i = off >> 2;
+  const uint sh = (off & 2u) << 3;  // 0 or 16
+  return (wq[i] >> sh) | ((wq[i + 1] << 16) << (16u - sh));
+}
+
+// Four bytes of a word as floats (byte 0 -> .x).
+vec4 dq_bytes(uint q) {
+  return vec4(uvec4(q & 0xFFu, (q >> 8) & 0xFFu, (q >> 16) & 0xFFu, q >> 24));
+}
+// Four signed bytes of a word as floats.
+vec4 dq_sbytes(uint q) {
+  const int s = int(q);
+  return vec4(ivec4(bitfieldExtract(s, 0, 8), bitfieldExtract(s, 8, 8), bitfieldExtract(s, 16, 8),
+                    bitfieldExtract(s, 24, 8)));
+}
+// Bits 0..3 of b moved to bit 0 of bytes 0..3.
+uint dq_spread4(uint b) {
+  return (b & 1u) | ((b & 2u) << 7) | ((b & 4u) << 14) | ((b & 8u) << 21);
+}
+
+// ---- f32, f16, bf16: DQ_UNIT consecutive elements ----
+
+#if defined(WTYPE_F32)
+void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
+  const uint i = (rb >> 2) + 4u * u;
+  v[0] = uintBitsToFloat(uvec4(wq[i], wq[i + 1], wq[i + 2], wq[i + 3]));
+  col[0] = 4u * u;
+}
+float dq_one(uint rb, uint c) { return uintBitsToFloat(wq[(rb >> 2) + c]); }
+#endif
+
+#if defined(WTYPE_F16) || defined(WTYPE_BF16)
+vec2 dq_pair(uint w) {
+#if defined(WTYPE_F16)
+  return unpackHalf2x16(w);
+#else
+  return uintBitsToFloat(uvec2(w << 16, w & 0xFFFF0000u));
+#endif
+}
+void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
+  const uint off = rb + 16u * u;
+  v[0] = vec4(dq_pair(dq_u32(off)), dq_pair(dq_u32(off + 4u)));
+  v[1] = vec4(dq_pair(dq_u32(off + 8u)), dq_pair(dq_u32(off + 12u)));
+  col[0] = 8u * u;
+  col[1] = 8u * u + 4u;
+}
+float dq_one(uint rb, uint c) { return dq_pair(dq_u16(rb + 2u * c)).x; }
+#endif
+
+// ---- legacy 32-element blocks: unit = half a block (h = u & 1) ----
+// q8_0: elements 16h .. 16h + 15. q4/q5: the quant bytes 8h .. 8h + 7, i.e. elements
+// 8h .. 8h + 7 (low nibbles) and 16 + 8h .. 16 + 8h + 7 (high nibbles).
+
+#if defined(WTYPE_Q8_0)
+void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
+  const uint b = u >> 1, h = u & 1u;
+  const uint bo = rb + b * DQ_BLOCK_BYTES;
+  const float d = dq_f16(bo);
+  const uint qo = bo + 2u + 16u * h;
+  [[unroll]] for (uint g = 0; g < 4; ++g) {
+    v[g] = dq_sbytes(dq_u32(qo + 4u * g)) * d;
+    col[g] = 32u * b + 16u * h + 4u * g;
+  }
+}
+#endif
+
+#if defined(WTYPE_Q4_0) || defined(WTYPE_Q4_1) || defined(WTYPE_Q5_0) || defined(WTYPE_Q5_1)
+void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
+  const uint b = u >> 1, h = u & 1u;
+  const uint bo = rb + b * DQ_BLOCK_BYTES;
+#if defined(WTYPE_Q4_0)
+  const uint qs = bo + 2u;
+#elif defined(WTYPE_Q4_1)
+  const uint qs = bo + 4u;
+#elif defined(WTYPE_Q5_0)
+  const uint qs = bo + 6u;
+  const uint qh = dq_u32(bo + 2u);
+#else
+  const uint qs = bo + 8u;
+  const uint qh = dq_u32(bo + 4u);
+#endif
+  const uint q0 = dq_u32(qs + 8u * h), q1 = dq_u32(qs + 8u * h + 4u);
+  // Codes of elements 8h+0..3, 8h+4..7, 16+8h+0..3, 16+8h+4..7, one per byte.
+  uint c[4] = uint[4](q0 & 0x0F0F0F0Fu, q1 & 0x0F0F0F0Fu, (q0 >> 4) & 0x0F0F0F0Fu,
+                      (q1 >> 4) & 0x0F0F0F0Fu);
+#if defined(WTYPE_Q5_0) || defined(WTYPE_Q5_1)
+  // The fifth bit of element e is bit e of qh.
+  [[unroll]] for (uint g = 0; g < 4; ++g) {
+    const uint e0 = 16u * (g >> 1) + 8u * h + 4u * (g & 1u);
+    c[g] |= dq_spread4((qh >> e0) & 0xFu) << 4;
+  }
+#endif
+#if defined(WTYPE_Q4_0) || defined(WTYPE_Q5_0)
+  const float d = dq_f16(bo);
+#if defined(WTYPE_Q4_0)
+  const float zero = 8.0;
+#else
+  const float zero = 16.0;
+#endif
+  [[unroll]] for (uint g = 0; g < 4; ++g) v[g] = (dq_bytes(c[g]) - zero) * d;
+#else
+  const vec2 dm = unpackHalf2x16(dq_u32(bo));  // d, m
+  [[unroll]] for (uint g = 0; g < 4; ++g) v[g] = dq_bytes(c[g]) * dm.x + dm.y;
+#endif
+  [[unroll]] for (uint g = 0; g < 4; ++g) {
+    col[g] = 32u * b + 16u * (g >> 1) + 8u * h + 4u * (g & 1u);
+  }
+}
+#endif
+
+// ---- q4_K, q5_K: 256-element super-blocks of 8 sub-blocks; unit s = u & 15 ----
+// Unit (p = s >> 2, k = s & 3) decodes quant bytes qs[32p + 8k .. 32p + 8k + 7]: elements
+// 64p + 8k + 0..7 (low nibbles, sub-block 2p) and 64p + 32 + 8k + 0..7 (high nibbles, sub-block
+// 2p + 1); q5_K's fifth bits are bits 2p and 2p + 1 of qh[8k .. 8k + 7].
+
+#if defined(WTYPE_Q4_K) || defined(WTYPE_Q5_K)
+// 6-bit scale and min of sub-block j from the 12 scale bytes (words s0, s1, s2), as
+// unpack_scale_min in quant.cpp.
+uint dq_kbyte(uint s0, uint s1, uint s2, uint i) {
+  const uint w = i < 4u ? s0 : (i < 8u ? s1 : s2);
+  return (w >> ((i & 3u) << 3)) & 0xFFu;
+}
+vec2 dq_scale_min(uint s0, uint s1, uint s2, uint j) {
+  if (j < 4u) {
+    return vec2(dq_kbyte(s0, s1, s2, j) & 63u, dq_kbyte(s0, s1, s2, j + 4u) & 63u);
+  }
+  const uint hi = dq_kbyte(s0, s1, s2, j + 4u);
+  return vec2((hi & 0xFu) | ((dq_kbyte(s0, s1, s2, j - 4u) >> 6) << 4),
+              (hi >> 4) | ((dq_kbyte(s0, s1, s2, j) >> 6) << 4));
+}
+
+void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
+  const uint b = u >> 4, s = u & 15u;
+  const uint p = s >> 2, k = s & 3u;
+  const uint bo = rb + b * DQ_BLOCK_BYTES;
+  const vec2 dd = unpackHalf2x16(dq_u32(bo));  // d, dmin
+  const uint s0 = dq_u32(bo + 4u), s1 = dq_u32(bo + 8u), s2 = dq_u32(bo + 12u);
+  const vec2 sm0 = dq_scale_min(s0, s1, s2, 2u * p);
+  const vec2 sm1 = dq_scale_min(s0, s1, s2, 2u * p + 1u);
+#if defined(WTYPE_Q4_K)
+  const uint qs = bo + 16u;
+#else
+  const uint qs = bo + 48u;
+#endif
+  const uint q0 = dq_u32(qs + 32u * p + 8u * k), q1 = dq_u32(qs + 32u * p + 8u * k + 4u);
+  uint c[4] = uint[4](q0 & 0x0F0F0F0Fu, q1 & 0x0F0F0F0Fu, (q0 >> 4) & 0x0F0F0F0Fu,
+                      (q1 >> 4) & 0x0F0F0F0Fu);
+#if defined(WTYPE_Q5_K)
+  const uint h0 = dq_u32(bo + 16u + 8u * k), h1 = dq_u32(bo + 20u + 8u * k);
+  c[0] |= ((h0 >> (2u * p)) & 0x01010101u) << 4;
+  c[1] |= ((h1 >> (2u * p)) & 0x01010101u) << 4;
+  c[2] |= ((h0 >> (2u * p + 1u)) & 0x01010101u) << 4;
+  c[3] |= ((h1 >> (2u * p + 1u)) & 0x01010101u) << 4;
+#endif
+  // x = d * sc * q - dmin * m, in the reference's order of operations.
+  const float a0 = dd.x * sm0.x, m0 = dd.y * sm0.y;
+  const float a1 = dd.x * sm1.x, m1 = dd.y * sm1.y;
+  v[0] = a0 * dq_bytes(c[0]) - m0;
+  v[1] = a0 * dq_bytes(c[1]) - m0;
+  v[2] = a1 * dq_bytes(c[2]) - m1;
+  v[3] = a1 * dq_bytes(c[3]) - m1;
+  const uint c0 = 256u * b + 64u * p + 8u * k;
+  col[0] = c0;
+  col[1] = c0 + 4u;
+  col[2] = c0 + 32u;
+  col[3] = c0 + 36u;
+}
+#endif
+
+// ---- q6_K: ql[128] | qh[64] | i8 scales[16] | f16 d; unit s = u & 15 ----
+// Unit (n = s >> 3, k = s & 7) covers l = 4k .. 4k + 3 of half n: for g = 0..3 the elements
+// 128n + 32g + l, whose low 4 bits are nibble (g >> 1) of ql[64n + 32(g & 1) + l] and high 2 bits
+// bits 2g, 2g + 1 of qh[32n + l]; scale scales[8n + 2g + k / 4].
+
+#if defined(WTYPE_Q6_K)
+void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
+  const uint b = u >> 4, s = u & 15u;
+  const uint n = s >> 3, k = s & 7u;
+  const uint bo = rb + b * DQ_BLOCK_BYTES;
+  const uint la = dq_u32(bo + 64u * n + 4u * k);        // g = 0 (low), g = 2 (high)
+  const uint lb = dq_u32(bo + 64u * n + 32u + 4u * k);  // g = 1 (low), g = 3 (high)
+  const uint qh = dq_u32(bo + 128u + 32u * n + 4u * k);
+  const float d = dq_f16(bo + 208u);
+  const uint c[4] = uint[4](
+      (la & 0x0F0F0F0Fu) | ((qh & 0x03030303u) << 4),
+      (lb & 0x0F0F0F0Fu) | (((qh >> 2) & 0x03030303u) << 4),
+      ((la >> 4) & 0x0F0F0F0Fu) | (((qh >> 4) & 0x03030303u) << 4),
+      ((lb >> 4) & 0x0F0F0F0Fu) | (((qh >> 6) & 0x03030303u) << 4));
+  const uint so = bo + 192u + 8u * n + (k >> 2);
+  [[unroll]] for (uint g = 0; g < 4; ++g) {
+    const float a = d * float(dq_i8(so + 2u * g));
+    v[g] = a * (dq_bytes(c[g]) - 32.0);
+    col[g] = 256u * b + 128u * n + 32u * g + 4u * k;
+  }
+}
+#endif
