@@ -201,7 +201,25 @@ const tgAll = await measure(`tg${nGen}`, runTG);
 const pp = median(ppAll);
 const tg = median(tgAll);
 
-const llamaCpp = `${llama.llamaCppRelease.repo}@${llama.llamaCppRelease.release}`;
+// node-llama-cpp reports its own binary release tag (llamaCppRelease); the llama.cpp commit the
+// binaries were built from is only embedded in libllama-common.so (LLAMA_COMMIT, a short hex
+// string). Best effort: the only NUL-delimited 7..40-digit hex string in it that is not a digit
+// table; null when that is not unique.
+function llamaCppCommit() {
+    try {
+        const pkg = args.backend === "vulkan" ? "linux-x64-vulkan" : "linux-x64";
+        const binDir = path.join(here, "node_modules", "@node-llama-cpp", pkg, "bins", pkg);
+        const data = fs.readFileSync(path.join(binDir, "libllama-common.so")).toString("latin1");
+        const found = new Set();
+        for (const m of data.matchAll(/\0([0-9a-f]{7,40})\0/g))
+            if (!/^0123456789/.test(m[1])) found.add(m[1]);
+        return found.size === 1 ? [...found][0] : null;
+    } catch {
+        return null;
+    }
+}
+const commit = llamaCppCommit();
+const llamaCpp = `${llama.llamaCppRelease.repo}@${llama.llamaCppRelease.release}` + (commit ? ` (commit ${commit})` : "");
 const build = `node-llama-cpp ${nlcVersion} ${llama.buildType} ${args.backend === "vulkan" ? "linux-x64-vulkan" : "linux-x64"}`;
 console.error(`| model | backend | device | threads | pp${nPrompt} t/s | tg${nGen} t/s | llama.cpp |`);
 console.error("|---|---|---|---|---|---|---|");
@@ -224,6 +242,8 @@ console.log(JSON.stringify({
     pp_all: ppAll.map((x) => Number(x.toFixed(3))),
     tg_all: tgAll.map((x) => Number(x.toFixed(3))),
     llama_cpp: llamaCpp,
+    llama_cpp_release: llama.llamaCppRelease.release,
+    llama_cpp_commit: commit,
     node_llama_cpp: nlcVersion,
     build: llama.buildType
 }));
