@@ -59,6 +59,7 @@ int run_serve(const ServeOptions& o) {
   mo.block_size = o.block_size;
   mo.context_length = o.ctx_size;
   mo.gpu_memory_fraction = o.gpu_memory_fraction;
+  mo.deterministic = o.deterministic;
   auto m = model::Model::load(*device, reader, mo);
   const model::ModelConfig& c = m->config();
   const std::uint64_t kv_tokens = std::uint64_t{m->num_blocks() - 1} * m->options().block_size;

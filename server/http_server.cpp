@@ -259,6 +259,18 @@ struct Server::Impl {
         metrics.http_response(static_cast<int>(st));
         stream.expires_after(config.read_timeout);
         co_await http::async_write(stream, res, kAsTuple);
+        // Lingering close: the client may still be sending (an oversized body). Stop sending,
+        // read and drop what it still sends, so it gets to read our answer instead of a reset.
+        beast::error_code sec;
+        stream.socket().shutdown(tcp::socket::shutdown_send, sec);
+        std::vector<char> sink(64 << 10);
+        std::uint64_t drained = 0;
+        stream.expires_after(std::chrono::seconds(5));
+        while (drained < (64u << 20)) {
+          auto [rec, got] = co_await stream.async_read_some(net::buffer(sink), kAsTuple);
+          if (rec) break;
+          drained += got;
+        }
         break;
       }
       Request req = parser.release();

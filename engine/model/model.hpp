@@ -29,6 +29,12 @@ struct ModelOptions {
                                          // memory, at most max_seqs full contexts
   float gpu_memory_fraction = 0.9f;      // of the device's local memory, for the plan
   bool f32_kv = false;                   // f32 K/V even where the device has 16-bit storage
+  // Batch-invariant kernels only: a token's sums follow the same order alone or batched. Every
+  // kernel vkllm has today already does (matmul tiles apply one per-token reduction order,
+  // attention reduces each (token, head) row on its own, the sampler works per row); the flag
+  // pins the guarantee for batch-dependent fast paths (split-K attention, cooperative-matrix
+  // GEMM), which must check it and stay off.
+  bool deterministic = false;
 };
 
 // One step's flat batch. T = token_ids.size(), S = query_start.size() - 1.

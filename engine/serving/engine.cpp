@@ -124,12 +124,45 @@ void Engine::deliver(Request& r, TokenEvent& ev, bool last) {
   ev.prompt_tokens = static_cast<std::uint32_t>(r.prompt.size());
   ev.completion_tokens = r.generated;
   if (const sched::Sequence* s = scheduler_.find(r.id)) ev.cached_tokens = s->cached_tokens;
-  if (last) r.done = true;
+  if (last) {
+    r.done = true;
+    finals_.emplace_back(std::move(r.callback), std::move(ev));
+    return;
+  }
   try {
     r.callback(ev);
   } catch (const std::exception& e) {
     log::error("request {}: event callback threw: {}", r.id, e.what());
   }
+}
+
+void Engine::flush_finals() {
+  std::vector<std::pair<EventCallback, TokenEvent>> finals;
+  finals.swap(finals_);
+  for (auto& [callback, ev] : finals) {
+    try {
+      callback(ev);
+    } catch (const std::exception& e) {
+      log::error("event callback threw: {}", e.what());
+    }
+  }
+}
+
+void Engine::publish_stats() {
+  stats_.running = scheduler_.num_running();
+  stats_.waiting = scheduler_.num_waiting() + incoming_.size();
+  queued_ = live_.size() + incoming_.size();
+  stats_.kv_blocks_free = pool_.num_free();
+  stats_.kv_usage = double(pool_.num_used()) / pool_.usable_blocks();
+  const auto& sc = scheduler_.counters();
+  stats_.prompt_tokens = sc.prompt_tokens_computed;
+  stats_.cached_prompt_tokens = sc.prompt_tokens_cached;
+  stats_.generation_tokens = sc.generated_tokens;
+  stats_.preemptions = sc.preemptions;
+  stats_.prefix_queries = pool_.counters().queries * model_.options().block_size;
+  stats_.prefix_hits = pool_.counters().hits * model_.options().block_size;
+  stats_.recordings = model_.recordings();
+  stats_.replays = model_.replays();
 }
 
 void Engine::finish_request(RequestId id, FinishReason reason, const std::string& error) {
@@ -179,8 +212,6 @@ void Engine::loop() {
         ev.finish = FinishReason::error;
         ev.error = e.what();
         deliver(*r, ev, true);
-        std::lock_guard lock(mu_);
-        --queued_;
       }
     }
     for (RequestId id : cancels) finish_request(id, FinishReason::cancelled);
@@ -188,24 +219,14 @@ void Engine::loop() {
       std::vector<RequestId> ids;
       for (auto& [id, r] : live_) ids.push_back(id);
       for (RequestId id : ids) finish_request(id, FinishReason::cancelled);
-      return;
     }
-    if (!scheduler_.idle()) step();
-    std::lock_guard lock(mu_);
-    stats_.running = scheduler_.num_running();
-    stats_.waiting = scheduler_.num_waiting() + incoming_.size();
-    queued_ = live_.size() + incoming_.size();
-    stats_.kv_blocks_free = pool_.num_free();
-    stats_.kv_usage = double(pool_.num_used()) / pool_.usable_blocks();
-    const auto& sc = scheduler_.counters();
-    stats_.prompt_tokens = sc.prompt_tokens_computed;
-    stats_.cached_prompt_tokens = sc.prompt_tokens_cached;
-    stats_.generation_tokens = sc.generated_tokens;
-    stats_.preemptions = sc.preemptions;
-    stats_.prefix_queries = pool_.counters().queries * model_.options().block_size;
-    stats_.prefix_hits = pool_.counters().hits * model_.options().block_size;
-    stats_.recordings = model_.recordings();
-    stats_.replays = model_.replays();
+    if (!stopping && !scheduler_.idle()) step();
+    {
+      std::lock_guard lock(mu_);
+      publish_stats();
+    }
+    flush_finals();
+    if (stopping) return;
   }
 }
 

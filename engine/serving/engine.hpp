@@ -115,6 +115,8 @@ class Engine {
   void step();
   void deliver(Request& r, TokenEvent& ev, bool last);
   void finish_request(RequestId id, FinishReason reason, const std::string& error = {});
+  void publish_stats();  // under mu_
+  void flush_finals();   // after publish_stats: a finished request's blocks show as free
 
   model::Model& model_;
   const tok::Tokenizer& tokenizer_;
@@ -134,6 +136,9 @@ class Engine {
 
   // Engine-thread state.
   std::unordered_map<RequestId, std::unique_ptr<Request>> live_;
+  // Last events held until the step's bookkeeping is done and published, so a client that sees
+  // its request end also sees its blocks back in stats().
+  std::vector<std::pair<EventCallback, TokenEvent>> finals_;
   EngineStats stats_;  // guarded by mu_ (copied out by stats())
   std::thread thread_;
 };
