@@ -4,15 +4,20 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
+#include <memory>
+#include <numeric>
 #include <optional>
 #include <random>
 
 #include "engine/gguf/quant.hpp"
+#include "engine/ops/attention.hpp"
 #include "engine/ops/elementwise.hpp"
 #include "engine/ops/matmul.hpp"
 #include "engine/ops/norm.hpp"
 #include "platform/device.hpp"
+#include "tests/reference/attention_ref.hpp"
 #include "tests/reference/quant_ref.hpp"
 #include "tests/reference/reference.hpp"
 
@@ -49,8 +54,11 @@ double time_ms(platform::Device& dev, const std::function<void(platform::Command
   for (int i = 0; i < reps; ++i) run(cs);
   cs.end();
   cs.submit_and_wait();
-  std::vector<double> ms;
-  for (const auto& t : cs.timings()) ms.push_back(t.ms);
+  // A run may record several dispatches: each run's time is the sum of its own.
+  const auto& timings = cs.timings();
+  const std::size_t per_run = std::max<std::size_t>(timings.size() / reps, 1);
+  std::vector<double> ms(timings.size() / per_run, 0.0);
+  for (std::size_t i = 0; i < ms.size() * per_run; ++i) ms[i / per_run] += timings[i].ms;
   return median(ms);
 }
 
@@ -80,6 +88,8 @@ int main(int argc, char** argv) {
   app.add_option("--rows", rows, "matmul weight rows");
   app.add_option("--cols", cols, "matmul weight columns");
   app.add_option("--prefill", prefill, "tokens of the prefill matmul cases");
+  std::vector<std::uint32_t> attn_contexts{1024, 4096};
+  app.add_option("--attn-ctx", attn_contexts, "contexts of the decode attention cases");
   std::string only;
   app.add_option("--only", only, "run only the kernels whose name contains this");
   CLI11_PARSE(app, argc, argv);
@@ -174,6 +184,81 @@ int main(int argc, char** argv) {
                            return ref::nmse(download(*dev, o, n), e);
                          },
                          1e-7});
+
+    // Decode attention, one sequence of a llama3-8b layer (32 query heads on 8 KV heads of 128):
+    // one pass walking the context, against flash-decoding ranges. Bytes: the K/V read.
+    const ops::KvType kv_type = caps.fp16_storage ? ops::KvType::f16 : ops::KvType::f32;
+    struct AttnData {
+      ops::AttentionShape shape;
+      std::vector<float> q, kp, vp, expected;
+      std::vector<std::uint32_t> pos, qs, table;
+      Buffer dq, dk, dv, dpos, dqs, dtable, dout, dpart;
+    };
+    std::vector<std::unique_ptr<AttnData>> attn;
+    for (std::uint32_t ctx : attn_contexts) {
+      for (bool split : {false, true}) {
+        auto d = std::make_unique<AttnData>();
+        ops::AttentionShape& sh = d->shape;
+        sh.ntok = sh.nseq = 1;
+        sh.n_heads = 32;
+        sh.n_kv_heads = 8;
+        sh.head_dim = 128;
+        sh.block_size = 16;
+        sh.max_blocks_per_seq = (ctx + 15) / 16;
+        sh.scale = 1.0f / std::sqrt(128.0f);
+        sh.kv_type = kv_type;
+        sh.split_keys = split ? ops::attention_split_keys(128, ctx) : 0;
+        if (split && sh.split_keys == 0) continue;
+        const std::size_t pool = std::size_t{sh.max_blocks_per_seq} * 16 * 8 * 128;
+        d->q = ref::random_floats(rng, 32 * 128, -3, 3);
+        d->kp = ref::random_floats(rng, pool);
+        d->vp = ref::random_floats(rng, pool);
+        const bool f16 = kv_type == ops::KvType::f16;
+        std::vector<std::uint16_t> kh(f16 ? pool : 0), vh(f16 ? pool : 0);
+        for (std::size_t i = 0; f16 && i < pool; ++i) {
+          kh[i] = gguf::fp32_to_fp16(d->kp[i]);
+          vh[i] = gguf::fp32_to_fp16(d->vp[i]);
+          d->kp[i] = gguf::fp16_to_fp32(kh[i]);
+          d->vp[i] = gguf::fp16_to_fp32(vh[i]);
+        }
+        d->pos = {ctx - 1};
+        d->qs = {0, 1};
+        d->table.resize(sh.max_blocks_per_seq);
+        std::iota(d->table.begin(), d->table.end(), 0u);
+        std::shuffle(d->table.begin(), d->table.end(), rng);
+        d->expected.resize(d->q.size());
+        ref::paged_attention(sh, d->q, d->kp, d->vp, d->pos, d->qs, d->table, d->expected);
+        auto raw = [&](const void* p, std::size_t bytes, MemoryIntent intent, const char* name) {
+          Buffer b = dev->create_buffer(std::max<std::size_t>(bytes, 4), intent, name);
+          if (p) dev->upload(b, 0, std::span(static_cast<const std::byte*>(p), bytes));
+          return b;
+        };
+        d->dq = upload(*dev, d->q, MemoryIntent::activations, "q");
+        d->dk = f16 ? raw(kh.data(), pool * 2, MemoryIntent::activations, "k_pool")
+                    : upload(*dev, d->kp, MemoryIntent::activations, "k_pool");
+        d->dv = f16 ? raw(vh.data(), pool * 2, MemoryIntent::activations, "v_pool")
+                    : upload(*dev, d->vp, MemoryIntent::activations, "v_pool");
+        d->dpos = raw(d->pos.data(), 4, MemoryIntent::activations, "positions");
+        d->dqs = raw(d->qs.data(), 8, MemoryIntent::activations, "query_start");
+        d->dtable = raw(d->table.data(), d->table.size() * 4, MemoryIntent::activations, "table");
+        d->dout = raw(nullptr, d->q.size() * 4, MemoryIntent::activations, "out");
+        d->dpart = raw(nullptr, ops::attention_partial_bytes(sh), MemoryIntent::activations, "partials");
+        AttnData* a = d.get();
+        cases.push_back(Case{
+            split ? "attention_decode_split" : "attention_decode",
+            fmt::format("ctx {} 32/8 heads hd128 {}{}", ctx, f16 ? "f16" : "f32",
+                        split ? fmt::format(" {} ranges", (ctx + sh.split_keys - 1) / sh.split_keys)
+                              : std::string()),
+            2ull * ctx * 8 * 128 * (f16 ? 2 : 4), 4.0 * ctx * 32 * 128,
+            [&k, a](auto& cs) {
+              ops::record_attention(k, cs, a->shape, a->dq, a->dk, a->dv, a->dpos, a->dqs,
+                                    a->dtable, a->dout, a->dpart);
+            },
+            [&dev, a] { return ref::nmse(download(*dev, a->dout, a->q.size()), a->expected); },
+            1e-6});
+        attn.push_back(std::move(d));
+      }
+    }
 
     fmt::print("device: {} | driver {} {} | Vulkan {}\n", caps.props.name,
                caps.props.driver_name, caps.driver_version_string, caps.api_version_string);

@@ -11,6 +11,13 @@
 // query_start[s] * group / ROWS + s, which is increasing and leaves each sequence at least
 // ceil(len * group / ROWS) tiles; a workgroup finds its sequence by binary search on it.
 //
+// SPLIT (flash-decoding): grid y also walks key ranges of pc.split_keys keys, y = split *
+// n_kv_heads + KV head. A workgroup covers its rows' keys in its range only and writes unnormalized
+// partials (O, and the running max m and sum l per row) to `part`; attention_reduce.comp combines
+// the ranges. Ranges are fixed by split_keys alone, so a row's result does not depend on the rows
+// it shares a workgroup with. Decode steps of few sequences use it: their grid is otherwise a
+// handful of workgroups that walk a long context one tile after another.
+//
 // Per key tile: load K -> scores S = Q K^T (Q pre-scaled) -> load V into the same buffer and
 // partial row maxima -> p = exp(S - m), partial row sums -> O = O * alpha + P V.
 //
@@ -48,6 +55,10 @@ layout(binding = 3) readonly buffer Pos { uint positions[]; };
 layout(binding = 4) readonly buffer QStart { uint query_start[]; };
 layout(binding = 5) readonly buffer BlockTable { uint block_table[]; };
 layout(binding = 6) writeonly buffer Out { vec2 o[]; };
+#ifdef SPLIT
+// [ntok * n_heads * nsplit] rows of HD2 pairs (O), then the same count of (m, l) pairs.
+layout(binding = 7) writeonly buffer Part { vec2 part[]; };
+#endif
 
 shared vec2 q_sh[ROWS * STRIDE2];    // this tile's query rows, times scale
 shared vec2 kv_sh[KEYS * STRIDE2];   // K tile, then V tile
@@ -72,7 +83,15 @@ uint pool_base(uint bt, uint key, uint kvh) {
 
 void main() {
   const uint tile = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+#ifdef SPLIT
+  const uint n_kv_heads = pc.n_heads / pc.group;
+  const uint kvh = gl_WorkGroupID.y % n_kv_heads;
+  const uint split = gl_WorkGroupID.y / n_kv_heads;
+  const uint k_begin = split * pc.split_keys;
+#else
   const uint kvh = gl_WorkGroupID.y;
+  const uint k_begin = 0;
+#endif
   const uint tid = gl_LocalInvocationID.x;
   // Every early return below depends on workgroup-uniform values only, before any barrier.
   if (tile >= pc.tiles) return;
@@ -96,10 +115,16 @@ void main() {
     q_sh[r * STRIDE2 + d] = q[((row / pc.group) * pc.n_heads + head) * HD2 + d] * pc.scale;
   }
   if (tid < nrows) limit_sh[tid] = min(positions[(row0 + tid) / pc.group], last_key);
-  if (tid < KEYS) base_sh[tid] = pool_base(bt, min(tid, last_key), kvh);
+  if (tid < KEYS) base_sh[tid] = pool_base(bt, min(k_begin + tid, last_key), kvh);
   barrier();
   uint kmax = 0;
   for (uint r = 0; r < nrows; ++r) kmax = max(kmax, limit_sh[r]);
+#ifdef SPLIT
+  // Workgroup-uniform (kmax comes from shared memory after the barrier): no range, no work.
+  // Rows whose own keys end before this range get garbage partials the reduce never reads.
+  if (k_begin > kmax) return;
+  kmax = min(kmax, k_begin + pc.split_keys - 1);
+#endif
 
   // Softmax phases: thread (sr, sk) owns keys sk, sk + TPR, ... of row sr and keeps the row's
   // running max m and sum l (the TPR threads of a row hold the same values).
@@ -109,7 +134,7 @@ void main() {
   vec2 acc[OUT_PER_THREAD];
   [[unroll]] for (uint j = 0; j < OUT_PER_THREAD; ++j) acc[j] = vec2(0.0);
 
-  for (uint k0 = 0; k0 <= kmax; k0 += KEYS) {
+  for (uint k0 = k_begin; k0 <= kmax; k0 += KEYS) {
     const uint nk = min(KEYS, kmax + 1 - k0);
     for (uint i = tid; i < nk * HD2; i += WG_SIZE) {
       const uint j = i / HD2, d = i % HD2;
@@ -155,7 +180,8 @@ void main() {
     if (sr < nrows) {
       float m_new = m;
       for (uint k = 0; k < TPR; ++k) m_new = max(m_new, max_sh[sr * TPR + k]);
-      // Key 0 is in the first tile of every row, so m_new is a real score from there on.
+      // The range's first key is in its first tile, so for every row that has keys in the range
+      // m_new is a real score from there on.
       const float alpha = exp(m - m_new);
       float ps = 0.0;
       for (uint j = sk; j < nk; j += TPR) {
@@ -190,6 +216,23 @@ void main() {
     barrier();
   }
 
+#ifdef SPLIT
+  const uint nparts = pc.ntok * pc.n_heads * pc.nsplit;
+  if (sr < nrows && sk == 0) {
+    const uint row = row0 + sr;
+    const uint prow = (row / pc.group) * pc.n_heads + kvh * pc.group + row % pc.group;
+    part[nparts * HD2 + prow * pc.nsplit + split] = vec2(m, l);
+  }
+  [[unroll]] for (uint jo = 0; jo < OUT_PER_THREAD; ++jo) {
+    const uint i = tid + jo * WG_SIZE;
+    if (i < nrows * HD2) {
+      const uint r = i / HD2, d = i % HD2;
+      const uint row = row0 + r;
+      const uint prow = (row / pc.group) * pc.n_heads + kvh * pc.group + row % pc.group;
+      part[(prow * pc.nsplit + split) * HD2 + d] = acc[jo];
+    }
+  }
+#else
   if (sr < nrows && sk == 0) l_sh[sr] = l;
   barrier();
   [[unroll]] for (uint jo = 0; jo < OUT_PER_THREAD; ++jo) {
@@ -201,4 +244,5 @@ void main() {
       o[((row / pc.group) * pc.n_heads + head) * HD2 + d] = acc[jo] / l_sh[r];
     }
   }
+#endif
 }

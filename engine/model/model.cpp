@@ -36,7 +36,7 @@ struct InputLayout {
 struct Model::Workspace {
   InputLayout in;
   Buffer inputs;  // upload intent: written by the host each step, read by the device
-  Buffer x, xn, tmp, q, qn, k, kn, v, attn, gate, up, hs, hn, logits, scratch, ids, logprobs,
+  Buffer x, xn, tmp, q, qn, k, kn, v, attn, attn_partials, gate, up, hs, hn, logits, scratch, ids, logprobs,
       inv_freq;
   Buffer readback;  // ids [S], logprobs [S], logits [S, vocab]
 };
@@ -49,6 +49,9 @@ struct Model::Recording {
 namespace {
 
 constexpr std::size_t kMaxRecordings = 16;
+// Steps of at most this many tokens split attention over the context (flash-decoding): their
+// grid is a few workgroups per sequence otherwise. Larger steps fill the device with row tiles.
+constexpr std::uint32_t kSplitMaxTokens = 64;
 
 std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -155,6 +158,9 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   ws->kn = act(T * c.kv_dim(), "kn");
   ws->v = act(T * c.kv_dim(), "v");
   ws->attn = act(T * c.q_dim(), "attn");
+  const auto split_tokens = static_cast<std::uint32_t>(std::min<std::uint64_t>(T, kSplitMaxTokens));
+  ws->attn_partials =
+      act(ops::attention_partial_bytes(m->attention_shape(split_tokens, 1)) / 4, "attn_partials");
   ws->gate = act(T * c.ffn_dim, "gate");
   ws->up = act(T * c.ffn_dim, "up");
   ws->hs = act(S * c.d_model, "hs");
@@ -230,6 +236,7 @@ std::uint64_t Model::workspace_bytes() const {
   std::uint64_t n = 0;
   const Workspace& w = *ws_;
   for (const Buffer* b : {&w.inputs, &w.x, &w.xn, &w.tmp, &w.q, &w.qn, &w.k, &w.kn, &w.v, &w.attn,
+                          &w.attn_partials,
                           &w.gate, &w.up, &w.hs, &w.hn, &w.logits, &w.scratch, &w.ids, &w.logprobs,
                           &w.inv_freq, &w.readback}) {
     n += b->size();
@@ -323,6 +330,27 @@ void Model::check(const StepInput& in) const {
   }
 }
 
+ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) const {
+  const ModelConfig& c = config_;
+  ops::AttentionShape shape;
+  shape.ntok = T;
+  shape.nseq = S;
+  shape.n_heads = c.n_heads;
+  shape.n_kv_heads = c.n_kv_heads;
+  shape.head_dim = c.head_dim;
+  shape.block_size = options_.block_size;
+  shape.max_blocks_per_seq = max_blocks_per_seq_;
+  shape.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+  shape.kv_type = kv_type_;
+  // Deterministic mode keeps one reduction order for every step: whether a step splits depends
+  // on its size, which depends on the rest of the batch.
+  if (!options_.deterministic && T <= kSplitMaxTokens) {
+    shape.split_keys =
+        ops::attention_split_keys(c.head_dim, max_blocks_per_seq_ * options_.block_size);
+  }
+  return shape;
+}
+
 void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S,
                    std::uint32_t R, bool want_logits, bool use_sampler) {
   ops::Kernels& k = kernels_;
@@ -339,16 +367,7 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
   const BufferSpan penalties(w.inputs, in.penalties,
                              std::uint64_t{in.max_penalties} * sizeof(ops::PenaltyEntry));
 
-  ops::AttentionShape shape;
-  shape.ntok = T;
-  shape.nseq = S;
-  shape.n_heads = c.n_heads;
-  shape.n_kv_heads = c.n_kv_heads;
-  shape.head_dim = c.head_dim;
-  shape.block_size = options_.block_size;
-  shape.max_blocks_per_seq = max_blocks_per_seq_;
-  shape.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
-  shape.kv_type = kv_type_;
+  const ops::AttentionShape shape = attention_shape(T, S);
   const ops::RopeStyle rope = c.rope.neox ? ops::RopeStyle::neox : ops::RopeStyle::normal;
 
   cs.begin();
@@ -377,7 +396,7 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
     ops::record_rope(k, cs, *kk, positions, w.inv_freq, T, c.n_kv_heads, c.head_dim, rope);
     ops::record_kv_write(k, cs, kv_type_, *kk, w.v, slots, L.k_pool, L.v_pool, T, c.kv_dim());
     ops::record_attention(k, cs, shape, *q, L.k_pool, L.v_pool, positions, query_start,
-                          block_table, w.attn);
+                          block_table, w.attn, w.attn_partials);
     ops::record_matmul(k, cs, L.wo.view(), w.attn, w.tmp, T);
     ops::record_add(k, cs, w.x, w.tmp, w.x, T * c.d_model);
     ops::record_rms_norm(k, cs, w.x, first_span(L.ffn_norm), w.xn, c.d_model, T, c.rms_eps);

@@ -93,6 +93,7 @@ class Model {
   using ShapeKey = std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, bool, bool>;
 
   void check(const StepInput& input) const;
+  ops::AttentionShape attention_shape(std::uint32_t T, std::uint32_t S) const;
   void record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S, std::uint32_t R,
               bool want_logits, bool use_sampler);
 

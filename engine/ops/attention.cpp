@@ -54,7 +54,26 @@ AttentionTiles attention_tiles(std::uint32_t head_dim) {
   return t;
 }
 
+std::uint32_t split_count(const AttentionShape& sh) {
+  const std::uint64_t keys = std::uint64_t{sh.max_blocks_per_seq} * sh.block_size;
+  return static_cast<std::uint32_t>((keys + sh.split_keys - 1) / sh.split_keys);
+}
+
 }  // namespace
+
+std::uint32_t attention_split_keys(std::uint32_t head_dim, std::uint32_t max_context) {
+  constexpr std::uint32_t kMinKeys = 256, kMaxSplits = 32;
+  const std::uint32_t tile = attention_tiles(std::clamp<std::uint32_t>(head_dim, 2, kMaxHeadDim)).keys;
+  std::uint32_t keys = std::max(kMinKeys, (max_context + kMaxSplits - 1) / kMaxSplits);
+  keys = (keys + tile - 1) / tile * tile;
+  return keys >= max_context ? 0 : keys;
+}
+
+std::uint64_t attention_partial_bytes(const AttentionShape& sh) {
+  if (sh.split_keys == 0) return 0;
+  // O rows of head_dim floats, then one (m, l) pair per (token, head, range).
+  return std::uint64_t{sh.ntok} * sh.n_heads * split_count(sh) * (sh.head_dim + 2) * 4;
+}
 
 void record_rope(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan positions,
                  BufferSpan inv_freq, std::uint32_t ntok, std::uint32_t nheads,
@@ -162,7 +181,8 @@ void record_kv_write(Kernels& k, CommandStream& cs, KvType type, BufferSpan k_ne
 
 void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape, BufferSpan q,
                       BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
-                      BufferSpan query_start, BufferSpan block_table, BufferSpan out) {
+                      BufferSpan query_start, BufferSpan block_table, BufferSpan out,
+                      BufferSpan partials) {
   const AttentionShape& sh = shape;
   require_fp16(k, sh.kv_type, "attention");
   if (sh.head_dim == 0 || sh.head_dim % 2 != 0 || sh.head_dim > kMaxHeadDim) {
@@ -176,6 +196,11 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
   if (sh.block_size == 0 || sh.max_blocks_per_seq == 0) {
     throw std::logic_error(fmt::format("attention: block_size {} and max_blocks_per_seq {}",
                                        sh.block_size, sh.max_blocks_per_seq));
+  }
+  const std::uint32_t key_tile = attention_tiles(sh.head_dim).keys;
+  if (sh.split_keys % key_tile != 0) {
+    throw std::logic_error(fmt::format("attention: split_keys {} is not a multiple of the key "
+                                       "tile {}", sh.split_keys, key_tile));
   }
   if (sh.ntok == 0 || sh.nseq == 0) return;
 
@@ -215,14 +240,25 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
   const auto& limits = k.caps().props.max_workgroup_count;
   const std::uint64_t gx = std::min<std::uint64_t>(ntiles, limits[0]);
   const std::uint64_t gz = (ntiles + gx - 1) / gx;
-  if (gz > limits[2] || sh.n_kv_heads > limits[1] || ntiles > 0xffffffffull) {
-    throw std::logic_error(fmt::format("attention: {} row tiles x {} KV heads exceed the grid",
-                                       ntiles, sh.n_kv_heads));
+  const bool split = sh.split_keys > 0;
+  const std::uint32_t nsplit = split ? split_count(sh) : 1;
+  if (gz > limits[2] || std::uint64_t{sh.n_kv_heads} * nsplit > limits[1] ||
+      ntiles > 0xffffffffull) {
+    throw std::logic_error(fmt::format("attention: {} row tiles x {} KV heads x {} ranges exceed "
+                                       "the grid", ntiles, sh.n_kv_heads, nsplit));
+  }
+  const std::uint64_t rows = std::uint64_t{sh.ntok} * sh.n_heads;
+  if (split) {
+    require_bytes(partials, attention_partial_bytes(sh), "attention", "partials");
+    partials.size = attention_partial_bytes(sh);
+    require_range(k, partials.size, "attention", "partials");
   }
 
-  const auto id = sh.kv_type == KvType::f16 ? shaders::ShaderId::attention_f16
-                                            : shaders::ShaderId::attention_f32;
-  const auto& p = k.pipeline(id, 7, sizeof(PushAttention),
+  const auto id = split ? (sh.kv_type == KvType::f16 ? shaders::ShaderId::attention_split_f16
+                                                     : shaders::ShaderId::attention_split_f32)
+                        : (sh.kv_type == KvType::f16 ? shaders::ShaderId::attention_f16
+                                                     : shaders::ShaderId::attention_f32);
+  const auto& p = k.pipeline(id, split ? 8 : 7, sizeof(PushAttention),
                              {kAttentionWorkgroup, sh.head_dim, tiles.rows, tiles.keys});
   const PushAttention push{sh.ntok,
                            sh.nseq,
@@ -233,19 +269,31 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
                            sh.max_blocks_per_seq,
                            static_cast<std::uint32_t>(num_blocks),
                            static_cast<std::uint32_t>(ntiles),
-                           sh.scale};
-  cs.dispatch(p,
-              {{q, Access::read},
-               {k_pool, Access::read},
-               {v_pool, Access::read},
-               {positions, Access::read},
-               {query_start, Access::read},
-               {block_table, Access::read},
-               {out, Access::write}},
-              push,
-              {static_cast<std::uint32_t>(gx), sh.n_kv_heads, static_cast<std::uint32_t>(gz)},
-              fmt::format("attention_{} ntok={} nseq={} heads={}/{} hd={}", kv_name(sh.kv_type),
-                          sh.ntok, sh.nseq, sh.n_heads, sh.n_kv_heads, sh.head_dim));
+                           sh.scale,
+                           sh.split_keys,
+                           nsplit};
+  // The split pass leaves `out` to the reduce; it stays bound (one binding layout per shape).
+  std::vector<platform::Binding> bindings{{q, Access::read},           {k_pool, Access::read},
+                                          {v_pool, Access::read},      {positions, Access::read},
+                                          {query_start, Access::read}, {block_table, Access::read},
+                                          {out, Access::write}};
+  if (split) bindings.push_back({partials, Access::write});
+  cs.dispatch(p, bindings, std::as_bytes(std::span<const PushAttention>(&push, 1)),
+              {static_cast<std::uint32_t>(gx), sh.n_kv_heads * nsplit, static_cast<std::uint32_t>(gz)},
+              fmt::format("attention_{}{} ntok={} nseq={} heads={}/{} hd={}", split ? "split_" : "",
+                          kv_name(sh.kv_type), sh.ntok, sh.nseq, sh.n_heads, sh.n_kv_heads,
+                          sh.head_dim));
+  if (!split) return;
+
+  constexpr std::uint32_t kReduceWorkgroup = 64;
+  const auto& r = k.pipeline(shaders::ShaderId::attention_reduce_f32, 3,
+                             sizeof(PushAttentionReduce), {kReduceWorkgroup, sh.head_dim});
+  const PushAttentionReduce rpush{static_cast<std::uint32_t>(rows), sh.n_heads, nsplit,
+                                  sh.split_keys, sh.max_blocks_per_seq * sh.block_size - 1};
+  const std::uint64_t rx = std::min<std::uint64_t>(rows, limits[0]);
+  cs.dispatch(r, {{partials, Access::read}, {positions, Access::read}, {out, Access::write}}, rpush,
+              {static_cast<std::uint32_t>(rx), 1, static_cast<std::uint32_t>((rows + rx - 1) / rx)},
+              fmt::format("attention_reduce ntok={} heads={} ranges={}", sh.ntok, sh.n_heads, nsplit));
 }
 
 }  // namespace vkllm::ops

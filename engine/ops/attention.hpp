@@ -45,16 +45,29 @@ struct AttentionShape {
   std::uint32_t max_blocks_per_seq = 0;  // row length of block_table
   float scale = 0;                       // usually 1/sqrt(head_dim)
   KvType kv_type = KvType::f32;
+  // Flash-decoding: > 0 splits every row's keys into ranges of split_keys (from
+  // attention_split_keys) computed by separate workgroups and combined by a second pass, through
+  // `partials`. A row's result depends on split_keys, never on the other rows of the batch.
+  std::uint32_t split_keys = 0;
 };
+
+// Keys per range for flash-decoding over contexts up to max_context: at least 256 keys, at most
+// 32 ranges, a multiple of the kernel's key tile; 0 when one range would cover max_context.
+std::uint32_t attention_split_keys(std::uint32_t head_dim, std::uint32_t max_context);
+
+// Bytes of `partials` record_attention needs for a split shape (0 when split_keys is 0).
+std::uint64_t attention_partial_bytes(const AttentionShape& shape);
 
 // Causal attention over paged K/V. q, out: [ntok, n_heads, head_dim] f32.
 // query_start: nseq + 1 u32; tokens [query_start[s], query_start[s+1]) belong to sequence s.
 // positions: ntok u32; token t of sequence s attends keys at positions 0..positions[t] of s,
 // position p living in pool row block_table[s * max_blocks_per_seq + p / block_size] *
 // block_size + p % block_size. K/V of the batch's own tokens are written (kv_write) before this.
-// Query head h reads KV head h / (n_heads / n_kv_heads).
+// Query head h reads KV head h / (n_heads / n_kv_heads). partials: attention_partial_bytes(shape)
+// of scratch when shape.split_keys > 0, unused otherwise.
 void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape, BufferSpan q,
                       BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
-                      BufferSpan query_start, BufferSpan block_table, BufferSpan out);
+                      BufferSpan query_start, BufferSpan block_table, BufferSpan out,
+                      BufferSpan partials = {});
 
 }  // namespace vkllm::ops

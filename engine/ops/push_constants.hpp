@@ -73,7 +73,18 @@ struct PushAttention {
   std::uint32_t num_blocks;  // blocks in each pool
   std::uint32_t tiles;       // row tiles in the grid
   float scale;
+  std::uint32_t split_keys;  // split variant: keys per range
+  std::uint32_t nsplit;      // split variant: ranges in the grid
 };
-static_assert(sizeof(PushAttention) == 40);
+static_assert(sizeof(PushAttention) == 48);
+
+struct PushAttentionReduce {
+  std::uint32_t rows;  // ntok * n_heads
+  std::uint32_t n_heads;
+  std::uint32_t nsplit;
+  std::uint32_t split_keys;
+  std::uint32_t last_key;
+};
+static_assert(sizeof(PushAttentionReduce) == 20);
 
 }  // namespace vkllm::ops

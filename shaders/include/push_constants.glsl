@@ -88,5 +88,18 @@ layout(push_constant) uniform PushAttention {
   uint num_blocks;  // blocks in each pool (block ids are clamped below it)
   uint tiles;       // row tiles in the grid: floor(ntok * group / ROWS) + nseq
   float scale;
+  uint split_keys;  // SPLIT: keys per range (a multiple of KEYS)
+  uint nsplit;      // SPLIT: ranges in the grid
+} pc;
+#endif
+
+#ifdef PUSH_ATTENTION_REDUCE
+// Combines flash-decoding partials (attention_reduce.comp).
+layout(push_constant) uniform PushAttentionReduce {
+  uint rows;        // ntok * n_heads
+  uint n_heads;
+  uint nsplit;
+  uint split_keys;
+  uint last_key;    // max_blocks * block_size - 1: keys past it are not in the table
 } pc;
 #endif

@@ -56,6 +56,25 @@ model::SamplingParams greedy() {
   return p;
 }
 
+// Appends one sequence to a step: its block-table row (blocks[i] holds positions i * bs ..),
+// its tokens at positions pos0.., and a greedy sample of its last token.
+void add_sequence(model::StepInput& in, std::uint32_t mb, std::uint32_t bs,
+                  std::span<const std::uint32_t> blocks, std::span<const std::uint32_t> toks,
+                  std::uint32_t pos0) {
+  const std::size_t row = in.block_table.size();
+  in.block_table.resize(row + mb, 0);
+  std::copy(blocks.begin(), blocks.end(), in.block_table.begin() + static_cast<std::ptrdiff_t>(row));
+  for (std::size_t i = 0; i < toks.size(); ++i) {
+    const std::uint32_t pos = pos0 + static_cast<std::uint32_t>(i);
+    in.token_ids.push_back(toks[i]);
+    in.positions.push_back(pos);
+    in.slot_mapping.push_back(blocks[pos / bs] * bs + pos % bs);
+  }
+  in.query_start.push_back(static_cast<std::uint32_t>(in.token_ids.size()));
+  in.sample_rows.push_back(static_cast<std::uint32_t>(in.token_ids.size() - 1));
+  in.sampling.push_back(model::sampling_row(greedy(), 0, 0, 0));
+}
+
 }  // namespace
 
 TEST_CASE_FIXTURE(test::DeviceTest, "forward matches the CPU reference: every family and weight type") {
@@ -129,36 +148,89 @@ TEST_CASE_FIXTURE(test::DeviceTest, "a mixed flat batch gives each sequence its 
   for (std::uint32_t t : b_prompt) eb = rb.forward(t);
 
   const std::vector<std::uint32_t> a_blocks = {5, 9}, b_blocks = {2, 14};
-  auto fill = [&](model::StepInput& in, std::uint32_t s, const std::vector<std::uint32_t>& blocks,
-                  std::span<const std::uint32_t> toks, std::uint32_t pos0) {
-    for (std::size_t i = 0; i < blocks.size(); ++i) in.block_table[s * mb + i] = blocks[i];
-    for (std::size_t i = 0; i < toks.size(); ++i) {
-      const std::uint32_t pos = pos0 + static_cast<std::uint32_t>(i);
-      in.token_ids.push_back(toks[i]);
-      in.positions.push_back(pos);
-      in.slot_mapping.push_back(blocks[pos / bs] * bs + pos % bs);
-    }
-    in.query_start.push_back(static_cast<std::uint32_t>(in.token_ids.size()));
-    in.sample_rows.push_back(static_cast<std::uint32_t>(in.token_ids.size() - 1));
-    in.sampling.push_back(model::sampling_row(greedy(), 0, 0, 0));
-  };
   // Step 1: A's first 20 tokens alone (prefill).
   model::StepInput first;
   first.query_start = {0};
-  first.block_table.assign(mb, 0);
-  fill(first, 0, a_blocks, std::span(a_prompt).first(20), 0);
+  add_sequence(first, mb, bs, a_blocks, std::span(a_prompt).first(20), 0);
   m->step(first);
   // Step 2: A's decode token and B's whole prompt in one flat batch.
   model::StepInput mixed;
   mixed.query_start = {0};
-  mixed.block_table.assign(2 * mb, 0);
   mixed.want_logits = true;
-  fill(mixed, 0, a_blocks, std::span(a_prompt).last(1), 20);
-  fill(mixed, 1, b_blocks, b_prompt, 0);
+  add_sequence(mixed, mb, bs, a_blocks, std::span(a_prompt).last(1), 20);
+  add_sequence(mixed, mb, bs, b_blocks, b_prompt, 0);
   const auto out = m->step(mixed);
   REQUIRE(out.logits.size() == 2 * spec.vocab_size);
   CHECK(ref::nmse(std::span(out.logits).first(spec.vocab_size), ea) < kForwardNmse);
   CHECK(ref::nmse(std::span(out.logits).last(spec.vocab_size), eb) < kForwardNmse);
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "default mode: decodes batched with a prefill chunk keep their solo logits") {
+  // Alone, a decode step is small and splits attention over 256-key ranges; batched with a
+  // 100-token chunk it is not split. The logits may differ in rounding only.
+  const auto spec = spec_for(Arch::qwen3, gguf::TensorType::kQ8_0, rng()());
+  const gguf::Reader reader =
+      gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+  model::ModelOptions opt;
+  opt.max_batch_tokens = 512;
+  opt.max_seqs = 8;
+  opt.context_length = 1024;
+  const std::uint32_t mb = (opt.context_length + opt.block_size - 1) / opt.block_size;
+  opt.num_blocks = 1 + 8 * mb;
+  auto m = model::Model::load(device(), reader, opt);
+  REQUIRE(!m->options().deterministic);
+  const std::uint32_t bs = opt.block_size;
+
+  // Sequence s owns blocks 1 + s * mb ...
+  auto add = [&](model::StepInput& in, std::uint32_t s, std::span<const std::uint32_t> toks,
+                 std::uint32_t pos0) {
+    std::vector<std::uint32_t> blocks(mb);
+    std::iota(blocks.begin(), blocks.end(), 1 + s * mb);
+    add_sequence(in, mb, bs, blocks, toks, pos0);
+  };
+  auto fresh = [] {
+    model::StepInput in;
+    in.query_start = {0};
+    in.want_logits = true;
+    return in;
+  };
+  constexpr std::uint32_t kSeqs = 6, kSteps = 4;
+  std::vector<std::vector<std::uint32_t>> prompts, decodes;
+  for (std::uint32_t s = 0; s < kSeqs; ++s) {
+    prompts.push_back(random_tokens(rng(), 250 + 13 * s, spec.vocab_size));  // decodes cross 256
+    decodes.push_back(random_tokens(rng(), kSteps, spec.vocab_size));
+  }
+  auto prefill = [&](std::uint32_t s) {
+    model::StepInput in = fresh();
+    add(in, s, prompts[s], 0);
+    m->step(in);
+  };
+
+  std::vector<std::vector<float>> solo(kSeqs * kSteps);
+  for (std::uint32_t s = 0; s < kSeqs; ++s) {
+    prefill(s);
+    for (std::uint32_t j = 0; j < kSteps; ++j) {
+      model::StepInput in = fresh();
+      add(in, s, std::span(decodes[s]).subspan(j, 1), static_cast<std::uint32_t>(prompts[s].size()) + j);
+      solo[s * kSteps + j] = m->step(in).logits;
+    }
+  }
+  for (std::uint32_t s = 0; s < kSeqs; ++s) prefill(s);
+  const auto filler = random_tokens(rng(), 100 * kSteps, spec.vocab_size);
+  for (std::uint32_t j = 0; j < kSteps; ++j) {
+    model::StepInput in = fresh();
+    for (std::uint32_t s = 0; s < kSeqs; ++s) {
+      add(in, s, std::span(decodes[s]).subspan(j, 1), static_cast<std::uint32_t>(prompts[s].size()) + j);
+    }
+    add(in, kSeqs, std::span(filler).subspan(100 * j, 100), 100 * j);
+    const auto out = m->step(in);
+    for (std::uint32_t s = 0; s < kSeqs; ++s) {
+      CAPTURE(s);
+      CAPTURE(j);
+      CHECK(ref::nmse(std::span(out.logits).subspan(std::size_t{s} * spec.vocab_size, spec.vocab_size),
+                      solo[s * kSteps + j]) < kForwardNmse);
+    }
+  }
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "a bad batch is refused before it reaches the device") {

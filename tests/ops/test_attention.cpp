@@ -87,6 +87,7 @@ struct AttnCase {
   std::uint32_t n_heads, n_kv_heads, head_dim;
   std::uint32_t block_size = 16;
   ops::KvType kv_type = ops::KvType::f32;
+  std::uint32_t split_keys = 0;  // flash-decoding ranges; 0: one pass
 };
 
 // Builds a paged cache with shuffled, non-contiguous blocks holding each sequence's earlier
@@ -161,6 +162,7 @@ void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& s
   shape.max_blocks_per_seq = max_blocks;
   shape.scale = 1.0f / std::sqrt(float(c.head_dim));
   shape.kv_type = c.kv_type;
+  shape.split_keys = c.split_keys;
   // Scores of a few units: a peaked softmax, so the running max matters.
   const auto q = ref::random_floats(rng, std::size_t(ntok) * c.n_heads * c.head_dim, -3, 3);
 
@@ -178,10 +180,13 @@ void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& s
   auto dslots = upload_u32(dev, slots, "slots"), dpos = upload_u32(dev, positions, "positions");
   auto dqs = upload_u32(dev, query_start, "query_start"), dtable = upload_u32(dev, table, "table");
   auto dout = t.poisoned_floats(q.size(), "out");
+  // Poisoned: a range the reduce should not read turns the row into NaN.
+  auto dpart = t.poisoned_floats(std::max<std::uint64_t>(ops::attention_partial_bytes(shape) / 4, 1),
+                                 "partials");
   auto cs = dev.command_stream();
   cs.begin();
   ops::record_kv_write(t.kernels(), cs, c.kv_type, dkn, dvn, dslots, dk, dv, ntok, kv_dim);
-  ops::record_attention(t.kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout);
+  ops::record_attention(t.kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart);
   cs.end();
   cs.submit_and_wait();
   CHECK(ref::nmse(t.download_floats(dout, q.size()), expected) < kAttention);
@@ -441,6 +446,49 @@ TEST_CASE_FIXTURE(DeviceTest, "attention: GQA group larger than a workgroup's ro
   for (auto type : kv_types(*this)) {
     CAPTURE(type == ops::KvType::f16);
     check_attention(*this, {64, 1, 64, 16, type}, {{30, 3}, {9, 1}});
+  }
+}
+
+TEST_CASE_FIXTURE(DeviceTest, "attention split over key ranges (flash-decoding): decodes and chunks") {
+  // Ranges of 64 keys: contexts inside one range, on its edges and over many; decoding rows
+  // alone, and sharing workgroups with prefill rows whose keys end in other ranges.
+  const std::vector<std::vector<Seq>> batches{
+      {{1, 1}}, {{64, 1}}, {{65, 1}}, {{700, 1}},
+      {{1, 1}, {70, 20}, {200, 1}, {37, 37}, {129, 3}}};
+  for (const AttnCase& base : kCases) {
+    for (auto type : kv_types(*this)) {
+      for (const auto& seqs : batches) {
+        AttnCase c = base;
+        c.kv_type = type;
+        c.split_keys = 64;
+        CAPTURE(c.n_heads);
+        CAPTURE(c.n_kv_heads);
+        CAPTURE(c.head_dim);
+        CAPTURE(type == ops::KvType::f16);
+        CAPTURE(seqs.size());
+        CAPTURE(seqs[0].context);
+        check_attention(*this, c, seqs);
+      }
+    }
+  }
+  check_attention(*this, {6, 2, 256, 8, ops::KvType::f32, 64}, {{45, 1}, {40, 23}, {300, 1}});
+  check_attention(*this, {64, 1, 64, 16, ops::KvType::f32, 64}, {{130, 3}, {9, 1}});
+}
+
+TEST_CASE("attention_split_keys: at least 256 keys, at most 32 ranges, whole key tiles") {
+  CHECK(ops::attention_split_keys(128, 256) == 0);  // one range covers it
+  CHECK(ops::attention_split_keys(128, 257) == 256);
+  CHECK(ops::attention_split_keys(128, 4096) == 256);
+  CHECK(ops::attention_split_keys(128, 131072) == 4096);
+  for (std::uint32_t hd : {6u, 64u, 128u, 256u, 512u}) {
+    for (std::uint32_t ctx : {300u, 8191u, 100000u}) {
+      const std::uint32_t keys = ops::attention_split_keys(hd, ctx);
+      CAPTURE(hd);
+      CAPTURE(ctx);
+      REQUIRE(keys > 0);
+      CHECK((ctx + keys - 1) / keys <= 32);
+      CHECK(keys % 8 == 0);  // the smallest key tile (head_dim 512)
+    }
   }
 }
 

@@ -62,7 +62,10 @@ struct Fixture {
   std::unique_ptr<model::Model> model;
 };
 
-Fixture random_model(platform::Device& device, std::uint32_t num_blocks, std::uint32_t max_seqs) {
+// deterministic: batch-invariant kernels only (--deterministic); the default mode splits decode
+// attention over 256-key ranges once the context can exceed 256.
+Fixture random_model(platform::Device& device, std::uint32_t num_blocks, std::uint32_t max_seqs,
+                     bool deterministic = false) {
   model::SyntheticSpec s;
   s.n_layers = 2;
   s.d_model = 128;
@@ -79,8 +82,9 @@ Fixture random_model(platform::Device& device, std::uint32_t num_blocks, std::ui
   o.max_batch_tokens = 64;
   o.max_seqs = max_seqs;
   o.block_size = 16;
-  o.context_length = 256;
+  o.context_length = 512;
   o.num_blocks = num_blocks;
+  o.deterministic = deterministic;
   auto m = model::Model::load(device, reader, o);
   return Fixture{std::move(reader), std::move(tokenizer), std::move(m)};
 }
@@ -125,7 +129,7 @@ std::vector<std::vector<std::uint32_t>> run_together(Engine& engine,
 }  // namespace
 
 TEST_CASE_FIXTURE(test::DeviceTest, "batch invariance: 1, 4, 16 and 32 concurrent requests give their solo tokens") {
-  Fixture f = random_model(device(), 0, 32);
+  Fixture f = random_model(device(), 0, 32, true);
   serving::EngineConfig cfg;
   cfg.max_num_seqs = 32;
   cfg.max_num_batched_tokens = 64;
@@ -268,7 +272,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "stop strings, stop ids, max tokens and bad 
   CHECK(t.tokens.size() <= 6);
 
   CHECK_THROWS_AS(engine.submit({}, greedy(4), [](const serving::TokenEvent&) {}), InvalidRequest);
-  CHECK_THROWS_AS(engine.submit(std::vector<std::uint32_t>(300, 5), greedy(4), [](const serving::TokenEvent&) {}),
+  CHECK_THROWS_AS(engine.submit(std::vector<std::uint32_t>(600, 5), greedy(4), [](const serving::TokenEvent&) {}),
                   InvalidRequest);
   CHECK_THROWS_AS(engine.submit({100000}, greedy(4), [](const serving::TokenEvent&) {}), InvalidRequest);
 }
@@ -281,6 +285,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the story through the engine, 
   o.max_batch_tokens = 64;
   o.max_seqs = 16;
   o.context_length = 512;
+  o.deterministic = true;
   auto m = model::Model::load(device(), reader, o);
   Engine engine(*m, tokenizer, {});
   auto ps = prompts(15, 512, 21);
