@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   app.add_option("--cols", cols, "matmul weight columns");
   app.add_option("--prefill", prefill, "tokens of the prefill matmul cases");
   std::vector<std::uint32_t> attn_contexts{1024, 4096};
-  app.add_option("--attn-ctx", attn_contexts, "contexts of the decode attention cases");
+  app.add_option("--attn-ctx", attn_contexts, "contexts of the decode attention cases")->delimiter(',');
   std::string only;
   app.add_option("--only", only, "run only the kernels whose name contains this");
   CLI11_PARSE(app, argc, argv);

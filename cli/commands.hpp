@@ -84,6 +84,7 @@ struct BenchOptions {
   int device = -1;
   bool json = false;
   std::vector<std::uint32_t> concurrency;  // throughput mode: levels of concurrent requests
+  bool replay_compare = false;  // also time tg with every step recorded anew
 };
 int run_bench(const BenchOptions& options);
 

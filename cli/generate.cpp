@@ -235,8 +235,9 @@ int run_bench(const BenchOptions& o) {
   model::SamplingParams greedy;
   greedy.temperature = 0;
 
-  // One warm-up of each shape (pipelines, recordings), then the repetitions.
-  std::vector<double> pp, tg;
+  // One warm-up of each shape (pipelines, recordings), then the repetitions. With
+  // --replay-compare each repetition also generates with every step recorded anew.
+  std::vector<double> pp, tg, tg_rerecord, record_ms;
   for (std::uint32_t rep = 0; rep <= o.repetitions; ++rep) {
     if (o.n_prompt > 0) {
       model::Sequence seq(m);
@@ -246,13 +247,28 @@ int run_bench(const BenchOptions& o) {
       seq.feed(prompt, greedy);
       if (rep > 0) pp.push_back(o.n_prompt / seconds_since(t0));
     }
-    if (o.n_gen > 0) {
-      // llama-bench's tg: generation from an empty context, one token per step.
+    // llama-bench's tg: generation from an empty context, one token per step.
+    auto generate = [&] {
       model::Sequence seq(m);
       std::uint32_t next = tok(rng);
       const auto t0 = Clock::now();
       for (std::uint32_t i = 0; i < o.n_gen; ++i) next = seq.feed(std::span(&next, 1), greedy).ids[0];
-      if (rep > 0) tg.push_back(o.n_gen / seconds_since(t0));
+      return o.n_gen / seconds_since(t0);
+    };
+    if (o.n_gen > 0) {
+      const double tps = generate();
+      if (rep > 0) tg.push_back(tps);
+    }
+    if (o.n_gen > 0 && o.replay_compare) {
+      m.set_replay(false);
+      const std::uint64_t n0 = m.recordings();
+      const double s0 = m.recording_seconds();
+      const double tps = generate();
+      m.set_replay(true);
+      if (rep > 0) {
+        tg_rerecord.push_back(tps);
+        record_ms.push_back(1e3 * (m.recording_seconds() - s0) / double(m.recordings() - n0));
+      }
     }
   }
   const std::uint64_t bytes_per_token = m.decode_bytes(o.n_gen / 2);
@@ -274,6 +290,15 @@ int run_bench(const BenchOptions& o) {
     if (o.n_gen > 0) {
       fmt::print("| {} | {} | tg{} | {:.2f} | {} | {:.2f} |\n", o.model, L.device->name(), o.n_gen,
                  tg_med, format_bytes(bytes_per_token), gbs);
+    }
+    if (!tg_rerecord.empty()) {
+      const double re = median(tg_rerecord);
+      fmt::print("| {} | {} | tg{}, recorded every step | {:.2f} | {} | {:.2f} |\n", o.model,
+                 L.device->name(), o.n_gen, re, format_bytes(bytes_per_token),
+                 re * bytes_per_token / 1e9);
+      fmt::print("\nreplay: recording one decode step costs {:.3f} ms of host time (median); "
+                 "replaying saves {:.1f}% of tg time\n",
+                 median(record_ms), 100.0 * (1.0 - re / tg_med));
     }
   }
   return 0;

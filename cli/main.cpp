@@ -76,6 +76,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("-b,--batch-size", bench.batch, "Prompt tokens per step");
   bench_cmd->add_option("--device", bench.device, "Vulkan device index");
   bench_cmd->add_flag("--json", bench.json, "One JSON line instead of a table");
+  bench_cmd->add_flag("--replay-compare", bench.replay_compare,
+                      "Also time tg with each step's command buffer recorded anew (what replay saves)");
   bench_cmd->add_option("--concurrency", bench.concurrency,
                         "Throughput mode: comma-separated levels of concurrent requests (e.g. 1,4,16,64)")
       ->delimiter(',');

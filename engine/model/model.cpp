@@ -3,6 +3,7 @@
 #include "engine/model/model.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -456,6 +457,12 @@ StepOutput Model::step(const StepInput& input) {
   if (!input.penalties.empty()) put(w.in.penalties, input.penalties);
 
   const ShapeKey key{T, S, R, input.want_logits, use_sampler};
+  auto record_timed = [&](platform::CommandStream& cs) {
+    const auto t0 = std::chrono::steady_clock::now();
+    record(cs, T, S, R, input.want_logits, use_sampler);
+    recording_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++recordings_;
+  };
   auto it = recordings_cache_.find(key);
   if (it == recordings_cache_.end()) {
     if (recordings_cache_.size() >= kMaxRecordings) {
@@ -466,9 +473,10 @@ StepOutput Model::step(const StepInput& input) {
       recordings_cache_.erase(oldest);
     }
     auto rec = std::make_unique<Recording>(Recording{device_.command_stream()});
-    record(rec->cs, T, S, R, input.want_logits, use_sampler);
+    record_timed(rec->cs);
     it = recordings_cache_.emplace(key, std::move(rec)).first;
-    ++recordings_;
+  } else if (!replay_) {
+    record_timed(it->second->cs);
   } else {
     ++replays_;
   }

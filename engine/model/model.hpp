@@ -84,6 +84,11 @@ class Model {
   // Steps recorded anew vs replayed (the recording cache is keyed by the step's shape).
   std::uint64_t recordings() const { return recordings_; }
   std::uint64_t replays() const { return replays_; }
+  // Host time spent recording command buffers, all steps together.
+  double recording_seconds() const { return recording_seconds_; }
+  // Off: every step records its command buffer anew instead of replaying the one of its shape
+  // (what replay saves is measured against this; `vkllm bench --replay-compare`).
+  void set_replay(bool on) { replay_ = on; }
 
  private:
   Model(platform::Device& device, ModelConfig config, ModelOptions options);
@@ -110,6 +115,8 @@ class Model {
   std::uint64_t use_clock_ = 0;
   std::uint64_t recordings_ = 0;
   std::uint64_t replays_ = 0;
+  double recording_seconds_ = 0;
+  bool replay_ = true;
 };
 
 }  // namespace vkllm::model
