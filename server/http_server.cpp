@@ -2,6 +2,7 @@
 #include "server/http_server.hpp"
 
 #include <atomic>
+#include <cmath>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -147,8 +148,10 @@ struct Server::Impl {
   }
 
   // ---- JSON bodies ----
+  // `gen`: the generated tokens with their logprobs (events appended); `text_offset`: where the
+  // first of them starts in the returned text (completions' logprobs.text_offset).
   json::object completion_body(const ParsedRequest& r, const std::string& id, const std::string& text,
-                               const std::vector<std::uint32_t>& tokens, const std::vector<float>& logprobs,
+                               const serving::TokenEvent& gen, std::size_t text_offset,
                                serving::FinishReason finish, const Usage& usage) {
     json::object o;
     o["id"] = id;
@@ -164,46 +167,84 @@ struct Server::Impl {
       msg["role"] = "assistant";
       msg["content"] = text;
       choice["message"] = std::move(msg);
-      choice["logprobs"] = r.logprobs ? chat_logprobs(tokens, logprobs) : json::value(nullptr);
+      choice["logprobs"] = r.logprobs ? chat_logprobs(gen) : json::value(nullptr);
     } else {
       o["object"] = "text_completion";
       choice["text"] = text;
-      choice["logprobs"] = r.logprobs ? completion_logprobs(tokens, logprobs) : json::value(nullptr);
+      choice["logprobs"] = r.logprobs ? completion_logprobs(r, gen, text_offset) : json::value(nullptr);
     }
     o["choices"] = json::array{std::move(choice)};
     o["usage"] = usage_json(usage);
     return o;
   }
-  json::value chat_logprobs(const std::vector<std::uint32_t>& tokens, const std::vector<float>& lps) {
+  std::string token_text(std::uint32_t token) {
+    return utf8_sanitize(std::string(tokenizer.token_to_piece(static_cast<tok::TokenId>(token))));
+  }
+  // JSON has no -inf (a logit of -inf, or a probability that underflowed): OpenAI reports such
+  // tokens at -9999.
+  static double wire_logprob(float lp) { return std::isfinite(lp) ? lp : -9999.0; }
+  // Chat's entry for one token, the chosen one or an alternative: {token, logprob, bytes}, bytes
+  // the piece's raw UTF-8 (a piece that splits a character has no valid text of its own).
+  json::object chat_token_entry(std::uint32_t token, float logprob) {
+    const std::string_view raw = tokenizer.token_to_piece(static_cast<tok::TokenId>(token));
+    json::array bytes;
+    for (char ch : raw) bytes.push_back(static_cast<unsigned char>(ch));
+    json::object t;
+    t["token"] = utf8_sanitize(std::string(raw));
+    t["logprob"] = wire_logprob(logprob);
+    t["bytes"] = std::move(bytes);
+    return t;
+  }
+  json::value chat_logprobs(const serving::TokenEvent& gen) {
     json::array content;
-    for (std::size_t i = 0; i < tokens.size() && i < lps.size(); ++i) {
-      const std::string piece = utf8_sanitize(std::string(tokenizer.token_to_piece(static_cast<tok::TokenId>(tokens[i]))));
-      json::object t;
-      t["token"] = piece;
-      t["logprob"] = lps[i];
-      t["bytes"] = json::array(piece.begin(), piece.end());
-      t["top_logprobs"] = json::array{};
+    for (std::size_t i = 0; i < gen.tokens.size() && i < gen.logprobs.size(); ++i) {
+      json::object t = chat_token_entry(gen.tokens[i], gen.logprobs[i]);
+      json::array top;  // top_logprobs 0: an empty list, as OpenAI
+      if (i < gen.top_logprobs.size()) {
+        for (const serving::TopLogprob& e : gen.top_logprobs[i]) {
+          top.push_back(chat_token_entry(e.token, e.logprob));
+        }
+      }
+      t["top_logprobs"] = std::move(top);
       content.push_back(std::move(t));
     }
     json::object o;
     o["content"] = std::move(content);
     return o;
   }
-  json::value completion_logprobs(const std::vector<std::uint32_t>& tokens, const std::vector<float>& lps) {
-    json::array toks, vals;
-    for (std::size_t i = 0; i < tokens.size() && i < lps.size(); ++i) {
-      toks.push_back(json::value(utf8_sanitize(std::string(tokenizer.token_to_piece(static_cast<tok::TokenId>(tokens[i]))))));
-      vals.push_back(lps[i]);
+  // Completions' legacy shape: parallel lists; top_logprobs one {text: logprob} object per token
+  // (null when logprobs is 0); text_offset the running byte offset of each token's piece from
+  // `text_offset` on. Pieces are counted as the tokenizer spells them (as vLLM does), so a
+  // leading space the decoded text drops still counts.
+  json::value completion_logprobs(const ParsedRequest& r, const serving::TokenEvent& gen,
+                                  std::size_t& text_offset) {
+    json::array toks, vals, offsets, tops;
+    for (std::size_t i = 0; i < gen.tokens.size() && i < gen.logprobs.size(); ++i) {
+      const std::string piece = token_text(gen.tokens[i]);
+      offsets.push_back(text_offset);
+      text_offset += piece.size();
+      toks.push_back(json::value(piece));
+      vals.push_back(wire_logprob(gen.logprobs[i]));
+      json::object top;
+      if (i < gen.top_logprobs.size()) {
+        for (const serving::TopLogprob& e : gen.top_logprobs[i]) {
+          // Two ids with the same text: the first (more likely) keeps the key.
+          top.emplace(token_text(e.token), wire_logprob(e.logprob));
+        }
+      }
+      tops.push_back(std::move(top));
     }
     json::object o;
     o["tokens"] = std::move(toks);
     o["token_logprobs"] = std::move(vals);
-    o["top_logprobs"] = nullptr;
+    o["top_logprobs"] = r.top_logprobs.value_or(0) > 0 ? json::value(std::move(tops)) : json::value(nullptr);
+    o["text_offset"] = std::move(offsets);
     return o;
   }
+  // `gen`: this chunk's tokens and logprobs; `text_offset`: the running completions offset.
   json::object chunk_body(const ParsedRequest& r, const std::string& id, std::int64_t created,
                           const std::string& text, bool first, const char* finish,
-                          const std::vector<std::uint32_t>& tokens, const std::vector<float>& lps) {
+                          const serving::TokenEvent& gen, std::size_t& text_offset) {
     json::object o;
     o["id"] = id;
     o["created"] = created;
@@ -217,11 +258,12 @@ struct Server::Impl {
       if (first) delta["role"] = "assistant";
       if (!text.empty() || (!first && !finish)) delta["content"] = text;
       choice["delta"] = std::move(delta);
-      choice["logprobs"] = r.logprobs && !tokens.empty() ? chat_logprobs(tokens, lps) : json::value(nullptr);
+      choice["logprobs"] = r.logprobs && !gen.tokens.empty() ? chat_logprobs(gen) : json::value(nullptr);
     } else {
       o["object"] = "text_completion";
       choice["text"] = text;
-      choice["logprobs"] = r.logprobs && !tokens.empty() ? completion_logprobs(tokens, lps) : json::value(nullptr);
+      choice["logprobs"] = r.logprobs && !gen.tokens.empty() ? completion_logprobs(r, gen, text_offset)
+                                                             : json::value(nullptr);
     }
     o["choices"] = json::array{std::move(choice)};
     return o;
@@ -484,8 +526,8 @@ struct Server::Impl {
     bool watch = true;
     double ttft = -1;
     std::string text = echo_text;
-    std::vector<std::uint32_t> tokens;
-    std::vector<float> lps;
+    serving::TokenEvent gen;  // every token so far with its logprobs (non-streamed)
+    std::size_t text_offset = echo_text.size();
     serving::FinishReason finish = serving::FinishReason::none;
     std::string error;
     Usage usage;
@@ -501,8 +543,9 @@ struct Server::Impl {
         for (auto& ev : q->take()) {
           if (ttft < 0 && !ev.tokens.empty()) ttft = seconds_between(t0, Clock::now());
           text += ev.text;
-          tokens.insert(tokens.end(), ev.tokens.begin(), ev.tokens.end());
-          lps.insert(lps.end(), ev.logprobs.begin(), ev.logprobs.end());
+          gen.tokens.insert(gen.tokens.end(), ev.tokens.begin(), ev.tokens.end());
+          gen.logprobs.insert(gen.logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
+          gen.top_logprobs.insert(gen.top_logprobs.end(), ev.top_logprobs.begin(), ev.top_logprobs.end());
           usage.completion_tokens = ev.completion_tokens;
           usage.cached_tokens = ev.cached_tokens;
           if (ev.finish != serving::FinishReason::none) {
@@ -519,7 +562,7 @@ struct Server::Impl {
         out.response = this->error(req, {503, "the server is shutting down", "server_error", "", ""});
       } else {
         out.response = make(req, http::status::ok,
-                            json::serialize(completion_body(pr, id, text, tokens, lps, finish, usage)));
+                            json::serialize(completion_body(pr, id, text, gen, text_offset, finish, usage)));
       }
       out.status = out.response.result_int();
       co_return out;
@@ -548,12 +591,15 @@ struct Server::Impl {
       co_return !ec;
     };
     bool first = true;
+    // Named, not a `{}` temporary: GCC 12 destroyed a TokenEvent temporary in these full
+    // expressions holding co_await twice (free(): invalid pointer after the first chunk).
+    const serving::TokenEvent no_tokens;
     if (alive && pr.endpoint == Endpoint::chat) {
-      alive = co_await send(json::serialize(chunk_body(pr, id, created, "", true, nullptr, {}, {})));
+      alive = co_await send(json::serialize(chunk_body(pr, id, created, "", true, nullptr, no_tokens, text_offset)));
       first = false;
     }
     if (alive && !echo_text.empty()) {
-      alive = co_await send(json::serialize(chunk_body(pr, id, created, echo_text, first, nullptr, {}, {})));
+      alive = co_await send(json::serialize(chunk_body(pr, id, created, echo_text, first, nullptr, no_tokens, text_offset)));
     }
     while (finish == serving::FinishReason::none) {
       if (!alive) {
@@ -581,7 +627,7 @@ struct Server::Impl {
           continue;
         }
         if (ev.text.empty() && ev.finish == serving::FinishReason::none && !pr.logprobs) continue;
-        alive = co_await send(json::serialize(chunk_body(pr, id, created, ev.text, first, fr, ev.tokens, ev.logprobs)));
+        alive = co_await send(json::serialize(chunk_body(pr, id, created, ev.text, first, fr, ev, text_offset)));
         first = false;
       }
     }

@@ -279,6 +279,7 @@ ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const Requ
     }
   }
   sp.logprobs = r.logprobs;
+  sp.top_logprobs = r.logprobs ? r.top_logprobs.value_or(0) : 0;
   if (const json::value* v = field(o, "stream")) r.stream = boolean(*v, "stream");
   if (const json::value* so = field(o, "stream_options")) {
     if (!so->is_object()) fail("stream_options", "'stream_options' must be an object");

@@ -6,6 +6,8 @@
 //   x = l / T + max -> e = exp(x - max) (p up to a constant) -> keep threshold on e by bisection
 //   over the f32 bit pattern (monotonic for e >= 0, so it lands on a value of the row) -> draw.
 // Every filter is scale invariant, so p is never normalized: thresholds and the draw use e.
+// Rows that ask then list their top-N raw logits: N workgroup argmax passes over logits, each
+// taking the next (value, index) in the order (descending value, ascending index).
 // With SAMPLE_UNIFORM_PROBE the variant only writes sample_uniform(row) to logprobs[r] (tests
 // compare it bit for bit with the host function).
 #include "common.glsl"
@@ -14,7 +16,8 @@
 #define PUSH_SAMPLE
 #include "push_constants.glsl"
 
-// Mirrors ops::SamplingRow (48 bytes) and ops::PenaltyEntry (16 bytes), std430.
+// Mirrors ops::SamplingRow (52 bytes), ops::PenaltyEntry (16 bytes) and ops::TopLogprob
+// (8 bytes), std430.
 struct SamplingRow {
   float temperature;
   uint top_k;
@@ -28,6 +31,7 @@ struct SamplingRow {
   uint counter;
   uint penalty_offset;
   uint penalty_count;
+  uint top_logprobs;
 };
 struct PenaltyEntry {
   uint token;
@@ -35,6 +39,11 @@ struct PenaltyEntry {
   float bias;
   uint pad_;
 };
+struct TopLogprob {
+  uint token;
+  float logprob;
+};
+const uint kMaxTopLogprobs = 20u;  // ops::kMaxTopLogprobs: the stride of a row's top list
 
 layout(binding = 0) readonly buffer Logits { float logits[]; };
 layout(binding = 1) readonly buffer Rows { SamplingRow rows[]; };
@@ -69,6 +78,9 @@ void main() {
 }
 
 #else
+
+// Not declared for the probe, whose pipeline binds six buffers.
+layout(binding = 6) writeonly buffer Top { TopLogprob top[]; };
 
 shared uint red_u_[WG_SIZE];
 shared float draw_sub_[WG_SIZE];       // each subgroup's sum of kept e
@@ -264,6 +276,35 @@ void main() {
   if (tid == 0) {
     ids[r] = id;
     logprobs[r] = logits[base + id] - mraw - log(sraw);
+  }
+
+  // The top list. Pass j takes the largest (value, index) after pass j-1's winner in the order
+  // (descending value, ascending index): a strict order over non-NaN values, so no list of
+  // chosen ids is kept. sp.top_logprobs and every pass's winner are uniform across the
+  // workgroup, so the barriers inside wg_argmax are reached by all invocations. The loop is
+  // bounded by a row value: never unrolled.
+  const uint ntop = min(sp.top_logprobs, kMaxTopLogprobs);
+  float prev = 0.0;
+  uint prev_i = kNoIndex;  // kNoIndex: the first pass, every non-NaN value is a candidate
+  for (uint j = 0u; j < ntop; ++j) {
+    float best = neg_inf;
+    uint best_i = kNoIndex;
+    for (uint c = tid; c < n; c += WG_SIZE) {
+      const float v = logits[base + c];
+      if (prev_i == kNoIndex || v < prev || (v == prev && c > prev_i)) {
+        argmax_fold(best, best_i, v, c);
+      }
+    }
+    const uint i = wg_argmax(best, best_i);
+    if (tid == 0) {
+      // The chosen token's expression, so its entry equals logprobs[r] bit for bit.
+      top[r * kMaxTopLogprobs + j] = i == kNoIndex
+          ? TopLogprob(kNoIndex, neg_inf)
+          : TopLogprob(i, logits[base + i] - mraw - log(sraw));
+    }
+    if (i == kNoIndex) break;
+    prev = logits[base + i];
+    prev_i = i;
   }
 }
 

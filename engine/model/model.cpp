@@ -39,7 +39,9 @@ struct Model::Workspace {
   Buffer inputs;  // upload intent: written by the host each step, read by the device
   Buffer x, xn, tmp, q, qn, k, kn, v, attn, attn_partials, gate, up, hs, hn, logits, scratch, ids, logprobs,
       inv_freq;
-  Buffer readback;  // ids [S], logprobs [S], logits [S, vocab]
+  Buffer top;  // [S, kMaxTopLogprobs] ops::TopLogprob
+  Buffer readback;  // ids [S], logprobs [S], logits [S, vocab], top [S, kMaxTopLogprobs]
+  std::uint64_t readback_top = 0;  // offset of top in readback
 };
 
 struct Model::Recording {
@@ -180,8 +182,10 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   const std::vector<float> inv_freq = rope_inv_freq(c.rope);
   ws->inv_freq = act(inv_freq.size(), "rope_inv_freq");
   device.upload(ws->inv_freq, 0, std::as_bytes(std::span<const float>(inv_freq)));
-  ws->readback = device.create_buffer(S * 8 + S * c.vocab_size * 4, MemoryIntent::readback,
-                                      "step_readback");
+  ws->top = device.create_buffer(ops::sample_top_bytes(S), MemoryIntent::activations, "top");
+  ws->readback_top = S * 8 + S * c.vocab_size * 4;
+  ws->readback = device.create_buffer(ws->readback_top + ops::sample_top_bytes(S),
+                                      MemoryIntent::readback, "step_readback");
   m->ws_ = std::move(ws);
 
   // K/V pools from what is left (DESIGN: memory is planned): the --gpu-memory-fraction budget
@@ -239,7 +243,7 @@ std::uint64_t Model::workspace_bytes() const {
   for (const Buffer* b : {&w.inputs, &w.x, &w.xn, &w.tmp, &w.q, &w.qn, &w.k, &w.kn, &w.v, &w.attn,
                           &w.attn_partials,
                           &w.gate, &w.up, &w.hs, &w.hn, &w.logits, &w.scratch, &w.ids, &w.logprobs,
-                          &w.inv_freq, &w.readback}) {
+                          &w.inv_freq, &w.top, &w.readback}) {
     n += b->size();
   }
   return n;
@@ -323,6 +327,10 @@ void Model::check(const StepInput& in) const {
     if (std::uint64_t{row.penalty_offset} + row.penalty_count > in.penalties.size()) {
       throw InvalidRequest("step: a sampling row's penalty range is outside the penalty list");
     }
+    if (row.top_logprobs > ops::kMaxTopLogprobs) {
+      throw InvalidRequest(fmt::format("step: {} top logprobs asked (at most {})",
+                                       row.top_logprobs, ops::kMaxTopLogprobs));
+    }
   }
   for (const ops::PenaltyEntry& e : in.penalties) {
     if (e.token >= config_.vocab_size) {
@@ -353,7 +361,7 @@ ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) con
 }
 
 void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S,
-                   std::uint32_t R, bool want_logits, bool use_sampler) {
+                   std::uint32_t R, bool want_logits, bool use_sampler, bool want_top) {
   ops::Kernels& k = kernels_;
   Workspace& w = *ws_;
   const ModelConfig& c = config_;
@@ -417,10 +425,17 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
   const ops::DeviceWeight& head = c.tied_output ? token_embd_ : output_;
   ops::record_matmul(k, cs, head.view(), w.hn, w.logits, R);
   if (use_sampler) {
-    ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, R,
-                       c.vocab_size);
+    ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, w.top,
+                       R, c.vocab_size);
     cs.copy(BufferSpan(w.logprobs, 0, R * 4), BufferSpan(w.readback, std::uint64_t{S} * 4, R * 4),
             "read logprobs");
+    if (want_top) {
+      // Every row's whole slice: the copy's size stays a function of the recorded shape, so a
+      // replay with other per-row N reads right; step() reads only the entries asked.
+      const std::uint64_t bytes = ops::sample_top_bytes(R);
+      cs.copy(BufferSpan(w.top, 0, bytes), BufferSpan(w.readback, w.readback_top, bytes),
+              "read top logprobs");
+    }
   } else {
     ops::record_argmax(k, cs, w.logits, w.ids, R, c.vocab_size);
   }
@@ -439,7 +454,12 @@ StepOutput Model::step(const StepInput& input) {
   const auto S = static_cast<std::uint32_t>(input.query_start.size() - 1);
   const auto R = static_cast<std::uint32_t>(input.sample_rows.size());
   bool use_sampler = !input.penalties.empty() || input.want_logprobs;
-  for (const ops::SamplingRow& row : input.sampling) use_sampler |= row.temperature > 0.f;
+  bool want_top = false;
+  for (const ops::SamplingRow& row : input.sampling) {
+    use_sampler |= row.temperature > 0.f;
+    want_top |= row.top_logprobs > 0;
+  }
+  use_sampler |= want_top;
 
   // Inputs go to their fixed sections, so a recording of this shape can be replayed.
   Workspace& w = *ws_;
@@ -456,10 +476,10 @@ StepOutput Model::step(const StepInput& input) {
   put(w.in.sampling, input.sampling);
   if (!input.penalties.empty()) put(w.in.penalties, input.penalties);
 
-  const ShapeKey key{T, S, R, input.want_logits, use_sampler};
+  const ShapeKey key{T, S, R, input.want_logits, use_sampler, want_top};
   auto record_timed = [&](platform::CommandStream& cs) {
     const auto t0 = std::chrono::steady_clock::now();
-    record(cs, T, S, R, input.want_logits, use_sampler);
+    record(cs, T, S, R, input.want_logits, use_sampler, want_top);
     recording_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++recordings_;
   };
@@ -494,6 +514,19 @@ StepOutput Model::step(const StepInput& input) {
   if (input.want_logits) {
     out.logits.resize(std::uint64_t{R} * config_.vocab_size);
     std::memcpy(out.logits.data(), rb + std::uint64_t{S} * 8, out.logits.size() * 4);
+  }
+  if (want_top) {
+    out.top.resize(R);
+    for (std::uint32_t r = 0; r < R; ++r) {
+      auto& list = out.top[r];
+      list.resize(input.sampling[r].top_logprobs);
+      std::memcpy(list.data(), rb + w.readback_top + ops::sample_top_bytes(r),
+                  list.size() * sizeof(ops::TopLogprob));
+      const auto end = std::find_if(list.begin(), list.end(), [](const ops::TopLogprob& e) {
+        return e.token == ops::kNoTopToken;
+      });
+      list.erase(end, list.end());
+    }
   }
   return out;
 }

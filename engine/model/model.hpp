@@ -46,7 +46,7 @@ struct StepInput {
   std::vector<std::uint32_t> block_table;   // [S * max_blocks_per_seq()] (unused entries: 0)
   std::vector<std::uint32_t> sample_rows;   // [R <= S] token indices whose next token is drawn
                                             // (R = 0: a step of prompt chunks only)
-  std::vector<ops::SamplingRow> sampling;   // [R]
+  std::vector<ops::SamplingRow> sampling;   // [R] (top_logprobs <= ops::kMaxTopLogprobs)
   std::vector<ops::PenaltyEntry> penalties; // referenced by sampling[r].penalty_offset/count
   bool want_logits = false;                 // read back the [R, vocab] logits (tests)
   bool want_logprobs = false;               // sampler path even for greedy rows
@@ -55,6 +55,9 @@ struct StepInput {
 struct StepOutput {
   std::vector<std::uint32_t> ids;  // [R]
   std::vector<float> logprobs;     // [R] (empty when every row was greedy without penalties)
+  // [R] when a row asked: row r's top list, sampling[r].top_logprobs entries (fewer only where
+  // the row has fewer non-NaN logits); empty lists for rows that did not ask.
+  std::vector<std::vector<ops::TopLogprob>> top;
   std::vector<float> logits;       // [R * vocab] when asked
 };
 
@@ -95,12 +98,13 @@ class Model {
   struct Layer;
   struct Workspace;
   struct Recording;
-  using ShapeKey = std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, bool, bool>;
+  // (T, S, R, want_logits, use_sampler, want_top)
+  using ShapeKey = std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, bool, bool, bool>;
 
   void check(const StepInput& input) const;
   ops::AttentionShape attention_shape(std::uint32_t T, std::uint32_t S) const;
   void record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S, std::uint32_t R,
-              bool want_logits, bool use_sampler);
+              bool want_logits, bool use_sampler, bool want_top);
 
   platform::Device& device_;
   ops::Kernels kernels_;

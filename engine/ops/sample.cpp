@@ -68,7 +68,7 @@ void record_argmax(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan 
 
 void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan rows,
                    BufferSpan penalties, BufferSpan scratch, BufferSpan ids, BufferSpan logprobs,
-                   std::uint32_t nrows, std::uint32_t ncols) {
+                   BufferSpan top, std::uint32_t nrows, std::uint32_t ncols) {
   if (nrows == 0) return;
   check_shape(k, nrows, ncols, "sample");
   const std::uint64_t bytes = std::uint64_t{nrows} * ncols * 4;
@@ -78,13 +78,15 @@ void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan 
   require_bytes(scratch, sample_scratch_bytes(nrows, ncols), "sample", "scratch");
   require_bytes(ids, std::uint64_t{nrows} * 4, "sample", "ids");
   require_bytes(logprobs, std::uint64_t{nrows} * 4, "sample", "logprobs");
+  require_bytes(top, sample_top_bytes(nrows), "sample", "top");
   logits.size = scratch.size = bytes;
+  top.size = sample_top_bytes(nrows);
   rows.size = std::uint64_t{nrows} * sizeof(SamplingRow);
   ids.size = logprobs.size = std::uint64_t{nrows} * 4;
   // The shader bounds penalty entries by the bound range: bind whole entries only.
   penalties.size = penalties.resolved_size() / sizeof(PenaltyEntry) * sizeof(PenaltyEntry);
   const std::uint32_t wg = row_workgroup(k, ncols);
-  const auto& p = k.pipeline(shaders::ShaderId::sample_f32, 6, sizeof(PushSample), {wg});
+  const auto& p = k.pipeline(shaders::ShaderId::sample_f32, 7, sizeof(PushSample), {wg});
   const PushSample push{ncols, nrows};
   cs.dispatch(p,
               {{logits, Access::read},
@@ -92,7 +94,8 @@ void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan 
                {penalties, Access::read},
                {scratch, Access::read_write},
                {ids, Access::write},
-               {logprobs, Access::write}},
+               {logprobs, Access::write},
+               {top, Access::write}},
               push, {nrows, 1, 1}, fmt::format("sample_f32 [{}, {}]", nrows, ncols));
 }
 

@@ -1,6 +1,7 @@
 // Token selection on the device over the rows being sampled: argmax, and the full sampler
-// (penalties, temperature, top-k, top-p, min-p, a counter-based draw). Only ids (and the chosen
-// token's logprob) leave the device. Knows no Vulkan, no models.
+// (penalties, temperature, top-k, top-p, min-p, a counter-based draw). Only ids, the chosen
+// token's logprob and, for rows that ask, the top-N alternatives leave the device. Knows no
+// Vulkan, no models.
 #pragma once
 
 #include <cstdint>
@@ -28,8 +29,22 @@ struct SamplingRow {
   std::uint32_t counter = 0;     // draw index within the request (tokens generated so far)
   std::uint32_t penalty_offset = 0;  // first entry of this row in the penalty list
   std::uint32_t penalty_count = 0;   // entries (distinct token ids seen, with their counts)
+  std::uint32_t top_logprobs = 0;    // N <= kMaxTopLogprobs: the row's N most likely tokens
 };
-static_assert(sizeof(SamplingRow) == 48);
+// std430: scalars only, so the array stride is the plain size (no vec4 rounding).
+static_assert(sizeof(SamplingRow) == 52);
+
+// OpenAI's bound on top_logprobs (chat: 0..20; completions' logprobs: 0..5).
+constexpr std::uint32_t kMaxTopLogprobs = 20;
+
+// One alternative of a row's top list. Output layout: [nrows, kMaxTopLogprobs] entries, row r's
+// list first in its slice. token == kNoTopToken ends a list early (fewer non-NaN logits than N).
+struct TopLogprob {
+  std::uint32_t token = 0;
+  float logprob = 0;  // log_softmax(raw logits)[token]
+};
+static_assert(sizeof(TopLogprob) == 8);
+constexpr std::uint32_t kNoTopToken = 0xFFFFFFFFu;
 
 // One entry of the penalty list: a token the request has seen and how many times (0: not seen,
 // only biased), and the request's logit bias for it (OpenAI logit_bias), added after penalties.
@@ -48,6 +63,11 @@ float sample_uniform(std::uint32_t seed_lo, std::uint32_t seed_hi, std::uint32_t
 
 // Bytes of scratch record_sample needs for nrows rows of ncols logits.
 std::uint64_t sample_scratch_bytes(std::uint32_t nrows, std::uint32_t ncols);
+
+// Bytes of record_sample's `top` output for nrows rows.
+constexpr std::uint64_t sample_top_bytes(std::uint32_t nrows) {
+  return std::uint64_t{nrows} * kMaxTopLogprobs * sizeof(TopLogprob);
+}
 
 // For each row r < nrows: apply penalties to logits[r, :] (read only; work happens in scratch),
 // then greedy or temperature + top-k + top-p + min-p filtering and a draw with
@@ -71,11 +91,18 @@ std::uint64_t sample_scratch_bytes(std::uint32_t nrows, std::uint32_t ncols);
 //     in index order accumulating p; id = the first index where the sum exceeds target (the
 //     last kept index if rounding leaves none).
 //  7. logprobs[r] = log_softmax(raw l)[id].
+//  8. N = top_logprobs > 0 (at most kMaxTopLogprobs, larger is clamped): top[r, 0..N) = the N
+//     largest raw logits (not penalized, not tempered: OpenAI reports the model's
+//     distribution) as (token, log_softmax(raw l)[token]), descending, ties by lower token id;
+//     NaN never listed. Fewer than N candidates: the list ends with token kNoTopToken. Entries
+//     past the list (and every entry of rows with N = 0) are left as they were.
 // Probabilities that underflow to subnormals may be flushed to 0 by the device.
-// scratch: sample_scratch_bytes(nrows, ncols). One workgroup per row; the filters cost about 31
-// passes over the row each (bisection on the f32 bit pattern of p).
+// scratch: sample_scratch_bytes(nrows, ncols); top: sample_top_bytes(nrows). One workgroup per
+// row; the filters cost about 31 passes over the row each (bisection on the f32 bit pattern of
+// p); a top list costs N more passes over the raw row (one workgroup argmax each, excluding
+// what earlier passes chose), paid only by the rows that ask.
 void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan rows,
                    BufferSpan penalties, BufferSpan scratch, BufferSpan ids, BufferSpan logprobs,
-                   std::uint32_t nrows, std::uint32_t ncols);
+                   BufferSpan top, std::uint32_t nrows, std::uint32_t ncols);
 
 }  // namespace vkllm::ops

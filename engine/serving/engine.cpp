@@ -82,6 +82,10 @@ RequestId Engine::submit(std::vector<std::uint32_t> prompt, RequestParams params
   }
   if (params.max_tokens == 0) throw InvalidRequest("max_tokens must be at least 1");
   if (params.logit_bias.size() > 300) throw InvalidRequest("logit_bias holds more than 300 tokens");
+  if (params.top_logprobs > ops::kMaxTopLogprobs) {
+    throw InvalidRequest(fmt::format("top_logprobs is {}; at most {}", params.top_logprobs,
+                                     ops::kMaxTopLogprobs));
+  }
   for (const LogitBias& b : params.logit_bias) {
     if (b.token >= model_.config().vocab_size) {
       throw InvalidRequest(fmt::format("logit_bias token {} is outside the vocabulary", b.token));
@@ -273,6 +277,7 @@ void Engine::step() {
     in.penalties.insert(in.penalties.end(), entries.begin(), entries.end());
     in.sampling.push_back(model::sampling_row(sp, s.generated(), offset,
                                               static_cast<std::uint32_t>(in.penalties.size()) - offset));
+    if (r.params.logprobs) in.sampling.back().top_logprobs = r.params.top_logprobs;
     in.want_logprobs |= r.params.logprobs;
     sampled_requests.push_back(&r);
   }
@@ -306,6 +311,9 @@ void Engine::step() {
     TokenEvent ev;
     ev.tokens.push_back(token);
     if (r.params.logprobs && i < out.logprobs.size()) ev.logprobs.push_back(out.logprobs[i]);
+    if (r.params.logprobs && r.params.top_logprobs > 0 && i < out.top.size()) {
+      ev.top_logprobs.push_back(out.top[i]);
+    }
     FinishReason finish = FinishReason::none;
     const bool eog = tokenizer_.is_eog(static_cast<tok::TokenId>(token));
     if ((eog && !r.params.ignore_eos) ||

@@ -41,7 +41,12 @@ struct RequestParams {
   std::vector<std::string> stop;  // stop strings (never emitted)
   bool ignore_eos = false;
   bool logprobs = false;          // the chosen token's log probability per token
+  std::uint32_t top_logprobs = 0; // with logprobs: the N <= 20 most likely tokens per token
 };
+
+// One alternative of a generated token: a token id and its log probability under the model's
+// raw distribution (before penalties, temperature and filters).
+using TopLogprob = ops::TopLogprob;
 
 enum class FinishReason { none, stop, length, cancelled, error };
 const char* to_string(FinishReason reason);
@@ -50,6 +55,7 @@ const char* to_string(FinishReason reason);
 struct TokenEvent {
   std::vector<std::uint32_t> tokens;
   std::vector<float> logprobs;  // per token, when asked
+  std::vector<std::vector<TopLogprob>> top_logprobs;  // per token, when logprobs and N > 0 asked
   std::string text;             // UTF-8 safe, stop strings removed
   FinishReason finish = FinishReason::none;
   std::string error;            // finish == error

@@ -1,7 +1,7 @@
 // Whole forward passes on the device against the plain C++ reference: random-weight llama, qwen2
 // and qwen3 models in every weight type (prefill of 37 tokens, then 16 decode steps, K/V in
-// shuffled pool blocks), a mixed flat batch against the same sequences alone, and stories260K's
-// documented greedy story (ids asserted). Validation layer on.
+// shuffled pool blocks), a mixed flat batch against the same sequences alone, top logprobs through
+// a replayed step, and stories260K's documented greedy story (ids asserted). Validation layer on.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -16,6 +16,7 @@
 #include "engine/model/synthetic.hpp"
 #include "tests/reference/forward_ref.hpp"
 #include "tests/reference/reference.hpp"
+#include "tests/reference/sample_ref.hpp"
 #include "tests/support/device_fixture.hpp"
 #include "tests/support/shared_data.hpp"
 
@@ -48,6 +49,15 @@ std::vector<std::uint32_t> random_tokens(std::mt19937& rng, std::size_t n, std::
   std::vector<std::uint32_t> v(n);
   for (auto& t : v) t = d(rng);
   return v;
+}
+
+// A random-weight model of `spec` on the device (the model keeps nothing of the reader).
+std::unique_ptr<model::Model> load_synthetic(platform::Device& device,
+                                             const model::SyntheticSpec& spec,
+                                             const model::ModelOptions& opt) {
+  const gguf::Reader reader =
+      gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+  return model::Model::load(device, reader, opt);
 }
 
 model::SamplingParams greedy() {
@@ -169,15 +179,13 @@ TEST_CASE_FIXTURE(test::DeviceTest, "default mode: decodes batched with a prefil
   // Alone, a decode step is small and splits attention over 256-key ranges; batched with a
   // 100-token chunk it is not split. The logits may differ in rounding only.
   const auto spec = spec_for(Arch::qwen3, gguf::TensorType::kQ8_0, rng()());
-  const gguf::Reader reader =
-      gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
   model::ModelOptions opt;
   opt.max_batch_tokens = 512;
   opt.max_seqs = 8;
   opt.context_length = 1024;
   const std::uint32_t mb = (opt.context_length + opt.block_size - 1) / opt.block_size;
   opt.num_blocks = 1 + 8 * mb;
-  auto m = model::Model::load(device(), reader, opt);
+  auto m = load_synthetic(device(), spec, opt);
   REQUIRE(!m->options().deterministic);
   const std::uint32_t bs = opt.block_size;
 
@@ -233,6 +241,61 @@ TEST_CASE_FIXTURE(test::DeviceTest, "default mode: decodes batched with a prefil
   }
 }
 
+TEST_CASE_FIXTURE(test::DeviceTest, "top logprobs per row, right from a replayed recording too") {
+  const auto spec = spec_for(Arch::llama, gguf::TensorType::kQ8_0, rng()());
+  model::ModelOptions opt;
+  opt.max_batch_tokens = 16;
+  opt.max_seqs = 3;
+  opt.context_length = 32;
+  opt.num_blocks = 8;
+  auto m = load_synthetic(device(), spec, opt);
+  const std::uint32_t mb = m->max_blocks_per_seq(), bs = opt.block_size;
+  // Three sequences of 4 tokens in blocks 1, 2, 3; greedy rows, one of them sampled.
+  model::StepInput in;
+  in.query_start = {0};
+  in.block_table.assign(3 * mb, 0);
+  for (std::uint32_t s = 0; s < 3; ++s) {
+    in.block_table[s * mb] = s + 1;
+    for (std::uint32_t p = 0; p < 4; ++p) {
+      in.token_ids.push_back(random_tokens(rng(), 1, spec.vocab_size)[0]);
+      in.positions.push_back(p);
+      in.slot_mapping.push_back((s + 1) * bs + p);
+    }
+    in.query_start.push_back(4 * (s + 1));
+    in.sample_rows.push_back(4 * s + 3);
+    model::SamplingParams sp = greedy();
+    if (s == 1) sp.temperature = 1.f;
+    in.sampling.push_back(model::sampling_row(sp, s, 0, 0));
+  }
+  in.want_logits = true;
+  // The same shape twice: the second step replays the first's recording with other N.
+  for (const std::vector<std::uint32_t>& ns : {std::vector<std::uint32_t>{3, 0, 20},
+                                               std::vector<std::uint32_t>{0, 20, 1}}) {
+    for (std::uint32_t r = 0; r < 3; ++r) in.sampling[r].top_logprobs = ns[r];
+    const auto out = m->step(in);
+    REQUIRE(out.top.size() == 3);
+    for (std::uint32_t r = 0; r < 3; ++r) {
+      CAPTURE(r);
+      const auto want = ref::top_logprobs(
+          std::span(out.logits).subspan(std::size_t(r) * spec.vocab_size, spec.vocab_size), ns[r]);
+      REQUIRE(out.top[r].size() == want.size());
+      for (std::size_t j = 0; j < want.size(); ++j) {
+        CAPTURE(j);
+        CHECK(out.top[r][j].token == want[j].token);
+        CHECK(std::abs(out.top[r][j].logprob - want[j].logprob) <=
+              1e-5 * std::max(1.0, std::abs(want[j].logprob)));
+      }
+      // Greedy rows: the chosen token heads the list, with the chosen token's logprob.
+      if (ns[r] > 0 && r != 1) {
+        CHECK(out.top[r][0].token == out.ids[r]);
+        CHECK(out.top[r][0].logprob == out.logprobs[r]);
+      }
+    }
+  }
+  CHECK(m->recordings() == 1);
+  CHECK(m->replays() == 1);
+}
+
 TEST_CASE_FIXTURE(test::DeviceTest, "a bad batch is refused before it reaches the device") {
   const auto spec = spec_for(Arch::llama, gguf::TensorType::kF32, 7);
   const gguf::Reader reader =
@@ -268,6 +331,9 @@ TEST_CASE_FIXTURE(test::DeviceTest, "a bad batch is refused before it reaches th
   CHECK_THROWS_AS(m->step(bad), InvalidRequest);
   bad = in;
   bad.block_table[0] = m->num_blocks();
+  CHECK_THROWS_AS(m->step(bad), InvalidRequest);
+  bad = in;
+  bad.sampling[0].top_logprobs = ops::kMaxTopLogprobs + 1;
   CHECK_THROWS_AS(m->step(bad), InvalidRequest);
 }
 

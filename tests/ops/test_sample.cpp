@@ -1,12 +1,13 @@
 // Token selection on the device (argmax, the sampler) against the CPU references in
-// tests/reference/sample_ref.hpp: ids row by row, logprobs, the draw's determinism and its
-// distribution. Runs on lavapipe with validation on.
+// tests/reference/sample_ref.hpp: ids row by row, logprobs, top-N lists, the draw's determinism
+// and its distribution. Runs on lavapipe with validation on.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <stdexcept>
@@ -43,10 +44,11 @@ std::vector<std::uint32_t> download_u32(DeviceTest& t, const platform::Buffer& b
 struct Sampled {
   std::vector<std::uint32_t> ids;
   std::vector<float> logprobs;
+  std::vector<ops::TopLogprob> top;  // [nrows, kMaxTopLogprobs]
 };
 
 // record_sample over rows[i] on logits[i * ncols ...]; penalty entries indexed by the rows.
-// ids and logprobs start poisoned (NaN; as u32 an id far past any vocabulary).
+// ids, logprobs and top start poisoned (NaN; as u32 an id far past any vocabulary).
 Sampled run_sample(DeviceTest& t, const std::vector<float>& logits,
                    const std::vector<ops::SamplingRow>& rows,
                    std::vector<ops::PenaltyEntry> penalties, std::uint32_t ncols) {
@@ -59,12 +61,15 @@ Sampled run_sample(DeviceTest& t, const std::vector<float>& logits,
                                      platform::MemoryIntent::activations, "scratch");
   auto di = t.poisoned_floats(nrows, "ids");
   auto dlp = t.poisoned_floats(nrows, "logprobs");
+  auto dt = t.poisoned_floats(ops::sample_top_bytes(nrows) / 4, "top");
   auto cs = t.device().command_stream();
   cs.begin();
-  ops::record_sample(t.kernels(), cs, dl, dr, dp, ds, di, dlp, nrows, ncols);
+  ops::record_sample(t.kernels(), cs, dl, dr, dp, ds, di, dlp, dt, nrows, ncols);
   cs.end();
   cs.submit_and_wait();
-  return {download_u32(t, di, nrows), t.download_floats(dlp, nrows)};
+  std::vector<ops::TopLogprob> top(std::size_t(nrows) * ops::kMaxTopLogprobs);
+  t.device().download(dt, 0, std::as_writable_bytes(std::span<ops::TopLogprob>(top)));
+  return {download_u32(t, di, nrows), t.download_floats(dlp, nrows), std::move(top)};
 }
 
 std::vector<float> normal_logits(std::mt19937& rng, std::size_t n, float sigma, bool ties) {
@@ -233,6 +238,70 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler matches the reference row by row, logprob
   CHECK(skipped * 10 <= checked);
 }
 
+TEST_CASE_FIXTURE(DeviceTest, "top logprobs match the reference: ids exact, ties by lower id") {
+  // Every kind of draw next to rows asking N in {0, 1, 5, 20}: the list is over the raw logits,
+  // whatever the row's own filters and penalties do.
+  constexpr std::uint32_t kNs[] = {0, 1, 5, 20};
+  const auto kPoison = std::bit_cast<std::uint32_t>(std::numeric_limits<float>::quiet_NaN());
+  struct Shape {
+    std::uint32_t ncols, nrows, dispatches;
+  };
+  std::size_t lists = 0;
+  for (const Shape s : {Shape{7, 16, 2}, Shape{100, 16, 2}, Shape{4097, 16, 2},
+                        Shape{151936, 4, 1}}) {
+    for (std::uint32_t d = 0; d < s.dispatches; ++d) {
+      CAPTURE(s.ncols);
+      const bool ties = d % 2 == 1 || s.ncols == 151936;
+      auto logits = normal_logits(rng(), std::size_t(s.ncols) * s.nrows, 2.0f, ties);
+      std::vector<ops::SamplingRow> rows;
+      std::vector<ops::PenaltyEntry> pen;
+      for (std::uint32_t r = 0; r < s.nrows; ++r) {
+        const auto kind = static_cast<Kind>((r + d) % static_cast<int>(Kind::count_));
+        auto row = random_row(rng(), kind, s.ncols);
+        const auto p = random_penalties(rng(), row, s.ncols, std::uint32_t(pen.size()));
+        pen.insert(pen.end(), p.begin(), p.end());
+        row.top_logprobs = kNs[(r + d) % 4];
+        rows.push_back(row);
+      }
+      if (s.ncols == 7) {
+        // A row with 3 non-NaN values asking 5: the list ends early. (Its logprobs are NaN.)
+        rows[3].top_logprobs = 5;
+        for (std::uint32_t c = 0; c < 7; ++c) {
+          if (c % 2 == 0) logits[3 * 7 + c] = std::numeric_limits<float>::quiet_NaN();
+        }
+      }
+      const auto out = run_sample(*this, logits, rows, pen, s.ncols);
+      for (std::uint32_t r = 0; r < s.nrows; ++r) {
+        CAPTURE(r);
+        CAPTURE(rows[r].temperature);
+        CAPTURE(rows[r].top_logprobs);
+        const std::span<const float> lr(logits.data() + std::size_t(r) * s.ncols, s.ncols);
+        const auto want = ref::top_logprobs(lr, rows[r].top_logprobs);
+        const ops::TopLogprob* got = out.top.data() + std::size_t(r) * ops::kMaxTopLogprobs;
+        const bool has_nan = std::any_of(lr.begin(), lr.end(), [](float v) { return std::isnan(v); });
+        for (std::uint32_t j = 0; j < want.size(); ++j) {
+          CAPTURE(j);
+          REQUIRE(got[j].token == want[j].token);
+          if (has_nan) continue;
+          CHECK(std::abs(got[j].logprob - want[j].logprob) <=
+                1e-5 * std::max(1.0, std::abs(want[j].logprob)));
+          // The chosen token's entry is the chosen token's logprob, same expression.
+          if (got[j].token == out.ids[r]) CHECK(got[j].logprob == out.logprobs[r]);
+        }
+        std::uint32_t end = static_cast<std::uint32_t>(want.size());
+        if (end < rows[r].top_logprobs) CHECK(got[end++].token == ops::kNoTopToken);
+        // Only what the row asked is written.
+        for (std::uint32_t j = end; j < ops::kMaxTopLogprobs; ++j) {
+          CAPTURE(j);
+          CHECK(got[j].token == kPoison);
+        }
+        lists += rows[r].top_logprobs > 0;
+      }
+    }
+  }
+  MESSAGE(lists << " top lists compared");
+}
+
 TEST_CASE_FIXTURE(DeviceTest, "sample_uniform: the device's draw equals the host's bit for bit") {
   // Through a probe variant that writes u itself: every bit of the 24.
   const std::uint32_t nrows = 1024;
@@ -390,11 +459,16 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler and argmax reject buffers that are too sm
   auto rows = upload(*this, std::vector<ops::SamplingRow>(2), "rows");
   auto pen = upload(*this, std::vector<ops::PenaltyEntry>(1), "penalties");
   auto ids = poisoned_floats(2, "ids");
+  auto top = poisoned_floats(ops::sample_top_bytes(2) / 4, "top");
   auto cs = device().command_stream();
   cs.begin();
   // 2 rows of 32 need 256 bytes of scratch.
   CHECK_THROWS_AS(
-      ops::record_sample(kernels(), cs, logits, rows, pen, small, ids, ids, 2, 32),
+      ops::record_sample(kernels(), cs, logits, rows, pen, small, ids, ids, top, 2, 32),
+      std::logic_error);
+  // ... and 2 x 20 top entries.
+  CHECK_THROWS_AS(
+      ops::record_sample(kernels(), cs, logits, rows, pen, logits, ids, ids, ids, 2, 32),
       std::logic_error);
   CHECK_THROWS_AS(ops::record_argmax(kernels(), cs, logits, small, 2, 32), std::logic_error);
   CHECK_THROWS_AS(ops::record_argmax(kernels(), cs, logits, ids, 2, 33), std::logic_error);

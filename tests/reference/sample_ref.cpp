@@ -45,6 +45,20 @@ double log_softmax_at(std::span<const float> raw, std::uint32_t id) {
   return double(raw[id]) - m - std::log(s);
 }
 
+std::vector<TopEntry> top_logprobs(std::span<const float> raw, std::uint32_t n) {
+  std::vector<std::uint32_t> order;
+  for (std::uint32_t i = 0; i < raw.size(); ++i) {
+    if (!std::isnan(raw[i])) order.push_back(i);
+  }
+  std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return raw[a] != raw[b] ? raw[a] > raw[b] : a < b;
+  });
+  order.resize(std::min<std::size_t>(order.size(), n));
+  std::vector<TopEntry> out;
+  for (std::uint32_t i : order) out.push_back({i, log_softmax_at(raw, i)});
+  return out;
+}
+
 SampleResult sample_row(std::span<const float> logits, const ops::SamplingRow& row,
                         std::span<const ops::PenaltyEntry> penalties) {
   const std::size_t n = logits.size();

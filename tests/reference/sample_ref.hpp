@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "engine/ops/sample.hpp"
 
@@ -14,6 +15,15 @@ std::uint32_t argmax(std::span<const float> row);
 
 // log_softmax(raw)[id], in double.
 double log_softmax_at(std::span<const float> raw, std::uint32_t id);
+
+// Step 8 of record_sample's contract: the n largest raw values as (token, log_softmax(raw)[token]),
+// by a full sort on (value descending, index ascending); NaN never listed, so fewer than n when
+// the row has fewer non-NaN values.
+struct TopEntry {
+  std::uint32_t token = 0;
+  double logprob = 0;
+};
+std::vector<TopEntry> top_logprobs(std::span<const float> raw, std::uint32_t n);
 
 // Relative distance to a decision boundary under which the device may legitimately decide
 // otherwise (its exp, sums and scan round differently from the reference's).

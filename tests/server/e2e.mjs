@@ -136,6 +136,68 @@ test('the openai client: chat, streamed chat with usage, completion, models.list
   assert.deepEqual(await s.exited, { code: 0, signal: null });
 });
 
+test('top logprobs: chat top_logprobs and completions logprobs, streamed and not, greedy', async () => {
+  const s = await startServer();
+  const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none' });
+  const sortedDesc = (values) => values.forEach((v, j) => {
+    assert.ok(v <= 0, `logprob ${v} <= 0`);
+    if (j > 0) assert.ok(values[j - 1] >= v, `descending: ${values}`);
+  });
+
+  // Chat: every content entry carries 3 alternatives shaped like itself, the chosen one first.
+  const body = { ...chatBody('Once upon a time', 10), logprobs: true, top_logprobs: 3 };
+  const chat = await client.chat.completions.create(body);
+  const content = chat.choices[0].logprobs.content;
+  assert.equal(content.length, chat.usage.completion_tokens);
+  for (const e of content) {
+    assert.equal(e.top_logprobs.length, 3);
+    sortedDesc(e.top_logprobs.map((t) => t.logprob));
+    e.top_logprobs.forEach((t) => {
+      assert.equal(typeof t.token, 'string');
+      assert.ok(Array.isArray(t.bytes) && t.bytes.every((b) => b >= 0 && b < 256));
+    });
+    assert.equal(e.top_logprobs[0].token, e.token);
+    assert.deepEqual(e.top_logprobs[0].bytes, e.bytes);
+    assert.equal(e.top_logprobs[0].logprob, e.logprob);
+  }
+  const streamed = [];
+  for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+    for (const c of chunk.choices) streamed.push(...(c.logprobs?.content ?? []));
+  }
+  assert.deepEqual(streamed, content, 'streamed chat logprobs equal the non-streamed ones');
+  const none = await client.chat.completions.create({ ...body, top_logprobs: 0 });
+  none.choices[0].logprobs.content.forEach((e) => assert.deepEqual(e.top_logprobs, []));
+
+  // Completions: {text: logprob} per token, the chosen token's text the most likely; text_offset
+  // advances by each token's bytes.
+  const cbody = { model: 'test-model', prompt: 'Once upon a time', max_tokens: 8, temperature: 0, logprobs: 2 };
+  const comp = await client.completions.create(cbody);
+  const L = comp.choices[0].logprobs;
+  const n = comp.usage.completion_tokens;
+  assert.ok(n > 0);
+  for (const key of ['tokens', 'token_logprobs', 'top_logprobs', 'text_offset']) assert.equal(L[key].length, n, key);
+  L.top_logprobs.forEach((d, i) => {
+    const values = Object.values(d);
+    // Two ids may share a text (one key): 1 or 2 entries.
+    assert.ok(values.length >= 1 && values.length <= 2, JSON.stringify(d));
+    values.forEach((v) => assert.ok(v <= 0));
+    assert.equal(d[L.tokens[i]], L.token_logprobs[i], `token ${i} is its own top entry`);
+    assert.equal(Math.max(...values), L.token_logprobs[i], `token ${i} is the most likely (greedy)`);
+    assert.equal(L.text_offset[i], i === 0 ? 0 : L.text_offset[i - 1] + Buffer.byteLength(L.tokens[i - 1]));
+  });
+  const merged = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  for await (const chunk of await client.completions.create({ ...cbody, stream: true })) {
+    for (const c of chunk.choices) {
+      if (!c.logprobs) continue;
+      for (const key of Object.keys(merged)) merged[key].push(...c.logprobs[key]);
+    }
+  }
+  assert.deepEqual(merged, { tokens: L.tokens, token_logprobs: L.token_logprobs, top_logprobs: L.top_logprobs, text_offset: L.text_offset });
+
+  s.proc.kill('SIGTERM');
+  assert.deepEqual(await s.exited, { code: 0, signal: null });
+});
+
 test('32 parallel streaming clients at temperature 0 each get their solo text', async () => {
   const s = await startServer(['--deterministic', '--max-num-seqs', '32']);
   const prompts = Array.from({ length: 32 }, (_, i) => `Story ${i}: ${'once upon a time '.repeat(1 + (i % 5))}`);

@@ -1,9 +1,11 @@
 // The serving engine end to end on the device (validation on): many concurrent greedy requests
 // give exactly their solo tokens; a pool too small forces preemption and recompute without
 // changing outputs; a shared prefix is computed once; cancellation at any point returns every
-// block; stop strings and limits end requests with the right reason.
+// block; stop strings and limits end requests with the right reason; top logprobs arrive per
+// token for the requests that ask.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -30,6 +32,8 @@ struct Collector {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::uint32_t> tokens;
+  std::vector<float> logprobs;
+  std::vector<std::vector<serving::TopLogprob>> top;
   std::string text;
   FinishReason finish = FinishReason::none;
   std::string error;
@@ -41,6 +45,8 @@ struct Collector {
       std::lock_guard lock(mu);
       ++events;
       tokens.insert(tokens.end(), ev.tokens.begin(), ev.tokens.end());
+      logprobs.insert(logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
+      top.insert(top.end(), ev.top_logprobs.begin(), ev.top_logprobs.end());
       text += ev.text;
       if (ev.finish != FinishReason::none) {
         finish = ev.finish;
@@ -275,6 +281,44 @@ TEST_CASE_FIXTURE(test::DeviceTest, "stop strings, stop ids, max tokens and bad 
   CHECK_THROWS_AS(engine.submit(std::vector<std::uint32_t>(600, 5), greedy(4), [](const serving::TokenEvent&) {}),
                   InvalidRequest);
   CHECK_THROWS_AS(engine.submit({100000}, greedy(4), [](const serving::TokenEvent&) {}), InvalidRequest);
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "top logprobs: per token for the requests that ask, the draw unchanged") {
+  Fixture f = random_model(device(), 0, 4);
+  Engine engine(*f.model, f.tokenizer, {});
+  const std::vector<std::uint32_t> p = {1, 50, 60, 70};
+  Collector plain, greedy_top, sampled_top;
+  engine.submit(p, greedy(12), plain.callback());
+  auto params = greedy(12);
+  params.logprobs = true;
+  params.top_logprobs = 5;
+  engine.submit(p, params, greedy_top.callback());
+  params.sampling.temperature = 1.f;
+  params.sampling.seed = 7;
+  params.top_logprobs = 20;
+  engine.submit(p, params, sampled_top.callback());
+  for (Collector* c : {&plain, &greedy_top, &sampled_top}) c->wait();
+
+  CHECK(plain.top.empty());
+  CHECK(greedy_top.tokens == plain.tokens);  // asking for logprobs changes no token
+  for (Collector* c : {&greedy_top, &sampled_top}) {
+    REQUIRE(c->top.size() == c->tokens.size());
+    REQUIRE(c->logprobs.size() == c->tokens.size());
+    for (std::size_t i = 0; i < c->top.size(); ++i) {
+      CAPTURE(i);
+      const auto& list = c->top[i];
+      REQUIRE(list.size() == (c == &greedy_top ? 5u : 20u));
+      for (std::size_t j = 1; j < list.size(); ++j) CHECK(list[j - 1].logprob >= list[j].logprob);
+      CHECK(list.front().logprob <= 0.f);
+      // The chosen token is in the list exactly when its logprob reaches the list's last.
+      const auto chosen = std::find_if(list.begin(), list.end(),
+                                       [&](const auto& e) { return e.token == c->tokens[i]; });
+      if (chosen != list.end()) CHECK(chosen->logprob == c->logprobs[i]);
+      if (c == &greedy_top) CHECK(chosen == list.begin());
+    }
+  }
+  params.top_logprobs = 21;
+  CHECK_THROWS_AS(engine.submit(p, params, [](const serving::TokenEvent&) {}), InvalidRequest);
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the story through the engine, alone and among others") {
