@@ -623,11 +623,14 @@ struct Server::Impl {
         if (ev.finish == serving::FinishReason::cancelled) fr = "stop";
         if (!alive) continue;
         if (ev.finish == serving::FinishReason::error) {
-          alive = co_await send(error_body({500, error, "server_error", "", ""}));
+          // Named, not a temporary inside the co_await (GCC 12 may destroy such temporaries twice).
+          const std::string body = error_body({500, error, "server_error", "", ""});
+          alive = co_await send(body);
           continue;
         }
         if (ev.text.empty() && ev.finish == serving::FinishReason::none && !pr.logprobs) continue;
-        alive = co_await send(json::serialize(chunk_body(pr, id, created, ev.text, first, fr, ev, text_offset)));
+        const std::string chunk = json::serialize(chunk_body(pr, id, created, ev.text, first, fr, ev, text_offset));
+        alive = co_await send(chunk);
         first = false;
       }
     }
