@@ -77,6 +77,8 @@ Tuning tuning_for(const DeviceCaps& c) {
     t.rows_workgroup = 64;
     t.matvec_workgroup = std::max<std::uint32_t>(sg, 32);
     t.matvec_rows = 4;
+    t.matmul_rows = 8;
+    t.matmul_tokens = 8;
   } else if (c.arch == ArchClass::amd_gcn || c.arch == ArchClass::amd_rdna) {
     t.matvec_workgroup = 64;
     t.matvec_rows = 2;

@@ -121,6 +121,8 @@ struct Tuning {
   std::uint32_t rows_workgroup = 256;    // RMSNorm, softmax: one workgroup per row
   std::uint32_t matvec_workgroup = 128;
   std::uint32_t matvec_rows = 2;         // rows per matvec workgroup
+  std::uint32_t matmul_rows = 2;         // rows per prefill workgroup
+  std::uint32_t matmul_tokens = 8;       // tokens per prefill workgroup (each weight read serves them)
 };
 
 // What the rest of vkllm reads: derived once from DeviceProps by compute_caps().

@@ -28,10 +28,9 @@ void add_vocab(gguf::Writer& w, std::uint32_t vocab_size) {
   const std::string letters = "etaoinshrdlucmfwypvbgkqjxz";
   for (std::uint32_t i = 0; tokens.size() < vocab_size; ++i) {
     std::string word;
-    for (std::uint32_t v = i / 2 + 1; v > 0; v /= 27) {
-      if (v % 27 == 0) continue;
-      word += letters[v % 27 - 1];
-    }
+    // Bijective base 26: every v >= 1 spells a different word (llama.cpp refuses a vocabulary
+    // with repeated pieces).
+    for (std::uint32_t v = i / 2 + 1; v > 0; v = (v - 1) / 26) word += letters[(v - 1) % 26];
     tokens.push_back(i % 2 == 0 ? "\xE2\x96\x81" + word : word);
     types.push_back(1);
   }

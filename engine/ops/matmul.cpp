@@ -109,8 +109,8 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   // branch), so smaller tiles would only save registers, at the cost of more pipelines.
   const platform::Tuning& t = k.tuning();
   const std::uint32_t wg = t.matvec_workgroup;
-  const std::uint32_t tile = ntok == 1 ? 1 : 8;
-  const std::uint32_t rows = ntok == 1 ? t.matvec_rows : 2;
+  const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
+  const std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
   const auto& p = k.pipeline(v.matmul, 3, sizeof(PushMatmul),
                              {wg, rows, tile, max_subgroups(k, wg)});
   const std::uint32_t tiles = (ntok + tile - 1) / tile;

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <functional>
+#include <set>
+#include <string>
 
 #include "common/error.hpp"
 #include "engine/gguf/gguf.hpp"
@@ -207,4 +209,21 @@ TEST_CASE("presets have their real shapes") {
   CHECK(p8 == doctest::Approx(8.03e9).epsilon(0.01));
   const double p1 = double(model::synthetic_parameter_count(*model::synthetic_preset("llama3-1b")));
   CHECK(p1 == doctest::Approx(1.236e9).epsilon(0.01));
+}
+
+TEST_CASE("synthetic vocabularies have no repeated piece (llama.cpp loads our models)") {
+  model::SyntheticSpec s;
+  s.n_layers = 1;
+  s.d_model = 64;
+  s.n_heads = 2;
+  s.n_kv_heads = 1;
+  s.head_dim = 32;
+  s.ffn_dim = 64;
+  s.vocab_size = 32000;
+  s.type = gguf::TensorType::kF32;
+  const auto reader = gguf::Reader::from_bytes(model::make_synthetic_model(s).to_bytes(), "vocab");
+  const auto tokens = reader.get_string_array("tokenizer.ggml.tokens");
+  REQUIRE(tokens.size() == 32000);
+  std::set<std::string> distinct(tokens.begin(), tokens.end());
+  CHECK(distinct.size() == tokens.size());
 }
