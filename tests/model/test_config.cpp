@@ -212,16 +212,9 @@ TEST_CASE("presets have their real shapes") {
 }
 
 TEST_CASE("synthetic vocabularies have no repeated piece (llama.cpp loads our models)") {
-  model::SyntheticSpec s;
-  s.n_layers = 1;
-  s.d_model = 64;
-  s.n_heads = 2;
-  s.n_kv_heads = 1;
-  s.head_dim = 32;
-  s.ffn_dim = 64;
+  SyntheticSpec s = small(Arch::llama);
   s.vocab_size = 32000;
-  s.type = gguf::TensorType::kF32;
-  const auto reader = gguf::Reader::from_bytes(model::make_synthetic_model(s).to_bytes(), "vocab");
+  const auto reader = to_reader(model::make_synthetic_model(s));
   const auto tokens = reader.get_string_array("tokenizer.ggml.tokens");
   REQUIRE(tokens.size() == 32000);
   std::set<std::string> distinct(tokens.begin(), tokens.end());
