@@ -127,8 +127,10 @@ log(`model ${path.basename(modelPath)}: ${model.typeDescription}, ${(model.size 
     `gpuLayers ${model.gpuLayers}/${nLayers}, train ctx ${model.trainContextSize}`);
 
 const tgContextLen = 8;
+// Headroom past the prompt: a context that the prompt fills exactly makes node-llama-cpp shift
+// it (drop its first tokens) during pp, and then pp measures fewer tokens than asked.
 const context = await model.createContext({
-    contextSize: Math.max(nPrompt, tgContextLen + nGen),
+    contextSize: Math.max(nPrompt, tgContextLen + nGen) + 256,
     batchSize: Math.min(batchSize, Math.max(nPrompt, tgContextLen + nGen)),
     sequences: 1,
     threads: { ideal: threads, min: threads },
