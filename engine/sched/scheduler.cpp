@@ -12,11 +12,21 @@
 
 namespace vkllm::sched {
 
-Scheduler::Scheduler(kv::BlockPool& pool, SchedulerConfig config) : pool_(pool), config_(config) {
+Scheduler::Scheduler(kv::BlockPool& pool, SchedulerConfig config,
+                     std::unique_ptr<SchedulingPolicy> policy)
+    : pool_(pool), config_(config), policy_(std::move(policy)) {
   if (config.max_num_batched_tokens == 0 || config.max_num_seqs == 0 || config.block_size == 0 ||
       config.max_model_len == 0) {
     throw std::invalid_argument("scheduler: every limit must be > 0");
   }
+  if (!policy_) throw std::invalid_argument("scheduler: no policy");
+}
+
+std::vector<const Sequence*> Scheduler::view(std::span<const SeqId> ids) const {
+  std::vector<const Sequence*> out;
+  out.reserve(ids.size());
+  for (SeqId id : ids) out.push_back(find(id));
+  return out;
 }
 
 Sequence& Scheduler::get(SeqId id) {
@@ -105,7 +115,7 @@ StepPlan Scheduler::schedule() {
   std::unordered_set<SeqId> planned;
 
   // Running sequences: decodes (one token) first, then unfinished prefills, oldest first. When
-  // blocks run out, the newest running sequence is preempted (possibly the one asking).
+  // blocks run out, the policy's victim is preempted (possibly the one asking; FCFS: the newest).
   auto unplan = [&](SeqId id) {
     auto it = std::find_if(plan.chunks.begin(), plan.chunks.end(),
                            [id](const ScheduledChunk& c) { return c.id == id; });
@@ -124,31 +134,41 @@ StepPlan Scheduler::schedule() {
         continue;
       }
       const std::uint32_t count = std::min(remaining, budget);
-      bool scheduled = true;
+      bool scheduled = true, preempted = false;
       while (!ensure_blocks(s, s.num_computed + count)) {
-        Sequence& victim = get(running_.back());  // s itself when it is the newest
+        const std::size_t v = policy_->victim(view(running_));
+        if (v >= running_.size()) throw std::logic_error("scheduler: the policy chose no victim");
+        Sequence& victim = get(running_[v]);
         unplan(victim.id);
         plan.preempted.push_back(victim.id);
         const bool self = victim.id == s.id;
         preempt(victim);
+        preempted = true;
         if (self) {
           scheduled = false;
           break;
         }
       }
-      if (!scheduled) break;  // s was the last running sequence
-      planned.insert(s.id);
-      plan.chunks.push_back({s.id, s.num_computed, count,
-                             s.num_computed + count == s.tokens.size()});
-      budget -= count;
-      ++i;
+      if (scheduled) {
+        planned.insert(s.id);
+        plan.chunks.push_back({s.id, s.num_computed, count,
+                               s.num_computed + count == s.tokens.size()});
+        budget -= count;
+      }
+      // A preemption shifts running_ (and may have unplanned anyone): scan again from the start;
+      // planned sequences are skipped. Each rescan follows a preemption, so this ends.
+      i = preempted ? 0 : i + 1;
     }
   }
 
-  // Waiting sequences, FCFS, while the budget, the sequence limit and the pool allow.
+  // Waiting sequences, in the policy's order, while the budget, the sequence limit and the pool
+  // allow.
   while (!waiting_.empty() && budget > 0 && running_.size() < config_.max_num_seqs &&
          plan.preempted.empty()) {
-    Sequence& s = get(waiting_.front());
+    const std::vector<SeqId> queue(waiting_.begin(), waiting_.end());
+    const std::size_t w = policy_->next_waiting(view(queue));
+    if (w >= waiting_.size()) throw std::logic_error("scheduler: the policy chose no waiting sequence");
+    Sequence& s = get(waiting_[w]);
     admit_prefix(s);
     const std::uint32_t remaining = static_cast<std::uint32_t>(s.tokens.size()) - s.num_computed;
     const std::uint32_t count = std::min(remaining, budget);
@@ -159,7 +179,7 @@ StepPlan Scheduler::schedule() {
       s.last_hash = 0;
       break;
     }
-    waiting_.pop_front();
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(w));
     s.status = SeqStatus::running;
     s.admitted_at = ++admissions_;
     running_.push_back(s.id);

@@ -65,9 +65,31 @@ struct SchedulerCounters {
   std::uint64_t generated_tokens = 0;
 };
 
+// Who goes first: the order in which waiting sequences are admitted and which running sequence
+// gives up its blocks when they run out. The scheduler asks it and does everything else (budgets,
+// chunking, blocks); priorities or fairness plug in here.
+class SchedulingPolicy {
+ public:
+  virtual ~SchedulingPolicy() = default;
+  // Index in `waiting` (queue order: arrivals, preempted sequences in front) of the next to admit.
+  virtual std::size_t next_waiting(std::span<const Sequence* const> waiting) const = 0;
+  // Index in `running` (admission order, never empty) of the sequence to preempt.
+  virtual std::size_t victim(std::span<const Sequence* const> running) const = 0;
+};
+
+// First come, first served: admit in queue order, preempt the most recently admitted.
+class FcfsPolicy final : public SchedulingPolicy {
+ public:
+  std::size_t next_waiting(std::span<const Sequence* const>) const override { return 0; }
+  std::size_t victim(std::span<const Sequence* const> running) const override {
+    return running.size() - 1;
+  }
+};
+
 class Scheduler {
  public:
-  Scheduler(kv::BlockPool& pool, SchedulerConfig config);
+  Scheduler(kv::BlockPool& pool, SchedulerConfig config,
+            std::unique_ptr<SchedulingPolicy> policy = std::make_unique<FcfsPolicy>());
 
   const SchedulerConfig& config() const { return config_; }
 
@@ -101,12 +123,14 @@ class Scheduler {
   bool ensure_blocks(Sequence& s, std::uint32_t tokens);  // blocks for `tokens` K/V rows
   void preempt(Sequence& s);
   void admit_prefix(Sequence& s);
+  std::vector<const Sequence*> view(std::span<const SeqId> ids) const;
 
   kv::BlockPool& pool_;
   SchedulerConfig config_;
+  std::unique_ptr<SchedulingPolicy> policy_;
   std::unordered_map<SeqId, std::unique_ptr<Sequence>> seqs_;
   std::vector<SeqId> running_;  // admission order
-  std::deque<SeqId> waiting_;   // FCFS; preempted sequences go back to the front
+  std::deque<SeqId> waiting_;   // arrivals; preempted sequences go back to the front
   std::uint64_t admissions_ = 0;
   SchedulerCounters counters_;
 };

@@ -3,7 +3,9 @@
 // reuse at admission, never-fits rejection, and the pool returning to its starting count.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <random>
 
@@ -58,22 +60,61 @@ void check_plan(const Scheduler& s, const StepPlan& plan) {
 }
 
 // Drives the scheduler until every request produced `max_new` tokens; returns outputs by id.
-std::map<sched::SeqId, std::vector<std::uint32_t>> run_all(Scheduler& s, int max_steps = 10000) {
+// With n > 0 it also checks every preemption's victim among sequences 1..n: the most recently
+// admitted running one (newest) or the least recently admitted (!newest), and sets `saw` when a
+// preemption happened.
+std::map<sched::SeqId, std::vector<std::uint32_t>> run_checking_victims(Scheduler& s, sched::SeqId n,
+                                                                       bool newest, bool& saw) {
   std::map<sched::SeqId, std::vector<std::uint32_t>> done;
-  for (int step = 0; step < max_steps && !s.idle(); ++step) {
+  for (int step = 0; step < 10000 && !s.idle(); ++step) {
+    std::map<sched::SeqId, std::uint64_t> admitted;
+    for (sched::SeqId id = 1; id <= n; ++id) {
+      if (auto* q = s.find(id); q && q->status == sched::SeqStatus::running) admitted[id] = q->admitted_at;
+    }
     const StepPlan plan = s.schedule();
     check_plan(s, plan);
-    const auto sampled = fake_sample(s, plan);
-    s.commit(plan, sampled);
+    if (n > 0 && !plan.preempted.empty()) {
+      std::uint64_t want = newest ? 0 : ~0ull;
+      for (auto& [id, at] : admitted) want = newest ? std::max(want, at) : std::min(want, at);
+      CHECK(admitted.at(plan.preempted.front()) == want);
+      saw = true;
+    }
+    s.commit(plan, fake_sample(s, plan));
     for (const auto& c : plan.chunks) {
-      const auto* seq = s.find(c.id);
-      if (c.samples && seq->generated() >= seq->max_new_tokens) {
-        done[c.id].assign(seq->tokens.begin() + seq->prompt_len, seq->tokens.end());
+      const auto* q = s.find(c.id);
+      if (c.samples && q->generated() >= q->max_new_tokens) {
+        done[c.id].assign(q->tokens.begin() + q->prompt_len, q->tokens.end());
         s.finish(c.id);
       }
     }
   }
   return done;
+}
+
+std::map<sched::SeqId, std::vector<std::uint32_t>> run_all(Scheduler& s) {
+  bool unused = false;
+  return run_checking_victims(s, 0, true, unused);
+}
+
+// The preemption tests' requests: id 1..4, prompts of 11..14 tokens, 30 generated each.
+void add_request(Scheduler& s, sched::SeqId id) {
+  s.add(id, prompt_of(10 + static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(id) * 100), 30);
+}
+
+void add_four(Scheduler& s) {
+  for (sched::SeqId id = 1; id <= 4; ++id) add_request(s, id);
+}
+
+// Their outputs each alone, with plenty of blocks.
+std::map<sched::SeqId, std::vector<std::uint32_t>> four_solo() {
+  std::map<sched::SeqId, std::vector<std::uint32_t>> solo;
+  for (sched::SeqId id = 1; id <= 4; ++id) {
+    kv::BlockPool big(200);
+    Scheduler one(big, {.max_num_batched_tokens = 64, .max_num_seqs = 8, .block_size = 4, .max_model_len = 128});
+    add_request(one, id);
+    solo[id] = run_all(one)[id];
+  }
+  return solo;
 }
 
 }  // namespace
@@ -122,48 +163,66 @@ TEST_CASE("the sequence limit holds; waiting requests are admitted FCFS as other
 
 TEST_CASE("blocks run out: the newest running sequence is preempted and recomputed, outputs unchanged") {
   // Solo outputs first, with plenty of blocks.
-  std::map<sched::SeqId, std::vector<std::uint32_t>> solo;
-  for (sched::SeqId id = 1; id <= 4; ++id) {
-    kv::BlockPool big(200);
-    Scheduler s(big, {.max_num_batched_tokens = 64, .max_num_seqs = 8, .block_size = 4, .max_model_len = 128});
-    s.add(id, prompt_of(10 + static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(id) * 100), 30);
-    solo[id] = run_all(s)[id];
-  }
+  const auto solo = four_solo();
   // Then together in a pool that cannot hold all four at full length (4 x 11 blocks needed).
   kv::BlockPool pool(25);
   Scheduler s(pool, {.max_num_batched_tokens = 64, .max_num_seqs = 8, .block_size = 4, .max_model_len = 128});
-  for (sched::SeqId id = 1; id <= 4; ++id) {
-    s.add(id, prompt_of(10 + static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(id) * 100), 30);
-  }
+  add_four(s);
   // Watch who gets preempted: always the most recently admitted running sequence.
   bool checked_order = false;
-  std::map<sched::SeqId, std::vector<std::uint32_t>> together;
-  for (int step = 0; step < 1000 && !s.idle(); ++step) {
-    std::map<sched::SeqId, std::uint64_t> admitted;
-    for (sched::SeqId id = 1; id <= 4; ++id) {
-      if (auto* q = s.find(id); q && q->status == sched::SeqStatus::running) admitted[id] = q->admitted_at;
-    }
-    const StepPlan plan = s.schedule();
-    check_plan(s, plan);
-    if (!plan.preempted.empty()) {
-      std::uint64_t newest = 0;
-      for (auto& [id, at] : admitted) newest = std::max(newest, at);
-      CHECK(admitted.at(plan.preempted.front()) == newest);
-      checked_order = true;
-    }
-    s.commit(plan, fake_sample(s, plan));
-    for (const auto& c : plan.chunks) {
-      const auto* q = s.find(c.id);
-      if (c.samples && q->generated() >= q->max_new_tokens) {
-        together[c.id].assign(q->tokens.begin() + q->prompt_len, q->tokens.end());
-        s.finish(c.id);
-      }
-    }
-  }
+  const auto together = run_checking_victims(s, 4, true, checked_order);
   CHECK(checked_order);
   CHECK(s.counters().preemptions > 0);
   CHECK(together == solo);
   CHECK(pool.num_used() == 0);
+}
+
+namespace {
+// A policy of another shape than FCFS: the shortest waiting prompt first, and the oldest running
+// sequence gives up its blocks.
+class ShortestFirstOldestOut final : public sched::SchedulingPolicy {
+ public:
+  std::size_t next_waiting(std::span<const sched::Sequence* const> waiting) const override {
+    return static_cast<std::size_t>(
+        std::min_element(waiting.begin(), waiting.end(),
+                         [](auto* a, auto* b) { return a->tokens.size() < b->tokens.size(); }) -
+        waiting.begin());
+  }
+  std::size_t victim(std::span<const sched::Sequence* const>) const override { return 0; }
+};
+}  // namespace
+
+TEST_CASE("the policy sits behind one interface: admission order and victim come from it") {
+  kv::BlockPool pool(200);
+  Scheduler s(pool, {.max_num_batched_tokens = 256, .max_num_seqs = 1, .block_size = 4, .max_model_len = 128},
+              std::make_unique<ShortestFirstOldestOut>());
+  s.add(1, prompt_of(30, 100), 2);
+  s.add(2, prompt_of(5, 200), 2);
+  s.add(3, prompt_of(12, 300), 2);
+  std::vector<sched::SeqId> order;
+  for (int step = 0; step < 100 && !s.idle(); ++step) {
+    const StepPlan plan = s.schedule();
+    check_plan(s, plan);
+    s.commit(plan, fake_sample(s, plan));
+    for (const auto& c : plan.chunks) {
+      const auto* q = s.find(c.id);
+      if (c.start == 0) order.push_back(c.id);
+      if (c.samples && q->generated() >= q->max_new_tokens) s.finish(c.id);
+    }
+  }
+  CHECK(order == std::vector<sched::SeqId>{2, 3, 1});
+
+  // Blocks run out: the oldest running sequence is the one preempted, and outputs still hold.
+  const auto solo = four_solo();
+  kv::BlockPool small(25);
+  Scheduler t(small, {.max_num_batched_tokens = 64, .max_num_seqs = 8, .block_size = 4, .max_model_len = 128},
+              std::make_unique<ShortestFirstOldestOut>());
+  add_four(t);
+  bool checked = false;
+  const auto together = run_checking_victims(t, 4, false, checked);
+  CHECK(checked);
+  CHECK(together == solo);
+  CHECK(small.num_used() == 0);
 }
 
 TEST_CASE("prefix reuse: a second request with a shared 3-block prefix computes 3 blocks fewer") {
