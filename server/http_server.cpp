@@ -89,6 +89,7 @@ struct Server::Impl {
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
   std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> http_requests{0};
   std::atomic<int> in_flight{0};  // generation requests being served
   std::mutex done_mu;
   std::condition_variable done_cv;
@@ -333,6 +334,7 @@ struct Server::Impl {
     bool streamed = false;
     int status = 200;
     std::uint32_t prompt_n = 0, gen_n = 0;
+    std::string log_id = fmt::format("http-{}", ++http_requests);  // until a completion names it
     try {
       if (req.method() == http::verb::options && !config.cors_origin.empty()) {
         res = make(req, http::status::no_content, "");
@@ -391,6 +393,7 @@ struct Server::Impl {
         } guard{in_flight};
         auto out = co_await generate(stream, req, pr, std::move(prompt), t0);
         gen_n = out.generated;
+        log_id = out.id;
         status = out.status;
         if (out.streamed) {
           streamed = true;
@@ -422,8 +425,8 @@ struct Server::Impl {
     }
     metrics.http_response(status);
     if (path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize") {
-      log::info("{} {} {} prompt={} generated={} {:.3f}s", std::string_view(req.method_string()), path, status,
-                prompt_n, gen_n, seconds_between(t0, Clock::now()));
+      log::info("{} {} {} {} prompt={} generated={} {:.3f}s", log_id, std::string_view(req.method_string()),
+                path, status, prompt_n, gen_n, seconds_between(t0, Clock::now()));
     }
     co_return !streamed && res.keep_alive();
   }
@@ -485,6 +488,7 @@ struct Server::Impl {
     bool streamed = false;
     int status = 200;
     std::uint32_t generated = 0;
+    std::string id;  // the response's id (chatcmpl-..., cmpl-...), for the request log
     Response response;
   };
 
@@ -523,6 +527,7 @@ struct Server::Impl {
     const std::string id = new_id(pr.endpoint == Endpoint::chat ? "chatcmpl" : "cmpl");
     const std::int64_t created = unix_time();
     GenerateResult out;
+    out.id = id;
     bool watch = true;
     double ttft = -1;
     std::string text = echo_text;
