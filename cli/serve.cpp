@@ -1,9 +1,12 @@
 // `vkllm serve`: load the model, plan memory, start the engine and the HTTP server, and shut down
 // gracefully on SIGINT/SIGTERM (exit 0).
+#include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -46,6 +49,25 @@ int run_serve(const ServeOptions& o) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Bind first: while the model loads every route answers 503 "the model is loading".
+  server::ServerConfig sc;
+  sc.host = o.host;
+  sc.port = o.port;
+  sc.api_key = o.api_key;
+  sc.cors_origin = o.cors_origin;
+  sc.threads = o.threads;
+  sc.default_max_tokens = o.default_max_tokens;
+  sc.model_name = !o.served_model_name.empty() ? o.served_model_name
+                                               : std::filesystem::path(o.model).stem().string();
+  server::Server srv(sc);
+  srv.start();
+  log::info("listening on http://{}:{} (model name '{}'{}); loading the model", o.host, srv.port(),
+            sc.model_name, o.api_key.empty() ? "" : ", API key required");
+  // Fault injection for the end-to-end tests: a slow load, to see the 503 answers.
+  if (const char* delay = std::getenv("VKLLM_TEST_LOAD_DELAY_MS")) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::strtoul(delay, nullptr, 10)));
+  }
 
   platform::Instance instance = platform::Instance::create({});
   const std::size_t index = instance.choose_device(o.device >= 0 ? std::optional<std::size_t>(o.device) : std::nullopt);
@@ -92,19 +114,16 @@ int run_serve(const ServeOptions& o) {
   ec.prefix_caching = !o.no_prefix_caching;
   serving::Engine engine(*m, tokenizer, ec);
 
-  server::ServerConfig sc;
-  sc.host = o.host;
-  sc.port = o.port;
-  sc.api_key = o.api_key;
-  sc.cors_origin = o.cors_origin;
-  sc.threads = o.threads;
-  sc.default_max_tokens = o.default_max_tokens;
-  sc.model_name = !o.served_model_name.empty() ? o.served_model_name
-                                               : std::filesystem::path(o.model).stem().string();
-  server::Server srv(sc, engine, tokenizer, std::move(chat));
-  srv.start();
-  log::info("listening on http://{}:{} (model name '{}'{})", o.host, srv.port(), sc.model_name,
-            o.api_key.empty() ? "" : ", API key required");
+  srv.attach(engine, tokenizer, std::move(chat));
+  // The server stops before the engine it points to goes away, on every path out of here.
+  struct StopServerFirst {
+    server::Server& srv;
+    ~StopServerFirst() {
+      srv.shutdown();
+      srv.wait();
+    }
+  } stop_server_first{srv};
+  log::info("ready: serving '{}' on http://{}:{}", sc.model_name, o.host, srv.port());
 
   int sig = 0;
   sigwait(&signals, &sig);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <variant>
 
@@ -81,9 +82,11 @@ std::int64_t unix_time() {
 
 struct Server::Impl {
   ServerConfig config;
-  serving::Engine& engine;
-  const tok::Tokenizer& tokenizer;
-  ChatSetup chat;
+  // Null while the model loads (every route answers 503); set once by attach(), before `ready`.
+  serving::Engine* engine_ = nullptr;
+  const tok::Tokenizer* tokenizer_ = nullptr;
+  std::optional<ChatSetup> chat_;
+  std::atomic<bool> ready{false};
   Metrics metrics;
   net::io_context ioc;
   tcp::acceptor acceptor{ioc};
@@ -96,8 +99,12 @@ struct Server::Impl {
   bool done = false;
   std::once_flag shutdown_once;
 
-  Impl(ServerConfig c, serving::Engine& e, const tok::Tokenizer& t, ChatSetup ch)
-      : config(std::move(c)), engine(e), tokenizer(t), chat(std::move(ch)), metrics(config.model_name) {}
+  explicit Impl(ServerConfig c) : config(std::move(c)), metrics(config.model_name) {}
+
+  // Only after `ready` (handle() answers 503 before).
+  serving::Engine& engine() { return *engine_; }
+  const tok::Tokenizer& tokenizer() const { return *tokenizer_; }
+  const ChatSetup& chat() const { return *chat_; }
 
   // ---- responses ----
   Response make(const Request& req, http::status status, std::string body,
@@ -128,22 +135,22 @@ struct Server::Impl {
       in.messages = tmpl::parse_json(messages_to_json(r.messages));
       if (!r.tools.is_null()) in.tools = tmpl::parse_json(json::serialize(r.tools));
       in.add_generation_prompt = true;
-      in.bos_token = chat.bos_token;
-      in.eos_token = chat.eos_token;
+      in.bos_token = chat().bos_token;
+      in.eos_token = chat().eos_token;
       std::string text;
       try {
-        text = chat.chat_template.render(tmpl::make_chat_context(in));
+        text = chat().chat_template.render(tmpl::make_chat_context(in));
       } catch (const Error& e) {
         throw ApiException(ApiError{400, fmt::format("the chat template failed: {}", e.what()),
                                     "invalid_request_error", "messages", ""});
       }
       // Templates that write the BOS text themselves get no second BOS.
-      const bool has_bos = !chat.bos_token.empty() && text.rfind(chat.bos_token, 0) == 0;
-      ids = tokenizer.encode(text, {.add_special = !has_bos, .parse_special = true});
+      const bool has_bos = !chat().bos_token.empty() && text.rfind(chat().bos_token, 0) == 0;
+      ids = tokenizer().encode(text, {.add_special = !has_bos, .parse_special = true});
     } else if (r.prompt_tokens) {
       return *r.prompt_tokens;
     } else {
-      ids = tokenizer.encode(r.prompt_text, {.add_special = true, .parse_special = false});
+      ids = tokenizer().encode(r.prompt_text, {.add_special = true, .parse_special = false});
     }
     return std::vector<std::uint32_t>(ids.begin(), ids.end());
   }
@@ -179,7 +186,7 @@ struct Server::Impl {
     return o;
   }
   std::string token_text(std::uint32_t token) {
-    return utf8_sanitize(std::string(tokenizer.token_to_piece(static_cast<tok::TokenId>(token))));
+    return utf8_sanitize(std::string(tokenizer().token_to_piece(static_cast<tok::TokenId>(token))));
   }
   // JSON has no -inf (a logit of -inf, or a probability that underflowed): OpenAI reports such
   // tokens at -9999.
@@ -187,7 +194,7 @@ struct Server::Impl {
   // Chat's entry for one token, the chosen one or an alternative: {token, logprob, bytes}, bytes
   // the piece's raw UTF-8 (a piece that splits a character has no valid text of its own).
   json::object chat_token_entry(std::uint32_t token, float logprob) {
-    const std::string_view raw = tokenizer.token_to_piece(static_cast<tok::TokenId>(token));
+    const std::string_view raw = tokenizer().token_to_piece(static_cast<tok::TokenId>(token));
     json::array bytes;
     for (char ch : raw) bytes.push_back(static_cast<unsigned char>(ch));
     json::object t;
@@ -340,16 +347,19 @@ struct Server::Impl {
         res = make(req, http::status::no_content, "");
         res.set(http::field::access_control_allow_methods, "GET, POST, OPTIONS");
         res.set(http::field::access_control_allow_headers, "Authorization, Content-Type");
+      } else if (!ready.load(std::memory_order_acquire)) {
+        // Bound before the model loads, so probes and clients learn why they wait.
+        throw ApiException({503, "the model is loading", "server_error", "", "model_loading"});
       } else if (path == "/health") {
         require(req, http::verb::get);
-        if (engine.failed()) {
+        if (engine().failed()) {
           throw ApiException({503, "the device was lost", "server_error", "", "device_lost"});
         }
         if (stopping) throw ApiException({503, "the server is shutting down", "server_error", "", ""});
         res = make(req, http::status::ok, R"({"status":"ok"})");
       } else if (path == "/metrics") {
         require(req, http::verb::get);
-        res = make(req, http::status::ok, metrics.render(engine.stats()), "text/plain; version=0.0.4");
+        res = make(req, http::status::ok, metrics.render(engine().stats()), "text/plain; version=0.0.4");
       } else if (path == "/v1/models") {
         require(req, http::verb::get);
         authorize(req);
@@ -358,7 +368,7 @@ struct Server::Impl {
         m["object"] = "model";
         m["created"] = unix_time();
         m["owned_by"] = "vkllm";
-        m["max_model_len"] = engine.max_model_len();
+        m["max_model_len"] = engine().max_model_len();
         json::object o;
         o["object"] = "list";
         o["data"] = json::array{std::move(m)};
@@ -373,16 +383,16 @@ struct Server::Impl {
         const Endpoint ep = path == "/v1/completions" ? Endpoint::completion : Endpoint::chat;
         RequestLimits limits;
         limits.max_tokens_default = config.default_max_tokens;
-        limits.vocab_size = static_cast<std::uint32_t>(tokenizer.n_tokens());
+        limits.vocab_size = static_cast<std::uint32_t>(tokenizer().n_tokens());
         ParsedRequest pr = parse_request(req.body(), ep, limits);
         std::vector<std::uint32_t> prompt = prompt_tokens(pr);
         prompt_n = static_cast<std::uint32_t>(prompt.size());
-        if (prompt.size() >= engine.max_model_len()) {
+        if (prompt.size() >= engine().max_model_len()) {
           throw ApiException({400,
                               fmt::format("This model's maximum context length is {} tokens. However, "
                                           "your prompt has {} tokens; at most {} fit with room for one "
                                           "generated token.",
-                                          engine.max_model_len(), prompt.size(), engine.max_model_len() - 1),
+                                          engine().max_model_len(), prompt.size(), engine().max_model_len() - 1),
                               "invalid_request_error", ep == Endpoint::chat ? "messages" : "prompt",
                               "context_length_exceeded"});
         }
@@ -459,7 +469,7 @@ struct Server::Impl {
     }
     bool add_special = false;
     if (const json::value* a = o.if_contains("add_special"); a && a->is_bool()) add_special = a->get_bool();
-    const auto ids = tokenizer.encode(std::string_view(content->get_string()), {.add_special = add_special, .parse_special = true});
+    const auto ids = tokenizer().encode(std::string_view(content->get_string()), {.add_special = add_special, .parse_special = true});
     json::object out;
     out["tokens"] = json::array(ids.begin(), ids.end());
     return json::serialize(out);
@@ -474,13 +484,13 @@ struct Server::Impl {
     }
     std::vector<tok::TokenId> ids;
     for (const json::value& t : tokens->get_array()) {
-      if (!t.is_int64() || t.get_int64() < 0 || t.get_int64() >= static_cast<std::int64_t>(tokenizer.n_tokens())) {
+      if (!t.is_int64() || t.get_int64() < 0 || t.get_int64() >= static_cast<std::int64_t>(tokenizer().n_tokens())) {
         throw ApiException({400, "'tokens' holds an id outside the vocabulary", "invalid_request_error", "tokens", ""});
       }
       ids.push_back(static_cast<tok::TokenId>(t.get_int64()));
     }
     json::object out;
-    out["content"] = utf8_sanitize(tokenizer.decode(ids));
+    out["content"] = utf8_sanitize(tokenizer().decode(ids));
     return json::serialize(out);
   }
 
@@ -521,9 +531,9 @@ struct Server::Impl {
     std::string echo_text;
     if (pr.echo) {
       std::vector<tok::TokenId> ids(prompt.begin(), prompt.end());
-      echo_text = tokenizer.decode(ids);
+      echo_text = tokenizer().decode(ids);
     }
-    const serving::RequestId rid = engine.submit(std::move(prompt), pr.params, q->callback());
+    const serving::RequestId rid = engine().submit(std::move(prompt), pr.params, q->callback());
     const std::string id = new_id(pr.endpoint == Endpoint::chat ? "chatcmpl" : "cmpl");
     const std::int64_t created = unix_time();
     GenerateResult out;
@@ -541,7 +551,7 @@ struct Server::Impl {
     if (!pr.stream) {
       while (finish == serving::FinishReason::none) {
         if (!co_await wait_events(stream, *q, watch)) {
-          engine.cancel(rid);
+          engine().cancel(rid);
           watch = false;
           continue;  // the final (cancelled) event still arrives
         }
@@ -608,11 +618,11 @@ struct Server::Impl {
     }
     while (finish == serving::FinishReason::none) {
       if (!alive) {
-        engine.cancel(rid);
+        engine().cancel(rid);
       }
       if (!co_await wait_events(stream, *q, watch) && alive) {
         alive = false;
-        engine.cancel(rid);
+        engine().cancel(rid);
         watch = false;
         continue;
       }
@@ -679,8 +689,21 @@ struct Server::Impl {
   }
 };
 
+Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
 Server::Server(ServerConfig config, serving::Engine& engine, const tok::Tokenizer& tokenizer, ChatSetup chat)
-    : impl_(std::make_unique<Impl>(std::move(config), engine, tokenizer, std::move(chat))) {}
+    : Server(std::move(config)) {
+  attach(engine, tokenizer, std::move(chat));
+}
+
+void Server::attach(serving::Engine& engine, const tok::Tokenizer& tokenizer, ChatSetup chat) {
+  Impl& s = *impl_;
+  if (s.ready) throw std::logic_error("server: a model is already attached");
+  s.engine_ = &engine;
+  s.tokenizer_ = &tokenizer;
+  s.chat_.emplace(std::move(chat));
+  s.ready.store(true, std::memory_order_release);
+}
 
 Server::~Server() {
   shutdown();
@@ -719,7 +742,7 @@ void Server::shutdown() {
       // streams end with [DONE] and the connections close.
       const auto deadline = Clock::now() + s.config.shutdown_grace;
       while (s.in_flight > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      s.engine.shutdown();
+      if (s.ready) s.engine().shutdown();
       const auto hard = Clock::now() + std::chrono::seconds(5);
       while (s.in_flight > 0 && Clock::now() < hard) std::this_thread::sleep_for(std::chrono::milliseconds(20));
       s.ioc.stop();

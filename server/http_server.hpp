@@ -37,9 +37,15 @@ struct ChatSetup {
 
 class Server {
  public:
+  // Without a model: after start() every route answers 503 "the model is loading" until
+  // attach(). `vkllm serve` binds first, so probes see 503 rather than a refused connection.
+  explicit Server(ServerConfig config);
   Server(ServerConfig config, serving::Engine& engine, const tok::Tokenizer& tokenizer,
          ChatSetup chat);
   ~Server();
+
+  // The model to serve; once. Thread-safe against requests being handled.
+  void attach(serving::Engine& engine, const tok::Tokenizer& tokenizer, ChatSetup chat);
 
   // Binds and starts the io threads. Throws Error naming the address when it cannot bind.
   void start();

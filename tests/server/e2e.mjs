@@ -31,6 +31,13 @@ async function startServer(extra = []) {
     proc.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
   });
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  // It listens before the model is loaded (503 until then): wait for ready.
+  for (let i = 0; ; ++i) {
+    const res = await fetch(`${url}/health`).catch(() => null);
+    if (res?.status === 200) break;
+    if (i > 1200) throw new Error(`server never became ready:\n${log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   return { proc, url, exited, log: () => log };
 }
 after(() => servers.forEach((p) => p.exitCode === null && p.kill('SIGKILL')));
@@ -237,6 +244,40 @@ test('clients that vanish mid-stream or while queued free everything; the server
   assert.equal(res.status, 200);
   s.proc.kill('SIGTERM');
   assert.equal((await s.exited).code, 0);
+});
+
+test('while the model loads every route answers 503 model_loading, then it serves', async () => {
+  const proc = spawn(vkllm, ['serve', '-m', model, '--port', '0', '--served-model-name', 'test-model'],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VKLLM_TEST_LOAD_DELAY_MS: '3000' } });
+  servers.push(proc);
+  let log = '';
+  const url = await new Promise((resolve, reject) => {
+    proc.stderr.on('data', (d) => {
+      log += d.toString();
+      const m = log.match(/listening on (http:\/\/[0-9.]+:\d+)/);
+      if (m) resolve(m[1]);
+    });
+    proc.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
+  });
+  for (const [path, init] of [['/health', {}], ['/v1/models', {}],
+    ['/v1/chat/completions', { method: 'POST', body: JSON.stringify(chatBody('hi', 2)) }]]) {
+    const res = await fetch(`${url}${path}`, init);
+    assert.equal(res.status, 503, path);
+    const body = await res.json();
+    assert.equal(body.error.code, 'model_loading', path);
+    assert.match(body.error.message, /loading/);
+  }
+  let ready = false;
+  for (let i = 0; i < 600 && !ready; ++i) {
+    ready = (await fetch(`${url}/health`)).status === 200;
+    if (!ready) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(ready, 'ready after loading');
+  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chatBody('hi', 2)) });
+  assert.equal(res.status, 200);
+  const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+  proc.kill('SIGTERM');
+  assert.equal(await exited, 0);
 });
 
 test('bad input gets the right status and an OpenAI-shaped error', async () => {
