@@ -133,23 +133,21 @@ void Engine::deliver(Request& r, TokenEvent& ev, bool last) {
     finals_.emplace_back(std::move(r.callback), std::move(ev));
     return;
   }
+  invoke(r.callback, ev);
+}
+
+void Engine::invoke(const EventCallback& callback, const TokenEvent& ev) {
   try {
-    r.callback(ev);
-  } catch (const std::exception& e) {
-    log::error("request {}: event callback threw: {}", r.id, e.what());
+    callback(ev);
+  } catch (const std::exception& e) {  // the caller's bug: the engine keeps serving the others
+    log::error("event callback threw: {}", e.what());
   }
 }
 
 void Engine::flush_finals() {
   std::vector<std::pair<EventCallback, TokenEvent>> finals;
   finals.swap(finals_);
-  for (auto& [callback, ev] : finals) {
-    try {
-      callback(ev);
-    } catch (const std::exception& e) {
-      log::error("event callback threw: {}", e.what());
-    }
-  }
+  for (auto& [callback, ev] : finals) invoke(callback, ev);
 }
 
 void Engine::publish_stats() {

@@ -122,6 +122,7 @@ class Engine {
   void deliver(Request& r, TokenEvent& ev, bool last);
   void finish_request(RequestId id, FinishReason reason, const std::string& error = {});
   void publish_stats();  // under mu_
+  static void invoke(const EventCallback& callback, const TokenEvent& ev);
   void flush_finals();   // after publish_stats: a finished request's blocks show as free
 
   model::Model& model_;
