@@ -2,6 +2,7 @@
 // and "take this cached block off the queue" (a prefix-cache hit on an unreferenced block).
 #include "engine/kv/block_pool.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -9,9 +10,9 @@
 namespace vkllm::kv {
 
 BlockHash chain_hash(BlockHash prev, std::span<const std::uint32_t> tokens) {
-  // FNV-1a over the previous hash and the ids, then a 64-bit finalizer (splitmix64). Collisions
-  // are astronomically unlikely for the pool sizes involved; a collision would share a block
-  // between different prefixes, so the mix is full-width.
+  // FNV-1a over the previous hash and the ids, then a 64-bit finalizer (splitmix64). Not
+  // collision resistant against a client choosing token ids: it only finds candidates, and
+  // BlockPool::lookup verifies a candidate's content before sharing it.
   std::uint64_t h = 0xcbf29ce484222325ull ^ prev;
   auto mix = [&h](std::uint64_t v) {
     for (int i = 0; i < 8; ++i) {
@@ -73,6 +74,8 @@ void BlockPool::uncache(BlockId b) {
   auto it = cached_.find(x.hash);
   if (it != cached_.end() && it->second == b) cached_.erase(it);
   x.hashed = false;
+  ++x.generation;
+  x.tokens.clear();
 }
 
 std::optional<std::vector<BlockId>> BlockPool::allocate(std::uint32_t n) {
@@ -87,18 +90,25 @@ std::optional<std::vector<BlockId>> BlockPool::allocate(std::uint32_t n) {
       ++counters_.evictions;
     }
     blocks_[b].refs = 1;
+    ++blocks_[b].generation;  // new content from here on
     out.push_back(b);
   }
   return out;
 }
 
-std::optional<BlockId> BlockPool::lookup(BlockHash hash) {
+std::optional<BlockId> BlockPool::lookup(BlockHash hash, BlockContent content) {
   if (!prefix_caching_) return std::nullopt;
   ++counters_.queries;
   auto it = cached_.find(hash);
   if (it == cached_.end()) return std::nullopt;
-  ++counters_.hits;
   const BlockId b = it->second;
+  const Block& x = blocks_[b];
+  if (x.parent != content.parent || x.parent_generation != blocks_.at(content.parent).generation ||
+      !std::equal(x.tokens.begin(), x.tokens.end(), content.tokens.begin(), content.tokens.end())) {
+    ++counters_.collisions;
+    return std::nullopt;
+  }
+  ++counters_.hits;
   if (blocks_[b].queued) unlink(b);
   ++blocks_[b].refs;
   return b;
@@ -106,7 +116,7 @@ std::optional<BlockId> BlockPool::lookup(BlockHash hash) {
 
 bool BlockPool::contains(BlockHash hash) const { return cached_.count(hash) != 0; }
 
-void BlockPool::cache(BlockId block, BlockHash hash) {
+void BlockPool::cache(BlockId block, BlockHash hash, BlockContent content) {
   if (!prefix_caching_) return;
   Block& x = blocks_.at(block);
   if (block == kNullBlock || x.refs == 0) {
@@ -115,6 +125,9 @@ void BlockPool::cache(BlockId block, BlockHash hash) {
   if (x.hashed || cached_.count(hash)) return;
   x.hashed = true;
   x.hash = hash;
+  x.parent = content.parent;
+  x.parent_generation = blocks_.at(content.parent).generation;
+  x.tokens.assign(content.tokens.begin(), content.tokens.end());
   cached_.emplace(hash, block);
 }
 

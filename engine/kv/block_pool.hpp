@@ -1,9 +1,11 @@
 // The KV block pool's bookkeeping (no device): block ids, reference counts, a free queue in
 // eviction order, and the prefix cache (full blocks found by a hash chained over the token ids of
-// every block before them). Pure C++, O(1) per block operation.
+// every block before them, and verified on every hit: docs/ARCHITECTURE.md "Prefix cache").
+// Pure C++, O(1) per block operation (O(block size) per verified hit).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <unordered_map>
@@ -22,10 +24,20 @@ inline constexpr BlockId kNullBlock = 0;
 // unless requests must not share, e.g. different LoRA or cache salt).
 BlockHash chain_hash(BlockHash prev, std::span<const std::uint32_t> tokens);
 
+// What a cached block holds, checked on every hit so that a hash collision (clients choose token
+// ids, so one can be crafted) never shares another prompt's K/V: the block before it in its
+// sequence (kNullBlock for a first block) and its token ids. The parent was itself verified, and
+// a parent that left the cache since (and may hold other tokens now) has a new generation.
+struct BlockContent {
+  BlockId parent = kNullBlock;
+  std::span<const std::uint32_t> tokens;
+};
+
 struct PoolCounters {
   std::uint64_t queries = 0;    // blocks looked up in the prefix cache
   std::uint64_t hits = 0;       // of which found
   std::uint64_t evictions = 0;  // cached blocks reused for new content
+  std::uint64_t collisions = 0; // hash found, content differed (no reuse)
 };
 
 class BlockPool {
@@ -46,15 +58,24 @@ class BlockPool {
   // cache). nullopt, with nothing taken, when fewer than n are free.
   std::optional<std::vector<BlockId>> allocate(std::uint32_t n);
 
-  // The cached block holding `hash`, with one more reference (taken off the free queue if it
-  // was there), or nullopt. Counts a query and, when found, a hit.
-  std::optional<BlockId> lookup(BlockHash hash);
+  // The cached block holding `hash` and `content`, with one more reference (taken off the free
+  // queue if it was there), or nullopt. Counts a query and, when found, a hit.
+  std::optional<BlockId> lookup(BlockHash hash, BlockContent content = {});
   // Whether `hash` is cached, without taking a reference or counting.
   bool contains(BlockHash hash) const;
 
-  // Marks a full, referenced block as holding `hash` so later requests can share it. A hash
-  // already cached in another block is left as it is (the block stays private).
-  void cache(BlockId block, BlockHash hash);
+  // Marks a full, referenced block as holding `hash` and `content` so later requests can share
+  // it. A hash already cached in another block is left as it is (the block stays private).
+  void cache(BlockId block, BlockHash hash, BlockContent content = {});
+
+  // The chain hash the scheduler files blocks under: chain_hash, or a test's stand-in (tests
+  // force collisions with it to prove a hit is verified).
+  BlockHash hash(BlockHash prev, std::span<const std::uint32_t> tokens) const {
+    return hash_for_test_ ? hash_for_test_(prev, tokens) : chain_hash(prev, tokens);
+  }
+  void set_hash_for_test(std::function<BlockHash(BlockHash, std::span<const std::uint32_t>)> f) {
+    hash_for_test_ = std::move(f);
+  }
 
   void ref(BlockId block);
   // One reference fewer; at zero the block returns to the free queue (a cached block at the
@@ -77,6 +98,10 @@ class BlockPool {
     bool queued = false;  // in the free queue
     BlockHash hash = 0;
     BlockId prev = kNullBlock, next = kNullBlock;  // free-queue links (kNullBlock: none)
+    std::uint32_t generation = 0;   // +1 each time it leaves the cache
+    BlockId parent = kNullBlock;    // content, while cached
+    std::uint32_t parent_generation = 0;
+    std::vector<std::uint32_t> tokens;
   };
   void push_front(BlockId b);
   void push_back(BlockId b);
@@ -89,6 +114,7 @@ class BlockPool {
   bool prefix_caching_;
   std::unordered_map<BlockHash, BlockId> cached_;
   PoolCounters counters_;
+  std::function<BlockHash(BlockHash, std::span<const std::uint32_t>)> hash_for_test_;
 };
 
 }  // namespace vkllm::kv

@@ -96,9 +96,9 @@ void Scheduler::admit_prefix(Sequence& s) {
   const std::uint32_t max_blocks = (static_cast<std::uint32_t>(s.tokens.size()) - 1) / bs;
   kv::BlockHash h = 0;
   for (std::uint32_t b = 0; b < max_blocks && pool_.prefix_caching(); ++b) {
-    const kv::BlockHash next =
-        kv::chain_hash(h, std::span(s.tokens).subspan(std::size_t{b} * bs, bs));
-    auto hit = pool_.lookup(next);
+    const auto tokens = std::span(s.tokens).subspan(std::size_t{b} * bs, bs);
+    const kv::BlockHash next = pool_.hash(h, tokens);
+    auto hit = pool_.lookup(next, {b == 0 ? kv::kNullBlock : s.blocks[b - 1], tokens});
     if (!hit) break;
     s.blocks.push_back(*hit);
     h = next;
@@ -217,9 +217,10 @@ void Scheduler::commit(const StepPlan& plan, std::span<const std::uint32_t> samp
     }
     // Full blocks whose K/V are now computed become findable.
     while (s.num_hashed < s.num_computed / bs) {
-      const kv::BlockHash h =
-          kv::chain_hash(s.last_hash, std::span(s.tokens).subspan(std::size_t{s.num_hashed} * bs, bs));
-      pool_.cache(s.blocks[s.num_hashed], h);
+      const auto tokens = std::span(s.tokens).subspan(std::size_t{s.num_hashed} * bs, bs);
+      const kv::BlockHash h = pool_.hash(s.last_hash, tokens);
+      const kv::BlockId parent = s.num_hashed == 0 ? kv::kNullBlock : s.blocks[s.num_hashed - 1];
+      pool_.cache(s.blocks[s.num_hashed], h, {parent, tokens});
       s.last_hash = h;
       ++s.num_hashed;
     }

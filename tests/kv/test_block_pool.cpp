@@ -142,3 +142,33 @@ TEST_CASE("random workload: free count and references stay consistent") {
     REQUIRE(refs == distinct.size());
   }
 }
+
+TEST_CASE("a hit needs the same tokens and the same verified parent, not only the hash") {
+  BlockPool pool(8);
+  auto blocks = *pool.allocate(3);
+  const std::vector<std::uint32_t> t1 = {1, 2, 3, 4}, t2 = {5, 6, 7, 8}, other = {9, 9, 9, 9};
+  pool.cache(blocks[0], 100, {kNullBlock, t1});
+  pool.cache(blocks[1], 200, {blocks[0], t2});
+  // The hash alone: other tokens under a colliding hash find nothing.
+  CHECK_FALSE(pool.lookup(100, {kNullBlock, other}));
+  // The right tokens under another parent find nothing.
+  CHECK_FALSE(pool.lookup(200, {blocks[2], t2}));
+  CHECK(pool.counters().collisions == 2);
+  auto hit0 = pool.lookup(100, {kNullBlock, t1});
+  REQUIRE(hit0);
+  auto hit1 = pool.lookup(200, {*hit0, t2});
+  REQUIRE(hit1);
+  CHECK(*hit1 == blocks[1]);
+  pool.release(std::vector<BlockId>{*hit0, *hit1});
+  // The parent leaves the cache and is reused for other tokens while its child stays cached
+  // (still held): the child no longer matches under that block id.
+  pool.release(blocks[0]);
+  pool.release(blocks[2]);
+  const std::uint32_t free_now = pool.num_free();
+  auto all = *pool.allocate(free_now);
+  REQUIRE(std::find(all.begin(), all.end(), blocks[0]) != all.end());
+  CHECK_FALSE(pool.is_cached(blocks[0]));
+  pool.cache(blocks[0], 300, {kNullBlock, other});
+  CHECK(pool.is_cached(blocks[1]));
+  CHECK_FALSE(pool.lookup(200, {blocks[0], t2}));
+}

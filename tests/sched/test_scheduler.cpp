@@ -250,6 +250,33 @@ TEST_CASE("prefix reuse: a second request with a shared 3-block prefix computes 
   CHECK(pool.num_used() == 0);
 }
 
+TEST_CASE("forged hash collisions never share another prompt's blocks (every hit is verified)") {
+  // Every block hashes alike, as a crafted collision would: a prompt with other tokens, or the
+  // same block under another prefix, must find nothing; the true prefix still does.
+  kv::BlockPool pool(64);
+  pool.set_hash_for_test([](kv::BlockHash, std::span<const std::uint32_t>) { return kv::BlockHash{42}; });
+  Scheduler s(pool, {.max_num_batched_tokens = 256, .max_num_seqs = 4, .block_size = 16, .max_model_len = 256});
+  const auto a = prompt_of(40, 7);
+  s.add(1, a, 2);
+  run_all(s);
+  s.add(2, prompt_of(40, 500), 2);  // other tokens, same hash
+  StepPlan p = s.schedule();
+  REQUIRE(p.chunks.size() == 1);
+  CHECK(p.chunks[0].start == 0);
+  CHECK(s.find(2)->cached_tokens == 0);
+  s.commit(p, fake_sample(s, p));
+  run_all(s);
+  CHECK(pool.counters().hits == 0);
+  CHECK(pool.counters().collisions >= 1);
+  // The real prompt again: its first block is the one cached (under 42), found and verified.
+  s.add(3, a, 2);
+  p = s.schedule();
+  CHECK(s.find(3)->cached_tokens == 16);
+  s.commit(p, fake_sample(s, p));
+  run_all(s);
+  CHECK(pool.num_used() == 0);
+}
+
 TEST_CASE("an identical prompt still computes its last token") {
   kv::BlockPool pool(16);
   Scheduler s(pool, {.max_num_batched_tokens = 64, .max_num_seqs = 4, .block_size = 4, .max_model_len = 64});
