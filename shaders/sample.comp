@@ -37,7 +37,7 @@ struct PenaltyEntry {
   uint token;
   uint count;
   float bias;
-  uint pad_;
+  uint seen;
 };
 struct TopLogprob {
   uint token;
@@ -98,12 +98,13 @@ uint wg_sum_u(uint v) {
   return r;
 }
 
-// Repetition, frequency and presence penalties of a seen token (count > 0), then its logit bias.
+// The repetition penalty of a seen token (prompt or output), the frequency and presence
+// penalties of a generated one (count > 0), then its logit bias.
 // precise: no contraction into fma, so the host reference computes the same f32 value.
-float penalize(float l, uint count, float bias, SamplingRow sp) {
+float penalize(float l, uint count, uint seen, float bias, SamplingRow sp) {
   precise float v = l;
+  if (seen != 0u) v = l > 0.0 ? l / sp.repetition_penalty : l * sp.repetition_penalty;
   if (count > 0u) {
-    v = l > 0.0 ? l / sp.repetition_penalty : l * sp.repetition_penalty;
     precise float d = sp.frequency_penalty * float(count) + sp.presence_penalty;
     v = v - d;
   }
@@ -137,7 +138,7 @@ void main() {
   for (uint j = p0 + tid; j < p1; j += WG_SIZE) {
     const PenaltyEntry pe = penalties[j];
     if (pe.token < n) {
-      scratch[base + pe.token] = penalize(scratch[base + pe.token], pe.count, pe.bias, sp);
+      scratch[base + pe.token] = penalize(scratch[base + pe.token], pe.count, pe.seen, pe.bias, sp);
     }
   }
   memoryBarrierBuffer();

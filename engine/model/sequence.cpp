@@ -7,40 +7,9 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "engine/sample/penalties.hpp"
 
 namespace vkllm::model {
-
-std::vector<ops::PenaltyEntry> penalty_entries(std::span<const std::uint32_t> recent) {
-  std::vector<ops::PenaltyEntry> entries;
-  for (std::uint32_t t : recent) {
-    auto it = std::find_if(entries.begin(), entries.end(),
-                           [t](const ops::PenaltyEntry& e) { return e.token == t; });
-    if (it == entries.end()) {
-      entries.push_back({t, 1});
-    } else {
-      ++it->count;
-    }
-  }
-  return entries;
-}
-
-ops::SamplingRow sampling_row(const SamplingParams& p, std::uint32_t counter,
-                              std::uint32_t penalty_offset, std::uint32_t penalty_count) {
-  ops::SamplingRow row;
-  row.temperature = p.temperature;
-  row.top_k = p.top_k;
-  row.top_p = p.top_p;
-  row.min_p = p.min_p;
-  row.repetition_penalty = p.repetition_penalty;
-  row.presence_penalty = p.presence_penalty;
-  row.frequency_penalty = p.frequency_penalty;
-  row.seed_lo = static_cast<std::uint32_t>(p.seed);
-  row.seed_hi = static_cast<std::uint32_t>(p.seed >> 32);
-  row.counter = counter;
-  row.penalty_offset = penalty_offset;
-  row.penalty_count = penalty_count;
-  return row;
-}
 
 Sequence::Sequence(Model& model, std::vector<std::uint32_t> blocks)
     : model_(model), blocks_(std::move(blocks)) {
@@ -80,20 +49,19 @@ StepOutput Sequence::feed(std::span<const std::uint32_t> tokens, const SamplingP
     }
     in.sample_rows = {static_cast<std::uint32_t>(n - 1)};
     const bool last = done + n == tokens.size();
+    // Tokens of this call count as prompt on the first call, as generated after it.
     std::vector<std::uint32_t> seen = history_;
     seen.insert(seen.end(), in.token_ids.begin(), in.token_ids.end());
-    const std::size_t window = std::min<std::size_t>(seen.size(), params.penalty_last_n);
-    const bool penalize = params.repetition_penalty != 1.f || params.presence_penalty != 0.f ||
-                          params.frequency_penalty != 0.f;
-    if (penalize && window > 0) {
-      in.penalties = penalty_entries(std::span(seen).last(window));
-    }
-    in.sampling = {sampling_row(params, draws_, 0, static_cast<std::uint32_t>(in.penalties.size()))};
+    const std::size_t prompt_len = draws_ == 0 ? seen.size() : prompt_len_;
+    const std::span<const std::uint32_t> all(seen);
+    in.penalties = sample::build_penalties(params, all.first(prompt_len), all.subspan(prompt_len), {});
+    in.sampling = {ops::sampling_row(params, draws_, 0, static_cast<std::uint32_t>(in.penalties.size()))};
     in.want_logits = want_logits && last;
     out = model_.step(in);
     history_.insert(history_.end(), in.token_ids.begin(), in.token_ids.end());
     done += n;
   }
+  if (draws_ == 0) prompt_len_ = length();
   ++draws_;
   return out;
 }

@@ -8,28 +8,11 @@
 #include <vector>
 
 #include "engine/model/model.hpp"
+#include "engine/sample/params.hpp"
 
 namespace vkllm::model {
 
-// What a user asks of the sampler (llama.cpp's defaults where it has them).
-struct SamplingParams {
-  float temperature = 0.8f;  // 0: greedy
-  std::uint32_t top_k = 40;
-  float top_p = 0.95f;
-  float min_p = 0.05f;
-  float repetition_penalty = 1.f;
-  float presence_penalty = 0.f;
-  float frequency_penalty = 0.f;
-  std::uint32_t penalty_last_n = 64;  // tokens the penalties look back over
-  std::uint64_t seed = 0;
-};
-
-// Distinct tokens of `recent` with their counts, in first-seen order.
-std::vector<ops::PenaltyEntry> penalty_entries(std::span<const std::uint32_t> recent);
-
-// The device row for one draw; counter = index of the draw within the request.
-ops::SamplingRow sampling_row(const SamplingParams& p, std::uint32_t counter,
-                              std::uint32_t penalty_offset, std::uint32_t penalty_count);
+using SamplingParams = sample::SamplingParams;
 
 class Sequence {
  public:
@@ -38,7 +21,8 @@ class Sequence {
   explicit Sequence(Model& model, std::vector<std::uint32_t> blocks = {});
 
   // Appends `tokens` (a whole prompt or one generated token), running as many steps as the
-  // model's batch limit needs, and draws the next token after the last one with `params`.
+  // model's batch limit needs, and draws the next token after the last one with `params`. The
+  // first call's tokens are the prompt, later ones generated (for the penalties' counts).
   // Throws InvalidRequest when the context would overflow.
   StepOutput feed(std::span<const std::uint32_t> tokens, const SamplingParams& params,
                   bool want_logits = false);
@@ -51,6 +35,7 @@ class Sequence {
   Model& model_;
   std::vector<std::uint32_t> blocks_;
   std::vector<std::uint32_t> history_;
+  std::uint32_t prompt_len_ = 0;  // the first feed's tokens
   std::uint32_t draws_ = 0;
 };
 

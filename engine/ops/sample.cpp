@@ -41,6 +41,24 @@ std::uint32_t row_workgroup(const Kernels& k, std::uint32_t ncols) {
 
 }  // namespace
 
+SamplingRow sampling_row(const sample::SamplingParams& p, std::uint32_t counter,
+                         std::uint32_t penalty_offset, std::uint32_t penalty_count) {
+  SamplingRow row;
+  row.temperature = p.temperature;
+  row.top_k = p.top_k;
+  row.top_p = p.top_p;
+  row.min_p = p.min_p;
+  row.repetition_penalty = p.repetition_penalty;
+  row.presence_penalty = p.presence_penalty;
+  row.frequency_penalty = p.frequency_penalty;
+  row.seed_lo = static_cast<std::uint32_t>(p.seed);
+  row.seed_hi = static_cast<std::uint32_t>(p.seed >> 32);
+  row.counter = counter;
+  row.penalty_offset = penalty_offset;
+  row.penalty_count = penalty_count;
+  return row;
+}
+
 float sample_uniform(std::uint32_t seed_lo, std::uint32_t seed_hi, std::uint32_t counter) {
   const std::uint32_t h = pcg_hash(seed_lo ^ pcg_hash(seed_hi ^ pcg_hash(counter)));
   return static_cast<float>(h >> 8u) * (1.0f / 16777216.0f);

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "engine/ops/kernels.hpp"
+#include "engine/sample/params.hpp"
 
 namespace vkllm::ops {
 
@@ -46,15 +47,12 @@ struct TopLogprob {
 static_assert(sizeof(TopLogprob) == 8);
 constexpr std::uint32_t kNoTopToken = 0xFFFFFFFFu;
 
-// One entry of the penalty list: a token the request has seen and how many times (0: not seen,
-// only biased), and the request's logit bias for it (OpenAI logit_bias), added after penalties.
-struct PenaltyEntry {
-  std::uint32_t token = 0;
-  std::uint32_t count = 0;
-  float bias = 0;
-  std::uint32_t pad_ = 0;
-};
-static_assert(sizeof(PenaltyEntry) == 16);
+// One entry of a row's penalty list (engine/sample/params.hpp builds them).
+using PenaltyEntry = sample::PenaltyEntry;
+
+// The device row for one draw of a request; counter = index of the draw within the request.
+SamplingRow sampling_row(const sample::SamplingParams& p, std::uint32_t counter,
+                         std::uint32_t penalty_offset, std::uint32_t penalty_count);
 
 // The uniform draw in [0, 1) for (seed, counter): the same function on host and device.
 // h = pcg(seed_lo ^ pcg(seed_hi ^ pcg(counter))) with pcg the PCG output-permutation hash;
@@ -76,9 +74,9 @@ constexpr std::uint64_t sample_top_bytes(std::uint32_t nrows) {
 //
 // Exactly, per row with logits l (f32 throughout; the host reference in tests/reference/
 // sample_ref.hpp implements the same and is the test oracle):
-//  1. Penalties on a copy: for each entry (token, count) of the row's penalty list,
-//     l = (l > 0 ? l / repetition_penalty : l * repetition_penalty);
-//     l -= frequency_penalty * count + presence_penalty * (count > 0 ? 1 : 0).
+//  1. Penalties on a copy: for each entry (token, count, bias, seen) of the row's penalty list,
+//     seen: l = (l > 0 ? l / repetition_penalty : l * repetition_penalty);
+//     count > 0: l -= frequency_penalty * count + presence_penalty; then l += bias.
 //     Entries must name distinct tokens; entries past the bound `penalties` range or naming a
 //     token >= ncols are ignored. `penalties` holds at least one entry (bind a dummy if none).
 //  2. temperature <= 0: id = argmax of the penalized l (lowest index on ties). Otherwise

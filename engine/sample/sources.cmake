@@ -1,4 +1,5 @@
-# Sampling-side text logic (pure C++): stop strings.
+# Sampling-side logic (pure C++): parameters, penalty lists, stop strings.
 target_sources(vkllm_core PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/stop.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/penalties.cpp
 )

@@ -82,7 +82,7 @@ void add_sequence(model::StepInput& in, std::uint32_t mb, std::uint32_t bs,
   }
   in.query_start.push_back(static_cast<std::uint32_t>(in.token_ids.size()));
   in.sample_rows.push_back(static_cast<std::uint32_t>(in.token_ids.size() - 1));
-  in.sampling.push_back(model::sampling_row(greedy(), 0, 0, 0));
+  in.sampling.push_back(ops::sampling_row(greedy(), 0, 0, 0));
 }
 
 }  // namespace
@@ -265,7 +265,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "top logprobs per row, right from a replayed
     in.sample_rows.push_back(4 * s + 3);
     model::SamplingParams sp = greedy();
     if (s == 1) sp.temperature = 1.f;
-    in.sampling.push_back(model::sampling_row(sp, s, 0, 0));
+    in.sampling.push_back(ops::sampling_row(sp, s, 0, 0));
   }
   in.want_logits = true;
   // The same shape twice: the second step replays the first's recording with other N.
@@ -312,7 +312,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "a bad batch is refused before it reaches th
   in.slot_mapping = {0, 1};
   in.block_table.assign(m->max_blocks_per_seq(), 0);
   in.sample_rows = {1};
-  in.sampling = {model::sampling_row(greedy(), 0, 0, 0)};
+  in.sampling = {ops::sampling_row(greedy(), 0, 0, 0)};
   CHECK_NOTHROW(m->step(in));
   auto bad = in;
   bad.token_ids[1] = spec.vocab_size;

@@ -116,8 +116,9 @@ ops::SamplingRow random_row(std::mt19937& rng, Kind kind, std::uint32_t ncols) {
   return r;
 }
 
-// Penalties for about half the rows: distinct tokens, counts 0..5 (0: a logit bias only), a
-// logit bias on about a third of them.
+// Penalties for about half the rows: distinct tokens, counts 0..5 (0: not generated), seen or
+// not (the repetition penalty; unseen with count 0: a logit bias only), a logit bias on about a
+// third of them.
 std::vector<ops::PenaltyEntry> random_penalties(std::mt19937& rng, ops::SamplingRow& r,
                                                 std::uint32_t ncols, std::uint32_t offset) {
   std::vector<ops::PenaltyEntry> out;
@@ -134,7 +135,8 @@ std::vector<ops::PenaltyEntry> random_penalties(std::mt19937& rng, ops::Sampling
   tokens.resize(std::min<std::size_t>(ncols, 1 + rng() % 300));
   for (std::uint32_t tok : tokens) {
     const float bias = rng() % 3 == 0 ? 8.0f * (uf(rng) - 0.5f) : 0.0f;
-    out.push_back({tok, static_cast<std::uint32_t>(rng() % 6), bias});
+    const std::uint32_t count = static_cast<std::uint32_t>(rng() % 6);
+    out.push_back({tok, count, bias, count > 0 || rng() % 2 == 0 ? 1u : 0u});
   }
   r.penalty_count = static_cast<std::uint32_t>(out.size());
   return out;

@@ -12,12 +12,14 @@ namespace vkllm::ref {
 namespace {
 
 // Step 1, in f32 as the device (no fused multiply-add: the device's arithmetic is `precise`).
-float penalize(float l, std::uint32_t count, float bias, const ops::SamplingRow& row) {
-  if (count == 0) return l + bias;
-  float v = l > 0 ? l / row.repetition_penalty : l * row.repetition_penalty;
-  const float d = row.frequency_penalty * static_cast<float>(count) + row.presence_penalty;
-  v = v - d;
-  return v + bias;
+float penalize(float l, const ops::PenaltyEntry& pe, const ops::SamplingRow& row) {
+  float v = l;
+  if (pe.seen != 0) v = l > 0 ? l / row.repetition_penalty : l * row.repetition_penalty;
+  if (pe.count != 0) {
+    const float d = row.frequency_penalty * static_cast<float>(pe.count) + row.presence_penalty;
+    v = v - d;
+  }
+  return v + pe.bias;
 }
 
 bool near(double a, double b, double scale) {
@@ -67,7 +69,7 @@ SampleResult sample_row(std::span<const float> logits, const ops::SamplingRow& r
   // 1. Penalties on a copy.
   std::vector<float> l(logits.begin(), logits.end());
   for (const auto& pe : penalties) {
-    if (pe.token < n) l[pe.token] = penalize(l[pe.token], pe.count, pe.bias, row);
+    if (pe.token < n) l[pe.token] = penalize(l[pe.token], pe, row);
   }
 
   // 2. Greedy.
