@@ -25,6 +25,8 @@ class OutOfMemory : public Error { using Error::Error; };
 class DeviceLost : public Error { using Error::Error; };
 // No usable device, or the driver failed in a way the caller cannot fix.
 class DeviceError : public Error { using Error::Error; };
+// The caller asked to stop (a signal during a model load).
+class Cancelled : public Error { using Error::Error; };
 // The service cannot take work now (shutting down, still loading): retry later.
 class Unavailable : public Error { using Error::Error; };
 

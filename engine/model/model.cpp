@@ -105,6 +105,9 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   m->layers_.resize(config.n_layers);
   for (std::uint32_t l = 0; l < config.n_layers; ++l) {
     Layer& L = m->layers_[l];
+    if (o.should_stop && o.should_stop()) {
+      throw Cancelled(fmt::format("the load stopped at layer {} of {}", l, config.n_layers));
+    }
     L.attn_norm = upload_tensor(device, reader, layer_tensor(l, "attn_norm"));
     L.wq = upload_tensor(device, reader, layer_tensor(l, "attn_q"));
     L.wk = upload_tensor(device, reader, layer_tensor(l, "attn_k"));

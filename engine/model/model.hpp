@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -35,6 +36,9 @@ struct ModelOptions {
   // pins the guarantee for batch-dependent fast paths (split-K attention, cooperative-matrix
   // GEMM), which must check it and stay off.
   bool deterministic = false;
+  // Asked before each layer's upload; true stops the load with Cancelled (a signal while a big
+  // model loads). Empty: never.
+  std::function<bool()> should_stop;
 };
 
 // One step's flat batch. T = token_ids.size(), S = query_start.size() - 1.

@@ -7,7 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
-#include "engine/sample/stop.hpp"
+#include "engine/sample/penalties.hpp"
 
 namespace vkllm::serving {
 
@@ -27,8 +27,6 @@ struct Engine::Request {
   std::vector<std::uint32_t> prompt;
   RequestParams params;
   EventCallback callback;
-  std::optional<tok::StreamDecoder> decoder;
-  std::optional<sample::StopMatcher> stops;
   std::uint32_t generated = 0;
   bool done = false;
 };
@@ -115,6 +113,7 @@ void Engine::cancel(RequestId id) {
   {
     std::lock_guard lock(mu_);
     cancels_.push_back(id);
+    ++stats_.cancel_calls;
   }
   cv_.notify_all();
 }
@@ -153,7 +152,7 @@ void Engine::flush_finals() {
 void Engine::publish_stats() {
   stats_.running = scheduler_.num_running();
   stats_.waiting = scheduler_.num_waiting() + incoming_.size();
-  queued_ = live_.size() + incoming_.size();
+  queued_ = stats_.waiting;
   stats_.kv_blocks_free = pool_.num_free();
   stats_.kv_usage = double(pool_.num_used()) / pool_.usable_blocks();
   const auto& sc = scheduler_.counters();
@@ -167,25 +166,33 @@ void Engine::publish_stats() {
   stats_.replays = model_.replays();
 }
 
-void Engine::finish_request(RequestId id, FinishReason reason, const std::string& error) {
+void Engine::finish_request(RequestId id, FinishReason reason, const std::string& error,
+                            TokenEvent ev) {
   auto it = live_.find(id);
   if (it == live_.end()) return;
   Request& r = *it->second;
   if (!r.done) {
-    TokenEvent ev;
     ev.finish = reason;
     ev.error = error;
-    if (reason != FinishReason::error && reason != FinishReason::cancelled) {
-      if (r.decoder) {
-        auto res = r.stops->push(r.decoder->finish());
-        ev.text = res.emit;
-      }
-      ev.text += r.stops->finish();
-    }
     deliver(r, ev, true);
   }
   scheduler_.finish(id);
   live_.erase(it);
+}
+
+void Engine::admit(std::deque<std::unique_ptr<Request>>& incoming) {
+  for (auto& r : incoming) {
+    const RequestId id = r->id;
+    try {
+      scheduler_.add(id, r->prompt, r->params.max_tokens);
+      live_.emplace(id, std::move(r));
+    } catch (const InvalidRequest& e) {
+      TokenEvent ev;
+      ev.finish = FinishReason::error;
+      ev.error = e.what();
+      deliver(*r, ev, true);
+    }
+  }
 }
 
 void Engine::loop() {
@@ -202,20 +209,7 @@ void Engine::loop() {
       cancels.swap(cancels_);
       stopping = stopping_;
     }
-    for (auto& r : incoming) {
-      const RequestId id = r->id;
-      r->decoder.emplace(tokenizer_);
-      r->stops.emplace(r->params.stop);
-      try {
-        scheduler_.add(id, r->prompt, r->params.max_tokens);
-        live_.emplace(id, std::move(r));
-      } catch (const InvalidRequest& e) {
-        TokenEvent ev;
-        ev.finish = FinishReason::error;
-        ev.error = e.what();
-        deliver(*r, ev, true);
-      }
-    }
+    admit(incoming);
     for (RequestId id : cancels) finish_request(id, FinishReason::cancelled);
     if (stopping) {
       std::vector<RequestId> ids;
@@ -232,14 +226,13 @@ void Engine::loop() {
   }
 }
 
-void Engine::step() {
-  const sched::StepPlan plan = scheduler_.schedule();
-  if (plan.empty()) return;
+// The flat batch of one plan: every chunk's tokens, positions, slots and block table; one
+// sampling row (with its penalty list) per chunk that samples.
+model::StepInput Engine::build_step(const sched::StepPlan& plan, std::vector<Request*>& sampled) {
   const std::uint32_t bs = model_.options().block_size;
   const std::uint32_t mb = model_.max_blocks_per_seq();
   model::StepInput in;
   in.query_start = {0};
-  std::vector<Request*> sampled_requests;
   for (const sched::ScheduledChunk& c : plan.chunks) {
     const sched::Sequence& s = *scheduler_.find(c.id);
     Request& r = *live_.at(c.id);
@@ -254,32 +247,52 @@ void Engine::step() {
     in.query_start.push_back(static_cast<std::uint32_t>(in.token_ids.size()));
     if (!c.samples) continue;
     in.sample_rows.push_back(static_cast<std::uint32_t>(in.token_ids.size() - 1));
-    const model::SamplingParams& sp = r.params.sampling;
-    const bool penalize = sp.repetition_penalty != 1.f || sp.presence_penalty != 0.f ||
-                          sp.frequency_penalty != 0.f;
+    // s.tokens: the prompt, then what was generated (also after a preemption's recompute).
+    const std::span<const std::uint32_t> seen(s.tokens);
+    const std::size_t prompt_len = std::min(r.prompt.size(), seen.size());
+    const std::vector<sample::PenaltyEntry> entries = sample::build_penalties(
+        r.params.sampling, seen.first(prompt_len), seen.subspan(prompt_len), r.params.logit_bias);
     const std::uint32_t offset = static_cast<std::uint32_t>(in.penalties.size());
-    std::vector<ops::PenaltyEntry> entries;
-    if (penalize) {
-      const std::size_t n = std::min<std::size_t>(s.tokens.size(), sp.penalty_last_n);
-      entries = model::penalty_entries(std::span(s.tokens).last(n));
-    }
-    for (const LogitBias& b : r.params.logit_bias) {  // one entry per token: merge
-      auto it = std::find_if(entries.begin(), entries.end(),
-                             [&](const ops::PenaltyEntry& e) { return e.token == b.token; });
-      if (it != entries.end()) {
-        it->bias = b.bias;
-      } else {
-        entries.push_back({b.token, 0, b.bias});
-      }
-    }
     in.penalties.insert(in.penalties.end(), entries.begin(), entries.end());
-    in.sampling.push_back(model::sampling_row(sp, s.generated(), offset,
-                                              static_cast<std::uint32_t>(in.penalties.size()) - offset));
+    in.sampling.push_back(ops::sampling_row(r.params.sampling, s.generated(), offset,
+                                            static_cast<std::uint32_t>(entries.size())));
     if (r.params.logprobs) in.sampling.back().top_logprobs = r.params.top_logprobs;
     in.want_logprobs |= r.params.logprobs;
-    sampled_requests.push_back(&r);
+    sampled.push_back(&r);
   }
+  return in;
+}
 
+// Row `row` of the step's output belongs to `r`: deliver its token, or end the request on an
+// end-of-generation or stop token, or at its length.
+void Engine::append_sampled(Request& r, std::size_t row, const model::StepOutput& out) {
+  const std::uint32_t token = out.ids[row];
+  ++r.generated;
+  TokenEvent ev;
+  ev.tokens.push_back(token);
+  if (r.params.logprobs && row < out.logprobs.size()) ev.logprobs.push_back(out.logprobs[row]);
+  if (r.params.logprobs && r.params.top_logprobs > 0 && row < out.top.size()) {
+    ev.top_logprobs.push_back(out.top[row]);
+  }
+  const bool eog = tokenizer_.is_eog(static_cast<tok::TokenId>(token)) && !r.params.ignore_eos;
+  const auto& stops = r.params.stop_token_ids;
+  if (eog || std::find(stops.begin(), stops.end(), token) != stops.end()) {
+    finish_request(r.id, FinishReason::stop, {}, std::move(ev));
+    return;
+  }
+  const sched::Sequence* s = scheduler_.find(r.id);
+  if (s && s->generated() >= s->max_new_tokens) {
+    finish_request(r.id, FinishReason::length, {}, std::move(ev));
+    return;
+  }
+  deliver(r, ev, false);
+}
+
+void Engine::step() {
+  const sched::StepPlan plan = scheduler_.schedule();
+  if (plan.empty()) return;
+  std::vector<Request*> sampled;
+  const model::StepInput in = build_step(plan, sampled);
   model::StepOutput out;
   try {
     out = model_.step(in);
@@ -301,47 +314,7 @@ void Engine::step() {
     ++stats_.steps;
   }
   scheduler_.commit(plan, out.ids);
-
-  for (std::size_t i = 0; i < sampled_requests.size(); ++i) {
-    Request& r = *sampled_requests[i];
-    const std::uint32_t token = out.ids[i];
-    ++r.generated;
-    TokenEvent ev;
-    ev.tokens.push_back(token);
-    if (r.params.logprobs && i < out.logprobs.size()) ev.logprobs.push_back(out.logprobs[i]);
-    if (r.params.logprobs && r.params.top_logprobs > 0 && i < out.top.size()) {
-      ev.top_logprobs.push_back(out.top[i]);
-    }
-    FinishReason finish = FinishReason::none;
-    const bool eog = tokenizer_.is_eog(static_cast<tok::TokenId>(token));
-    if ((eog && !r.params.ignore_eos) ||
-        std::find(r.params.stop_token_ids.begin(), r.params.stop_token_ids.end(), token) !=
-            r.params.stop_token_ids.end()) {
-      finish = FinishReason::stop;
-    } else {
-      const auto res = r.stops->push(r.decoder->push(static_cast<tok::TokenId>(token)));
-      ev.text = res.emit;
-      if (res.stopped) finish = FinishReason::stop;
-    }
-    const sched::Sequence* s = scheduler_.find(r.id);
-    if (finish == FinishReason::none && s && s->generated() >= s->max_new_tokens) {
-      finish = FinishReason::length;
-    }
-    if (finish == FinishReason::none) {
-      deliver(r, ev, false);
-      continue;
-    }
-    if (finish == FinishReason::length) {
-      const auto res = r.stops->push(r.decoder->finish());
-      ev.text += res.emit;
-      if (!res.stopped) ev.text += r.stops->finish();
-      if (res.stopped) finish = FinishReason::stop;
-    }
-    ev.finish = finish;
-    deliver(r, ev, true);
-    scheduler_.finish(r.id);
-    live_.erase(r.id);
-  }
+  for (std::size_t i = 0; i < sampled.size(); ++i) append_sampled(*sampled[i], i, out);
 }
 
 }  // namespace vkllm::serving

@@ -1,7 +1,8 @@
-// The serving engine: its own thread runs the step loop (schedule -> one forward pass for every
-// scheduled sequence -> commit -> deliver tokens), fed by a bounded submission queue. Each
-// request gets its events through a callback called on the engine thread (the server posts them
-// to the connection's strand). Cancellation at any moment frees the request's blocks.
+// The serving engine core: its own thread runs the step loop (schedule -> one forward pass for
+// every scheduled sequence -> commit -> deliver tokens), fed by a bounded submission queue. It
+// deals in token ids only: text (detokenizing, stop strings) is the front end's
+// (engine/frontend/, docs/ARCHITECTURE.md "The life of a request"). Each request gets its events
+// through a callback called on the engine thread. Cancellation at any moment frees its blocks.
 #pragma once
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include "engine/kv/block_pool.hpp"
 #include "engine/model/model.hpp"
 #include "engine/model/sequence.hpp"
+#include "engine/sample/params.hpp"
 #include "engine/sched/scheduler.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
@@ -28,17 +30,13 @@ namespace vkllm::serving {
 
 using RequestId = std::uint64_t;
 
-struct LogitBias {
-  std::uint32_t token = 0;
-  float bias = 0;  // added to the token's logit before sampling (-100 bans, +100 forces)
-};
+using LogitBias = sample::LogitBias;
 
 struct RequestParams {
-  model::SamplingParams sampling;
+  sample::SamplingParams sampling;
   std::vector<LogitBias> logit_bias;
   std::uint32_t max_tokens = 256;
   std::vector<std::uint32_t> stop_token_ids;
-  std::vector<std::string> stop;  // stop strings (never emitted)
   bool ignore_eos = false;
   bool logprobs = false;          // the chosen token's log probability per token
   std::uint32_t top_logprobs = 0; // with logprobs: the N <= 20 most likely tokens per token
@@ -51,12 +49,12 @@ using TopLogprob = ops::TopLogprob;
 enum class FinishReason { none, stop, length, cancelled, error };
 const char* to_string(FinishReason reason);
 
-// One delivery to a request: tokens generated since the last event and their text.
+// One delivery to a request: the tokens generated since the last event. finish == stop: the
+// last token is an end-of-generation or stop token (the front end shows no text for it).
 struct TokenEvent {
   std::vector<std::uint32_t> tokens;
   std::vector<float> logprobs;  // per token, when asked
   std::vector<std::vector<TopLogprob>> top_logprobs;  // per token, when logprobs and N > 0 asked
-  std::string text;             // UTF-8 safe, stop strings removed
   FinishReason finish = FinishReason::none;
   std::string error;            // finish == error
   std::uint32_t prompt_tokens = 0;
@@ -69,14 +67,15 @@ using EventCallback = std::function<void(const TokenEvent&)>;
 struct EngineConfig {
   std::uint32_t max_num_seqs = 16;
   std::uint32_t max_num_batched_tokens = 512;
-  std::uint32_t max_queue = 256;  // waiting + queued submissions; more -> QueueFull
+  std::uint32_t max_queue = 256;  // requests waiting for a first step (not running); more -> QueueFull
   bool prefix_caching = true;
 };
 
-// Thrown by submit() when the queue is full (the server answers 429).
-class QueueFull : public InvalidRequest {
+// Thrown by submit() when the queue is full (the server answers 429). A sibling of
+// InvalidRequest, not a kind of it: a catch of InvalidRequest must never turn a 429 into a 400.
+class QueueFull : public Error {
  public:
-  using InvalidRequest::InvalidRequest;
+  using Error::Error;
 };
 
 struct EngineStats {
@@ -94,6 +93,7 @@ struct EngineStats {
   std::uint64_t steps = 0;
   std::uint64_t recordings = 0;
   std::uint64_t replays = 0;
+  std::uint64_t cancel_calls = 0;       // cancel() calls (one per abandoned request is right)
 };
 
 class Engine {
@@ -119,8 +119,13 @@ class Engine {
   struct Request;
   void loop();
   void step();
+  void admit(std::deque<std::unique_ptr<Request>>& incoming);
+  model::StepInput build_step(const sched::StepPlan& plan, std::vector<Request*>& sampled);
+  void append_sampled(Request& r, std::size_t row, const model::StepOutput& out);
   void deliver(Request& r, TokenEvent& ev, bool last);
-  void finish_request(RequestId id, FinishReason reason, const std::string& error = {});
+  // The one way a request ends: its last event (`ev`, with `reason`), then its blocks go back.
+  void finish_request(RequestId id, FinishReason reason, const std::string& error = {},
+                      TokenEvent ev = {});
   void publish_stats();  // under mu_
   static void invoke(const EventCallback& callback, const TokenEvent& ev);
   void flush_finals();   // after publish_stats: a finished request's blocks show as free
@@ -139,7 +144,7 @@ class Engine {
   bool stopping_ = false;
   std::atomic<bool> failed_{false};
   RequestId next_id_ = 1;
-  std::size_t queued_ = 0;  // incoming + waiting (for the queue bound)
+  std::size_t queued_ = 0;  // incoming + waiting (for the queue bound; running ones do not count)
 
   // Engine-thread state.
   std::unordered_map<RequestId, std::unique_ptr<Request>> live_;

@@ -13,7 +13,9 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <type_traits>
 
+#include "engine/frontend/text_output.hpp"
 #include "engine/gguf/gguf.hpp"
 #include "engine/model/model.hpp"
 #include "engine/model/synthetic.hpp"
@@ -34,7 +36,6 @@ struct Collector {
   std::vector<std::uint32_t> tokens;
   std::vector<float> logprobs;
   std::vector<std::vector<serving::TopLogprob>> top;
-  std::string text;
   FinishReason finish = FinishReason::none;
   std::string error;
   int final_events = 0;
@@ -47,13 +48,12 @@ struct Collector {
       tokens.insert(tokens.end(), ev.tokens.begin(), ev.tokens.end());
       logprobs.insert(logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
       top.insert(top.end(), ev.top_logprobs.begin(), ev.top_logprobs.end());
-      text += ev.text;
       if (ev.finish != FinishReason::none) {
         finish = ev.finish;
         error = ev.error;
         ++final_events;
-        cv.notify_all();
       }
+      cv.notify_all();
     };
   }
   void wait() {
@@ -61,6 +61,16 @@ struct Collector {
     REQUIRE(cv.wait_for(lock, std::chrono::seconds(300), [&] { return final_events > 0; }));
   }
 };
+
+// The request's text as the front end shows it: every token that is text (an ending stop or
+// end-of-generation token is not), through the server's TextOutput with `stop`.
+std::string text_of(const tok::Tokenizer& tokenizer, const Collector& c, std::vector<std::string> stop = {}) {
+  frontend::TextOutput out(tokenizer, frontend::TextOutputOptions{std::move(stop), false, false});
+  std::string text;
+  const std::size_t n = c.tokens.size() - (c.finish == FinishReason::stop ? 1 : 0);
+  for (std::size_t i = 0; i < n && !out.stopped(); ++i) text += out.push(c.tokens[i]).content;
+  return text + out.finish().content;
+}
 
 struct Fixture {
   gguf::Reader reader;
@@ -247,6 +257,33 @@ TEST_CASE_FIXTURE(test::DeviceTest, "cancellation mid-prefill, mid-decode and wh
   for (auto& c : cs) CHECK(c->final_events == 1);
 }
 
+TEST_CASE_FIXTURE(test::DeviceTest, "max_queue bounds the requests waiting, not the running ones") {
+  Fixture f = random_model(device(), 0, 1);
+  serving::EngineConfig ec;
+  ec.max_num_seqs = 1;
+  ec.max_queue = 1;
+  Engine engine(*f.model, f.tokenizer, ec);
+  const std::vector<std::uint32_t> p = {1, 50, 60, 70};
+  auto long_params = greedy(400);
+  long_params.ignore_eos = true;
+  Collector running;
+  const serving::RequestId a = engine.submit(p, long_params, running.callback());
+  {
+    std::unique_lock lock(running.mu);
+    REQUIRE(running.cv.wait_for(lock, std::chrono::seconds(300), [&] { return !running.tokens.empty(); }));
+  }
+  CHECK(engine.stats().running == 1);
+  Collector waiting;
+  CHECK_NOTHROW(engine.submit(p, greedy(2), waiting.callback()));  // the one waiting place
+  CHECK_THROWS_AS(engine.submit(p, greedy(2), [](const serving::TokenEvent&) {}), serving::QueueFull);
+  engine.cancel(a);
+  running.wait();
+  waiting.wait();
+  CHECK(waiting.finish != FinishReason::error);
+  // A 429 is never a kind of 400: a catch of InvalidRequest must not take QueueFull.
+  CHECK_FALSE(std::is_base_of_v<InvalidRequest, serving::QueueFull>);
+}
+
 TEST_CASE_FIXTURE(test::DeviceTest, "stop strings, stop ids, max tokens and bad requests") {
   Fixture f = random_model(device(), 0, 4);
   Engine engine(*f.model, f.tokenizer, {});
@@ -255,21 +292,17 @@ TEST_CASE_FIXTURE(test::DeviceTest, "stop strings, stop ids, max tokens and bad 
   engine.submit(p, greedy(30), base.callback());
   base.wait();
   REQUIRE(base.tokens.size() == 30);
-  REQUIRE(base.text.size() > 4);
+  const std::string base_text = text_of(f.tokenizer, base);
+  REQUIRE(base_text.size() > 4);
   CHECK(base.finish == FinishReason::length);
 
-  // A stop string from the middle of that text: the output ends right before it.
-  const std::string stop = base.text.substr(base.text.size() / 2, 3);
-  auto params = greedy(30);
-  params.stop = {stop};
-  Collector s;
-  engine.submit(p, params, s.callback());
-  s.wait();
-  CHECK(s.finish == FinishReason::stop);
-  CHECK(s.text == base.text.substr(0, base.text.find(stop)));
+  // A stop string from the middle of that text (matched by the front end's TextOutput over the
+  // engine's tokens): the output ends right before it.
+  const std::string stop = base_text.substr(base_text.size() / 2, 3);
+  CHECK(text_of(f.tokenizer, base, {stop}) == base_text.substr(0, base_text.find(stop)));
 
   // A stop token id.
-  params = greedy(30);
+  auto params = greedy(30);
   params.stop_token_ids = {base.tokens[5]};
   Collector t;
   engine.submit(p, params, t.callback());
@@ -349,6 +382,6 @@ TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the story through the engine, 
   const std::string doc = ss.str();
   const auto open = doc.find("```", doc.find("## 1.")) + 4;
   const std::string expected = doc.substr(open, doc.find("```", open) - open - 1);
-  CHECK(story.text == expected);
+  CHECK(text_of(tokenizer, story) == expected);
   CHECK(story.finish == FinishReason::length);
 }
