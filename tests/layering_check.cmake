@@ -7,7 +7,7 @@
 file(GLOB_RECURSE sources RELATIVE ${ROOT}
   ${ROOT}/common/*.?pp ${ROOT}/platform/*.?pp ${ROOT}/engine/*.?pp ${ROOT}/server/*.?pp
   ${ROOT}/shaders/*.?pp ${ROOT}/cli/*.?pp)
-set(core_dirs "engine/gguf/|engine/tokenizer/|engine/template/|engine/kv/|engine/sched/|engine/sample/")
+set(core_dirs "engine/gguf/|engine/tokenizer/|engine/template/|engine/kv/|engine/sched/|engine/sample/|engine/frontend/")
 set(failures "")
 foreach(f ${sources})
   file(STRINGS ${ROOT}/${f} includes REGEX "^[ \t]*#[ \t]*include")
