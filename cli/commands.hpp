@@ -59,6 +59,8 @@ struct SamplingFlags {
 struct RunOptions {
   std::string model;
   std::string prompt;
+  std::string prompt_file;        // --file: the prompt from a file ("-": standard input)
+  std::vector<std::string> stop;  // stop strings (the server's stop handling)
   std::uint32_t n_predict = 128;
   std::uint32_t ctx_size = 0;  // 0: min(model, 4096)
   int device = -1;             // -1: automatic (VKLLM_DEVICE, then the best)
@@ -105,8 +107,9 @@ struct ServeOptions {
   float gpu_memory_fraction = 0.9f;
   int device = -1;
   std::string chat_template_file;
-  std::string served_model_name;
+  std::vector<std::string> served_model_names;  // the first is the id; the others are aliases
   unsigned threads = 2;
+  std::uint64_t max_body_bytes = 8u << 20;
   std::uint32_t max_queue = 256;
   bool no_prefix_caching = false;
   bool deterministic = false;

@@ -5,13 +5,18 @@
 #include <cstdio>
 #include <condition_variable>
 #include <mutex>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <random>
+#include <sstream>
 
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "engine/frontend/text_output.hpp"
 #include "engine/gguf/gguf.hpp"
 #include "engine/model/model.hpp"
 #include "engine/model/sequence.hpp"
@@ -77,18 +82,45 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
+namespace {
+
+std::string read_prompt(const RunOptions& o) {
+  if (o.prompt_file.empty()) return o.prompt;
+  if (!o.prompt.empty()) throw InvalidRequest("give the prompt with -p or --file, not both");
+  std::ostringstream ss;
+  if (o.prompt_file == "-") {
+    ss << std::cin.rdbuf();
+    return ss.str();
+  }
+  if (std::filesystem::is_directory(o.prompt_file)) {
+    throw InvalidRequest(fmt::format("--file {} is a directory", o.prompt_file));
+  }
+  std::ifstream f(o.prompt_file, std::ios::binary);
+  if (!f) throw InvalidRequest(fmt::format("--file {}: cannot open for reading", o.prompt_file));
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void write_out(const std::string& text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
 int run_generate(const RunOptions& o) {
   if (o.sampling.temperature < 0 || o.sampling.top_p <= 0 || o.sampling.top_p > 1 ||
       o.sampling.min_p < 0 || o.sampling.min_p > 1 || o.sampling.repeat_penalty <= 0) {
     throw InvalidRequest("sampling: --temp >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, "
                          "--repeat-penalty > 0");
   }
+  const std::string prompt_text = read_prompt(o);
   model::ModelOptions mo;
   mo.max_seqs = 1;
   mo.context_length = o.ctx_size;
   Loaded L = load(o.model, o.device, mo);
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_gguf(L.reader);
-  const auto ids = tokenizer.encode(o.prompt);
+  const auto ids = tokenizer.encode(prompt_text);
   if (ids.empty()) throw InvalidRequest("the prompt is empty and the model adds no BOS token");
   std::vector<std::uint32_t> prompt(ids.begin(), ids.end());
   model::Sequence seq(*L.model);
@@ -98,7 +130,8 @@ int run_generate(const RunOptions& o) {
                                      prompt.size(), o.n_predict, seq.capacity()));
   }
   const model::SamplingParams params = to_params(o.sampling);
-  tok::StreamDecoder decoder(tokenizer);
+  // The same text path as the server: detokenize, stop strings, one finish for every end.
+  frontend::TextOutput text(tokenizer, frontend::TextOutputOptions{o.stop, false, false});
 
   const auto t0 = Clock::now();
   std::uint32_t next = seq.feed(prompt, params).ids[0];
@@ -108,15 +141,11 @@ int run_generate(const RunOptions& o) {
   while (generated < o.n_predict) {
     ++generated;
     if (!o.ignore_eos && tokenizer.is_eog(static_cast<tok::TokenId>(next))) break;
-    const std::string piece = decoder.push(static_cast<tok::TokenId>(next));
-    std::fwrite(piece.data(), 1, piece.size(), stdout);
-    std::fflush(stdout);
-    if (generated == o.n_predict) break;
+    write_out(text.push(next).content);
+    if (text.stopped() || generated == o.n_predict) break;
     next = seq.feed(std::span(&next, 1), params).ids[0];
   }
-  const std::string rest = decoder.finish();
-  std::fwrite(rest.data(), 1, rest.size(), stdout);
-  std::fputs("\n", stdout);
+  write_out(text.finish().content + "\n");
   const double gen_s = seconds_since(t1);
   log::info("prompt: {} tokens in {:.3f} s ({:.1f} tok/s); generated: {} tokens in {:.3f} s "
             "({:.1f} tok/s)",

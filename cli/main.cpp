@@ -1,4 +1,4 @@
-// vkllm: one thin main over the library (DESIGN.md): parses the command line, runs a
+// vkllm: one thin main over the library (docs/ARCHITECTURE.md "Rooms"): parses the command line, runs a
 // subcommand, and turns typed errors into a message and an exit code.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -6,11 +6,17 @@
 #include <exception>
 
 #include "cli/commands.hpp"
+#include "cli/version.hpp"
 #include "common/error.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"vkllm: LLM inference engine and OpenAI-compatible server on Vulkan"};
   app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();  // --help shows every default
+  const std::string version = fmt::format("vkllm {} (commit {}, {} build)", vkllm::cli::kVersion,
+                                          vkllm::cli::kCommit, vkllm::cli::kBuildType);
+  app.set_version_flag("--version", version, "Print the version, commit and build type");
+  auto* version_cmd = app.add_subcommand("version", "Print the version, commit and build type");
 
   vkllm::cli::DevicesOptions devices;
   auto* devices_cmd = app.add_subcommand("devices", "List Vulkan devices and their capabilities");
@@ -49,6 +55,8 @@ int main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand("run", "Generate text from a prompt (text on stdout, logs on stderr)");
   run_cmd->add_option("-m,--model", run.model, "GGUF model file")->required();
   run_cmd->add_option("-p,--prompt", run.prompt, "Prompt text (may be empty)");
+  run_cmd->add_option("-f,--file", run.prompt_file, "Read the prompt from a file ('-': standard input)");
+  run_cmd->add_option("--stop", run.stop, "Stop string (repeatable): generation ends before it, as the server's 'stop'");
   run_cmd->add_option("-n,--n-predict", run.n_predict, "Tokens to generate")->check(CLI::Range(1u, 1u << 20));
   run_cmd->add_option("-c,--ctx-size", run.ctx_size, "Context length (0: min(model, 4096))");
   run_cmd->add_option("--device", run.device, "Vulkan device index (see `vkllm devices`)");
@@ -96,15 +104,23 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--gpu-memory-fraction", serve.gpu_memory_fraction, "Fraction of device memory to plan with");
   serve_cmd->add_option("--device", serve.device, "Vulkan device index");
   serve_cmd->add_option("--chat-template", serve.chat_template_file, "Jinja chat template file (overrides the model's)");
-  serve_cmd->add_option("--served-model-name", serve.served_model_name, "Model name in the API (default: file stem)");
+  serve_cmd->add_option("--served-model-name", serve.served_model_names,
+                        "Model name(s) in the API: the first is the id, others are aliases (default: file stem)");
+  serve_cmd->add_option("--max-body-bytes", serve.max_body_bytes, "Largest request body accepted (413 above)")
+      ->check(CLI::Range(std::uint64_t{1024}, std::uint64_t{1} << 32));
   serve_cmd->add_option("--threads", serve.threads, "HTTP io threads")->check(CLI::Range(1u, 256u));
-  serve_cmd->add_option("--max-queue", serve.max_queue, "Requests waiting before 429");
+  serve_cmd->add_option("--max-queue", serve.max_queue,
+                        "Requests waiting for their first step (not running) before new ones get 429");
   serve_cmd->add_option("--default-max-tokens", serve.default_max_tokens, "max_tokens when a request gives none");
   serve_cmd->add_flag("--no-prefix-caching", serve.no_prefix_caching, "Disable the prefix cache");
   serve_cmd->add_flag("--deterministic", serve.deterministic, "Batch-invariant kernels (same tokens alone or batched)");
 
   CLI11_PARSE(app, argc, argv);
   try {
+    if (*version_cmd) {
+      fmt::print("{}\n", version);
+      return 0;
+    }
     if (*devices_cmd) return vkllm::cli::run_devices(devices);
     if (*tokenize_cmd) return vkllm::cli::run_tokenize(tokenize);
     if (*chat_cmd) return vkllm::cli::run_chat_template(chat);

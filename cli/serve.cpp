@@ -1,6 +1,10 @@
 // `vkllm serve`: load the model, plan memory, start the engine and the HTTP server, and shut down
 // gracefully on SIGINT/SIGTERM (exit 0).
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -39,18 +43,68 @@ std::string special_text(const tok::Tokenizer& t, tok::TokenId id) {
 
 }  // namespace
 
-int run_serve(const ServeOptions& o) {
-  if (!(o.gpu_memory_fraction > 0.f && o.gpu_memory_fraction <= 1.f)) {
-    throw InvalidRequest("--gpu-memory-fraction must be in (0, 1]");
-  }
-  // Signals are taken by sigwait below: block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+namespace {
 
-  // Bind first: while the model loads every route answers 503 "the model is loading".
+// SIGINT/SIGTERM, taken by a thread of its own from before the model loads: a signal stops the
+// load too (a big model loads for minutes). The signals are blocked in every thread first.
+class SignalWatch {
+ public:
+  SignalWatch() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    thread_ = std::thread([this] {
+      const timespec tick{0, 100'000'000};
+      while (!quit_) {
+        const int sig = sigtimedwait(&set_, nullptr, &tick);
+        if (sig == SIGINT || sig == SIGTERM) {
+          std::lock_guard lock(mu_);
+          signal_ = sig;
+          cv_.notify_all();
+          return;
+        }
+      }
+    });
+  }
+  ~SignalWatch() {
+    quit_ = true;
+    thread_.join();
+  }
+  bool received() const {
+    std::lock_guard lock(mu_);
+    return signal_ != 0;
+  }
+  int wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return signal_ != 0; });
+    return signal_;
+  }
+  // Sleeps up to `ms`, less when a signal comes.
+  void sleep_for(std::chrono::milliseconds ms) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, ms, [this] { return signal_ != 0; });
+  }
+
+ private:
+  sigset_t set_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int signal_ = 0;
+  std::atomic<bool> quit_{false};
+  std::thread thread_;
+};
+
+// What a model file must be before the server binds: a readable regular file.
+void check_model_file(const std::string& path) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(st)) throw InvalidModel(fmt::format("{}: no such file", path));
+  if (std::filesystem::is_directory(st)) throw InvalidModel(fmt::format("{} is a directory, not a GGUF file", path));
+  if (!std::ifstream(path, std::ios::binary)) throw InvalidModel(fmt::format("{}: cannot open for reading", path));
+}
+
+server::ServerConfig server_config(const ServeOptions& o) {
   server::ServerConfig sc;
   sc.host = o.host;
   sc.port = o.port;
@@ -58,63 +112,103 @@ int run_serve(const ServeOptions& o) {
   sc.cors_origin = o.cors_origin;
   sc.threads = o.threads;
   sc.default_max_tokens = o.default_max_tokens;
-  sc.model_name = !o.served_model_name.empty() ? o.served_model_name
-                                               : std::filesystem::path(o.model).stem().string();
+  sc.body_limit = o.max_body_bytes;
+  sc.model_name = std::filesystem::path(o.model).stem().string();
+  if (!o.served_model_names.empty()) {
+    sc.model_name = o.served_model_names.front();
+    sc.model_aliases.assign(o.served_model_names.begin() + 1, o.served_model_names.end());
+  }
+  const char* wake = std::getenv("VKLLM_TEST_SPURIOUS_WAKEUP");
+  sc.test_spurious_wakeup = wake && std::string_view(wake) == "1";
+  return sc;
+}
+
+server::ChatSetup chat_setup(const ServeOptions& o, const gguf::Reader& reader, const tok::Tokenizer& tokenizer) {
+  std::string source(tmpl::kChatmlTemplate);
+  if (!o.chat_template_file.empty()) {
+    source = read_file(o.chat_template_file);
+  } else if (auto s = reader.find_string("tokenizer.chat_template")) {
+    source = *s;
+  } else {
+    log::info("{} has no chat template: using ChatML", o.model);
+  }
+  server::ChatSetup chat{tmpl::Template::parse(source), special_text(tokenizer, tokenizer.bos()),
+                         special_text(tokenizer, tokenizer.eos()), false};
+  // Reasoning models' templates know the thinking block: split it into reasoning_content.
+  chat.reasoning = source.find("</think>") != std::string::npos;
+  return chat;
+}
+
+void log_plan(const ServeOptions& o, const platform::Device& device, const model::Model& m) {
+  const model::ModelConfig& c = m.config();
+  const std::uint64_t kv_tokens = std::uint64_t{m.num_blocks() - 1} * m.options().block_size;
+  log::info("model {}: {} {} layers, d_model {}, {} heads ({} KV) x {}, vocab {}", o.model,
+            model::to_string(c.arch), c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size);
+  log::info("memory plan on {}: weights {} + workspace {} (steps of {} tokens, {} sequences) + KV "
+            "cache {} ({} blocks of {} tokens, {}) = {} tokens in the KV pool; context {} per request",
+            device.name(), format_bytes(m.weight_bytes()), format_bytes(m.workspace_bytes()),
+            m.options().max_batch_tokens, m.options().max_seqs, format_bytes(m.kv_bytes()),
+            m.num_blocks() - 1, m.options().block_size, m.kv_type() == ops::KvType::f16 ? "f16" : "f32",
+            kv_tokens, m.options().context_length);
+  if (o.deterministic) log::info("deterministic mode: every kernel reduces in an order independent of the batch");
+}
+
+}  // namespace
+
+int run_serve(const ServeOptions& o) {
+  if (!(o.gpu_memory_fraction > 0.f && o.gpu_memory_fraction <= 1.f)) {
+    throw InvalidRequest("--gpu-memory-fraction must be in (0, 1]");
+  }
+  check_model_file(o.model);
+  SignalWatch signals;  // before any other thread starts, so every thread blocks the signals
+
+  // Bind first: while the model loads every route answers 503 "the model is loading".
+  const server::ServerConfig sc = server_config(o);
   server::Server srv(sc);
   srv.start();
   log::info("listening on http://{}:{} (model name '{}'{}); loading the model", o.host, srv.port(),
             sc.model_name, o.api_key.empty() ? "" : ", API key required");
   // Fault injection for the end-to-end tests: a slow load, to see the 503 answers.
   if (const char* delay = std::getenv("VKLLM_TEST_LOAD_DELAY_MS")) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::strtoul(delay, nullptr, 10)));
+    signals.sleep_for(std::chrono::milliseconds(std::strtoul(delay, nullptr, 10)));
   }
-
+  // Declared parents first: the instance outlives the device, the device the model.
   platform::Instance instance = platform::Instance::create({});
-  const std::size_t index = instance.choose_device(o.device >= 0 ? std::optional<std::size_t>(o.device) : std::nullopt);
-  auto device = platform::Device::open(instance, index);
-  gguf::Reader reader = gguf::Reader::open(o.model);
-  const tok::Tokenizer tokenizer = tok::Tokenizer::from_gguf(reader);
-
-  model::ModelOptions mo;
-  mo.max_batch_tokens = o.max_num_batched_tokens;
-  mo.max_seqs = o.max_num_seqs;
-  mo.block_size = o.block_size;
-  mo.context_length = o.ctx_size;
-  mo.gpu_memory_fraction = o.gpu_memory_fraction;
-  mo.deterministic = o.deterministic;
-  auto m = model::Model::load(*device, reader, mo);
-  const model::ModelConfig& c = m->config();
-  const std::uint64_t kv_tokens = std::uint64_t{m->num_blocks() - 1} * m->options().block_size;
-  log::info("model {}: {} {} layers, d_model {}, {} heads ({} KV) x {}, vocab {}", o.model,
-            model::to_string(c.arch), c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size);
-  log::info("memory plan on {}: weights {} + workspace {} (steps of {} tokens, {} sequences) + KV "
-            "cache {} ({} blocks of {} tokens, {}) = {} tokens in the KV pool; context {} per request",
-            device->name(), format_bytes(m->weight_bytes()), format_bytes(m->workspace_bytes()),
-            m->options().max_batch_tokens, m->options().max_seqs, format_bytes(m->kv_bytes()),
-            m->num_blocks() - 1, m->options().block_size, m->kv_type() == ops::KvType::f16 ? "f16" : "f32",
-            kv_tokens, m->options().context_length);
-  if (o.deterministic) {
-    log::info("deterministic mode: every kernel reduces in an order independent of the batch");
+  std::unique_ptr<platform::Device> device;
+  std::optional<gguf::Reader> reader;
+  std::optional<tok::Tokenizer> tokenizer;
+  std::unique_ptr<model::Model> m;
+  try {
+    if (signals.received()) throw Cancelled("a signal came before the load");
+    const std::size_t index = instance.choose_device(o.device >= 0 ? std::optional<std::size_t>(o.device) : std::nullopt);
+    device = platform::Device::open(instance, index);
+    reader.emplace(gguf::Reader::open(o.model));
+    tokenizer.emplace(tok::Tokenizer::from_gguf(*reader));
+    model::ModelOptions mo;
+    mo.max_batch_tokens = o.max_num_batched_tokens;
+    mo.max_seqs = o.max_num_seqs;
+    mo.block_size = o.block_size;
+    mo.context_length = o.ctx_size;
+    mo.gpu_memory_fraction = o.gpu_memory_fraction;
+    mo.deterministic = o.deterministic;
+    mo.should_stop = [&signals] { return signals.received(); };
+    m = model::Model::load(*device, *reader, mo);
+  } catch (const Cancelled& e) {
+    log::info("stopped while loading the model ({})", e.what());
+    srv.shutdown();
+    srv.wait();
+    return 0;
   }
-
-  server::ChatSetup chat{tmpl::Template::parse(tmpl::kChatmlTemplate), special_text(tokenizer, tokenizer.bos()),
-                         special_text(tokenizer, tokenizer.eos())};
-  if (!o.chat_template_file.empty()) {
-    chat.chat_template = tmpl::Template::parse(read_file(o.chat_template_file));
-  } else if (auto s = reader.find_string("tokenizer.chat_template")) {
-    chat.chat_template = tmpl::Template::parse(*s);
-  } else {
-    log::info("{} has no chat template: using ChatML", o.model);
-  }
+  log_plan(o, *device, *m);
 
   serving::EngineConfig ec;
   ec.max_num_seqs = o.max_num_seqs;
   ec.max_num_batched_tokens = o.max_num_batched_tokens;
   ec.max_queue = o.max_queue;
   ec.prefix_caching = !o.no_prefix_caching;
-  serving::Engine engine(*m, tokenizer, ec);
+  serving::Engine engine(*m, *tokenizer, ec);
 
-  srv.attach(engine, tokenizer, std::move(chat));
+  srv.attach(engine, *tokenizer, chat_setup(o, *reader, *tokenizer));
   // The server stops before the engine it points to goes away, on every path out of here.
   struct StopServerFirst {
     server::Server& srv;
@@ -125,8 +219,7 @@ int run_serve(const ServeOptions& o) {
   } stop_server_first{srv};
   log::info("ready: serving '{}' on http://{}:{}", sc.model_name, o.host, srv.port());
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = signals.wait();
   log::info("{}: shutting down (in-flight requests get {} s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
             sc.shutdown_grace.count());
   srv.shutdown();

@@ -1,16 +1,18 @@
 // The OpenAI-compatible HTTP server (Boost.Asio + Beast, C++20 coroutines): routes, auth,
 // limits, SSE streaming, disconnect -> cancel, metrics, graceful shutdown. One io_context with
-// N threads; each connection runs on its own strand; engine events arrive through a per-request
-// queue that wakes the connection's coroutine.
+// N io threads that only move bytes; parsing, template rendering and tokenizing run on a small
+// worker pool; each connection runs on its own strand; engine events arrive through a
+// per-request queue that wakes the connection's coroutine (docs/ARCHITECTURE.md "Threads").
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "engine/frontend/prompt.hpp"
 #include "engine/serving/engine.hpp"
-#include "engine/template/template.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
 namespace vkllm::server {
@@ -20,20 +22,21 @@ struct ServerConfig {
   std::uint16_t port = 8080;  // 0: any free port (tests)
   std::string api_key;        // empty: no auth
   std::string cors_origin;    // empty: no CORS headers
-  std::string model_name = "vkllm";
-  unsigned threads = 2;
+  std::string model_name = "vkllm";        // the id responses carry
+  std::vector<std::string> model_aliases;  // other names a request's "model" may use
+  unsigned threads = 2;                    // io threads
+  unsigned workers = 2;                    // parsing, templates, tokenizing
   std::uint64_t body_limit = 8u << 20;
   std::uint32_t header_limit = 16u << 10;
   std::chrono::seconds read_timeout{30};      // before every read, including keep-alive idle
   std::chrono::seconds shutdown_grace{5};     // in-flight requests get this long to finish
   std::uint32_t default_max_tokens = 256;
+  // Test hook (VKLLM_TEST_SPURIOUS_WAKEUP): every generation's first socket wait wakes with
+  // nothing to read, as the reactor may report stale readiness.
+  bool test_spurious_wakeup = false;
 };
 
-struct ChatSetup {
-  tmpl::Template chat_template;
-  std::string bos_token;
-  std::string eos_token;
-};
+using ChatSetup = frontend::ChatSetup;
 
 class Server {
  public:
@@ -53,7 +56,7 @@ class Server {
   // Graceful: stop accepting, let in-flight requests finish within the grace period, cancel the
   // rest (their streams end cleanly), then stop the threads. Safe from a signal-handling thread.
   void shutdown();
-  // Blocks until shutdown() completed.
+  // Blocks until shutdown() completed (at once when start() never ran or failed).
   void wait();
 
   struct Impl;

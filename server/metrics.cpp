@@ -96,6 +96,8 @@ std::string Metrics::render(const serving::EngineStats& s) const {
   counter("vkllm:engine_steps_total", "Forward passes run.", double(s.steps));
   counter("vkllm:command_buffer_replays_total", "Steps that replayed a recorded command buffer.",
           double(s.replays));
+  counter("vkllm:cancel_requests_total", "Cancellations asked of the engine (clients gone, stop strings).",
+          double(s.cancel_calls));
   out += "# HELP vllm:request_success_total Finished requests by finish reason.\n"
          "# TYPE vllm:request_success_total counter\n";
   for (const auto& [reason, n] : finished_) {

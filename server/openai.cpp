@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <fmt/format.h>
 
 namespace vkllm::server {
@@ -129,104 +130,149 @@ json::object usage_json(const Usage& u) {
   return o;
 }
 
-ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits) {
-  json::error_code ec;
-  json::value root = json::parse(body, ec);
-  if (ec) fail("", fmt::format("the body is not valid JSON: {}", ec.message()));
-  if (!root.is_object()) fail("", "the body must be a JSON object");
-  const json::object& o = root.get_object();
-  ParsedRequest r;
-  r.endpoint = endpoint;
-  if (const json::value* m = field(o, "model")) {
-    if (!m->is_string()) fail("model", "'model' must be a string");
-    r.model = std::string(m->get_string());
-  }
-  if (const json::value* n = field(o, "n"); n && integer(*n, "n") != 1) {
-    fail("n", "only n = 1 is supported");
-  }
-  if (const json::value* b = field(o, "best_of"); b && integer(*b, "best_of") != 1) {
-    fail("best_of", "only best_of = 1 is supported");
-  }
+namespace {
 
-  if (endpoint == Endpoint::chat) {
-    const json::value* msgs = field(o, "messages");
-    if (!msgs) fail("messages", "'messages' is required");
-    if (!msgs->is_array()) fail("messages", "'messages' must be an array");
-    if (msgs->get_array().empty()) fail("messages", "'messages' must hold at least one message");
-    json::array normalized;
-    std::size_t i = 0;
-    for (const json::value& m : msgs->get_array()) {
-      const std::string param = fmt::format("messages[{}]", i);
-      if (!m.is_object()) fail(param, fmt::format("'{}' must be an object", param));
-      json::object msg = m.get_object();
-      const json::value* role = field(msg, "role");
-      if (!role || !role->is_string()) fail(param + ".role", fmt::format("'{}.role' must be a string", param));
-      const std::string_view rs = role->get_string();
-      if (rs != "system" && rs != "user" && rs != "assistant" && rs != "tool" && rs != "developer") {
-        fail(param + ".role", fmt::format("'{}.role' is '{}'; expected system, developer, user, assistant or tool",
-                                          param, rs));
-      }
-      const json::value* content = field(msg, "content");
-      if (!content && rs != "assistant") fail(param + ".content", fmt::format("'{}.content' is required", param));
-      msg["content"] = content_text(content ? *content : json::value(nullptr), i);
-      if (rs == "developer") msg["role"] = "system";
-      normalized.push_back(std::move(msg));
-      ++i;
+// messages -> r.prompt (chat): roles checked, content parts joined, "developer" as "system".
+void parse_messages(const json::object& o, ParsedRequest& r) {
+  const json::value* msgs = field(o, "messages");
+  if (!msgs) fail("messages", "'messages' is required");
+  if (!msgs->is_array()) fail("messages", "'messages' must be an array");
+  if (msgs->get_array().empty()) fail("messages", "'messages' must hold at least one message");
+  json::array normalized;
+  std::size_t i = 0;
+  for (const json::value& m : msgs->get_array()) {
+    const std::string param = fmt::format("messages[{}]", i);
+    if (!m.is_object()) fail(param, fmt::format("'{}' must be an object", param));
+    json::object msg = m.get_object();
+    const json::value* role = field(msg, "role");
+    if (!role || !role->is_string()) fail(param + ".role", fmt::format("'{}.role' must be a string", param));
+    const std::string_view rs = role->get_string();
+    if (rs != "system" && rs != "user" && rs != "assistant" && rs != "tool" && rs != "developer") {
+      fail(param + ".role", fmt::format("'{}.role' is '{}'; expected system, developer, user, assistant or tool",
+                                        param, rs));
     }
-    r.messages = std::move(normalized);
-    if (const json::value* t = field(o, "tools")) {
-      if (!t->is_array()) fail("tools", "'tools' must be an array");
-      r.tools = *t;
+    const json::value* content = field(msg, "content");
+    if (!content && rs != "assistant") fail(param + ".content", fmt::format("'{}.content' is required", param));
+    std::string text = content_text(content ? *content : json::value(nullptr), i);
+    r.prompt_bytes += text.size();
+    msg["content"] = std::move(text);
+    if (rs == "developer") msg["role"] = "system";
+    normalized.push_back(std::move(msg));
+    ++i;
+  }
+  r.prompt.kind = frontend::PromptInput::Kind::chat;
+  r.prompt.messages_json = json::serialize(normalized);
+  if (const json::value* t = field(o, "tools")) {
+    if (!t->is_array()) fail("tools", "'tools' must be an array");
+    r.prompt.tools_json = json::serialize(*t);
+  }
+  if (const json::value* k = field(o, "chat_template_kwargs")) {
+    if (!k->is_object()) fail("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    r.prompt.template_kwargs_json = json::serialize(*k);
+  }
+  if (const json::value* v = field(o, "add_generation_prompt")) {
+    r.prompt.add_generation_prompt = boolean(*v, "add_generation_prompt");
+  }
+  if (const json::value* v = field(o, "continue_final_message")) {
+    r.prompt.continue_final_message = boolean(*v, "continue_final_message");
+  }
+  if (r.prompt.continue_final_message) {
+    if (field(o, "add_generation_prompt") && r.prompt.add_generation_prompt) {
+      fail("continue_final_message", "'continue_final_message' and 'add_generation_prompt' cannot both be true");
     }
-  } else {
-    const json::value* p = field(o, "prompt");
-    if (!p) fail("prompt", "'prompt' is required");
-    auto token_array = [&](const json::array& a) {
-      std::vector<std::uint32_t> ids;
-      for (const json::value& t : a) {
-        const std::int64_t id = integer(t, "prompt");
-        if (id < 0 || (limits.vocab_size && id >= limits.vocab_size)) {
-          fail("prompt", fmt::format("token id {} is outside the vocabulary ({} tokens)", id, limits.vocab_size));
-        }
-        ids.push_back(static_cast<std::uint32_t>(id));
+    const json::object& last = normalized.back().get_object();
+    if (last.at("role") != "assistant") {
+      fail("continue_final_message", "'continue_final_message' needs the last message to be the assistant's");
+    }
+  }
+}
+
+// prompt -> r.prompt (completion): a string, token ids, or a one-element list of either.
+void parse_prompt(const json::object& o, const RequestLimits& limits, ParsedRequest& r) {
+  const json::value* p = field(o, "prompt");
+  if (!p) fail("prompt", "'prompt' is required");
+  auto token_array = [&](const json::array& a) {
+    std::vector<std::uint32_t> ids;
+    for (const json::value& t : a) {
+      const std::int64_t id = integer(t, "prompt");
+      if (id < 0 || (limits.vocab_size && id >= limits.vocab_size)) {
+        fail("prompt", fmt::format("token id {} is outside the vocabulary ({} tokens)", id, limits.vocab_size));
       }
-      return ids;
-    };
-    if (p->is_string()) {
-      r.prompt_text = std::string(p->get_string());
-    } else if (p->is_array()) {
-      const json::array& a = p->get_array();
-      if (a.empty()) fail("prompt", "'prompt' is empty");
-      if (a[0].is_string() || a[0].is_array()) {
-        if (a.size() != 1) fail("prompt", "a list of several prompts is not supported; send one per request");
-        if (a[0].is_string()) {
-          r.prompt_text = std::string(a[0].get_string());
-        } else {
-          r.prompt_tokens = token_array(a[0].get_array());
-        }
+      ids.push_back(static_cast<std::uint32_t>(id));
+    }
+    if (ids.empty()) fail("prompt", "'prompt' is empty");
+    r.prompt.kind = frontend::PromptInput::Kind::tokens;
+    r.prompt.tokens = std::move(ids);
+  };
+  auto text = [&](json::string_view s) {
+    r.prompt.kind = frontend::PromptInput::Kind::text;
+    r.prompt.text = std::string(s);
+    r.prompt_bytes = s.size();
+  };
+  if (p->is_string()) {
+    text(p->get_string());
+  } else if (p->is_array()) {
+    const json::array& a = p->get_array();
+    if (a.empty()) fail("prompt", "'prompt' is empty");
+    if (a[0].is_string() || a[0].is_array()) {
+      if (a.size() != 1) fail("prompt", "a list of several prompts is not supported; send one per request");
+      if (a[0].is_string()) {
+        text(a[0].get_string());
       } else {
-        r.prompt_tokens = token_array(a);
+        token_array(a[0].get_array());
       }
     } else {
-      fail("prompt", "'prompt' must be a string, an array of token ids, or a one-element list");
+      token_array(a);
     }
-    if (const json::value* e = field(o, "echo")) r.echo = boolean(*e, "echo");
-    if (const json::value* lp = field(o, "logprobs")) {
-      const std::int64_t n = integer(*lp, "logprobs");
-      if (n < 0 || n > 5) fail("logprobs", "'logprobs' must be between 0 and 5");
-      r.logprobs = true;
-      r.top_logprobs = static_cast<std::uint32_t>(n);
-    }
+  } else {
+    fail("prompt", "'prompt' must be a string, an array of token ids, or a one-element list");
   }
+  if (field(o, "suffix")) fail("suffix", "'suffix' (fill in the middle) is not supported");
+  if (const json::value* e = field(o, "echo")) r.echo = boolean(*e, "echo");
+  if (const json::value* lp = field(o, "logprobs")) {
+    const std::int64_t n = integer(*lp, "logprobs");
+    if (n < 0 || n > 5) fail("logprobs", "'logprobs' must be between 0 and 5");
+    r.logprobs = true;
+    r.top_logprobs = static_cast<std::uint32_t>(n);
+  }
+  if (r.echo && r.logprobs) {
+    fail("logprobs", "'echo' with 'logprobs' is not supported: prompt tokens' logprobs are not computed");
+  }
+}
 
-  // Sampling and limits.
+void parse_logit_bias(const json::object& o, const RequestLimits& limits, serving::RequestParams& sp) {
+  const json::value* b = field(o, "logit_bias");
+  if (!b) return;
+  if (!b->is_object()) fail("logit_bias", "'logit_bias' must be an object of token id -> bias");
+  if (b->get_object().size() > 300) fail("logit_bias", "'logit_bias' may name at most 300 tokens");
+  for (const auto& kv : b->get_object()) {
+    std::int64_t id = -1;
+    try {
+      std::size_t used = 0;
+      id = std::stoll(std::string(kv.key()), &used);
+      if (used != kv.key().size()) id = -1;
+    } catch (const std::exception&) {
+      id = -1;
+    }
+    if (id < 0 || (limits.vocab_size && id >= limits.vocab_size)) {
+      fail("logit_bias", fmt::format("'logit_bias' key '{}' is not a token id of this model",
+                                     std::string_view(kv.key())));
+    }
+    const double bias = number(kv.value(), "logit_bias");
+    if (!(bias >= -100 && bias <= 100)) fail("logit_bias", "'logit_bias' values must be between -100 and 100");
+    sp.logit_bias.push_back({static_cast<std::uint32_t>(id), static_cast<float>(bias)});
+  }
+}
+
+void parse_sampling(const json::object& o, const RequestLimits& limits, ParsedRequest& r) {
   serving::RequestParams& sp = r.params;
-  sp.max_tokens = limits.max_tokens_default;
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
     if (const json::value* v = field(o, key)) {
       const std::int64_t n = integer(*v, key);
-      if (n < 1 || n > (1 << 24)) fail(key, fmt::format("'{}' must be at least 1, got {}", key, n));
-      sp.max_tokens = static_cast<std::uint32_t>(n);
+      const std::int64_t lo = r.echo ? 0 : 1;  // echo with 0: score the prompt, generate nothing
+      if (n < lo) fail(key, fmt::format("'{}' must be at least {}, got {}", key, lo, n));
+      if (n > (1 << 24)) fail(key, fmt::format("'{}' must be at most {}, got {}", key, 1 << 24, n));
+      r.max_tokens = static_cast<std::uint32_t>(n);
     }
   }
   sp.sampling.temperature = static_cast<float>(ranged(o, "temperature", 0, 2, 1.0));
@@ -247,29 +293,13 @@ ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const Requ
   } else {
     sp.sampling.seed = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32);
   }
-  sp.stop = stop_list(o, limits);
-  if (const json::value* b = field(o, "logit_bias")) {
-    if (!b->is_object()) fail("logit_bias", "'logit_bias' must be an object of token id -> bias");
-    if (b->get_object().size() > 300) fail("logit_bias", "'logit_bias' may name at most 300 tokens");
-    for (const auto& kv : b->get_object()) {
-      std::int64_t id = -1;
-      try {
-        std::size_t used = 0;
-        id = std::stoll(std::string(kv.key()), &used);
-        if (used != kv.key().size()) id = -1;
-      } catch (const std::exception&) {
-        id = -1;
-      }
-      if (id < 0 || (limits.vocab_size && id >= limits.vocab_size)) {
-        fail("logit_bias", fmt::format("'logit_bias' key '{}' is not a token id of this model",
-                                       std::string_view(kv.key())));
-      }
-      const double bias = number(kv.value(), "logit_bias");
-      if (!(bias >= -100 && bias <= 100)) fail("logit_bias", "'logit_bias' values must be between -100 and 100");
-      sp.logit_bias.push_back({static_cast<std::uint32_t>(id), static_cast<float>(bias)});
-    }
-  }
-  if (endpoint == Endpoint::chat) {
+  r.stop = stop_list(o, limits);
+  parse_logit_bias(o, limits, sp);
+  if (const json::value* v = field(o, "ignore_eos")) sp.ignore_eos = boolean(*v, "ignore_eos");
+}
+
+void parse_output_options(const json::object& o, ParsedRequest& r) {
+  if (r.endpoint == Endpoint::chat) {
     if (const json::value* v = field(o, "logprobs")) r.logprobs = boolean(*v, "logprobs");
     if (const json::value* v = field(o, "top_logprobs")) {
       const std::int64_t n = integer(*v, "top_logprobs");
@@ -278,8 +308,8 @@ ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const Requ
       r.top_logprobs = static_cast<std::uint32_t>(n);
     }
   }
-  sp.logprobs = r.logprobs;
-  sp.top_logprobs = r.logprobs ? r.top_logprobs.value_or(0) : 0;
+  r.params.logprobs = r.logprobs;
+  r.params.top_logprobs = r.logprobs ? r.top_logprobs.value_or(0) : 0;
   if (const json::value* v = field(o, "stream")) r.stream = boolean(*v, "stream");
   if (const json::value* so = field(o, "stream_options")) {
     if (!so->is_object()) fail("stream_options", "'stream_options' must be an object");
@@ -291,10 +321,103 @@ ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const Requ
     if (!u->is_string()) fail("user", "'user' must be a string");
     r.user = std::string(u->get_string());
   }
-  if (const json::value* v = field(o, "ignore_eos")) sp.ignore_eos = boolean(*v, "ignore_eos");
+}
+
+}  // namespace
+
+namespace {
+
+// SAX handler of completion_prompt_bytes: the byte length of the top-level "prompt" string (or
+// of the strings of a top-level "prompt" array), without storing any of it.
+struct PromptBytes {
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+  int depth = 0;         // 1: inside the top-level object
+  bool in_prompt = false;  // the value of the top-level "prompt" key (and what it holds)
+  int prompt_depth = 0;
+  std::string key;
+  std::size_t bytes = 0, best = 0;
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+  void value_done() {
+    if (in_prompt && depth == prompt_depth) {
+      in_prompt = false;
+      best = std::max(best, bytes);
+    }
+  }
+  bool on_object_begin(json::error_code&) { ++depth; return true; }
+  bool on_object_end(std::size_t, json::error_code&) { --depth; value_done(); return true; }
+  bool on_array_begin(json::error_code&) { ++depth; return true; }
+  bool on_array_end(std::size_t, json::error_code&) { --depth; value_done(); return true; }
+  bool on_key_part(json::string_view s, std::size_t, json::error_code&) { key.append(s); return true; }
+  bool on_key(json::string_view s, std::size_t, json::error_code&) {
+    key.append(s);
+    if (depth == 1 && key == "prompt") {
+      in_prompt = true;
+      prompt_depth = 1;
+      bytes = 0;
+    }
+    key.clear();
+    return true;
+  }
+  bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+    if (in_prompt) bytes += s.size();
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, json::error_code&) {
+    if (in_prompt) bytes += s.size();
+    value_done();
+    return true;
+  }
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_int64(std::int64_t, json::string_view, json::error_code&) { value_done(); return true; }
+  bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { value_done(); return true; }
+  bool on_double(double, json::string_view, json::error_code&) { value_done(); return true; }
+  bool on_bool(bool, json::error_code&) { value_done(); return true; }
+  bool on_null(json::error_code&) { value_done(); return true; }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+};
+
+}  // namespace
+
+std::size_t completion_prompt_bytes(std::string_view body) {
+  json::basic_parser<PromptBytes> p{json::parse_options{}};
+  json::error_code ec;
+  p.write_some(false, body.data(), body.size(), ec);
+  return ec ? 0 : p.handler().best;
+}
+
+ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits) {
+  json::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec) fail("", fmt::format("the body is not valid JSON: {}", ec.message()));
+  if (!root.is_object()) fail("", "the body must be a JSON object");
+  const json::object& o = root.get_object();
+  ParsedRequest r;
+  r.endpoint = endpoint;
+  if (const json::value* m = field(o, "model")) {
+    if (!m->is_string()) fail("model", "'model' must be a string");
+    r.model = std::string(m->get_string());
+  }
+  if (const json::value* n = field(o, "n"); n && integer(*n, "n") != 1) {
+    fail("n", "only n = 1 is supported");
+  }
+  if (const json::value* b = field(o, "best_of"); b && integer(*b, "best_of") != 1) {
+    fail("best_of", "only best_of = 1 is supported");
+  }
+  if (endpoint == Endpoint::chat) {
+    parse_messages(o, r);
+  } else {
+    parse_prompt(o, limits, r);
+  }
+  parse_sampling(o, limits, r);
+  parse_output_options(o, r);
   return r;
 }
 
-std::string messages_to_json(const json::value& messages) { return json::serialize(messages); }
 
 }  // namespace vkllm::server

@@ -11,6 +11,7 @@
 
 #include <boost/json.hpp>
 
+#include "engine/frontend/prompt.hpp"
 #include "engine/serving/engine.hpp"
 
 namespace vkllm::server {
@@ -39,12 +40,12 @@ enum class Endpoint { chat, completion };
 // What a /v1/chat/completions or /v1/completions body asks for.
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::chat;
-  std::string model;
-  boost::json::value messages;                 // chat: the messages array, normalized
-  boost::json::value tools;                    // chat: tools, or null
-  std::string prompt_text;                     // completion with a text prompt
-  std::optional<std::vector<std::uint32_t>> prompt_tokens;  // completion with a token prompt
-  serving::RequestParams params;
+  std::string model;                           // empty: the served model
+  frontend::PromptInput prompt;                // what to render and tokenize
+  std::size_t prompt_bytes = 0;                // text bytes (messages' contents or the prompt)
+  serving::RequestParams params;               // max_tokens resolved later (see max_tokens)
+  std::optional<std::uint32_t> max_tokens;     // as asked; empty: the server's default
+  std::vector<std::string> stop;               // stop strings
   bool stream = false;
   bool include_usage = false;
   bool echo = false;                           // completion: prepend the prompt
@@ -55,16 +56,17 @@ struct ParsedRequest {
 
 // Limits the parser enforces beyond the types.
 struct RequestLimits {
-  std::uint32_t max_tokens_default = 256;
   std::uint32_t max_stop_strings = 4;
   std::uint32_t vocab_size = 0;
 };
 
+// The bytes of a completion body's "prompt" text, found without building the document (a
+// 32 MiB prompt is measured in a few milliseconds, before any copy of it); 0 when the body is
+// not valid JSON or has no such text (parse_request then says why).
+std::size_t completion_prompt_bytes(std::string_view body);
+
 // Throws ApiException (400) naming the field.
 ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits);
-
-// Chat message list to the template's value (content as a string or text parts joined).
-std::string messages_to_json(const boost::json::value& messages);
 
 struct Usage {
   std::uint32_t prompt_tokens = 0;

@@ -1,4 +1,4 @@
-// GGUF reader: maps the file, validates every field (reliability.md A1-A26), serves views.
+// GGUF reader: maps the file, validates every field (hostile-file cases A1-A26, tests/gguf/test_malformed.cpp), serves views.
 // Knows nothing of model architectures or tokenizers; only the file format and its limits.
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -283,7 +283,7 @@ void Parser::read_tensor_info(Reader& r) {
       fail(fmt::format("{}: dimension {} is negative ({})", what, d, static_cast<int64_t>(dim)));
     }
     // Zero dims are refused (a zero-element weight is never meaningful here, and it keeps
-    // every later division safe; upstream accepts them: reliability.md A16).
+    // every later division safe; upstream accepts them: hostile-file case A16).
     if (dim == 0) fail(fmt::format("{}: dimension {} is zero", what, d));
     const auto product = checked_mul(n_elements, dim);
     if (!product || *product > kInt64Max) {
@@ -400,6 +400,10 @@ Reader Reader::open(const std::filesystem::path& path, const ReaderLimits& limit
   const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw InvalidRequest(fmt::format("{}: cannot open: {}", name, std::strerror(errno)));
   struct stat st {};
+  if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    throw InvalidRequest(fmt::format("{} is a directory, not a GGUF file", name));
+  }
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     const int err = errno;
     ::close(fd);

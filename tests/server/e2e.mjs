@@ -1,104 +1,10 @@
 // End-to-end tests of `vkllm serve` on loopback (node:test + the official openai client).
-// Usage: node e2e.mjs <vkllm binary> <model.gguf> <work dir>
+// Usage: node e2e.mjs <vkllm binary> <model.gguf>
 // Every server is started on port 0 and found through its "listening on" log line.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import OpenAI from 'openai';
-
-const [vkllm, model] = process.argv.slice(2);
-if (!vkllm || !model) {
-  console.error('usage: node e2e.mjs <vkllm> <model.gguf>');
-  process.exit(2);
-}
-
-const servers = [];
-async function startServer(extra = []) {
-  const args = ['serve', '-m', model, '--port', '0', '--served-model-name', 'test-model', ...extra];
-  const proc = spawn(vkllm, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  servers.push(proc);
-  let log = '';
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 120000);
-    proc.stderr.on('data', (d) => {
-      log += d.toString();
-      const m = log.match(/listening on (http:\/\/[0-9.]+:\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    proc.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
-  });
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  // It listens before the model is loaded (503 until then): wait for ready.
-  for (let i = 0; ; ++i) {
-    const res = await fetch(`${url}/health`).catch(() => null);
-    if (res?.status === 200) break;
-    if (i > 1200) throw new Error(`server never became ready:\n${log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { proc, url, exited, log: () => log };
-}
-after(() => servers.forEach((p) => p.exitCode === null && p.kill('SIGKILL')));
-
-async function metrics(url) {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const get = (name) => {
-    const m = text.match(new RegExp(`^${name}\\{[^}]*\\} ([0-9.e+-]+)$`, 'm'));
-    return m ? Number(m[1]) : undefined;
-  };
-  return { text, get };
-}
-
-async function waitIdle(url) {
-  for (let i = 0; i < 400; i++) {
-    const m = await metrics(url);
-    if (m.get('vllm:num_requests_running') === 0 && m.get('vllm:num_requests_waiting') === 0 &&
-        m.get('vllm:gpu_cache_usage_perc') === 0) return m;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return metrics(url);
-}
-
-// Reads an SSE stream with fetch; returns the text and the raw events.
-async function streamChat(url, body, { abortAfter } = {}) {
-  const ctrl = new AbortController();
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ ...body, stream: true }), signal: ctrl.signal,
-  });
-  assert.equal(res.status, 200);
-  const reader = res.body.getReader();
-  const dec = new TextDecoder();
-  let buf = '', text = '', events = 0, done = false;
-  try {
-    for (;;) {
-      const { value, done: end } = await reader.read();
-      if (end) break;
-      buf += dec.decode(value, { stream: true });
-      let i;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
-        const ev = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        assert.ok(ev.startsWith('data: '), `SSE event: ${ev}`);
-        const data = ev.slice(6);
-        if (data === '[DONE]') { done = true; continue; }
-        const j = JSON.parse(data);
-        events++;
-        if (j.choices?.[0]?.delta?.content) text += j.choices[0].delta.content;
-        if (abortAfter !== undefined && events >= abortAfter) { ctrl.abort(); return { text, events, done, aborted: true }; }
-      }
-    }
-  } catch (e) {
-    if (e.name !== 'AbortError') throw e;
-  }
-  return { text, events, done };
-}
-
-const chatBody = (content, max_tokens = 24) => ({
-  model: 'test-model', messages: [{ role: 'user', content }], max_tokens, temperature: 0,
-});
+import { startServer, metrics, waitIdle, streamChat, chatBody } from './helpers.mjs';
 
 test('the openai client: chat, streamed chat with usage, completion, models.list', async () => {
   const s = await startServer(['--api-key', 'sekret']);
@@ -247,18 +153,8 @@ test('clients that vanish mid-stream or while queued free everything; the server
 });
 
 test('while the model loads every route answers 503 model_loading, then it serves', async () => {
-  const proc = spawn(vkllm, ['serve', '-m', model, '--port', '0', '--served-model-name', 'test-model'],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VKLLM_TEST_LOAD_DELAY_MS: '3000' } });
-  servers.push(proc);
-  let log = '';
-  const url = await new Promise((resolve, reject) => {
-    proc.stderr.on('data', (d) => {
-      log += d.toString();
-      const m = log.match(/listening on (http:\/\/[0-9.]+:\d+)/);
-      if (m) resolve(m[1]);
-    });
-    proc.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
-  });
+  const s = await startServer([], { env: { VKLLM_TEST_LOAD_DELAY_MS: '3000' }, ready: false });
+  const url = s.url;
   for (const [path, init] of [['/health', {}], ['/v1/models', {}],
     ['/v1/chat/completions', { method: 'POST', body: JSON.stringify(chatBody('hi', 2)) }]]) {
     const res = await fetch(`${url}${path}`, init);
@@ -275,9 +171,8 @@ test('while the model loads every route answers 503 model_loading, then it serve
   assert.ok(ready, 'ready after loading');
   const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chatBody('hi', 2)) });
   assert.equal(res.status, 200);
-  const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
-  proc.kill('SIGTERM');
-  assert.equal(await exited, 0);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
 });
 
 test('bad input gets the right status and an OpenAI-shaped error', async () => {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ctest entry for the server's end-to-end tests: installs the openai client from the npm registry
-# (once), picks stories260K from ../shared or writes a random-weight model, and runs e2e.mjs.
+# (once), picks stories260K from ../shared or writes a random-weight model, and runs e2e.mjs and
+# e2e_frontend.mjs, one after the other.
 set -euo pipefail
 vkllm="$1"; work="$2"; shared="${3:-}"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,6 +16,12 @@ if [ ! -f "$model" ]; then
   model="$work/micro.gguf"
   [ -f "$model" ] || "$vkllm" make-model --preset micro --type q8_0 -o "$model"
 fi
-cp "$here/e2e.mjs" "$work/"
-cd "$work" && node e2e.mjs "$vkllm" "$model" 2>&1 | tail -100
-exit "${PIPESTATUS[0]}"
+cp "$here/e2e.mjs" "$here/e2e_frontend.mjs" "$here/helpers.mjs" "$work/"
+cd "$work"
+status=0
+for f in e2e.mjs e2e_frontend.mjs; do
+  node "$f" "$vkllm" "$model" 2>&1 | tail -100
+  rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] || status=$rc
+done
+exit "$status"

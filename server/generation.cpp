@@ -1,0 +1,353 @@
+// The generation event loop (docs/ARCHITECTURE.md "The life of a request").
+#include "server/generation.hpp"
+#include "server/net.hpp"
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <random>
+
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include "engine/frontend/text_output.hpp"
+#include "server/responses.hpp"
+
+namespace vkllm::server {
+
+using namespace net::experimental::awaitable_operators;
+
+namespace {
+
+std::string new_id(const char* prefix) {
+  static std::atomic<std::uint64_t> counter{0};
+  static const std::uint64_t salt = std::random_device{}();
+  return fmt::format("{}-{:08x}{:08x}", prefix, static_cast<std::uint32_t>(salt), ++counter);
+}
+
+// Engine events for one request, handed from the engine thread to the connection's strand: the
+// callback queues the event, then posts a cancel of the timer the coroutine waits on. The post
+// runs on the strand, so it cannot fall between the coroutine's emptiness check and the start
+// of its wait; a cancel that finds no wait is harmless, the next check sees the event.
+struct EventQueue : std::enable_shared_from_this<EventQueue> {
+  explicit EventQueue(net::any_io_executor ex) : timer(ex) { timer.expires_at(Clock::time_point::max()); }
+  std::mutex mu;
+  std::deque<serving::TokenEvent> events;
+  net::steady_timer timer;
+
+  serving::EventCallback callback() {
+    return [self = shared_from_this()](const serving::TokenEvent& ev) {
+      {
+        std::lock_guard lock(self->mu);
+        self->events.push_back(ev);
+      }
+      net::post(self->timer.get_executor(), [self] { self->timer.cancel(); });
+    };
+  }
+  std::deque<serving::TokenEvent> take() {
+    std::lock_guard lock(mu);
+    return std::exchange(events, {});
+  }
+  bool empty() {
+    std::lock_guard lock(mu);
+    return events.empty();
+  }
+};
+
+enum class Peer { there, gone, pipelined };
+
+// What a readable socket means while we have not answered: one byte peeked without waiting.
+// 0 = EOF (the peer closed), data = a pipelined next request, EAGAIN = nothing (a wake-up with
+// nothing to read: the reactor can report readiness it saw before this wait began).
+Peer peek(tcp::socket& socket) {
+  char c;
+  const ssize_t n = ::recv(socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return Peer::pipelined;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return Peer::there;
+  return Peer::gone;
+}
+
+// Waits until the engine has events for the request; returns false when the client left. While
+// `watch_socket`, the socket is watched too (a client that closes is cancelled at once).
+awaitable<bool> wait_events(tcp::socket& socket, EventQueue& q, bool& watch_socket, bool& inject_wakeup) {
+  for (;;) {
+    if (!q.empty()) co_return true;
+    if (!watch_socket) {
+      co_await q.timer.async_wait(kAsTuple);
+      continue;
+    }
+    beast::error_code ec;
+    if (inject_wakeup) {  // test hook: the wake-up with nothing to read, deterministically
+      inject_wakeup = false;
+    } else {
+      auto r = co_await (q.timer.async_wait(kAsTuple) || socket.async_wait(tcp::socket::wait_read, kAsTuple));
+      if (r.index() == 0) continue;  // the timer: events (or nothing; the loop checks)
+      ec = std::get<0>(std::get<1>(r));
+    }
+    if (ec == net::error::operation_aborted) continue;
+    if (ec) co_return false;
+    switch (peek(socket)) {
+      case Peer::there: continue;
+      case Peer::gone: co_return false;
+      case Peer::pipelined: watch_socket = false; continue;  // read after this response
+    }
+  }
+}
+
+// Where a request's deltas go: SSE chunks as they come, or one JSON response at the end.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual awaitable<bool> begin(const std::string& echo) = 0;
+  virtual awaitable<bool> send(const Delta& d) = 0;
+  virtual awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) = 0;
+};
+
+class StreamSink : public Sink {
+ public:
+  StreamSink(const GenerationContext& ctx, beast::tcp_stream& stream, const HttpRequest& req, const ParsedRequest& pr,
+             ResponseBuilder& rb)
+      : ctx_(ctx), stream_(stream), req_(req), pr_(pr), rb_(rb) {}
+
+  awaitable<bool> begin(const std::string& echo) override {
+    http::response<http::empty_body> head{http::status::ok, req_.version()};
+    head.set(http::field::server, "vkllm");
+    head.set(http::field::content_type, "text/event-stream");
+    head.set(http::field::cache_control, "no-cache");
+    if (!ctx_.config.cors_origin.empty()) head.set(http::field::access_control_allow_origin, ctx_.config.cors_origin);
+    head.chunked(true);
+    head.keep_alive(false);
+    http::response_serializer<http::empty_body> sr{head};
+    auto [ec, n] = co_await http::async_write_header(stream_, sr, kAsTuple);
+    if (ec) co_return false;
+    if (pr_.endpoint == Endpoint::chat || !echo.empty()) {
+      Delta d;
+      d.content = echo;
+      // Named, not a temporary inside co_await: GCC 12 destroyed such temporaries twice.
+      const std::string chunk = json::serialize(rb_.chunk(d, first_));
+      first_ = false;
+      co_return co_await write(chunk);
+    }
+    co_return true;
+  }
+  awaitable<bool> send(const Delta& d) override {
+    if (d.content.empty() && d.reasoning.empty() && !d.finish && !pr_.logprobs) co_return true;
+    const std::string chunk = json::serialize(rb_.chunk(d, first_));
+    first_ = false;
+    co_return co_await write(chunk);
+  }
+  awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) override {
+    if (finish == serving::FinishReason::error) {
+      const std::string body = error_body({500, error, "server_error", "", ""});
+      if (!co_await write(body)) co_return false;
+    }
+    if (pr_.include_usage) {
+      const std::string chunk = json::serialize(rb_.usage_chunk(usage));
+      if (!co_await write(chunk)) co_return false;
+    }
+    if (!co_await write("[DONE]")) co_return false;
+    auto [ec, n] = co_await net::async_write(stream_, http::make_chunk_last(), kAsTuple);
+    co_return !ec;
+  }
+
+ private:
+  awaitable<bool> write(const std::string& payload) {
+    const std::string data = "data: " + payload + "\n\n";
+    stream_.expires_after(ctx_.config.read_timeout);
+    auto [ec, n] = co_await net::async_write(stream_, http::make_chunk(net::buffer(data)), kAsTuple);
+    stream_.expires_never();
+    co_return !ec;
+  }
+
+  const GenerationContext& ctx_;
+  beast::tcp_stream& stream_;
+  const HttpRequest& req_;
+  const ParsedRequest& pr_;
+  ResponseBuilder& rb_;
+  bool first_ = true;
+};
+
+class CollectSink : public Sink {
+ public:
+  CollectSink(const GenerationContext& ctx, const HttpRequest& req, ResponseBuilder& rb, GenerationResult& out)
+      : ctx_(ctx), req_(req), rb_(rb), out_(out) {}
+
+  awaitable<bool> begin(const std::string& echo) override {
+    all_.content = echo;
+    co_return true;
+  }
+  awaitable<bool> send(const Delta& d) override {
+    all_.content += d.content;
+    all_.reasoning += d.reasoning;
+    serving::TokenEvent& t = all_.tokens;
+    t.tokens.insert(t.tokens.end(), d.tokens.tokens.begin(), d.tokens.tokens.end());
+    t.logprobs.insert(t.logprobs.end(), d.tokens.logprobs.begin(), d.tokens.logprobs.end());
+    t.top_logprobs.insert(t.top_logprobs.end(), d.tokens.top_logprobs.begin(), d.tokens.top_logprobs.end());
+    if (d.finish) all_.finish = d.finish;
+    co_return true;
+  }
+  awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) override {
+    const bool stopping = ctx_.stopping.load();
+    if (finish == serving::FinishReason::error) {
+      out_.response = error_response(ctx_.config, req_, stopping, {500, error, "server_error", "", ""});
+    } else if (finish == serving::FinishReason::cancelled && stopping) {
+      out_.response = error_response(ctx_.config, req_, stopping, {503, "the server is shutting down", "server_error", "", ""});
+    } else {
+      out_.response = make_response(ctx_.config, req_, stopping, http::status::ok,
+                                    json::serialize(rb_.completion(all_, usage)));
+    }
+    co_return true;
+  }
+
+ private:
+  const GenerationContext& ctx_;
+  const HttpRequest& req_;
+  ResponseBuilder& rb_;
+  GenerationResult& out_;
+  Delta all_;
+};
+
+// Turns one engine event into a delta: text of every token that is text (an end-of-generation
+// or stop token has none), up to a stop string; at the end, whatever the text output held back.
+class Assembler {
+ public:
+  Assembler(const GenerationContext& ctx, const ParsedRequest& pr, const frontend::Prompt& prompt)
+      : text_(ctx.tokenizer, frontend::TextOutputOptions{pr.stop, ctx.reasoning && pr.endpoint == Endpoint::chat,
+                                                         prompt.starts_in_reasoning}) {}
+
+  // finish != none afterwards: the request is over for the client (the engine's own last event
+  // may still come after a stop string; it is ignored).
+  Delta apply(const serving::TokenEvent& ev) {
+    Delta d;
+    for (std::size_t i = 0; i < ev.tokens.size() && finish == serving::FinishReason::none; ++i) {
+      const bool end_token = i + 1 == ev.tokens.size() && ev.finish == serving::FinishReason::stop;
+      if (!end_token) append(d, text_.push(ev.tokens[i]));
+      d.tokens.tokens.push_back(ev.tokens[i]);
+      if (i < ev.logprobs.size()) d.tokens.logprobs.push_back(ev.logprobs[i]);
+      if (i < ev.top_logprobs.size()) d.tokens.top_logprobs.push_back(ev.top_logprobs[i]);
+      ++completion_tokens;
+      if (text_.stopped()) {
+        finish = serving::FinishReason::stop;
+        stop_string = true;
+      }
+    }
+    if (finish == serving::FinishReason::none && ev.finish != serving::FinishReason::none) {
+      finish = ev.finish;
+      error = ev.error;
+    }
+    cached_tokens = ev.cached_tokens;
+    if (finish != serving::FinishReason::none) {
+      append(d, text_.finish());
+      d.finish = finish_reason_name(finish);
+      // A request ended for the server's shutdown ends its stream as stopped.
+      if (finish == serving::FinishReason::cancelled) d.finish = "stop";
+    }
+    return d;
+  }
+
+  serving::FinishReason finish = serving::FinishReason::none;
+  bool stop_string = false;  // ended by a stop string: the engine still has it (cancel it)
+  std::string error;
+  std::uint32_t completion_tokens = 0;
+  std::uint32_t cached_tokens = 0;
+
+ private:
+  static void append(Delta& d, const frontend::TextDelta& t) {
+    d.content += t.content;
+    d.reasoning += t.reasoning;
+  }
+  frontend::TextOutput text_;
+};
+
+}  // namespace
+
+HttpResponse make_response(const ServerConfig& config, const HttpRequest& req, bool stopping, http::status status,
+                           std::string body, const char* content_type) {
+  HttpResponse res{status, req.version()};
+  res.set(http::field::server, "vkllm");
+  res.set(http::field::content_type, content_type);
+  if (!config.cors_origin.empty()) res.set(http::field::access_control_allow_origin, config.cors_origin);
+  res.keep_alive(req.keep_alive() && !stopping);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+HttpResponse error_response(const ServerConfig& config, const HttpRequest& req, bool stopping, const ApiError& e) {
+  HttpResponse res = make_response(config, req, stopping, static_cast<http::status>(e.status), error_body(e));
+  if (e.status == 429 || e.status == 503) res.set(http::field::retry_after, "1");
+  if (e.status == 401) res.set(http::field::www_authenticate, "Bearer");
+  return res;
+}
+
+awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_stream& stream, const HttpRequest& req,
+                                     const ParsedRequest& pr, frontend::Prompt prompt, std::uint32_t max_tokens,
+                                     Clock::time_point t0) {
+  GenerationResult out;
+  out.streamed = pr.stream;
+  std::string echo;
+  if (pr.echo && !prompt.text.empty()) echo = prompt.text;
+  if (pr.echo && prompt.text.empty()) {
+    echo = ctx.tokenizer.decode(std::vector<tok::TokenId>(prompt.tokens.begin(), prompt.tokens.end()));
+  }
+  ResponseBuilder rb(pr, ctx.tokenizer, new_id(pr.endpoint == Endpoint::chat ? "chatcmpl" : "cmpl"),
+                     ctx.config.model_name, echo.size());
+  out.id = rb.id();
+  Usage usage;
+  usage.prompt_tokens = static_cast<std::uint32_t>(prompt.tokens.size());
+  Assembler as(ctx, pr, prompt);
+  auto q = std::make_shared<EventQueue>(co_await net::this_coro::executor);
+  std::optional<serving::RequestId> rid;
+  if (max_tokens == 0) {  // echo with max_tokens 0: the prompt alone, nothing generated
+    as.finish = serving::FinishReason::length;
+  } else {
+    serving::RequestParams params = pr.params;
+    params.max_tokens = max_tokens;
+    rid = ctx.engine.submit(std::move(prompt.tokens), std::move(params), q->callback());
+  }
+  StreamSink stream_sink(ctx, stream, req, pr, rb);
+  CollectSink collect_sink(ctx, req, rb, out);
+  Sink& sink = pr.stream ? static_cast<Sink&>(stream_sink) : collect_sink;
+
+  bool alive = co_await sink.begin(echo);
+  bool watch = true;
+  bool inject_wakeup = ctx.config.test_spurious_wakeup;
+  double ttft = -1;
+  if (max_tokens == 0 && alive) {
+    Delta last;  // named: GCC 12 destroyed temporaries inside co_await twice
+    last.finish = "length";
+    alive = co_await sink.send(last);
+  }
+  while (alive && as.finish == serving::FinishReason::none) {
+    if (!co_await wait_events(stream.socket(), *q, watch, inject_wakeup)) {
+      alive = false;
+      break;
+    }
+    for (const serving::TokenEvent& ev : q->take()) {
+      if (ttft < 0 && !ev.tokens.empty()) ttft = seconds_between(t0, Clock::now());
+      const Delta d = as.apply(ev);
+      alive = co_await sink.send(d);
+      if (!alive || as.finish != serving::FinishReason::none) break;
+    }
+  }
+  // One cancel, then leave: a client that left, or a stop string the engine has not seen.
+  if (rid && (!alive || as.stop_string)) ctx.engine.cancel(*rid);
+  usage.completion_tokens = as.completion_tokens;
+  usage.cached_tokens = as.cached_tokens;
+  if (alive) alive = co_await sink.end(usage, as.finish, as.error);
+  const serving::FinishReason recorded = alive ? as.finish : serving::FinishReason::cancelled;
+  ctx.metrics.request_done(recorded, ttft, seconds_between(t0, Clock::now()), usage.prompt_tokens,
+                           usage.completion_tokens);
+  out.generated = usage.completion_tokens;
+  out.client_gone = !alive;
+  // 499: the client closed the connection (nginx's code); a streamed response's status is sent.
+  out.status = !alive ? 499 : pr.stream ? 200 : out.response.result_int();
+  co_return out;
+}
+
+}  // namespace vkllm::server

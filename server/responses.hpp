@@ -1,0 +1,53 @@
+// OpenAI response bodies of the generation endpoints: the whole response (stream: false) and the
+// SSE chunks (stream: true), with chat's and completions' logprob shapes. Pure JSON building.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <boost/json.hpp>
+
+#include "engine/serving/engine.hpp"
+#include "engine/tokenizer/tokenizer.hpp"
+#include "server/openai.hpp"
+
+namespace vkllm::server {
+
+// What one step of a request adds to its response: text (answer and thinking) and the tokens
+// shown with it, with their logprobs when asked.
+struct Delta {
+  std::string content;
+  std::string reasoning;
+  serving::TokenEvent tokens;  // tokens, logprobs, top_logprobs (finish unused)
+  const char* finish = nullptr;  // "stop" / "length" on the last delta
+};
+
+class ResponseBuilder {
+ public:
+  ResponseBuilder(const ParsedRequest& r, const tok::Tokenizer& tokenizer, std::string id,
+                  std::string model_name, std::size_t text_offset);
+
+  const std::string& id() const { return id_; }
+  // stream: false. `all`: every delta merged.
+  boost::json::object completion(const Delta& all, const Usage& usage) const;
+  // stream: true: one chunk (the first chat chunk carries the role).
+  boost::json::object chunk(const Delta& d, bool first);
+  // stream_options.include_usage: the last chunk before [DONE].
+  boost::json::object usage_chunk(const Usage& usage) const;
+
+ private:
+  boost::json::object head(const char* object) const;
+  boost::json::object chat_token_entry(std::uint32_t token, float logprob) const;
+  boost::json::value chat_logprobs(const serving::TokenEvent& gen) const;
+  boost::json::value completion_logprobs(const serving::TokenEvent& gen, std::size_t& text_offset) const;
+  std::string token_text(std::uint32_t token) const;
+
+  const ParsedRequest& r_;
+  const tok::Tokenizer& tokenizer_;
+  std::string id_;
+  std::string model_;
+  std::int64_t created_;
+  std::size_t text_offset_;  // completions: where the next token's piece starts in the text
+};
+
+}  // namespace vkllm::server

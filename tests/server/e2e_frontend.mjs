@@ -1,0 +1,321 @@
+// End-to-end tests of the request front end and the defects a review found (issue 10) and the
+// stream cut after its headers (issue 17): each test names what it guards. stories260K gives
+// exact greedy text; a random-weight model (no ../shared) skips the text checks visibly.
+// Usage: node e2e_frontend.mjs <vkllm binary> <model.gguf>
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import OpenAI from 'openai';
+import { model, startServer, metrics, waitIdle, streamChat, chatBody, post } from './helpers.mjs';
+
+const stories = model.endsWith('stories260K.gguf');
+if (!stories) console.log('# SKIPPED text checks: stories260K not found (random-weight model)');
+// EXPECTED.md item 1: the greedy story from BOS, 256 tokens.
+const STORY = stories ? (() => {
+  const doc = fs.readFileSync(path.join(path.dirname(model), 'EXPECTED.md'), 'utf8');
+  const open = doc.indexOf('```', doc.indexOf('## 1.')) + 4;
+  return doc.slice(open, doc.indexOf('```', open) - 1);
+})() : '';
+
+// Raw HTTP/1.1 on one kept-alive socket: send a request, read one response.
+function rawConnection(url) {
+  const { hostname, port } = new URL(url);
+  const sock = net.connect(Number(port), hostname);
+  let buf = '';
+  const waiters = [];
+  sock.on('data', (d) => { buf += d.toString(); waiters.splice(0).forEach((w) => w()); });
+  sock.on('close', () => waiters.splice(0).forEach((w) => w()));
+  const response = async () => {
+    for (;;) {
+      const head = buf.indexOf('\r\n\r\n');
+      if (head >= 0) {
+        const len = Number((buf.slice(0, head).match(/content-length: (\d+)/i) || [])[1] ?? 0);
+        if (buf.length >= head + 4 + len) {
+          const res = { head: buf.slice(0, head), body: buf.slice(head + 4, head + 4 + len) };
+          buf = buf.slice(head + 4 + len);
+          return res;
+        }
+      }
+      if (sock.destroyed) return null;
+      await new Promise((r) => waiters.push(r));
+    }
+  };
+  return {
+    async request(method, target, body = '') {
+      await new Promise((r) => (sock.connecting ? sock.once('connect', r) : r()));
+      sock.write(`${method} ${target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      return response();
+    },
+    close: () => sock.destroy(),
+  };
+}
+
+test('stories260K greedy text through chat and completions, streamed and not', { skip: !stories }, async () => {
+  // Chat through a template that writes the message alone: BOS + "Once upon a time" is the
+  // story's own start (EXPECTED.md), so the answer is the rest of the documented story.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vkllm-tmpl-'));
+  fs.writeFileSync(path.join(dir, 'plain.jinja'), "{% for m in messages %}{{ m['content'] }}{% endfor %}");
+  const s = await startServer(['--chat-template', path.join(dir, 'plain.jinja')]);
+  const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none' });
+  const body = { model: 'test-model', prompt: '', max_tokens: 256, temperature: 0 };
+  const comp = await client.completions.create(body);
+  assert.equal(comp.choices[0].text, STORY);
+  assert.equal((await streamChat(s.url, body, { path: '/v1/completions' })).text, STORY);
+  const rest = STORY.slice('Once upon a time'.length);
+  const chatReq = { ...chatBody('Once upon a time', 252) };
+  const chat = await client.chat.completions.create(chatReq);
+  assert.equal(chat.choices[0].message.content, rest);
+  assert.equal((await streamChat(s.url, chatReq)).text, rest);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('defect 1: the end (EOS) during a partial stop-string match keeps the held-back text', { skip: !stories }, async () => {
+  const s = await startServer();
+  // Greedy from an empty prompt says "... named Lily." first; a bias of 22 on EOS (id 2) makes
+  // it win first right after that ".". With the stop string ".ZZZ", the "." is held back (it
+  // may start ".ZZZ") when EOS comes: it must still be returned.
+  const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none' });
+  const body = { model: 'test-model', prompt: '', max_tokens: 40, temperature: 0, logit_bias: { 2: 22 } };
+  const plain = await client.completions.create(body);
+  assert.equal(plain.choices[0].finish_reason, 'stop', 'EOS ends the text');
+  assert.equal(plain.choices[0].text, 'Once upon a time, there was a little girl named Lily.');
+  const held = await client.completions.create({ ...body, stop: ['.ZZZ'] });
+  assert.equal(held.choices[0].text, plain.choices[0].text, 'the "." held for ".ZZZ" is not lost');
+  const heldStream = await streamChat(s.url, { ...body, stop: ['.ZZZ'] }, { path: '/v1/completions' });
+  assert.equal(heldStream.text, plain.choices[0].text);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('defect 2: tokenizing runs off the io threads; a huge prompt is refused before any', async () => {
+  const s = await startServer(['--threads', '1', '--max-body-bytes', String(40 << 20)],
+    { env: { VKLLM_TEST_TOKENIZE_DELAY_MS: '2000' } });
+  const order = [];
+  const slow = post(s.url, '/v1/chat/completions', chatBody('hi', 2)).then((r) => { order.push('chat'); return r; });
+  await new Promise((r) => setTimeout(r, 300));
+  const health = await fetch(`${s.url}/health`);
+  order.push('health');
+  assert.equal(health.status, 200);
+  assert.equal((await slow).status, 200);
+  assert.deepEqual(order, ['health', 'chat'], '/health answered while a prompt was being tokenized');
+
+  // Four 32 MiB prompts: refused by their byte length alone, each in < 100 ms of server time,
+  // and /health sent after them is answered before their replies.
+  const big = JSON.stringify({ model: 'test-model', prompt: 'x'.repeat(32 << 20), max_tokens: 1 });
+  const replies = [];
+  const bigs = Array.from({ length: 4 }, () => post(s.url, '/v1/completions', big).then(async (r) => {
+    replies.push('big');
+    return { status: r.status, body: await r.json() };
+  }));
+  const h = fetch(`${s.url}/health`).then((r) => { replies.push('health'); return r.status; });
+  assert.equal(await h, 200);
+  for (const r of await Promise.all(bigs)) {
+    assert.equal(r.status, 400);
+    assert.equal(r.body.error.code, 'context_length_exceeded');
+    assert.match(r.body.error.message, /33554432 bytes/);
+  }
+  assert.equal(replies[0], 'health');
+  await new Promise((r) => setTimeout(r, 200));
+  const times = [...s.log().matchAll(/POST \/v1\/completions 400 prompt=0 generated=0 ([0-9.]+)s/g)].map((m) => Number(m[1]));
+  assert.equal(times.length, 4, s.log());
+  times.forEach((t) => assert.ok(t < 0.1, `refused in ${t} s of server time`));
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('defect 5 and issue 17: one cancel per vanished client; a wake-up with nothing to read is no EOF', async () => {
+  // Every generation's first socket wait is woken with nothing to read (the reactor can report
+  // stale readiness): the stream must still end with [DONE], not be cut after its headers.
+  const s = await startServer(['--max-num-seqs', '4'], { env: { VKLLM_TEST_SPURIOUS_WAKEUP: '1' } });
+  for (let i = 0; i < 3; i++) {
+    const r = await streamChat(s.url, chatBody(`story ${i}`, 12));
+    assert.ok(r.done, `stream ${i} ended with [DONE]`);
+    assert.ok(r.finish);
+  }
+  const whole = await post(s.url, '/v1/chat/completions', chatBody('whole', 8));
+  assert.equal(whole.status, 200);
+  // Clients that vanish mid-stream while another request keeps the engine busy: each is
+  // cancelled exactly once (the old loop cancelled again on every wake-up until the engine
+  // answered).
+  const before = (await metrics(s.url)).get('vkllm:cancel_requests_total');
+  const busy = streamChat(s.url, chatBody('busy', 200));
+  const gone = await Promise.all(Array.from({ length: 3 }, (_, i) => streamChat(s.url, chatBody(`drop ${i}`, 300), { abortAfter: 2 })));
+  gone.forEach((g) => assert.ok(g.aborted));
+  assert.ok((await busy).done);
+  const m = await waitIdle(s.url);
+  assert.equal(m.get('vkllm:cancel_requests_total') - before, 3);
+  assert.equal(m.get('vkllm:http_responses_total', 'code="499"'), 3);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('defect 6: SIGTERM while the model loads stops the load and exits 0 at once', async () => {
+  const s = await startServer([], { env: { VKLLM_TEST_LOAD_DELAY_MS: '60000' }, ready: false });
+  const t0 = Date.now();
+  s.proc.kill('SIGTERM');
+  assert.deepEqual(await s.exited, { code: 0, signal: null });
+  assert.ok(Date.now() - t0 < 10000, `exited after ${Date.now() - t0} ms`);
+  assert.match(s.log(), /stopped while loading/);
+});
+
+test('defect 7 and 9: --max-queue counts waiting requests; a full queue is 429, never 400', async () => {
+  const s = await startServer(['--max-num-seqs', '1', '--max-queue', '1']);
+  const running = streamChat(s.url, { ...chatBody('running', 300), ignore_eos: true });
+  for (let i = 0; i < 200 && (await metrics(s.url)).get('vllm:num_requests_running') !== 1; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  // One running, none waiting: a waiting place is free.
+  const ctrl = new AbortController();
+  const waiting = fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(chatBody('waiting', 2)), signal: ctrl.signal }).catch((e) => e);
+  // Proven queued through /metrics before the client aborts.
+  let queued = false;
+  for (let i = 0; i < 200 && !queued; i++) {
+    queued = (await metrics(s.url)).get('vllm:num_requests_waiting') === 1;
+    if (!queued) await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.ok(queued, 'the second request waits');
+  const full = await post(s.url, '/v1/chat/completions', chatBody('third', 2));
+  assert.equal(full.status, 429);
+  assert.equal((await full.json()).error.code, 'queue_full');
+  ctrl.abort();
+  await waiting;
+  await running;
+  const m = await waitIdle(s.url);
+  assert.equal(m.get('vllm:num_requests_waiting'), 0);
+  assert.equal(m.get('vllm:gpu_cache_usage_perc'), 0);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('defect 8 and 9: keep-alive during shutdown gets 503; a non-streamed client that left is logged 499', async () => {
+  const s = await startServer();
+  // A non-streamed request whose client leaves mid-generation.
+  const ctrl = new AbortController();
+  const left = post(s.url, '/v1/chat/completions', { ...chatBody('leaving', 400), ignore_eos: true })
+    .catch(() => null);
+  void left;
+  const gone = fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'test-model', prompt: 'bye', max_tokens: 400, ignore_eos: true }), signal: ctrl.signal }).catch((e) => e);
+  await new Promise((r) => setTimeout(r, 300));
+  ctrl.abort();
+  await gone;
+  for (let i = 0; i < 100 && !/POST \/v1\/completions 499/.test(s.log()); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.match(s.log(), /POST \/v1\/completions 499/);
+
+  // A kept-alive connection, then SIGTERM while a long stream holds the grace period: a new
+  // request on that connection is refused with 503, not started.
+  const conn = rawConnection(s.url);
+  assert.match((await conn.request('GET', '/health')).head, /^HTTP\/1\.1 200/);
+  const long = streamChat(s.url, { ...chatBody('long', 1500), ignore_eos: true }).catch((e) => ({ error: e }));
+  await new Promise((r) => setTimeout(r, 300));
+  s.proc.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  const res = await conn.request('POST', '/v1/completions', JSON.stringify({ prompt: 'hi', max_tokens: 2 }));
+  assert.ok(res, 'an answer, not a closed connection');
+  assert.match(res.head, /^HTTP\/1\.1 503/);
+  assert.equal(JSON.parse(res.body).error.code, 'shutting_down');
+  conn.close();
+  await long;
+  assert.equal((await s.exited).code, 0);
+});
+
+test('API: max_tokens against the context, suffix, echo, models and aliases, tokenize shapes', async () => {
+  const s = await startServer(['--served-model-name', 'test-model', 'alias-model', '--ctx-size', '256']);
+  const expect = async (res, status, code) => {
+    assert.equal(res.status, status);
+    const j = await res.json();
+    if (code) assert.equal(j.error.code, code);
+    return j;
+  };
+  const tooMany = await expect(await post(s.url, '/v1/chat/completions', chatBody('hi', 1000)), 400, 'context_length_exceeded');
+  assert.match(tooMany.error.message, /256/);
+  assert.match(tooMany.error.message, /1000/);
+  assert.equal(tooMany.error.param, 'max_tokens');
+  const huge = await expect(await post(s.url, '/v1/chat/completions', chatBody('hi', 2 ** 25)), 400);
+  assert.match(huge.error.message, /at most 16777216/);
+  await expect(await post(s.url, '/v1/completions', { prompt: 'a', suffix: 'b' }), 400);
+  const echoLp = await expect(await post(s.url, '/v1/completions', { prompt: 'a', echo: true, logprobs: 1 }), 400);
+  assert.equal(echoLp.error.param, 'logprobs');
+  // echo with max_tokens 0: the prompt back, nothing generated.
+  const scored = await (await post(s.url, '/v1/completions', { prompt: 'Once upon a time', echo: true, max_tokens: 0 })).json();
+  assert.equal(scored.choices[0].text, 'Once upon a time');
+  assert.equal(scored.usage.completion_tokens, 0);
+  // Models: the id, an alias, an unknown name.
+  assert.equal((await (await fetch(`${s.url}/v1/models/test-model`)).json()).id, 'test-model');
+  assert.equal((await fetch(`${s.url}/v1/models/alias-model`)).status, 200);
+  await expect(await fetch(`${s.url}/v1/models/nope`), 404, 'model_not_found');
+  await expect(await post(s.url, '/v1/chat/completions', { ...chatBody('hi', 2), model: 'nope' }), 404, 'model_not_found');
+  assert.equal((await post(s.url, '/v1/chat/completions', { ...chatBody('hi', 2), model: 'alias-model' })).status, 200);
+  // /tokenize: vLLM's shape and llama-server's.
+  const v = await (await post(s.url, '/tokenize', { prompt: 'Once upon a time' })).json();
+  assert.equal(v.count, v.tokens.length);
+  assert.equal(v.max_model_len, 256);
+  const l = await (await post(s.url, '/tokenize', { content: 'Once upon a time', with_pieces: true })).json();
+  assert.ok(l.tokens.every((t) => typeof t.id === 'number' && typeof t.piece === 'string'));
+  assert.equal(l.tokens.map((t) => t.id).join(), v.tokens.slice(v.tokens.length - l.tokens.length).join());
+  const nospecial = await (await post(s.url, '/tokenize', { prompt: 'Once upon a time', add_special_tokens: false })).json();
+  assert.equal(nospecial.count, l.tokens.length);
+  const chat = await (await post(s.url, '/tokenize', { messages: [{ role: 'user', content: 'hi' }] })).json();
+  assert.ok(chat.count > nospecial.count - 4);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('chat: template kwargs, add_generation_prompt, continue_final_message, reasoning_content', async () => {
+  // A reasoning model's template: it opens <think> in the generation prompt, and drops the
+  // thinking of earlier assistant turns ("</think>" makes vkllm split the output).
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vkllm-tmpl-'));
+  const tmpl = path.join(dir, 'think.jinja');
+  fs.writeFileSync(tmpl, "{% for m in messages %}{% set c = m['content'] %}{% if '</think>' in c %}" +
+    "{% set c = c.split('</think>')[-1] %}{% endif %}<|im_start|>{{ m['role'] }}\n{{ c }}<|im_end|>\n{% endfor %}" +
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is false %}<think>\n\n</think>\n\n" +
+    "{% else %}<think>\n{% endif %}{% endif %}");
+  const s = await startServer(['--chat-template', tmpl]);
+  const tok = async (body) => (await (await post(s.url, '/tokenize', body)).json()).count;
+  const msgs = [{ role: 'user', content: 'hi' }];
+  const on = await tok({ messages: msgs });
+  const off = await tok({ messages: msgs, chat_template_kwargs: { enable_thinking: false } });
+  assert.ok(off > on, 'chat_template_kwargs reach the template');
+  // The output starts inside the thinking, which never closes here: all of it is reasoning.
+  const r = await (await post(s.url, '/v1/chat/completions', chatBody('Tell me', 12))).json();
+  assert.ok(r.choices[0].message.reasoning_content.length > 0);
+  assert.equal(r.choices[0].message.content, '');
+  const st = await streamChat(s.url, chatBody('Tell me', 12));
+  assert.equal(st.reasoning, r.choices[0].message.reasoning_content);
+  assert.equal(st.text, '');
+  // Thinking off: the answer is content.
+  const a = await (await post(s.url, '/v1/chat/completions', { ...chatBody('Tell me', 12), chat_template_kwargs: { enable_thinking: false } })).json();
+  assert.ok(a.choices[0].message.content.length > 0);
+  assert.equal(a.choices[0].message.reasoning_content, undefined);
+  // continue_final_message: the prompt ends inside the assistant's text.
+  const cont = await (await post(s.url, '/v1/chat/completions', { ...chatBody('x', 4), add_generation_prompt: false,
+    continue_final_message: true, messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'Once upon' }] })).json();
+  assert.equal(cont.usage.completion_tokens, 4);
+  const both = await post(s.url, '/v1/chat/completions', { ...chatBody('x', 4), add_generation_prompt: true,
+    continue_final_message: true, messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'Once' }] });
+  assert.equal(both.status, 400);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('penalties: frequency and presence count generated tokens only', { skip: !stories }, async () => {
+  // A prompt that repeats "Lily" many times: with the penalty counting the prompt, greedy
+  // would avoid "Lily"; counting generated tokens only, the first generated tokens match the
+  // unpenalized run until the output repeats itself.
+  const s = await startServer();
+  const prompt = 'Lily Lily Lily Lily Lily Lily. Once upon a time, there was a little girl named';
+  const base = await (await post(s.url, '/v1/completions', { prompt, max_tokens: 2, temperature: 0 })).json();
+  const pen = await (await post(s.url, '/v1/completions', { prompt, max_tokens: 2, temperature: 0, frequency_penalty: 2, presence_penalty: 2 })).json();
+  assert.match(base.choices[0].text, /Lily/);
+  assert.equal(pen.choices[0].text, base.choices[0].text);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});

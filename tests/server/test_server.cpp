@@ -1,0 +1,179 @@
+// The server without a model or a device: parse_request on every field and bad value, and the
+// server's life cycle (a failed start, shutdown before start) leaving no thread behind that
+// outlives its state (run under AddressSanitizer by scripts/test.sh).
+#include <doctest/doctest.h>
+
+#include <boost/asio.hpp>
+
+#include <string>
+
+#include "server/http_server.hpp"
+#include "server/openai.hpp"
+
+using namespace vkllm;
+using namespace vkllm::server;
+
+namespace {
+
+ParsedRequest chat(const std::string& extra, RequestLimits limits = {}) {
+  return parse_request(R"({"messages":[{"role":"user","content":"hi"}])" + extra + "}", Endpoint::chat, limits);
+}
+ParsedRequest completion(const std::string& body, RequestLimits limits = {}) {
+  return parse_request(body, Endpoint::completion, limits);
+}
+
+// The param a bad body is refused for (400), or "accepted".
+std::string refused_param(const std::string& body, Endpoint ep = Endpoint::chat) {
+  RequestLimits limits;
+  limits.vocab_size = 1000;
+  try {
+    parse_request(body, ep, limits);
+  } catch (const ApiException& e) {
+    CHECK(e.error().status == 400);
+    CHECK_FALSE(e.error().message.empty());
+    return e.error().param;
+  }
+  return "accepted";
+}
+
+const std::string kMsgs = R"({"messages":[{"role":"user","content":"hi"}])";
+
+}  // namespace
+
+TEST_CASE("parse_request: chat fields reach the prompt and the parameters") {
+  const ParsedRequest r = chat(R"(, "model":"m", "max_tokens":7, "temperature":0.5, "top_p":0.9, "top_k":3,
+      "min_p":0.1, "presence_penalty":1, "frequency_penalty":-1, "repetition_penalty":1.2, "seed":42,
+      "stop":["a","b"], "logit_bias":{"5":-100}, "logprobs":true, "top_logprobs":4, "stream":true,
+      "stream_options":{"include_usage":true}, "user":"u", "ignore_eos":true,
+      "chat_template_kwargs":{"enable_thinking":false}, "add_generation_prompt":true,
+      "tools":[{"type":"function"}])");
+  CHECK(r.model == "m");
+  CHECK(r.max_tokens == 7u);
+  CHECK(r.params.sampling.temperature == doctest::Approx(0.5));
+  CHECK(r.params.sampling.top_p == doctest::Approx(0.9));
+  CHECK(r.params.sampling.top_k == 3);
+  CHECK(r.params.sampling.min_p == doctest::Approx(0.1));
+  CHECK(r.params.sampling.presence_penalty == 1);
+  CHECK(r.params.sampling.frequency_penalty == -1);
+  CHECK(r.params.sampling.repetition_penalty == doctest::Approx(1.2));
+  CHECK(r.params.sampling.seed == 42);
+  CHECK(r.stop == std::vector<std::string>{"a", "b"});
+  REQUIRE(r.params.logit_bias.size() == 1);
+  CHECK(r.params.logit_bias[0].token == 5);
+  CHECK(r.params.logprobs);
+  CHECK(r.params.top_logprobs == 4);
+  CHECK(r.stream);
+  CHECK(r.include_usage);
+  CHECK(r.user == "u");
+  CHECK(r.params.ignore_eos);
+  CHECK(r.prompt.kind == frontend::PromptInput::Kind::chat);
+  CHECK(r.prompt.template_kwargs_json == R"({"enable_thinking":false})");
+  CHECK(r.prompt.tools_json == R"([{"type":"function"}])");
+  CHECK(r.prompt_bytes == 2);
+  // Defaults.
+  const ParsedRequest d = chat("");
+  CHECK_FALSE(d.max_tokens);
+  CHECK(d.params.sampling.temperature == 1.0f);
+  CHECK_FALSE(d.stream);
+  CHECK(d.prompt.add_generation_prompt);
+}
+
+TEST_CASE("parse_request: completion prompts as text, ids, one-element lists; echo") {
+  CHECK(completion(R"({"prompt":"abc"})").prompt.text == "abc");
+  CHECK(completion(R"({"prompt":["abc"]})").prompt.text == "abc");
+  CHECK(completion(R"({"prompt":[1,2,3]})").prompt.tokens == std::vector<std::uint32_t>{1, 2, 3});
+  CHECK(completion(R"({"prompt":[[4,5]]})").prompt.tokens == std::vector<std::uint32_t>{4, 5});
+  const ParsedRequest e = completion(R"({"prompt":"x","echo":true,"max_tokens":0})");
+  CHECK(e.echo);
+  CHECK(e.max_tokens == 0u);  // scoring a text: allowed with echo
+  const ParsedRequest lp = completion(R"({"prompt":"x","logprobs":2})");
+  CHECK(lp.logprobs);
+  CHECK(lp.top_logprobs == 2u);
+}
+
+TEST_CASE("parse_request: every bad value names its field") {
+  using E = Endpoint;
+  CHECK(refused_param("{") == "");
+  CHECK(refused_param("[1]") == "");
+  CHECK(refused_param(R"({"messages":"hi"})") == "messages");
+  CHECK(refused_param(R"({"messages":[]})") == "messages");
+  CHECK(refused_param(R"({})") == "messages");
+  CHECK(refused_param(R"({"messages":[{"role":"robot","content":"x"}]})") == "messages[0].role");
+  CHECK(refused_param(R"({"messages":[{"role":"user"}]})") == "messages[0].content");
+  CHECK(refused_param(R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})") == "messages[0].content");
+  CHECK(refused_param(kMsgs + R"(,"model":3})") == "model");
+  CHECK(refused_param(kMsgs + R"(,"n":2})") == "n");
+  CHECK(refused_param(kMsgs + R"(,"best_of":2})") == "best_of");
+  CHECK(refused_param(kMsgs + R"(,"max_tokens":0})") == "max_tokens");
+  CHECK(refused_param(kMsgs + R"(,"max_tokens":"many"})") == "max_tokens");
+  CHECK(refused_param(kMsgs + R"(,"max_completion_tokens":-1})") == "max_completion_tokens");
+  CHECK(refused_param(kMsgs + R"(,"temperature":3})") == "temperature");
+  CHECK(refused_param(kMsgs + R"(,"top_p":0})") == "top_p");
+  CHECK(refused_param(kMsgs + R"(,"top_k":-2})") == "top_k");
+  CHECK(refused_param(kMsgs + R"(,"min_p":2})") == "min_p");
+  CHECK(refused_param(kMsgs + R"(,"presence_penalty":3})") == "presence_penalty");
+  CHECK(refused_param(kMsgs + R"(,"frequency_penalty":"x"})") == "frequency_penalty");
+  CHECK(refused_param(kMsgs + R"(,"repetition_penalty":0})") == "repetition_penalty");
+  CHECK(refused_param(kMsgs + R"(,"seed":1.5})") == "seed");
+  CHECK(refused_param(kMsgs + R"(,"stop":5})") == "stop");
+  CHECK(refused_param(kMsgs + R"(,"stop":["a","b","c","d","e"]})") == "stop");
+  CHECK(refused_param(kMsgs + R"(,"logit_bias":{"x":1}})") == "logit_bias");
+  CHECK(refused_param(kMsgs + R"(,"logit_bias":{"5000":1}})") == "logit_bias");
+  CHECK(refused_param(kMsgs + R"(,"logit_bias":{"5":101}})") == "logit_bias");
+  CHECK(refused_param(kMsgs + R"(,"logprobs":1})") == "logprobs");
+  CHECK(refused_param(kMsgs + R"(,"top_logprobs":3})") == "top_logprobs");
+  CHECK(refused_param(kMsgs + R"(,"logprobs":true,"top_logprobs":21})") == "top_logprobs");
+  CHECK(refused_param(kMsgs + R"(,"stream":"yes"})") == "stream");
+  CHECK(refused_param(kMsgs + R"(,"stream_options":1})") == "stream_options");
+  CHECK(refused_param(kMsgs + R"(,"user":1})") == "user");
+  CHECK(refused_param(kMsgs + R"(,"tools":{}})") == "tools");
+  CHECK(refused_param(kMsgs + R"(,"chat_template_kwargs":[]})") == "chat_template_kwargs");
+  CHECK(refused_param(kMsgs + R"(,"continue_final_message":true})") == "continue_final_message");
+  CHECK(refused_param(kMsgs + R"(,"ignore_eos":1})") == "ignore_eos");
+  CHECK(refused_param(R"({"prompt":5})", E::completion) == "prompt");
+  CHECK(refused_param(R"({})", E::completion) == "prompt");
+  CHECK(refused_param(R"({"prompt":[]})", E::completion) == "prompt");
+  CHECK(refused_param(R"({"prompt":["a","b"]})", E::completion) == "prompt");
+  CHECK(refused_param(R"({"prompt":[1,1000]})", E::completion) == "prompt");
+  CHECK(refused_param(R"({"prompt":[-1]})", E::completion) == "prompt");
+  CHECK(refused_param(R"({"prompt":"a","suffix":"b"})", E::completion) == "suffix");
+  CHECK(refused_param(R"({"prompt":"a","logprobs":6})", E::completion) == "logprobs");
+  CHECK(refused_param(R"({"prompt":"a","echo":1})", E::completion) == "echo");
+  CHECK(refused_param(R"({"prompt":"a","max_tokens":0})", E::completion) == "max_tokens");
+}
+
+TEST_CASE("parse_request: max_tokens above 2^24 is refused with the bound, not 'at least 1'") {
+  try {
+    chat(R"(, "max_tokens": 99999999)");
+    FAIL("accepted");
+  } catch (const ApiException& e) {
+    CHECK(e.error().param == "max_tokens");
+    CHECK(e.error().message.find("at most 16777216") != std::string::npos);
+  }
+}
+
+TEST_CASE("a server whose start failed shuts down and goes away without a thread left behind") {
+  // Hold a port, then start a server on it: start() throws; shutdown() and the destructor must
+  // not leave the shutdown thread running on freed state (AddressSanitizer catches it).
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor holder(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  for (int i = 0; i < 20; ++i) {
+    ServerConfig c;
+    c.port = holder.local_endpoint().port();
+    auto s = std::make_unique<Server>(c);
+    CHECK_THROWS_AS(s->start(), Error);
+    s->shutdown();
+    s.reset();
+  }
+  // Shutdown and wait without a start, and a started server with no model.
+  Server idle{ServerConfig{}};
+  idle.shutdown();
+  idle.wait();
+  ServerConfig c;
+  c.port = 0;
+  Server started(c);
+  started.start();
+  CHECK(started.port() != 0);
+  started.shutdown();
+  started.wait();
+}
