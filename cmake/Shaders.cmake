@@ -1,4 +1,4 @@
-# The one shader build path (../shared/STYLE.md rule 11):
+# The one shader build path (docs/ARCHITECTURE.md, shaders):
 #   glslang (with -D defines, depfile) -> spirv-val -> spirv-opt -O -> spirv-val -> embedded bytes
 # plus configure-time probes for optional extensions, so a glslang that cannot compile one still
 # builds everything else.
@@ -17,7 +17,7 @@ execute_process(COMMAND ${VKLLM_SPIRV_VAL} --version OUTPUT_VARIABLE _sv_ver ERR
 string(REGEX MATCH "SPIRV-Tools v[^ \n]*" _sv_ver "${_sv_ver}")
 message(STATUS "shaders: ${VKLLM_GLSLANG} (${_gl_ver}), ${VKLLM_SPIRV_VAL} (${_sv_ver})")
 
-# SPIR-V target of every shader. Vulkan 1.2 is the floor of ../shared/DESIGN.md; probes of newer
+# SPIR-V target of every shader. Vulkan 1.2 is the floor (docs/ARCHITECTURE.md); probes of newer
 # extensions target 1.3, which they need.
 set(VKLLM_SHADER_ENV vulkan1.2)
 

@@ -20,7 +20,7 @@ namespace vkllm::platform {
 
 class Device;
 
-// Why memory is wanted decides where it lives and how it is sub-allocated (STYLE rule 7).
+// Why memory is wanted decides where it lives and how it is sub-allocated (docs/ARCHITECTURE.md "Decisions and why": memory).
 enum class MemoryIntent {
   weights,      // device-local, written once through staging
   kv_cache,     // device-local, long-lived

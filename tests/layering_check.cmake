@@ -1,4 +1,4 @@
-# The include rules of ../shared/DESIGN.md, checked over the source tree (ctest: layering).
+# The include rules of docs/ARCHITECTURE.md "Rooms", checked over the source tree (ctest: layering).
 #   - only platform/*.cpp include Vulkan headers;
 #   - platform/ includes nothing of engine/, server/, shaders/, cli/;
 #   - the core modules (engine/gguf, tokenizer, template, kv, sched, sample) include nothing of

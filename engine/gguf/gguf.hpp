@@ -150,7 +150,7 @@ struct TensorInfo {
   uint64_t n_bytes = 0;      // bytes of the data (no padding)
 };
 
-// Limits the reader enforces beyond the format itself (defaults follow ../shared/reliability.md).
+// Limits the reader enforces beyond the format itself (defaults against the known hostile-file classes: docs/ARCHITECTURE.md "Tests").
 struct ReaderLimits {
   uint64_t max_string_bytes = uint64_t{1} << 30;     // any string (key or value)
   uint64_t max_array_elements = uint64_t{1} << 30;   // any array
@@ -166,7 +166,7 @@ inline constexpr uint32_t kMaxPerLayerCount = 65536;
 class Mapping;  // the file's bytes: an mmap or an owned buffer (reader.cpp)
 
 // A parsed GGUF file (versions 2 and 3, little-endian). Construction validates everything
-// (see reliability.md A1-A26) and throws vkllm::InvalidModel (malformed) or
+// (hostile-file cases A1-A26, each tested in tests/gguf/test_malformed.cpp) and throws vkllm::InvalidModel (malformed) or
 // vkllm::Unsupported (valid but unknown here, e.g. a future tensor type) naming the file and
 // the key, tensor or offset at fault. Once constructed, every accessor is safe: tensor data
 // views lie inside the file, sizes are overflow-free. Move-only; the data views stay valid
@@ -206,7 +206,7 @@ class Reader {
   float get_f32(std::string_view key) const;
   bool get_bool(std::string_view key) const;
   // Exact element types (spec: tokens string[], scores f32[], token_type i32[]). An array of
-  // another element type is rejected, never reinterpreted (reliability.md A12).
+  // another element type is rejected, never reinterpreted (hostile-file case A12).
   std::span<const std::string> get_string_array(std::string_view key) const;
   std::span<const float> get_f32_array(std::string_view key) const;
   std::span<const int32_t> get_i32_array(std::string_view key) const;

@@ -150,7 +150,7 @@ std::optional<std::vector<int64_t>> Reader::find_int_array(std::string_view key)
 namespace vkllm::gguf {
 
 std::vector<uint32_t> Reader::get_u32_per_layer(std::string_view key, uint32_t n_layers) const {
-  // The caller bounds n_layers by its own layer limit first (reliability.md A27); this cap only
+  // The caller bounds n_layers by its own layer limit first (hostile-file case A27); this cap only
   // keeps a forgotten check from turning into a giant allocation.
   if (n_layers > kMaxPerLayerCount) {
     throw InvalidRequest(fmt::format("{}: get_u32_per_layer('{}') for {} layers (limit {})", name_, key,

@@ -1,5 +1,5 @@
 // A Llama-family network on the device: weights in their GGUF block formats, the paged K/V
-// pools, the activation workspace, and the forward pass over one flat batch (DESIGN.md) recorded
+// pools, the activation workspace, and the forward pass over one flat batch (docs/ARCHITECTURE.md "The flat batch") recorded
 // into one command buffer per step (replayed while the step's shape repeats). Knows no HTTP, no
 // scheduling policy: the caller decides which tokens run and where their K/V live.
 #pragma once

@@ -1,4 +1,4 @@
-// Continuous batching policy over plain data (STYLE rule 2): which sequences run this step and
+// Continuous batching policy over plain data (docs/ARCHITECTURE.md, scheduling): which sequences run this step and
 // how many tokens each, KV blocks allocated on demand from the pool, prefix-cache reuse at
 // admission, and preemption (free and recompute the newest) when blocks run out. No device, no
 // threads: the engine calls schedule(), runs the plan, then commit().

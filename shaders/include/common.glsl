@@ -1,4 +1,4 @@
-// Shared by every shader: the workgroup size as specialization constant 0 (STYLE rule 10) and
+// Shared by every shader: the workgroup size as specialization constant 0 (docs/ARCHITECTURE.md, shaders) and
 // the extensions every variant may use.
 #extension GL_EXT_control_flow_attributes : enable
 

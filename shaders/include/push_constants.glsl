@@ -1,4 +1,4 @@
-// Every push-constant block, defined once (STYLE rule 10). Each is mirrored by a C++ struct in
+// Every push-constant block, defined once (docs/ARCHITECTURE.md, shaders). Each is mirrored by a C++ struct in
 // engine/ops/push_constants.hpp with a static_assert on its size; change both together.
 
 #ifdef PUSH_ELEMENTWISE

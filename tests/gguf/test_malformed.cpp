@@ -1,4 +1,4 @@
-// One test per malformed-input case A1-A30 of ../shared/reliability.md: each hostile file
+// One test per malformed-input case A1-A30 (the known GGUF loader vulnerability classes, docs/ARCHITECTURE.md "Tests"): each hostile file
 // must give a typed vkllm error naming the file and the field, never a crash or an overread.
 #include <doctest/doctest.h>
 

@@ -25,7 +25,7 @@ namespace {
 
 constexpr double kExact = 1e-7;
 // Attention sees exactly the K/V the reference sees (f16 pools are rounded for both), so only
-// f32 arithmetic separates them: ~1e-12 in practice. Far tighter than DESIGN.md's 5e-4, because
+// f32 arithmetic separates them: ~1e-12 in practice. Far tighter than the 5e-4 of docs/ARCHITECTURE.md "Tests", because
 // one dropped or extra key among a few hundred moves the output by only ~1e-5 NMSE.
 constexpr double kAttention = 1e-6;
 constexpr std::uint16_t kF16Nan = 0x7e00;

@@ -16,7 +16,7 @@ using test::DeviceTest;
 
 namespace {
 
-constexpr double kExact = 1e-7;   // elementwise, norms, softmax (DESIGN.md)
+constexpr double kExact = 1e-7;   // elementwise, norms, softmax (docs/ARCHITECTURE.md "Tests")
 constexpr double kMatmul = 5e-4;  // products with reduced-precision weights
 const std::uint32_t kOddSizes[] = {1, 7, 33, 4097};
 

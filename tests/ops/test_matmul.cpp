@@ -23,7 +23,7 @@ using test::DeviceTest;
 namespace {
 
 constexpr double kExact = 1e-7;   // gathers: the decoded values themselves
-constexpr double kMatmul = 5e-4;  // products (DESIGN.md); the f32 sums land near 1e-12
+constexpr double kMatmul = 5e-4;  // products (docs/ARCHITECTURE.md "Tests"); the f32 sums land near 1e-12
 
 constexpr TensorType kTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
                                  TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1,
