@@ -9,7 +9,7 @@
 #   - lavapipe from bookworm-backports (Mesa 25): Vulkan 1.4, integer dot product, much faster.
 #   - glslang 15.1 and SPIRV-Tools 2025.1 built from Debian 13's source packages into
 #     $VKLLM_TOOLCHAIN (default /opt/vkllm-toolchain): Debian 12's glslang 12 and SPIRV-Tools
-#     2023.1 reject cooperative-matrix and integer-dot shaders (../shared/TOOLCHAIN.md).
+#     2023.1 reject cooperative-matrix and integer-dot shaders (docs/ARCHITECTURE.md, shaders).
 set -euo pipefail
 
 PREFIX=${VKLLM_TOOLCHAIN:-/opt/vkllm-toolchain}
