@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -150,7 +151,8 @@ class StreamSink : public Sink {
       const std::string chunk = json::serialize(rb_.usage_chunk(usage));
       if (!co_await write(chunk)) co_return false;
     }
-    if (!co_await write("[DONE]")) co_return false;
+    const std::string done = "[DONE]";  // named: see begin()
+    if (!co_await write(done)) co_return false;
     auto [ec, n] = co_await net::async_write(stream_, http::make_chunk_last(), kAsTuple);
     co_return !ec;
   }
@@ -264,6 +266,22 @@ class Assembler {
   frontend::TextOutput text_;
 };
 
+// The echo of a prompt whose logprobs were asked: its text, its tokens, and their logprobs from
+// the request's first event (the first token has none: NaN, null on the wire).
+Delta echo_delta(const std::string& echo, const std::vector<std::uint32_t>& prompt, const serving::TokenEvent& ev) {
+  Delta d;
+  d.content = echo;
+  d.tokens.tokens = prompt;
+  d.tokens.logprobs.push_back(std::numeric_limits<float>::quiet_NaN());
+  d.tokens.logprobs.insert(d.tokens.logprobs.end(), ev.prompt_logprobs.begin(), ev.prompt_logprobs.end());
+  if (!ev.prompt_top_logprobs.empty()) {
+    d.tokens.top_logprobs.emplace_back();
+    d.tokens.top_logprobs.insert(d.tokens.top_logprobs.end(), ev.prompt_top_logprobs.begin(),
+                                 ev.prompt_top_logprobs.end());
+  }
+  return d;
+}
+
 }  // namespace
 
 HttpResponse make_response(const ServerConfig& config, const HttpRequest& req, bool stopping, http::status status,
@@ -295,30 +313,41 @@ awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_st
   if (pr.echo && prompt.text.empty()) {
     echo = ctx.tokenizer.decode(std::vector<tok::TokenId>(prompt.tokens.begin(), prompt.tokens.end()));
   }
+  // echo with logprobs: the echo waits for the prompt's logprobs (the first event), and text
+  // offsets count from the prompt's first piece.
+  const bool echo_scored = pr.params.prompt_logprobs;
+  std::vector<std::uint32_t> prompt_ids;
+  if (echo_scored) prompt_ids = prompt.tokens;
   ResponseBuilder rb(pr, ctx.tokenizer, new_id(pr.endpoint == Endpoint::chat ? "chatcmpl" : "cmpl"),
-                     ctx.config.model_name, echo.size());
+                     ctx.config.model_name, echo_scored ? 0 : echo.size());
   out.id = rb.id();
   Usage usage;
   usage.prompt_tokens = static_cast<std::uint32_t>(prompt.tokens.size());
   Assembler as(ctx, pr, prompt);
   auto q = std::make_shared<EventQueue>(co_await net::this_coro::executor);
   std::optional<serving::RequestId> rid;
-  if (max_tokens == 0) {  // echo with max_tokens 0: the prompt alone, nothing generated
+  // echo with max_tokens 0: the prompt alone, nothing generated; scored, it still takes the
+  // prompt's steps (and one token, never shown).
+  const bool score_only = max_tokens == 0 && echo_scored;
+  if (max_tokens == 0 && !echo_scored) {
     as.finish = serving::FinishReason::length;
   } else {
     serving::RequestParams params = pr.params;
-    params.max_tokens = max_tokens;
+    params.max_tokens = std::max(max_tokens, 1u);
     rid = ctx.engine.submit(std::move(prompt.tokens), std::move(params), q->callback());
   }
   StreamSink stream_sink(ctx, stream, req, pr, rb);
   CollectSink collect_sink(ctx, req, rb, out);
   Sink& sink = pr.stream ? static_cast<Sink&>(stream_sink) : collect_sink;
 
-  bool alive = co_await sink.begin(echo);
+  // Named, not a temporary inside co_await: GCC 12 destroyed such temporaries twice.
+  const std::string shown_first = echo_scored ? std::string() : echo;
+  bool alive = co_await sink.begin(shown_first);
+  bool echo_pending = echo_scored;
   bool watch = true;
   bool inject_wakeup = ctx.config.test_spurious_wakeup;
   double ttft = -1;
-  if (max_tokens == 0 && alive) {
+  if (max_tokens == 0 && !echo_scored && alive) {
     Delta last;  // named: GCC 12 destroyed temporaries inside co_await twice
     last.finish = "length";
     alive = co_await sink.send(last);
@@ -330,6 +359,16 @@ awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_st
     }
     for (const serving::TokenEvent& ev : q->take()) {
       if (ttft < 0 && !ev.tokens.empty()) ttft = seconds_between(t0, Clock::now());
+      if (echo_pending && !ev.tokens.empty()) {  // the first token's event: the prompt's logprobs
+        echo_pending = false;
+        Delta e = echo_delta(echo, prompt_ids, ev);
+        if (score_only) {
+          e.finish = "length";
+          as.finish = serving::FinishReason::length;
+        }
+        alive = co_await sink.send(e);
+        if (!alive || score_only) break;
+      }
       const Delta d = as.apply(ev);
       alive = co_await sink.send(d);
       if (!alive || as.finish != serving::FinishReason::none) break;

@@ -265,8 +265,8 @@ struct Server::Impl {
       std::atomic<int>& n;
       ~Guard() { n--; }
     } guard{in_flight};
-    GenerationResult g = co_await generate(generation_context(), stream, req, p.pr, std::move(p.prompt),
-                                           p.max_tokens, t0);
+    const GenerationContext ctx = generation_context();  // named: GCC 12 and coroutine temporaries
+    GenerationResult g = co_await generate(ctx, stream, req, p.pr, std::move(p.prompt), p.max_tokens, t0);
     out.gen_n = g.generated;
     out.log_id = g.id;
     out.status = g.status;

@@ -235,9 +235,8 @@ void parse_prompt(const json::object& o, const RequestLimits& limits, ParsedRequ
     r.logprobs = true;
     r.top_logprobs = static_cast<std::uint32_t>(n);
   }
-  if (r.echo && r.logprobs) {
-    fail("logprobs", "'echo' with 'logprobs' is not supported: prompt tokens' logprobs are not computed");
-  }
+  // echo with logprobs: the prompt tokens' logprobs too, computed in the prompt's own steps.
+  r.params.prompt_logprobs = r.echo && r.logprobs;
 }
 
 void parse_logit_bias(const json::object& o, const RequestLimits& limits, serving::RequestParams& sp) {

@@ -76,7 +76,7 @@ json::value ResponseBuilder::chat_logprobs(const serving::TokenEvent& gen) const
 // Completions' legacy shape: parallel lists; top_logprobs one {text: logprob} object per token
 // (null when logprobs is 0); text_offset the running byte offset of each token's piece. Pieces
 // are counted as the tokenizer spells them (as vLLM does), so a leading space the decoded text
-// drops still counts.
+// drops still counts. A NaN logprob is the first prompt token's (echo): null, as OpenAI.
 json::value ResponseBuilder::completion_logprobs(const serving::TokenEvent& gen, std::size_t& text_offset) const {
   json::array toks, vals, offsets, tops;
   for (std::size_t i = 0; i < gen.tokens.size() && i < gen.logprobs.size(); ++i) {
@@ -84,6 +84,11 @@ json::value ResponseBuilder::completion_logprobs(const serving::TokenEvent& gen,
     offsets.push_back(text_offset);
     text_offset += piece.size();
     toks.push_back(json::value(piece));
+    if (std::isnan(gen.logprobs[i])) {
+      vals.push_back(nullptr);
+      tops.push_back(nullptr);
+      continue;
+    }
     vals.push_back(wire_logprob(gen.logprobs[i]));
     json::object top;
     if (i < gen.top_logprobs.size()) {

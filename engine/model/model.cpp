@@ -30,7 +30,7 @@ struct Model::Layer {
 // Offsets of the per-step inputs inside the host-visible input buffer.
 struct InputLayout {
   std::uint64_t token_ids, positions, query_start, slot_mapping, block_table, sample_rows,
-      sampling, penalties, total;
+      sampling, penalties, score_rows, score_sampling, score_penalties, total;
   std::uint32_t max_penalties;
 };
 
@@ -40,8 +40,11 @@ struct Model::Workspace {
   Buffer x, xn, tmp, q, qn, k, kn, v, attn, attn_partials, gate, up, hs, hn, logits, scratch, ids, logprobs,
       inv_freq;
   Buffer top;  // [S, kMaxTopLogprobs] ops::TopLogprob
-  Buffer readback;  // ids [S], logprobs [S], logits [S, vocab], top [S, kMaxTopLogprobs]
+  // ids [S], logprobs [S], logits [S, vocab], top [S, kMaxTopLogprobs], score logprobs [T],
+  // score top [T, kMaxTopLogprobs]
+  Buffer readback;
   std::uint64_t readback_top = 0;  // offset of top in readback
+  std::uint64_t readback_score = 0, readback_score_top = 0;
 };
 
 struct Model::Recording {
@@ -148,6 +151,9 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   in.sample_rows = section(S * 4);
   in.sampling = section(S * sizeof(ops::SamplingRow));
   in.penalties = section(std::uint64_t{in.max_penalties} * sizeof(ops::PenaltyEntry));
+  in.score_rows = section(T * 4);
+  in.score_sampling = section(T * sizeof(ops::SamplingRow));
+  in.score_penalties = section(T * sizeof(ops::PenaltyEntry));
   in.total = off;
   ws->inputs = device.create_buffer(in.total, MemoryIntent::upload, "step_inputs");
   auto act = [&](std::uint64_t floats, const char* name) {
@@ -187,7 +193,9 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   device.upload(ws->inv_freq, 0, std::as_bytes(std::span<const float>(inv_freq)));
   ws->top = device.create_buffer(ops::sample_top_bytes(S), MemoryIntent::activations, "top");
   ws->readback_top = S * 8 + S * c.vocab_size * 4;
-  ws->readback = device.create_buffer(ws->readback_top + ops::sample_top_bytes(S),
+  ws->readback_score = ws->readback_top + ops::sample_top_bytes(S);
+  ws->readback_score_top = ws->readback_score + T * 4;
+  ws->readback = device.create_buffer(ws->readback_score_top + ops::sample_top_bytes(T),
                                       MemoryIntent::readback, "step_readback");
   m->ws_ = std::move(ws);
 
@@ -340,6 +348,18 @@ void Model::check(const StepInput& in) const {
       throw InvalidRequest(fmt::format("step: penalty token {} is outside the vocabulary", e.token));
     }
   }
+  if (in.score_rows.size() != in.score_targets.size() || in.score_rows.size() > T ||
+      in.score_top > ops::kMaxTopLogprobs) {
+    throw InvalidRequest(fmt::format("step: {} score rows, {} targets, top {} (at most {} rows, {} top)",
+                                     in.score_rows.size(), in.score_targets.size(), in.score_top, T,
+                                     ops::kMaxTopLogprobs));
+  }
+  for (std::size_t i = 0; i < in.score_rows.size(); ++i) {
+    if (in.score_rows[i] >= T || in.score_targets[i] >= config_.vocab_size) {
+      throw InvalidRequest(fmt::format("step: score row {} (target {}) is outside the batch or vocabulary",
+                                       in.score_rows[i], in.score_targets[i]));
+    }
+  }
 }
 
 ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) const {
@@ -364,7 +384,8 @@ ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) con
 }
 
 void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S,
-                   std::uint32_t R, bool want_logits, bool use_sampler, bool want_top) {
+                   std::uint32_t R, bool want_logits, bool use_sampler, bool want_top,
+                   std::uint32_t P, std::uint32_t score_top) {
   ops::Kernels& k = kernels_;
   Workspace& w = *ws_;
   const ModelConfig& c = config_;
@@ -418,6 +439,7 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
     ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.tmp, T);
     ops::record_add(k, cs, w.x, w.tmp, w.x, T * c.d_model);
   }
+  record_scores(cs, T, P, score_top);
   // Only the sampled rows go through the final norm and the LM head.
   if (R == 0) {
     cs.end();
@@ -451,6 +473,41 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
   cs.end();
 }
 
+// Prompt scoring, S rows at a time through the final norm, the LM head and the sampler. Each
+// row's penalty list is one entry that adds 1e30 to its target's logit, so the greedy choice is
+// the target and the sampler's logprob (of the raw logits) is the target's; the top list is of
+// the raw logits too.
+void Model::record_scores(platform::CommandStream& cs, std::uint32_t T, std::uint32_t P,
+                          std::uint32_t score_top) {
+  ops::Kernels& k = kernels_;
+  Workspace& w = *ws_;
+  const ModelConfig& c = config_;
+  const InputLayout& in = w.in;
+  const ops::DeviceWeight& head = c.tied_output ? token_embd_ : output_;
+  const BufferSpan penalties(w.inputs, in.score_penalties, std::uint64_t{std::max(P, 1u)} * sizeof(ops::PenaltyEntry));
+  // The row buffers (hs, hn, logits, scratch, top) hold max_seqs rows, whatever this step's S.
+  const std::uint32_t G = options_.max_seqs;
+  for (std::uint32_t g = 0; g < P; g += G) {
+    const std::uint32_t n = std::min(G, P - g);
+    const BufferSpan rows(w.inputs, in.score_rows + std::uint64_t{g} * 4, std::uint64_t{n} * 4);
+    const BufferSpan sampling(w.inputs, in.score_sampling + std::uint64_t{g} * sizeof(ops::SamplingRow),
+                              std::uint64_t{n} * sizeof(ops::SamplingRow));
+    ops::record_get_rows(k, cs, ops::f32_view(BufferSpan(w.x), c.d_model, T), rows, w.hs, n);
+    ops::record_rms_norm(k, cs, w.hs, first_span(output_norm_), w.hn, c.d_model, n, c.rms_eps);
+    ops::record_matmul(k, cs, head.view(), w.hn, w.logits, n);
+    ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, w.top, n,
+                       c.vocab_size);
+    cs.copy(BufferSpan(w.logprobs, 0, std::uint64_t{n} * 4),
+            BufferSpan(w.readback, w.readback_score + std::uint64_t{g} * 4, std::uint64_t{n} * 4),
+            "read score logprobs");
+    if (score_top > 0) {
+      cs.copy(BufferSpan(w.top, 0, ops::sample_top_bytes(n)),
+              BufferSpan(w.readback, w.readback_score_top + ops::sample_top_bytes(g), ops::sample_top_bytes(n)),
+              "read score top logprobs");
+    }
+  }
+}
+
 StepOutput Model::step(const StepInput& input) {
   check(input);
   const auto T = static_cast<std::uint32_t>(input.token_ids.size());
@@ -478,11 +535,25 @@ StepOutput Model::step(const StepInput& input) {
   put(w.in.sample_rows, input.sample_rows);
   put(w.in.sampling, input.sampling);
   if (!input.penalties.empty()) put(w.in.penalties, input.penalties);
+  const auto P = static_cast<std::uint32_t>(input.score_rows.size());
+  if (P > 0) {
+    std::vector<ops::SamplingRow> rows(P);
+    std::vector<ops::PenaltyEntry> force(P);
+    for (std::uint32_t i = 0; i < P; ++i) {
+      rows[i].penalty_offset = i;
+      rows[i].penalty_count = 1;
+      rows[i].top_logprobs = input.score_top;
+      force[i] = {input.score_targets[i], 0, 1e30f, 0};
+    }
+    put(w.in.score_rows, input.score_rows);
+    put(w.in.score_sampling, rows);
+    put(w.in.score_penalties, force);
+  }
 
-  const ShapeKey key{T, S, R, input.want_logits, use_sampler, want_top};
+  const ShapeKey key{T, S, R, input.want_logits, use_sampler, want_top, P, input.score_top};
   auto record_timed = [&](platform::CommandStream& cs) {
     const auto t0 = std::chrono::steady_clock::now();
-    record(cs, T, S, R, input.want_logits, use_sampler, want_top);
+    record(cs, T, S, R, input.want_logits, use_sampler, want_top, P, input.score_top);
     recording_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++recordings_;
   };
@@ -529,6 +600,20 @@ StepOutput Model::step(const StepInput& input) {
         return e.token == ops::kNoTopToken;
       });
       list.erase(end, list.end());
+    }
+  }
+  if (P > 0) {
+    out.score_logprobs.resize(P);
+    std::memcpy(out.score_logprobs.data(), rb + w.readback_score, std::uint64_t{P} * 4);
+  }
+  if (P > 0 && input.score_top > 0) {
+    out.score_top.resize(P);
+    for (std::uint32_t i = 0; i < P; ++i) {
+      auto& list = out.score_top[i];
+      list.resize(input.score_top);
+      std::memcpy(list.data(), rb + w.readback_score_top + ops::sample_top_bytes(i), list.size() * sizeof(ops::TopLogprob));
+      list.erase(std::find_if(list.begin(), list.end(), [](const ops::TopLogprob& e) { return e.token == ops::kNoTopToken; }),
+                 list.end());
     }
   }
   return out;

@@ -54,6 +54,13 @@ struct StepInput {
   std::vector<ops::PenaltyEntry> penalties; // referenced by sampling[r].penalty_offset/count
   bool want_logits = false;                 // read back the [R, vocab] logits (tests)
   bool want_logprobs = false;               // sampler path even for greedy rows
+  // Prompt scoring (completions' echo with logprobs): for each i, the log probability of
+  // score_targets[i] as the token after token score_rows[i], and the score_top most likely
+  // tokens there, under the raw distribution. Runs in the same command buffer, max_seqs rows at
+  // a time.
+  std::vector<std::uint32_t> score_rows;    // [P <= T] token indices
+  std::vector<std::uint32_t> score_targets; // [P] token ids
+  std::uint32_t score_top = 0;              // N <= ops::kMaxTopLogprobs
 };
 
 struct StepOutput {
@@ -63,6 +70,8 @@ struct StepOutput {
   // the row has fewer non-NaN logits); empty lists for rows that did not ask.
   std::vector<std::vector<ops::TopLogprob>> top;
   std::vector<float> logits;       // [R * vocab] when asked
+  std::vector<float> score_logprobs;                      // [P]
+  std::vector<std::vector<ops::TopLogprob>> score_top;    // [P] when score_top > 0
 };
 
 class Model {
@@ -103,12 +112,15 @@ class Model {
   struct Workspace;
   struct Recording;
   // (T, S, R, want_logits, use_sampler, want_top)
-  using ShapeKey = std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, bool, bool, bool>;
+  // (T, S, R, logits, sampler, top, P, score top)
+  using ShapeKey = std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, bool, bool, bool, std::uint32_t,
+                              std::uint32_t>;
 
   void check(const StepInput& input) const;
   ops::AttentionShape attention_shape(std::uint32_t T, std::uint32_t S) const;
   void record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S, std::uint32_t R,
-              bool want_logits, bool use_sampler, bool want_top);
+              bool want_logits, bool use_sampler, bool want_top, std::uint32_t P, std::uint32_t score_top);
+  void record_scores(platform::CommandStream& cs, std::uint32_t T, std::uint32_t P, std::uint32_t score_top);
 
   platform::Device& device_;
   ops::Kernels kernels_;

@@ -40,7 +40,8 @@ const Sequence* Scheduler::find(SeqId id) const {
   return it == seqs_.end() ? nullptr : it->second.get();
 }
 
-void Scheduler::add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens) {
+void Scheduler::add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens,
+                    bool reuse_prefix) {
   if (seqs_.count(id)) throw std::logic_error(fmt::format("scheduler: duplicate sequence {}", id));
   if (prompt.empty()) throw InvalidRequest("the prompt is empty");
   const std::uint64_t len = prompt.size();
@@ -57,6 +58,7 @@ void Scheduler::add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t m
   auto s = std::make_unique<Sequence>();
   s->id = id;
   s->prompt_len = static_cast<std::uint32_t>(len);
+  s->reuse_prefix = reuse_prefix;
   // Output is capped by the context and by the whole pool, so a lone sequence always finishes.
   const std::uint64_t pool_tokens = std::uint64_t{pool_.usable_blocks()} * config_.block_size;
   s->max_new_tokens = static_cast<std::uint32_t>(std::min<std::uint64_t>(
@@ -95,7 +97,7 @@ void Scheduler::admit_prefix(Sequence& s) {
   const std::uint32_t bs = config_.block_size;
   const std::uint32_t max_blocks = (static_cast<std::uint32_t>(s.tokens.size()) - 1) / bs;
   kv::BlockHash h = 0;
-  for (std::uint32_t b = 0; b < max_blocks && pool_.prefix_caching(); ++b) {
+  for (std::uint32_t b = 0; b < max_blocks && pool_.prefix_caching() && s.reuse_prefix; ++b) {
     const auto tokens = std::span(s.tokens).subspan(std::size_t{b} * bs, bs);
     const kv::BlockHash next = pool_.hash(h, tokens);
     auto hit = pool_.lookup(next, {b == 0 ? kv::kNullBlock : s.blocks[b - 1], tokens});

@@ -39,6 +39,7 @@ struct Sequence {
   std::uint64_t admitted_at = 0;      // admission order (preemption picks the largest)
   std::uint32_t preemptions = 0;
   std::uint32_t cached_tokens = 0;    // prompt tokens served by the prefix cache, last admission
+  bool reuse_prefix = true;           // false: compute every prompt token (prompt scoring)
 
   std::uint32_t generated() const { return static_cast<std::uint32_t>(tokens.size()) - prompt_len; }
 };
@@ -95,8 +96,10 @@ class Scheduler {
 
   // Queues a request (FCFS). Throws InvalidRequest when it can never fit: an empty prompt, a
   // prompt longer than max_model_len, or more blocks than the whole pool for its prompt plus one
-  // token. max_new_tokens is capped so prompt + output <= max_model_len.
-  void add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens);
+  // token. max_new_tokens is capped so prompt + output <= max_model_len. reuse_prefix false:
+  // every prompt token is computed (its logits are wanted: prompt scoring), none from the cache.
+  void add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens,
+           bool reuse_prefix = true);
 
   // Plans the next step from the running and waiting sequences.
   StepPlan schedule();

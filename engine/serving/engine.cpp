@@ -2,6 +2,7 @@
 #include "engine/serving/engine.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -28,6 +29,8 @@ struct Engine::Request {
   RequestParams params;
   EventCallback callback;
   std::uint32_t generated = 0;
+  std::vector<float> prompt_logprobs;  // [prompt size - 1] (prompt_logprobs asked)
+  std::vector<std::vector<TopLogprob>> prompt_top;
   bool done = false;
 };
 
@@ -184,7 +187,11 @@ void Engine::admit(std::deque<std::unique_ptr<Request>>& incoming) {
   for (auto& r : incoming) {
     const RequestId id = r->id;
     try {
-      scheduler_.add(id, r->prompt, r->params.max_tokens);
+      scheduler_.add(id, r->prompt, r->params.max_tokens, !r->params.prompt_logprobs);
+      if (r->params.prompt_logprobs) {
+        r->prompt_logprobs.assign(r->prompt.size() - 1, 0.f);
+        if (r->params.top_logprobs > 0) r->prompt_top.resize(r->prompt.size() - 1);
+      }
       live_.emplace(id, std::move(r));
     } catch (const InvalidRequest& e) {
       TokenEvent ev;
@@ -228,7 +235,8 @@ void Engine::loop() {
 
 // The flat batch of one plan: every chunk's tokens, positions, slots and block table; one
 // sampling row (with its penalty list) per chunk that samples.
-model::StepInput Engine::build_step(const sched::StepPlan& plan, std::vector<Request*>& sampled) {
+model::StepInput Engine::build_step(const sched::StepPlan& plan, std::vector<Request*>& sampled,
+                                    std::vector<std::pair<Request*, std::uint32_t>>& scored) {
   const std::uint32_t bs = model_.options().block_size;
   const std::uint32_t mb = model_.max_blocks_per_seq();
   model::StepInput in;
@@ -244,7 +252,10 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, std::vector<Req
       in.positions.push_back(p);
       in.slot_mapping.push_back(s.blocks[p / bs] * bs + p % bs);
     }
+    const auto first_row = static_cast<std::uint32_t>(in.token_ids.size()) - c.count;
     in.query_start.push_back(static_cast<std::uint32_t>(in.token_ids.size()));
+    // Scored once: a recompute after a preemption that follows the first token needs none.
+    if (r.params.prompt_logprobs && r.generated == 0) add_score_rows(r, s, c, first_row, in, scored);
     if (!c.samples) continue;
     in.sample_rows.push_back(static_cast<std::uint32_t>(in.token_ids.size() - 1));
     // s.tokens: the prompt, then what was generated (also after a preemption's recompute).
@@ -263,6 +274,19 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, std::vector<Req
   return in;
 }
 
+// Prompt scoring: the rows of this chunk's prompt positions p whose next token p + 1 is still
+// prompt; each scores that token. `scored` remembers (request, p) per score row.
+void Engine::add_score_rows(Request& r, const sched::Sequence& s, const sched::ScheduledChunk& c,
+                            std::uint32_t first_row, model::StepInput& in,
+                            std::vector<std::pair<Request*, std::uint32_t>>& scored) {
+  for (std::uint32_t p = c.start; p < c.start + c.count && p + 1 < s.prompt_len; ++p) {
+    in.score_rows.push_back(first_row + (p - c.start));
+    in.score_targets.push_back(s.tokens[p + 1]);
+    scored.emplace_back(&r, p);
+  }
+  in.score_top = std::max(in.score_top, r.params.top_logprobs);
+}
+
 // Row `row` of the step's output belongs to `r`: deliver its token, or end the request on an
 // end-of-generation or stop token, or at its length.
 void Engine::append_sampled(Request& r, std::size_t row, const model::StepOutput& out) {
@@ -270,6 +294,10 @@ void Engine::append_sampled(Request& r, std::size_t row, const model::StepOutput
   ++r.generated;
   TokenEvent ev;
   ev.tokens.push_back(token);
+  if (r.generated == 1 && r.params.prompt_logprobs) {  // the first event carries the prompt's
+    ev.prompt_logprobs = std::exchange(r.prompt_logprobs, {});
+    ev.prompt_top_logprobs = std::exchange(r.prompt_top, {});
+  }
   if (r.params.logprobs && row < out.logprobs.size()) ev.logprobs.push_back(out.logprobs[row]);
   if (r.params.logprobs && r.params.top_logprobs > 0 && row < out.top.size()) {
     ev.top_logprobs.push_back(out.top[row]);
@@ -292,7 +320,8 @@ void Engine::step() {
   const sched::StepPlan plan = scheduler_.schedule();
   if (plan.empty()) return;
   std::vector<Request*> sampled;
-  const model::StepInput in = build_step(plan, sampled);
+  std::vector<std::pair<Request*, std::uint32_t>> scored;
+  const model::StepInput in = build_step(plan, sampled, scored);
   model::StepOutput out;
   try {
     out = model_.step(in);
@@ -314,6 +343,14 @@ void Engine::step() {
     ++stats_.steps;
   }
   scheduler_.commit(plan, out.ids);
+  for (std::size_t i = 0; i < scored.size(); ++i) {
+    auto [r, p] = scored[i];
+    r->prompt_logprobs[p] = out.score_logprobs[i];
+    if (!r->prompt_top.empty()) {
+      r->prompt_top[p] = out.score_top[i];
+      r->prompt_top[p].resize(std::min<std::size_t>(r->prompt_top[p].size(), r->params.top_logprobs));
+    }
+  }
   for (std::size_t i = 0; i < sampled.size(); ++i) append_sampled(*sampled[i], i, out);
 }
 

@@ -40,6 +40,9 @@ struct RequestParams {
   bool ignore_eos = false;
   bool logprobs = false;          // the chosen token's log probability per token
   std::uint32_t top_logprobs = 0; // with logprobs: the N <= 20 most likely tokens per token
+  // The prompt tokens' logprobs too (completions' echo with logprobs), with top_logprobs
+  // alternatives, computed in the prompt's own steps (so the prefix cache is not used for it).
+  bool prompt_logprobs = false;
 };
 
 // One alternative of a generated token: a token id and its log probability under the model's
@@ -55,6 +58,10 @@ struct TokenEvent {
   std::vector<std::uint32_t> tokens;
   std::vector<float> logprobs;  // per token, when asked
   std::vector<std::vector<TopLogprob>> top_logprobs;  // per token, when logprobs and N > 0 asked
+  // The first event of a request that asked for prompt_logprobs: for prompt tokens 1..n-1 (the
+  // first has none), their logprob and top list.
+  std::vector<float> prompt_logprobs;
+  std::vector<std::vector<TopLogprob>> prompt_top_logprobs;
   FinishReason finish = FinishReason::none;
   std::string error;            // finish == error
   std::uint32_t prompt_tokens = 0;
@@ -120,7 +127,11 @@ class Engine {
   void loop();
   void step();
   void admit(std::deque<std::unique_ptr<Request>>& incoming);
-  model::StepInput build_step(const sched::StepPlan& plan, std::vector<Request*>& sampled);
+  model::StepInput build_step(const sched::StepPlan& plan, std::vector<Request*>& sampled,
+                              std::vector<std::pair<Request*, std::uint32_t>>& scored);
+  void add_score_rows(Request& r, const sched::Sequence& s, const sched::ScheduledChunk& c,
+                      std::uint32_t first_row, model::StepInput& in,
+                      std::vector<std::pair<Request*, std::uint32_t>>& scored);
   void append_sampled(Request& r, std::size_t row, const model::StepOutput& out);
   void deliver(Request& r, TokenEvent& ev, bool last);
   // The one way a request ends: its last event (`ev`, with `reason`), then its blocks go back.

@@ -241,8 +241,6 @@ test('API: max_tokens against the context, suffix, echo, models and aliases, tok
   const huge = await expect(await post(s.url, '/v1/chat/completions', chatBody('hi', 2 ** 25)), 400);
   assert.match(huge.error.message, /at most 16777216/);
   await expect(await post(s.url, '/v1/completions', { prompt: 'a', suffix: 'b' }), 400);
-  const echoLp = await expect(await post(s.url, '/v1/completions', { prompt: 'a', echo: true, logprobs: 1 }), 400);
-  assert.equal(echoLp.error.param, 'logprobs');
   // echo with max_tokens 0: the prompt back, nothing generated.
   const scored = await (await post(s.url, '/v1/completions', { prompt: 'Once upon a time', echo: true, max_tokens: 0 })).json();
   assert.equal(scored.choices[0].text, 'Once upon a time');
@@ -264,6 +262,53 @@ test('API: max_tokens against the context, suffix, echo, models and aliases, tok
   assert.equal(nospecial.count, l.tokens.length);
   const chat = await (await post(s.url, '/tokenize', { messages: [{ role: 'user', content: 'hi' }] })).json();
   assert.ok(chat.count > nospecial.count - 4);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('echo with logprobs: the prompt tokens\' logprobs, the same as when those tokens were generated', async () => {
+  const s = await startServer();
+  // Greedy from BOS with logprobs: 4 tokens and their logprobs.
+  const gen = await (await post(s.url, '/v1/completions', { prompt: [1], max_tokens: 4, temperature: 0, logprobs: 1 })).json();
+  const ids = (await (await post(s.url, '/tokenize', { prompt: gen.choices[0].text, add_special_tokens: true })).json()).tokens;
+  // The same tokens as a prompt, scored: text, offsets, null first entries, the same logprobs.
+  for (const stream of [false, true]) {
+    for (const max_tokens of [0, 2]) {
+      const body = { prompt: ids, echo: true, logprobs: 2, max_tokens, temperature: 0 };
+      let L, text;
+      if (!stream) {
+        const r = await (await post(s.url, '/v1/completions', body)).json();
+        L = r.choices[0].logprobs;
+        text = r.choices[0].text;
+        assert.equal(r.usage.completion_tokens, max_tokens);
+        assert.equal(r.choices[0].finish_reason, 'length');
+      } else {
+        const res = await post(s.url, '/v1/completions', { ...body, stream: true });
+        L = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+        text = '';
+        for (const ev of (await res.text()).split('\n\n')) {
+          if (!ev.startsWith('data: {')) continue;
+          const c = JSON.parse(ev.slice(6)).choices[0];
+          text += c.text;
+          if (c.logprobs) for (const k of Object.keys(L)) L[k].push(...c.logprobs[k]);
+        }
+      }
+      assert.equal(L.tokens.length, ids.length + max_tokens, `stream ${stream} max_tokens ${max_tokens}`);
+      assert.equal(L.token_logprobs[0], null);
+      assert.equal(L.top_logprobs[0], null);
+      if (stories) assert.ok(text.startsWith(gen.choices[0].text));
+      for (let i = 1; i < ids.length; i++) {
+        // stories260K: the text re-tokenizes to the generated ids (EXPECTED.md: 1 403 407 261 378).
+        if (stories) {
+          assert.ok(Math.abs(L.token_logprobs[i] - gen.choices[0].logprobs.token_logprobs[i - 1]) < 2e-3,
+            `prompt token ${i}: ${L.token_logprobs[i]} vs generated ${gen.choices[0].logprobs.token_logprobs[i - 1]}`);
+        }
+        assert.ok(L.token_logprobs[i] <= 0);
+        assert.ok(Object.keys(L.top_logprobs[i]).length >= 1 && Object.keys(L.top_logprobs[i]).length <= 2);
+        assert.ok(L.text_offset[i] >= L.text_offset[i - 1]);
+      }
+    }
+  }
   s.proc.kill('SIGTERM');
   assert.equal((await s.exited).code, 0);
 });

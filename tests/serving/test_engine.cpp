@@ -36,6 +36,9 @@ struct Collector {
   std::vector<std::uint32_t> tokens;
   std::vector<float> logprobs;
   std::vector<std::vector<serving::TopLogprob>> top;
+  std::vector<float> prompt_logprobs;
+  std::vector<std::vector<serving::TopLogprob>> prompt_top;
+  std::uint32_t cached = 0;
   FinishReason finish = FinishReason::none;
   std::string error;
   int final_events = 0;
@@ -48,6 +51,9 @@ struct Collector {
       tokens.insert(tokens.end(), ev.tokens.begin(), ev.tokens.end());
       logprobs.insert(logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
       top.insert(top.end(), ev.top_logprobs.begin(), ev.top_logprobs.end());
+      prompt_logprobs.insert(prompt_logprobs.end(), ev.prompt_logprobs.begin(), ev.prompt_logprobs.end());
+      prompt_top.insert(prompt_top.end(), ev.prompt_top_logprobs.begin(), ev.prompt_top_logprobs.end());
+      cached = ev.cached_tokens;
       if (ev.finish != FinishReason::none) {
         finish = ev.finish;
         error = ev.error;
@@ -352,6 +358,46 @@ TEST_CASE_FIXTURE(test::DeviceTest, "top logprobs: per token for the requests th
   }
   params.top_logprobs = 21;
   CHECK_THROWS_AS(engine.submit(p, params, [](const serving::TokenEvent&) {}), InvalidRequest);
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "prompt logprobs: a prompt scores as the same tokens scored when generated") {
+  // Greedy generation gives tokens g with logprobs; the prompt p + g, scored in its own prefill
+  // steps (chunks of 8 tokens among other requests), gives the same logprobs for g, and top
+  // lists led by g (greedy). The prefix cache is bypassed for it.
+  Fixture f = random_model(device(), 0, 4);
+  serving::EngineConfig ec;
+  ec.max_num_batched_tokens = 8;
+  Engine engine(*f.model, f.tokenizer, ec);
+  const std::vector<std::uint32_t> p = {1, 50, 60, 70, 80, 90, 100, 110, 120};
+  auto params = greedy(20);
+  params.logprobs = true;
+  Collector gen;
+  engine.submit(p, params, gen.callback());
+  gen.wait();
+  std::vector<std::uint32_t> prompt = p;
+  prompt.insert(prompt.end(), gen.tokens.begin(), gen.tokens.end() - 1);
+  params = greedy(1);
+  params.logprobs = true;
+  params.top_logprobs = 3;
+  params.prompt_logprobs = true;
+  for (int round = 0; round < 2; ++round) {
+    Collector other, scored;
+    engine.submit({1, 7, 8, 9}, greedy(6), other.callback());
+    engine.submit(prompt, params, scored.callback());
+    scored.wait();
+    other.wait();
+    REQUIRE(scored.prompt_logprobs.size() == prompt.size() - 1);
+    REQUIRE(scored.prompt_top.size() == prompt.size() - 1);
+    CHECK(scored.cached == 0);  // round 2: the same prompt again, still computed
+    for (std::size_t i = 0; i + 1 < gen.tokens.size(); ++i) {
+      CAPTURE(i);
+      const std::size_t at = p.size() - 1 + i;  // prompt token p.size() + i
+      CHECK(scored.prompt_logprobs[at] == doctest::Approx(gen.logprobs[i]).epsilon(1e-3));
+      REQUIRE(scored.prompt_top[at].size() == 3);
+      CHECK(scored.prompt_top[at][0].token == gen.tokens[i]);
+    }
+    for (float lp : scored.prompt_logprobs) CHECK(lp <= 0.f);
+  }
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the story through the engine, alone and among others") {
