@@ -303,16 +303,62 @@ HttpResponse error_response(const ServerConfig& config, const HttpRequest& req, 
   return res;
 }
 
+namespace {
+
+std::string echo_text(const GenerationContext& ctx, const ParsedRequest& pr, const frontend::Prompt& prompt) {
+  if (!pr.echo) return {};
+  if (!prompt.text.empty()) return prompt.text;
+  return ctx.tokenizer.decode(std::vector<tok::TokenId>(prompt.tokens.begin(), prompt.tokens.end()));
+}
+
+// The event loop: engine events -> deltas -> the sink, until the request ends for the client or
+// the client leaves (then false).
+struct Pump {
+  Sink& sink;
+  Assembler& as;
+  EventQueue& q;
+  tcp::socket& socket;
+  const std::string& echo;                   // echo with logprobs: sent with the first event
+  const std::vector<std::uint32_t>& prompt;  // its tokens
+  bool echo_pending;
+  bool score_only;                           // echo with logprobs and max_tokens 0
+  bool inject_wakeup;
+  Clock::time_point t0;
+  double ttft = -1;
+  bool watch = true;
+
+  awaitable<bool> run() {
+    while (as.finish == serving::FinishReason::none) {
+      if (!co_await wait_events(socket, q, watch, inject_wakeup)) co_return false;
+      for (const serving::TokenEvent& ev : q.take()) {
+        if (ttft < 0 && !ev.tokens.empty()) ttft = seconds_between(t0, Clock::now());
+        if (echo_pending && !ev.tokens.empty()) {  // the first token's event: the prompt's logprobs
+          echo_pending = false;
+          Delta e = echo_delta(echo, prompt, ev);
+          if (score_only) {
+            e.finish = "length";
+            as.finish = serving::FinishReason::length;
+          }
+          if (!co_await sink.send(e)) co_return false;
+          if (score_only) break;
+        }
+        const Delta d = as.apply(ev);
+        if (!co_await sink.send(d)) co_return false;
+        if (as.finish != serving::FinishReason::none) break;
+      }
+    }
+    co_return true;
+  }
+};
+
+}  // namespace
+
 awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_stream& stream, const HttpRequest& req,
                                      const ParsedRequest& pr, frontend::Prompt prompt, std::uint32_t max_tokens,
                                      Clock::time_point t0) {
   GenerationResult out;
   out.streamed = pr.stream;
-  std::string echo;
-  if (pr.echo && !prompt.text.empty()) echo = prompt.text;
-  if (pr.echo && prompt.text.empty()) {
-    echo = ctx.tokenizer.decode(std::vector<tok::TokenId>(prompt.tokens.begin(), prompt.tokens.end()));
-  }
+  const std::string echo = echo_text(ctx, pr, prompt);
   // echo with logprobs: the echo waits for the prompt's logprobs (the first event), and text
   // offsets count from the prompt's first piece.
   const bool echo_scored = pr.params.prompt_logprobs;
@@ -328,7 +374,6 @@ awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_st
   std::optional<serving::RequestId> rid;
   // echo with max_tokens 0: the prompt alone, nothing generated; scored, it still takes the
   // prompt's steps (and one token, never shown).
-  const bool score_only = max_tokens == 0 && echo_scored;
   if (max_tokens == 0 && !echo_scored) {
     as.finish = serving::FinishReason::length;
   } else {
@@ -343,44 +388,19 @@ awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_st
   // Named, not a temporary inside co_await: GCC 12 destroyed such temporaries twice.
   const std::string shown_first = echo_scored ? std::string() : echo;
   bool alive = co_await sink.begin(shown_first);
-  bool echo_pending = echo_scored;
-  bool watch = true;
-  bool inject_wakeup = ctx.config.test_spurious_wakeup;
-  double ttft = -1;
-  if (max_tokens == 0 && !echo_scored && alive) {
-    Delta last;  // named: GCC 12 destroyed temporaries inside co_await twice
-    last.finish = "length";
-    alive = co_await sink.send(last);
-  }
-  while (alive && as.finish == serving::FinishReason::none) {
-    if (!co_await wait_events(stream.socket(), *q, watch, inject_wakeup)) {
-      alive = false;
-      break;
-    }
-    for (const serving::TokenEvent& ev : q->take()) {
-      if (ttft < 0 && !ev.tokens.empty()) ttft = seconds_between(t0, Clock::now());
-      if (echo_pending && !ev.tokens.empty()) {  // the first token's event: the prompt's logprobs
-        echo_pending = false;
-        Delta e = echo_delta(echo, prompt_ids, ev);
-        if (score_only) {
-          e.finish = "length";
-          as.finish = serving::FinishReason::length;
-        }
-        alive = co_await sink.send(e);
-        if (!alive || score_only) break;
-      }
-      const Delta d = as.apply(ev);
-      alive = co_await sink.send(d);
-      if (!alive || as.finish != serving::FinishReason::none) break;
-    }
-  }
+  Delta nothing;  // echo with max_tokens 0, unscored: the whole response is the echo
+  nothing.finish = "length";
+  if (alive && max_tokens == 0 && !echo_scored) alive = co_await sink.send(nothing);
+  Pump pump{sink, as, *q, stream.socket(), echo, prompt_ids, echo_scored, max_tokens == 0,
+            ctx.config.test_spurious_wakeup, t0};
+  if (alive) alive = co_await pump.run();
   // One cancel, then leave: a client that left, or a stop string the engine has not seen.
   if (rid && (!alive || as.stop_string)) ctx.engine.cancel(*rid);
   usage.completion_tokens = as.completion_tokens;
   usage.cached_tokens = as.cached_tokens;
   if (alive) alive = co_await sink.end(usage, as.finish, as.error);
   const serving::FinishReason recorded = alive ? as.finish : serving::FinishReason::cancelled;
-  ctx.metrics.request_done(recorded, ttft, seconds_between(t0, Clock::now()), usage.prompt_tokens,
+  ctx.metrics.request_done(recorded, pump.ttft, seconds_between(t0, Clock::now()), usage.prompt_tokens,
                            usage.completion_tokens);
   out.generated = usage.completion_tokens;
   out.client_gone = !alive;
