@@ -50,6 +50,7 @@ struct CommandStream::Impl {
   bool recorded = false;
   bool profile = false;
   std::size_t barriers = 0;
+  std::size_t dispatches = 0;
   std::size_t commands = 0;
   std::uint64_t last_submit = 0;
 
@@ -189,6 +190,7 @@ void CommandStream::begin(bool profile) {
   s.read.clear();
   s.timed_labels.clear();
   s.barriers = 0;
+  s.dispatches = 0;
   s.commands = 0;
   s.profile = profile && s.dev->caps.timestamps;
   if (profile && !s.dev->caps.timestamps) log::warn("device has no compute timestamps");
@@ -227,6 +229,7 @@ void CommandStream::dispatch(const Pipeline& pipeline, std::span<const Binding> 
     }
   }
   if (groups[0] == 0 || groups[1] == 0 || groups[2] == 0) return;  // nothing to do
+  ++s.dispatches;
 
   std::vector<Touch> reads, writes;
   std::vector<VkDescriptorBufferInfo> infos(bindings.size());
@@ -352,6 +355,7 @@ std::vector<DispatchTiming> CommandStream::timings() const {
 }
 
 std::size_t CommandStream::barrier_count() const { return impl_->barriers; }
+std::size_t CommandStream::dispatch_count() const { return impl_->dispatches; }
 std::size_t CommandStream::command_count() const { return impl_->commands; }
 
 }  // namespace vkllm::platform

@@ -149,6 +149,7 @@ class CommandStream {
   // After wait(), with profiling on: one entry per dispatch/copy, in record order.
   std::vector<DispatchTiming> timings() const;
   std::size_t barrier_count() const;  // barriers the tracker inserted in this recording
+  std::size_t dispatch_count() const;  // dispatches recorded (empty grids not counted)
   std::size_t command_count() const;
 
   struct Impl;

@@ -79,6 +79,7 @@ Tuning tuning_for(const DeviceCaps& c) {
     t.matvec_rows = 4;
     t.matmul_rows = 8;
     t.matmul_tokens = 8;
+    t.attention_workgroups = 16;
   } else if (c.arch == ArchClass::amd_gcn || c.arch == ArchClass::amd_rdna) {
     t.matvec_workgroup = 64;
     t.matvec_rows = 2;
@@ -91,6 +92,8 @@ Tuning tuning_for(const DeviceCaps& c) {
     t.matvec_workgroup = std::max<std::uint32_t>(4 * sg, 64);
     t.matvec_rows = 2;
   }
+  // A few waves of workgroups per compute unit where the driver says how many there are.
+  if (!c.quirks.prefer_small_workgroups && c.compute_units) t.attention_workgroups = 4 * *c.compute_units;
   // Never ask for more than the device allows.
   const std::uint32_t cap = c.props.max_workgroup_invocations
                                 ? std::min(c.props.max_workgroup_invocations,

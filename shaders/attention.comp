@@ -11,12 +11,14 @@
 // query_start[s] * group / ROWS + s, which is increasing and leaves each sequence at least
 // ceil(len * group / ROWS) tiles; a workgroup finds its sequence by binary search on it.
 //
-// SPLIT (flash-decoding): grid y also walks key ranges of pc.split_keys keys, y = split *
-// n_kv_heads + KV head. A workgroup covers its rows' keys in its range only and writes unnormalized
-// partials (O, and the running max m and sum l per row) to `part`; attention_reduce.comp combines
-// the ranges. Ranges are fixed by split_keys alone, so a row's result does not depend on the rows
-// it shares a workgroup with. Decode steps of few sequences use it: their grid is otherwise a
-// handful of workgroups that walk a long context one tile after another.
+// SPLIT (flash-decoding): grid y also walks pc.nsplit key ranges, y = split * n_kv_heads + KV
+// head. A sequence's ranges split the keys it attends this step evenly (split_range_keys: at
+// least pc.split_keys each), so they follow the actual context, not the configured one. A
+// workgroup covers its rows' keys in its range only and writes unnormalized partials (O, and the
+// running max m and sum l per row) to `part`; attention_reduce.comp combines the ranges. Ranges
+// depend on the row's sequence alone, never on the other sequences of the batch. Decode steps of
+// few sequences use it: their grid is otherwise a handful of workgroups that walk a long context
+// one tile after another.
 //
 // Per key tile: load K -> scores S = Q K^T (Q pre-scaled) -> load V into the same buffer and
 // partial row maxima -> p = exp(S - m), partial row sums -> O = O * alpha + P V.
@@ -27,6 +29,7 @@
 #include "common.glsl"
 #define PUSH_ATTENTION
 #include "push_constants.glsl"
+#include "attention_split.glsl"
 
 layout(constant_id = 1) const uint HEAD_DIM = 128;
 layout(constant_id = 2) const uint ROWS = 16;  // query rows per workgroup; divides WG_SIZE
@@ -87,7 +90,6 @@ void main() {
   const uint n_kv_heads = pc.n_heads / pc.group;
   const uint kvh = gl_WorkGroupID.y % n_kv_heads;
   const uint split = gl_WorkGroupID.y / n_kv_heads;
-  const uint k_begin = split * pc.split_keys;
 #else
   const uint kvh = gl_WorkGroupID.y;
   const uint k_begin = 0;
@@ -107,6 +109,15 @@ void main() {
   const uint nrows = min(ROWS, q_end * pc.group - row0);
   const uint bt = s * pc.max_blocks;
   const uint last_key = pc.max_blocks * pc.block_size - 1;  // the table holds no more
+#ifdef SPLIT
+  // Workgroup-uniform: every row of this workgroup belongs to sequence s.
+  const uint seq_last = min(positions[q_end - 1], last_key);  // positions increase in a sequence
+  const uint range_keys = split_range_keys(seq_last + 1, pc.nsplit, pc.split_keys, KEYS);
+  const uint k_begin = split * range_keys;
+  // A range past the sequence's keys: nothing to do, and nothing loaded or waited for first
+  // (a short context on a long-context shape leaves most ranges empty).
+  if (k_begin > seq_last) return;
+#endif
 
   for (uint i = tid; i < nrows * HD2; i += WG_SIZE) {
     const uint r = i / HD2, d = i % HD2;
@@ -123,7 +134,7 @@ void main() {
   // Workgroup-uniform (kmax comes from shared memory after the barrier): no range, no work.
   // Rows whose own keys end before this range get garbage partials the reduce never reads.
   if (k_begin > kmax) return;
-  kmax = min(kmax, k_begin + pc.split_keys - 1);
+  kmax = min(kmax, k_begin + range_keys - 1);
 #endif
 
   // Softmax phases: thread (sr, sk) owns keys sk, sk + TPR, ... of row sr and keeps the row's

@@ -379,6 +379,10 @@ ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) con
   if (!options_.deterministic && T <= kSplitMaxTokens) {
     shape.split_keys =
         ops::attention_split_keys(c.head_dim, max_blocks_per_seq_ * options_.block_size);
+    // Ranges enough to fill the device with this step's sequences, no more.
+    const std::uint32_t per_range = std::max<std::uint32_t>(1, S * c.n_kv_heads);
+    shape.max_ranges = (kernels_.tuning().attention_workgroups + per_range - 1) / per_range;
+    if (shape.max_ranges <= 1) shape.split_keys = 0;  // one range: no split
   }
   return shape;
 }
@@ -575,6 +579,7 @@ StepOutput Model::step(const StepInput& input) {
     ++replays_;
   }
   it->second->last_use = ++use_clock_;
+  last_counts_ = {it->second->cs.dispatch_count(), it->second->cs.barrier_count()};
   it->second->cs.submit_and_wait();
 
   StepOutput out;

@@ -102,6 +102,12 @@ class Model {
   std::uint64_t replays() const { return replays_; }
   // Host time spent recording command buffers, all steps together.
   double recording_seconds() const { return recording_seconds_; }
+  // The last step's command buffer: its dispatches and the barriers the tracker put between them.
+  struct StepCounts {
+    std::size_t dispatches = 0;
+    std::size_t barriers = 0;
+  };
+  StepCounts last_step_counts() const { return last_counts_; }
   // Off: every step records its command buffer anew instead of replaying the one of its shape
   // (what replay saves is measured against this; `vkllm bench --replay-compare`).
   void set_replay(bool on) { replay_ = on; }
@@ -136,6 +142,7 @@ class Model {
   std::uint64_t recordings_ = 0;
   std::uint64_t replays_ = 0;
   double recording_seconds_ = 0;
+  StepCounts last_counts_;
   bool replay_ = true;
 };
 

@@ -54,18 +54,23 @@ AttentionTiles attention_tiles(std::uint32_t head_dim) {
   return t;
 }
 
+constexpr std::uint32_t kMaxSplits = 32;
+
+// Ranges in the grid: enough for the longest context the table holds at split_keys each, at
+// most max_ranges and kMaxSplits (a sequence's ranges then grow past split_keys:
+// split_range_keys).
 std::uint32_t split_count(const AttentionShape& sh) {
   const std::uint64_t keys = std::uint64_t{sh.max_blocks_per_seq} * sh.block_size;
-  return static_cast<std::uint32_t>((keys + sh.split_keys - 1) / sh.split_keys);
+  const std::uint32_t cap = sh.max_ranges ? std::min(sh.max_ranges, kMaxSplits) : kMaxSplits;
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(cap, (keys + sh.split_keys - 1) / sh.split_keys));
 }
 
 }  // namespace
 
 std::uint32_t attention_split_keys(std::uint32_t head_dim, std::uint32_t max_context) {
-  constexpr std::uint32_t kMinKeys = 256, kMaxSplits = 32;
+  constexpr std::uint32_t kMinKeys = 256;
   const std::uint32_t tile = attention_tiles(std::clamp<std::uint32_t>(head_dim, 2, kMaxHeadDim)).keys;
-  std::uint32_t keys = std::max(kMinKeys, (max_context + kMaxSplits - 1) / kMaxSplits);
-  keys = (keys + tile - 1) / tile * tile;
+  const std::uint32_t keys = (kMinKeys + tile - 1) / tile * tile;
   return keys >= max_context ? 0 : keys;
 }
 
@@ -286,12 +291,14 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
   if (!split) return;
 
   constexpr std::uint32_t kReduceWorkgroup = 64;
-  const auto& r = k.pipeline(shaders::ShaderId::attention_reduce_f32, 3,
+  const auto& r = k.pipeline(shaders::ShaderId::attention_reduce_f32, 4,
                              sizeof(PushAttentionReduce), {kReduceWorkgroup, sh.head_dim});
   const PushAttentionReduce rpush{static_cast<std::uint32_t>(rows), sh.n_heads, nsplit,
-                                  sh.split_keys, sh.max_blocks_per_seq * sh.block_size - 1};
+                                  sh.split_keys, sh.max_blocks_per_seq * sh.block_size - 1,
+                                  sh.nseq, tiles.keys};
   const std::uint64_t rx = std::min<std::uint64_t>(rows, limits[0]);
-  cs.dispatch(r, {{partials, Access::read}, {positions, Access::read}, {out, Access::write}}, rpush,
+  cs.dispatch(r, {{partials, Access::read}, {positions, Access::read}, {query_start, Access::read},
+                  {out, Access::write}}, rpush,
               {static_cast<std::uint32_t>(rx), 1, static_cast<std::uint32_t>((rows + rx - 1) / rx)},
               fmt::format("attention_reduce ntok={} heads={} ranges={}", sh.ntok, sh.n_heads, nsplit));
 }

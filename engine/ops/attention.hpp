@@ -45,14 +45,21 @@ struct AttentionShape {
   std::uint32_t max_blocks_per_seq = 0;  // row length of block_table
   float scale = 0;                       // usually 1/sqrt(head_dim)
   KvType kv_type = KvType::f32;
-  // Flash-decoding: > 0 splits every row's keys into ranges of split_keys (from
-  // attention_split_keys) computed by separate workgroups and combined by a second pass, through
-  // `partials`. A row's result depends on split_keys, never on the other rows of the batch.
+  // Flash-decoding: > 0 splits each sequence's keys into ranges computed by separate workgroups
+  // and combined by a second pass, through `partials`. The grid has min(32, longest context /
+  // split_keys) ranges; a sequence's ranges split the keys it attends this step (its last
+  // token's context, read from `positions` on the device) evenly, at least split_keys each. So
+  // a short context on a long-context shape spreads over the ranges, and a replayed recording
+  // follows the context as it grows. A row's result depends on its own sequence's context,
+  // split_keys and the number of ranges (max_ranges: from the step's sequence count).
   std::uint32_t split_keys = 0;
+  // At most this many ranges (0: 32): as many as fill the device (Tuning::attention_workgroups),
+  // since each range is a workgroup per (sequence, KV head) whether it has keys or not.
+  std::uint32_t max_ranges = 0;
 };
 
-// Keys per range for flash-decoding over contexts up to max_context: at least 256 keys, at most
-// 32 ranges, a multiple of the kernel's key tile; 0 when one range would cover max_context.
+// The fewest keys per flash-decoding range for contexts up to max_context: 256 rounded up to the
+// kernel's key tile; 0 when one range would cover max_context.
 std::uint32_t attention_split_keys(std::uint32_t head_dim, std::uint32_t max_context);
 
 // Bytes of `partials` record_attention needs for a split shape (0 when split_keys is 0).

@@ -84,7 +84,9 @@ struct PushAttentionReduce {
   std::uint32_t nsplit;
   std::uint32_t split_keys;
   std::uint32_t last_key;
+  std::uint32_t nseq;
+  std::uint32_t key_tile;
 };
-static_assert(sizeof(PushAttentionReduce) == 20);
+static_assert(sizeof(PushAttentionReduce) == 28);
 
 }  // namespace vkllm::ops

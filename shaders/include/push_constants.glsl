@@ -88,7 +88,7 @@ layout(push_constant) uniform PushAttention {
   uint num_blocks;  // blocks in each pool (block ids are clamped below it)
   uint tiles;       // row tiles in the grid: floor(ntok * group / ROWS) + nseq
   float scale;
-  uint split_keys;  // SPLIT: keys per range (a multiple of KEYS)
+  uint split_keys;  // SPLIT: the fewest keys per range (a multiple of KEYS)
   uint nsplit;      // SPLIT: ranges in the grid
 } pc;
 #endif
@@ -99,7 +99,9 @@ layout(push_constant) uniform PushAttentionReduce {
   uint rows;        // ntok * n_heads
   uint n_heads;
   uint nsplit;
-  uint split_keys;
+  uint split_keys;  // the fewest keys per range
   uint last_key;    // max_blocks * block_size - 1: keys past it are not in the table
+  uint nseq;
+  uint key_tile;    // attention.comp's KEYS: ranges are whole tiles
 } pc;
 #endif

@@ -475,18 +475,82 @@ TEST_CASE_FIXTURE(DeviceTest, "attention split over key ranges (flash-decoding):
   check_attention(*this, {64, 1, 64, 16, ops::KvType::f32, 64}, {{130, 3}, {9, 1}});
 }
 
-TEST_CASE("attention_split_keys: at least 256 keys, at most 32 ranges, whole key tiles") {
+TEST_CASE_FIXTURE(DeviceTest, "split attention replayed: its ranges follow each step's context, one recording") {
+  // One recorded decode step of 2 sequences on a table for 4096 keys (64 ranges of 64 keys would
+  // be needed: the grid has 32, so long contexts widen them), replayed with contexts from 1 key
+  // to the whole table, changed between replays only through the positions buffer. Each replay
+  // matches the reference, and partials left over from a longer replay are never read.
+  constexpr std::uint32_t kHeads = 8, kKvHeads = 2, kHd = 64, kBs = 16, kMaxBlocks = 256;
+  constexpr std::uint32_t kv_dim = kKvHeads * kHd;
+  for (auto type : kv_types(*this)) {
+    CAPTURE(type == ops::KvType::f16);
+    const bool f16 = type == ops::KvType::f16;
+    platform::Device& dev = device();
+    std::mt19937& gen = rng();
+    ops::AttentionShape shape;
+    shape.ntok = shape.nseq = 2;
+    shape.n_heads = kHeads;
+    shape.n_kv_heads = kKvHeads;
+    shape.head_dim = kHd;
+    shape.block_size = kBs;
+    shape.max_blocks_per_seq = kMaxBlocks;
+    shape.scale = 1.0f / std::sqrt(float(kHd));
+    shape.kv_type = type;
+    shape.split_keys = 64;
+    const std::size_t pool_rows = std::size_t{2} * kMaxBlocks * kBs;
+    auto kp = ref::random_floats(gen, pool_rows * kv_dim), vp = ref::random_floats(gen, pool_rows * kv_dim);
+    if (f16) {
+      for (float& x : kp) x = round_f16(x);
+      for (float& x : vp) x = round_f16(x);
+    }
+    auto upload_pool = [&](const std::vector<float>& pool, const char* name) {
+      if (!f16) return upload_floats(pool, name);
+      std::vector<std::uint16_t> h(pool.size());
+      for (std::size_t i = 0; i < pool.size(); ++i) h[i] = gguf::fp32_to_fp16(pool[i]);
+      return upload_u16(dev, h, name);
+    };
+    auto dk = upload_pool(kp, "k_pool"), dv = upload_pool(vp, "v_pool");
+    std::vector<std::uint32_t> table(2 * kMaxBlocks);
+    std::iota(table.begin(), table.end(), 0u);
+    std::shuffle(table.begin(), table.end(), gen);
+    const std::vector<std::uint32_t> qs = {0, 1, 2};
+    const auto q = ref::random_floats(gen, std::size_t{2} * kHeads * kHd, -3, 3);
+    auto dq = upload_floats(q, "q");
+    auto dtable = upload_u32(dev, table, "table"), dqs = upload_u32(dev, qs, "query_start");
+    std::vector<std::uint32_t> pos = {0, 0};
+    auto dpos = upload_u32(dev, pos, "positions");
+    auto dout = poisoned_floats(q.size(), "out");
+    auto dpart = poisoned_floats(ops::attention_partial_bytes(shape) / 4, "partials");
+    auto cs = dev.command_stream();
+    cs.begin();
+    ops::record_attention(kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart);
+    cs.end();
+    for (const auto& p : std::vector<std::vector<std::uint32_t>>{
+             {4095, 300}, {0, 0}, {63, 64}, {255, 1000}, {2047, 4095}, {1, 2}, {3000, 17}}) {
+      CAPTURE(p[0]);
+      CAPTURE(p[1]);
+      pos = p;
+      dev.upload(dpos, 0, std::as_bytes(std::span<const std::uint32_t>(pos)));
+      cs.submit_and_wait();
+      std::vector<float> expected(q.size());
+      ref::paged_attention(shape, q, kp, vp, pos, qs, table, expected);
+      CHECK(ref::nmse(download_floats(dout, q.size()), expected) < kAttention);
+    }
+  }
+}
+
+TEST_CASE("attention_split_keys: the fewest keys per range, 256 in whole key tiles, whatever the context") {
   CHECK(ops::attention_split_keys(128, 256) == 0);  // one range covers it
   CHECK(ops::attention_split_keys(128, 257) == 256);
   CHECK(ops::attention_split_keys(128, 4096) == 256);
-  CHECK(ops::attention_split_keys(128, 131072) == 4096);
+  // A long configured context no longer widens every range: ranges follow the actual context.
+  CHECK(ops::attention_split_keys(128, 131072) == 256);
   for (std::uint32_t hd : {6u, 64u, 128u, 256u, 512u}) {
     for (std::uint32_t ctx : {300u, 8191u, 100000u}) {
       const std::uint32_t keys = ops::attention_split_keys(hd, ctx);
       CAPTURE(hd);
       CAPTURE(ctx);
-      REQUIRE(keys > 0);
-      CHECK((ctx + keys - 1) / keys <= 32);
+      CHECK(keys >= 256);
       CHECK(keys % 8 == 0);  // the smallest key tile (head_dim 512)
     }
   }

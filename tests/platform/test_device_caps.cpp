@@ -132,6 +132,7 @@ TEST_CASE("Intel Arc: Xe class, no cooperative matrix, unified heap") {
   CHECK(c.integer_dot);
   CHECK_FALSE(c.integer_dot_accelerated);
   CHECK_FALSE(c.compute_units.has_value());
+  CHECK(c.tuning.attention_workgroups == 256);  // unknown compute units: the default
 }
 
 TEST_CASE("NVIDIA: tensor-core class from f16 coopmat shapes; driver version encoding") {
@@ -142,6 +143,7 @@ TEST_CASE("NVIDIA: tensor-core class from f16 coopmat shapes; driver version enc
   CHECK(c.coopmat_shapes.size() == 3);
   CHECK(c.driver_version_string == "550.54.14");
   CHECK(c.tuning.matvec_workgroup == 128);
+  CHECK(c.tuning.attention_workgroups == 4 * 128);  // 4 waves over its 128 SMs
 
   DeviceProps no_tc = nvidia_ada();
   no_tc.coopmat.clear();
@@ -161,6 +163,7 @@ TEST_CASE("lavapipe: software vendor, CPU arch, small workgroups, 128 MiB bindin
   CHECK(c.quirks.unified_memory);
   CHECK(c.tuning.rows_workgroup == 64);
   CHECK(c.tuning.matvec_workgroup == 32);
+  CHECK(c.tuning.attention_workgroups == 16);
   CHECK(c.max_storage_buffer_range == 128ull << 20);
   CHECK(c.api_version_string == "1.4.0");
   CHECK(c.driver_version_string == "25.0.7");
