@@ -87,6 +87,8 @@ struct BenchOptions {
   bool json = false;
   std::vector<std::uint32_t> concurrency;  // throughput mode: levels of concurrent requests
   bool replay_compare = false;  // also time tg with every step recorded anew
+  std::uint32_t depth = 0;      // tg after this many tokens of context (llama-bench's -d)
+  std::uint32_t ctx_size = 0;   // the context the model is planned for (0: just what the test needs)
 };
 int run_bench(const BenchOptions& options);
 

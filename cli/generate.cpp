@@ -198,14 +198,15 @@ int run_throughput(const BenchOptions& o) {
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_gguf(L.reader);
   std::mt19937 rng(99);
   std::uniform_int_distribution<std::uint32_t> tok(3, L.model->config().vocab_size - 1);
-  fmt::print("| concurrency | requests | generated tok/s (aggregate) | per-request tok/s | ITL p50 ms | ITL p99 ms | steps | wall s |\n");
-  fmt::print("|---|---|---|---|---|---|---|---|\n");
+  fmt::print("| concurrency | requests | generated tok/s (aggregate) | per-request tok/s | ITL p50 ms | ITL p99 ms | steps | replayed | wall s |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|---|\n");
   for (std::uint32_t c : o.concurrency) {
     serving::EngineConfig ec;
     ec.max_num_seqs = c;
     ec.max_num_batched_tokens = mo.max_batch_tokens;
     ec.prefix_caching = false;  // distinct random prompts anyway; measure compute
     serving::Engine engine(*L.model, tokenizer, ec);
+    const std::uint64_t replays0 = L.model->replays();  // the model's count spans the levels
     std::mutex mu;
     std::condition_variable cv;
     std::uint32_t finished = 0;
@@ -242,8 +243,10 @@ int run_throughput(const BenchOptions& o) {
     std::sort(itl.begin(), itl.end());
     auto pct = [&](double q) { return itl.empty() ? 0.0 : itl[std::min(itl.size() - 1, std::size_t(q * itl.size()))]; };
     const double agg = double(st.generation_tokens) / wall;
-    fmt::print("| {} | {} | {:.1f} | {:.2f} | {:.1f} | {:.1f} | {} | {:.2f} |\n", c, c, agg, agg / c, pct(0.5),
-               pct(0.99), st.steps, wall);
+    // Replayed: steps whose command buffer was recorded before (shape repeated), of all steps.
+    const double replayed = st.steps ? 100.0 * double(L.model->replays() - replays0) / double(st.steps) : 0.0;
+    fmt::print("| {} | {} | {:.1f} | {:.2f} | {:.1f} | {:.1f} | {} | {:.0f}% | {:.2f} |\n", c, c, agg, agg / c,
+               pct(0.5), pct(0.99), st.steps, replayed, wall);
     std::fflush(stdout);
   }
   return 0;
@@ -255,8 +258,12 @@ int run_bench(const BenchOptions& o) {
   if (o.repetitions == 0) throw InvalidRequest("bench: -r must be > 0");
   model::ModelOptions mo;
   mo.max_seqs = 1;
-  mo.max_batch_tokens = std::max<std::uint32_t>(1, std::min(o.batch, std::max(o.n_prompt, 1u)));
-  mo.context_length = std::max<std::uint32_t>(o.n_prompt + o.n_gen + 1, 16);
+  mo.max_batch_tokens = std::max<std::uint32_t>(1, std::min(o.batch, std::max({o.n_prompt, o.depth, 1u})));
+  const std::uint32_t needed = std::max(o.n_prompt, o.depth + o.n_gen) + 1;
+  if (o.ctx_size != 0 && o.ctx_size < needed) {
+    throw InvalidRequest(fmt::format("bench: --ctx-size {} is below the {} tokens the tests need", o.ctx_size, needed));
+  }
+  mo.context_length = std::max<std::uint32_t>({needed, o.ctx_size, 16});
   Loaded L = load(o.model, o.device, mo);
   model::Model& m = *L.model;
   std::mt19937 rng(1234);
@@ -276,9 +283,15 @@ int run_bench(const BenchOptions& o) {
       seq.feed(prompt, greedy);
       if (rep > 0) pp.push_back(o.n_prompt / seconds_since(t0));
     }
-    // llama-bench's tg: generation from an empty context, one token per step.
+    // llama-bench's tg: generation one token per step, from an empty context or after --depth
+    // tokens of it (not timed).
     auto generate = [&] {
       model::Sequence seq(m);
+      if (o.depth > 0) {
+        std::vector<std::uint32_t> context(o.depth);
+        for (auto& t : context) t = tok(rng);
+        seq.feed(context, greedy);
+      }
       std::uint32_t next = tok(rng);
       const auto t0 = Clock::now();
       for (std::uint32_t i = 0; i < o.n_gen; ++i) next = seq.feed(std::span(&next, 1), greedy).ids[0];
@@ -300,16 +313,18 @@ int run_bench(const BenchOptions& o) {
       }
     }
   }
-  const std::uint64_t bytes_per_token = m.decode_bytes(o.n_gen / 2);
+  const model::Model::StepCounts counts = m.last_step_counts();  // a decode step, when tg ran
+  const std::uint64_t bytes_per_token = m.decode_bytes(o.depth + o.n_gen / 2);
   const double tg_med = tg.empty() ? 0 : median(tg);
   const double pp_med = pp.empty() ? 0 : median(pp);
   const double gbs = tg_med * bytes_per_token / 1e9;
   if (o.json) {
     fmt::print("{{\"model\": \"{}\", \"device\": \"{}\", \"pp\": {}, \"pp_tokens_per_s\": {:.2f}, "
-               "\"tg\": {}, \"tg_tokens_per_s\": {:.2f}, \"bytes_per_token\": {}, \"tg_gb_per_s\": "
-               "{:.3f}, \"repetitions\": {}}}\n",
-               o.model, L.device->name(), o.n_prompt, pp_med, o.n_gen, tg_med, bytes_per_token,
-               gbs, o.repetitions);
+               "\"tg\": {}, \"depth\": {}, \"ctx_size\": {}, \"tg_tokens_per_s\": {:.2f}, "
+               "\"bytes_per_token\": {}, \"tg_gb_per_s\": {:.3f}, \"repetitions\": {}, "
+               "\"dispatches_per_step\": {}, \"barriers_per_step\": {}}}\n",
+               o.model, L.device->name(), o.n_prompt, pp_med, o.n_gen, o.depth, m.options().context_length,
+               tg_med, bytes_per_token, gbs, o.repetitions, counts.dispatches, counts.barriers);
   } else {
     fmt::print("| model | device | test | t/s (median of {}) | bytes/token | GB/s |\n", o.repetitions);
     fmt::print("|---|---|---|---|---|---|\n");
@@ -317,8 +332,10 @@ int run_bench(const BenchOptions& o) {
       fmt::print("| {} | {} | pp{} | {:.2f} | | |\n", o.model, L.device->name(), o.n_prompt, pp_med);
     }
     if (o.n_gen > 0) {
-      fmt::print("| {} | {} | tg{} | {:.2f} | {} | {:.2f} |\n", o.model, L.device->name(), o.n_gen,
-                 tg_med, format_bytes(bytes_per_token), gbs);
+      const std::string test = o.depth ? fmt::format("tg{} @ d{} (ctx {})", o.n_gen, o.depth, m.options().context_length)
+                                       : fmt::format("tg{}", o.n_gen);
+      fmt::print("| {} | {} | {} | {:.2f} | {} | {:.2f} |\n", o.model, L.device->name(), test, tg_med,
+                 format_bytes(bytes_per_token), gbs);
     }
     if (!tg_rerecord.empty()) {
       const double re = median(tg_rerecord);
@@ -328,6 +345,11 @@ int run_bench(const BenchOptions& o) {
       fmt::print("\nreplay: recording one decode step costs {:.3f} ms of host time (median); "
                  "replaying saves {:.1f}% of tg time\n",
                  median(record_ms), 100.0 * (1.0 - re / tg_med));
+    }
+    if (o.n_gen > 0) {
+      fmt::print("\ndecode step: {} dispatches, {} barriers ({:.1f} dispatches and {:.1f} barriers per layer)\n",
+                 counts.dispatches, counts.barriers, double(counts.dispatches) / m.config().n_layers,
+                 double(counts.barriers) / m.config().n_layers);
     }
   }
   return 0;

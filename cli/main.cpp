@@ -83,6 +83,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("-r,--repetitions", bench.repetitions, "Timed repetitions (median reported)");
   bench_cmd->add_option("-b,--batch-size", bench.batch, "Prompt tokens per step");
   bench_cmd->add_option("--device", bench.device, "Vulkan device index");
+  bench_cmd->add_option("-d,--depth", bench.depth, "tg after this many tokens of context (llama-bench's -d)");
+  bench_cmd->add_option("-c,--ctx-size", bench.ctx_size,
+                        "Context the model is planned for (0: what the tests need); e.g. 131072 with -d 4096");
   bench_cmd->add_flag("--json", bench.json, "One JSON line instead of a table");
   bench_cmd->add_flag("--replay-compare", bench.replay_compare,
                       "Also time tg with each step's command buffer recorded anew (what replay saves)");
