@@ -2,7 +2,7 @@
 # One benchmark run for a GPU machine (issue 12): builds nothing, runs what an existing build
 # has, and writes one log. What it runs, in order:
 #   vkllm devices; the kernel bench (copy bandwidth ceiling, matmul, decode attention);
-#   vkllm bench pp512/tg128 for each preset and weight type (synthetic models with real shapes,
+#   vkllm bench pp512/tg128 (--small: pp128/tg32) for each preset and weight type (synthetic models with real shapes,
 #   written here by `vkllm make-model`); tg128 after 4096 tokens of context on a model planned for
 #   a 131072 context and on one planned for 4096; the engine's 1/4/16/64 concurrency sweep.
 # Every command has a time limit, so the whole run fits the budget (default 480 s).
@@ -51,9 +51,11 @@ run() {
 
 if [ "$small" -eq 1 ]; then
   presets="micro tiny"; types="q4_0 q8_0 q4_k f16"; depth=512; long_ctx=16384; short_ctx=1024
+  pp=128; tg=32; reps=1; sweep=1,4,16; sweep_p=32; sweep_n=16
   kbench_args=(--reps 3 --rows 1024 --cols 1024 --prefill 32 --attn-ctx 512); sweep_model=micro
 else
   presets="llama3-1b llama3-8b"; types="q4_0 q8_0 q4_k f16"; depth=4096; long_ctx=131072; short_ctx=4224
+  pp=512; tg=128; reps=3; sweep=1,4,16,64; sweep_p=128; sweep_n=64
   kbench_args=(--reps 10 --attn-ctx 512,4096,32768); sweep_model=llama3-1b
 fi
 say "# vkllm GPU benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -66,7 +68,7 @@ for preset in $presets; do
   for type in $types; do
     model="$work/$preset-$type.gguf"
     [ -f "$model" ] || run 300 "$vkllm" make-model --preset "$preset" --type "$type" -o "$model"
-    [ -f "$model" ] && run 180 "$vkllm" bench -m "$model" -p 512 -n 128 -r 3
+    [ -f "$model" ] && run 180 "$vkllm" bench -m "$model" -p "$pp" -n "$tg" -r "$reps"
   done
 done
 
@@ -75,11 +77,11 @@ done
 first="$(echo $presets | cut -d' ' -f1)"
 model="$work/$first-q4_0.gguf"
 if [ -f "$model" ]; then
-  run 180 "$vkllm" bench -m "$model" -p 0 -n 128 -r 3 --depth "$depth" --ctx-size "$long_ctx"
-  run 180 "$vkllm" bench -m "$model" -p 0 -n 128 -r 3 --depth "$depth" --ctx-size "$short_ctx"
+  run 180 "$vkllm" bench -m "$model" -p 0 -n "$tg" -r "$reps" --depth "$depth" --ctx-size "$long_ctx"
+  run 180 "$vkllm" bench -m "$model" -p 0 -n "$tg" -r "$reps" --depth "$depth" --ctx-size "$short_ctx"
 fi
 model="$work/$sweep_model-q4_0.gguf"
-[ -f "$model" ] && run 240 "$vkllm" bench -m "$model" -p 128 -n 64 --concurrency 1,4,16,64
+[ -f "$model" ] && run 240 "$vkllm" bench -m "$model" -p "$sweep_p" -n "$sweep_n" --concurrency "$sweep"
 
 say "# done in $(( $(date +%s) - start )) s, $failures step(s) failed; log: $log"
 [ "$failures" -eq 0 ]

@@ -247,7 +247,7 @@ int main(int argc, char** argv) {
         cases.push_back(Case{
             split ? "attention_decode_split" : "attention_decode",
             fmt::format("ctx {} 32/8 heads hd128 {}{}", ctx, f16 ? "f16" : "f32",
-                        split ? fmt::format(" {} ranges", (ctx + sh.split_keys - 1) / sh.split_keys)
+                        split ? fmt::format(" {} ranges", std::min(32u, (ctx + sh.split_keys - 1) / sh.split_keys))
                               : std::string()),
             2ull * ctx * 8 * 128 * (f16 ? 2 : 4), 4.0 * ctx * 32 * 128,
             [&k, a](auto& cs) {
