@@ -182,8 +182,10 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler matches the reference row by row, logprob
     std::uint32_t ncols, nrows, dispatches;
   };
   std::size_t checked = 0, skipped = 0;
-  for (const Shape s : {Shape{7, 14, 3}, Shape{100, 14, 4}, Shape{4097, 14, 6},
-                        Shape{151936, 3, 1}}) {
+  // Vocabularies of a tiny model (512), Llama 2 (32000) and Qwen2 (151936) with every kind of
+  // row (7 kinds) in each, plus odd sizes.
+  for (const Shape s : {Shape{7, 14, 3}, Shape{100, 14, 4}, Shape{512, 14, 2}, Shape{4097, 14, 6},
+                        Shape{32000, 7, 2}, Shape{151936, 7, 1}}) {
     for (std::uint32_t d = 0; d < s.dispatches; ++d) {
       CAPTURE(s.ncols);
       const bool ties = d % 2 == 1;
