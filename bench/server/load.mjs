@@ -3,6 +3,8 @@
 // Reports requests/s, time to first token p50/p99 and inter-token latency p50/p99.
 // Usage: node load.mjs --url http://127.0.0.1:8080 [--concurrency 1,8,32] [--duration 30]
 //        [--max-tokens 64] [--model name] [--api-key KEY]
+// Without --model it asks the server's /v1/models for the served name (vkllm refuses a name it
+// does not serve with 404 model_not_found, as vLLM does).
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
   if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]]);
   return acc;
@@ -13,6 +15,7 @@ const duration = Number(args.duration ?? 30) * 1000;
 const maxTokens = Number(args['max-tokens'] ?? 64);
 const headers = { 'content-type': 'application/json' };
 if (args['api-key']) headers.authorization = `Bearer ${args['api-key']}`;
+const model = args.model ?? (await (await fetch(`${url}/v1/models`, { headers })).json()).data[0].id;
 
 const pct = (xs, q) => {
   if (!xs.length) return NaN;
@@ -25,7 +28,7 @@ async function one(i, stats) {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST', headers,
     body: JSON.stringify({
-      model: args.model ?? 'm', stream: true, max_tokens: maxTokens, temperature: 0, ignore_eos: true,
+      model, stream: true, max_tokens: maxTokens, temperature: 0, ignore_eos: true,
       messages: [{ role: 'user', content: `Request ${i}: tell me a story about the number ${i}.` }],
     }),
   });
