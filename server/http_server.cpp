@@ -254,7 +254,6 @@ struct Server::Impl {
       if (ep == Endpoint::completion) pre().check_bytes(completion_prompt_bytes(req.body()), "prompt");
       p.pr = parse_request(req.body(), ep, limits);
       check_model(p.pr.model);
-      pre().check_bytes(p.pr.prompt_bytes, ep == Endpoint::chat ? "messages" : "prompt");
       p.prompt = pre().prepare(p.pr.prompt);
       p.max_tokens = pre().max_tokens(p.prompt.tokens.size(), p.pr.max_tokens, config.default_max_tokens);
       return p;
@@ -341,7 +340,6 @@ struct Server::Impl {
       in.text = std::string(text->get_string());
       // vLLM adds special tokens by default, llama-server does not.
       in.add_special = flag("add_special_tokens", o.contains("prompt")) || flag("add_special", false);
-      pre().check_bytes(in.text.size(), "prompt");
     }
     const frontend::Prompt p = pre().prepare(in);
     json::object out;

@@ -153,9 +153,7 @@ void parse_messages(const json::object& o, ParsedRequest& r) {
     }
     const json::value* content = field(msg, "content");
     if (!content && rs != "assistant") fail(param + ".content", fmt::format("'{}.content' is required", param));
-    std::string text = content_text(content ? *content : json::value(nullptr), i);
-    r.prompt_bytes += text.size();
-    msg["content"] = std::move(text);
+    msg["content"] = content_text(content ? *content : json::value(nullptr), i);
     if (rs == "developer") msg["role"] = "system";
     normalized.push_back(std::move(msg));
     ++i;
@@ -207,7 +205,6 @@ void parse_prompt(const json::object& o, const RequestLimits& limits, ParsedRequ
   auto text = [&](json::string_view s) {
     r.prompt.kind = frontend::PromptInput::Kind::text;
     r.prompt.text = std::string(s);
-    r.prompt_bytes = s.size();
   };
   if (p->is_string()) {
     text(p->get_string());

@@ -42,7 +42,6 @@ struct ParsedRequest {
   Endpoint endpoint = Endpoint::chat;
   std::string model;                           // empty: the served model
   frontend::PromptInput prompt;                // what to render and tokenize
-  std::size_t prompt_bytes = 0;                // text bytes (messages' contents or the prompt)
   serving::RequestParams params;               // max_tokens resolved later (see max_tokens)
   std::optional<std::uint32_t> max_tokens;     // as asked; empty: the server's default
   std::vector<std::string> stop;               // stop strings

@@ -73,7 +73,6 @@ class Preprocessor {
   std::uint32_t max_model_len() const { return max_model_len_; }
   std::size_t max_piece_bytes() const { return max_piece_bytes_; }
   const tok::Tokenizer& tokenizer() const { return tokenizer_; }
-  const ChatSetup& chat() const { return chat_; }
 
  private:
   std::string render(const PromptInput& input) const;

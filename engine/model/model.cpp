@@ -449,10 +449,7 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
     cs.end();
     return;
   }
-  ops::record_get_rows(k, cs, ops::f32_view(BufferSpan(w.x), c.d_model, T), sample_rows, w.hs, R);
-  ops::record_rms_norm(k, cs, w.hs, first_span(output_norm_), w.hn, c.d_model, R, c.rms_eps);
-  const ops::DeviceWeight& head = c.tied_output ? token_embd_ : output_;
-  ops::record_matmul(k, cs, head.view(), w.hn, w.logits, R);
+  record_head(cs, T, sample_rows, R);
   if (use_sampler) {
     ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, w.top,
                        R, c.vocab_size);
@@ -477,6 +474,18 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
   cs.end();
 }
 
+// The final norm and the LM head over n rows of the step's hidden states (token indices in
+// `rows`): logits [n, vocab].
+void Model::record_head(platform::CommandStream& cs, std::uint32_t T, BufferSpan rows, std::uint32_t n) {
+  ops::Kernels& k = kernels_;
+  Workspace& w = *ws_;
+  const ModelConfig& c = config_;
+  ops::record_get_rows(k, cs, ops::f32_view(BufferSpan(w.x), c.d_model, T), rows, w.hs, n);
+  ops::record_rms_norm(k, cs, w.hs, first_span(output_norm_), w.hn, c.d_model, n, c.rms_eps);
+  const ops::DeviceWeight& head = c.tied_output ? token_embd_ : output_;
+  ops::record_matmul(k, cs, head.view(), w.hn, w.logits, n);
+}
+
 // Prompt scoring, S rows at a time through the final norm, the LM head and the sampler. Each
 // row's penalty list is one entry that adds 1e30 to its target's logit, so the greedy choice is
 // the target and the sampler's logprob (of the raw logits) is the target's; the top list is of
@@ -487,7 +496,6 @@ void Model::record_scores(platform::CommandStream& cs, std::uint32_t T, std::uin
   Workspace& w = *ws_;
   const ModelConfig& c = config_;
   const InputLayout& in = w.in;
-  const ops::DeviceWeight& head = c.tied_output ? token_embd_ : output_;
   const BufferSpan penalties(w.inputs, in.score_penalties, std::uint64_t{std::max(P, 1u)} * sizeof(ops::PenaltyEntry));
   // The row buffers (hs, hn, logits, scratch, top) hold max_seqs rows, whatever this step's S.
   const std::uint32_t G = options_.max_seqs;
@@ -496,9 +504,7 @@ void Model::record_scores(platform::CommandStream& cs, std::uint32_t T, std::uin
     const BufferSpan rows(w.inputs, in.score_rows + std::uint64_t{g} * 4, std::uint64_t{n} * 4);
     const BufferSpan sampling(w.inputs, in.score_sampling + std::uint64_t{g} * sizeof(ops::SamplingRow),
                               std::uint64_t{n} * sizeof(ops::SamplingRow));
-    ops::record_get_rows(k, cs, ops::f32_view(BufferSpan(w.x), c.d_model, T), rows, w.hs, n);
-    ops::record_rms_norm(k, cs, w.hs, first_span(output_norm_), w.hn, c.d_model, n, c.rms_eps);
-    ops::record_matmul(k, cs, head.view(), w.hn, w.logits, n);
+    record_head(cs, T, rows, n);
     ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, w.top, n,
                        c.vocab_size);
     cs.copy(BufferSpan(w.logprobs, 0, std::uint64_t{n} * 4),

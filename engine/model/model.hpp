@@ -126,6 +126,7 @@ class Model {
   ops::AttentionShape attention_shape(std::uint32_t T, std::uint32_t S) const;
   void record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S, std::uint32_t R,
               bool want_logits, bool use_sampler, bool want_top, std::uint32_t P, std::uint32_t score_top);
+  void record_head(platform::CommandStream& cs, std::uint32_t T, platform::BufferSpan rows, std::uint32_t n);
   void record_scores(platform::CommandStream& cs, std::uint32_t T, std::uint32_t P, std::uint32_t score_top);
 
   platform::Device& device_;

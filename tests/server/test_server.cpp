@@ -69,7 +69,6 @@ TEST_CASE("parse_request: chat fields reach the prompt and the parameters") {
   CHECK(r.prompt.kind == frontend::PromptInput::Kind::chat);
   CHECK(r.prompt.template_kwargs_json == R"({"enable_thinking":false})");
   CHECK(r.prompt.tools_json == R"([{"type":"function"}])");
-  CHECK(r.prompt_bytes == 2);
   // Defaults.
   const ParsedRequest d = chat("");
   CHECK_FALSE(d.max_tokens);
