@@ -194,7 +194,7 @@ int main(int argc, char** argv) {
       ops::AttentionShape shape;
       std::vector<float> q, kp, vp, expected;
       std::vector<std::uint32_t> pos, qs, table;
-      Buffer dq, dk, dv, dpos, dqs, dtable, dout, dpart;
+      Buffer dq, dk, dv, dpos, dqs, dtable, dout, dpart, dcount;
     };
     std::vector<std::unique_ptr<AttnData>> attn;
     for (std::uint32_t ctx : attn_contexts) {
@@ -245,6 +245,8 @@ int main(int argc, char** argv) {
         d->dtable = raw(d->table.data(), d->table.size() * 4, MemoryIntent::activations, "table");
         d->dout = raw(nullptr, d->q.size() * 4, MemoryIntent::activations, "out");
         d->dpart = raw(nullptr, ops::attention_partial_bytes(sh), MemoryIntent::activations, "partials");
+        const std::vector<std::uint32_t> zeros(ops::attention_counter_bytes(sh) / 4);
+        d->dcount = raw(zeros.data(), zeros.size() * 4, MemoryIntent::activations, "counters");
         AttnData* a = d.get();
         cases.push_back(Case{
             split ? "attention_decode_split" : "attention_decode",
@@ -254,7 +256,7 @@ int main(int argc, char** argv) {
             2ull * ctx * 8 * 128 * (f16 ? 2 : 4), 4.0 * ctx * 32 * 128,
             [&k, a](auto& cs) {
               ops::record_attention(k, cs, a->shape, a->dq, a->dk, a->dv, a->dpos, a->dqs,
-                                    a->dtable, a->dout, a->dpart);
+                                    a->dtable, a->dout, a->dpart, a->dcount);
             },
             [&dev, a] { return ref::nmse(download(*dev, a->dout, a->q.size()), a->expected); },
             1e-6});

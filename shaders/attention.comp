@@ -15,10 +15,12 @@
 // head. A sequence's ranges split the keys it attends this step evenly (split_range_keys: at
 // least pc.split_keys each), so they follow the actual context, not the configured one. A
 // workgroup covers its rows' keys in its range only and writes unnormalized partials (O, and the
-// running max m and sum l per row) to `part`; attention_reduce.comp combines the ranges. Ranges
-// depend on the row's sequence alone, never on the other sequences of the batch. Decode steps of
-// few sequences use it: their grid is otherwise a handful of workgroups that walk a long context
-// one tile after another.
+// running max m and sum l per row) to `part`; the last workgroup of a (row tile, KV head) to
+// finish (a counter per pair, reset by that workgroup) combines the ranges into `o`. Ranges
+// depend on the row's sequence alone, never on the other sequences of the batch, and the combine
+// reads them in range order whichever workgroup is last: the result is deterministic. Decode
+// steps of few sequences use it: their grid is otherwise a handful of workgroups that walk a long
+// context one tile after another.
 //
 // Per key tile: load K -> scores S = Q K^T (Q pre-scaled) -> load V into the same buffer and
 // partial row maxima -> p = exp(S - m), partial row sums -> O = O * alpha + P V.
@@ -60,7 +62,10 @@ layout(binding = 5) readonly buffer BlockTable { uint block_table[]; };
 layout(binding = 6) writeonly buffer Out { vec2 o[]; };
 #ifdef SPLIT
 // [ntok * n_heads * nsplit] rows of HD2 pairs (O), then the same count of (m, l) pairs.
-layout(binding = 7) writeonly buffer Part { vec2 part[]; };
+// Coherent: the last workgroup reads what the others wrote in this dispatch.
+layout(binding = 7) coherent buffer Part { vec2 part[]; };
+// Arrival counters, one per (row tile, KV head): zero between dispatches.
+layout(binding = 8) coherent buffer Counters { uint counters[]; };
 #endif
 
 shared vec2 q_sh[ROWS * STRIDE2];    // this tile's query rows, times scale
@@ -84,41 +89,11 @@ uint pool_base(uint bt, uint key, uint kvh) {
   return (blk * pc.block_size + key % pc.block_size) * (pc.kv_dim / 2) + kvh * HD2;
 }
 
-void main() {
-  const uint tile = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
-#ifdef SPLIT
-  const uint n_kv_heads = pc.n_heads / pc.group;
-  const uint kvh = gl_WorkGroupID.y % n_kv_heads;
-  const uint split = gl_WorkGroupID.y / n_kv_heads;
-#else
-  const uint kvh = gl_WorkGroupID.y;
-  const uint k_begin = 0;
-#endif
+// The rows [row0, row0 + nrows) of one (row tile, KV head) over keys from k_begin (SPLIT: one
+// range of range_keys keys, whose partials go to `part`; else all keys, normalized into `o`).
+void attend(uint tile, uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key,
+            uint k_begin, uint range_keys) {
   const uint tid = gl_LocalInvocationID.x;
-  // Every early return below depends on workgroup-uniform values only, before any barrier.
-  if (tile >= pc.tiles) return;
-  uint lo = 0, hi = pc.nseq - 1;
-  while (lo < hi) {
-    const uint mid = (lo + hi + 1) / 2;
-    if (first_tile(mid) <= tile) lo = mid; else hi = mid - 1;
-  }
-  const uint s = lo;
-  const uint q_end = min(query_start[s + 1], pc.ntok);
-  const uint row0 = query_start[s] * pc.group + (tile - first_tile(s)) * ROWS;
-  if (row0 >= q_end * pc.group) return;
-  const uint nrows = min(ROWS, q_end * pc.group - row0);
-  const uint bt = s * pc.max_blocks;
-  const uint last_key = pc.max_blocks * pc.block_size - 1;  // the table holds no more
-#ifdef SPLIT
-  // Workgroup-uniform: every row of this workgroup belongs to sequence s.
-  const uint seq_last = min(positions[q_end - 1], last_key);  // positions increase in a sequence
-  const uint range_keys = split_range_keys(seq_last + 1, pc.nsplit, pc.split_keys, KEYS);
-  const uint k_begin = split * range_keys;
-  // A range past the sequence's keys: nothing to do, and nothing loaded or waited for first
-  // (a short context on a long-context shape leaves most ranges empty).
-  if (k_begin > seq_last) return;
-#endif
-
   for (uint i = tid; i < nrows * HD2; i += WG_SIZE) {
     const uint r = i / HD2, d = i % HD2;
     const uint row = row0 + r;
@@ -256,4 +231,85 @@ void main() {
     }
   }
 #endif
+}
+
+#ifdef SPLIT
+shared uint last_sh;
+
+// Every workgroup of a (row tile, KV head) with rows arrives here once, after writing its partials
+// (or finding its range empty); the last of the pc.nsplit combines the ranges of its rows: out
+// row = sum_i w_i O_i / sum_i w_i l_i with w_i = exp(m_i - max m), over the ranges i that hold
+// keys of the row (range i starts at key i * range_keys; the row attends keys
+// 0..min(position, last_key)). Ranges past a row's keys were skipped or hold garbage from a
+// workgroup shared with longer rows; they are never read.
+void combine_if_last(uint tile, uint kvh, uint row0, uint nrows, uint range_keys, uint last_key) {
+  memoryBarrierBuffer();
+  barrier();
+  const uint nparts = pc.ntok * pc.n_heads * pc.nsplit;
+  if (gl_LocalInvocationID.x == 0) {
+    const uint c = tile * (pc.n_heads / pc.group) + kvh;
+    const bool last = atomicAdd(counters[c], 1u) == pc.nsplit - 1;
+    if (last) counters[c] = 0;  // ready for the next dispatch and for a replay
+    last_sh = last ? 1u : 0u;
+  }
+  barrier();
+  if (last_sh == 0) return;
+  memoryBarrierBuffer();
+  for (uint i = gl_LocalInvocationID.x; i < nrows * HD2; i += WG_SIZE) {
+    const uint r = i / HD2, d = i % HD2;
+    const uint row = row0 + r;
+    const uint token = row / pc.group;
+    const uint prow = token * pc.n_heads + kvh * pc.group + row % pc.group;
+    const uint nvalid = min(min(positions[token], last_key) / range_keys + 1, pc.nsplit);
+    const uint ml = nparts * HD2 + prow * pc.nsplit;  // (m, l) of range 0
+    float mx = part[ml].x;
+    for (uint j = 1; j < nvalid; ++j) mx = max(mx, part[ml + j].x);
+    float l = 0.0;
+    for (uint j = 0; j < nvalid; ++j) l += exp(part[ml + j].x - mx) * part[ml + j].y;
+    const float inv_l = 1.0 / l;
+    vec2 acc = vec2(0.0);
+    for (uint j = 0; j < nvalid; ++j) acc += exp(part[ml + j].x - mx) * part[(prow * pc.nsplit + j) * HD2 + d];
+    o[prow * HD2 + d] = acc * inv_l;
+  }
+}
+#endif
+
+void main() {
+  const uint tile = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+#ifdef SPLIT
+  const uint n_kv_heads = pc.n_heads / pc.group;
+  const uint kvh = gl_WorkGroupID.y % n_kv_heads;
+  const uint split = gl_WorkGroupID.y / n_kv_heads;
+#else
+  const uint kvh = gl_WorkGroupID.y;
+  const uint k_begin = 0;
+#endif
+  const uint tid = gl_LocalInvocationID.x;
+  // Every early return below depends on workgroup-uniform values only, before any barrier.
+  if (tile >= pc.tiles) return;
+  uint lo = 0, hi = pc.nseq - 1;
+  while (lo < hi) {
+    const uint mid = (lo + hi + 1) / 2;
+    if (first_tile(mid) <= tile) lo = mid; else hi = mid - 1;
+  }
+  const uint s = lo;
+  const uint q_end = min(query_start[s + 1], pc.ntok);
+  const uint row0 = query_start[s] * pc.group + (tile - first_tile(s)) * ROWS;
+  if (row0 >= q_end * pc.group) return;
+  const uint nrows = min(ROWS, q_end * pc.group - row0);
+  const uint bt = s * pc.max_blocks;
+  const uint last_key = pc.max_blocks * pc.block_size - 1;  // the table holds no more
+#ifdef SPLIT
+  // Workgroup-uniform: every row of this workgroup belongs to sequence s.
+  const uint seq_last = min(positions[q_end - 1], last_key);  // positions increase in a sequence
+  const uint range_keys = split_range_keys(seq_last + 1, pc.nsplit, pc.split_keys, KEYS);
+  const uint k_begin = split * range_keys;
+  // A range past the sequence's keys: nothing to do, and nothing loaded or waited for first
+  // (a short context on a long-context shape leaves most ranges empty); it still arrives.
+  if (k_begin <= seq_last) attend(tile, kvh, split, row0, nrows, bt, last_key, k_begin, range_keys);
+  combine_if_last(tile, kvh, row0, nrows, range_keys, last_key);
+#else
+  attend(tile, kvh, 0, row0, nrows, bt, last_key, k_begin, 0);
+#endif
+
 }

@@ -11,6 +11,14 @@
 // once into registers and applied to all NTOK tokens. Partial sums are reduced with subgroup
 // arithmetic and then across subgroups in shared memory, all ROWS x NTOK of them at once.
 // ntok == 1 (decode) runs with NTOK = 1; prefill with NTOK = 8 (each weight read serves 8 tokens).
+//
+// EPILOGUE (what happens to each sum s of weight row n, token t, before it is stored; the fused
+// step in docs/ARCHITECTURE.md):
+//   0 store:      y[t, y0 + n] = s
+//   1 accumulate: y[t, y0 + n] += s            (the residual add after wo and w_down)
+//   2 bias:       y[t, y0 + n] = s + aux[y0 + n]  (qwen2's QKV biases: aux is a whole y row)
+//   3 swiglu:     rows come in pairs (2i: gate, 2i + 1: up, interleaved at load);
+//                 y[t, y0 + i] = silu(s_2i) * s_2i+1. ROWS and every chunk's rows are even.
 #include "common.glsl"
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -21,10 +29,12 @@ layout(constant_id = 1) const uint ROWS = 2;
 layout(constant_id = 2) const uint NTOK = 1;
 // Upper bound on gl_NumSubgroups: WG_SIZE / the device's smallest subgroup size.
 layout(constant_id = 3) const uint MAX_SUBGROUPS = 128;
+layout(constant_id = 4) const uint EPILOGUE = 0;
 
 layout(binding = 0) readonly buffer Wq { uint wq[]; };
 layout(binding = 1) readonly buffer X { float x[]; };
-layout(binding = 2) writeonly buffer Y { float y[]; };
+layout(binding = 2) buffer Y { float y[]; };
+layout(binding = 3) readonly buffer Aux { float aux[]; };  // EPILOGUE 2: the bias
 
 #include "dequant.glsl"
 
@@ -88,12 +98,36 @@ void main() {
     if (subgroupElect()) partial_[i * MAX_SUBGROUPS + gl_SubgroupID] = s;
   }
   barrier();
+  if (EPILOGUE == 3) {
+    for (uint i = tid; i < ROWS / 2 * NTOK; i += WG_SIZE) {
+      const uint pr = i / NTOK, t = i % NTOK;
+      const uint r = 2 * pr;
+      if (r0 + r < pc.nrows && tok0 + t < pc.ntok) {
+        float g = 0.0, u = 0.0;
+        for (uint j = 0; j < gl_NumSubgroups; ++j) {
+          g += partial_[(r * NTOK + t) * MAX_SUBGROUPS + j];
+          u += partial_[((r + 1) * NTOK + t) * MAX_SUBGROUPS + j];
+        }
+        // silu(g) = g / (1 + exp(-g)); exp overflows to inf for g < -88 and the quotient is -0.
+        y[(tok0 + t) * pc.y_stride + pc.y0 + (pc.row0 + r0) / 2 + pr] = g / (1.0 + exp(-g)) * u;
+      }
+    }
+    return;
+  }
   for (uint i = tid; i < ROWS * NTOK; i += WG_SIZE) {
     const uint r = i / NTOK, t = i % NTOK;
     if (r0 + r < pc.nrows && tok0 + t < pc.ntok) {
       float sum = 0.0;
       for (uint g = 0; g < gl_NumSubgroups; ++g) sum += partial_[i * MAX_SUBGROUPS + g];
-      y[(tok0 + t) * pc.y_stride + pc.row0 + r0 + r] = sum;
+      const uint n = pc.row0 + r0 + r;
+      const uint at = (tok0 + t) * pc.y_stride + pc.y0 + n;
+      if (EPILOGUE == 1) {
+        y[at] = y[at] + sum;
+      } else if (EPILOGUE == 2) {
+        y[at] = sum + aux[pc.y0 + n];
+      } else {
+        y[at] = sum;
+      }
     }
   }
 }

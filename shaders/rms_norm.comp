@@ -1,7 +1,9 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 // RMSNorm over rows of x[nrows, ncols] (f32): out = x / sqrt(mean(x^2) + eps) * w.
-// One workgroup per row (2D grid for > 65535 rows is not needed: rows are tokens in a step).
+// Grid x: rows (tokens of a step: never past the grid limit); grid y: slices of a row. Each
+// workgroup of a row sums the whole row, in the same order, and writes its slice: a decode step's
+// few rows spread over several workgroups, and every slice count gives the same bits.
 #include "common.glsl"
 #include "reduce.glsl"
 #define PUSH_ROWS
@@ -21,7 +23,9 @@ void main() {
   }
   ss = wg_sum(ss);
   const float scale = inversesqrt(ss / float(pc.ncols) + pc.param);
-  for (uint c = gl_LocalInvocationID.x; c < pc.ncols; c += WG_SIZE) {
+  const uint per_slice = (pc.ncols + gl_NumWorkGroups.y - 1) / gl_NumWorkGroups.y;
+  const uint end = min(pc.ncols, (gl_WorkGroupID.y + 1) * per_slice);
+  for (uint c = gl_WorkGroupID.y * per_slice + gl_LocalInvocationID.x; c < end; c += WG_SIZE) {
     o[base + c] = x[base + c] * scale * w[c];
   }
 }

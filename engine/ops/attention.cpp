@@ -80,6 +80,13 @@ std::uint64_t attention_partial_bytes(const AttentionShape& sh) {
   return std::uint64_t{sh.ntok} * sh.n_heads * split_count(sh) * (sh.head_dim + 2) * 4;
 }
 
+std::uint64_t attention_counter_bytes(const AttentionShape& sh) {
+  if (sh.split_keys == 0 || sh.n_kv_heads == 0) return 0;
+  const std::uint32_t group = sh.n_heads / sh.n_kv_heads;
+  const std::uint64_t ntiles = std::uint64_t{sh.ntok} * group / attention_tiles(sh.head_dim).rows + sh.nseq;
+  return ntiles * sh.n_kv_heads * 4;
+}
+
 void record_rope(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan positions,
                  BufferSpan inv_freq, std::uint32_t ntok, std::uint32_t nheads,
                  std::uint32_t head_dim, RopeStyle style) {
@@ -184,10 +191,82 @@ void record_kv_write(Kernels& k, CommandStream& cs, KvType type, BufferSpan k_ne
               fmt::format("kv_write_{} [{}, {}]", kv_name(type), ntok, kv_dim));
 }
 
+void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& sh, BufferSpan qkv,
+                    BufferSpan positions, BufferSpan inv_freq, BufferSpan slot_mapping,
+                    BufferSpan q_out, BufferSpan k_pool, BufferSpan v_pool, BufferSpan q_norm,
+                    BufferSpan k_norm) {
+  require_fp16(k, sh.kv_type, "rope_kv");
+  if (sh.head_dim == 0 || sh.head_dim % 2 != 0) {
+    throw Unsupported(fmt::format("rope_kv: head_dim {} is not a positive even number", sh.head_dim));
+  }
+  const std::uint64_t heads = std::uint64_t{sh.n_heads} + 2ull * sh.n_kv_heads;
+  const std::uint64_t stride = heads * sh.head_dim;
+  const std::uint64_t kv_dim = std::uint64_t{sh.n_kv_heads} * sh.head_dim;
+  const auto& limits = k.caps().props.max_workgroup_count;
+  if (sh.n_kv_heads == 0 || heads > limits[0] || sh.ntok > limits[1] ||
+      std::uint64_t{sh.ntok} * stride > 0xffffffffu) {
+    throw std::logic_error(fmt::format("rope_kv: [{} tokens, {} heads of {}] exceeds the grid",
+                                       sh.ntok, heads, sh.head_dim));
+  }
+  if (sh.ntok == 0) return;
+  const std::uint64_t row_bytes = kv_dim * kv_elem_bytes(sh.kv_type);
+  const std::uint64_t qbytes = std::uint64_t{sh.ntok} * sh.n_heads * sh.head_dim * 4;
+  require_bytes(qkv, std::uint64_t{sh.ntok} * stride * 4, "rope_kv", "qkv");
+  require_bytes(positions, std::uint64_t{sh.ntok} * 4, "rope_kv", "positions");
+  require_bytes(inv_freq, std::uint64_t{sh.head_dim / 2} * 4, "rope_kv", "inv_freq");
+  require_bytes(slot_mapping, std::uint64_t{sh.ntok} * 4, "rope_kv", "slot_mapping");
+  require_bytes(q_out, qbytes, "rope_kv", "q_out");
+  require_bytes(k_pool, row_bytes, "rope_kv", "k_pool");
+  require_bytes(v_pool, row_bytes, "rope_kv", "v_pool");
+  const std::uint64_t slots = std::min({k_pool.resolved_size() / row_bytes,
+                                        v_pool.resolved_size() / row_bytes,
+                                        std::uint64_t{0xffffffffu}});
+  qkv.size = std::uint64_t{sh.ntok} * stride * 4;
+  positions.size = slot_mapping.size = std::uint64_t{sh.ntok} * 4;
+  inv_freq.size = std::uint64_t{sh.head_dim / 2} * 4;
+  q_out.size = qbytes;
+  k_pool.size = v_pool.size = slots * row_bytes;
+  require_range(k, k_pool.size, "rope_kv", "k_pool");
+  if (sh.qk_norm) {
+    require_bytes(q_norm, std::uint64_t{sh.head_dim} * 4, "rope_kv", "q_norm");
+    require_bytes(k_norm, std::uint64_t{sh.head_dim} * 4, "rope_kv", "k_norm");
+    q_norm.size = k_norm.size = std::uint64_t{sh.head_dim} * 4;
+  } else {
+    q_norm = k_norm = inv_freq;  // unread: one binding layout for both
+  }
+  const bool neox = sh.style == RopeStyle::neox;
+  const bool f16 = sh.kv_type == KvType::f16;
+  using shaders::ShaderId;
+  const ShaderId id = neox ? (f16 ? ShaderId::rope_kv_neox_f16 : ShaderId::rope_kv_neox_f32)
+                           : (f16 ? ShaderId::rope_kv_normal_f16 : ShaderId::rope_kv_normal_f32);
+  // A workgroup per head: one pair per invocation for heads up to 128 (a head's pairs at most).
+  const std::uint32_t wg = std::min<std::uint32_t>(
+      k.tuning().elementwise_workgroup,
+      std::max<std::uint32_t>(32, std::bit_ceil(sh.head_dim / 2)));
+  const auto& p = k.pipeline(id, 9, sizeof(PushRopeKv), {wg, sh.qk_norm ? 1u : 0u});
+  const PushRopeKv push{sh.ntok,     sh.n_heads, sh.n_kv_heads, sh.head_dim / 2,
+                        static_cast<std::uint32_t>(stride), static_cast<std::uint32_t>(slots),
+                        sh.eps};
+  cs.dispatch(p,
+              {{qkv, Access::read},
+               {positions, Access::read},
+               {inv_freq, Access::read},
+               {slot_mapping, Access::read},
+               {q_out, Access::write},
+               {k_pool, Access::write},
+               {v_pool, Access::write},
+               {q_norm, Access::read},
+               {k_norm, Access::read}},
+              push, {static_cast<std::uint32_t>(heads), sh.ntok, 1},
+              fmt::format("rope_kv_{}_{}{} [{}, {}+{}+{}, {}]", neox ? "neox" : "normal",
+                          kv_name(sh.kv_type), sh.qk_norm ? " qk_norm" : "", sh.ntok, sh.n_heads,
+                          sh.n_kv_heads, sh.n_kv_heads, sh.head_dim));
+}
+
 void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape, BufferSpan q,
                       BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
                       BufferSpan query_start, BufferSpan block_table, BufferSpan out,
-                      BufferSpan partials) {
+                      BufferSpan partials, BufferSpan counters) {
   const AttentionShape& sh = shape;
   require_fp16(k, sh.kv_type, "attention");
   if (sh.head_dim == 0 || sh.head_dim % 2 != 0 || sh.head_dim > kMaxHeadDim) {
@@ -252,18 +331,19 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
     throw std::logic_error(fmt::format("attention: {} row tiles x {} KV heads x {} ranges exceed "
                                        "the grid", ntiles, sh.n_kv_heads, nsplit));
   }
-  const std::uint64_t rows = std::uint64_t{sh.ntok} * sh.n_heads;
   if (split) {
     require_bytes(partials, attention_partial_bytes(sh), "attention", "partials");
     partials.size = attention_partial_bytes(sh);
     require_range(k, partials.size, "attention", "partials");
+    require_bytes(counters, attention_counter_bytes(sh), "attention", "counters");
+    counters.size = attention_counter_bytes(sh);
   }
 
   const auto id = split ? (sh.kv_type == KvType::f16 ? shaders::ShaderId::attention_split_f16
                                                      : shaders::ShaderId::attention_split_f32)
                         : (sh.kv_type == KvType::f16 ? shaders::ShaderId::attention_f16
                                                      : shaders::ShaderId::attention_f32);
-  const auto& p = k.pipeline(id, split ? 8 : 7, sizeof(PushAttention),
+  const auto& p = k.pipeline(id, split ? 9 : 7, sizeof(PushAttention),
                              {kAttentionWorkgroup, sh.head_dim, tiles.rows, tiles.keys});
   const PushAttention push{sh.ntok,
                            sh.nseq,
@@ -277,30 +357,19 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
                            sh.scale,
                            sh.split_keys,
                            nsplit};
-  // The split pass leaves `out` to the reduce; it stays bound (one binding layout per shape).
   std::vector<platform::Binding> bindings{{q, Access::read},           {k_pool, Access::read},
                                           {v_pool, Access::read},      {positions, Access::read},
                                           {query_start, Access::read}, {block_table, Access::read},
                                           {out, Access::write}};
-  if (split) bindings.push_back({partials, Access::write});
+  if (split) {
+    bindings.push_back({partials, Access::read_write});
+    bindings.push_back({counters, Access::read_write});
+  }
   cs.dispatch(p, bindings, std::as_bytes(std::span<const PushAttention>(&push, 1)),
               {static_cast<std::uint32_t>(gx), sh.n_kv_heads * nsplit, static_cast<std::uint32_t>(gz)},
-              fmt::format("attention_{}{} ntok={} nseq={} heads={}/{} hd={}", split ? "split_" : "",
+              fmt::format("attention_{}{} ntok={} nseq={} heads={}/{} hd={}{}", split ? "split_" : "",
                           kv_name(sh.kv_type), sh.ntok, sh.nseq, sh.n_heads, sh.n_kv_heads,
-                          sh.head_dim));
-  if (!split) return;
-
-  constexpr std::uint32_t kReduceWorkgroup = 64;
-  const auto& r = k.pipeline(shaders::ShaderId::attention_reduce_f32, 4,
-                             sizeof(PushAttentionReduce), {kReduceWorkgroup, sh.head_dim});
-  const PushAttentionReduce rpush{static_cast<std::uint32_t>(rows), sh.n_heads, nsplit,
-                                  sh.split_keys, sh.max_blocks_per_seq * sh.block_size - 1,
-                                  sh.nseq, tiles.keys};
-  const std::uint64_t rx = std::min<std::uint64_t>(rows, limits[0]);
-  cs.dispatch(r, {{partials, Access::read}, {positions, Access::read}, {query_start, Access::read},
-                  {out, Access::write}}, rpush,
-              {static_cast<std::uint32_t>(rx), 1, static_cast<std::uint32_t>((rows + rx - 1) / rx)},
-              fmt::format("attention_reduce ntok={} heads={} ranges={}", sh.ntok, sh.n_heads, nsplit));
+                          sh.head_dim, split ? fmt::format(" ranges={}", nsplit) : std::string()));
 }
 
 }  // namespace vkllm::ops

@@ -35,6 +35,26 @@ void record_kv_write(Kernels& k, CommandStream& cs, KvType type, BufferSpan k_ne
                      BufferSpan slot_mapping, BufferSpan k_pool, BufferSpan v_pool,
                      std::uint32_t ntok, std::uint32_t kv_dim);
 
+// The fused input stage of attention (shaders/rope_kv.comp): qkv [ntok, (n_heads + 2 n_kv_heads)
+// * head_dim] f32, the fused QKV matmul's output, heads in the order q, k, v. Q heads (QK-normed
+// with q_norm when qk_norm, then roped) go to q_out [ntok, n_heads, head_dim]; K heads (QK-normed
+// with k_norm, roped) and V heads go to row slot_mapping[t] of the pools. Equal to record_rms_norm
+// (qk_norm) + record_rope on q and k + record_kv_write, in one dispatch.
+struct RopeKvShape {
+  std::uint32_t ntok = 0;
+  std::uint32_t n_heads = 0;
+  std::uint32_t n_kv_heads = 0;
+  std::uint32_t head_dim = 0;
+  RopeStyle style = RopeStyle::normal;
+  KvType kv_type = KvType::f32;
+  bool qk_norm = false;  // q_norm and k_norm: head_dim f32 each
+  float eps = 0;
+};
+void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& shape, BufferSpan qkv,
+                    BufferSpan positions, BufferSpan inv_freq, BufferSpan slot_mapping,
+                    BufferSpan q_out, BufferSpan k_pool, BufferSpan v_pool,
+                    BufferSpan q_norm = {}, BufferSpan k_norm = {});
+
 struct AttentionShape {
   std::uint32_t ntok = 0;        // query tokens in the flat batch
   std::uint32_t nseq = 0;        // sequences
@@ -46,7 +66,7 @@ struct AttentionShape {
   float scale = 0;                       // usually 1/sqrt(head_dim)
   KvType kv_type = KvType::f32;
   // Flash-decoding: > 0 splits each sequence's keys into ranges computed by separate workgroups
-  // and combined by a second pass, through `partials`. The grid has min(32, longest context /
+  // and combined, through `partials`, by the last of them to finish (`counters`). The grid has min(32, longest context /
   // split_keys) ranges; a sequence's ranges split the keys it attends this step (its last
   // token's context, read from `positions` on the device) evenly, at least split_keys each. So
   // a short context on a long-context shape spreads over the ranges, and a replayed recording
@@ -65,16 +85,21 @@ std::uint32_t attention_split_keys(std::uint32_t head_dim, std::uint32_t max_con
 // Bytes of `partials` record_attention needs for a split shape (0 when split_keys is 0).
 std::uint64_t attention_partial_bytes(const AttentionShape& shape);
 
+// Bytes of `counters` record_attention needs for a split shape: a u32 per (row tile, KV head),
+// zero before the first dispatch; every dispatch leaves them zero (replays need nothing else).
+std::uint64_t attention_counter_bytes(const AttentionShape& shape);
+
 // Causal attention over paged K/V. q, out: [ntok, n_heads, head_dim] f32.
 // query_start: nseq + 1 u32; tokens [query_start[s], query_start[s+1]) belong to sequence s.
 // positions: ntok u32; token t of sequence s attends keys at positions 0..positions[t] of s,
 // position p living in pool row block_table[s * max_blocks_per_seq + p / block_size] *
 // block_size + p % block_size. K/V of the batch's own tokens are written (kv_write) before this.
-// Query head h reads KV head h / (n_heads / n_kv_heads). partials: attention_partial_bytes(shape)
-// of scratch when shape.split_keys > 0, unused otherwise.
+// Query head h reads KV head h / (n_heads / n_kv_heads). When shape.split_keys > 0: partials,
+// attention_partial_bytes(shape) of scratch, and counters, attention_counter_bytes(shape) of
+// zeros; unused otherwise.
 void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape, BufferSpan q,
                       BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
                       BufferSpan query_start, BufferSpan block_table, BufferSpan out,
-                      BufferSpan partials = {});
+                      BufferSpan partials = {}, BufferSpan counters = {});
 
 }  // namespace vkllm::ops

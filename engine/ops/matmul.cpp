@@ -92,17 +92,43 @@ bool weight_type_supported(const Kernels& /*k*/, gguf::TensorType type) {
   return variants(type).has_value();
 }
 
+std::uint32_t matmul_out_cols(const WeightView& w, Epilogue e) {
+  return e == Epilogue::swiglu ? w.nrows / 2 : w.nrows;
+}
+
 void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpan x, BufferSpan y,
-                   std::uint32_t ntok) {
+                   std::uint32_t ntok, const MatmulOut& out) {
   const Variants v = checked_variants(w.type, "matmul");
   check_view(w, "matmul");
+  const bool swiglu = out.epilogue == Epilogue::swiglu;
+  if (swiglu) {
+    for (const WeightChunk& c : w.chunks) {
+      if (c.row0 % 2 != 0 || c.nrows % 2 != 0) {
+        throw std::logic_error(fmt::format("matmul swiglu: chunk at row {} ({} rows) splits a "
+                                           "(gate, up) pair", c.row0, c.nrows));
+      }
+    }
+  }
   if (ntok == 0) return;
+  const std::uint32_t cols = matmul_out_cols(w, out.epilogue);
+  const std::uint32_t y_stride = out.y_stride ? out.y_stride : cols;
+  if (std::uint64_t{out.y0} + cols > y_stride) {
+    throw std::logic_error(fmt::format("matmul: columns [{}, {}) exceed y's row of {}", out.y0,
+                                       out.y0 + cols, y_stride));
+  }
   const std::uint64_t xbytes = std::uint64_t{ntok} * w.ncols * 4;
-  const std::uint64_t ybytes = std::uint64_t{ntok} * w.nrows * 4;
+  const std::uint64_t ybytes = (std::uint64_t{ntok - 1} * y_stride + out.y0 + cols) * 4;
   require_bytes(x, xbytes, "matmul", "x");
   require_bytes(y, ybytes, "matmul", "y");
   x.size = xbytes;
   y.size = ybytes;
+  // The aux binding: the bias, or x again where the epilogue reads none (one layout per variant).
+  BufferSpan aux = x;
+  if (out.epilogue == Epilogue::bias) {
+    aux = out.bias;
+    require_bytes(aux, (std::uint64_t{out.y0} + w.nrows) * 4, "matmul", "bias");
+    aux.size = (std::uint64_t{out.y0} + w.nrows) * 4;
+  }
 
   // Decode: one token, a few rows per workgroup. More tokens: tiles of 8, so that each decoded
   // weight element serves the whole tile; a partial tile skips its missing tokens (a uniform
@@ -110,21 +136,25 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   const platform::Tuning& t = k.tuning();
   const std::uint32_t wg = t.matvec_workgroup;
   const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
-  const std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
-  const auto& p = k.pipeline(v.matmul, 3, sizeof(PushMatmul),
-                             {wg, rows, tile, max_subgroups(k, wg)});
+  std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
+  if (swiglu) rows = (rows + 1) / 2 * 2;  // whole (gate, up) pairs
+  const auto& p = k.pipeline(v.matmul, 4, sizeof(PushMatmul),
+                             {wg, rows, tile, max_subgroups(k, wg),
+                              static_cast<std::uint32_t>(out.epilogue)});
   const std::uint32_t tiles = (ntok + tile - 1) / tile;
   if (tiles > k.caps().props.max_workgroup_count[1]) {
     throw std::logic_error(fmt::format("matmul: {} tokens exceed one dispatch", ntok));
   }
+  const Access y_access = out.epilogue == Epilogue::accumulate ? Access::read_write : Access::write;
+  static constexpr const char* kEpilogueNames[] = {"", " +=", " +bias", " swiglu"};
   for (std::size_t i = 0; i < w.chunks.size(); ++i) {
     const WeightChunk& c = w.chunks[i];
     const auto [gx, gz] = fold(k, (c.nrows + rows - 1) / rows, 0, "matmul");
-    const PushMatmul push{w.ncols, c.nrows, c.row0, w.nrows, ntok};
-    cs.dispatch(p, {{c.span, Access::read}, {x, Access::read}, {y, Access::write}}, push,
-                {gx, tiles, gz},
-                fmt::format("matmul_{} [{}, {}] x {} tok{}", gguf::type_name(w.type), w.nrows,
-                            w.ncols, ntok,
+    const PushMatmul push{w.ncols, c.nrows, c.row0, y_stride, ntok, out.y0};
+    cs.dispatch(p, {{c.span, Access::read}, {x, Access::read}, {y, y_access}, {aux, Access::read}},
+                push, {gx, tiles, gz},
+                fmt::format("matmul_{} [{}, {}] x {} tok{}{}", gguf::type_name(w.type), w.nrows,
+                            w.ncols, ntok, kEpilogueNames[static_cast<int>(out.epilogue)],
                             w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string()));
   }
 }

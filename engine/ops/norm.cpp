@@ -1,6 +1,7 @@
 // Host side of shaders/rms_norm.comp and shaders/softmax.comp. Knows no Vulkan, no models.
 #include "engine/ops/norm.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -9,6 +10,9 @@
 
 namespace vkllm::ops {
 namespace {
+
+constexpr std::uint32_t kSpreadRows = 8;
+constexpr std::uint32_t kMaxSlices = 8;
 
 void check_rows(const Kernels& k, std::uint32_t nrows, const char* op) {
   if (nrows > k.caps().props.max_workgroup_count[0]) {
@@ -30,8 +34,13 @@ void record_rms_norm(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan w, 
   const std::uint32_t wg = k.tuning().rows_workgroup;
   const auto& p = k.pipeline(shaders::ShaderId::rms_norm_f32, 3, sizeof(PushRows), {wg});
   const PushRows push{ncols, nrows, eps};
+  // Few rows (decode): a row's slices over several workgroups, each writing at least 4 columns
+  // per invocation; many rows fill the device with one workgroup each.
+  const std::uint32_t slices =
+      nrows >= kSpreadRows ? 1 : std::clamp<std::uint32_t>(ncols / (4 * wg), 1, kMaxSlices);
   cs.dispatch(p, {{x, Access::read}, {w, Access::read}, {out, Access::write}}, push,
-              {nrows, 1, 1}, fmt::format("rms_norm_f32 [{}, {}]", nrows, ncols));
+              {nrows, slices, 1}, fmt::format("rms_norm_f32 [{}, {}]{}", nrows, ncols,
+                                              slices > 1 ? fmt::format(" in {} slices", slices) : ""));
 }
 
 void record_softmax(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out,

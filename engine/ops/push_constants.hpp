@@ -21,11 +21,12 @@ static_assert(sizeof(PushRows) == 12);
 struct PushMatmul {
   std::uint32_t ncols;
   std::uint32_t nrows;     // rows of this weight chunk
-  std::uint32_t row0;      // the chunk's first row in the weight (and in y)
+  std::uint32_t row0;      // the chunk's first row in the weight
   std::uint32_t y_stride;  // elements between token rows of y
   std::uint32_t ntok;
+  std::uint32_t y0;        // y's column of weight row 0
 };
-static_assert(sizeof(PushMatmul) == 20);
+static_assert(sizeof(PushMatmul) == 24);
 
 struct PushGetRows {
   std::uint32_t ncols;
@@ -55,6 +56,17 @@ struct PushRope {
 };
 static_assert(sizeof(PushRope) == 12);
 
+struct PushRopeKv {
+  std::uint32_t ntok;
+  std::uint32_t n_heads;
+  std::uint32_t n_kv_heads;
+  std::uint32_t half_dim;
+  std::uint32_t qkv_stride;
+  std::uint32_t num_slots;
+  float eps;
+};
+static_assert(sizeof(PushRopeKv) == 28);
+
 struct PushKvWrite {
   std::uint32_t ntok;
   std::uint32_t kv_dim;
@@ -77,16 +89,5 @@ struct PushAttention {
   std::uint32_t nsplit;      // split variant: ranges in the grid
 };
 static_assert(sizeof(PushAttention) == 48);
-
-struct PushAttentionReduce {
-  std::uint32_t rows;  // ntok * n_heads
-  std::uint32_t n_heads;
-  std::uint32_t nsplit;
-  std::uint32_t split_keys;
-  std::uint32_t last_key;
-  std::uint32_t nseq;
-  std::uint32_t key_tile;
-};
-static_assert(sizeof(PushAttentionReduce) == 28);
 
 }  // namespace vkllm::ops

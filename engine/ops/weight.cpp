@@ -35,7 +35,7 @@ std::uint64_t weight_row_bytes(gguf::TensorType type, std::uint32_t ncols) {
 DeviceWeight DeviceWeight::upload(platform::Device& device, gguf::TensorType type,
                                   std::uint32_t ncols, std::uint32_t nrows,
                                   std::span<const std::byte> data, const std::string& name,
-                                  std::uint64_t max_chunk_bytes) {
+                                  std::uint64_t max_chunk_bytes, std::uint32_t row_multiple) {
   const std::uint64_t row_bytes = weight_row_bytes(type, ncols);
   const std::uint64_t total = row_bytes * nrows;
   if (data.size() != total) {
@@ -59,9 +59,11 @@ DeviceWeight DeviceWeight::upload(platform::Device& device, gguf::TensorType typ
         name, row_bytes, limit));
   }
   if (max_chunk_bytes) rows_per_chunk = std::min(rows_per_chunk, max_chunk_bytes / row_bytes);
+  row_multiple = std::max<std::uint32_t>(row_multiple, 1);
+  rows_per_chunk = rows_per_chunk / row_multiple * row_multiple;
   if (rows_per_chunk == 0) {
-    throw Unsupported(fmt::format("weight '{}': one row of {} bytes exceeds the chunk limit of {} "
-                                  "bytes", name, row_bytes, max_chunk_bytes));
+    throw Unsupported(fmt::format("weight '{}': {} rows of {} bytes exceed the chunk limit of {} "
+                                  "bytes", name, row_multiple, row_bytes, max_chunk_bytes));
   }
 
   DeviceWeight w;

@@ -41,11 +41,13 @@ class DeviceWeight {
  public:
   DeviceWeight() = default;
   // Uploads `data` (nrows rows in the GGUF layout). Chunks hold at most `max_chunk_bytes`
-  // (0: the device's binding and allocation limits). Throws Unsupported when a single row does not
-  // fit one binding, OutOfMemory from the device.
+  // (0: the device's binding and allocation limits) and a multiple of `row_multiple` rows (a
+  // swiglu matmul's (gate, up) pairs stay in one chunk). Throws Unsupported when `row_multiple`
+  // rows do not fit one binding, OutOfMemory from the device.
   static DeviceWeight upload(platform::Device& device, gguf::TensorType type, std::uint32_t ncols,
                              std::uint32_t nrows, std::span<const std::byte> data,
-                             const std::string& name, std::uint64_t max_chunk_bytes = 0);
+                             const std::string& name, std::uint64_t max_chunk_bytes = 0,
+                             std::uint32_t row_multiple = 1);
 
   const WeightView& view() const { return view_; }
   std::uint64_t bytes() const;

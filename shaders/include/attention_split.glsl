@@ -1,4 +1,4 @@
-// Flash-decoding's key ranges, shared by attention.comp (SPLIT) and attention_reduce.comp: the
+// Flash-decoding's key ranges of attention.comp (SPLIT), for its ranges and its combine: the
 // keys a sequence attends this step (ctx: its last token's context) split over the grid's
 // nsplit ranges, at least min_keys each and whole key tiles, so a short chat on a long-context
 // server still spreads over every range instead of leaving all its keys to the first one. The

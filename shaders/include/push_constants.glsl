@@ -17,14 +17,16 @@ layout(push_constant) uniform PushRows {
 #endif
 
 #ifdef PUSH_MATMUL
-// y[t, row0 + r] = sum_c W[r, c] * x[t, c] for one weight chunk: r < nrows (the chunk's rows),
-// t < ntok; x: [ntok, ncols] f32, y row stride y_stride.
+// y[t, y0 + row0 + r] = sum_c W[r, c] * x[t, c] for one weight chunk: r < nrows (the chunk's
+// rows), t < ntok; x: [ntok, ncols] f32, y row stride y_stride (matmul.comp's EPILOGUE says how
+// the sum is stored).
 layout(push_constant) uniform PushMatmul {
   uint ncols;
   uint nrows;     // rows of this chunk
-  uint row0;      // the chunk's first row in the whole weight (and in y)
-  uint y_stride;  // elements between token rows of y (rows of the whole weight)
+  uint row0;      // the chunk's first row in the whole weight
+  uint y_stride;  // elements between token rows of y
   uint ntok;
+  uint y0;        // y's column of weight row 0 (a slice of a wider y)
 } pc;
 #endif
 
@@ -74,6 +76,19 @@ layout(push_constant) uniform PushKvWrite {
 } pc;
 #endif
 
+#ifdef PUSH_ROPE_KV
+// rope_kv.comp: qkv [ntok, qkv_stride] f32 -> q_out, K/V pools of num_slots rows.
+layout(push_constant) uniform PushRopeKv {
+  uint ntok;
+  uint n_heads;
+  uint n_kv_heads;
+  uint half_dim;    // head_dim / 2
+  uint qkv_stride;  // elements between token rows of qkv: (n_heads + 2 n_kv_heads) head_dim
+  uint num_slots;
+  float eps;        // QK_NORM's epsilon
+} pc;
+#endif
+
 #ifdef PUSH_ATTENTION
 // Paged causal GQA attention (engine/ops/attention.hpp). Rows are (query token, head of the
 // GQA group) pairs of one sequence and one KV head; a workgroup takes ROWS of them.
@@ -93,15 +108,3 @@ layout(push_constant) uniform PushAttention {
 } pc;
 #endif
 
-#ifdef PUSH_ATTENTION_REDUCE
-// Combines flash-decoding partials (attention_reduce.comp).
-layout(push_constant) uniform PushAttentionReduce {
-  uint rows;        // ntok * n_heads
-  uint n_heads;
-  uint nsplit;
-  uint split_keys;  // the fewest keys per range
-  uint last_key;    // max_blocks * block_size - 1: keys past it are not in the table
-  uint nseq;
-  uint key_tile;    // attention.comp's KEYS: ranges are whole tiles
-} pc;
-#endif

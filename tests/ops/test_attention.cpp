@@ -183,10 +183,11 @@ void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& s
   // Poisoned: a range the reduce should not read turns the row into NaN.
   auto dpart = t.poisoned_floats(std::max<std::uint64_t>(ops::attention_partial_bytes(shape) / 4, 1),
                                  "partials");
+  auto dcount = upload_u32(dev, std::vector<std::uint32_t>(ops::attention_counter_bytes(shape) / 4), "counters");
   auto cs = dev.command_stream();
   cs.begin();
   ops::record_kv_write(t.kernels(), cs, c.kv_type, dkn, dvn, dslots, dk, dv, ntok, kv_dim);
-  ops::record_attention(t.kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart);
+  ops::record_attention(t.kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart, dcount);
   cs.end();
   cs.submit_and_wait();
   CHECK(ref::nmse(t.download_floats(dout, q.size()), expected) < kAttention);
@@ -521,9 +522,10 @@ TEST_CASE_FIXTURE(DeviceTest, "split attention replayed: its ranges follow each 
     auto dpos = upload_u32(dev, pos, "positions");
     auto dout = poisoned_floats(q.size(), "out");
     auto dpart = poisoned_floats(ops::attention_partial_bytes(shape) / 4, "partials");
+    auto dcount = upload_u32(dev, std::vector<std::uint32_t>(ops::attention_counter_bytes(shape) / 4), "counters");
     auto cs = dev.command_stream();
     cs.begin();
-    ops::record_attention(kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart);
+    ops::record_attention(kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart, dcount);
     cs.end();
     for (const auto& p : std::vector<std::vector<std::uint32_t>>{
              {4095, 300}, {0, 0}, {63, 64}, {255, 1000}, {2047, 4095}, {1, 2}, {3000, 17}}) {
