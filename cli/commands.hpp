@@ -89,6 +89,8 @@ struct BenchOptions {
   bool replay_compare = false;  // also time tg with every step recorded anew
   std::uint32_t depth = 0;      // tg after this many tokens of context (llama-bench's -d)
   std::uint32_t ctx_size = 0;   // the context the model is planned for (0: just what the test needs)
+  bool no_pad = false;          // steps run at their exact shapes (ModelOptions::pad_steps off)
+  bool mixed_lengths = false;   // throughput mode: request i generates n/2 .. n tokens, spread
 };
 int run_bench(const BenchOptions& options);
 

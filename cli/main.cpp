@@ -89,6 +89,10 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--json", bench.json, "One JSON line instead of a table");
   bench_cmd->add_flag("--replay-compare", bench.replay_compare,
                       "Also time tg with each step's command buffer recorded anew (what replay saves)");
+  bench_cmd->add_flag("--no-pad", bench.no_pad,
+                      "Run every step at its exact shape (no bucket padding: fewer replays)");
+  bench_cmd->add_flag("--mixed-lengths", bench.mixed_lengths,
+                      "Throughput mode: requests generate n/2 to n tokens, so they finish at different steps");
   bench_cmd->add_option("--concurrency", bench.concurrency,
                         "Throughput mode: comma-separated levels of concurrent requests (e.g. 1,4,16,64)")
       ->delimiter(',');

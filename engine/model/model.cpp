@@ -3,6 +3,7 @@
 #include "engine/model/model.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstring>
 
@@ -10,7 +11,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
-#include "engine/ops/elementwise.hpp"
+#include "engine/ops/attention.hpp"
 #include "engine/ops/matmul.hpp"
 #include "engine/ops/norm.hpp"
 
@@ -20,9 +21,23 @@ using platform::Buffer;
 using platform::BufferSpan;
 using platform::MemoryIntent;
 
+namespace {
+// A weight that writes columns [y0, y0 + its output columns) of a wider activation row.
+struct Slice {
+  ops::DeviceWeight w;
+  std::uint32_t y0 = 0;
+};
+}  // namespace
+
+// The fused layer (docs/ARCHITECTURE.md, the step): Q, K and V concatenated into as few matmuls
+// as their types allow (one when they share a type), gate and up interleaved row by row into
+// one swiglu matmul when they share a type.
 struct Model::Layer {
-  ops::DeviceWeight attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
-  ops::DeviceWeight bq, bk, bv;          // qwen2
+  ops::DeviceWeight attn_norm, wo, ffn_norm, w_down;
+  std::vector<Slice> qkv;                // slices of the qkv row [q | k | v]
+  ops::DeviceWeight w_gate_up;           // interleaved (gate, up) rows, when the types match
+  ops::DeviceWeight w_gate, w_up;        // else separate
+  ops::DeviceWeight b_qkv;               // qwen2: the biases, one f32 row [q | k | v]
   ops::DeviceWeight q_norm, k_norm;      // qwen3
   Buffer k_pool, v_pool;
 };
@@ -37,8 +52,8 @@ struct InputLayout {
 struct Model::Workspace {
   InputLayout in;
   Buffer inputs;  // upload intent: written by the host each step, read by the device
-  Buffer x, xn, tmp, q, qn, k, kn, v, attn, attn_partials, gate, up, hs, hn, logits, scratch, ids, logprobs,
-      inv_freq;
+  Buffer x, xn, qkv, q, attn, attn_partials, attn_counters, gate, up, hs, hn, logits, scratch, ids,
+      logprobs, inv_freq;
   Buffer top;  // [S, kMaxTopLogprobs] ops::TopLogprob
   // ids [S], logprobs [S], logits [S, vocab], top [S, kMaxTopLogprobs], score logprobs [T],
   // score top [T, kMaxTopLogprobs]
@@ -72,6 +87,68 @@ ops::DeviceWeight upload_tensor(platform::Device& device, const gguf::Reader& r,
 }
 
 BufferSpan first_span(const ops::DeviceWeight& w) { return w.view().chunks.at(0).span; }
+
+// The rows of several weights of one column count, each concatenated after the other into
+// slices of one output row: neighbours of one type share an upload (and a matmul).
+std::vector<Slice> upload_concatenated(platform::Device& device, const gguf::Reader& r,
+                                              const std::vector<std::string>& names) {
+  std::vector<Slice> out;
+  std::uint32_t y0 = 0;
+  for (std::size_t i = 0; i < names.size();) {
+    const gguf::TensorInfo& first = r.tensor(names[i]);
+    std::vector<std::byte> bytes;
+    std::uint64_t rows = 0;
+    std::size_t j = i;
+    for (; j < names.size(); ++j) {
+      const gguf::TensorInfo& t = r.tensor(names[j]);
+      if (t.type != first.type || t.dims[0] != first.dims[0]) break;
+      const auto data = std::as_bytes(r.tensor_data(t));
+      bytes.insert(bytes.end(), data.begin(), data.end());
+      rows += t.n_elements / t.dims[0];
+    }
+    const std::string name = j - i == 1 ? names[i] : fmt::format("{}..{}", names[i], names[j - 1]);
+    out.push_back({ops::DeviceWeight::upload(device, first.type,
+                                             static_cast<std::uint32_t>(first.dims[0]),
+                                             static_cast<std::uint32_t>(rows), bytes, name),
+                   y0});
+    y0 += static_cast<std::uint32_t>(rows);
+    i = j;
+  }
+  return out;
+}
+
+// 1-D f32 tensors (ModelConfig checked their types) concatenated into one f32 row.
+ops::DeviceWeight upload_f32_row(platform::Device& device, const gguf::Reader& r,
+                                 const std::vector<std::string>& names) {
+  std::vector<std::byte> bytes;
+  for (const std::string& n : names) {
+    const auto data = std::as_bytes(r.tensor_data(r.tensor(n)));
+    bytes.insert(bytes.end(), data.begin(), data.end());
+  }
+  return ops::DeviceWeight::upload(device, gguf::TensorType::kF32,
+                                   static_cast<std::uint32_t>(bytes.size() / 4), 1, bytes,
+                                   fmt::format("{}..{}", names.front(), names.back()));
+}
+
+// gate and up of one type as one weight of interleaved rows (gate 0, up 0, gate 1, ...), the
+// layout of the swiglu matmul; chunks keep the pairs whole.
+ops::DeviceWeight upload_gate_up(platform::Device& device, const gguf::Reader& r,
+                                 const std::string& gate, const std::string& up) {
+  const gguf::TensorInfo& g = r.tensor(gate);
+  const gguf::TensorInfo& u = r.tensor(up);
+  const auto ncols = static_cast<std::uint32_t>(g.dims[0]);
+  const std::uint64_t rows = g.n_elements / ncols;
+  const std::uint64_t row_bytes = ops::weight_row_bytes(g.type, ncols);
+  const auto gd = std::as_bytes(r.tensor_data(g));
+  const auto ud = std::as_bytes(r.tensor_data(u));
+  std::vector<std::byte> bytes(2 * rows * row_bytes);
+  for (std::uint64_t i = 0; i < rows; ++i) {
+    std::memcpy(bytes.data() + 2 * i * row_bytes, gd.data() + i * row_bytes, row_bytes);
+    std::memcpy(bytes.data() + (2 * i + 1) * row_bytes, ud.data() + i * row_bytes, row_bytes);
+  }
+  return ops::DeviceWeight::upload(device, g.type, ncols, static_cast<std::uint32_t>(2 * rows),
+                                   bytes, gate + "+" + up, 0, 2);
+}
 
 }  // namespace
 
@@ -112,18 +189,21 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
       throw Cancelled(fmt::format("the load stopped at layer {} of {}", l, config.n_layers));
     }
     L.attn_norm = upload_tensor(device, reader, layer_tensor(l, "attn_norm"));
-    L.wq = upload_tensor(device, reader, layer_tensor(l, "attn_q"));
-    L.wk = upload_tensor(device, reader, layer_tensor(l, "attn_k"));
-    L.wv = upload_tensor(device, reader, layer_tensor(l, "attn_v"));
+    L.qkv = upload_concatenated(device, reader, {layer_tensor(l, "attn_q"), layer_tensor(l, "attn_k"),
+                                                 layer_tensor(l, "attn_v")});
     L.wo = upload_tensor(device, reader, layer_tensor(l, "attn_output"));
     L.ffn_norm = upload_tensor(device, reader, layer_tensor(l, "ffn_norm"));
-    L.w_gate = upload_tensor(device, reader, layer_tensor(l, "ffn_gate"));
-    L.w_up = upload_tensor(device, reader, layer_tensor(l, "ffn_up"));
+    const std::string gate = layer_tensor(l, "ffn_gate"), up = layer_tensor(l, "ffn_up");
+    if (reader.tensor(gate).type == reader.tensor(up).type) {
+      L.w_gate_up = upload_gate_up(device, reader, gate, up);
+    } else {
+      L.w_gate = upload_tensor(device, reader, gate);
+      L.w_up = upload_tensor(device, reader, up);
+    }
     L.w_down = upload_tensor(device, reader, layer_tensor(l, "ffn_down"));
     if (config.qkv_bias) {
-      L.bq = upload_tensor(device, reader, layer_bias(l, "attn_q"));
-      L.bk = upload_tensor(device, reader, layer_bias(l, "attn_k"));
-      L.bv = upload_tensor(device, reader, layer_bias(l, "attn_v"));
+      L.b_qkv = upload_f32_row(device, reader, {layer_bias(l, "attn_q"), layer_bias(l, "attn_k"),
+                                                layer_bias(l, "attn_v")});
     }
     if (config.qk_norm) {
       L.q_norm = upload_tensor(device, reader, layer_tensor(l, "attn_q_norm"));
@@ -163,18 +243,24 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   const ModelConfig& c = config;
   ws->x = act(T * c.d_model, "x");
   ws->xn = act(T * c.d_model, "xn");
-  ws->tmp = act(T * c.d_model, "tmp");
+  ws->qkv = act(T * (c.q_dim() + 2 * c.kv_dim()), "qkv");
   ws->q = act(T * c.q_dim(), "q");
-  ws->qn = act(T * c.q_dim(), "qn");
-  ws->k = act(T * c.kv_dim(), "k");
-  ws->kn = act(T * c.kv_dim(), "kn");
-  ws->v = act(T * c.kv_dim(), "v");
   ws->attn = act(T * c.q_dim(), "attn");
   const auto split_tokens = static_cast<std::uint32_t>(std::min<std::uint64_t>(T, kSplitMaxTokens));
   ws->attn_partials =
       act(ops::attention_partial_bytes(m->attention_shape(split_tokens, 1)) / 4, "attn_partials");
+  {
+    // The most row tiles a split step can have: one sequence per token.
+    ops::AttentionShape most = m->attention_shape(split_tokens, 1);
+    most.nseq = split_tokens;
+    const std::vector<std::byte> zeros(std::max<std::uint64_t>(ops::attention_counter_bytes(most), 4));
+    ws->attn_counters = device.create_buffer(zeros.size(), MemoryIntent::activations, "attn_counters");
+    device.upload(ws->attn_counters, 0, zeros);
+  }
   ws->gate = act(T * c.ffn_dim, "gate");
-  ws->up = act(T * c.ffn_dim, "up");
+  bool separate_gate_up = false;
+  for (const Layer& L : m->layers_) separate_gate_up |= L.w_up.bytes() > 0;
+  if (separate_gate_up) ws->up = act(T * c.ffn_dim, "up");
   ws->hs = act(S * c.d_model, "hs");
   ws->hn = act(S * c.d_model, "hn");
   if (S * c.vocab_size * 4 > caps.max_storage_buffer_range) {
@@ -233,11 +319,11 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
 std::uint64_t Model::weight_bytes() const {
   std::uint64_t n = token_embd_.bytes() + output_norm_.bytes() + output_.bytes();
   for (const Layer& L : layers_) {
-    for (const ops::DeviceWeight* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm,
-                                       &L.w_gate, &L.w_up, &L.w_down, &L.bq, &L.bk, &L.bv,
-                                       &L.q_norm, &L.k_norm}) {
+    for (const ops::DeviceWeight* w : {&L.attn_norm, &L.wo, &L.ffn_norm, &L.w_gate_up, &L.w_gate,
+                                       &L.w_up, &L.w_down, &L.b_qkv, &L.q_norm, &L.k_norm}) {
       n += w->bytes();
     }
+    for (const Slice& sl : L.qkv) n += sl.w.bytes();
   }
   return n;
 }
@@ -251,10 +337,9 @@ std::uint64_t Model::kv_bytes() const {
 std::uint64_t Model::workspace_bytes() const {
   std::uint64_t n = 0;
   const Workspace& w = *ws_;
-  for (const Buffer* b : {&w.inputs, &w.x, &w.xn, &w.tmp, &w.q, &w.qn, &w.k, &w.kn, &w.v, &w.attn,
-                          &w.attn_partials,
-                          &w.gate, &w.up, &w.hs, &w.hn, &w.logits, &w.scratch, &w.ids, &w.logprobs,
-                          &w.inv_freq, &w.top, &w.readback}) {
+  for (const Buffer* b : {&w.inputs, &w.x, &w.xn, &w.qkv, &w.q, &w.attn, &w.attn_partials,
+                          &w.attn_counters, &w.gate, &w.up, &w.hs, &w.hn, &w.logits, &w.scratch,
+                          &w.ids, &w.logprobs, &w.inv_freq, &w.top, &w.readback}) {
     n += b->size();
   }
   return n;
@@ -409,39 +494,46 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
 
   cs.begin();
   ops::record_get_rows(k, cs, token_embd_.view(), token_ids, w.x, T);
+  const std::uint32_t qkv_stride = c.q_dim() + 2 * c.kv_dim();
+  ops::RopeKvShape rkv;
+  rkv.ntok = T;
+  rkv.n_heads = c.n_heads;
+  rkv.n_kv_heads = c.n_kv_heads;
+  rkv.head_dim = c.head_dim;
+  rkv.style = rope;
+  rkv.kv_type = kv_type_;
+  rkv.qk_norm = c.qk_norm;
+  rkv.eps = c.rms_eps;
+  // Eight dispatches a layer (docs/ARCHITECTURE.md, the step): norm, QKV (+ bias), QK-norm + RoPE
+  // + K/V write, attention (its ranges combined in the same dispatch), wo (+ residual), norm,
+  // gate/up (+ SiLU-multiply), down (+ residual).
   for (const Layer& L : layers_) {
     ops::record_rms_norm(k, cs, w.x, first_span(L.attn_norm), w.xn, c.d_model, T, c.rms_eps);
-    ops::record_matmul(k, cs, L.wq.view(), w.xn, w.q, T);
-    ops::record_matmul(k, cs, L.wk.view(), w.xn, w.k, T);
-    ops::record_matmul(k, cs, L.wv.view(), w.xn, w.v, T);
-    Buffer* q = &w.q;
-    Buffer* kk = &w.k;
-    if (c.qkv_bias) {
-      ops::record_add_bias(k, cs, w.q, first_span(L.bq), w.q, c.q_dim(), T);
-      ops::record_add_bias(k, cs, w.k, first_span(L.bk), w.k, c.kv_dim(), T);
-      ops::record_add_bias(k, cs, w.v, first_span(L.bv), w.v, c.kv_dim(), T);
+    for (const Slice& sl : L.qkv) {
+      ops::MatmulOut out;
+      out.y_stride = qkv_stride;
+      out.y0 = sl.y0;
+      if (c.qkv_bias) {
+        out.epilogue = ops::Epilogue::bias;
+        out.bias = first_span(L.b_qkv);
+      }
+      ops::record_matmul(k, cs, sl.w.view(), w.xn, w.qkv, T, out);
     }
-    if (c.qk_norm) {
-      ops::record_rms_norm(k, cs, w.q, first_span(L.q_norm), w.qn, c.head_dim, T * c.n_heads,
-                           c.rms_eps);
-      ops::record_rms_norm(k, cs, w.k, first_span(L.k_norm), w.kn, c.head_dim, T * c.n_kv_heads,
-                           c.rms_eps);
-      q = &w.qn;
-      kk = &w.kn;
-    }
-    ops::record_rope(k, cs, *q, positions, w.inv_freq, T, c.n_heads, c.head_dim, rope);
-    ops::record_rope(k, cs, *kk, positions, w.inv_freq, T, c.n_kv_heads, c.head_dim, rope);
-    ops::record_kv_write(k, cs, kv_type_, *kk, w.v, slots, L.k_pool, L.v_pool, T, c.kv_dim());
-    ops::record_attention(k, cs, shape, *q, L.k_pool, L.v_pool, positions, query_start,
-                          block_table, w.attn, w.attn_partials);
-    ops::record_matmul(k, cs, L.wo.view(), w.attn, w.tmp, T);
-    ops::record_add(k, cs, w.x, w.tmp, w.x, T * c.d_model);
+    ops::record_rope_kv(k, cs, rkv, w.qkv, positions, w.inv_freq, slots, w.q, L.k_pool, L.v_pool,
+                        c.qk_norm ? first_span(L.q_norm) : BufferSpan{},
+                        c.qk_norm ? first_span(L.k_norm) : BufferSpan{});
+    ops::record_attention(k, cs, shape, w.q, L.k_pool, L.v_pool, positions, query_start,
+                          block_table, w.attn, w.attn_partials, w.attn_counters);
+    ops::record_matmul(k, cs, L.wo.view(), w.attn, w.x, T, ops::with_epilogue(ops::Epilogue::accumulate));
     ops::record_rms_norm(k, cs, w.x, first_span(L.ffn_norm), w.xn, c.d_model, T, c.rms_eps);
-    ops::record_matmul(k, cs, L.w_gate.view(), w.xn, w.gate, T);
-    ops::record_matmul(k, cs, L.w_up.view(), w.xn, w.up, T);
-    ops::record_silu_mul(k, cs, w.gate, w.up, w.gate, T * c.ffn_dim);
-    ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.tmp, T);
-    ops::record_add(k, cs, w.x, w.tmp, w.x, T * c.d_model);
+    if (L.w_gate_up.bytes() > 0) {
+      ops::record_matmul(k, cs, L.w_gate_up.view(), w.xn, w.gate, T, ops::with_epilogue(ops::Epilogue::swiglu));
+    } else {
+      ops::record_matmul(k, cs, L.w_gate.view(), w.xn, w.gate, T);
+      ops::record_matmul(k, cs, L.w_up.view(), w.xn, w.up, T);
+      ops::record_silu_mul(k, cs, w.gate, w.up, w.gate, T * c.ffn_dim);
+    }
+    ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.x, T, ops::with_epilogue(ops::Epilogue::accumulate));
   }
   record_scores(cs, T, P, score_top);
   // Only the sampled rows go through the final norm and the LM head.
@@ -518,11 +610,34 @@ void Model::record_scores(platform::CommandStream& cs, std::uint32_t T, std::uin
   }
 }
 
+std::uint32_t Model::step_bucket(std::uint32_t n) {
+  if (n <= 8) return std::bit_ceil(std::max<std::uint32_t>(n, 1));
+  if (n <= 256) return (n + 7) / 8 * 8;
+  return (n + 63) / 64 * 64;
+}
+
+// Padding sequences hold the padding tokens (at least one each), so a real sequence never sees
+// one: its last token, which sets its attention ranges, stays its own. When the buckets do not
+// fit the workspace (max_seqs, max_batch_tokens) the step runs unpadded.
+Model::Padded Model::padded_shape(std::uint32_t T, std::uint32_t S, std::uint32_t R) const {
+  if (!options_.pad_steps) return {T, S, R};
+  for (std::uint32_t extra = 0; extra <= 1; ++extra) {
+    const std::uint32_t sb = std::min(step_bucket(S + extra), options_.max_seqs);
+    if (sb < S + extra) break;
+    const std::uint32_t tmin = T + (sb - S);
+    const std::uint32_t tb = std::min(step_bucket(tmin), options_.max_batch_tokens);
+    if (tb < tmin) break;
+    if (tb == T || sb > S) return {tb, sb, R == 0 ? 0 : std::min(step_bucket(R), sb)};
+  }
+  return {T, S, R};
+}
+
 StepOutput Model::step(const StepInput& input) {
   check(input);
-  const auto T = static_cast<std::uint32_t>(input.token_ids.size());
-  const auto S = static_cast<std::uint32_t>(input.query_start.size() - 1);
-  const auto R = static_cast<std::uint32_t>(input.sample_rows.size());
+  const auto T0 = static_cast<std::uint32_t>(input.token_ids.size());
+  const auto S0 = static_cast<std::uint32_t>(input.query_start.size() - 1);
+  const auto R0 = static_cast<std::uint32_t>(input.sample_rows.size());
+  const auto [T, S, R] = padded_shape(T0, S0, R0);
   bool use_sampler = !input.penalties.empty() || input.want_logprobs;
   bool want_top = false;
   for (const ops::SamplingRow& row : input.sampling) {
@@ -545,6 +660,29 @@ StepOutput Model::step(const StepInput& input) {
   put(w.in.sample_rows, input.sample_rows);
   put(w.in.sampling, input.sampling);
   if (!input.penalties.empty()) put(w.in.penalties, input.penalties);
+  if (T > T0 || S > S0 || R > R0) {
+    // Padding sequence j holds token T0 + j; the last one also holds the rest, at positions
+    // 0, 1, ... Their tables point at the null block, their slots nowhere; padded sample rows
+    // draw greedily from token 0 and are never read.
+    auto at = [&](std::uint64_t offset, std::uint64_t i) {
+      return reinterpret_cast<std::uint32_t*>(base + offset) + i;
+    };
+    const std::uint32_t last = S - 1;
+    for (std::uint32_t t = T0; t < T; ++t) {
+      const std::uint32_t seq = std::min(S0 + (t - T0), last);
+      *at(w.in.token_ids, t) = 0;
+      *at(w.in.positions, t) = seq < last ? 0 : t - (T0 + (last - S0));
+      *at(w.in.slot_mapping, t) = ~0u;
+    }
+    for (std::uint32_t s = S0; s < S; ++s) *at(w.in.query_start, s + 1) = s < last ? T0 + (s - S0) + 1 : T;
+    std::memset(at(w.in.block_table, std::uint64_t{S0} * max_blocks_per_seq_), 0,
+                std::uint64_t{S - S0} * max_blocks_per_seq_ * 4);
+    for (std::uint32_t r = R0; r < R; ++r) {
+      *at(w.in.sample_rows, r) = 0;
+      const ops::SamplingRow greedy;
+      std::memcpy(base + w.in.sampling + std::uint64_t{r} * sizeof(ops::SamplingRow), &greedy, sizeof(greedy));
+    }
+  }
   const auto P = static_cast<std::uint32_t>(input.score_rows.size());
   if (P > 0) {
     std::vector<ops::SamplingRow> rows(P);
@@ -586,23 +724,25 @@ StepOutput Model::step(const StepInput& input) {
   }
   it->second->last_use = ++use_clock_;
   last_counts_ = {it->second->cs.dispatch_count(), it->second->cs.barrier_count()};
+  const auto wait0 = std::chrono::steady_clock::now();
   it->second->cs.submit_and_wait();
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait0).count();
 
   StepOutput out;
   const std::byte* rb = w.readback.mapped();
-  out.ids.resize(R);
-  std::memcpy(out.ids.data(), rb, R * 4);
+  out.ids.resize(R0);
+  std::memcpy(out.ids.data(), rb, R0 * 4);
   if (use_sampler) {
-    out.logprobs.resize(R);
-    std::memcpy(out.logprobs.data(), rb + std::uint64_t{S} * 4, R * 4);
+    out.logprobs.resize(R0);
+    std::memcpy(out.logprobs.data(), rb + std::uint64_t{S} * 4, R0 * 4);
   }
   if (input.want_logits) {
-    out.logits.resize(std::uint64_t{R} * config_.vocab_size);
+    out.logits.resize(std::uint64_t{R0} * config_.vocab_size);
     std::memcpy(out.logits.data(), rb + std::uint64_t{S} * 8, out.logits.size() * 4);
   }
   if (want_top) {
-    out.top.resize(R);
-    for (std::uint32_t r = 0; r < R; ++r) {
+    out.top.resize(R0);
+    for (std::uint32_t r = 0; r < R0; ++r) {
       auto& list = out.top[r];
       list.resize(input.sampling[r].top_logprobs);
       std::memcpy(list.data(), rb + w.readback_top + ops::sample_top_bytes(r),

@@ -36,6 +36,11 @@ struct ModelOptions {
   // pins the guarantee for batch-dependent fast paths (split-K attention, cooperative-matrix
   // GEMM), which must check it and stay off.
   bool deterministic = false;
+  // Pads each step's tokens, sequences and sampled rows up to a few bucket sizes
+  // (Model::step_bucket) so that continuous batching replays recordings instead of recording
+  // anew: padding tokens belong to padding sequences, write no K/V and their rows are never
+  // read back.
+  bool pad_steps = true;
   // Asked before each layer's upload; true stops the load with Cancelled (a signal while a big
   // model loads). Empty: never.
   std::function<bool()> should_stop;
@@ -97,7 +102,15 @@ class Model {
   // positions) and throws InvalidRequest naming the field before anything reaches the device.
   StepOutput step(const StepInput& input);
 
-  // Steps recorded anew vs replayed (the recording cache is keyed by the step's shape).
+  // The bucket a step dimension of n is padded to (ModelOptions::pad_steps): 1, 2, 4, 8, then
+  // multiples of 8 up to 256, then of 64 (vLLM captures CUDA graphs at such sizes).
+  static std::uint32_t step_bucket(std::uint32_t n);
+
+  // Host time spent waiting for the device (submit to fence), all steps together: the rest of
+  // a step's time is host work the device does not overlap.
+  double device_wait_seconds() const { return wait_seconds_; }
+
+  // Steps recorded anew vs replayed (the recording cache is keyed by the step's padded shape).
   std::uint64_t recordings() const { return recordings_; }
   std::uint64_t replays() const { return replays_; }
   // Host time spent recording command buffers, all steps together.
@@ -123,6 +136,10 @@ class Model {
                               std::uint32_t>;
 
   void check(const StepInput& input) const;
+  struct Padded {
+    std::uint32_t T, S, R;
+  };
+  Padded padded_shape(std::uint32_t T, std::uint32_t S, std::uint32_t R) const;
   ops::AttentionShape attention_shape(std::uint32_t T, std::uint32_t S) const;
   void record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S, std::uint32_t R,
               bool want_logits, bool use_sampler, bool want_top, std::uint32_t P, std::uint32_t score_top);
@@ -143,6 +160,7 @@ class Model {
   std::uint64_t recordings_ = 0;
   std::uint64_t replays_ = 0;
   double recording_seconds_ = 0;
+  double wait_seconds_ = 0;
   StepCounts last_counts_;
   bool replay_ = true;
 };

@@ -55,6 +55,9 @@ class Filler {
   void matrix(gguf::Writer& w, const std::string& name, std::uint32_t ncols, std::uint32_t nrows,
               float gain = 1.f) {
     TensorType type = spec_.type;
+    if (spec_.v_up_type && (name.ends_with("attn_v.weight") || name.ends_with("ffn_up.weight"))) {
+      type = *spec_.v_up_type;
+    }
     if (ncols % gguf::traits(type).block_size != 0) type = TensorType::kF16;
     const float a = gain * std::sqrt(3.f / static_cast<float>(ncols));
     const std::uint64_t n = std::uint64_t{ncols} * nrows;

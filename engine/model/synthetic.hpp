@@ -33,6 +33,9 @@ struct SyntheticSpec {
   // Type of the 2-D weights (norms and biases stay f32). Matrices whose rows are not whole
   // blocks of it fall back to f16 (as llama.cpp's quantizer falls back for odd shapes).
   gguf::TensorType type = gguf::TensorType::kF32;
+  // attn_v and ffn_up in this type instead (mixed files such as Q4_K_M keep attn_v at Q6_K): the
+  // model then runs Q/K/V in two slices and gate/up unfused.
+  std::optional<gguf::TensorType> v_up_type;
   std::uint32_t seed = 1;
   // Benchmark models: fill each matrix by repeating a pool of random quantized blocks instead of
   // quantizing every element (minutes -> seconds for 8B shapes; values stay random-looking).

@@ -367,3 +367,101 @@ TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the documented greedy story, i
   }
   CHECK(got == expected);
 }
+
+TEST_CASE_FIXTURE(test::DeviceTest, "mixed weight types (attn_v, ffn_up in Q6_K): QKV in slices, gate/up unfused") {
+  for (Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3}) {
+    CAPTURE(model::to_string(arch));
+    auto spec = spec_for(arch, gguf::TensorType::kQ4_K, rng()());
+    spec.v_up_type = gguf::TensorType::kQ6_K;
+    const gguf::Reader reader =
+        gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+    REQUIRE(reader.tensor("blk.0.attn_v.weight").type == gguf::TensorType::kQ6_K);
+    REQUIRE(reader.tensor("blk.0.attn_k.weight").type == gguf::TensorType::kQ4_K);
+    model::ModelOptions opt;
+    opt.max_batch_tokens = 64;
+    opt.max_seqs = 4;
+    opt.context_length = 128;
+    opt.num_blocks = 12;
+    auto m = model::Model::load(device(), reader, opt);
+    ref::ReferenceModel reference(reader, m->kv_type() == ops::KvType::f16);
+    std::vector<std::uint32_t> blocks(opt.num_blocks);
+    std::iota(blocks.begin(), blocks.end(), 0u);
+    model::Sequence seq(*m, blocks);
+    const auto prompt = random_tokens(rng(), 21, spec.vocab_size);
+    std::vector<float> expected;
+    for (std::uint32_t t : prompt) expected = reference.forward(t);
+    auto out = seq.feed(prompt, greedy(), true);
+    CHECK(ref::nmse(out.logits, expected) < kForwardNmse);
+    for (std::uint32_t t : random_tokens(rng(), 4, spec.vocab_size)) {
+      expected = reference.forward(t);
+      out = seq.feed(std::span(&t, 1), greedy(), true);
+      CHECK(ref::nmse(out.logits, expected) < kForwardNmse);
+    }
+    // norm, 2 QKV slices, rope_kv, attention, wo, norm, gate, up, silu_mul, down.
+    CHECK(m->last_step_counts().dispatches >= 11 * spec.n_layers);
+  }
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "bucket padding: the same bits as exact shapes, and shapes that replay") {
+  // Deterministic mode: no split attention, so every token's sums follow one order whatever the
+  // step's shape; padded and unpadded steps must then agree bit for bit.
+  const auto spec = spec_for(Arch::llama, gguf::TensorType::kQ8_0, rng()());
+  const gguf::Reader reader =
+      gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+  model::ModelOptions opt;
+  opt.max_batch_tokens = 64;
+  opt.max_seqs = 8;
+  opt.context_length = 64;
+  opt.num_blocks = 1 + 8 * 4;
+  opt.deterministic = true;
+  opt.pad_steps = false;
+  auto exact = model::Model::load(device(), reader, opt);
+  opt.pad_steps = true;
+  auto padded = model::Model::load(device(), reader, opt);
+  const std::uint32_t bs = opt.block_size, mb = exact->max_blocks_per_seq();
+  CHECK(model::Model::step_bucket(1) == 1);
+  CHECK(model::Model::step_bucket(3) == 4);
+  CHECK(model::Model::step_bucket(9) == 16);
+  CHECK(model::Model::step_bucket(17) == 24);
+  CHECK(model::Model::step_bucket(257) == 320);
+
+  // Steps of 3, then 5, 6, 7 sequences decoding, one with a prompt chunk: sequence s owns blocks
+  // 1 + 4s ...; every sequence has a cached prefix of s + 3 tokens written by a first step.
+  std::vector<std::vector<std::uint32_t>> toks(8);
+  for (auto& t : toks) t = random_tokens(rng(), 40, spec.vocab_size);
+  auto blocks_of = [&](std::uint32_t s) {
+    std::vector<std::uint32_t> b(mb);
+    std::iota(b.begin(), b.end(), 1 + s * mb);
+    return b;
+  };
+  model::StepInput prefill;
+  prefill.query_start = {0};
+  for (std::uint32_t s = 0; s < 7; ++s) {
+    add_sequence(prefill, mb, bs, blocks_of(s), std::span(toks[s]).first(s + 3), 0);
+  }
+  prefill.want_logits = true;
+  const auto a0 = exact->step(prefill);
+  const auto b0 = padded->step(prefill);
+  CHECK(a0.logits == b0.logits);
+  const std::uint64_t recordings0 = padded->recordings();
+  for (std::uint32_t n : {5u, 6u, 7u, 3u}) {
+    CAPTURE(n);
+    model::StepInput in;
+    in.query_start = {0};
+    in.want_logits = true;
+    for (std::uint32_t s = 0; s < n; ++s) {
+      // Sequence 2 also feeds a chunk of 5 more prompt tokens.
+      const std::uint32_t len = s == 2 ? 6 : 1;
+      add_sequence(in, mb, bs, blocks_of(s), std::span(toks[s]).subspan(s + 3, len), s + 3);
+    }
+    const auto a = exact->step(in);
+    const auto b = padded->step(in);
+    REQUIRE(a.ids.size() == n);
+    CHECK(a.ids == b.ids);
+    CHECK(a.logits == b.logits);
+  }
+  // 5, 6 and 7 sequences (T 10..12) share the bucket (8 sequences, 16 tokens): one recording;
+  // 3 sequences (T 8, 4 sequences) another.
+  CHECK(padded->recordings() - recordings0 == 2);
+  CHECK(exact->recordings() == 5);
+}
