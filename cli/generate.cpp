@@ -199,9 +199,9 @@ int run_throughput(const BenchOptions& o) {
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_gguf(L.reader);
   std::mt19937 rng(99);
   std::uniform_int_distribution<std::uint32_t> tok(3, L.model->config().vocab_size - 1);
-  fmt::print("| concurrency | requests | generated tok/s (aggregate) | per-request tok/s | ITL p50 ms | ITL p99 ms | steps | replayed | host ms/step not overlapped | wall s |\n");
-  fmt::print("|---|---|---|---|---|---|---|---|---|---|\n");
-  for (std::uint32_t c : o.concurrency) {
+  // One level: c requests at once (request i generates n_gen, or with mixed lengths n_gen down
+  // to n_gen / 2); returns the row of the table.
+  auto level = [&](std::uint32_t c, std::uint32_t n_gen) {
     serving::EngineConfig ec;
     ec.max_num_seqs = c;
     ec.max_num_batched_tokens = mo.max_batch_tokens;
@@ -220,8 +220,7 @@ int run_throughput(const BenchOptions& o) {
       for (auto& t : prompt) t = tok(rng);
       serving::RequestParams p;
       p.sampling.temperature = 0;
-      p.max_tokens = o.mixed_lengths ? o.n_gen - (o.n_gen / 2) * i / std::max<std::uint32_t>(c - 1, 1)
-                                     : o.n_gen;
+      p.max_tokens = o.mixed_lengths ? n_gen - (n_gen / 2) * i / std::max<std::uint32_t>(c - 1, 1) : n_gen;
       p.ignore_eos = true;
       last[i] = t0;
       engine.submit(prompt, p, [&, i](const serving::TokenEvent& ev) {
@@ -251,8 +250,15 @@ int run_throughput(const BenchOptions& o) {
     // Host time the device did not overlap: the loop runs steps back to back and waits for each
     // (one submission at a time), so it is the wall time less the time spent waiting.
     const double host_ms = st.steps ? 1e3 * (wall - (L.model->device_wait_seconds() - wait0)) / double(st.steps) : 0.0;
-    fmt::print("| {} | {} | {:.1f} | {:.2f} | {:.1f} | {:.1f} | {} | {:.0f}% | {:.2f} | {:.2f} |\n", c, c, agg,
-               agg / c, pct(0.5), pct(0.99), st.steps, replayed, host_ms, wall);
+    return fmt::format("| {} | {} | {:.1f} | {:.2f} | {:.1f} | {:.1f} | {} | {:.0f}% | {:.2f} | {:.2f} |\n", c, c,
+                       agg, agg / c, pct(0.5), pct(0.99), st.steps, replayed, host_ms, wall);
+  };
+  // Warm-up, not shown: compiles the pipelines (host time once per process, not per step).
+  level(max_c, 2);
+  fmt::print("| concurrency | requests | generated tok/s (aggregate) | per-request tok/s | ITL p50 ms | ITL p99 ms | steps | replayed | host ms/step not overlapped | wall s |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|---|---|\n");
+  for (std::uint32_t c : o.concurrency) {
+    fmt::print("{}", level(c, o.n_gen));
     std::fflush(stdout);
   }
   return 0;
@@ -328,9 +334,10 @@ int run_bench(const BenchOptions& o) {
     fmt::print("{{\"model\": \"{}\", \"device\": \"{}\", \"pp\": {}, \"pp_tokens_per_s\": {:.2f}, "
                "\"tg\": {}, \"depth\": {}, \"ctx_size\": {}, \"tg_tokens_per_s\": {:.2f}, "
                "\"bytes_per_token\": {}, \"tg_gb_per_s\": {:.3f}, \"repetitions\": {}, "
-               "\"dispatches_per_step\": {}, \"barriers_per_step\": {}}}\n",
+               "\"dispatches_per_step\": {}, \"barriers_per_step\": {}, \"dispatches_per_layer\": {:.1f}}}\n",
                o.model, L.device->name(), o.n_prompt, pp_med, o.n_gen, o.depth, m.options().context_length,
-               tg_med, bytes_per_token, gbs, o.repetitions, counts.dispatches, counts.barriers);
+               tg_med, bytes_per_token, gbs, o.repetitions, counts.dispatches, counts.barriers,
+               double(counts.layer_dispatches) / m.config().n_layers);
   } else {
     fmt::print("| model | device | test | t/s (median of {}) | bytes/token | GB/s |\n", o.repetitions);
     fmt::print("|---|---|---|---|---|---|\n");
@@ -353,9 +360,11 @@ int run_bench(const BenchOptions& o) {
                  median(record_ms), 100.0 * (1.0 - re / tg_med));
     }
     if (o.n_gen > 0) {
-      fmt::print("\ndecode step: {} dispatches, {} barriers ({:.1f} dispatches and {:.1f} barriers per layer)\n",
-                 counts.dispatches, counts.barriers, double(counts.dispatches) / m.config().n_layers,
-                 double(counts.barriers) / m.config().n_layers);
+      const double nl = m.config().n_layers;
+      fmt::print("\ndecode step: {} dispatches, {} barriers: {:.1f} dispatches and {:.1f} barriers per "
+                 "layer, {} dispatches outside the layers (embedding, head, sampling, readback)\n",
+                 counts.dispatches, counts.barriers, double(counts.layer_dispatches) / nl,
+                 double(counts.layer_barriers) / nl, counts.dispatches - counts.layer_dispatches);
     }
   }
   return 0;

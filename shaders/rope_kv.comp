@@ -5,11 +5,12 @@
 //   q head: (QK_NORM: RMSNorm over the head with q_norm) -> RoPE -> q_out[t, head]
 //   k head: (QK_NORM: RMSNorm with k_norm) -> RoPE -> k_pool[slot_mapping[t], head]
 //   v head: copied -> v_pool[slot_mapping[t], head]
-// A slot >= pc.num_slots (a padding token) writes no K/V. One workgroup per (head, token): grid x
-// = n_heads + 2 * n_kv_heads, y = token. The same arithmetic as rms_norm.comp (per head row),
-// rope.comp and kv_write.comp, which the tests run as the unfused reference.
+// A slot >= pc.num_slots (a padding token) writes no K/V. Grid y = token; a workgroup takes
+// HPW = max(1, WG_SIZE / half_dim) consecutive heads (grid x walks them), LANES = WG_SIZE / HPW
+// invocations each, so small heads share a workgroup (lavapipe pays per workgroup). The same
+// arithmetic as rms_norm.comp (per head row; its sum in another order), rope.comp and
+// kv_write.comp, which the tests run as the unfused reference.
 #include "common.glsl"
-#include "reduce.glsl"
 #define PUSH_ROPE_KV
 #include "push_constants.glsl"
 #include "rope.glsl"
@@ -36,16 +37,22 @@ layout(binding = 6) writeonly buffer VPool { KV_TYPE v_pool[]; };
 layout(binding = 7) readonly buffer QNorm { float q_norm[]; };
 layout(binding = 8) readonly buffer KNorm { float k_norm[]; };
 
+shared float ss_sh[WG_SIZE];  // QK_NORM: each lane's sum of squares
+
 void main() {
-  const uint head = gl_WorkGroupID.x;
-  const uint t = gl_WorkGroupID.y;
-  if (t >= pc.ntok) return;
   const uint half_dim = pc.half_dim, hd = 2 * half_dim;
+  const uint hpw = max(1u, WG_SIZE / half_dim), lanes = WG_SIZE / hpw;
+  const uint tid = gl_LocalInvocationID.x;
+  const uint lh = tid / lanes, lane = tid % lanes;
+  const uint head = gl_WorkGroupID.x * hpw + lh;
+  const uint t = gl_WorkGroupID.y;
+  const uint n_all = pc.n_heads + 2 * pc.n_kv_heads;
+  const bool in_range = lh < hpw && head < n_all && t < pc.ntok;
   const uint kind = head < pc.n_heads ? 0 : (head < pc.n_heads + pc.n_kv_heads ? 1 : 2);
   const uint src = t * pc.qkv_stride + head * hd;
-  const uint slot = slot_mapping[t];
-  if (kind != 0 && slot >= pc.num_slots) return;  // workgroup-uniform
-  uint dst;
+  const uint slot = in_range ? slot_mapping[t] : 0;
+  const bool write = in_range && (kind == 0 || slot < pc.num_slots);
+  uint dst = 0;
   if (kind == 0) {
     dst = (t * pc.n_heads + head) * hd;
   } else {
@@ -53,22 +60,29 @@ void main() {
     dst = slot * pc.n_kv_heads * hd + kv_head * hd;
   }
 
-  if (kind == 2) {
-    for (uint e = gl_LocalInvocationID.x; e < hd; e += WG_SIZE) v_pool[dst + e] = KV_TYPE(qkv[src + e]);
-    return;
-  }
   float scale = 1.0;
   if (QK_NORM != 0) {
+    // Workgroup-uniform branch: every invocation reaches the barrier.
     float ss = 0.0;
-    for (uint e = gl_LocalInvocationID.x; e < hd; e += WG_SIZE) {
-      const float v = qkv[src + e];
-      ss += v * v;
+    if (in_range) {
+      for (uint e = lane; e < hd; e += lanes) {
+        const float v = qkv[src + e];
+        ss += v * v;
+      }
     }
-    ss = wg_sum(ss);
-    scale = inversesqrt(ss / float(hd) + pc.eps);
+    ss_sh[tid] = ss;
+    barrier();
+    float total = 0.0;
+    for (uint l = 0; l < lanes && lh < hpw; ++l) total += ss_sh[lh * lanes + l];
+    scale = inversesqrt(total / float(hd) + pc.eps);
+  }
+  if (!write) return;
+  if (kind == 2) {
+    for (uint e = lane; e < hd; e += lanes) v_pool[dst + e] = KV_TYPE(qkv[src + e]);
+    return;
   }
   const float position = float(positions[t]);
-  for (uint i = gl_LocalInvocationID.x; i < half_dim; i += WG_SIZE) {
+  for (uint i = lane; i < half_dim; i += lanes) {
     const uvec2 e = rope_pair(0, i, half_dim);
     float x0 = qkv[src + e.x], x1 = qkv[src + e.y];
     if (QK_NORM != 0) {

@@ -3,8 +3,9 @@
 // The sampler (semantics in engine/ops/sample.hpp): one workgroup per row of logits[nrows, ncols].
 // The row is worked on in scratch[nrows, ncols] (f32):
 //   copy + raw max -> penalties (one entry per invocation) -> greedy argmax, or
-//   x = l / T + max -> e = exp(x - max) (p up to a constant) -> keep threshold on e by bisection
-//   over the f32 bit pattern (monotonic for e >= 0, so it lands on a value of the row) -> draw.
+//   x = l / T + max -> e = exp(x - max) (p up to a constant) -> keep threshold on e: top-k's by a
+//   radix select, top-p's by bisection, both over the f32 bit pattern (monotonic for e >= 0, so
+//   they land on a value of the row) -> draw.
 // Every filter is scale invariant, so p is never normalized: thresholds and the draw use e.
 // Rows that ask then list their top-N raw logits: N workgroup argmax passes over logits, each
 // taking the next (value, index) in the order (descending value, ascending index).
@@ -112,6 +113,50 @@ float penalize(float l, uint count, uint seen, float bias, SamplingRow sp) {
   return out_l;
 }
 
+shared uint hist_[256];
+shared uint radix_pick_;  // the bucket the k-th largest falls in (kNoIndex: fewer than k values)
+shared uint radix_above_;  // elements of the prefix in buckets above it
+
+// The bit pattern of the k-th largest e >= 0 of scratch[base, base + n) (NaNs left out): the
+// largest t with count(e >= t) >= k, 0 when fewer than k values. A radix select: non-negative
+// floats order like their bit patterns, so 4 passes of a 256-bucket histogram, 8 bits at a time
+// from the top, each over the elements that share the prefix found so far, find it exactly
+// (a bisection over the patterns took 31 passes).
+uint kth_largest_bits(uint base, uint n, uint k) {
+  const uint tid = gl_LocalInvocationID.x;
+  uint prefix = 0u, mask = 0u, want = k;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (uint b = tid; b < 256u; b += WG_SIZE) hist_[b] = 0u;
+    barrier();
+    for (uint c = tid; c < n; c += WG_SIZE) {
+      const float e = scratch[base + c];
+      const uint bits = floatBitsToUint(e);
+      if (!isnan(e) && (bits & mask) == prefix) atomicAdd(hist_[(bits >> uint(shift)) & 255u], 1u);
+    }
+    barrier();
+    if (tid == 0u) {
+      uint above = 0u, pick = kNoIndex;
+      for (int b = 255; b >= 0; --b) {
+        if (above + hist_[b] >= want) {
+          pick = uint(b);
+          break;
+        }
+        above += hist_[b];
+      }
+      radix_pick_ = pick;
+      radix_above_ = above;
+    }
+    barrier();
+    const uint pick = radix_pick_, above = radix_above_;
+    barrier();  // everyone has read them before the next pass writes
+    if (pick == kNoIndex) return 0u;  // workgroup-uniform
+    prefix |= pick << uint(shift);
+    mask |= 255u << uint(shift);
+    want -= above;
+  }
+  return prefix;
+}
+
 void main() {
   const uint r = gl_WorkGroupID.x;
   const uint tid = gl_LocalInvocationID.x;
@@ -183,18 +228,7 @@ void main() {
     // [0, bits(emax)]; it ends on the largest satisfying pattern, a value present in the row.
     const uint hi0 = floatBitsToUint(emax) + 1u;
     uint t = 0u;
-    if (sp.top_k > 0u && sp.top_k < n) {
-      // The k-th largest e: the largest t with count(e >= t) >= k.
-      uint lo = 0u, hi = hi0;
-      while (hi - lo > 1u) {
-        const uint mid = lo + (hi - lo) / 2u;
-        const float fm = uintBitsToFloat(mid);
-        uint cnt = 0u;
-        for (uint c = tid; c < n; c += WG_SIZE) cnt += scratch[base + c] >= fm ? 1u : 0u;
-        if (wg_sum_u(cnt) >= sp.top_k) lo = mid; else hi = mid;
-      }
-      t = lo;
-    }
+    if (sp.top_k > 0u && sp.top_k < n) t = kth_largest_bits(base, n, sp.top_k);
     if (sp.top_p < 1.0) {
       // The largest tau with sum(kept e >= tau) >= top_p * sum(kept e).
       const float ft = uintBitsToFloat(t);

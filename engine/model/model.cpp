@@ -65,6 +65,7 @@ struct Model::Workspace {
 struct Model::Recording {
   platform::CommandStream cs;
   std::uint64_t last_use = 0;
+  std::size_t layer_dispatches = 0, layer_barriers = 0;
 };
 
 namespace {
@@ -507,6 +508,7 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
   // Eight dispatches a layer (docs/ARCHITECTURE.md, the step): norm, QKV (+ bias), QK-norm + RoPE
   // + K/V write, attention (its ranges combined in the same dispatch), wo (+ residual), norm,
   // gate/up (+ SiLU-multiply), down (+ residual).
+  const std::size_t d0 = cs.dispatch_count(), b0 = cs.barrier_count();
   for (const Layer& L : layers_) {
     ops::record_rms_norm(k, cs, w.x, first_span(L.attn_norm), w.xn, c.d_model, T, c.rms_eps);
     for (const Slice& sl : L.qkv) {
@@ -535,6 +537,8 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
     }
     ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.x, T, ops::with_epilogue(ops::Epilogue::accumulate));
   }
+  // The barrier before the first layer's first dispatch counts for the layers.
+  recorded_layers_ = {cs.dispatch_count() - d0, cs.barrier_count() - b0};
   record_scores(cs, T, P, score_top);
   // Only the sampled rows go through the final norm and the LM head.
   if (R == 0) {
@@ -699,10 +703,11 @@ StepOutput Model::step(const StepInput& input) {
   }
 
   const ShapeKey key{T, S, R, input.want_logits, use_sampler, want_top, P, input.score_top};
-  auto record_timed = [&](platform::CommandStream& cs) {
+  auto record_timed = [&](Recording& rec) {
     const auto t0 = std::chrono::steady_clock::now();
-    record(cs, T, S, R, input.want_logits, use_sampler, want_top, P, input.score_top);
+    record(rec.cs, T, S, R, input.want_logits, use_sampler, want_top, P, input.score_top);
     recording_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::tie(rec.layer_dispatches, rec.layer_barriers) = recorded_layers_;
     ++recordings_;
   };
   auto it = recordings_cache_.find(key);
@@ -715,17 +720,19 @@ StepOutput Model::step(const StepInput& input) {
       recordings_cache_.erase(oldest);
     }
     auto rec = std::make_unique<Recording>(Recording{device_.command_stream()});
-    record_timed(rec->cs);
+    record_timed(*rec);
     it = recordings_cache_.emplace(key, std::move(rec)).first;
   } else if (!replay_) {
-    record_timed(it->second->cs);
+    record_timed(*it->second);
   } else {
     ++replays_;
   }
   it->second->last_use = ++use_clock_;
-  last_counts_ = {it->second->cs.dispatch_count(), it->second->cs.barrier_count()};
+  Recording& rec = *it->second;
+  last_counts_ = {rec.cs.dispatch_count(), rec.cs.barrier_count(), rec.layer_dispatches,
+                  rec.layer_barriers};
   const auto wait0 = std::chrono::steady_clock::now();
-  it->second->cs.submit_and_wait();
+  rec.cs.submit_and_wait();
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait0).count();
 
   StepOutput out;

@@ -119,6 +119,10 @@ class Model {
   struct StepCounts {
     std::size_t dispatches = 0;
     std::size_t barriers = 0;
+    // Of those, the transformer layers' (all layers together; the rest: embedding lookup, head,
+    // sampler, readback copies).
+    std::size_t layer_dispatches = 0;
+    std::size_t layer_barriers = 0;
   };
   StepCounts last_step_counts() const { return last_counts_; }
   // Off: every step records its command buffer anew instead of replaying the one of its shape
@@ -162,6 +166,7 @@ class Model {
   double recording_seconds_ = 0;
   double wait_seconds_ = 0;
   StepCounts last_counts_;
+  std::pair<std::size_t, std::size_t> recorded_layers_;  // record(): the layers' dispatches, barriers
   bool replay_ = true;
 };
 

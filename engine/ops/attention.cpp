@@ -239,10 +239,9 @@ void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& sh, Buffer
   using shaders::ShaderId;
   const ShaderId id = neox ? (f16 ? ShaderId::rope_kv_neox_f16 : ShaderId::rope_kv_neox_f32)
                            : (f16 ? ShaderId::rope_kv_normal_f16 : ShaderId::rope_kv_normal_f32);
-  // A workgroup per head: one pair per invocation for heads up to 128 (a head's pairs at most).
-  const std::uint32_t wg = std::min<std::uint32_t>(
-      k.tuning().elementwise_workgroup,
-      std::max<std::uint32_t>(32, std::bit_ceil(sh.head_dim / 2)));
+  // Heads share a workgroup when they are small (rope_kv.comp: HPW heads of LANES invocations).
+  const std::uint32_t wg = k.tuning().elementwise_workgroup;
+  const std::uint32_t hpw = std::max<std::uint32_t>(1, wg / (sh.head_dim / 2));
   const auto& p = k.pipeline(id, 9, sizeof(PushRopeKv), {wg, sh.qk_norm ? 1u : 0u});
   const PushRopeKv push{sh.ntok,     sh.n_heads, sh.n_kv_heads, sh.head_dim / 2,
                         static_cast<std::uint32_t>(stride), static_cast<std::uint32_t>(slots),
@@ -257,7 +256,7 @@ void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& sh, Buffer
                {v_pool, Access::write},
                {q_norm, Access::read},
                {k_norm, Access::read}},
-              push, {static_cast<std::uint32_t>(heads), sh.ntok, 1},
+              push, {static_cast<std::uint32_t>((heads + hpw - 1) / hpw), sh.ntok, 1},
               fmt::format("rope_kv_{}_{}{} [{}, {}+{}+{}, {}]", neox ? "neox" : "normal",
                           kv_name(sh.kv_type), sh.qk_norm ? " qk_norm" : "", sh.ntok, sh.n_heads,
                           sh.n_kv_heads, sh.n_kv_heads, sh.head_dim));
