@@ -103,6 +103,8 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
   std::string api_key;
+  bool metrics_need_key = false;
+  std::vector<std::string> allowed_hosts;
   std::string cors_origin;
   std::uint32_t max_num_seqs = 16;
   std::uint32_t max_num_batched_tokens = 512;

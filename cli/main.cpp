@@ -102,7 +102,12 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("-m,--model", serve.model, "GGUF model file")->required();
   serve_cmd->add_option("--host", serve.host, "Address to bind (default loopback)");
   serve_cmd->add_option("--port", serve.port, "Port (0: any free port)");
-  serve_cmd->add_option("--api-key", serve.api_key, "Require 'Authorization: Bearer KEY' on /v1 routes");
+  serve_cmd->add_option("--api-key", serve.api_key, "Require 'Authorization: Bearer KEY' on every route but /health (and /metrics)");
+  serve_cmd->add_flag("--metrics-need-key", serve.metrics_need_key, "/metrics asks for the API key too");
+  serve_cmd->add_option("--allowed-hosts", serve.allowed_hosts,
+                        "Host names served besides localhost and loopback addresses (comma-separated; * for any). "
+                        "On a loopback bind other Host headers get 403 (DNS rebinding)")
+      ->delimiter(',');
   serve_cmd->add_option("--cors-origin", serve.cors_origin, "Allowed CORS origin (default: CORS off)");
   serve_cmd->add_option("--max-num-seqs", serve.max_num_seqs, "Sequences per step")->check(CLI::Range(1u, 1024u));
   serve_cmd->add_option("--max-num-batched-tokens", serve.max_num_batched_tokens, "Tokens per step")->check(CLI::Range(1u, 65536u));

@@ -110,6 +110,8 @@ server::ServerConfig server_config(const ServeOptions& o) {
   sc.port = o.port;
   sc.api_key = o.api_key;
   sc.cors_origin = o.cors_origin;
+  sc.metrics_need_key = o.metrics_need_key;
+  sc.allowed_hosts = o.allowed_hosts;
   sc.threads = o.threads;
   sc.default_max_tokens = o.default_max_tokens;
   sc.body_limit = o.max_body_bytes;

@@ -17,6 +17,7 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/utf8.hpp"
+#include "server/access.hpp"
 #include "server/generation.hpp"
 #include "server/metrics.hpp"
 #include "server/net.hpp"
@@ -56,6 +57,8 @@ struct Outcome {
 
 struct Server::Impl {
   ServerConfig config;
+  // Host headers are checked on a loopback bind, or anywhere when --allowed-hosts was given.
+  bool check_hosts = is_loopback_address(config.host) || !config.allowed_hosts.empty();
   // Null while the model loads (every route answers 503); set once by attach(), before `ready`.
   serving::Engine* engine_ = nullptr;
   std::optional<frontend::Preprocessor> pre_;
@@ -176,6 +179,7 @@ struct Server::Impl {
       out.res = error(req, {400, e.what(), "invalid_request_error", e.param(), e.code()});
     } catch (const serving::QueueFull& e) {
       out.res = error(req, {429, e.what(), "rate_limit_exceeded", "", "queue_full"});
+      out.res.set(http::field::retry_after, "1");
     } catch (const InvalidRequest& e) {
       out.res = error(req, {400, e.what(), "invalid_request_error", "", ""});
     } catch (const Unavailable& e) {
@@ -201,6 +205,7 @@ struct Server::Impl {
 
   awaitable<void> route(beast::tcp_stream& stream, HttpRequest& req, const std::string& path, Clock::time_point t0,
                         Outcome& out) {
+    check_host(req);
     if (req.method() == http::verb::options && !config.cors_origin.empty()) {
       out.res = make(req, http::status::no_content, "");
       out.res.set(http::field::access_control_allow_methods, "GET, POST, OPTIONS");
@@ -217,6 +222,7 @@ struct Server::Impl {
       out.res = make(req, http::status::ok, R"({"status":"ok"})");
     } else if (path == "/metrics") {
       require(req, http::verb::get);
+      if (config.metrics_need_key) authorize(req);
       out.res = make(req, http::status::ok, metrics.render(engine().stats()), "text/plain; version=0.0.4");
     } else if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
       require(req, http::verb::get);
@@ -312,9 +318,27 @@ struct Server::Impl {
     if (config.api_key.empty()) return;
     const auto it = req.find(http::field::authorization);
     const std::string expected = "Bearer " + config.api_key;
-    if (it == req.end() || it->value() != expected) {
+    if (it == req.end() || !constant_time_equal(it->value(), expected)) {
       throw ApiException({401, it == req.end() ? "missing API key (Authorization: Bearer ...)" : "invalid API key",
                           "authentication_error", "", "invalid_api_key"});
+    }
+  }
+
+  // DNS rebinding (server/access.hpp): on a loopback bind, only Host names of this machine.
+  void check_host(const HttpRequest& req) {
+    if (!check_hosts) return;
+    const auto it = req.find(http::field::host);
+    const std::string_view host = it == req.end() ? std::string_view() : std::string_view(it->value());
+    switch (server::check_host(it != req.end(), host, config.allowed_hosts)) {
+      case HostVerdict::allowed: return;
+      case HostVerdict::missing:
+        throw ApiException({400, "the request has no Host header", "invalid_request_error", "", "missing_host"});
+      case HostVerdict::forbidden:
+        throw ApiException({403,
+                            fmt::format("Host '{}' is not served: the server answers only localhost names "
+                                        "(--allowed-hosts widens it)",
+                                        host.substr(0, 256)),
+                            "invalid_request_error", "", "host_not_allowed"});
     }
   }
 

@@ -20,7 +20,11 @@ namespace vkllm::server {
 struct ServerConfig {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;  // 0: any free port (tests)
-  std::string api_key;        // empty: no auth
+  std::string api_key;        // empty: no auth; else every route but /health (and /metrics)
+  bool metrics_need_key = false;  // /metrics asks for the API key too
+  // Host names served besides localhost and loopback addresses ("*": any). On a loopback bind
+  // other names get 403 (DNS rebinding); given, the check also runs on other binds.
+  std::vector<std::string> allowed_hosts;
   std::string cors_origin;    // empty: no CORS headers
   std::string model_name = "vkllm";        // the id responses carry
   std::vector<std::string> model_aliases;  // other names a request's "model" may use

@@ -21,8 +21,10 @@ const STORY = stories ? (() => {
 })() : '';
 
 // Raw HTTP/1.1 on one kept-alive socket: send a request, read one response.
-function rawConnection(url) {
+function rawConnection(url, { host } = {}) {
   const { hostname, port } = new URL(url);
+  // The Host line: this server's own by default; null sends none.
+  const hostLine = host === null ? '' : `Host: ${host ?? `${hostname}:${port}`}\r\n`;
   const sock = net.connect(Number(port), hostname);
   let buf = '';
   const waiters = [];
@@ -44,14 +46,24 @@ function rawConnection(url) {
     }
   };
   return {
-    async request(method, target, body = '') {
+    async request(method, target, body = '', extra = '') {
       await new Promise((r) => (sock.connecting ? sock.once('connect', r) : r()));
-      sock.write(`${method} ${target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+      sock.write(`${method} ${target} HTTP/1.1\r\n${hostLine}${extra}Content-Type: application/json\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
       return response();
     },
     close: () => sock.destroy(),
   };
+}
+
+// One GET with the given Host (null: none) and API key (none when absent) on its own socket.
+async function rawGet(url, host, target, key) {
+  const c = rawConnection(url, { host });
+  try {
+    return await c.request('GET', target, '', key ? `Authorization: Bearer ${key}\r\n` : '');
+  } finally {
+    c.close();
+  }
 }
 
 test('stories260K greedy text through chat and completions, streamed and not', { skip: !stories }, async () => {
@@ -185,6 +197,7 @@ test('defect 7 and 9: --max-queue counts waiting requests; a full queue is 429, 
   assert.ok(queued, 'the second request waits');
   const full = await post(s.url, '/v1/chat/completions', chatBody('third', 2));
   assert.equal(full.status, 429);
+  assert.equal(full.headers.get('retry-after'), '1');
   assert.equal((await full.json()).error.code, 'queue_full');
   ctrl.abort();
   await waiting;
@@ -365,4 +378,37 @@ test('penalties: frequency and presence count generated tokens only', { skip: !s
   assert.equal(pen.choices[0].text, base.choices[0].text);
   s.proc.kill('SIGTERM');
   assert.equal((await s.exited).code, 0);
+});
+
+test('DNS rebinding: on loopback only localhost Host names are served; the API key guards every route but /health', async () => {
+  const s = await startServer(['--api-key', 'sekret', '--allowed-hosts', 'box.lan']);
+  const { port } = new URL(s.url);
+  const status = (res) => Number(res.head.split(' ')[1]);
+  const json = (res) => JSON.parse(res.body);
+  for (const host of ['evil.example', ':' + port, 'evil.example:' + port, '127.0.0.1.evil.example', '[::1]x']) {
+    const r = await rawGet(s.url, host, '/health');
+    assert.equal(status(r), 403, `Host ${host}`);
+    assert.equal(json(r).error.code, 'host_not_allowed');
+  }
+  const none = await rawGet(s.url, null, '/health');
+  assert.equal(status(none), 400);
+  assert.equal(json(none).error.code, 'missing_host');
+  for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, 'LOCALHOST', `box.lan:${port}`]) {
+    assert.equal(status(await rawGet(s.url, host, '/health')), 200, `Host ${host}`);
+  }
+  // The key: /health needs none, the rest do; a wrong key of the right length is refused too.
+  assert.equal(status(await rawGet(s.url, `localhost:${port}`, '/v1/models')), 401);
+  assert.equal(status(await rawGet(s.url, `localhost:${port}`, '/v1/models', 'sekreX')), 401);
+  assert.equal(status(await rawGet(s.url, `localhost:${port}`, '/v1/models', 'sekret')), 200);
+  assert.equal(status(await rawGet(s.url, `localhost:${port}`, '/metrics')), 200, '/metrics is open without --metrics-need-key');
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+
+  const k = await startServer(['--api-key', 'sekret', '--metrics-need-key']);
+  const kport = new URL(k.url).port;
+  assert.equal(status(await rawGet(k.url, `127.0.0.1:${kport}`, '/metrics')), 401);
+  assert.equal(status(await rawGet(k.url, `127.0.0.1:${kport}`, '/metrics', 'sekret')), 200);
+  assert.equal(status(await rawGet(k.url, `127.0.0.1:${kport}`, '/health')), 200);
+  k.proc.kill('SIGTERM');
+  assert.equal((await k.exited).code, 0);
 });

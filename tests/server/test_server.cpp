@@ -8,6 +8,7 @@
 #include <string>
 
 #include "server/http_server.hpp"
+#include "server/access.hpp"
 #include "server/openai.hpp"
 
 using namespace vkllm;
@@ -175,4 +176,38 @@ TEST_CASE("a server whose start failed shuts down and goes away without a thread
   CHECK(started.port() != 0);
   started.shutdown();
   started.wait();
+}
+
+TEST_CASE("Host check (DNS rebinding): loopback names pass, every other name and an empty one do not") {
+  using server::HostVerdict;
+  const std::vector<std::string> none, lan = {"box.lan"}, any = {"*"};
+  for (const char* h : {"localhost", "localhost:8080", "LocalHost:1", "127.0.0.1", "127.0.0.1:8080",
+                        "127.8.9.10:80", "[::1]", "[::1]:8080", "::1"}) {
+    CAPTURE(h);
+    CHECK(server::check_host(true, h, none) == HostVerdict::allowed);
+  }
+  for (const char* h : {"evil.example", "evil.example:8080", ":8080", "", "[::1]x", "[::1", "127.0.0.1.nip.io",
+                        "0.0.0.0:8080", "192.168.1.2", "box.lan"}) {
+    CAPTURE(h);
+    CHECK(server::check_host(true, h, none) == HostVerdict::forbidden);
+  }
+  CHECK(server::check_host(false, "", none) == HostVerdict::missing);
+  CHECK(server::check_host(true, "BOX.lan:9", lan) == HostVerdict::allowed);
+  CHECK(server::check_host(true, "other.lan", lan) == HostVerdict::forbidden);
+  CHECK(server::check_host(true, "anything:1", any) == HostVerdict::allowed);
+  CHECK(server::check_host(true, ":1", any) == HostVerdict::forbidden);  // no name at all
+  CHECK(server::check_host(true, ":1", {""}) == HostVerdict::forbidden);
+  CHECK(server::is_loopback_address("127.0.0.1"));
+  CHECK(server::is_loopback_address("::1"));
+  CHECK_FALSE(server::is_loopback_address("0.0.0.0"));
+  CHECK_FALSE(server::is_loopback_address("localhost"));  // a bind address, not a name
+}
+
+TEST_CASE("API key comparison: equal only when equal, whatever the lengths") {
+  CHECK(server::constant_time_equal("Bearer k", "Bearer k"));
+  CHECK_FALSE(server::constant_time_equal("Bearer k", "Bearer x"));
+  CHECK_FALSE(server::constant_time_equal("Bearer k", "Bearer kk"));
+  CHECK_FALSE(server::constant_time_equal("", "x"));
+  CHECK(server::constant_time_equal("", ""));
+  CHECK_FALSE(server::constant_time_equal(std::string_view("a\0b", 3), std::string_view("a", 1)));
 }
