@@ -105,6 +105,7 @@ struct ServeOptions {
   std::string api_key;
   bool metrics_need_key = false;
   std::vector<std::string> allowed_hosts;
+  double request_timeout = 0;  // seconds; 0: none
   std::string cors_origin;
   std::uint32_t max_num_seqs = 16;
   std::uint32_t max_num_batched_tokens = 512;

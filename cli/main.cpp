@@ -103,6 +103,9 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--host", serve.host, "Address to bind (default loopback)");
   serve_cmd->add_option("--port", serve.port, "Port (0: any free port)");
   serve_cmd->add_option("--api-key", serve.api_key, "Require 'Authorization: Bearer KEY' on every route but /health (and /metrics)");
+  serve_cmd->add_option("--request-timeout", serve.request_timeout,
+                        "Seconds a generation may run before it ends with 408 request_timeout (0: no limit)")
+      ->check(CLI::Range(0.0, 1e7));
   serve_cmd->add_flag("--metrics-need-key", serve.metrics_need_key, "/metrics asks for the API key too");
   serve_cmd->add_option("--allowed-hosts", serve.allowed_hosts,
                         "Host names served besides localhost and loopback addresses (comma-separated; * for any). "

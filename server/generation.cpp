@@ -109,6 +109,13 @@ class Sink {
   virtual awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) = 0;
 };
 
+// The error a request that failed in the engine ends with: 408 request_timeout past its time
+// limit (--request-timeout), else 500.
+ApiError failure(serving::FinishReason finish, const std::string& message) {
+  if (finish == serving::FinishReason::timeout) return {408, message, "timeout_error", "", "request_timeout"};
+  return {500, message, "server_error", "", ""};
+}
+
 class StreamSink : public Sink {
  public:
   StreamSink(const GenerationContext& ctx, beast::tcp_stream& stream, const HttpRequest& req, const ParsedRequest& pr,
@@ -143,8 +150,8 @@ class StreamSink : public Sink {
     co_return co_await write(chunk);
   }
   awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) override {
-    if (finish == serving::FinishReason::error) {
-      const std::string body = error_body({500, error, "server_error", "", ""});
+    if (finish == serving::FinishReason::error || finish == serving::FinishReason::timeout) {
+      const std::string body = error_body(failure(finish, error));
       if (!co_await write(body)) co_return false;
     }
     if (pr_.include_usage) {
@@ -195,8 +202,8 @@ class CollectSink : public Sink {
   }
   awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) override {
     const bool stopping = ctx_.stopping.load();
-    if (finish == serving::FinishReason::error) {
-      out_.response = error_response(ctx_.config, req_, stopping, {500, error, "server_error", "", ""});
+    if (finish == serving::FinishReason::error || finish == serving::FinishReason::timeout) {
+      out_.response = error_response(ctx_.config, req_, stopping, failure(finish, error));
     } else if (finish == serving::FinishReason::cancelled && stopping) {
       out_.response = error_response(ctx_.config, req_, stopping, {503, "the server is shutting down", "server_error", "", ""});
     } else {
@@ -379,6 +386,7 @@ awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_st
   } else {
     serving::RequestParams params = pr.params;
     params.max_tokens = std::max(max_tokens, 1u);
+    params.timeout = ctx.config.request_timeout;
     rid = ctx.engine.submit(std::move(prompt.tokens), std::move(params), q->callback());
   }
   StreamSink stream_sink(ctx, stream, req, pr, rb);

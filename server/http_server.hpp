@@ -35,6 +35,8 @@ struct ServerConfig {
   std::chrono::seconds read_timeout{30};      // before every read, including keep-alive idle
   std::chrono::seconds shutdown_grace{5};     // in-flight requests get this long to finish
   std::uint32_t default_max_tokens = 256;
+  // A generation running longer ends with 408 request_timeout, its KV blocks freed (0: none).
+  std::chrono::milliseconds request_timeout{0};
   // Test hook (VKLLM_TEST_SPURIOUS_WAKEUP): every generation's first socket wait wakes with
   // nothing to read, as the reactor may report stale readiness.
   bool test_spurious_wakeup = false;

@@ -98,6 +98,7 @@ std::string Metrics::render(const serving::EngineStats& s) const {
           double(s.replays));
   counter("vkllm:cancel_requests_total", "Cancellations asked of the engine (clients gone, stop strings).",
           double(s.cancel_calls));
+  counter("vkllm:request_timeouts_total", "Requests ended by --request-timeout.", double(s.timeouts));
   out += "# HELP vllm:request_success_total Finished requests by finish reason.\n"
          "# TYPE vllm:request_success_total counter\n";
   for (const auto& [reason, n] : finished_) {

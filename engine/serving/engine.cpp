@@ -19,6 +19,7 @@ const char* to_string(FinishReason reason) {
     case FinishReason::length: return "length";
     case FinishReason::cancelled: return "cancelled";
     case FinishReason::error: return "error";
+    case FinishReason::timeout: return "timeout";
   }
   return "?";
 }
@@ -29,6 +30,7 @@ struct Engine::Request {
   RequestParams params;
   EventCallback callback;
   std::uint32_t generated = 0;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::vector<float> prompt_logprobs;  // [prompt size - 1] (prompt_logprobs asked)
   std::vector<std::vector<TopLogprob>> prompt_top;
   bool done = false;
@@ -95,6 +97,7 @@ RequestId Engine::submit(std::vector<std::uint32_t> prompt, RequestParams params
   auto r = std::make_unique<Request>();
   r->prompt = std::move(prompt);
   r->params = std::move(params);
+  if (r->params.timeout.count() > 0) r->deadline = std::chrono::steady_clock::now() + r->params.timeout;
   r->callback = std::move(callback);
   RequestId id;
   {
@@ -183,6 +186,22 @@ void Engine::finish_request(RequestId id, FinishReason reason, const std::string
   live_.erase(it);
 }
 
+// Requests past their time limit end with FinishReason::timeout, running or waiting.
+void Engine::expire() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<RequestId> late;
+  for (const auto& [id, r] : live_) {
+    if (r->deadline <= now) late.push_back(id);
+  }
+  for (RequestId id : late) {
+    const auto ms = live_.at(id)->params.timeout.count();
+    finish_request(id, FinishReason::timeout,
+                   fmt::format("the request ran past its time limit of {:.3g} s", double(ms) / 1000.0));
+    std::lock_guard lock(mu_);
+    ++stats_.timeouts;
+  }
+}
+
 void Engine::admit(std::deque<std::unique_ptr<Request>>& incoming) {
   for (auto& r : incoming) {
     const RequestId id = r->id;
@@ -218,6 +237,7 @@ void Engine::loop() {
     }
     admit(incoming);
     for (RequestId id : cancels) finish_request(id, FinishReason::cancelled);
+    expire();
     if (stopping) {
       std::vector<RequestId> ids;
       for (auto& [id, r] : live_) ids.push_back(id);

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -43,13 +44,16 @@ struct RequestParams {
   // The prompt tokens' logprobs too (completions' echo with logprobs), with top_logprobs
   // alternatives, computed in the prompt's own steps (so the prefix cache is not used for it).
   bool prompt_logprobs = false;
+  // The longest the request may take from submit() to its end (0: no limit). Past it the engine
+  // ends it with FinishReason::timeout and its blocks go back to the pool.
+  std::chrono::milliseconds timeout{0};
 };
 
 // One alternative of a generated token: a token id and its log probability under the model's
 // raw distribution (before penalties, temperature and filters).
 using TopLogprob = ops::TopLogprob;
 
-enum class FinishReason { none, stop, length, cancelled, error };
+enum class FinishReason { none, stop, length, cancelled, error, timeout };
 const char* to_string(FinishReason reason);
 
 // One delivery to a request: the tokens generated since the last event. finish == stop: the
@@ -101,6 +105,7 @@ struct EngineStats {
   std::uint64_t recordings = 0;
   std::uint64_t replays = 0;
   std::uint64_t cancel_calls = 0;       // cancel() calls (one per abandoned request is right)
+  std::uint64_t timeouts = 0;           // requests ended by their time limit
 };
 
 class Engine {
@@ -127,6 +132,7 @@ class Engine {
   void loop();
   void step();
   void admit(std::deque<std::unique_ptr<Request>>& incoming);
+  void expire();
   model::StepInput build_step(const sched::StepPlan& plan, std::vector<Request*>& sampled,
                               std::vector<std::pair<Request*, std::uint32_t>>& scored);
   void add_score_rows(Request& r, const sched::Sequence& s, const sched::ScheduledChunk& c,

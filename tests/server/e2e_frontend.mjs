@@ -412,3 +412,26 @@ test('DNS rebinding: on loopback only localhost Host names are served; the API k
   k.proc.kill('SIGTERM');
   assert.equal((await k.exited).code, 0);
 });
+
+test('--request-timeout: a generation past it ends with 408 request_timeout (streamed: an error event and [DONE]); nothing held', async () => {
+  const s = await startServer(['--request-timeout', '0.5']);
+  const long = { ...chatBody('Once upon a time', 1900), ignore_eos: true };  // ~10 s of tokens
+  const t0 = Date.now();
+  const whole = await post(s.url, '/v1/chat/completions', long);
+  assert.equal(whole.status, 408);
+  const err = (await whole.json()).error;
+  assert.equal(err.code, 'request_timeout');
+  assert.match(err.message, /time limit of 0.5 s/);
+  assert.ok(Date.now() - t0 < 30000);
+  const streamed = await streamChat(s.url, long);
+  assert.ok(streamed.errors.some((e) => e.code === 'request_timeout'), 'an error event');
+  assert.equal(streamed.done, true, 'then [DONE]');
+  const m = await waitIdle(s.url);
+  assert.equal(m.get('vkllm:request_timeouts_total'), 2);
+  assert.equal(m.get('vllm:gpu_cache_usage_perc'), 0);
+  // A request that ends in time is untouched.
+  const short = await post(s.url, '/v1/chat/completions', chatBody('Once upon a time', 4));
+  assert.equal(short.status, 200);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});

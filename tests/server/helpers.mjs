@@ -72,6 +72,7 @@ export async function streamChat(url, body, { abortAfter, path = '/v1/chat/compl
   const reader = res.body.getReader();
   const dec = new TextDecoder();
   let buf = '', text = '', reasoning = '', events = 0, done = false, finish = null;
+  const errors = [];  // error events' objects
   try {
     for (;;) {
       const { value, done: end } = await reader.read();
@@ -86,6 +87,7 @@ export async function streamChat(url, body, { abortAfter, path = '/v1/chat/compl
         if (data === '[DONE]') { done = true; continue; }
         const j = JSON.parse(data);
         events++;
+        if (j.error) errors.push(j.error);
         const c = j.choices?.[0];
         text += c?.delta?.content ?? c?.text ?? '';
         reasoning += c?.delta?.reasoning_content ?? '';
@@ -96,7 +98,7 @@ export async function streamChat(url, body, { abortAfter, path = '/v1/chat/compl
   } catch (e) {
     if (e.name !== 'AbortError') throw e;
   }
-  return { text, reasoning, events, done, finish };
+  return { text, reasoning, events, done, finish, errors };
 }
 
 export const chatBody = (content, max_tokens = 24) => ({

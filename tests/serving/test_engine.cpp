@@ -290,6 +290,39 @@ TEST_CASE_FIXTURE(test::DeviceTest, "max_queue bounds the requests waiting, not 
   CHECK_FALSE(std::is_base_of_v<InvalidRequest, serving::QueueFull>);
 }
 
+TEST_CASE_FIXTURE(test::DeviceTest, "a request past its time limit ends with timeout, running or queued; its blocks come back") {
+  Fixture f = random_model(device(), 0, 2);
+  serving::EngineConfig ec;
+  ec.max_num_seqs = 1;  // the second request queues behind the first
+  Engine engine(*f.model, f.tokenizer, ec);
+  const auto start = engine.stats();
+  const std::vector<std::uint32_t> p = {1, 50, 60, 70};
+  auto params = greedy(100000);
+  params.ignore_eos = true;
+  params.timeout = std::chrono::milliseconds(300);
+  Collector running, queued, free_run;
+  engine.submit(p, params, running.callback());
+  engine.submit(p, params, queued.callback());
+  running.wait();
+  queued.wait();
+  CHECK(running.finish == FinishReason::timeout);
+  CHECK(queued.finish == FinishReason::timeout);
+  CHECK(running.error.find("time limit") != std::string::npos);
+  CHECK(running.final_events == 1);
+  CHECK_FALSE(running.tokens.empty());
+  // No limit: the same request runs to its length.
+  engine.submit(p, greedy(8), free_run.callback());
+  free_run.wait();
+  CHECK(free_run.finish == FinishReason::length);
+  for (int spin = 0; spin < 1000 && engine.stats().running + engine.stats().waiting > 0; ++spin) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const auto end = engine.stats();
+  CHECK(end.timeouts == 2);
+  CHECK(end.running == 0);
+  CHECK(end.kv_blocks_free == start.kv_blocks_free);
+}
+
 TEST_CASE_FIXTURE(test::DeviceTest, "stop strings, stop ids, max tokens and bad requests") {
   Fixture f = random_model(device(), 0, 4);
   Engine engine(*f.model, f.tokenizer, {});
