@@ -12,8 +12,10 @@
 // arithmetic and then across subgroups in shared memory, all ROWS x NTOK of them at once.
 // ntok == 1 (decode) runs with NTOK = 1; prefill with NTOK = 8 (each weight read serves 8 tokens).
 //
-// EPILOGUE (what happens to each sum s of weight row n, token t, before it is stored; the fused
-// step in docs/ARCHITECTURE.md):
+// pc.epilogue (what happens to each sum s of weight row n, token t, before it is stored; the
+// fused step in docs/ARCHITECTURE.md). A push constant, not a specialization constant: the
+// branch is uniform and outside the K loop, and one pipeline per (type, token tile) keeps
+// lavapipe's pipeline compiles (seconds each) from multiplying by four:
 //   0 store:      y[t, y0 + n] = s
 //   1 accumulate: y[t, y0 + n] += s            (the residual add after wo and w_down)
 //   2 bias:       y[t, y0 + n] = s + aux[y0 + n]  (qwen2's QKV biases: aux is a whole y row)
@@ -29,12 +31,11 @@ layout(constant_id = 1) const uint ROWS = 2;
 layout(constant_id = 2) const uint NTOK = 1;
 // Upper bound on gl_NumSubgroups: WG_SIZE / the device's smallest subgroup size.
 layout(constant_id = 3) const uint MAX_SUBGROUPS = 128;
-layout(constant_id = 4) const uint EPILOGUE = 0;
 
 layout(binding = 0) readonly buffer Wq { uint wq[]; };
 layout(binding = 1) readonly buffer X { float x[]; };
 layout(binding = 2) buffer Y { float y[]; };
-layout(binding = 3) readonly buffer Aux { float aux[]; };  // EPILOGUE 2: the bias
+layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bias
 
 #include "dequant.glsl"
 
@@ -98,7 +99,7 @@ void main() {
     if (subgroupElect()) partial_[i * MAX_SUBGROUPS + gl_SubgroupID] = s;
   }
   barrier();
-  if (EPILOGUE == 3) {
+  if (pc.epilogue == 3) {
     for (uint i = tid; i < ROWS / 2 * NTOK; i += WG_SIZE) {
       const uint pr = i / NTOK, t = i % NTOK;
       const uint r = 2 * pr;
@@ -121,9 +122,9 @@ void main() {
       for (uint g = 0; g < gl_NumSubgroups; ++g) sum += partial_[i * MAX_SUBGROUPS + g];
       const uint n = pc.row0 + r0 + r;
       const uint at = (tok0 + t) * pc.y_stride + pc.y0 + n;
-      if (EPILOGUE == 1) {
+      if (pc.epilogue == 1) {
         y[at] = y[at] + sum;
-      } else if (EPILOGUE == 2) {
+      } else if (pc.epilogue == 2) {
         y[at] = sum + aux[pc.y0 + n];
       } else {
         y[at] = sum;

@@ -138,9 +138,7 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
   std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
   if (swiglu) rows = (rows + 1) / 2 * 2;  // whole (gate, up) pairs
-  const auto& p = k.pipeline(v.matmul, 4, sizeof(PushMatmul),
-                             {wg, rows, tile, max_subgroups(k, wg),
-                              static_cast<std::uint32_t>(out.epilogue)});
+  const auto& p = k.pipeline(v.matmul, 4, sizeof(PushMatmul), {wg, rows, tile, max_subgroups(k, wg)});
   const std::uint32_t tiles = (ntok + tile - 1) / tile;
   if (tiles > k.caps().props.max_workgroup_count[1]) {
     throw std::logic_error(fmt::format("matmul: {} tokens exceed one dispatch", ntok));
@@ -150,7 +148,8 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   for (std::size_t i = 0; i < w.chunks.size(); ++i) {
     const WeightChunk& c = w.chunks[i];
     const auto [gx, gz] = fold(k, (c.nrows + rows - 1) / rows, 0, "matmul");
-    const PushMatmul push{w.ncols, c.nrows, c.row0, y_stride, ntok, out.y0};
+    const PushMatmul push{w.ncols, c.nrows, c.row0, y_stride, ntok, out.y0,
+                          static_cast<std::uint32_t>(out.epilogue)};
     cs.dispatch(p, {{c.span, Access::read}, {x, Access::read}, {y, y_access}, {aux, Access::read}},
                 push, {gx, tiles, gz},
                 fmt::format("matmul_{} [{}, {}] x {} tok{}{}", gguf::type_name(w.type), w.nrows,

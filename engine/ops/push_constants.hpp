@@ -25,8 +25,9 @@ struct PushMatmul {
   std::uint32_t y_stride;  // elements between token rows of y
   std::uint32_t ntok;
   std::uint32_t y0;        // y's column of weight row 0
+  std::uint32_t epilogue;  // ops::Epilogue
 };
-static_assert(sizeof(PushMatmul) == 24);
+static_assert(sizeof(PushMatmul) == 28);
 
 struct PushGetRows {
   std::uint32_t ncols;

@@ -27,6 +27,7 @@ layout(push_constant) uniform PushMatmul {
   uint y_stride;  // elements between token rows of y
   uint ntok;
   uint y0;        // y's column of weight row 0 (a slice of a wider y)
+  uint epilogue;  // 0 store, 1 accumulate, 2 bias, 3 swiglu (matmul.comp)
 } pc;
 #endif
 
