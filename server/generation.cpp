@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 
 #include <boost/asio.hpp>
@@ -109,11 +110,12 @@ class Sink {
   virtual awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) = 0;
 };
 
-// The error a request that failed in the engine ends with: 408 request_timeout past its time
-// limit (--request-timeout), else 500.
-ApiError failure(serving::FinishReason finish, const std::string& message) {
-  if (finish == serving::FinishReason::timeout) return {408, message, "timeout_error", "", "request_timeout"};
-  return {500, message, "server_error", "", ""};
+// The error a request ends with when the engine failed it: 408 request_timeout past its time
+// limit (--request-timeout), 500 for an error; none for every other end.
+std::optional<ApiError> failure(serving::FinishReason finish, const std::string& message) {
+  if (finish == serving::FinishReason::timeout) return ApiError{408, message, "timeout_error", "", "request_timeout"};
+  if (finish == serving::FinishReason::error) return ApiError{500, message, "server_error", "", ""};
+  return std::nullopt;
 }
 
 class StreamSink : public Sink {
@@ -150,8 +152,8 @@ class StreamSink : public Sink {
     co_return co_await write(chunk);
   }
   awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) override {
-    if (finish == serving::FinishReason::error || finish == serving::FinishReason::timeout) {
-      const std::string body = error_body(failure(finish, error));
+    if (const auto failed = failure(finish, error)) {
+      const std::string body = error_body(*failed);
       if (!co_await write(body)) co_return false;
     }
     if (pr_.include_usage) {
@@ -202,8 +204,8 @@ class CollectSink : public Sink {
   }
   awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) override {
     const bool stopping = ctx_.stopping.load();
-    if (finish == serving::FinishReason::error || finish == serving::FinishReason::timeout) {
-      out_.response = error_response(ctx_.config, req_, stopping, failure(finish, error));
+    if (const auto failed = failure(finish, error)) {
+      out_.response = error_response(ctx_.config, req_, stopping, *failed);
     } else if (finish == serving::FinishReason::cancelled && stopping) {
       out_.response = error_response(ctx_.config, req_, stopping, {503, "the server is shutting down", "server_error", "", ""});
     } else {

@@ -91,8 +91,8 @@ uint pool_base(uint bt, uint key, uint kvh) {
 
 // The rows [row0, row0 + nrows) of one (row tile, KV head) over keys from k_begin (SPLIT: one
 // range of range_keys keys, whose partials go to `part`; else all keys, normalized into `o`).
-void attend(uint tile, uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key,
-            uint k_begin, uint range_keys) {
+void attend(uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key, uint k_begin,
+            uint range_keys) {
   const uint tid = gl_LocalInvocationID.x;
   for (uint i = tid; i < nrows * HD2; i += WG_SIZE) {
     const uint r = i / HD2, d = i % HD2;
@@ -284,7 +284,6 @@ void main() {
   const uint kvh = gl_WorkGroupID.y;
   const uint k_begin = 0;
 #endif
-  const uint tid = gl_LocalInvocationID.x;
   // Every early return below depends on workgroup-uniform values only, before any barrier.
   if (tile >= pc.tiles) return;
   uint lo = 0, hi = pc.nseq - 1;
@@ -306,10 +305,10 @@ void main() {
   const uint k_begin = split * range_keys;
   // A range past the sequence's keys: nothing to do, and nothing loaded or waited for first
   // (a short context on a long-context shape leaves most ranges empty); it still arrives.
-  if (k_begin <= seq_last) attend(tile, kvh, split, row0, nrows, bt, last_key, k_begin, range_keys);
+  if (k_begin <= seq_last) attend(kvh, split, row0, nrows, bt, last_key, k_begin, range_keys);
   combine_if_last(tile, kvh, row0, nrows, range_keys, last_key);
 #else
-  attend(tile, kvh, 0, row0, nrows, bt, last_key, k_begin, 0);
+  attend(kvh, 0, row0, nrows, bt, last_key, k_begin, 0);
 #endif
 
 }

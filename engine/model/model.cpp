@@ -92,7 +92,7 @@ BufferSpan first_span(const ops::DeviceWeight& w) { return w.view().chunks.at(0)
 // The rows of several weights of one column count, each concatenated after the other into
 // slices of one output row: neighbours of one type share an upload (and a matmul).
 std::vector<Slice> upload_concatenated(platform::Device& device, const gguf::Reader& r,
-                                              const std::vector<std::string>& names) {
+                                       const std::vector<std::string>& names) {
   std::vector<Slice> out;
   std::uint32_t y0 = 0;
   for (std::size_t i = 0; i < names.size();) {
@@ -248,11 +248,11 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   ws->q = act(T * c.q_dim(), "q");
   ws->attn = act(T * c.q_dim(), "attn");
   const auto split_tokens = static_cast<std::uint32_t>(std::min<std::uint64_t>(T, kSplitMaxTokens));
-  ws->attn_partials =
-      act(ops::attention_partial_bytes(m->attention_shape(split_tokens, 1)) / 4, "attn_partials");
   {
-    // The most row tiles a split step can have: one sequence per token.
+    // The most ranges a split step can have: one sequence; the most row tiles: one sequence per
+    // token. The counters start at zero, and every dispatch leaves them so.
     ops::AttentionShape most = m->attention_shape(split_tokens, 1);
+    ws->attn_partials = act(ops::attention_partial_bytes(most) / 4, "attn_partials");
     most.nseq = split_tokens;
     const std::vector<std::byte> zeros(std::max<std::uint64_t>(ops::attention_counter_bytes(most), 4));
     ws->attn_counters = device.create_buffer(zeros.size(), MemoryIntent::activations, "attn_counters");
@@ -473,9 +473,10 @@ ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) con
   return shape;
 }
 
-void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S,
-                   std::uint32_t R, bool want_logits, bool use_sampler, bool want_top,
-                   std::uint32_t P, std::uint32_t score_top) {
+std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, std::uint32_t T,
+                                                  std::uint32_t S, std::uint32_t R, bool want_logits,
+                                                  bool use_sampler, bool want_top, std::uint32_t P,
+                                                  std::uint32_t score_top) {
   ops::Kernels& k = kernels_;
   Workspace& w = *ws_;
   const ModelConfig& c = config_;
@@ -538,12 +539,12 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
     ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.x, T, ops::with_epilogue(ops::Epilogue::accumulate));
   }
   // The barrier before the first layer's first dispatch counts for the layers.
-  recorded_layers_ = {cs.dispatch_count() - d0, cs.barrier_count() - b0};
+  const std::pair<std::size_t, std::size_t> layers{cs.dispatch_count() - d0, cs.barrier_count() - b0};
   record_scores(cs, T, P, score_top);
   // Only the sampled rows go through the final norm and the LM head.
   if (R == 0) {
     cs.end();
-    return;
+    return layers;
   }
   record_head(cs, T, sample_rows, R);
   if (use_sampler) {
@@ -568,6 +569,7 @@ void Model::record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S
             "read logits");
   }
   cs.end();
+  return layers;
 }
 
 // The final norm and the LM head over n rows of the step's hidden states (token indices in
@@ -705,9 +707,9 @@ StepOutput Model::step(const StepInput& input) {
   const ShapeKey key{T, S, R, input.want_logits, use_sampler, want_top, P, input.score_top};
   auto record_timed = [&](Recording& rec) {
     const auto t0 = std::chrono::steady_clock::now();
-    record(rec.cs, T, S, R, input.want_logits, use_sampler, want_top, P, input.score_top);
+    std::tie(rec.layer_dispatches, rec.layer_barriers) =
+        record(rec.cs, T, S, R, input.want_logits, use_sampler, want_top, P, input.score_top);
     recording_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::tie(rec.layer_dispatches, rec.layer_barriers) = recorded_layers_;
     ++recordings_;
   };
   auto it = recordings_cache_.find(key);

@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/gguf/gguf.hpp"
@@ -145,8 +146,10 @@ class Model {
   };
   Padded padded_shape(std::uint32_t T, std::uint32_t S, std::uint32_t R) const;
   ops::AttentionShape attention_shape(std::uint32_t T, std::uint32_t S) const;
-  void record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S, std::uint32_t R,
-              bool want_logits, bool use_sampler, bool want_top, std::uint32_t P, std::uint32_t score_top);
+  // Returns the dispatches and barriers of the transformer layers (StepCounts' layer fields).
+  std::pair<std::size_t, std::size_t> record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S,
+                                             std::uint32_t R, bool want_logits, bool use_sampler,
+                                             bool want_top, std::uint32_t P, std::uint32_t score_top);
   void record_head(platform::CommandStream& cs, std::uint32_t T, platform::BufferSpan rows, std::uint32_t n);
   void record_scores(platform::CommandStream& cs, std::uint32_t T, std::uint32_t P, std::uint32_t score_top);
 
@@ -166,7 +169,6 @@ class Model {
   double recording_seconds_ = 0;
   double wait_seconds_ = 0;
   StepCounts last_counts_;
-  std::pair<std::size_t, std::size_t> recorded_layers_;  // record(): the layers' dispatches, barriers
   bool replay_ = true;
 };
 

@@ -56,6 +56,26 @@ AttentionTiles attention_tiles(std::uint32_t head_dim) {
 
 constexpr std::uint32_t kMaxSplits = 32;
 
+// Row tiles of attention.comp's grid: sequence s owns tiles [qs[s] * group / rows + s, ...), so
+// at most this many in all. Also the count of the split variant's arrival counters per KV head.
+std::uint64_t row_tiles(const AttentionShape& sh) {
+  return std::uint64_t{sh.ntok} * (sh.n_heads / sh.n_kv_heads) / attention_tiles(sh.head_dim).rows + sh.nseq;
+}
+
+// The K/V pools as the writing kernels bind them: whole rows of row_bytes, at most 2^32 - 1 of
+// them (slot indices are 32-bit). Returns the slot count.
+std::uint64_t bind_pools(const Kernels& k, BufferSpan& k_pool, BufferSpan& v_pool,
+                         std::uint64_t row_bytes, const char* op) {
+  require_bytes(k_pool, row_bytes, op, "k_pool");
+  require_bytes(v_pool, row_bytes, op, "v_pool");
+  const std::uint64_t slots = std::min({k_pool.resolved_size() / row_bytes,
+                                        v_pool.resolved_size() / row_bytes,
+                                        std::uint64_t{0xffffffffu}});
+  k_pool.size = v_pool.size = slots * row_bytes;
+  require_range(k, k_pool.size, op, "k_pool");
+  return slots;
+}
+
 // Ranges in the grid: enough for the longest context the table holds at split_keys each, at
 // most max_ranges and kMaxSplits (a sequence's ranges then grow past split_keys:
 // split_range_keys).
@@ -82,9 +102,7 @@ std::uint64_t attention_partial_bytes(const AttentionShape& sh) {
 
 std::uint64_t attention_counter_bytes(const AttentionShape& sh) {
   if (sh.split_keys == 0 || sh.n_kv_heads == 0) return 0;
-  const std::uint32_t group = sh.n_heads / sh.n_kv_heads;
-  const std::uint64_t ntiles = std::uint64_t{sh.ntok} * group / attention_tiles(sh.head_dim).rows + sh.nseq;
-  return ntiles * sh.n_kv_heads * 4;
+  return row_tiles(sh) * sh.n_kv_heads * 4;
 }
 
 void record_rope(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan positions,
@@ -165,15 +183,9 @@ void record_kv_write(Kernels& k, CommandStream& cs, KvType type, BufferSpan k_ne
   require_bytes(k_new, n * 4, "kv_write", "k");
   require_bytes(v_new, n * 4, "kv_write", "v");
   require_bytes(slot_mapping, std::uint64_t{ntok} * 4, "kv_write", "slot_mapping");
-  require_bytes(k_pool, row_bytes, "kv_write", "k_pool");
-  require_bytes(v_pool, row_bytes, "kv_write", "v_pool");
-  const std::uint64_t slots = std::min({k_pool.resolved_size() / row_bytes,
-                                        v_pool.resolved_size() / row_bytes,
-                                        std::uint64_t{0xffffffffu}});
+  const std::uint64_t slots = bind_pools(k, k_pool, v_pool, row_bytes, "kv_write");
   k_new.size = v_new.size = n * 4;
   slot_mapping.size = std::uint64_t{ntok} * 4;
-  k_pool.size = v_pool.size = slots * row_bytes;
-  require_range(k, k_pool.size, "kv_write", "k_pool");
   const std::uint32_t wg = k.tuning().elementwise_workgroup;
   const auto id = type == KvType::f16 ? shaders::ShaderId::kv_write_f16
                                       : shaders::ShaderId::kv_write_f32;
@@ -216,17 +228,11 @@ void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& sh, Buffer
   require_bytes(inv_freq, std::uint64_t{sh.head_dim / 2} * 4, "rope_kv", "inv_freq");
   require_bytes(slot_mapping, std::uint64_t{sh.ntok} * 4, "rope_kv", "slot_mapping");
   require_bytes(q_out, qbytes, "rope_kv", "q_out");
-  require_bytes(k_pool, row_bytes, "rope_kv", "k_pool");
-  require_bytes(v_pool, row_bytes, "rope_kv", "v_pool");
-  const std::uint64_t slots = std::min({k_pool.resolved_size() / row_bytes,
-                                        v_pool.resolved_size() / row_bytes,
-                                        std::uint64_t{0xffffffffu}});
+  const std::uint64_t slots = bind_pools(k, k_pool, v_pool, row_bytes, "rope_kv");
   qkv.size = std::uint64_t{sh.ntok} * stride * 4;
   positions.size = slot_mapping.size = std::uint64_t{sh.ntok} * 4;
   inv_freq.size = std::uint64_t{sh.head_dim / 2} * 4;
   q_out.size = qbytes;
-  k_pool.size = v_pool.size = slots * row_bytes;
-  require_range(k, k_pool.size, "rope_kv", "k_pool");
   if (sh.qk_norm) {
     require_bytes(q_norm, std::uint64_t{sh.head_dim} * 4, "rope_kv", "q_norm");
     require_bytes(k_norm, std::uint64_t{sh.head_dim} * 4, "rope_kv", "k_norm");
@@ -318,8 +324,7 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
                                   "device has {}", sh.head_dim, tiles.shared_bytes,
                                   k.caps().shared_memory));
   }
-  // Sequence s owns tiles [qs[s] * group / rows + s, ...): at most this many in all.
-  const std::uint64_t ntiles = std::uint64_t{sh.ntok} * group / tiles.rows + sh.nseq;
+  const std::uint64_t ntiles = row_tiles(sh);
   const auto& limits = k.caps().props.max_workgroup_count;
   const std::uint64_t gx = std::min<std::uint64_t>(ntiles, limits[0]);
   const std::uint64_t gz = (ntiles + gx - 1) / gx;
