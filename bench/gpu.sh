@@ -4,7 +4,8 @@
 #   vkllm devices; the kernel bench (copy bandwidth ceiling, matmul, decode attention);
 #   vkllm bench pp512/tg128 (--small: pp128/tg32) for each preset and weight type (synthetic models with real shapes,
 #   written here by `vkllm make-model`); tg128 after 4096 tokens of context on a model planned for
-#   a 131072 context and on one planned for 4096; the engine's 1/4/16/64 concurrency sweep.
+#   a 131072 context and on one planned for 4096; the engine's 1/4/16/64 concurrency sweep, with
+#   the overlapped loop and one step at a time.
 # Every command has a time limit, so the whole run fits the budget (default 480 s).
 #
 # Usage: bench/gpu.sh [--build DIR] [--work DIR] [--log FILE] [--small] [--budget SECONDS]
@@ -82,6 +83,8 @@ if [ -f "$model" ]; then
 fi
 model="$work/$sweep_model-q4_0.gguf"
 [ -f "$model" ] && run 240 "$vkllm" bench -m "$model" -p "$sweep_p" -n "$sweep_n" --concurrency "$sweep"
+# The same sweep one step at a time: what the overlapped loop hides.
+[ -f "$model" ] && run 180 "$vkllm" bench -m "$model" -p "$sweep_p" -n "$sweep_n" --concurrency "$sweep" --no-overlap
 
 say "# done in $(( $(date +%s) - start )) s, $failures step(s) failed; log: $log"
 [ "$failures" -eq 0 ]

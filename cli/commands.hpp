@@ -90,6 +90,7 @@ struct BenchOptions {
   std::uint32_t depth = 0;      // tg after this many tokens of context (llama-bench's -d)
   std::uint32_t ctx_size = 0;   // the context the model is planned for (0: just what the test needs)
   bool no_pad = false;          // steps run at their exact shapes (ModelOptions::pad_steps off)
+  bool no_overlap = false;      // throughput mode: one step at a time (EngineConfig::overlap off)
   bool mixed_lengths = false;   // throughput mode: request i generates n/2 .. n tokens, spread
 };
 int run_bench(const BenchOptions& options);
@@ -119,6 +120,7 @@ struct ServeOptions {
   std::uint64_t max_body_bytes = 8u << 20;
   std::uint32_t max_queue = 256;
   bool no_prefix_caching = false;
+  bool no_overlap = false;
   bool deterministic = false;
   std::uint32_t default_max_tokens = 256;
 };

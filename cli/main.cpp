@@ -91,6 +91,8 @@ int main(int argc, char** argv) {
                       "Also time tg with each step's command buffer recorded anew (what replay saves)");
   bench_cmd->add_flag("--no-pad", bench.no_pad,
                       "Run every step at its exact shape (no bucket padding: fewer replays)");
+  bench_cmd->add_flag("--no-overlap", bench.no_overlap,
+                      "Throughput mode: submit each step only after the last one's tokens are read");
   bench_cmd->add_flag("--mixed-lengths", bench.mixed_lengths,
                       "Throughput mode: requests generate n/2 to n tokens, so they finish at different steps");
   bench_cmd->add_option("--concurrency", bench.concurrency,
@@ -128,6 +130,8 @@ int main(int argc, char** argv) {
                         "Requests waiting for their first step (not running) before new ones get 429");
   serve_cmd->add_option("--default-max-tokens", serve.default_max_tokens, "max_tokens when a request gives none");
   serve_cmd->add_flag("--no-prefix-caching", serve.no_prefix_caching, "Disable the prefix cache");
+  serve_cmd->add_flag("--no-overlap", serve.no_overlap,
+                      "Run one step at a time (no step submitted while the one before still runs)");
   serve_cmd->add_flag("--deterministic", serve.deterministic, "Batch-invariant kernels (same tokens alone or batched)");
 
   CLI11_PARSE(app, argc, argv);

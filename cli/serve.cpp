@@ -209,6 +209,7 @@ int run_serve(const ServeOptions& o) {
   ec.max_num_batched_tokens = o.max_num_batched_tokens;
   ec.max_queue = o.max_queue;
   ec.prefix_caching = !o.no_prefix_caching;
+  ec.overlap = !o.no_overlap;
   serving::Engine engine(*m, *tokenizer, ec);
 
   srv.attach(engine, *tokenizer, chat_setup(o, *reader, *tokenizer));

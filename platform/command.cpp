@@ -42,6 +42,7 @@ struct CommandStream::Impl {
   std::vector<DeviceOwned<VkDescriptorPool, vkDestroyDescriptorPool>> descriptor_pools;
   std::size_t current_pool = 0;
   DeviceOwned<VkQueryPool, vkDestroyQueryPool> queries;
+  DeviceOwned<VkQueryPool, vkDestroyQueryPool> span_queries;  // start and end of the recording
 
   std::vector<Touch> written;  // since the last barrier
   std::vector<Touch> read;
@@ -49,6 +50,7 @@ struct CommandStream::Impl {
   bool recording = false;
   bool recorded = false;
   bool profile = false;
+  bool span = false;
   std::size_t barriers = 0;
   std::size_t dispatches = 0;
   std::size_t commands = 0;
@@ -179,7 +181,7 @@ CommandStream Device::command_stream() {
   return CommandStream(std::move(s));
 }
 
-void CommandStream::begin(bool profile) {
+void CommandStream::begin(bool profile, bool time_span) {
   Impl& s = *impl_;
   if (s.recording) throw std::logic_error("CommandStream::begin while recording");
   s.dev->wait_value(s.last_submit);  // the previous recording may still run
@@ -202,9 +204,22 @@ void CommandStream::begin(bool profile) {
     VKLLM_VK(vkCreateQueryPool(s.dev->device, &qi, nullptr, &qp));
     s.queries = {s.dev->device, qp};
   }
+  s.span = time_span && s.dev->caps.timestamps;
+  if (s.span && !s.span_queries) {
+    VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+    qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+    qi.queryCount = 2;
+    VkQueryPool qp = VK_NULL_HANDLE;
+    VKLLM_VK(vkCreateQueryPool(s.dev->device, &qi, nullptr, &qp));
+    s.span_queries = {s.dev->device, qp};
+  }
   VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   VKLLM_VK(vkBeginCommandBuffer(s.cb, &bi));
   if (s.profile) vkCmdResetQueryPool(s.cb, s.queries.get(), 0, 2 * kMaxTimedCommands);
+  if (s.span) {
+    vkCmdResetQueryPool(s.cb, s.span_queries.get(), 0, 2);
+    vkCmdWriteTimestamp(s.cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, s.span_queries.get(), 0);
+  }
   s.recording = true;
   s.recorded = false;
 }
@@ -317,6 +332,7 @@ void CommandStream::end() {
   mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
   vkCmdPipelineBarrier(s.cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
                        VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  if (s.span) vkCmdWriteTimestamp(s.cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, s.span_queries.get(), 1);
   VKLLM_VK(vkEndCommandBuffer(s.cb));
   s.recording = false;
   s.recorded = true;
@@ -352,6 +368,18 @@ std::vector<DispatchTiming> CommandStream::timings() const {
     out.push_back({s.timed_labels[i], static_cast<double>((t1 - t0) & mask) * period_ms});
   }
   return out;
+}
+
+double CommandStream::span_seconds() const {
+  const Impl& s = *impl_;
+  if (!s.span || !s.recorded || s.last_submit == 0) return -1;
+  std::uint64_t stamps[2] = {};
+  VKLLM_VK(vkGetQueryPoolResults(s.dev->device, s.span_queries.get(), 0, 2, sizeof(stamps), stamps,
+                                 sizeof(std::uint64_t), VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
+  const std::uint32_t bits = s.dev->caps.props.timestamp_valid_bits;
+  const std::uint64_t mask = bits >= 64 ? ~0ull : ((1ull << bits) - 1);
+  return static_cast<double>(((stamps[1] & mask) - (stamps[0] & mask)) & mask) *
+         s.dev->caps.props.timestamp_period_ns * 1e-9;
 }
 
 std::size_t CommandStream::barrier_count() const { return impl_->barriers; }

@@ -125,8 +125,9 @@ class CommandStream {
   CommandStream& operator=(CommandStream&&) noexcept;
   ~CommandStream();
 
-  // Starts a new recording. With `profile`, each dispatch and copy is timed.
-  void begin(bool profile = false);
+  // Starts a new recording. With `profile`, each dispatch and copy is timed; with `time_span`,
+  // the whole recording (two timestamps: span_seconds()).
+  void begin(bool profile = false, bool time_span = false);
   void dispatch(const Pipeline& pipeline, std::span<const Binding> bindings,
                 std::span<const std::byte> push, std::array<std::uint32_t, 3> groups,
                 std::string_view label);
@@ -148,6 +149,9 @@ class CommandStream {
 
   // After wait(), with profiling on: one entry per dispatch/copy, in record order.
   std::vector<DispatchTiming> timings() const;
+  // After wait(), begun with time_span: the device time of the last run, first command to last
+  // (-1 when not timed or the device has no compute timestamps).
+  double span_seconds() const;
   std::size_t barrier_count() const;  // barriers the tracker inserted in this recording
   std::size_t dispatch_count() const;  // dispatches recorded (empty grids not counted)
   std::size_t command_count() const;

@@ -96,6 +96,9 @@ std::string Metrics::render(const serving::EngineStats& s) const {
   counter("vkllm:engine_steps_total", "Forward passes run.", double(s.steps));
   counter("vkllm:command_buffer_replays_total", "Steps that replayed a recorded command buffer.",
           double(s.replays));
+  counter("vkllm:overlapped_steps_total",
+          "Steps submitted while the step before still ran (the overlapped loop).",
+          double(s.overlapped_steps));
   counter("vkllm:cancel_requests_total", "Cancellations asked of the engine (clients gone, stop strings).",
           double(s.cancel_calls));
   counter("vkllm:request_timeouts_total", "Requests ended by --request-timeout.", double(s.timeouts));

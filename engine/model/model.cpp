@@ -3,15 +3,18 @@
 #include "engine/model/model.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <chrono>
 #include <cstring>
+#include <tuple>
 
 #include <fmt/format.h>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "engine/ops/attention.hpp"
+#include "engine/ops/elementwise.hpp"
 #include "engine/ops/matmul.hpp"
 #include "engine/ops/norm.hpp"
 
@@ -42,24 +45,28 @@ struct Model::Layer {
   Buffer k_pool, v_pool;
 };
 
-// Offsets of the per-step inputs inside the host-visible input buffer.
+// Offsets of the per-step inputs inside a host-visible input buffer.
 struct InputLayout {
   std::uint64_t token_ids, positions, query_start, slot_mapping, block_table, sample_rows,
-      sampling, penalties, score_rows, score_sampling, score_penalties, total;
+      sampling, penalties, score_rows, score_sampling, score_penalties, feed, total;
   std::uint32_t max_penalties;
 };
 
 struct Model::Workspace {
   InputLayout in;
-  Buffer inputs;  // upload intent: written by the host each step, read by the device
+  // Two of each (docs/ARCHITECTURE.md, the overlapped loop): the host writes step t + 1's inputs
+  // and reads step t's output while the other step runs. Upload intent: written by the host,
+  // read by the device.
+  std::array<Buffer, 2> inputs;
   Buffer x, xn, qkv, q, attn, attn_partials, attn_counters, gate, up, hs, hn, logits, scratch, ids,
       logprobs, inv_freq;
   Buffer top;  // [S, kMaxTopLogprobs] ops::TopLogprob
-  // ids [S], logprobs [S], logits [S, vocab], top [S, kMaxTopLogprobs], score logprobs [T],
-  // score top [T, kMaxTopLogprobs]
-  Buffer readback;
+  // ids [S], logprobs [S], top [S, kMaxTopLogprobs], score logprobs [T], score top
+  // [T, kMaxTopLogprobs]; the next step's feed reads the ids of the other one.
+  std::array<Buffer, 2> readback;
   std::uint64_t readback_top = 0;  // offset of top in readback
   std::uint64_t readback_score = 0, readback_score_top = 0;
+  Buffer logits_readback;  // [S, vocab] (tests): one, so a step that wants logits runs alone
 };
 
 struct Model::Recording {
@@ -70,7 +77,7 @@ struct Model::Recording {
 
 namespace {
 
-constexpr std::size_t kMaxRecordings = 16;
+constexpr std::size_t kMaxRecordings = 32;  // shapes x the two input slots
 // Steps of at most this many tokens split attention over the context (flash-decoding): their
 // grid is a few workgroups per sequence otherwise. Larger steps fill the device with row tiles.
 constexpr std::uint32_t kSplitMaxTokens = 64;
@@ -235,8 +242,11 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   in.score_rows = section(T * 4);
   in.score_sampling = section(T * sizeof(ops::SamplingRow));
   in.score_penalties = section(T * sizeof(ops::PenaltyEntry));
+  in.feed = section(T * 4);
   in.total = off;
-  ws->inputs = device.create_buffer(in.total, MemoryIntent::upload, "step_inputs");
+  for (std::uint32_t i = 0; i < 2; ++i) {
+    ws->inputs[i] = device.create_buffer(in.total, MemoryIntent::upload, fmt::format("step_inputs.{}", i));
+  }
   auto act = [&](std::uint64_t floats, const char* name) {
     return device.create_buffer(std::max<std::uint64_t>(floats, 1) * 4, MemoryIntent::activations,
                                 name);
@@ -279,11 +289,14 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   ws->inv_freq = act(inv_freq.size(), "rope_inv_freq");
   device.upload(ws->inv_freq, 0, std::as_bytes(std::span<const float>(inv_freq)));
   ws->top = device.create_buffer(ops::sample_top_bytes(S), MemoryIntent::activations, "top");
-  ws->readback_top = S * 8 + S * c.vocab_size * 4;
+  ws->readback_top = S * 8;
   ws->readback_score = ws->readback_top + ops::sample_top_bytes(S);
   ws->readback_score_top = ws->readback_score + T * 4;
-  ws->readback = device.create_buffer(ws->readback_score_top + ops::sample_top_bytes(T),
-                                      MemoryIntent::readback, "step_readback");
+  for (std::uint32_t i = 0; i < 2; ++i) {
+    ws->readback[i] = device.create_buffer(ws->readback_score_top + ops::sample_top_bytes(T),
+                                           MemoryIntent::readback, fmt::format("step_readback.{}", i));
+  }
+  ws->logits_readback = device.create_buffer(S * c.vocab_size * 4, MemoryIntent::readback, "logits_readback");
   m->ws_ = std::move(ws);
 
   // K/V pools from what is left (DESIGN: memory is planned): the --gpu-memory-fraction budget
@@ -338,9 +351,10 @@ std::uint64_t Model::kv_bytes() const {
 std::uint64_t Model::workspace_bytes() const {
   std::uint64_t n = 0;
   const Workspace& w = *ws_;
-  for (const Buffer* b : {&w.inputs, &w.x, &w.xn, &w.qkv, &w.q, &w.attn, &w.attn_partials,
-                          &w.attn_counters, &w.gate, &w.up, &w.hs, &w.hn, &w.logits, &w.scratch,
-                          &w.ids, &w.logprobs, &w.inv_freq, &w.top, &w.readback}) {
+  for (const Buffer* b : {&w.inputs[0], &w.inputs[1], &w.x, &w.xn, &w.qkv, &w.q, &w.attn,
+                          &w.attn_partials, &w.attn_counters, &w.gate, &w.up, &w.hs, &w.hn,
+                          &w.logits, &w.scratch, &w.ids, &w.logprobs, &w.inv_freq, &w.top,
+                          &w.readback[0], &w.readback[1], &w.logits_readback}) {
     n += b->size();
   }
   return n;
@@ -382,7 +396,7 @@ void Model::check(const StepInput& in) const {
       throw InvalidRequest(fmt::format("step: sequence {} has no tokens", s));
     }
     for (std::uint32_t t = in.query_start[s]; t < in.query_start[s + 1]; ++t) {
-      if (in.token_ids[t] >= config_.vocab_size) {
+      if (in.token_ids[t] >= config_.vocab_size && (in.feed.empty() || in.feed[t] == kNoFeed)) {
         throw InvalidRequest(fmt::format("step: token id {} is outside the vocabulary of {}",
                                          in.token_ids[t], config_.vocab_size));
       }
@@ -446,6 +460,16 @@ void Model::check(const StepInput& in) const {
                                        in.score_rows[i], in.score_targets[i]));
     }
   }
+  if (!in.feed.empty() && in.feed.size() != T) {
+    throw InvalidRequest(fmt::format("step: feed has {} entries for {} tokens", in.feed.size(), T));
+  }
+  for (std::uint32_t f : in.feed) {
+    if (f != kNoFeed && f >= last_rows_) {
+      throw InvalidRequest(fmt::format("step: a token is fed from sample row {}; the step before "
+                                       "drew {} rows",
+                                       f, last_rows_));
+    }
+  }
 }
 
 ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) const {
@@ -473,28 +497,33 @@ ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) con
   return shape;
 }
 
-std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, std::uint32_t T,
-                                                  std::uint32_t S, std::uint32_t R, bool want_logits,
-                                                  bool use_sampler, bool want_top, std::uint32_t P,
-                                                  std::uint32_t score_top) {
+std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, const StepShape& sh) {
   ops::Kernels& k = kernels_;
   Workspace& w = *ws_;
   const ModelConfig& c = config_;
   const InputLayout& in = w.in;
-  const BufferSpan token_ids(w.inputs, in.token_ids, T * 4);
-  const BufferSpan positions(w.inputs, in.positions, T * 4);
-  const BufferSpan query_start(w.inputs, in.query_start, (S + 1) * 4);
-  const BufferSpan slots(w.inputs, in.slot_mapping, T * 4);
-  const BufferSpan block_table(w.inputs, in.block_table, std::uint64_t{S} * max_blocks_per_seq_ * 4);
-  const BufferSpan sample_rows(w.inputs, in.sample_rows, R * 4);
-  const BufferSpan sampling(w.inputs, in.sampling, R * sizeof(ops::SamplingRow));
-  const BufferSpan penalties(w.inputs, in.penalties,
+  const std::uint32_t T = sh.T, S = sh.S, R = sh.R;
+  const Buffer& inputs = w.inputs[sh.slot];
+  const Buffer& readback = w.readback[sh.slot];
+  const BufferSpan token_ids(inputs, in.token_ids, T * 4);
+  const BufferSpan positions(inputs, in.positions, T * 4);
+  const BufferSpan query_start(inputs, in.query_start, (S + 1) * 4);
+  const BufferSpan slots(inputs, in.slot_mapping, T * 4);
+  const BufferSpan block_table(inputs, in.block_table, std::uint64_t{S} * max_blocks_per_seq_ * 4);
+  const BufferSpan sample_rows(inputs, in.sample_rows, R * 4);
+  const BufferSpan sampling(inputs, in.sampling, R * sizeof(ops::SamplingRow));
+  const BufferSpan penalties(inputs, in.penalties,
                              std::uint64_t{in.max_penalties} * sizeof(ops::PenaltyEntry));
 
   const ops::AttentionShape shape = attention_shape(T, S);
   const ops::RopeStyle rope = c.rope.neox ? ops::RopeStyle::neox : ops::RopeStyle::normal;
 
-  cs.begin();
+  cs.begin(false, /*time_span=*/true);
+  // Ids the step before drew, where the feed names them (the submissions' semaphore orders this
+  // read after that step's readback copy).
+  ops::record_feed_tokens(k, cs, BufferSpan(inputs, in.feed, T * 4),
+                          BufferSpan(w.readback[1 - sh.slot], 0, std::uint64_t{options_.max_seqs} * 4),
+                          token_ids, T);
   ops::record_get_rows(k, cs, token_embd_.view(), token_ids, w.x, T);
   const std::uint32_t qkv_stride = c.q_dim() + 2 * c.kv_dim();
   ops::RopeKvShape rkv;
@@ -540,33 +569,32 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, s
   }
   // The barrier before the first layer's first dispatch counts for the layers.
   const std::pair<std::size_t, std::size_t> layers{cs.dispatch_count() - d0, cs.barrier_count() - b0};
-  record_scores(cs, T, P, score_top);
+  record_scores(cs, sh);
   // Only the sampled rows go through the final norm and the LM head.
   if (R == 0) {
     cs.end();
     return layers;
   }
   record_head(cs, T, sample_rows, R);
-  if (use_sampler) {
+  if (sh.use_sampler) {
     ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, w.top,
                        R, c.vocab_size);
-    cs.copy(BufferSpan(w.logprobs, 0, R * 4), BufferSpan(w.readback, std::uint64_t{S} * 4, R * 4),
-            "read logprobs");
-    if (want_top) {
+    cs.copy(BufferSpan(w.logprobs, 0, R * 4),
+            BufferSpan(readback, std::uint64_t{options_.max_seqs} * 4, R * 4), "read logprobs");
+    if (sh.want_top) {
       // Every row's whole slice: the copy's size stays a function of the recorded shape, so a
       // replay with other per-row N reads right; step() reads only the entries asked.
       const std::uint64_t bytes = ops::sample_top_bytes(R);
-      cs.copy(BufferSpan(w.top, 0, bytes), BufferSpan(w.readback, w.readback_top, bytes),
+      cs.copy(BufferSpan(w.top, 0, bytes), BufferSpan(readback, w.readback_top, bytes),
               "read top logprobs");
     }
   } else {
     ops::record_argmax(k, cs, w.logits, w.ids, R, c.vocab_size);
   }
-  cs.copy(BufferSpan(w.ids, 0, R * 4), BufferSpan(w.readback, 0, R * 4), "read ids");
-  if (want_logits) {
+  cs.copy(BufferSpan(w.ids, 0, R * 4), BufferSpan(readback, 0, R * 4), "read ids");
+  if (sh.want_logits) {
     const std::uint64_t bytes = std::uint64_t{R} * c.vocab_size * 4;
-    cs.copy(BufferSpan(w.logits, 0, bytes), BufferSpan(w.readback, std::uint64_t{S} * 8, bytes),
-            "read logits");
+    cs.copy(BufferSpan(w.logits, 0, bytes), BufferSpan(w.logits_readback, 0, bytes), "read logits");
   }
   cs.end();
   return layers;
@@ -588,29 +616,31 @@ void Model::record_head(platform::CommandStream& cs, std::uint32_t T, BufferSpan
 // row's penalty list is one entry that adds 1e30 to its target's logit, so the greedy choice is
 // the target and the sampler's logprob (of the raw logits) is the target's; the top list is of
 // the raw logits too.
-void Model::record_scores(platform::CommandStream& cs, std::uint32_t T, std::uint32_t P,
-                          std::uint32_t score_top) {
+void Model::record_scores(platform::CommandStream& cs, const StepShape& sh) {
   ops::Kernels& k = kernels_;
   Workspace& w = *ws_;
   const ModelConfig& c = config_;
   const InputLayout& in = w.in;
-  const BufferSpan penalties(w.inputs, in.score_penalties, std::uint64_t{std::max(P, 1u)} * sizeof(ops::PenaltyEntry));
+  const std::uint32_t T = sh.T, P = sh.P;
+  const Buffer& inputs = w.inputs[sh.slot];
+  const Buffer& readback = w.readback[sh.slot];
+  const BufferSpan penalties(inputs, in.score_penalties, std::uint64_t{std::max(P, 1u)} * sizeof(ops::PenaltyEntry));
   // The row buffers (hs, hn, logits, scratch, top) hold max_seqs rows, whatever this step's S.
   const std::uint32_t G = options_.max_seqs;
   for (std::uint32_t g = 0; g < P; g += G) {
     const std::uint32_t n = std::min(G, P - g);
-    const BufferSpan rows(w.inputs, in.score_rows + std::uint64_t{g} * 4, std::uint64_t{n} * 4);
-    const BufferSpan sampling(w.inputs, in.score_sampling + std::uint64_t{g} * sizeof(ops::SamplingRow),
+    const BufferSpan rows(inputs, in.score_rows + std::uint64_t{g} * 4, std::uint64_t{n} * 4);
+    const BufferSpan sampling(inputs, in.score_sampling + std::uint64_t{g} * sizeof(ops::SamplingRow),
                               std::uint64_t{n} * sizeof(ops::SamplingRow));
     record_head(cs, T, rows, n);
     ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, w.top, n,
                        c.vocab_size);
     cs.copy(BufferSpan(w.logprobs, 0, std::uint64_t{n} * 4),
-            BufferSpan(w.readback, w.readback_score + std::uint64_t{g} * 4, std::uint64_t{n} * 4),
+            BufferSpan(readback, w.readback_score + std::uint64_t{g} * 4, std::uint64_t{n} * 4),
             "read score logprobs");
-    if (score_top > 0) {
+    if (sh.score_top > 0) {
       cs.copy(BufferSpan(w.top, 0, ops::sample_top_bytes(n)),
-              BufferSpan(w.readback, w.readback_score_top + ops::sample_top_bytes(g), ops::sample_top_bytes(n)),
+              BufferSpan(readback, w.readback_score_top + ops::sample_top_bytes(g), ops::sample_top_bytes(n)),
               "read score top logprobs");
     }
   }
@@ -638,23 +668,15 @@ Model::Padded Model::padded_shape(std::uint32_t T, std::uint32_t S, std::uint32_
   return {T, S, R};
 }
 
-StepOutput Model::step(const StepInput& input) {
-  check(input);
+// Inputs go to their fixed sections of the shape's input buffer, so a recording of this shape
+// can be replayed.
+void Model::write_inputs(const StepInput& input, const StepShape& sh) {
+  Workspace& w = *ws_;
   const auto T0 = static_cast<std::uint32_t>(input.token_ids.size());
   const auto S0 = static_cast<std::uint32_t>(input.query_start.size() - 1);
   const auto R0 = static_cast<std::uint32_t>(input.sample_rows.size());
-  const auto [T, S, R] = padded_shape(T0, S0, R0);
-  bool use_sampler = !input.penalties.empty() || input.want_logprobs;
-  bool want_top = false;
-  for (const ops::SamplingRow& row : input.sampling) {
-    use_sampler |= row.temperature > 0.f;
-    want_top |= row.top_logprobs > 0;
-  }
-  use_sampler |= want_top;
-
-  // Inputs go to their fixed sections, so a recording of this shape can be replayed.
-  Workspace& w = *ws_;
-  std::byte* base = w.inputs.mapped();
+  const std::uint32_t T = sh.T, S = sh.S, R = sh.R, P = sh.P;
+  std::byte* base = w.inputs[sh.slot].mapped();
   auto put = [&](std::uint64_t offset, const auto& vec) {
     std::memcpy(base + offset, vec.data(), vec.size() * sizeof(vec[0]));
   };
@@ -666,6 +688,9 @@ StepOutput Model::step(const StepInput& input) {
   put(w.in.sample_rows, input.sample_rows);
   put(w.in.sampling, input.sampling);
   if (!input.penalties.empty()) put(w.in.penalties, input.penalties);
+  // The feed of every token, padding included: kNoFeed where the host's id stands.
+  std::memset(base + w.in.feed, 0xff, std::uint64_t{T} * 4);
+  put(w.in.feed, input.feed);
   if (T > T0 || S > S0 || R > R0) {
     // Padding sequence j holds token T0 + j; the last one also holds the rest, at positions
     // 0, 1, ... Their tables point at the null block, their slots nowhere; padded sample rows
@@ -689,7 +714,6 @@ StepOutput Model::step(const StepInput& input) {
       std::memcpy(base + w.in.sampling + std::uint64_t{r} * sizeof(ops::SamplingRow), &greedy, sizeof(greedy));
     }
   }
-  const auto P = static_cast<std::uint32_t>(input.score_rows.size());
   if (P > 0) {
     std::vector<ops::SamplingRow> rows(P);
     std::vector<ops::PenaltyEntry> force(P);
@@ -703,77 +727,132 @@ StepOutput Model::step(const StepInput& input) {
     put(w.in.score_sampling, rows);
     put(w.in.score_penalties, force);
   }
+}
 
-  const ShapeKey key{T, S, R, input.want_logits, use_sampler, want_top, P, input.score_top};
+// The recording of this shape: replayed, or recorded now (evicting the least recently used one
+// that is not in flight when the cache is full).
+Model::Recording& Model::recording_for(const StepShape& shape) {
   auto record_timed = [&](Recording& rec) {
     const auto t0 = std::chrono::steady_clock::now();
-    std::tie(rec.layer_dispatches, rec.layer_barriers) =
-        record(rec.cs, T, S, R, input.want_logits, use_sampler, want_top, P, input.score_top);
+    std::tie(rec.layer_dispatches, rec.layer_barriers) = record(rec.cs, shape);
     recording_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++recordings_;
   };
-  auto it = recordings_cache_.find(key);
+  auto it = recordings_cache_.find(shape);
   if (it == recordings_cache_.end()) {
     if (recordings_cache_.size() >= kMaxRecordings) {
-      auto oldest = std::min_element(recordings_cache_.begin(), recordings_cache_.end(),
-                                     [](const auto& a, const auto& b) {
-                                       return a.second->last_use < b.second->last_use;
-                                     });
-      recordings_cache_.erase(oldest);
+      auto busy = [&](const Recording* r) {
+        return std::any_of(in_flight_.begin(), in_flight_.end(),
+                           [r](const InFlight& f) { return f.rec == r; });
+      };
+      auto oldest = recordings_cache_.end();
+      for (auto e = recordings_cache_.begin(); e != recordings_cache_.end(); ++e) {
+        if (busy(e->second.get())) continue;
+        if (oldest == recordings_cache_.end() || e->second->last_use < oldest->second->last_use) oldest = e;
+      }
+      if (oldest != recordings_cache_.end()) recordings_cache_.erase(oldest);
     }
     auto rec = std::make_unique<Recording>(Recording{device_.command_stream()});
     record_timed(*rec);
-    it = recordings_cache_.emplace(key, std::move(rec)).first;
+    it = recordings_cache_.emplace(shape, std::move(rec)).first;
   } else if (!replay_) {
     record_timed(*it->second);
   } else {
     ++replays_;
   }
   it->second->last_use = ++use_clock_;
-  Recording& rec = *it->second;
+  return *it->second;
+}
+
+void Model::submit(const StepInput& input) {
+  if (in_flight_.size() >= 2) throw std::logic_error("Model::submit: two steps in flight already");
+  check(input);
+  if (input.want_logits && !in_flight_.empty()) {
+    throw std::logic_error("Model::submit: a step that reads logits back runs alone");
+  }
+  const auto T0 = static_cast<std::uint32_t>(input.token_ids.size());
+  const auto S0 = static_cast<std::uint32_t>(input.query_start.size() - 1);
+  const auto R0 = static_cast<std::uint32_t>(input.sample_rows.size());
+  const Padded padded = padded_shape(T0, S0, R0);
+  StepShape sh;
+  sh.T = padded.T;
+  sh.S = padded.S;
+  sh.R = padded.R;
+  sh.want_logits = input.want_logits;
+  sh.use_sampler = !input.penalties.empty() || input.want_logprobs;
+  for (const ops::SamplingRow& row : input.sampling) {
+    sh.use_sampler |= row.temperature > 0.f;
+    sh.want_top |= row.top_logprobs > 0;
+  }
+  sh.use_sampler |= sh.want_top;
+  sh.P = static_cast<std::uint32_t>(input.score_rows.size());
+  sh.score_top = input.score_top;
+  // The other slot than the step in flight's, or than the one whose ids the feed reads; else
+  // slot 0, so steps run one at a time replay one recording per shape.
+  const bool fed = std::any_of(input.feed.begin(), input.feed.end(), [](std::uint32_t f) { return f != kNoFeed; });
+  sh.slot = fed || !in_flight_.empty() ? 1 - last_slot_ : 0;
+
+  write_inputs(input, sh);
+  Recording& rec = recording_for(sh);
   last_counts_ = {rec.cs.dispatch_count(), rec.cs.barrier_count(), rec.layer_dispatches,
                   rec.layer_barriers};
-  const auto wait0 = std::chrono::steady_clock::now();
-  rec.cs.submit_and_wait();
-  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait0).count();
+  rec.cs.submit();
+  InFlight f{&rec, sh, R0, {}};
+  if (sh.want_top) {
+    for (const ops::SamplingRow& row : input.sampling) f.top_counts.push_back(row.top_logprobs);
+  }
+  in_flight_.push_back(std::move(f));
+  last_slot_ = sh.slot;
+  last_rows_ = R0;
+}
 
+StepOutput Model::wait() {
+  if (in_flight_.empty()) throw std::logic_error("Model::wait: no step in flight");
+  const InFlight f = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  const auto wait0 = std::chrono::steady_clock::now();
+  f.rec->cs.wait();
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait0).count();
+  const double busy = f.rec->cs.span_seconds();
+  if (busy >= 0) busy_seconds_ += busy;
+
+  const Workspace& w = *ws_;
+  const StepShape& sh = f.shape;
+  const std::uint32_t R0 = f.R0, P = sh.P;
+  auto top_list = [](const std::byte* at, std::uint32_t n) {
+    std::vector<ops::TopLogprob> list(n);
+    std::memcpy(list.data(), at, n * sizeof(ops::TopLogprob));
+    list.erase(std::find_if(list.begin(), list.end(),
+                            [](const ops::TopLogprob& e) { return e.token == ops::kNoTopToken; }),
+               list.end());
+    return list;
+  };
   StepOutput out;
-  const std::byte* rb = w.readback.mapped();
+  const std::byte* rb = w.readback[sh.slot].mapped();
   out.ids.resize(R0);
   std::memcpy(out.ids.data(), rb, R0 * 4);
-  if (use_sampler) {
+  if (sh.use_sampler) {
     out.logprobs.resize(R0);
-    std::memcpy(out.logprobs.data(), rb + std::uint64_t{S} * 4, R0 * 4);
+    std::memcpy(out.logprobs.data(), rb + std::uint64_t{options_.max_seqs} * 4, R0 * 4);
   }
-  if (input.want_logits) {
+  if (sh.want_logits) {
     out.logits.resize(std::uint64_t{R0} * config_.vocab_size);
-    std::memcpy(out.logits.data(), rb + std::uint64_t{S} * 8, out.logits.size() * 4);
+    std::memcpy(out.logits.data(), w.logits_readback.mapped(), out.logits.size() * 4);
   }
-  if (want_top) {
+  if (sh.want_top) {
     out.top.resize(R0);
     for (std::uint32_t r = 0; r < R0; ++r) {
-      auto& list = out.top[r];
-      list.resize(input.sampling[r].top_logprobs);
-      std::memcpy(list.data(), rb + w.readback_top + ops::sample_top_bytes(r),
-                  list.size() * sizeof(ops::TopLogprob));
-      const auto end = std::find_if(list.begin(), list.end(), [](const ops::TopLogprob& e) {
-        return e.token == ops::kNoTopToken;
-      });
-      list.erase(end, list.end());
+      out.top[r] = top_list(rb + w.readback_top + ops::sample_top_bytes(r), f.top_counts[r]);
     }
   }
   if (P > 0) {
     out.score_logprobs.resize(P);
     std::memcpy(out.score_logprobs.data(), rb + w.readback_score, std::uint64_t{P} * 4);
   }
-  if (P > 0 && input.score_top > 0) {
+  if (P > 0 && sh.score_top > 0) {
     out.score_top.resize(P);
     for (std::uint32_t i = 0; i < P; ++i) {
-      auto& list = out.score_top[i];
-      list.resize(input.score_top);
-      std::memcpy(list.data(), rb + w.readback_score_top + ops::sample_top_bytes(i), list.size() * sizeof(ops::TopLogprob));
-      list.erase(std::find_if(list.begin(), list.end(), [](const ops::TopLogprob& e) { return e.token == ops::kNoTopToken; }),
-                 list.end());
+      out.score_top[i] = top_list(rb + w.readback_score_top + ops::sample_top_bytes(i), sh.score_top);
     }
   }
   return out;

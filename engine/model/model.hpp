@@ -9,7 +9,7 @@
 #include <map>
 #include <memory>
 #include <span>
-#include <tuple>
+#include <deque>
 #include <utility>
 #include <vector>
 
@@ -67,7 +67,14 @@ struct StepInput {
   std::vector<std::uint32_t> score_rows;    // [P <= T] token indices
   std::vector<std::uint32_t> score_targets; // [P] token ids
   std::uint32_t score_top = 0;              // N <= ops::kMaxTopLogprobs
+  // The overlapped loop (docs/ARCHITECTURE.md, the overlapped loop): empty, or [T] where
+  // feed[i] != kNoFeed makes token i the id drawn for sample row feed[i] of the step submitted
+  // just before this one, read on the device, so step t + 1 can be submitted before step t's ids
+  // reach the host. token_ids[i] is then ignored (any id in the vocabulary).
+  std::vector<std::uint32_t> feed;
 };
+
+inline constexpr std::uint32_t kNoFeed = 0xffffffffu;
 
 struct StepOutput {
   std::vector<std::uint32_t> ids;  // [R]
@@ -99,17 +106,32 @@ class Model {
   // Bytes a decode step reads per token at context length `ctx`: every weight once, plus K/V.
   std::uint64_t decode_bytes(std::uint32_t ctx) const;
 
-  // Runs one forward pass. Checks the batch (sizes, ids, slots and block ids in range, causal
-  // positions) and throws InvalidRequest naming the field before anything reaches the device.
-  StepOutput step(const StepInput& input);
+  // Runs one forward pass: submit() then wait(). Checks the batch (sizes, ids, slots and block
+  // ids in range, causal positions, feed rows) and throws InvalidRequest naming the field before
+  // anything reaches the device.
+  StepOutput step(const StepInput& input) {
+    submit(input);
+    return wait();
+  }
+  // Submits one step without waiting for it. At most two steps are in flight (the one the device
+  // runs and the next): their inputs and readbacks are double-buffered, and the device runs them
+  // in submission order. Throws std::logic_error when two are in flight already.
+  void submit(const StepInput& input);
+  // Waits for the oldest step in flight and returns its output (throws DeviceLost on loss,
+  // std::logic_error when none is in flight).
+  StepOutput wait();
+  std::size_t in_flight() const { return in_flight_.size(); }
 
   // The bucket a step dimension of n is padded to (ModelOptions::pad_steps): 1, 2, 4, 8, then
   // multiples of 8 up to 256, then of 64 (vLLM captures CUDA graphs at such sizes).
   static std::uint32_t step_bucket(std::uint32_t n);
 
-  // Host time spent waiting for the device (submit to fence), all steps together: the rest of
-  // a step's time is host work the device does not overlap.
+  // Host time spent blocked in wait(), all steps together: the rest of a step's time is host
+  // work the device does not overlap.
   double device_wait_seconds() const { return wait_seconds_; }
+  // Device time of the steps (first command to last, from timestamps), all steps together; 0
+  // on a device without compute timestamps. Wall time less this is the time the device sat idle.
+  double device_busy_seconds() const { return busy_seconds_; }
 
   // Steps recorded anew vs replayed (the recording cache is keyed by the step's padded shape).
   std::uint64_t recordings() const { return recordings_; }
@@ -135,10 +157,22 @@ class Model {
   struct Layer;
   struct Workspace;
   struct Recording;
-  // (T, S, R, want_logits, use_sampler, want_top)
-  // (T, S, R, logits, sampler, top, P, score top)
-  using ShapeKey = std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, bool, bool, bool, std::uint32_t,
-                              std::uint32_t>;
+  // What a recording depends on: the padded sizes, the kinds of output, and which of the two
+  // input and readback buffers it uses.
+  struct StepShape {
+    std::uint32_t T = 0, S = 0, R = 0;
+    bool want_logits = false, use_sampler = false, want_top = false;
+    std::uint32_t P = 0, score_top = 0;
+    std::uint32_t slot = 0;
+    auto operator<=>(const StepShape&) const = default;
+  };
+  // A submitted step: what wait() needs to read its output.
+  struct InFlight {
+    Recording* rec = nullptr;
+    StepShape shape;
+    std::uint32_t R0 = 0;
+    std::vector<std::uint32_t> top_counts;  // [R0] top logprobs asked per row
+  };
 
   void check(const StepInput& input) const;
   struct Padded {
@@ -147,11 +181,11 @@ class Model {
   Padded padded_shape(std::uint32_t T, std::uint32_t S, std::uint32_t R) const;
   ops::AttentionShape attention_shape(std::uint32_t T, std::uint32_t S) const;
   // Returns the dispatches and barriers of the transformer layers (StepCounts' layer fields).
-  std::pair<std::size_t, std::size_t> record(platform::CommandStream& cs, std::uint32_t T, std::uint32_t S,
-                                             std::uint32_t R, bool want_logits, bool use_sampler,
-                                             bool want_top, std::uint32_t P, std::uint32_t score_top);
+  void write_inputs(const StepInput& input, const StepShape& shape);
+  Recording& recording_for(const StepShape& shape);
+  std::pair<std::size_t, std::size_t> record(platform::CommandStream& cs, const StepShape& shape);
   void record_head(platform::CommandStream& cs, std::uint32_t T, platform::BufferSpan rows, std::uint32_t n);
-  void record_scores(platform::CommandStream& cs, std::uint32_t T, std::uint32_t P, std::uint32_t score_top);
+  void record_scores(platform::CommandStream& cs, const StepShape& shape);
 
   platform::Device& device_;
   ops::Kernels kernels_;
@@ -162,12 +196,16 @@ class Model {
   ops::DeviceWeight token_embd_, output_norm_, output_;
   std::vector<Layer> layers_;
   std::unique_ptr<Workspace> ws_;
-  std::map<ShapeKey, std::unique_ptr<Recording>> recordings_cache_;
+  std::map<StepShape, std::unique_ptr<Recording>> recordings_cache_;
+  std::deque<InFlight> in_flight_;
+  std::uint32_t last_slot_ = 0;  // input and readback slot of the last submitted step
+  std::uint32_t last_rows_ = 0;  // its R0: the rows a feed may name
   std::uint64_t use_clock_ = 0;
   std::uint64_t recordings_ = 0;
   std::uint64_t replays_ = 0;
   double recording_seconds_ = 0;
   double wait_seconds_ = 0;
+  double busy_seconds_ = 0;
   StepCounts last_counts_;
   bool replay_ = true;
 };

@@ -1,4 +1,4 @@
-// Host side of shaders/elementwise.comp. Knows no Vulkan, no models.
+// Host side of shaders/elementwise.comp and shaders/feed_tokens.comp. Knows no Vulkan, no models.
 #include "engine/ops/elementwise.hpp"
 
 #include <fmt/format.h>
@@ -33,6 +33,19 @@ void record_add(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, Buffe
 void record_mul(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, BufferSpan out,
                 std::uint32_t n) {
   record_binary(k, cs, shaders::ShaderId::mul_f32, "mul_f32", a, b, out, n);
+}
+
+void record_feed_tokens(Kernels& k, CommandStream& cs, BufferSpan feed, BufferSpan prev,
+                        BufferSpan ids, std::uint32_t n) {
+  const std::uint64_t bytes = std::uint64_t{n} * 4;
+  require_bytes(feed, bytes, "feed_tokens", "feed");
+  require_bytes(ids, bytes, "feed_tokens", "ids");
+  const std::uint32_t wg = k.tuning().elementwise_workgroup;
+  const auto& p = k.pipeline(shaders::ShaderId::feed_tokens, 3, sizeof(PushElementwise), {wg});
+  const PushElementwise push{n};
+  feed.size = ids.size = bytes;
+  cs.dispatch(p, {{feed, Access::read}, {prev, Access::read}, {ids, Access::write}}, push,
+              {group_count(k, n, wg), 1, 1}, fmt::format("feed_tokens n={}", n));
 }
 
 }  // namespace vkllm::ops

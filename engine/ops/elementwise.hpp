@@ -1,4 +1,5 @@
-// Elementwise ops on f32 vectors: out = a + b, out = a * b. Knows no Vulkan, no models.
+// Elementwise ops on f32 vectors (out = a + b, out = a * b) and the token feed of the
+// overlapped loop. Knows no Vulkan, no models.
 #pragma once
 
 #include "engine/ops/kernels.hpp"
@@ -10,5 +11,11 @@ void record_add(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, Buffe
                 std::uint32_t n);
 void record_mul(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, BufferSpan out,
                 std::uint32_t n);
+
+// ids[i] = prev[feed[i]] where feed[i] != 0xffffffff (model::kNoFeed), for i < n: the ids one
+// step drew, fed to the next step's tokens on the device. The caller checks every feed entry
+// against prev's size.
+void record_feed_tokens(Kernels& k, CommandStream& cs, BufferSpan feed, BufferSpan prev,
+                        BufferSpan ids, std::uint32_t n);
 
 }  // namespace vkllm::ops

@@ -111,7 +111,7 @@ void Scheduler::admit_prefix(Sequence& s) {
   s.cached_tokens = std::min(s.num_computed, s.prompt_len);
 }
 
-StepPlan Scheduler::schedule() {
+StepPlan Scheduler::schedule(bool allow_preemption) {
   StepPlan plan;
   std::uint32_t budget = config_.max_num_batched_tokens;
   std::unordered_set<SeqId> planned;
@@ -131,13 +131,21 @@ StepPlan Scheduler::schedule() {
     while (i < running_.size() && budget > 0) {
       Sequence& s = get(running_[i]);
       const std::uint32_t remaining = static_cast<std::uint32_t>(s.tokens.size()) - s.num_computed;
-      if (planned.count(s.id) || (pass == 0) != (remaining == 1)) {
+      // A decode of a sequence whose output reaches its limit with the pending token would be
+      // thrown away: the caller finishes it once that token is read.
+      if (planned.count(s.id) || (pass == 0) != (remaining == 1) ||
+          (remaining == 1 && s.generated() >= s.max_new_tokens)) {
         ++i;
         continue;
       }
       const std::uint32_t count = std::min(remaining, budget);
       bool scheduled = true, preempted = false;
       while (!ensure_blocks(s, s.num_computed + count)) {
+        if (!allow_preemption) {
+          plan.starved = true;
+          scheduled = false;
+          break;
+        }
         const std::size_t v = policy_->victim(view(running_));
         if (v >= running_.size()) throw std::logic_error("scheduler: the policy chose no victim");
         Sequence& victim = get(running_[v]);
@@ -166,7 +174,7 @@ StepPlan Scheduler::schedule() {
   // Waiting sequences, in the policy's order, while the budget, the sequence limit and the pool
   // allow.
   while (!waiting_.empty() && budget > 0 && running_.size() < config_.max_num_seqs &&
-         plan.preempted.empty()) {
+         plan.preempted.empty() && !plan.starved) {
     const std::vector<SeqId> queue(waiting_.begin(), waiting_.end());
     const std::size_t w = policy_->next_waiting(view(queue));
     if (w >= waiting_.size()) throw std::logic_error("scheduler: the policy chose no waiting sequence");
@@ -194,38 +202,51 @@ StepPlan Scheduler::schedule() {
   return plan;
 }
 
-void Scheduler::commit(const StepPlan& plan, std::span<const std::uint32_t> sampled) {
-  std::size_t next = 0;
-  const std::uint32_t bs = config_.block_size;
+void Scheduler::advance(const StepPlan& plan) {
   for (const ScheduledChunk& c : plan.chunks) {
     auto it = seqs_.find(c.id);
-    if (it == seqs_.end()) {
-      next += c.samples;  // finished (cancelled) while the step ran
-      continue;
-    }
+    if (it == seqs_.end()) continue;  // finished (cancelled) while the step was planned
     Sequence& s = *it->second;
-    if (s.status != SeqStatus::running || s.num_computed != c.start) {
-      next += c.samples;
-      continue;
-    }
+    if (s.status != SeqStatus::running || s.num_computed != c.start) continue;
     s.num_computed += c.count;
     if (c.start < s.prompt_len) {
       counters_.prompt_tokens_computed += std::min(c.start + c.count, s.prompt_len) - c.start;
     }
+    if (c.samples) s.tokens.push_back(kPendingToken);
+  }
+}
+
+void Scheduler::resolve(const StepPlan& plan, std::span<const std::uint32_t> sampled) {
+  std::size_t next = 0;
+  for (const ScheduledChunk& c : plan.chunks) {
+    std::uint32_t token = kPendingToken;
     if (c.samples) {
       if (next >= sampled.size()) throw std::logic_error("scheduler: fewer sampled tokens than chunks");
-      s.tokens.push_back(sampled[next++]);
+      token = sampled[next++];
+    }
+    auto it = seqs_.find(c.id);
+    if (it == seqs_.end()) continue;  // finished while the step ran
+    Sequence& s = *it->second;
+    const std::size_t at = std::size_t{c.start} + c.count;  // where advance() put the pending token
+    if (c.samples && at < s.tokens.size() && s.tokens[at] == kPendingToken) {
+      s.tokens[at] = token;
       ++counters_.generated_tokens;
     }
-    // Full blocks whose K/V are now computed become findable.
-    while (s.num_hashed < s.num_computed / bs) {
-      const auto tokens = std::span(s.tokens).subspan(std::size_t{s.num_hashed} * bs, bs);
-      const kv::BlockHash h = pool_.hash(s.last_hash, tokens);
-      const kv::BlockId parent = s.num_hashed == 0 ? kv::kNullBlock : s.blocks[s.num_hashed - 1];
-      pool_.cache(s.blocks[s.num_hashed], h, {parent, tokens});
-      s.last_hash = h;
-      ++s.num_hashed;
-    }
+    hash_full_blocks(s);
+  }
+}
+
+// Full blocks whose K/V are computed and whose tokens are all known become findable.
+void Scheduler::hash_full_blocks(Sequence& s) {
+  const std::uint32_t bs = config_.block_size;
+  while (s.num_hashed < s.num_computed / bs) {
+    const auto tokens = std::span(s.tokens).subspan(std::size_t{s.num_hashed} * bs, bs);
+    if (std::find(tokens.begin(), tokens.end(), kPendingToken) != tokens.end()) return;
+    const kv::BlockHash h = pool_.hash(s.last_hash, tokens);
+    const kv::BlockId parent = s.num_hashed == 0 ? kv::kNullBlock : s.blocks[s.num_hashed - 1];
+    pool_.cache(s.blocks[s.num_hashed], h, {parent, tokens});
+    s.last_hash = h;
+    ++s.num_hashed;
   }
 }
 

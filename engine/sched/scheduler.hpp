@@ -17,6 +17,10 @@ namespace vkllm::sched {
 
 using SeqId = std::uint64_t;
 
+// A token the device has drawn but the host has not read yet (the overlapped loop, between
+// advance() and resolve()).
+inline constexpr std::uint32_t kPendingToken = 0xffffffffu;
+
 struct SchedulerConfig {
   std::uint32_t max_num_batched_tokens = 2048;  // tokens per step
   std::uint32_t max_num_seqs = 64;              // sequences per step
@@ -28,7 +32,8 @@ enum class SeqStatus { waiting, running, finished };
 
 struct Sequence {
   SeqId id = 0;
-  std::vector<std::uint32_t> tokens;  // prompt, then generated tokens
+  std::vector<std::uint32_t> tokens;  // prompt, then generated tokens (the last one or two may
+                                      // be kPendingToken until resolve())
   std::uint32_t prompt_len = 0;
   std::uint32_t max_new_tokens = 0;
   std::uint32_t num_computed = 0;     // leading tokens whose K/V are in `blocks`
@@ -56,6 +61,9 @@ struct StepPlan {
   std::vector<ScheduledChunk> chunks;  // decodes first, then prefill chunks
   std::vector<SeqId> preempted;        // sent back to waiting this step (blocks freed)
   std::uint32_t num_tokens = 0;
+  // Planned without preemption and a running sequence found no blocks: it waits for a plan that
+  // may preempt.
+  bool starved = false;
   bool empty() const { return chunks.empty(); }
 };
 
@@ -101,14 +109,25 @@ class Scheduler {
   void add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens,
            bool reuse_prefix = true);
 
-  // Plans the next step from the running and waiting sequences.
-  StepPlan schedule();
+  // Plans the next step from the running and waiting sequences. Without preemption (a plan made
+  // while the step before still runs: its blocks may not be taken back), a running sequence that
+  // finds no blocks is left out and the plan says starved. A running sequence whose output is
+  // at its limit (the last token still pending) gets no decode.
+  StepPlan schedule(bool allow_preemption = true);
 
-  // After the step ran: sampled[i] is the token drawn for the i-th chunk with samples == true.
-  // Advances num_computed, appends sampled tokens and registers newly full blocks in the prefix
-  // cache. Sequences are not finished here: the caller decides (stop conditions) and calls
-  // finish().
-  void commit(const StepPlan& plan, std::span<const std::uint32_t> sampled);
+  // After the step was submitted: advances num_computed and appends kPendingToken for each
+  // chunk that samples, so the next step can be planned before this one's tokens are known.
+  void advance(const StepPlan& plan);
+  // After the step ran: sampled[i] is the token drawn for the i-th chunk with samples == true;
+  // it replaces that chunk's pending token (sequences finished meanwhile are skipped), and full
+  // blocks of known tokens become findable in the prefix cache. Sequences are not finished
+  // here: the caller decides (stop conditions) and calls finish().
+  void resolve(const StepPlan& plan, std::span<const std::uint32_t> sampled);
+  // advance() then resolve(): a step run synchronously.
+  void commit(const StepPlan& plan, std::span<const std::uint32_t> sampled) {
+    advance(plan);
+    resolve(plan, sampled);
+  }
 
   // Ends a sequence (finished, stopped or cancelled) in any state: its blocks go back to the pool
   // (full ones stay findable in the prefix cache). Unknown ids are ignored.
@@ -126,6 +145,7 @@ class Scheduler {
   bool ensure_blocks(Sequence& s, std::uint32_t tokens);  // blocks for `tokens` K/V rows
   void preempt(Sequence& s);
   void admit_prefix(Sequence& s);
+  void hash_full_blocks(Sequence& s);
   std::vector<const Sequence*> view(std::span<const SeqId> ids) const;
 
   kv::BlockPool& pool_;

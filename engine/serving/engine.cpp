@@ -229,7 +229,8 @@ void Engine::loop() {
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] {
-        return stopping_ || !incoming_.empty() || !cancels_.empty() || !scheduler_.idle();
+        return stopping_ || !incoming_.empty() || !cancels_.empty() || !scheduler_.idle() ||
+               in_flight_.has_value();
       });
       incoming.swap(incoming_);
       cancels.swap(cancels_);
@@ -242,8 +243,16 @@ void Engine::loop() {
       std::vector<RequestId> ids;
       for (auto& [id, r] : live_) ids.push_back(id);
       for (RequestId id : ids) finish_request(id, FinishReason::cancelled);
+      if (in_flight_) {  // the model must not be destroyed under a running step
+        try {
+          model_.wait();
+        } catch (const std::exception& e) {
+          log::error("the last step failed at shutdown: {}", e.what());
+        }
+        in_flight_.reset();
+      }
     }
-    if (!stopping && !scheduler_.idle()) step();
+    if (!stopping) step();
     {
       std::lock_guard lock(mu_);
       publish_stats();
@@ -254,13 +263,19 @@ void Engine::loop() {
 }
 
 // The flat batch of one plan: every chunk's tokens, positions, slots and block table; one
-// sampling row (with its penalty list) per chunk that samples.
-model::StepInput Engine::build_step(const sched::StepPlan& plan, std::vector<Request*>& sampled,
-                                    std::vector<std::pair<Request*, std::uint32_t>>& scored) {
+// sampling row (with its penalty list) per chunk that samples. A token still pending (drawn by
+// the step in flight) is fed on the device from that step's sample row.
+model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l) {
   const std::uint32_t bs = model_.options().block_size;
   const std::uint32_t mb = model_.max_blocks_per_seq();
   model::StepInput in;
   in.query_start = {0};
+  std::unordered_map<RequestId, std::uint32_t> feed_rows;
+  if (in_flight_) {
+    for (std::size_t i = 0; i < in_flight_->sampled.size(); ++i) {
+      feed_rows.emplace(in_flight_->sampled[i], static_cast<std::uint32_t>(i));
+    }
+  }
   for (const sched::ScheduledChunk& c : plan.chunks) {
     const sched::Sequence& s = *scheduler_.find(c.id);
     Request& r = *live_.at(c.id);
@@ -268,17 +283,28 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, std::vector<Req
     in.block_table.resize(row + mb, kv::kNullBlock);
     std::copy(s.blocks.begin(), s.blocks.end(), in.block_table.begin() + static_cast<std::ptrdiff_t>(row));
     for (std::uint32_t p = c.start; p < c.start + c.count; ++p) {
-      in.token_ids.push_back(s.tokens[p]);
+      std::uint32_t token = s.tokens[p];
+      if (token == sched::kPendingToken) {
+        auto f = feed_rows.find(c.id);
+        if (f == feed_rows.end()) throw std::logic_error("engine: a pending token with no step in flight to draw it");
+        in.feed.resize(in.token_ids.size(), model::kNoFeed);
+        in.feed.push_back(f->second);
+        token = 0;
+      } else if (!in.feed.empty()) {
+        in.feed.push_back(model::kNoFeed);
+      }
+      in.token_ids.push_back(token);
       in.positions.push_back(p);
       in.slot_mapping.push_back(s.blocks[p / bs] * bs + p % bs);
     }
     const auto first_row = static_cast<std::uint32_t>(in.token_ids.size()) - c.count;
     in.query_start.push_back(static_cast<std::uint32_t>(in.token_ids.size()));
     // Scored once: a recompute after a preemption that follows the first token needs none.
-    if (r.params.prompt_logprobs && r.generated == 0) add_score_rows(r, s, c, first_row, in, scored);
+    if (r.params.prompt_logprobs && r.generated == 0) add_score_rows(r, s, c, first_row, in, l);
     if (!c.samples) continue;
     in.sample_rows.push_back(static_cast<std::uint32_t>(in.token_ids.size() - 1));
-    // s.tokens: the prompt, then what was generated (also after a preemption's recompute).
+    // s.tokens: the prompt, then what was generated (also after a preemption's recompute). A
+    // request with pending tokens has no penalties over them (can_overlap).
     const std::span<const std::uint32_t> seen(s.tokens);
     const std::size_t prompt_len = std::min(r.prompt.size(), seen.size());
     const std::vector<sample::PenaltyEntry> entries = sample::build_penalties(
@@ -289,7 +315,7 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, std::vector<Req
                                             static_cast<std::uint32_t>(entries.size())));
     if (r.params.logprobs) in.sampling.back().top_logprobs = r.params.top_logprobs;
     in.want_logprobs |= r.params.logprobs;
-    sampled.push_back(&r);
+    l.sampled.push_back(r.id);
   }
   return in;
 }
@@ -297,12 +323,11 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, std::vector<Req
 // Prompt scoring: the rows of this chunk's prompt positions p whose next token p + 1 is still
 // prompt; each scores that token. `scored` remembers (request, p) per score row.
 void Engine::add_score_rows(Request& r, const sched::Sequence& s, const sched::ScheduledChunk& c,
-                            std::uint32_t first_row, model::StepInput& in,
-                            std::vector<std::pair<Request*, std::uint32_t>>& scored) {
+                            std::uint32_t first_row, model::StepInput& in, Launched& l) {
   for (std::uint32_t p = c.start; p < c.start + c.count && p + 1 < s.prompt_len; ++p) {
     in.score_rows.push_back(first_row + (p - c.start));
     in.score_targets.push_back(s.tokens[p + 1]);
-    scored.emplace_back(&r, p);
+    l.scored.emplace_back(r.id, p);
   }
   in.score_top = std::max(in.score_top, r.params.top_logprobs);
 }
@@ -328,50 +353,112 @@ void Engine::append_sampled(Request& r, std::size_t row, const model::StepOutput
     finish_request(r.id, FinishReason::stop, {}, std::move(ev));
     return;
   }
+  // r.generated, not the sequence's count: that one includes a token still pending.
   const sched::Sequence* s = scheduler_.find(r.id);
-  if (s && s->generated() >= s->max_new_tokens) {
+  if (s && r.generated >= s->max_new_tokens) {
     finish_request(r.id, FinishReason::length, {}, std::move(ev));
     return;
   }
   deliver(r, ev, false);
 }
 
+// One turn of the overlapped loop (docs/ARCHITECTURE.md): while the device runs step t, plan and
+// submit step t + 1 when no host decision waits on step t's tokens; then read step t's output
+// and deliver it. Without overlap: submit the next step right after reading the last, so the
+// deliveries overlap the device instead.
 void Engine::step() {
-  const sched::StepPlan plan = scheduler_.schedule();
-  if (plan.empty()) return;
-  std::vector<Request*> sampled;
-  std::vector<std::pair<Request*, std::uint32_t>> scored;
-  const model::StepInput in = build_step(plan, sampled, scored);
-  model::StepOutput out;
+  std::optional<Launched> next;
+  if (in_flight_ && can_overlap()) next = launch(true);
+  if (in_flight_) {
+    const Launched done = std::move(*in_flight_);
+    in_flight_ = std::move(next);
+    complete(done);
+    if (in_flight_ || failed_) return;
+  }
+  if (!scheduler_.idle()) in_flight_ = launch(false);
+}
+
+// Step t + 1 may go before step t's tokens are known when nothing in it depends on them on the
+// host: penalties count the generated tokens (a request with one sampled in step t must wait).
+// Stop tokens need no wait: a sequence that stops at step t wastes its step t + 1 token.
+bool Engine::can_overlap() const {
+  if (!config_.overlap || starved_ || model_.in_flight() != 1) return false;
+  for (RequestId id : in_flight_->sampled) {
+    auto it = live_.find(id);
+    if (it != live_.end() && it->second->params.sampling.penalizes()) return false;
+  }
+  return true;
+}
+
+std::optional<Engine::Launched> Engine::launch(bool overlapped) {
+  Launched l;
+  l.plan = scheduler_.schedule(!overlapped);
+  starved_ = l.plan.starved;
+  if (l.plan.empty()) return std::nullopt;
   try {
-    out = model_.step(in);
+    const model::StepInput in = build_step(l.plan, l);
+    model_.submit(in);
   } catch (const DeviceLost& e) {
-    log::error("device lost: {}", e.what());
-    failed_ = true;
-    std::vector<RequestId> ids;
-    for (auto& [id, r] : live_) ids.push_back(id);
-    for (RequestId id : ids) finish_request(id, FinishReason::error, e.what());
-    return;
+    fail_all(e.what());
+    return std::nullopt;
   } catch (const std::exception& e) {
     // A step the model refused (a bug, not the user's input): fail only its requests.
     log::error("step failed: {}", e.what());
-    for (const sched::ScheduledChunk& c : plan.chunks) finish_request(c.id, FinishReason::error, e.what());
+    for (const sched::ScheduledChunk& c : l.plan.chunks) finish_request(c.id, FinishReason::error, e.what());
+    return std::nullopt;
+  }
+  scheduler_.advance(l.plan);
+  std::lock_guard lock(mu_);
+  ++stats_.steps;
+  stats_.overlapped_steps += overlapped;
+  return l;
+}
+
+void Engine::fail_all(const std::string& why) {
+  log::error("device lost: {}", why);
+  failed_ = true;
+  std::vector<RequestId> ids;
+  for (auto& [id, r] : live_) ids.push_back(id);
+  for (RequestId id : ids) finish_request(id, FinishReason::error, why);
+}
+
+// Step `l` ran: its tokens replace the pending ones, then each live request gets its token (or
+// ends). Requests that ended meanwhile (cancelled, stopped a step earlier) are skipped.
+void Engine::complete(const Launched& l) {
+  model::StepOutput out;
+  try {
+    out = model_.wait();
+  } catch (const DeviceLost& e) {
+    if (in_flight_) {  // the step after it cannot have run either
+      try {
+        model_.wait();
+      } catch (const std::exception&) {
+      }
+      in_flight_.reset();
+    }
+    fail_all(e.what());
+    return;
+  } catch (const std::exception& e) {
+    log::error("step failed: {}", e.what());
+    for (const sched::ScheduledChunk& c : l.plan.chunks) finish_request(c.id, FinishReason::error, e.what());
     return;
   }
-  {
-    std::lock_guard lock(mu_);
-    ++stats_.steps;
-  }
-  scheduler_.commit(plan, out.ids);
-  for (std::size_t i = 0; i < scored.size(); ++i) {
-    auto [r, p] = scored[i];
-    r->prompt_logprobs[p] = out.score_logprobs[i];
-    if (!r->prompt_top.empty()) {
-      r->prompt_top[p] = out.score_top[i];
-      r->prompt_top[p].resize(std::min<std::size_t>(r->prompt_top[p].size(), r->params.top_logprobs));
+  scheduler_.resolve(l.plan, out.ids);
+  for (std::size_t i = 0; i < l.scored.size(); ++i) {
+    auto it = live_.find(l.scored[i].first);
+    if (it == live_.end()) continue;
+    Request& r = *it->second;
+    const std::uint32_t p = l.scored[i].second;
+    r.prompt_logprobs[p] = out.score_logprobs[i];
+    if (!r.prompt_top.empty()) {
+      r.prompt_top[p] = out.score_top[i];
+      r.prompt_top[p].resize(std::min<std::size_t>(r.prompt_top[p].size(), r.params.top_logprobs));
     }
   }
-  for (std::size_t i = 0; i < sampled.size(); ++i) append_sampled(*sampled[i], i, out);
+  for (std::size_t i = 0; i < l.sampled.size(); ++i) {
+    auto it = live_.find(l.sampled[i]);
+    if (it != live_.end()) append_sampled(*it->second, i, out);
+  }
 }
 
 }  // namespace vkllm::serving

@@ -80,6 +80,9 @@ struct EngineConfig {
   std::uint32_t max_num_batched_tokens = 512;
   std::uint32_t max_queue = 256;  // requests waiting for a first step (not running); more -> QueueFull
   bool prefix_caching = true;
+  // The overlapped loop (docs/ARCHITECTURE.md): step t + 1 is planned and submitted while the
+  // device runs step t, its decode tokens fed on the device. Off: one step at a time.
+  bool overlap = true;
 };
 
 // Thrown by submit() when the queue is full (the server answers 429). A sibling of
@@ -104,6 +107,7 @@ struct EngineStats {
   std::uint64_t steps = 0;
   std::uint64_t recordings = 0;
   std::uint64_t replays = 0;
+  std::uint64_t overlapped_steps = 0;   // submitted while the step before still ran
   std::uint64_t cancel_calls = 0;       // cancel() calls (one per abandoned request is right)
   std::uint64_t timeouts = 0;           // requests ended by their time limit
 };
@@ -129,15 +133,24 @@ class Engine {
 
  private:
   struct Request;
+  // A submitted step: its plan, the request of each sample row, (request, position) of each
+  // prompt score row.
+  struct Launched {
+    sched::StepPlan plan;
+    std::vector<RequestId> sampled;
+    std::vector<std::pair<RequestId, std::uint32_t>> scored;
+  };
   void loop();
   void step();
+  bool can_overlap() const;
+  std::optional<Launched> launch(bool overlapped);
+  void complete(const Launched& l);
+  void fail_all(const std::string& why);
   void admit(std::deque<std::unique_ptr<Request>>& incoming);
   void expire();
-  model::StepInput build_step(const sched::StepPlan& plan, std::vector<Request*>& sampled,
-                              std::vector<std::pair<Request*, std::uint32_t>>& scored);
+  model::StepInput build_step(const sched::StepPlan& plan, Launched& l);
   void add_score_rows(Request& r, const sched::Sequence& s, const sched::ScheduledChunk& c,
-                      std::uint32_t first_row, model::StepInput& in,
-                      std::vector<std::pair<Request*, std::uint32_t>>& scored);
+                      std::uint32_t first_row, model::StepInput& in, Launched& l);
   void append_sampled(Request& r, std::size_t row, const model::StepOutput& out);
   void deliver(Request& r, TokenEvent& ev, bool last);
   // The one way a request ends: its last event (`ev`, with `reason`), then its blocks go back.
@@ -165,6 +178,8 @@ class Engine {
 
   // Engine-thread state.
   std::unordered_map<RequestId, std::unique_ptr<Request>> live_;
+  std::optional<Launched> in_flight_;  // the step the device runs
+  bool starved_ = false;  // the last overlapped plan left a sequence without blocks
   // Last events held until the step's bookkeeping is done and published, so a client that sees
   // its request end also sees its blocks back in stats().
   std::vector<std::pair<EventCallback, TokenEvent>> finals_;

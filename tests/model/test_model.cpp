@@ -335,6 +335,71 @@ TEST_CASE_FIXTURE(test::DeviceTest, "a bad batch is refused before it reaches th
   bad = in;
   bad.sampling[0].top_logprobs = ops::kMaxTopLogprobs + 1;
   CHECK_THROWS_AS(m->step(bad), InvalidRequest);
+  // The feed: one entry per token, rows the step before drew (it drew one).
+  bad = in;
+  bad.feed = {model::kNoFeed};
+  CHECK_THROWS_AS(m->step(bad), InvalidRequest);
+  bad.feed = {model::kNoFeed, 1};
+  CHECK_THROWS_AS(m->step(bad), InvalidRequest);
+  bad.feed = {model::kNoFeed, 0};
+  bad.token_ids[1] = spec.vocab_size;  // ignored where the feed names a row
+  CHECK_NOTHROW(m->step(bad));
+  CHECK(m->in_flight() == 0);
+  CHECK_THROWS_AS(m->wait(), std::logic_error);
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "the overlapped loop: a step fed on the device matches the host's ids") {
+  // Step A (two prompts) and step B (their next tokens, fed from A's rows on the device) are
+  // both submitted before A is read; the same two steps with B's ids from the host must give
+  // the same ids and log probabilities, bit for bit (deterministic mode: same shapes, same sums).
+  const auto spec = spec_for(Arch::qwen3, gguf::TensorType::kQ4_K, 21);
+  model::ModelOptions opt;
+  opt.max_batch_tokens = 64;
+  opt.max_seqs = 4;
+  opt.context_length = 64;
+  opt.num_blocks = 1 + 4 * 4;
+  opt.deterministic = true;
+  auto m = load_synthetic(device(), spec, opt);
+  const std::uint32_t bs = opt.block_size, mb = m->max_blocks_per_seq();
+  const auto p0 = random_tokens(rng(), 19, spec.vocab_size);
+  const auto p1 = random_tokens(rng(), 5, spec.vocab_size);
+  // Run r (0: fed, 1: from the host) keeps its K/V in blocks 1 + 8r ...
+  auto blocks = [&](std::uint32_t run, std::uint32_t seq) {
+    std::vector<std::uint32_t> b(mb);
+    std::iota(b.begin(), b.end(), 1 + run * 8 + seq * mb);
+    return b;
+  };
+  auto prompt_step = [&](std::uint32_t run) {
+    model::StepInput in;
+    in.query_start = {0};
+    add_sequence(in, mb, bs, blocks(run, 0), p0, 0);
+    add_sequence(in, mb, bs, blocks(run, 1), p1, 0);
+    in.want_logprobs = true;
+    return in;
+  };
+  // B: sequence 1 first, so the feed crosses rows.
+  auto next_step = [&](std::uint32_t run, std::uint32_t t0, std::uint32_t t1) {
+    model::StepInput in;
+    in.query_start = {0};
+    add_sequence(in, mb, bs, blocks(run, 1), std::vector<std::uint32_t>{t1}, 5);
+    add_sequence(in, mb, bs, blocks(run, 0), std::vector<std::uint32_t>{t0}, 19);
+    in.want_logprobs = true;
+    return in;
+  };
+  m->submit(prompt_step(0));
+  model::StepInput fed = next_step(0, 0, 0);
+  fed.feed = {1, 0};
+  m->submit(fed);
+  CHECK(m->in_flight() == 2);
+  CHECK_THROWS_AS(m->submit(fed), std::logic_error);  // two in flight already
+  const auto a = m->wait();
+  const auto b = m->wait();
+  const auto a_host = m->step(prompt_step(1));
+  const auto b_host = m->step(next_step(1, a_host.ids[0], a_host.ids[1]));
+  CHECK(a.ids == a_host.ids);
+  CHECK(a.logprobs == a_host.logprobs);
+  CHECK(b.ids == b_host.ids);
+  CHECK(b.logprobs == b_host.logprobs);
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the documented greedy story, id for id") {

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "common/error.hpp"
@@ -320,4 +321,150 @@ TEST_CASE("finishing (cancelling) in any state returns every block") {
   CHECK(s.idle());
   CHECK(pool.num_used() == 0);
   CHECK(pool.num_free() == pool.usable_blocks());
+}
+
+namespace {
+
+// The token drawn for a chunk as a function of its position only, so plans made before the last
+// step's tokens are known draw what plans made after would.
+std::vector<std::uint32_t> sample_by_position(const StepPlan& plan) {
+  std::vector<std::uint32_t> out;
+  for (const auto& c : plan.chunks) {
+    if (c.samples) out.push_back(1000 + c.start + c.count);
+  }
+  return out;
+}
+
+// The overlapped loop's order: while step t "runs", plan step t + 1 without preemption and
+// advance it; then resolve step t and finish what reached its length. Returns outputs by id;
+// counts the plans made ahead.
+std::map<sched::SeqId, std::vector<std::uint32_t>> run_overlapped(Scheduler& s, int& ahead) {
+  std::map<sched::SeqId, std::vector<std::uint32_t>> done;
+  std::optional<StepPlan> flight;
+  auto finish_done = [&](const StepPlan& p) {
+    for (const auto& c : p.chunks) {
+      const auto* q = s.find(c.id);
+      if (!q || !c.samples) continue;
+      const auto pending = std::count(q->tokens.begin(), q->tokens.end(), sched::kPendingToken);
+      if (q->generated() - pending >= q->max_new_tokens) {
+        CHECK(pending == 0);  // no decode is planned past the limit
+        done[c.id].assign(q->tokens.begin() + q->prompt_len, q->tokens.end());
+        s.finish(c.id);
+      }
+    }
+  };
+  for (int step = 0; step < 10000 && (flight || !s.idle()); ++step) {
+    if (flight) {
+      std::optional<StepPlan> next;
+      StepPlan p = s.schedule(false);
+      CHECK(p.preempted.empty());
+      if (!p.empty()) {
+        check_plan(s, p);
+        s.advance(p);
+        next = std::move(p);
+        ++ahead;
+      }
+      s.resolve(*flight, sample_by_position(*flight));
+      finish_done(*flight);
+      flight = std::move(next);
+      if (flight) continue;
+    }
+    if (s.idle()) break;
+    StepPlan p = s.schedule();
+    check_plan(s, p);
+    if (p.empty()) continue;
+    s.advance(p);
+    flight = std::move(p);
+  }
+  return done;
+}
+
+std::map<sched::SeqId, std::vector<std::uint32_t>> run_by_position(Scheduler& s) {
+  std::map<sched::SeqId, std::vector<std::uint32_t>> done;
+  for (int step = 0; step < 10000 && !s.idle(); ++step) {
+    const StepPlan p = s.schedule();
+    s.commit(p, sample_by_position(p));
+    for (const auto& c : p.chunks) {
+      const auto* q = s.find(c.id);
+      if (q && c.samples && q->generated() >= q->max_new_tokens) {
+        done[c.id].assign(q->tokens.begin() + q->prompt_len, q->tokens.end());
+        s.finish(c.id);
+      }
+    }
+  }
+  return done;
+}
+
+}  // namespace
+
+TEST_CASE("the overlapped loop: plans made a step ahead give the same outputs, with and without preemption") {
+  for (const std::uint32_t blocks : {200u, 25u}) {
+    CAPTURE(blocks);
+    kv::BlockPool p1(blocks), p2(blocks);
+    const SchedulerConfig cfg{.max_num_batched_tokens = 16, .max_num_seqs = 8, .block_size = 4, .max_model_len = 128};
+    Scheduler sync(p1, cfg), ahead(p2, cfg);
+    add_four(sync);
+    add_four(ahead);
+    int planned_ahead = 0;
+    const auto a = run_by_position(sync);
+    const auto b = run_overlapped(ahead, planned_ahead);
+    CHECK(a.size() == 4);
+    CHECK(a == b);
+    CHECK(planned_ahead > 0);
+    CHECK(p2.num_used() == 0);
+    CHECK(sync.counters().generated_tokens == ahead.counters().generated_tokens);
+  }
+}
+
+TEST_CASE("the overlapped loop: blocks are hashed only once their tokens are known; no preemption ahead") {
+  kv::BlockPool pool(40);
+  Scheduler s(pool, {.max_num_batched_tokens = 64, .max_num_seqs = 4, .block_size = 2, .max_model_len = 64});
+  s.add(1, {5, 6, 7}, 4);
+  const StepPlan p1 = s.schedule();
+  s.advance(p1);
+  CHECK(s.find(1)->tokens == std::vector<std::uint32_t>{5, 6, 7, sched::kPendingToken});
+  const StepPlan p2 = s.schedule(false);  // the decode of the pending token
+  REQUIRE(p2.chunks.size() == 1);
+  CHECK(p2.chunks[0].start == 3);
+  s.advance(p2);
+  CHECK(s.find(1)->num_computed == 4);
+  CHECK(s.find(1)->num_hashed == 0);  // advancing registers nothing
+  s.resolve(p1, std::vector<std::uint32_t>{8});
+  CHECK(s.find(1)->num_hashed == 2);  // [5 6] [7 8]; the pending token at 4 is in neither
+  CHECK(s.counters().generated_tokens == 1);
+  s.add(2, {5, 6, 7, 8, 9}, 1);  // finds both blocks
+  s.resolve(p2, std::vector<std::uint32_t>{9});
+  const StepPlan p3 = s.schedule(false);
+  CHECK(s.find(2)->cached_tokens == 4);
+  (void)p3;
+  s.finish(1);
+  s.finish(2);
+  CHECK(pool.num_used() == 0);
+
+  // Ahead of a running step the plan never preempts: sequences without blocks wait (starved),
+  // and the next plan, made after the step was read, preempts.
+  kv::BlockPool small(5);  // 4 blocks of 2
+  Scheduler t(small, {.max_num_batched_tokens = 64, .max_num_seqs = 4, .block_size = 2, .max_model_len = 64});
+  t.add(1, {1, 2}, 10);
+  t.add(2, {3, 4}, 10);
+  const StepPlan q = t.schedule();  // the prompts: a block each
+  t.advance(q);
+  const StepPlan r = t.schedule(false);  // decodes at 2: a block each, the last two
+  REQUIRE(r.chunks.size() == 2);
+  CHECK_FALSE(r.starved);
+  t.advance(r);
+  t.resolve(q, std::vector<std::uint32_t>{7, 7});
+  const StepPlan u = t.schedule(false);  // decodes at 3: no new block
+  REQUIRE(u.chunks.size() == 2);
+  t.advance(u);
+  t.resolve(r, std::vector<std::uint32_t>{8, 8});
+  const StepPlan v = t.schedule(false);  // decodes at 4 need a block each; none is free
+  CHECK(v.empty());
+  CHECK(v.starved);
+  CHECK(v.preempted.empty());
+  t.resolve(u, std::vector<std::uint32_t>{9, 9});
+  const StepPlan w = t.schedule();
+  CHECK(w.preempted == std::vector<sched::SeqId>{2});
+  REQUIRE(w.chunks.size() == 1);
+  CHECK(w.chunks[0].id == 1);
 }

@@ -195,6 +195,61 @@ TEST_CASE_FIXTURE(test::DeviceTest, "preemption: a pool too small for all recomp
   CHECK(st.kv_blocks_free == st.kv_blocks_total);
 }
 
+TEST_CASE_FIXTURE(test::DeviceTest, "the overlapped loop: one step at a time or a step ahead, the same tokens") {
+  // Deterministic mode (batch-invariant), a pool too small for all (preemption), one request
+  // with a repetition penalty (every step waits for its token on the host), one sampled with a
+  // seed, one ending on a stop id (its step-ahead token is thrown away).
+  Fixture f = random_model(device(), 13, 8, true);
+  const auto ps = prompts(8, 320, 17);
+  struct Run {
+    std::vector<std::vector<std::uint32_t>> tokens;
+    std::vector<FinishReason> finish;
+    serving::EngineStats stats;
+  };
+  auto run = [&](bool overlap, std::uint32_t stop_id) {
+    serving::EngineConfig cfg;
+    cfg.max_num_seqs = 8;
+    cfg.max_num_batched_tokens = 64;
+    cfg.overlap = overlap;
+    Engine engine(*f.model, f.tokenizer, cfg);
+    std::vector<std::unique_ptr<Collector>> cs;
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      auto params = greedy(36 + static_cast<std::uint32_t>(i % 5));
+      if (i == 3) params.sampling.repetition_penalty = 1.3f;
+      if (i == 5) {
+        params.sampling.temperature = 0.9f;
+        params.sampling.seed = 7;
+      }
+      if (i == 6 && stop_id != ~0u) params.stop_token_ids = {stop_id};
+      cs.push_back(std::make_unique<Collector>());
+      engine.submit(ps[i], params, cs.back()->callback());
+    }
+    Run r;
+    for (auto& c : cs) {
+      c->wait();
+      CHECK(c->final_events == 1);
+      r.tokens.push_back(c->tokens);
+      r.finish.push_back(c->finish);
+    }
+    r.stats = engine.stats();
+    return r;
+  };
+  const Run base = run(false, ~0u);
+  REQUIRE(base.tokens[6].size() > 10);
+  const std::uint32_t stop_id = base.tokens[6][9];
+  const Run one = run(false, stop_id);
+  const Run ahead = run(true, stop_id);
+  CHECK(one.finish[6] == FinishReason::stop);
+  CHECK(ahead.tokens == one.tokens);
+  CHECK(ahead.finish == one.finish);
+  CHECK(one.stats.overlapped_steps == 0);
+  CHECK(ahead.stats.overlapped_steps > 0);
+  CHECK(ahead.stats.preemptions > 0);
+  // Tokens drawn a step ahead for a request that had stopped are not counted.
+  CHECK(ahead.stats.generation_tokens == one.stats.generation_tokens);
+  CHECK(ahead.stats.kv_blocks_free == ahead.stats.kv_blocks_total);
+}
+
 TEST_CASE_FIXTURE(test::DeviceTest, "prefix cache: a shared 3-block prefix is computed once, same output") {
   Fixture f = random_model(device(), 0, 4);
   serving::EngineConfig cfg;
