@@ -4,8 +4,9 @@
 // The row is worked on in scratch[nrows, ncols] (f32):
 //   copy + raw max -> penalties (one entry per invocation) -> greedy argmax, or
 //   x = l / T + max -> e = exp(x - max) (p up to a constant) -> keep threshold on e: top-k's by a
-//   radix select, top-p's by bisection, both over the f32 bit pattern (monotonic for e >= 0, so
-//   they land on a value of the row) -> draw.
+//   radix select, top-p's by bisection (over top-k's survivors gathered in shared memory when
+//   they fit), both over the f32 bit pattern (monotonic for e >= 0, so they land on a value of
+//   the row) -> draw.
 // Every filter is scale invariant, so p is never normalized: thresholds and the draw use e.
 // Rows that ask then list their top-N raw logits: N workgroup argmax passes over logits, each
 // taking the next (value, index) in the order (descending value, ascending index).
@@ -114,6 +115,10 @@ float penalize(float l, uint count, uint seen, float bias, SamplingRow sp) {
 }
 
 shared uint hist_[256];
+// Top-k's survivors, gathered when they fit, so that top-p's passes read them and not the row.
+const uint kKeptCap = 1024u;
+shared float kept_e_[kKeptCap];
+shared uint kept_n_;
 shared uint radix_pick_;  // the bucket the k-th largest falls in (kNoIndex: fewer than k values)
 shared uint radix_above_;  // elements of the prefix in buckets above it
 
@@ -230,12 +235,32 @@ void main() {
     uint t = 0u;
     if (sp.top_k > 0u && sp.top_k < n) t = kth_largest_bits(base, n, sp.top_k);
     if (sp.top_p < 1.0) {
-      // The largest tau with sum(kept e >= tau) >= top_p * sum(kept e).
+      // The largest tau with sum(kept e >= tau) >= top_p * sum(kept e). After top-k the kept
+      // values are few: gathered into shared memory (when they fit), the bisection's passes
+      // read them instead of the whole row.
       const float ft = uintBitsToFloat(t);
+      if (tid == 0u) kept_n_ = 0u;
+      barrier();
+      if (t > 0u) {  // workgroup-uniform: top-k kept fewer than the row
+        for (uint c = tid; c < n; c += WG_SIZE) {
+          const float e = scratch[base + c];
+          if (e >= ft) {
+            const uint slot = atomicAdd(kept_n_, 1u);
+            if (slot < kKeptCap) kept_e_[slot] = e;
+          }
+        }
+      }
+      barrier();
+      const uint m = kept_n_;
+      const bool gathered = t > 0u && m <= kKeptCap;  // workgroup-uniform
       float kept = 0.0;
-      for (uint c = tid; c < n; c += WG_SIZE) {
-        const float e = scratch[base + c];
-        kept += e >= ft ? e : 0.0;
+      if (gathered) {
+        for (uint i = tid; i < m; i += WG_SIZE) kept += kept_e_[i];
+      } else {
+        for (uint c = tid; c < n; c += WG_SIZE) {
+          const float e = scratch[base + c];
+          kept += e >= ft ? e : 0.0;
+        }
       }
       const float target = sp.top_p * wg_sum(kept);
       uint lo = t, hi = hi0;
@@ -243,9 +268,13 @@ void main() {
         const uint mid = lo + (hi - lo) / 2u;
         const float fm = uintBitsToFloat(mid);  // > t: e >= fm implies kept
         float s = 0.0;
-        for (uint c = tid; c < n; c += WG_SIZE) {
-          const float e = scratch[base + c];
-          s += e >= fm ? e : 0.0;
+        if (gathered) {
+          for (uint i = tid; i < m; i += WG_SIZE) s += kept_e_[i] >= fm ? kept_e_[i] : 0.0;
+        } else {
+          for (uint c = tid; c < n; c += WG_SIZE) {
+            const float e = scratch[base + c];
+            s += e >= fm ? e : 0.0;
+          }
         }
         if (wg_sum(s) >= target) lo = mid; else hi = mid;
       }

@@ -106,7 +106,8 @@ ops::SamplingRow random_row(std::mt19937& rng, Kind kind, std::uint32_t ncols) {
     case Kind::top_p: r.top_p = 0.05f + 0.9f * uf(rng); break;
     case Kind::min_p: r.min_p = 0.02f + 0.5f * uf(rng); break;
     case Kind::combined:
-      r.top_k = k_in(1, kmax);
+      // Half of them with a k past the 1024 survivors the sampler gathers for top-p.
+      r.top_k = k_in(1, rng() % 2 ? kmax : std::max(kmax, std::min<std::uint32_t>(ncols, 3000)));
       r.top_p = 0.3f + 0.65f * uf(rng);
       r.min_p = 0.01f + 0.1f * uf(rng);
       break;
