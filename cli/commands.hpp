@@ -107,6 +107,7 @@ struct ServeOptions {
   bool metrics_need_key = false;
   std::vector<std::string> allowed_hosts;
   double request_timeout = 0;  // seconds; 0: none
+  unsigned timeout = 30;        // seconds: each request's read, each response write, keep-alive idle
   std::string cors_origin;
   std::uint32_t max_num_seqs = 16;
   std::uint32_t max_num_batched_tokens = 512;

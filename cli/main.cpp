@@ -105,6 +105,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--host", serve.host, "Address to bind (default loopback)");
   serve_cmd->add_option("--port", serve.port, "Port (0: any free port)");
   serve_cmd->add_option("--api-key", serve.api_key, "Require 'Authorization: Bearer KEY' on every route but /health (and /metrics)");
+  serve_cmd->add_option("--timeout", serve.timeout,
+                        "Seconds a client may take to send a request (headers and body), to take each "
+                        "response write, and to sit idle between keep-alive requests")
+      ->check(CLI::Range(1u, 86400u));
   serve_cmd->add_option("--request-timeout", serve.request_timeout,
                         "Seconds a generation may run before it ends with 408 request_timeout (0: no limit)")
       ->check(CLI::Range(0.0, 1e7));

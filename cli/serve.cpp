@@ -113,6 +113,7 @@ server::ServerConfig server_config(const ServeOptions& o) {
   sc.metrics_need_key = o.metrics_need_key;
   sc.allowed_hosts = o.allowed_hosts;
   sc.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.request_timeout * 1000.0));
+  sc.read_timeout = std::chrono::seconds(o.timeout);
   sc.threads = o.threads;
   sc.default_max_tokens = o.default_max_tokens;
   sc.body_limit = o.max_body_bytes;

@@ -32,7 +32,9 @@ struct ServerConfig {
   unsigned workers = 2;                    // parsing, templates, tokenizing
   std::uint64_t body_limit = 8u << 20;
   std::uint32_t header_limit = 16u << 10;
-  std::chrono::seconds read_timeout{30};      // before every read, including keep-alive idle
+  // --timeout: a whole request's read (headers and body: a client sending a byte at a time is
+  // cut off), each response write (a client that stops reading), keep-alive idle.
+  std::chrono::seconds read_timeout{30};
   std::chrono::seconds shutdown_grace{5};     // in-flight requests get this long to finish
   std::uint32_t default_max_tokens = 256;
   // A generation running longer ends with 408 request_timeout, its KV blocks freed (0: none).

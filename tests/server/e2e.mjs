@@ -125,7 +125,7 @@ test('32 parallel streaming clients at temperature 0 each get their solo text', 
   assert.equal((await s.exited).code, 0);
 });
 
-test('clients that vanish mid-stream or while queued free everything; the server keeps serving', async () => {
+test('B1: clients that vanish mid-stream or while queued free everything; the server keeps serving', async () => {
   const s = await startServer(['--max-num-seqs', '2']);
   const jobs = [];
   for (let i = 0; i < 4; i++) jobs.push(streamChat(s.url, chatBody(`drop ${i}`, 400), { abortAfter: 2 }));
@@ -214,7 +214,7 @@ test('bad input gets the right status and an OpenAI-shaped error', async () => {
   assert.equal((await s.exited).code, 0);
 });
 
-test('SIGTERM during active streams ends them cleanly and exits 0', async () => {
+test('B17: SIGTERM during active streams ends them cleanly and exits 0', async () => {
   const s = await startServer();
   const streams = Array.from({ length: 4 }, (_, i) => streamChat(s.url, chatBody(`long ${i}`, 1500)).catch((e) => ({ error: e })));
   await new Promise((r) => setTimeout(r, 500));

@@ -178,7 +178,7 @@ test('defect 6: SIGTERM while the model loads stops the load and exits 0 at once
   assert.match(s.log(), /stopped while loading/);
 });
 
-test('defect 7 and 9: --max-queue counts waiting requests; a full queue is 429, never 400', async () => {
+test('B5 C6, defects 7 and 9: --max-queue counts waiting requests; a full queue is 429, never 400', async () => {
   const s = await startServer(['--max-num-seqs', '1', '--max-queue', '1']);
   const running = streamChat(s.url, { ...chatBody('running', 300), ignore_eos: true });
   for (let i = 0; i < 200 && (await metrics(s.url)).get('vllm:num_requests_running') !== 1; i++) {
@@ -380,7 +380,7 @@ test('penalties: frequency and presence count generated tokens only', { skip: !s
   assert.equal((await s.exited).code, 0);
 });
 
-test('DNS rebinding: on loopback only localhost Host names are served; the API key guards every route but /health', async () => {
+test('B7 DNS rebinding: on loopback only localhost Host names are served; the API key guards every route but /health', async () => {
   const s = await startServer(['--api-key', 'sekret', '--allowed-hosts', 'box.lan']);
   const { port } = new URL(s.url);
   const status = (res) => Number(res.head.split(' ')[1]);
@@ -432,6 +432,39 @@ test('--request-timeout: a generation past it ends with 408 request_timeout (str
   // A request that ends in time is untouched.
   const short = await post(s.url, '/v1/chat/completions', chatBody('Once upon a time', 4));
   assert.equal(short.status, 200);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('B3 slowloris: headers or a body sent a byte at a time are cut off at --timeout; nothing held, others served', async () => {
+  const s = await startServer(['--timeout', '2']);
+  const { hostname, port } = new URL(s.url);
+  // Writes `prefix` at once, then `rest` a byte every `ms` until the server closes the socket.
+  const trickle = (prefix, rest, ms) => new Promise((resolve) => {
+    const sock = net.connect(Number(port), hostname);
+    const t0 = Date.now();
+    let i = 0;
+    sock.on('error', () => {});
+    sock.on('connect', () => sock.write(prefix));
+    const timer = setInterval(() => { if (!sock.destroyed && i < rest.length) sock.write(rest[i++]); }, ms);
+    sock.on('close', () => { clearInterval(timer); resolve({ ms: Date.now() - t0, sent: i, of: rest.length }); });
+  });
+  const body = JSON.stringify(chatBody('Once upon a time', 8));
+  const head = `POST /v1/chat/completions HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+  const slow = [
+    ...[0, 1, 2, 3].map(() => trickle('', head + body, 100)),  // the headers never end in time
+    ...[0, 1, 2, 3].map(() => trickle(head, body, 100)),       // whole headers, the body trickles
+  ];
+  // Meanwhile (two io threads, eight slow clients) a normal request is served.
+  const ok = await post(s.url, '/v1/chat/completions', chatBody('Once upon a time', 4));
+  assert.equal(ok.status, 200);
+  for (const r of await Promise.all(slow)) {
+    assert.ok(r.sent < r.of, `cut off before the request was whole (${r.sent} of ${r.of} bytes)`);
+    assert.ok(r.ms >= 1500 && r.ms < 8000, `closed after ${r.ms} ms (timeout 2 s)`);
+  }
+  const m = await waitIdle(s.url);
+  assert.equal(m.get('vllm:gpu_cache_usage_perc'), 0);
   s.proc.kill('SIGTERM');
   assert.equal((await s.exited).code, 0);
 });

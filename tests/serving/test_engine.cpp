@@ -176,7 +176,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "batch invariance: 1, 4, 16 and 32 concurren
   }
 }
 
-TEST_CASE_FIXTURE(test::DeviceTest, "preemption: a pool too small for all recomputes and keeps every output") {
+TEST_CASE_FIXTURE(test::DeviceTest, "B9: preemption: a pool too small for all recomputes and keeps every output") {
   Fixture big = random_model(device(), 0, 8);
   serving::EngineConfig cfg;
   cfg.max_num_seqs = 8;
