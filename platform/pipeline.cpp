@@ -205,6 +205,7 @@ void Device::save_pipeline_cache() {
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    out.close();  // flushes: a full disk shows here, and the half-written file is never renamed
     if (!out) {
       std::filesystem::remove(tmp, ec);
       throw DeviceError(fmt::format("cannot write pipeline cache {}", tmp));

@@ -3,6 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <unistd.h>
 
 #include "common/error.hpp"
 #include "engine/ops/elementwise.hpp"
@@ -134,23 +138,27 @@ TEST_CASE_FIXTURE(DeviceTest, "timestamps time every command") {
   CHECK(t[0].ms < 10'000);
 }
 
-TEST_CASE_FIXTURE(DeviceTest, "the pipeline cache is written and read back per device") {
+TEST_CASE_FIXTURE(DeviceTest, "the pipeline cache is written and read back per device; write faults are typed errors") {
   const auto dir = std::filesystem::temp_directory_path() /
                    ("vkllm-test-cache-" + std::to_string(test::run_seed()));
   std::filesystem::remove_all(dir);
   platform::DeviceOptions opts;
   opts.cache_dir = dir;
   const std::size_t index = gpu().instance.choose_device();
+  // Compiles one pipeline (add or mul) on `dev` and runs it.
+  auto run_one = [](platform::Device& dev, bool mul) {
+    ops::Kernels k(dev);
+    auto x = dev.create_buffer(64, MemoryIntent::activations, "x");
+    auto cs = dev.command_stream();
+    cs.begin();
+    if (mul) ops::record_mul(k, cs, x, x, x, 16); else ops::record_add(k, cs, x, x, x, 16);
+    cs.end();
+    cs.submit_and_wait();
+  };
   std::filesystem::path path;
   {
     auto dev = platform::Device::open(gpu().instance, index, opts);
-    ops::Kernels k(*dev);
-    auto x = dev->create_buffer(64, MemoryIntent::activations, "x");
-    auto cs = dev->command_stream();
-    cs.begin();
-    ops::record_add(k, cs, x, x, x, 16);
-    cs.end();
-    cs.submit_and_wait();
+    run_one(*dev, false);
     CHECK(dev->pipeline_count() == 1);
     dev->save_pipeline_cache();
     path = dev->pipeline_cache_path();
@@ -161,5 +169,29 @@ TEST_CASE_FIXTURE(DeviceTest, "the pipeline cache is written and read back per d
   { auto again = platform::Device::open(gpu().instance, index, opts); }
   std::filesystem::resize_file(path, 8);
   { auto truncated = platform::Device::open(gpu().instance, index, opts); }
+
+  // A full disk while saving (the temporary file is /dev/full): a typed error, and the cache
+  // already there is left as it was.
+  if (std::filesystem::exists("/dev/full")) {
+    auto dev = platform::Device::open(gpu().instance, index, opts);
+    run_one(*dev, true);
+    const auto before = std::filesystem::file_size(path);
+    const std::filesystem::path tmp = path.string() + ".tmp" + std::to_string(::getpid());
+    std::filesystem::create_symlink("/dev/full", tmp);
+    CHECK_THROWS_AS(dev->save_pipeline_cache(), DeviceError);
+    CHECK_FALSE(std::filesystem::is_symlink(tmp));
+    CHECK(std::filesystem::file_size(path) == before);
+  } else {
+    MESSAGE("SKIPPED the full-disk case: no /dev/full");
+  }
+  // A cache folder that cannot be made (a file stands there): opening and closing the device
+  // still work; an explicit save says why it failed, the one at close only warns.
+  std::filesystem::remove_all(dir);
+  { std::ofstream(dir) << "not a folder"; }
+  {
+    auto dev = platform::Device::open(gpu().instance, index, opts);
+    run_one(*dev, false);
+    CHECK_THROWS_AS(dev->save_pipeline_cache(), DeviceError);
+  }
   std::filesystem::remove_all(dir);
 }
