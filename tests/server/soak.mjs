@@ -2,21 +2,26 @@
 // them deliberately drops its connection at a random moment, and every stream whose client stayed
 // must end with `data: [DONE]`. Regression test for "a streamed response is sometimes cut right after
 // its headers although the client stayed" (200 headers, then close, logged by the server as 499).
+// Mixed in: non-streamed requests (a whole, well-formed response) and bad ones (an OpenAI-shaped
+// 400). No response may be duplicated or crossed (each carries one id, every id once, within its
+// max_tokens); its log has no error line. The server's RSS after the warm-up and at the end is
+// reported; with --max-rss-growth PCT the end may exceed the warm-up by at most PCT percent.
 //
 // Usage: node soak.mjs <vkllm binary> <model.gguf> [--duration SECONDS] [--clients N]
-//                      [--drop-rate 0.2] [--seed S]
+//                      [--drop-rate 0.2] [--seed S] [--max-rss-growth PCT]
 // Node built-ins only (node:http with `agent: false` and `connection: close`: one connection per
 // stream). Prints a summary and a final "N passed, M failed" line; exits 0 when all checks pass.
 import http from 'node:http';
+import fs from 'node:fs';
 import { spawn } from 'node:child_process';
 
 // ---- arguments ----
 function usage(msg) {
   if (msg) console.error(`soak: ${msg}`);
-  console.error('usage: node soak.mjs <vkllm> <model.gguf> [--duration SECONDS] [--clients N] [--drop-rate 0.2] [--seed S]');
+  console.error('usage: node soak.mjs <vkllm> <model.gguf> [--duration SECONDS] [--clients N] [--drop-rate 0.2] [--seed S] [--max-rss-growth PCT]');
   process.exit(2);
 }
-const opts = { duration: 60, clients: 48, dropRate: 0.2, seed: undefined };
+const opts = { duration: 60, clients: 48, dropRate: 0.2, seed: undefined, maxRssGrowth: undefined };
 const positional = [];
 {
   const argv = process.argv.slice(2);
@@ -35,6 +40,7 @@ const positional = [];
     else if (flag === '--clients') opts.clients = Math.trunc(value());
     else if (flag === '--drop-rate') opts.dropRate = value();
     else if (flag === '--seed') opts.seed = value() >>> 0;
+    else if (flag === '--max-rss-growth') opts.maxRssGrowth = value();
     else if (flag === '-h' || flag === '--help') usage();
     else if (flag.startsWith('--')) usage(`unknown option ${flag}`);
     else positional.push(a);
@@ -71,6 +77,14 @@ function logLine(line) {
 }
 const logTail = (n) => serverLog.slice(-n).concat(logPartial ? [logPartial] : []).join('\n');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// The server's resident memory in KiB (Linux; lavapipe's "device" memory is in it too).
+const rssKiB = () => {
+  try {
+    return Number(fs.readFileSync(`/proc/${proc.pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+)/m)?.[1]);
+  } catch {
+    return NaN;
+  }
+};
 
 // GET with node:http, a fresh connection each time.
 function httpGet(url, timeoutMs = 5000) {
@@ -155,11 +169,17 @@ const isIdle = (m) => m.ok && m.running === 0 && m.waiting === 0 && m.cache === 
 
 // ---- one streamed request ----
 const active = new Set();  // abort functions of the streams in flight (for the watchdog)
-const stats = { streams: 0, completed: 0, dropped: 0, dropAfterFinish: 0, plannedDropsCompleted: 0, lost: [], errors: [] };
+const stats = {
+  streams: 0, completed: 0, dropped: 0, dropAfterFinish: 0, plannedDropsCompleted: 0, lost: [], errors: [],
+  whole: 0, bad: 0, ids: new Set(),
+};
 
 function planRequest(rng) {
   const words = Array.from({ length: randInt(rng, 3, 60) }, () => pick(rng, WORDS));
   const body = { model: 'soak', prompt: words.join(' '), max_tokens: randInt(rng, 8, 120), temperature: pick(rng, [0, 0.8]), stream: true };
+  const kind = rng();
+  if (kind < 0.05) return { body: { ...body, temperature: 7 }, drop: null, bad: true };
+  if (kind < 0.15) return { body: { ...body, stream: false }, drop: null };
   let drop = null;
   if (rng() < opts.dropRate) {
     const mode = pick(rng, ['sent', 'headers', 'event', 'delay']);
@@ -173,7 +193,7 @@ function runStream(base, index, client, plan) {
     const st = {
       index, client, drop: plan.drop?.mode ?? null, headers: false, status: 0, contentType: '', events: 0,
       done: false, sawFinish: false, dropped: false, droppedAfterFinish: false, hung: false, connError: null,
-      problems: [], body: '', t0: Date.now(),
+      problems: [], body: '', t0: Date.now(), id: undefined, tokens: 0, plan,
     };
     const payload = JSON.stringify(plan.body);
     const u = new URL('/v1/completions', base);
@@ -234,6 +254,11 @@ function runStream(base, index, client, plan) {
       }
       st.events++;
       if (j?.error) problem(`error event: ${JSON.stringify(j.error).slice(0, 200)}`);
+      if (j?.id !== undefined) {
+        st.id ??= j.id;
+        if (j.id !== st.id) problem(`an event of response ${j.id} in the stream of ${st.id}`);
+      }
+      if (Array.isArray(j?.choices)) st.tokens += j.choices.filter((c) => c?.text).length;
       if (Array.isArray(j?.choices) && j.choices.some((c) => c?.finish_reason)) st.sawFinish = true;
       if (plan.drop?.mode === 'event' && st.events === plan.drop.k) scheduleDrop();
     };
@@ -246,8 +271,8 @@ function runStream(base, index, client, plan) {
       r.setEncoding('utf8');
       if (plan.drop?.mode === 'headers') scheduleDrop();
       r.on('data', (chunk) => {
-        if (st.status !== 200) {
-          if (st.body.length < 500) st.body += chunk;
+        if (st.status !== 200 || !plan.body.stream) {
+          if (st.body.length < (plan.body.stream ? 500 : 1 << 20)) st.body += chunk;
           return;
         }
         buf += chunk;
@@ -278,9 +303,41 @@ function runStream(base, index, client, plan) {
   });
 }
 
+// A response id seen twice is a duplicated (or crossed) response.
+function claimId(st, problem) {
+  if (st.id === undefined) return problem('no id');
+  if (stats.ids.has(st.id)) problem(`response id ${st.id} seen twice`);
+  stats.ids.add(st.id);
+}
+
 function classify(st) {
+  const rec0 = { index: st.index, client: st.client, status: st.status, ms: st.ms };
+  if (st.plan.bad || !st.plan.body.stream) {
+    // Bad requests: an OpenAI-shaped 400; non-streamed ones: one whole response in max_tokens.
+    let j = null;
+    try { j = JSON.parse(st.body); } catch { /* reported below */ }
+    if (st.plan.bad) {
+      stats.bad++;
+      if (st.status !== 400 || typeof j?.error?.message !== 'string' || j.error.param !== 'temperature') {
+        stats.errors.push({ ...rec0, why: `bad request answered ${st.status}: ${st.body.slice(0, 200)}` });
+      }
+      return;
+    }
+    stats.whole++;
+    const problems = [];
+    st.id = j?.id;
+    if (st.status !== 200 || typeof j?.choices?.[0]?.text !== 'string') problems.push(`${st.status}: ${st.body.slice(0, 200)}`);
+    else if (!(j.usage?.completion_tokens <= st.plan.body.max_tokens)) problems.push(`usage ${JSON.stringify(j.usage)}`);
+    claimId(st, (p) => problems.push(p));
+    if (problems.length) stats.errors.push({ ...rec0, why: problems.join('; ') });
+    return;
+  }
   stats.streams++;
   if (st.drop && !st.dropped && !st.hung) stats.plannedDropsCompleted++;
+  if (st.done && !st.dropped) {
+    claimId(st, (p) => st.problems.push(p));
+    if (st.tokens > st.plan.body.max_tokens) st.problems.push(`${st.tokens} token events for max_tokens ${st.plan.body.max_tokens}`);
+  }
   const rec = {
     index: st.index, client: st.client, headers: st.headers, status: st.status, events: st.events,
     connError: st.connError, ms: st.ms, plannedDrop: st.drop, problems: st.problems,
@@ -314,7 +371,7 @@ async function main() {
   } catch (e) {
     console.log(`soak: the server did not start: ${e.message}`);
     console.log(`--- server stderr (last 60 lines) ---\n${logTail(60)}`);
-    console.log('0 passed, 5 failed');
+    console.log('0 passed, 1 failed');
     process.exit(1);
   }
   console.log(`soak: server at ${url}`);
@@ -326,15 +383,19 @@ async function main() {
     const rng = mulberry32((opts.seed ^ Math.imul(c + 1, 0x9e3779b1)) >>> 0);
     while (Date.now() < deadline) classify(await runStream(url, next++, c, planRequest(rng)));
   };
+  // RSS after the warm-up (pipelines compiled, recordings made), compared with the end.
+  let rssWarm = NaN;
+  const warmTimer = setTimeout(() => { rssWarm = rssKiB(); }, Math.min(15000, opts.duration * 250));
   const progress = setInterval(() => {
     console.log(`soak: [${((Date.now() - t0) / 1000).toFixed(0)} s] ${stats.streams} streams, ${stats.dropped} dropped, ` +
-      `${stats.lost.length} lost, ${stats.errors.length} errors`);
+      `${stats.lost.length} lost, ${stats.errors.length} errors, RSS ${(rssKiB() / 1024).toFixed(1)} MiB`);
   }, 10000);
   // Streams still open 120 s after the end are hung: count them lost rather than wait forever.
   const watchdog = setTimeout(() => [...active].forEach((abort) => abort()), opts.duration * 1000 + 120000);
   await Promise.all(Array.from({ length: opts.clients }, (_, c) => clientLoop(c)));
   clearInterval(progress);
   clearTimeout(watchdog);
+  clearTimeout(warmTimer);
   const seconds = (Date.now() - t0) / 1000;
 
   // Wait for the server to be idle and its 499 count to settle (a dropped connection may still be
@@ -360,6 +421,8 @@ async function main() {
     }
   }
   const server499 = m.n499;
+  const rssEnd = rssKiB();
+  const errorLines = serverLog.filter((l) => l.startsWith('[vkllm error]'));
 
   proc.kill('SIGTERM');
   const exit = await Promise.race([exited, sleep(20000).then(() => null)]);
@@ -368,6 +431,9 @@ async function main() {
   const lost = stats.lost.length, errors = stats.errors.length;
   console.log(`soak: ${stats.streams} streams (${stats.completed} completed, ${stats.dropped} dropped deliberately), ` +
     `${lost} lost, ${errors} errors, server 499s: ${server499}, ${(stats.streams / seconds).toFixed(1)} streams/s, ${seconds.toFixed(1)} s`);
+  console.log(`soak: ${stats.whole} non-streamed responses, ${stats.bad} bad requests answered 400, ` +
+    `${stats.ids.size} distinct response ids; RSS ${(rssWarm / 1024).toFixed(1)} MiB after the warm-up, ` +
+    `${(rssEnd / 1024).toFixed(1)} MiB at the end (${(100 * (rssEnd / rssWarm - 1)).toFixed(1)}%)`);
   console.log(`soak: 499s expected ${expected499}, tolerance ${tolerance} (drops after the finish_reason event), ` +
     `server ${server499}; ${stats.plannedDropsCompleted} planned drops completed first and were checked as normal streams`);
 
@@ -378,6 +444,9 @@ async function main() {
       `server ${server499}, expected ${expected499 - tolerance}..${expected499}`],
     ['server idle at the end', idle,
       `running ${m.running}, waiting ${m.waiting}, gpu_cache_usage_perc ${m.cache}${m.ok ? '' : ', /metrics failed'}`],
+    ...(opts.maxRssGrowth === undefined ? [] : [[`RSS at the end within ${opts.maxRssGrowth}% of after the warm-up`,
+      rssEnd <= rssWarm * (1 + opts.maxRssGrowth / 100), `${rssWarm} KiB after the warm-up, ${rssEnd} KiB at the end`]]),
+    ['no error in the server log', errorLines.length === 0, errorLines.slice(0, 3).join(' | ')],
     ['clean exit 0 on SIGTERM', exit !== null && exit.code === 0 && exit.signal === null,
       exit ? `code ${exit.code}, signal ${exit.signal}` : 'still running after 20 s (killed)'],
   ];
