@@ -4,8 +4,10 @@
 // its headers although the client stayed" (200 headers, then close, logged by the server as 499).
 // Mixed in: non-streamed requests (a whole, well-formed response) and bad ones (an OpenAI-shaped
 // 400). No response may be duplicated or crossed (each carries one id, every id once, within its
-// max_tokens); its log has no error line. The server's RSS after the warm-up and at the end is
-// reported; with --max-rss-growth PCT the end may exceed the warm-up by at most PCT percent.
+// max_tokens); its log has no error line. The server's RSS after the warm-up, at half time and at
+// the end is reported; with --max-rss-growth PCT the end may exceed half time by at most PCT
+// percent (a leak keeps growing; the allocators' warm-up levels off: 64 clients on lavapipe take
+// about five minutes).
 //
 // Usage: node soak.mjs <vkllm binary> <model.gguf> [--duration SECONDS] [--clients N]
 //                      [--drop-rate 0.2] [--seed S] [--max-rss-growth PCT]
@@ -383,9 +385,10 @@ async function main() {
     const rng = mulberry32((opts.seed ^ Math.imul(c + 1, 0x9e3779b1)) >>> 0);
     while (Date.now() < deadline) classify(await runStream(url, next++, c, planRequest(rng)));
   };
-  // RSS after the warm-up (pipelines compiled, recordings made), compared with the end.
-  let rssWarm = NaN;
+  // RSS after the warm-up (pipelines compiled, recordings made) and at half time.
+  let rssWarm = NaN, rssHalf = NaN;
   const warmTimer = setTimeout(() => { rssWarm = rssKiB(); }, Math.min(15000, opts.duration * 250));
+  const halfTimer = setTimeout(() => { rssHalf = rssKiB(); }, opts.duration * 500);
   const progress = setInterval(() => {
     console.log(`soak: [${((Date.now() - t0) / 1000).toFixed(0)} s] ${stats.streams} streams, ${stats.dropped} dropped, ` +
       `${stats.lost.length} lost, ${stats.errors.length} errors, RSS ${(rssKiB() / 1024).toFixed(1)} MiB`);
@@ -396,6 +399,7 @@ async function main() {
   clearInterval(progress);
   clearTimeout(watchdog);
   clearTimeout(warmTimer);
+  clearTimeout(halfTimer);
   const seconds = (Date.now() - t0) / 1000;
 
   // Wait for the server to be idle and its 499 count to settle (a dropped connection may still be
@@ -433,7 +437,8 @@ async function main() {
     `${lost} lost, ${errors} errors, server 499s: ${server499}, ${(stats.streams / seconds).toFixed(1)} streams/s, ${seconds.toFixed(1)} s`);
   console.log(`soak: ${stats.whole} non-streamed responses, ${stats.bad} bad requests answered 400, ` +
     `${stats.ids.size} distinct response ids; RSS ${(rssWarm / 1024).toFixed(1)} MiB after the warm-up, ` +
-    `${(rssEnd / 1024).toFixed(1)} MiB at the end (${(100 * (rssEnd / rssWarm - 1)).toFixed(1)}%)`);
+    `${(rssHalf / 1024).toFixed(1)} MiB at half time, ${(rssEnd / 1024).toFixed(1)} MiB at the end ` +
+    `(${(100 * (rssEnd / rssHalf - 1)).toFixed(1)}% over the second half)`);
   console.log(`soak: 499s expected ${expected499}, tolerance ${tolerance} (drops after the finish_reason event), ` +
     `server ${server499}; ${stats.plannedDropsCompleted} planned drops completed first and were checked as normal streams`);
 
@@ -444,8 +449,8 @@ async function main() {
       `server ${server499}, expected ${expected499 - tolerance}..${expected499}`],
     ['server idle at the end', idle,
       `running ${m.running}, waiting ${m.waiting}, gpu_cache_usage_perc ${m.cache}${m.ok ? '' : ', /metrics failed'}`],
-    ...(opts.maxRssGrowth === undefined ? [] : [[`RSS at the end within ${opts.maxRssGrowth}% of after the warm-up`,
-      rssEnd <= rssWarm * (1 + opts.maxRssGrowth / 100), `${rssWarm} KiB after the warm-up, ${rssEnd} KiB at the end`]]),
+    ...(opts.maxRssGrowth === undefined ? [] : [[`RSS at the end within ${opts.maxRssGrowth}% of half time`,
+      rssEnd <= rssHalf * (1 + opts.maxRssGrowth / 100), `${rssHalf} KiB at half time, ${rssEnd} KiB at the end`]]),
     ['no error in the server log', errorLines.length === 0, errorLines.slice(0, 3).join(' | ')],
     ['clean exit 0 on SIGTERM', exit !== null && exit.code === 0 && exit.signal === null,
       exit ? `code ${exit.code}, signal ${exit.signal}` : 'still running after 20 s (killed)'],
