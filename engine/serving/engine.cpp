@@ -283,17 +283,12 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l) {
     in.block_table.resize(row + mb, kv::kNullBlock);
     std::copy(s.blocks.begin(), s.blocks.end(), in.block_table.begin() + static_cast<std::ptrdiff_t>(row));
     for (std::uint32_t p = c.start; p < c.start + c.count; ++p) {
-      std::uint32_t token = s.tokens[p];
-      if (token == sched::kPendingToken) {
-        auto f = feed_rows.find(c.id);
-        if (f == feed_rows.end()) throw std::logic_error("engine: a pending token with no step in flight to draw it");
-        in.feed.resize(in.token_ids.size(), model::kNoFeed);
-        in.feed.push_back(f->second);
-        token = 0;
-      } else if (!in.feed.empty()) {
-        in.feed.push_back(model::kNoFeed);
+      const bool pending = s.tokens[p] == sched::kPendingToken;
+      if (pending && !feed_rows.count(c.id)) {
+        throw std::logic_error("engine: a pending token with no step in flight to draw it");
       }
-      in.token_ids.push_back(token);
+      in.feed.push_back(pending ? feed_rows.at(c.id) : model::kNoFeed);
+      in.token_ids.push_back(pending ? 0 : s.tokens[p]);
       in.positions.push_back(p);
       in.slot_mapping.push_back(s.blocks[p / bs] * bs + p % bs);
     }

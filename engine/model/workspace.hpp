@@ -1,0 +1,46 @@
+// The model's step workspace, shared by model.cpp (load, recording) and step.cpp (checking,
+// inputs, submission): what a step writes, the buffers it runs in, and its recordings.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/model/model.hpp"
+
+namespace vkllm::model {
+
+inline constexpr std::size_t kMaxRecordings = 32;  // shapes x the two input slots
+
+// Offsets of the per-step inputs inside a host-visible input buffer.
+struct InputLayout {
+  std::uint64_t token_ids, positions, query_start, slot_mapping, block_table, sample_rows,
+      sampling, penalties, score_rows, score_sampling, score_penalties, feed, total;
+  std::uint32_t max_penalties;
+};
+
+struct Model::Workspace {
+  InputLayout in;
+  // Two of each (docs/ARCHITECTURE.md, the overlapped loop): the host writes step t + 1's inputs
+  // and reads step t's output while the other step runs. Upload intent: written by the host,
+  // read by the device.
+  std::array<platform::Buffer, 2> inputs;
+  platform::Buffer x, xn, qkv, q, attn, attn_partials, attn_counters, gate, up, hs, hn, logits,
+      scratch, ids, logprobs, inv_freq;
+  platform::Buffer top;  // [S, kMaxTopLogprobs] ops::TopLogprob
+  // ids [S], logprobs [S], top [S, kMaxTopLogprobs], score logprobs [T], score top
+  // [T, kMaxTopLogprobs]; the next step's feed reads the ids of the other one.
+  std::array<platform::Buffer, 2> readback;
+  std::uint64_t readback_top = 0;  // offset of top in readback
+  std::uint64_t readback_score = 0, readback_score_top = 0;
+  // [S, vocab] (tests): one, so a step that wants logits runs alone
+  platform::Buffer logits_readback;
+};
+
+struct Model::Recording {
+  platform::CommandStream cs;
+  std::uint64_t last_use = 0;
+  std::size_t layer_dispatches = 0, layer_barriers = 0;
+};
+
+}  // namespace vkllm::model
