@@ -264,20 +264,12 @@ int main(int argc, char** argv) {
       }
     }
 
-    // The sampler over one row of Qwen2's vocabulary (151936) with top-k 40, top-p 0.95, min-p
-    // 0.05 and temperature 0.8, as chat clients ask. Checked: the reference draws the same id.
+    // The sampler over one row of Qwen2's vocabulary (151936): top-k 40, top-p 0.95, min-p 0.05
+    // and temperature 0.8, as chat clients ask; temperature alone (OpenAI's defaults); top-p
+    // alone. Checked: the reference draws the same id.
     const std::uint32_t vocab = 151936;
     const auto sample_logits = ref::random_floats(rng, vocab, -8, 8);
-    ops::SamplingRow srow;
-    srow.temperature = 0.8f;
-    srow.top_k = 40;
-    srow.top_p = 0.95f;
-    srow.min_p = 0.05f;
-    srow.seed_lo = 7;
-    srow.counter = 3;
     Buffer s_logits = upload(*dev, sample_logits, MemoryIntent::activations, "logits");
-    Buffer s_rows = dev->create_buffer(sizeof(srow), MemoryIntent::activations, "rows");
-    dev->upload(s_rows, 0, std::as_bytes(std::span<const ops::SamplingRow>(&srow, 1)));
     const ops::PenaltyEntry no_penalty{};
     Buffer s_pen = dev->create_buffer(sizeof(no_penalty), MemoryIntent::activations, "penalties");
     dev->upload(s_pen, 0, std::as_bytes(std::span<const ops::PenaltyEntry>(&no_penalty, 1)));
@@ -285,18 +277,44 @@ int main(int argc, char** argv) {
     Buffer s_ids = dev->create_buffer(4, MemoryIntent::activations, "ids");
     Buffer s_lp = dev->create_buffer(4, MemoryIntent::activations, "logprobs");
     Buffer s_top = dev->create_buffer(ops::sample_top_bytes(1), MemoryIntent::activations, "top");
-    cases.push_back(Case{"sample", "151936 vocab, top-k 40, top-p 0.95, min-p 0.05, T 0.8", 4ull * vocab, 0,
-                         [&](auto& cs) {
-                           ops::record_sample(k, cs, s_logits, s_rows, s_pen, s_scratch, s_ids, s_lp, s_top, 1,
-                                              vocab);
-                         },
-                         [&] {
-                           std::uint32_t id = 0;
-                           dev->download(s_ids, 0, std::as_writable_bytes(std::span<std::uint32_t>(&id, 1)));
-                           const ref::SampleResult want = ref::sample_row(sample_logits, srow, {});
-                           return want.ambiguous || want.id == id ? 0.0 : 1.0;
-                         },
-                         0.5});
+    struct SampleCase {
+      const char* shape;
+      ops::SamplingRow row;
+      Buffer rows;
+    };
+    std::vector<std::unique_ptr<SampleCase>> sample_cases;
+    auto sampling = [](float t, std::uint32_t top_k, float top_p, float min_p) {
+      ops::SamplingRow r;
+      r.temperature = t;
+      r.top_k = top_k;
+      r.top_p = top_p;
+      r.min_p = min_p;
+      r.seed_lo = 7;
+      r.counter = 3;
+      return r;
+    };
+    for (auto [shape, row] :
+         {std::pair{"151936 vocab, top-k 40, top-p 0.95, min-p 0.05, T 0.8", sampling(0.8f, 40, 0.95f, 0.05f)},
+          std::pair{"151936 vocab, T 1 alone", sampling(1.0f, 0, 1.0f, 0.0f)},
+          std::pair{"151936 vocab, top-p 0.95 alone, T 0.8", sampling(0.8f, 0, 0.95f, 0.0f)}}) {
+      auto sc = std::make_unique<SampleCase>(SampleCase{
+          shape, row, dev->create_buffer(sizeof(row), MemoryIntent::activations, "rows")});
+      dev->upload(sc->rows, 0, std::as_bytes(std::span<const ops::SamplingRow>(&sc->row, 1)));
+      const SampleCase* c = sc.get();
+      cases.push_back(Case{"sample", c->shape, 4ull * vocab, 0,
+                           [&, c](auto& cs) {
+                             ops::record_sample(k, cs, s_logits, c->rows, s_pen, s_scratch, s_ids, s_lp,
+                                                s_top, 1, vocab);
+                           },
+                           [&, c] {
+                             std::uint32_t id = 0;
+                             dev->download(s_ids, 0, std::as_writable_bytes(std::span<std::uint32_t>(&id, 1)));
+                             const ref::SampleResult want = ref::sample_row(sample_logits, c->row, {});
+                             return want.ambiguous || want.id == id ? 0.0 : 1.0;
+                           },
+                           0.5});
+      sample_cases.push_back(std::move(sc));
+    }
 
     fmt::print("device: {} | driver {} {} | Vulkan {}\n", caps.props.name,
                caps.props.driver_name, caps.driver_version_string, caps.api_version_string);

@@ -80,6 +80,7 @@ Tuning tuning_for(const DeviceCaps& c) {
     t.matmul_rows = 8;
     t.matmul_tokens = 8;
     t.attention_workgroups = 16;
+    t.sample_slice_cols = 32768;
   } else if (c.arch == ArchClass::amd_gcn || c.arch == ArchClass::amd_rdna) {
     t.matvec_workgroup = 64;
     t.matvec_rows = 2;

@@ -128,6 +128,10 @@ struct Tuning {
   // lavapipe even an empty one costs about 0.1 ms (measured: micro, 2048 keys, 32 vs 9 ranges
   // gave 44 vs 71 tok/s).
   std::uint32_t attention_workgroups = 256;
+  // The sampler cuts longer rows into slices of this many columns, a workgroup each
+  // (ops::record_sample; at least ops::kSampleMinSliceCols). On lavapipe each workgroup's
+  // barriers cost CPU time and two threads are all there is: few, long slices.
+  std::uint32_t sample_slice_cols = 4096;
 };
 
 // What the rest of vkllm reads: derived once from DeviceProps by compute_caps().

@@ -242,7 +242,10 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   if (separate_gate_up) ws->up = act(T * c.ffn_dim, "up");
   ws->hs = act(S * c.d_model, "hs");
   ws->hn = act(S * c.d_model, "hn");
-  if (S * c.vocab_size * 4 > caps.max_storage_buffer_range) {
+  // The sampler's scratch holds the logits' rows and its per-slice partials: the larger.
+  if (std::max<std::uint64_t>(S * c.vocab_size * 4,
+                              ops::sample_scratch_bytes(o.max_seqs, c.vocab_size)) >
+      caps.max_storage_buffer_range) {
     throw OutOfMemory(fmt::format("logits of {} rows x {} tokens exceed one storage binding; "
                                   "lower max_seqs",
                                   S, c.vocab_size));

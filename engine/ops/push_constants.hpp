@@ -44,6 +44,15 @@ struct PushSample {
 };
 static_assert(sizeof(PushSample) == 8);
 
+struct PushSampler {
+  std::uint32_t ncols;
+  std::uint32_t nrows;
+  std::uint32_t slices;      // slices per row
+  std::uint32_t slice_cols;  // columns per slice (the last slice may be shorter)
+  std::uint32_t cand_cap;    // candidates a slice keeps
+};
+static_assert(sizeof(PushSampler) == 20);
+
 struct PushBias {
   std::uint32_t n;
   std::uint32_t ncols;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <span>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -31,6 +32,22 @@ void check_shape(const Kernels& k, std::uint32_t nrows, std::uint32_t ncols, con
   if (std::uint64_t{nrows} * ncols > 0xFFFFFFFFull) {
     throw std::logic_error(fmt::format("{}: [{}, {}] exceeds 2^32 elements", op, nrows, ncols));
   }
+}
+
+// The sampler's slices (shaders/sample.comp): rows longer than a slice are cut into slices,
+// one workgroup each in the first two phases; each slice keeps its kCandCap largest e as
+// candidates, which serve top-k up to kCandCap.
+constexpr std::uint32_t kCandCap = 128;
+constexpr std::uint32_t kPartWords = 8;  // kPartWords in the shader
+
+struct Slices {
+  std::uint32_t count;
+  std::uint32_t cols;
+};
+
+Slices slices(std::uint32_t ncols, std::uint32_t slice_cols) {
+  const std::uint32_t count = (ncols + slice_cols - 1) / slice_cols;
+  return {count, count == 1 ? ncols : slice_cols};
 }
 
 // One workgroup per row: the tuned row size, smaller for short rows (small vocabularies, tests)
@@ -64,8 +81,13 @@ float sample_uniform(std::uint32_t seed_lo, std::uint32_t seed_hi, std::uint32_t
   return static_cast<float>(h >> 8u) * (1.0f / 16777216.0f);
 }
 
-std::uint64_t sample_scratch_bytes(std::uint32_t nrows, std::uint32_t ncols) {
-  return std::max<std::uint64_t>(std::uint64_t{nrows} * ncols * 4, 4);
+std::uint64_t sample_scratch_bytes(std::uint32_t nrows, std::uint32_t ncols,
+                                   std::uint32_t slice_cols) {
+  // The working rows, then per slice its partials, candidates (e and index) and top list.
+  const std::uint64_t per_slice = kPartWords + 2 * kCandCap + kMaxTopLogprobs;
+  const std::uint64_t nslices = slices(ncols, std::max(slice_cols, 1u)).count;
+  const std::uint64_t words = std::uint64_t{nrows} * ncols + std::uint64_t{nrows} * nslices * per_slice;
+  return std::max<std::uint64_t>(words * 4, 4);
 }
 
 void record_argmax(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan ids,
@@ -86,26 +108,58 @@ void record_argmax(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan 
 
 void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan rows,
                    BufferSpan penalties, BufferSpan scratch, BufferSpan ids, BufferSpan logprobs,
-                   BufferSpan top, std::uint32_t nrows, std::uint32_t ncols) {
+                   BufferSpan top, std::uint32_t nrows, std::uint32_t ncols,
+                   std::uint32_t slice_cols) {
   if (nrows == 0) return;
   check_shape(k, nrows, ncols, "sample");
+  if (slice_cols == 0) slice_cols = std::max(k.tuning().sample_slice_cols, kSampleMinSliceCols);
+  const Slices sl = slices(ncols, slice_cols);
+  // The shader stores indices as f32 (exact below 2^24) and indexes scratch with 32 bits.
+  if (ncols >= (1u << 24)) {
+    throw std::logic_error(fmt::format("sample: {} columns exceed 2^24", ncols));
+  }
+  if (sample_scratch_bytes(nrows, ncols, slice_cols) / 4 > 0xFFFFFFFFull) {
+    throw std::logic_error(fmt::format("sample: [{}, {}] needs more than 2^32 scratch words",
+                                       nrows, ncols));
+  }
+  if (sl.count > 1 && nrows > k.caps().props.max_workgroup_count[1]) {
+    throw std::logic_error(fmt::format("sample: {} rows exceed one dispatch ({} workgroups in y)",
+                                       nrows, k.caps().props.max_workgroup_count[1]));
+  }
   const std::uint64_t bytes = std::uint64_t{nrows} * ncols * 4;
   require_bytes(logits, bytes, "sample", "logits");
   require_bytes(rows, std::uint64_t{nrows} * sizeof(SamplingRow), "sample", "rows");
   require_bytes(penalties, sizeof(PenaltyEntry), "sample", "penalties");
-  require_bytes(scratch, sample_scratch_bytes(nrows, ncols), "sample", "scratch");
+  require_bytes(scratch, sample_scratch_bytes(nrows, ncols, slice_cols), "sample", "scratch");
   require_bytes(ids, std::uint64_t{nrows} * 4, "sample", "ids");
   require_bytes(logprobs, std::uint64_t{nrows} * 4, "sample", "logprobs");
   require_bytes(top, sample_top_bytes(nrows), "sample", "top");
-  logits.size = scratch.size = bytes;
+  logits.size = bytes;
   top.size = sample_top_bytes(nrows);
   rows.size = std::uint64_t{nrows} * sizeof(SamplingRow);
   ids.size = logprobs.size = std::uint64_t{nrows} * 4;
+  scratch.size = sample_scratch_bytes(nrows, ncols, slice_cols);
   // The shader bounds penalty entries by the bound range: bind whole entries only.
   penalties.size = penalties.resolved_size() / sizeof(PenaltyEntry) * sizeof(PenaltyEntry);
+  const PushSampler push{ncols, nrows, sl.count, sl.cols, kCandCap};
+  if (sl.count > 1) {
+    // The two slice phases write only scratch; the outputs are bound read-only to them.
+    const std::uint32_t wg = row_workgroup(k, sl.cols);
+    const platform::Binding bindings[] = {
+        {logits, Access::read}, {rows, Access::read},     {penalties, Access::read},
+        {scratch, Access::read_write}, {ids, Access::read}, {logprobs, Access::read},
+        {top, Access::read}};
+    for (const auto id : {shaders::ShaderId::sample_prepare_f32,
+                          shaders::ShaderId::sample_candidates_f32}) {
+      const auto& p = k.pipeline(id, 7, sizeof(PushSampler), {wg});
+      cs.dispatch(p, bindings, std::as_bytes(std::span<const PushSampler>(&push, 1)),
+                  {sl.count, nrows, 1},
+                  fmt::format("{} [{}, {}] in {} slices", shaders::shader(id).name, nrows,
+                              ncols, sl.count));
+    }
+  }
   const std::uint32_t wg = row_workgroup(k, ncols);
-  const auto& p = k.pipeline(shaders::ShaderId::sample_f32, 7, sizeof(PushSample), {wg});
-  const PushSample push{ncols, nrows};
+  const auto& p = k.pipeline(shaders::ShaderId::sample_f32, 7, sizeof(PushSampler), {wg});
   cs.dispatch(p,
               {{logits, Access::read},
                {rows, Access::read},

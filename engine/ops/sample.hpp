@@ -59,8 +59,14 @@ SamplingRow sampling_row(const sample::SamplingParams& p, std::uint32_t counter,
 // u = (h >> 8) / 2^24, exact in f32.
 float sample_uniform(std::uint32_t seed_lo, std::uint32_t seed_hi, std::uint32_t counter);
 
-// Bytes of scratch record_sample needs for nrows rows of ncols logits.
-std::uint64_t sample_scratch_bytes(std::uint32_t nrows, std::uint32_t ncols);
+// The sampler's shortest slice (columns a workgroup of its first phases takes; the device's
+// tuning picks longer ones on some devices).
+constexpr std::uint32_t kSampleMinSliceCols = 4096;
+
+// Bytes of scratch record_sample needs for nrows rows of ncols logits cut into slices of at
+// least slice_cols columns.
+std::uint64_t sample_scratch_bytes(std::uint32_t nrows, std::uint32_t ncols,
+                                   std::uint32_t slice_cols = kSampleMinSliceCols);
 
 // Bytes of record_sample's `top` output for nrows rows.
 constexpr std::uint64_t sample_top_bytes(std::uint32_t nrows) {
@@ -95,12 +101,18 @@ constexpr std::uint64_t sample_top_bytes(std::uint32_t nrows) {
 //     NaN never listed. Fewer than N candidates: the list ends with token kNoTopToken. Entries
 //     past the list (and every entry of rows with N = 0) are left as they were.
 // Probabilities that underflow to subnormals may be flushed to 0 by the device.
-// scratch: sample_scratch_bytes(nrows, ncols); top: sample_top_bytes(nrows). One workgroup per
-// row; the filters cost about 31 passes over the row each (bisection on the f32 bit pattern of
-// p); a top list costs N more passes over the raw row (one workgroup argmax each, excluding
-// what earlier passes chose), paid only by the rows that ask.
+// scratch: sample_scratch_bytes(nrows, ncols); top: sample_top_bytes(nrows). Rows longer than a
+// slice (4096 columns on GPUs) are cut into slices worked on by one workgroup each (copy, penalties, maxima,
+// sums, each slice's 128 largest p as candidates, its top-N raw logits), then one workgroup per
+// row finishes: top-k (k <= 128) by a radix select over the candidates, top-p by bisection over
+// them when they hold its mass, the draw over them, or with no filter over the one slice it
+// lands in. Larger k, top-p mass in the tail, or a slice with more ties than it keeps fall back
+// to the same steps over the whole row in that one workgroup (a radix select, about 31 bisection
+// passes). Three dispatches for long rows; a row of one slice runs the whole-row steps in one.
+// slice_cols: 0 for the device's tuning; tests pass shorter slices (scratch sized to match).
 void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan rows,
                    BufferSpan penalties, BufferSpan scratch, BufferSpan ids, BufferSpan logprobs,
-                   BufferSpan top, std::uint32_t nrows, std::uint32_t ncols);
+                   BufferSpan top, std::uint32_t nrows, std::uint32_t ncols,
+                   std::uint32_t slice_cols = 0);
 
 }  // namespace vkllm::ops

@@ -44,10 +44,22 @@ layout(push_constant) uniform PushGetRows {
 #endif
 
 #ifdef PUSH_SAMPLE
-// Token selection over logits[nrows, ncols] (argmax, sampler): one workgroup per row.
+// Token selection over logits[nrows, ncols] (argmax): one workgroup per row.
 layout(push_constant) uniform PushSample {
   uint ncols;
   uint nrows;
+} pc;
+#endif
+
+#ifdef PUSH_SAMPLER
+// The sampler over logits[nrows, ncols]: rows cut into `slices` slices of `slice_cols` columns
+// (the last one shorter), each slice keeping at most `cand_cap` candidates.
+layout(push_constant) uniform PushSampler {
+  uint ncols;
+  uint nrows;
+  uint slices;
+  uint slice_cols;
+  uint cand_cap;
 } pc;
 #endif
 

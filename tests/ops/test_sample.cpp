@@ -49,22 +49,25 @@ struct Sampled {
 
 // record_sample over rows[i] on logits[i * ncols ...]; penalty entries indexed by the rows.
 // ids, logprobs and top start poisoned (NaN; as u32 an id far past any vocabulary).
+// slice_cols: the sampler's slices (0: the device's own).
 Sampled run_sample(DeviceTest& t, const std::vector<float>& logits,
                    const std::vector<ops::SamplingRow>& rows,
-                   std::vector<ops::PenaltyEntry> penalties, std::uint32_t ncols) {
+                   std::vector<ops::PenaltyEntry> penalties, std::uint32_t ncols,
+                   std::uint32_t slice_cols = 0) {
   const auto nrows = static_cast<std::uint32_t>(rows.size());
   if (penalties.empty()) penalties.push_back({0, 0, 0.0f});  // the binding needs one entry
   auto dl = t.upload_floats(logits, "logits");
   auto dr = upload(t, rows, "rows");
   auto dp = upload(t, penalties, "penalties");
-  auto ds = t.device().create_buffer(ops::sample_scratch_bytes(nrows, ncols),
+  auto ds = t.device().create_buffer(
+      ops::sample_scratch_bytes(nrows, ncols, slice_cols ? slice_cols : ops::kSampleMinSliceCols),
                                      platform::MemoryIntent::activations, "scratch");
   auto di = t.poisoned_floats(nrows, "ids");
   auto dlp = t.poisoned_floats(nrows, "logprobs");
   auto dt = t.poisoned_floats(ops::sample_top_bytes(nrows) / 4, "top");
   auto cs = t.device().command_stream();
   cs.begin();
-  ops::record_sample(t.kernels(), cs, dl, dr, dp, ds, di, dlp, dt, nrows, ncols);
+  ops::record_sample(t.kernels(), cs, dl, dr, dp, ds, di, dlp, dt, nrows, ncols, slice_cols);
   cs.end();
   cs.submit_and_wait();
   std::vector<ops::TopLogprob> top(std::size_t(nrows) * ops::kMaxTopLogprobs);
@@ -184,10 +187,13 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler matches the reference row by row, logprob
   };
   std::size_t checked = 0, skipped = 0;
   // Vocabularies of a tiny model (512), Llama 2 (32000) and Qwen2 (151936) with every kind of
-  // row (7 kinds) in each, plus odd sizes.
+  // row (7 kinds) in each, plus odd sizes; in the device's slices and in slices of 512 columns
+  // (many slices, short ones with fewer values than the candidates they may keep).
+  for (const std::uint32_t slice_cols : {0u, 512u})
   for (const Shape s : {Shape{7, 14, 3}, Shape{100, 14, 4}, Shape{512, 14, 2}, Shape{4097, 14, 6},
                         Shape{32000, 7, 2}, Shape{151936, 7, 1}}) {
     for (std::uint32_t d = 0; d < s.dispatches; ++d) {
+      CAPTURE(slice_cols);
       CAPTURE(s.ncols);
       const bool ties = d % 2 == 1;
       const auto logits = normal_logits(rng(), std::size_t(s.ncols) * s.nrows, 2.0f, ties);
@@ -203,7 +209,7 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler matches the reference row by row, logprob
         rows.push_back(row);
         kinds.push_back(kind);
       }
-      const auto out = run_sample(*this, logits, rows, pen, s.ncols);
+      const auto out = run_sample(*this, logits, rows, pen, s.ncols, slice_cols);
       for (std::uint32_t r = 0; r < s.nrows; ++r) {
         const std::span<const float> lr(logits.data() + std::size_t(r) * s.ncols, s.ncols);
         const std::span<const ops::PenaltyEntry> pr(pen.data() + rows[r].penalty_offset,
@@ -252,9 +258,11 @@ TEST_CASE_FIXTURE(DeviceTest, "top logprobs match the reference: ids exact, ties
     std::uint32_t ncols, nrows, dispatches;
   };
   std::size_t lists = 0;
+  for (const std::uint32_t slice_cols : {0u, 512u})
   for (const Shape s : {Shape{7, 16, 2}, Shape{100, 16, 2}, Shape{4097, 16, 2},
                         Shape{151936, 4, 1}}) {
     for (std::uint32_t d = 0; d < s.dispatches; ++d) {
+      CAPTURE(slice_cols);
       CAPTURE(s.ncols);
       const bool ties = d % 2 == 1 || s.ncols == 151936;
       auto logits = normal_logits(rng(), std::size_t(s.ncols) * s.nrows, 2.0f, ties);
@@ -275,7 +283,7 @@ TEST_CASE_FIXTURE(DeviceTest, "top logprobs match the reference: ids exact, ties
           if (c % 2 == 0) logits[3 * 7 + c] = std::numeric_limits<float>::quiet_NaN();
         }
       }
-      const auto out = run_sample(*this, logits, rows, pen, s.ncols);
+      const auto out = run_sample(*this, logits, rows, pen, s.ncols, slice_cols);
       for (std::uint32_t r = 0; r < s.nrows; ++r) {
         CAPTURE(r);
         CAPTURE(rows[r].temperature);
@@ -458,6 +466,98 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler draws follow the softmax (chi-square), to
   }
 }
 
+TEST_CASE_FIXTURE(DeviceTest, "sampler paths over slices: candidates, the landing slice, the whole row") {
+  // Rows of 3 full slices of 4096 columns and a short one, each scenario built to take one path
+  // of the finishing phase (engine/ops/sample.hpp), every one against the reference with many
+  // draws.
+  static_assert(ops::kSampleMinSliceCols == 4096);
+  const std::uint32_t ncols = 3 * 4096 + 37;
+  struct Scenario {
+    const char* name;
+    float sigma;        // spread of the logits
+    float temperature;
+    std::uint32_t top_k;
+    float top_p;
+    float min_p;
+    int layout;  // 0: normal; 1: a slice of equal logits on top; 2: mass in the short slice;
+                 // 3: one slice all -inf; 4: the survivors in one slice; 5: 1500 live
+                 // logits in one slice, the rest far below
+  };
+  const Scenario scenarios[] = {
+      {"top-k at the candidate cap", 2.0f, 1.0f, 128, 1.0f, 0.0f, 0},
+      {"top-k past the candidate cap", 2.0f, 1.0f, 129, 1.0f, 0.0f, 0},
+      {"top-k 40, top-p 0.95, min-p 0.05 (the defaults)", 2.0f, 0.8f, 40, 0.95f, 0.05f, 0},
+      {"top-p over a peaked row (candidates hold the mass)", 6.0f, 0.7f, 0, 0.9f, 0.0f, 0},
+      {"top-p over a flat slice (the mass past the candidates)", 1.0f, 1.0f, 0, 0.9f, 0.0f, 5},
+      {"min-p alone", 2.0f, 1.0f, 0, 1.0f, 0.1f, 0},
+      {"temperature alone (the landing slice)", 1.0f, 1.0f, 0, 1.0f, 0.0f, 0},
+      {"temperature alone, the mass in the short slice", 1.0f, 1.0f, 0, 1.0f, 0.0f, 2},
+      {"a slice of ties past its capacity, top-k 5", 0.5f, 1.0f, 5, 1.0f, 0.0f, 1},
+      {"a slice of ties, top-p", 0.5f, 1.0f, 0, 0.5f, 0.0f, 1},
+      {"a slice all -inf", 2.0f, 1.0f, 0, 0.9f, 0.0f, 3},
+      {"top-k survivors all in one slice", 1.0f, 1.0f, 100, 0.9f, 0.0f, 4},
+      {"greedy", 2.0f, 0.0f, 0, 1.0f, 0.0f, 4},
+  };
+  constexpr std::uint32_t kDraws = 12;
+  std::size_t checked = 0, skipped = 0;
+  for (const auto& sc : scenarios) {
+    const std::string name = sc.name;
+    CAPTURE(name);
+    std::size_t compared = 0;
+    std::vector<float> logits;
+    std::vector<ops::SamplingRow> rows;
+    for (std::uint32_t d = 0; d < kDraws; ++d) {
+      auto row = normal_logits(rng(), ncols, sc.sigma, false);
+      const float top = *std::max_element(row.begin(), row.end());
+      switch (sc.layout) {
+        case 1: std::fill(row.begin() + 4096, row.begin() + 2 * 4096, top + 1.0f); break;
+        case 2:
+          for (std::uint32_t c = 3 * 4096; c < ncols; ++c) row[c] += 6.0f;
+          break;
+        case 3:
+          std::fill(row.begin() + 2 * 4096, row.begin() + 3 * 4096,
+                    -std::numeric_limits<float>::infinity());
+          break;
+        case 4:
+          for (std::uint32_t c = 4096; c < 4096 + 300; ++c) row[c] += 8.0f;
+          break;
+        case 5:
+          for (std::uint32_t c = 0; c < ncols; ++c) {
+            if (c < 4096 || c >= 4096 + 1500) row[c] = -30.0f;
+          }
+          break;
+        default: break;
+      }
+      logits.insert(logits.end(), row.begin(), row.end());
+      ops::SamplingRow r;
+      r.temperature = sc.temperature;
+      r.top_k = sc.top_k;
+      r.top_p = sc.top_p;
+      r.min_p = sc.min_p;
+      r.seed_lo = static_cast<std::uint32_t>(rng()());
+      r.counter = d;
+      rows.push_back(r);
+    }
+    const auto out = run_sample(*this, logits, rows, {}, ncols, ops::kSampleMinSliceCols);
+    for (std::uint32_t r = 0; r < kDraws; ++r) {
+      CAPTURE(r);
+      const std::span<const float> lr(logits.data() + std::size_t(r) * ncols, ncols);
+      const auto want = ref::sample_row(lr, rows[r], {});
+      REQUIRE(out.ids[r] < ncols);
+      CHECK(std::abs(out.logprobs[r] - ref::log_softmax_at(lr, out.ids[r])) < kLogprobTolerance);
+      if (want.ambiguous) {
+        ++skipped;
+        continue;
+      }
+      ++compared;
+      CHECK(out.ids[r] == want.id);
+    }
+    CHECK(compared >= kDraws / 4);  // every path compared, not only skipped
+    checked += compared;
+  }
+  MESSAGE(checked << " rows compared, " << skipped << " skipped as ambiguous");
+}
+
 TEST_CASE_FIXTURE(DeviceTest, "sampler and argmax reject buffers that are too small") {
   auto logits = upload_floats(std::vector<float>(64, 0.0f), "logits");
   auto small = upload_floats(std::vector<float>(1, 0.0f), "small");
@@ -465,15 +565,21 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler and argmax reject buffers that are too sm
   auto pen = upload(*this, std::vector<ops::PenaltyEntry>(1), "penalties");
   auto ids = poisoned_floats(2, "ids");
   auto top = poisoned_floats(ops::sample_top_bytes(2) / 4, "top");
+  auto scratch = device().create_buffer(ops::sample_scratch_bytes(2, 32),
+                                        platform::MemoryIntent::activations, "scratch");
   auto cs = device().command_stream();
   cs.begin();
-  // 2 rows of 32 need 256 bytes of scratch.
+  // 2 rows of 32 need their working rows, partials, candidates and top lists in scratch.
+  CHECK(ops::sample_scratch_bytes(2, 32) > 2 * 32 * 4);
   CHECK_THROWS_AS(
       ops::record_sample(kernels(), cs, logits, rows, pen, small, ids, ids, top, 2, 32),
       std::logic_error);
+  CHECK_THROWS_AS(
+      ops::record_sample(kernels(), cs, logits, rows, pen, logits, ids, ids, top, 2, 32),
+      std::logic_error);
   // ... and 2 x 20 top entries.
   CHECK_THROWS_AS(
-      ops::record_sample(kernels(), cs, logits, rows, pen, logits, ids, ids, ids, 2, 32),
+      ops::record_sample(kernels(), cs, logits, rows, pen, scratch, ids, ids, ids, 2, 32),
       std::logic_error);
   CHECK_THROWS_AS(ops::record_argmax(kernels(), cs, logits, small, 2, 32), std::logic_error);
   CHECK_THROWS_AS(ops::record_argmax(kernels(), cs, logits, ids, 2, 33), std::logic_error);
