@@ -44,7 +44,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
 PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-jinja2
       libvulkan-dev vulkan-validationlayers vulkan-tools
       libboost1.81-dev libboost-json1.81-dev
-      doctest-dev libcli11-dev libfmt-dev libpcre2-dev libicu-dev dpkg-dev curl xz-utils)
+      doctest-dev libcli11-dev libfmt-dev libpcre2-dev libicu-dev dpkg-dev curl xz-utils
+      clang-14 libclang-rt-14-dev)  # clang and its libFuzzer runtime: scripts/fuzz.sh
 # Node.js and npm run the server's end-to-end tests (the official openai client from npm). A
 # machine that already has them (e.g. from NodeSource) keeps its own.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then PKGS+=(nodejs npm); fi

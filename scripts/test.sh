@@ -4,7 +4,7 @@
 # the CPU-side tests (GGUF reader, tokenizers, templates, scheduler, block pool, front end, model
 # config, the server's parsing and life cycle) with AddressSanitizer + UBSan and runs them
 # (hostile input must be handled memory-safely, not only correctly; no server thread may
-# outlive the state it uses).
+# outlive the state it uses); then a 30-second libFuzzer run of each fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -17,3 +17,6 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANI
 cpu_tests="gguf tokenizer template scheduler block_pool frontend model_config server"
 cmake --build build-asan -j "$jobs" --target $(printf 'test_%s ' $cpu_tests)
 ctest --test-dir build-asan --output-on-failure -R "^($(echo $cpu_tests | tr ' ' '|'))\$" -j "$jobs"
+
+# libFuzzer smoke: each target 30 s (clang, ASan+UBSan; scripts/fuzz.sh).
+bash scripts/fuzz.sh 30

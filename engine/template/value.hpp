@@ -28,8 +28,9 @@ class Dict {
   void set(Value key, Value value);  // replaces in place or appends
   // Appends without the duplicate check: the caller knows the key is new (hot paths).
   void append_new(Value key, Value value);
-  std::size_t size() const noexcept { return entries_.size(); }
-  bool empty() const noexcept { return entries_.empty(); }
+  // Defined after Value: std::pair<Value, Value> needs it complete (clang with libstdc++).
+  std::size_t size() const noexcept;
+  bool empty() const noexcept;
   const std::vector<std::pair<Value, Value>>& entries() const noexcept { return entries_; }
 
  private:
@@ -109,6 +110,9 @@ class Value {
   Kind kind_;
   Data data_;
 };
+
+inline std::size_t Dict::size() const noexcept { return entries_.size(); }
+inline bool Dict::empty() const noexcept { return entries_.empty(); }
 
 // Python semantics. Errors are TemplateError without a line (the interpreter adds it).
 bool truthy(const Value& v);

@@ -4,56 +4,12 @@
 
 #include <random>
 
-#include "common/error.hpp"
-#include "engine/gguf/gguf.hpp"
-#include "engine/gguf/quant.hpp"
-#include "engine/gguf/writer.hpp"
+#include "tests/support/gguf_fuzz.hpp"
 
 using namespace vkllm::gguf;
+using vkllm::test::parse_and_touch;
+using vkllm::test::seed_file;
 
-namespace {
-
-std::vector<uint8_t> seed_file() {
-  Writer w(32);
-  w.set_string("general.architecture", "llama");
-  w.set_u32("llama.block_count", 2);
-  w.set_f32("llama.rope.freq_base", 10000.0f);
-  w.set_bool("tokenizer.ggml.add_bos_token", true);
-  w.set("tokenizer.ggml.tokens", Value::string_array({"<s>", "a", "bc"}));
-  w.set("tokenizer.ggml.scores", Value::f32_array({0.0f, -1.0f, -2.0f}));
-  w.set("tokenizer.ggml.token_type", Value::i32_array({3, 1, 1}));
-  w.set("x.u64", Value::u64(12345678901234ull));
-  w.set("x.nested", Value::array_array({Value::u8_array({1, 2}), Value::string_array({"q"})}));
-  std::vector<float> v(256);
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i % 17) - 8.0f;
-  w.add_tensor_f32("a", {32, 2}, std::span<const float>(v).first(64), TensorType::kQ8_0);
-  w.add_tensor_f32("b", {256}, v, TensorType::kQ4_K);
-  w.add_tensor_f32("c", {4}, std::span<const float>(v).first(4), TensorType::kF32);
-  return w.to_bytes();
-}
-
-// Parses and, on success, touches everything a consumer could: results are discarded, the
-// point is that ASan/UBSan see every access.
-int parse_and_touch(std::vector<uint8_t> bytes) {
-  try {
-    Reader r = Reader::from_bytes(std::move(bytes), "fuzz.gguf");
-    size_t sink = 0;
-    for (const KeyValue& kv : r.metadata()) sink += kv.value.format().size();
-    for (const TensorInfo& t : r.tensors()) {
-      const auto data = r.tensor_data(t);
-      sink += data.size();
-      if (traits(t.type).cpu_supported && t.n_elements <= 4096) sink += dequantize(t.type, data).size();
-    }
-    (void)r.find_string("general.architecture");
-    (void)r.find_u32("llama.block_count");
-    (void)sink;
-    return 1;
-  } catch (const vkllm::Error&) {
-    return 0;
-  }
-}
-
-}  // namespace
 
 TEST_CASE("fuzz: single-byte mutations and truncations never crash") {
   const auto base = seed_file();

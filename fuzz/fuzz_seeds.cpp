@@ -1,0 +1,74 @@
+// Writes the seed corpora that come from our own code into <out>/{gguf,request,template}/:
+// the small GGUF of every value kind the reader's tests mutate, request bodies covering every
+// field the parser reads, and each chat template given on the command line framed the way
+// fuzz_template.cpp splits its input (FuzzedDataProvider: messages and tools as
+// backslash-terminated strings, the template, and a flag byte at the end).
+// Usage: fuzz_seeds <out> [template.jinja ...]
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tests/support/gguf_fuzz.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void write(const fs::path& p, std::string_view bytes) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// ConsumeRandomLengthString's framing: "\\" is one backslash, "\\" + another byte ends it.
+std::string framed(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    out += c;
+    if (c == '\\') out += '\\';
+  }
+  return out + "\\n";
+}
+
+constexpr std::string_view kMessages =
+    R"([{"role":"system","content":"You are helpful."},{"role":"user","content":"Hi \u00e9 <b>"},)"
+    R"({"role":"assistant","content":"","tool_calls":[{"type":"function","function":{"name":"f",)"
+    R"("arguments":{"x":1}}}]},{"role":"tool","content":"42"},{"role":"user","content":[{"type":)"
+    R"("text","text":"and?"}]}])";
+constexpr std::string_view kTools =
+    R"([{"type":"function","function":{"name":"f","description":"d","parameters":{"type":)"
+    R"("object","properties":{"x":{"type":"integer"}},"required":["x"]}}}])";
+
+constexpr std::string_view kRequests[] = {
+    R"({"messages":[{"role":"user","content":"Hello"}]})",
+    R"({"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"t"}]}],"max_tokens":16,"temperature":0.7,"top_p":0.9,"top_k":40,"min_p":0.05,"seed":7,"stop":["\n","END"],"stream":true,"stream_options":{"include_usage":true},"logprobs":true,"top_logprobs":5,"presence_penalty":0.5,"frequency_penalty":0.2,"repetition_penalty":1.1,"logit_bias":{"15":-100},"user":"u"})",
+    R"({"messages":[{"role":"user","content":"x"}],"max_completion_tokens":4,"chat_template_kwargs":{"enable_thinking":false},"tools":[{"type":"function","function":{"name":"f","parameters":{}}}]})",
+    R"({"prompt":"Once upon a time","max_tokens":8,"echo":true,"logprobs":2})",
+    R"({"prompt":[1,2,3,4],"stream":true,"stop":"."})",
+    R"({"prompt":"a","n":1,"best_of":1,"suffix":null,"temperature":0})",
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: fuzz_seeds <out> [template.jinja ...]\n");
+    return 2;
+  }
+  const fs::path out = argv[1];
+  const auto gguf = vkllm::test::seed_file();
+  write(out / "gguf" / "seed.gguf", std::string_view(reinterpret_cast<const char*>(gguf.data()), gguf.size()));
+  int i = 0;
+  for (const auto body : kRequests) write(out / "request" / ("seed" + std::to_string(i++) + ".json"), body);
+  for (int a = 2; a < argc; ++a) {
+    std::ifstream f(argv[a], std::ios::binary);
+    const std::string source((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::string stem = fs::path(argv[a]).stem().string();
+    write(out / "template" / (stem + ".tools"), framed(kMessages) + framed(kTools) + source + '\x01');
+    write(out / "template" / (stem + ".plain"), framed(kMessages) + framed("") + source + '\x00');
+  }
+  return 0;
+}

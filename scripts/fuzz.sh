@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of fuzz/ with clang, ASan and UBSan (build-fuzz/), seeds their
+# corpora (our own seeds from fuzz_seeds; chat templates and tokenizer test inputs from
+# ../shared when it is there) and runs each target for SECONDS seconds (default 30: CI's smoke;
+# bench/RESULTS.md records the long runs). A crash, leak, sanitizer report or timeout fails the
+# script and leaves the input in build-fuzz/findings/; each one found becomes a regression test.
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: gguf tokenizer template request)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-30}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(gguf tokenizer template request)
+shared=${VKLLM_SHARED_DIR:-../shared}
+jobs=$(nproc)
+
+CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DVKLLM_FUZZ=ON -DVKLLM_BUILD_TESTS=OFF >/dev/null
+cmake --build build-fuzz -j "$jobs" --target fuzz_seeds $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null
+
+seeds=build-fuzz/seeds
+rm -rf "$seeds"
+templates=()
+if [ -d "$shared/templates" ]; then
+  templates=("$shared"/templates/*.jinja)
+else
+  echo "fuzz: $shared/templates not found: template seeds from our own code only"
+fi
+build-fuzz/fuzz/fuzz_seeds "$seeds" "${templates[@]}"
+if [ -d "$shared/vocab" ]; then
+  mkdir -p "$seeds/tokenizer"
+  cp "$shared"/vocab/*.inp "$seeds/tokenizer/"
+fi
+mkdir -p build-fuzz/findings
+
+for t in "${targets[@]}"; do
+  if [ "$t" = tokenizer ] && [ ! -d "$shared/vocab" ]; then
+    echo "fuzz: SKIPPED tokenizer: $shared/vocab (its real vocabularies) not found"
+    continue
+  fi
+  corpus=build-fuzz/corpus/$t
+  mkdir -p "$corpus" "$seeds/$t"
+  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+        -artifact_prefix="build-fuzz/findings/$t-")
+  case $t in
+    template) args+=(-max_len=65536 -dict=fuzz/template.dict) ;;
+    request) args+=(-max_len=16384 -dict=fuzz/request.dict) ;;
+    tokenizer) args+=(-max_len=4096) ;;
+    gguf) args+=(-max_len=8192) ;;
+  esac
+  echo "fuzz: $t for ${seconds}s"
+  if ! VKLLM_FUZZ_VOCAB_DIR="$shared/vocab" build-fuzz/fuzz/fuzz_$t "${args[@]}" "$corpus" \
+      "$seeds/$t" > "build-fuzz/$t.log" 2>&1; then
+    tail -n 60 "build-fuzz/$t.log"
+    echo "fuzz: $t FAILED (log in build-fuzz/$t.log, input in build-fuzz/findings/)"
+    exit 1
+  fi
+  grep -E "^(Done|stat::)" "build-fuzz/$t.log"
+done
+echo "fuzz: ${targets[*]}: no findings"
