@@ -243,8 +243,8 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   ws->hs = act(S * c.d_model, "hs");
   ws->hn = act(S * c.d_model, "hn");
   // The sampler's scratch holds the logits' rows and its per-slice partials: the larger.
-  if (std::max<std::uint64_t>(S * c.vocab_size * 4,
-                              ops::sample_scratch_bytes(o.max_seqs, c.vocab_size)) >
+  const std::uint64_t sample_scratch = ops::sample_scratch_bytes(o.max_seqs, c.vocab_size);
+  if (std::max<std::uint64_t>(S * c.vocab_size * 4, sample_scratch) >
       caps.max_storage_buffer_range) {
     throw OutOfMemory(fmt::format("logits of {} rows x {} tokens exceed one storage binding; "
                                   "lower max_seqs",
@@ -252,7 +252,7 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   }
   ws->logits = act(S * c.vocab_size, "logits");
   ws->scratch = device.create_buffer(
-      std::max<std::uint64_t>(ops::sample_scratch_bytes(o.max_seqs, c.vocab_size), 4),
+      std::max<std::uint64_t>(sample_scratch, 4),
       MemoryIntent::activations, "sample_scratch");
   ws->ids = act(S, "ids");
   ws->logprobs = act(S, "logprobs");

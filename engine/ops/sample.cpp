@@ -3,6 +3,7 @@
 #include "engine/ops/sample.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <span>
 #include <stdexcept>
@@ -118,7 +119,8 @@ void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan 
   if (ncols >= (1u << 24)) {
     throw std::logic_error(fmt::format("sample: {} columns exceed 2^24", ncols));
   }
-  if (sample_scratch_bytes(nrows, ncols, slice_cols) / 4 > 0xFFFFFFFFull) {
+  const std::uint64_t scratch_bytes = sample_scratch_bytes(nrows, ncols, slice_cols);
+  if (scratch_bytes / 4 > 0xFFFFFFFFull) {
     throw std::logic_error(fmt::format("sample: [{}, {}] needs more than 2^32 scratch words",
                                        nrows, ncols));
   }
@@ -130,7 +132,7 @@ void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan 
   require_bytes(logits, bytes, "sample", "logits");
   require_bytes(rows, std::uint64_t{nrows} * sizeof(SamplingRow), "sample", "rows");
   require_bytes(penalties, sizeof(PenaltyEntry), "sample", "penalties");
-  require_bytes(scratch, sample_scratch_bytes(nrows, ncols, slice_cols), "sample", "scratch");
+  require_bytes(scratch, scratch_bytes, "sample", "scratch");
   require_bytes(ids, std::uint64_t{nrows} * 4, "sample", "ids");
   require_bytes(logprobs, std::uint64_t{nrows} * 4, "sample", "logprobs");
   require_bytes(top, sample_top_bytes(nrows), "sample", "top");
@@ -138,37 +140,36 @@ void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan 
   top.size = sample_top_bytes(nrows);
   rows.size = std::uint64_t{nrows} * sizeof(SamplingRow);
   ids.size = logprobs.size = std::uint64_t{nrows} * 4;
-  scratch.size = sample_scratch_bytes(nrows, ncols, slice_cols);
+  scratch.size = scratch_bytes;
   // The shader bounds penalty entries by the bound range: bind whole entries only.
   penalties.size = penalties.resolved_size() / sizeof(PenaltyEntry) * sizeof(PenaltyEntry);
   const PushSampler push{ncols, nrows, sl.count, sl.cols, kCandCap};
+  const auto push_bytes = std::as_bytes(std::span<const PushSampler>(&push, 1));
+  // The outputs: written by the finishing phase only, bound read-only to the slice phases.
+  auto bindings = [&](Access outputs) {
+    return std::array<platform::Binding, 7>{{{logits, Access::read},
+                                              {rows, Access::read},
+                                              {penalties, Access::read},
+                                              {scratch, Access::read_write},
+                                              {ids, outputs},
+                                              {logprobs, outputs},
+                                              {top, outputs}}};
+  };
   if (sl.count > 1) {
-    // The two slice phases write only scratch; the outputs are bound read-only to them.
     const std::uint32_t wg = row_workgroup(k, sl.cols);
-    const platform::Binding bindings[] = {
-        {logits, Access::read}, {rows, Access::read},     {penalties, Access::read},
-        {scratch, Access::read_write}, {ids, Access::read}, {logprobs, Access::read},
-        {top, Access::read}};
+    const auto slice_bindings = bindings(Access::read);
     for (const auto id : {shaders::ShaderId::sample_prepare_f32,
                           shaders::ShaderId::sample_candidates_f32}) {
       const auto& p = k.pipeline(id, 7, sizeof(PushSampler), {wg});
-      cs.dispatch(p, bindings, std::as_bytes(std::span<const PushSampler>(&push, 1)),
-                  {sl.count, nrows, 1},
+      cs.dispatch(p, slice_bindings, push_bytes, {sl.count, nrows, 1},
                   fmt::format("{} [{}, {}] in {} slices", shaders::shader(id).name, nrows,
                               ncols, sl.count));
     }
   }
-  const std::uint32_t wg = row_workgroup(k, ncols);
-  const auto& p = k.pipeline(shaders::ShaderId::sample_f32, 7, sizeof(PushSampler), {wg});
-  cs.dispatch(p,
-              {{logits, Access::read},
-               {rows, Access::read},
-               {penalties, Access::read},
-               {scratch, Access::read_write},
-               {ids, Access::write},
-               {logprobs, Access::write},
-               {top, Access::write}},
-              push, {nrows, 1, 1}, fmt::format("sample_f32 [{}, {}]", nrows, ncols));
+  const auto& p = k.pipeline(shaders::ShaderId::sample_f32, 7, sizeof(PushSampler),
+                             {row_workgroup(k, ncols)});
+  cs.dispatch(p, bindings(Access::write), push_bytes, {nrows, 1, 1},
+              fmt::format("sample_f32 [{}, {}]", nrows, ncols));
 }
 
 }  // namespace vkllm::ops
