@@ -8,6 +8,7 @@
 #include "cli/commands.hpp"
 #include "cli/version.hpp"
 #include "common/error.hpp"
+#include "common/fault.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"vkllm: LLM inference engine and OpenAI-compatible server on Vulkan"};
@@ -140,6 +141,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
+    vkllm::fault::arm_from_env();  // VKLLM_FAULT (docs/ARCHITECTURE.md "Injected faults")
     if (*version_cmd) {
       fmt::print("{}\n", version);
       return 0;

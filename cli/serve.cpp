@@ -172,19 +172,23 @@ int run_serve(const ServeOptions& o) {
   srv.start();
   log::info("listening on http://{}:{} (model name '{}'{}); loading the model", o.host, srv.port(),
             sc.model_name, o.api_key.empty() ? "" : ", API key required");
-  // Fault injection for the end-to-end tests: a slow load, to see the 503 answers.
-  if (const char* delay = std::getenv("VKLLM_TEST_LOAD_DELAY_MS")) {
-    signals.sleep_for(std::chrono::milliseconds(std::strtoul(delay, nullptr, 10)));
-  }
+  // Fault injection for the end-to-end tests: a slow load (and reload), to see the 503 answers.
+  auto test_load_delay = [&signals] {
+    if (const char* delay = std::getenv("VKLLM_TEST_LOAD_DELAY_MS")) {
+      signals.sleep_for(std::chrono::milliseconds(std::strtoul(delay, nullptr, 10)));
+    }
+  };
+  test_load_delay();
   // Declared parents first: the instance outlives the device, the device the model.
   platform::Instance instance = platform::Instance::create({});
   std::unique_ptr<platform::Device> device;
   std::optional<gguf::Reader> reader;
   std::optional<tok::Tokenizer> tokenizer;
   std::unique_ptr<model::Model> m;
+  std::size_t index = 0;
   try {
     if (signals.received()) throw Cancelled("a signal came before the load");
-    const std::size_t index = instance.choose_device(o.device >= 0 ? std::optional<std::size_t>(o.device) : std::nullopt);
+    index = instance.choose_device(o.device >= 0 ? std::optional<std::size_t>(o.device) : std::nullopt);
     device = platform::Device::open(instance, index);
     reader.emplace(gguf::Reader::open(o.model));
     tokenizer.emplace(tok::Tokenizer::from_gguf(*reader));
@@ -211,6 +215,17 @@ int run_serve(const ServeOptions& o) {
   ec.max_queue = o.max_queue;
   ec.prefix_caching = !o.no_prefix_caching;
   ec.overlap = !o.no_overlap;
+  // After a device loss (docs/ARCHITECTURE.md "Device loss"), on the engine thread: the model
+  // and device go, the device is opened again and the weights reloaded with the same plan.
+  ec.reload = [&]() -> model::Model& {
+    const model::ModelOptions again = m->options();  // the KV pool the engine was built for
+    m.reset();
+    device.reset();
+    test_load_delay();
+    device = platform::Device::open(instance, index);
+    m = model::Model::load(*device, *reader, again);
+    return *m;
+  };
   serving::Engine engine(*m, *tokenizer, ec);
 
   srv.attach(engine, *tokenizer, chat_setup(o, *reader, *tokenizer));

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "common/fault.hpp"
 #include "common/log.hpp"
 
 namespace vkllm::platform {
@@ -77,7 +78,9 @@ struct CommandStream::Impl {
         ci.poolSizeCount = 1;
         ci.pPoolSizes = &size;
         VkDescriptorPool p = VK_NULL_HANDLE;
-        VKLLM_VK(vkCreateDescriptorPool(dev->device, &ci, nullptr, &p));
+        vk_check(fault::hit("descriptor_pool") ? VK_ERROR_OUT_OF_DEVICE_MEMORY
+                                               : vkCreateDescriptorPool(dev->device, &ci, nullptr, &p),
+                 "vkCreateDescriptorPool");
         descriptor_pools.emplace_back(dev->device, p);
       }
       VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "common/fault.hpp"
 #include "common/log.hpp"
 
 namespace vkllm::platform {
@@ -193,7 +194,8 @@ Buffer Device::create_buffer(std::uint64_t size, MemoryIntent intent, std::strin
     mai.allocationSize = block_size;
     mai.memoryTypeIndex = static_cast<std::uint32_t>(type);
     auto nb = std::make_unique<MemoryBlock>();
-    const VkResult r = vkAllocateMemory(d.device, &mai, nullptr, &nb->memory);
+    const VkResult r = fault::hit("alloc") ? VK_ERROR_OUT_OF_DEVICE_MEMORY
+                                           : vkAllocateMemory(d.device, &mai, nullptr, &nb->memory);
     if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY) {
       throw OutOfMemory(fmt::format("out of device memory allocating {} MiB for {} buffer '{}'",
                                     block_size >> 20, to_string(intent), name));

@@ -15,7 +15,7 @@ cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANITIZE=ON >/dev/null
-cpu_tests="gguf tokenizer template scheduler block_pool frontend model_config server"
+cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server"
 cmake --build build-asan -j "$jobs" --target $(printf 'test_%s ' $cpu_tests)
 ctest --test-dir build-asan --output-on-failure -R "^($(echo $cpu_tests | tr ' ' '|'))\$" -j "$jobs"
 

@@ -111,9 +111,11 @@ class Sink {
 };
 
 // The error a request ends with when the engine failed it: 408 request_timeout past its time
-// limit (--request-timeout), 500 for an error; none for every other end.
+// limit (--request-timeout), 503 device_lost when the device was lost under it (the engine
+// recovers: a retry may succeed), 500 for an error; none for every other end.
 std::optional<ApiError> failure(serving::FinishReason finish, const std::string& message) {
   if (finish == serving::FinishReason::timeout) return ApiError{408, message, "timeout_error", "", "request_timeout"};
+  if (finish == serving::FinishReason::device_lost) return ApiError{503, message, "server_error", "", "device_lost"};
   if (finish == serving::FinishReason::error) return ApiError{500, message, "server_error", "", ""};
   return std::nullopt;
 }

@@ -27,7 +27,7 @@ using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
 
 struct GenerationContext {
-  serving::Engine& engine;
+  serving::Service& engine;
   const tok::Tokenizer& tokenizer;
   bool reasoning;  // the chat template is a reasoning model's: split <think>...</think>
   Metrics& metrics;

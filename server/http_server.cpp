@@ -60,7 +60,7 @@ struct Server::Impl {
   // Host headers are checked on a loopback bind, or anywhere when --allowed-hosts was given.
   bool check_hosts = is_loopback_address(config.host) || !config.allowed_hosts.empty();
   // Null while the model loads (every route answers 503); set once by attach(), before `ready`.
-  serving::Engine* engine_ = nullptr;
+  serving::Service* engine_ = nullptr;
   std::optional<frontend::Preprocessor> pre_;
   bool reasoning_ = false;
   std::atomic<bool> ready{false};
@@ -84,7 +84,7 @@ struct Server::Impl {
       : config(std::move(c)), metrics(config.model_name), workers(std::max(1u, config.workers)) {}
 
   // Only after `ready` (handle() answers 503 before).
-  serving::Engine& engine() { return *engine_; }
+  serving::Service& engine() { return *engine_; }
   const frontend::Preprocessor& pre() const { return *pre_; }
   const tok::Tokenizer& tokenizer() const { return pre_->tokenizer(); }
   GenerationContext generation_context() {
@@ -218,7 +218,8 @@ struct Server::Impl {
       throw ApiException({503, "the model is loading", "server_error", "", "model_loading"});
     } else if (path == "/health") {
       require(req, http::verb::get);
-      if (engine().failed()) throw ApiException({503, "the device was lost", "server_error", "", "device_lost"});
+      // 503 while the device is recreated after a loss, and for good when it will not be.
+      if (engine().failed()) throw ApiException({503, engine().health_message(), "server_error", "", "device_lost"});
       out.res = make(req, http::status::ok, R"({"status":"ok"})");
     } else if (path == "/metrics") {
       require(req, http::verb::get);
@@ -409,7 +410,14 @@ struct Server::Impl {
         log::warn("accept failed: {}", ec.message());
         continue;
       }
-      socket.set_option(tcp::no_delay(true));
+      // A bounded kernel send buffer: a client that stops reading stalls the writes after
+      // about twice this, and the write timeout (--timeout) cuts it off (docs/ARCHITECTURE.md
+      // "Slow clients hold nothing for long"). Errors (a peer already gone) are the session's.
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      if (config.send_buffer > 0) {
+        socket.set_option(net::socket_base::send_buffer_size(static_cast<int>(config.send_buffer)), ignored);
+      }
       auto ex = socket.get_executor();
       net::co_spawn(ex, session(std::move(socket)), [](std::exception_ptr e) {
         if (!e) return;
@@ -448,12 +456,12 @@ struct Server::Impl {
 
 Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
-Server::Server(ServerConfig config, serving::Engine& engine, const tok::Tokenizer& tokenizer, ChatSetup chat)
+Server::Server(ServerConfig config, serving::Service& engine, const tok::Tokenizer& tokenizer, ChatSetup chat)
     : Server(std::move(config)) {
   attach(engine, tokenizer, std::move(chat));
 }
 
-void Server::attach(serving::Engine& engine, const tok::Tokenizer& tokenizer, ChatSetup chat) {
+void Server::attach(serving::Service& engine, const tok::Tokenizer& tokenizer, ChatSetup chat) {
   Impl& s = *impl_;
   if (s.ready) throw std::logic_error("server: a model is already attached");
   s.engine_ = &engine;

@@ -35,6 +35,10 @@ struct ServerConfig {
   // --timeout: a whole request's read (headers and body: a client sending a byte at a time is
   // cut off), each response write (a client that stops reading), keep-alive idle.
   std::chrono::seconds read_timeout{30};
+  // Each connection's kernel send buffer (SO_SNDBUF; the kernel doubles it), so a client that
+  // stops reading holds little and its writes stall into the timeout above. 0: the kernel's
+  // autotuning (up to net.ipv4.tcp_wmem's 4 MiB a connection).
+  std::uint32_t send_buffer = 256u << 10;
   std::chrono::seconds shutdown_grace{5};     // in-flight requests get this long to finish
   std::uint32_t default_max_tokens = 256;
   // A generation running longer ends with 408 request_timeout, its KV blocks freed (0: none).
@@ -51,12 +55,12 @@ class Server {
   // Without a model: after start() every route answers 503 "the model is loading" until
   // attach(). `vkllm serve` binds first, so probes see 503 rather than a refused connection.
   explicit Server(ServerConfig config);
-  Server(ServerConfig config, serving::Engine& engine, const tok::Tokenizer& tokenizer,
+  Server(ServerConfig config, serving::Service& engine, const tok::Tokenizer& tokenizer,
          ChatSetup chat);
   ~Server();
 
   // The model to serve; once. Thread-safe against requests being handled.
-  void attach(serving::Engine& engine, const tok::Tokenizer& tokenizer, ChatSetup chat);
+  void attach(serving::Service& engine, const tok::Tokenizer& tokenizer, ChatSetup chat);
 
   // Binds and starts the io threads. Throws Error naming the address when it cannot bind.
   void start();

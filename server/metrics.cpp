@@ -102,6 +102,10 @@ std::string Metrics::render(const serving::EngineStats& s) const {
   counter("vkllm:cancel_requests_total", "Cancellations asked of the engine (clients gone, stop strings).",
           double(s.cancel_calls));
   counter("vkllm:request_timeouts_total", "Requests ended by --request-timeout.", double(s.timeouts));
+  counter("vkllm:device_losses_total", "Times the device was lost (its requests ended with 503 device_lost).",
+          double(s.device_losses));
+  counter("vkllm:device_recoveries_total", "Device losses recovered from: device recreated, weights reloaded.",
+          double(s.device_recoveries));
   out += "# HELP vllm:request_success_total Finished requests by finish reason.\n"
          "# TYPE vllm:request_success_total counter\n";
   for (const auto& [reason, n] : finished_) {

@@ -126,6 +126,8 @@ ops::DeviceWeight upload_gate_up(platform::Device& device, const gguf::Reader& r
                                    bytes, gate + "+" + up, 0, 2);
 }
 
+std::string mib(std::uint64_t bytes) { return fmt::format("{:.1f} MiB", double(bytes) / (1 << 20)); }
+
 }  // namespace
 
 Model::Model(platform::Device& device, ModelConfig config, ModelOptions options)
@@ -154,121 +156,138 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   const std::uint64_t max_blocks_binding = caps.max_storage_buffer_range / block_bytes;
   m->options_ = o;
 
-  // Weights, in their file formats.
-  m->token_embd_ = upload_tensor(device, reader, "token_embd.weight");
-  m->output_norm_ = upload_tensor(device, reader, "output_norm.weight");
-  if (!config.tied_output) m->output_ = upload_tensor(device, reader, "output.weight");
-  m->layers_.resize(config.n_layers);
-  for (std::uint32_t l = 0; l < config.n_layers; ++l) {
-    Layer& L = m->layers_[l];
-    if (o.should_stop && o.should_stop()) {
-      throw Cancelled(fmt::format("the load stopped at layer {} of {}", l, config.n_layers));
+  // Weights, in their file formats. Device memory running out at any stage of the load is
+  // reported with what did not fit and what would help (docs/ARCHITECTURE.md "Injected faults").
+  try {
+    m->token_embd_ = upload_tensor(device, reader, "token_embd.weight");
+    m->output_norm_ = upload_tensor(device, reader, "output_norm.weight");
+    if (!config.tied_output) m->output_ = upload_tensor(device, reader, "output.weight");
+    m->layers_.resize(config.n_layers);
+    for (std::uint32_t l = 0; l < config.n_layers; ++l) {
+      Layer& L = m->layers_[l];
+      if (o.should_stop && o.should_stop()) {
+        throw Cancelled(fmt::format("the load stopped at layer {} of {}", l, config.n_layers));
+      }
+      L.attn_norm = upload_tensor(device, reader, layer_tensor(l, "attn_norm"));
+      L.qkv = upload_concatenated(device, reader, {layer_tensor(l, "attn_q"), layer_tensor(l, "attn_k"),
+                                                   layer_tensor(l, "attn_v")});
+      L.wo = upload_tensor(device, reader, layer_tensor(l, "attn_output"));
+      L.ffn_norm = upload_tensor(device, reader, layer_tensor(l, "ffn_norm"));
+      const std::string gate = layer_tensor(l, "ffn_gate"), up = layer_tensor(l, "ffn_up");
+      if (reader.tensor(gate).type == reader.tensor(up).type) {
+        L.w_gate_up = upload_gate_up(device, reader, gate, up);
+      } else {
+        L.w_gate = upload_tensor(device, reader, gate);
+        L.w_up = upload_tensor(device, reader, up);
+      }
+      L.w_down = upload_tensor(device, reader, layer_tensor(l, "ffn_down"));
+      if (config.qkv_bias) {
+        L.b_qkv = upload_f32_row(device, reader, {layer_bias(l, "attn_q"), layer_bias(l, "attn_k"),
+                                                  layer_bias(l, "attn_v")});
+      }
+      if (config.qk_norm) {
+        L.q_norm = upload_tensor(device, reader, layer_tensor(l, "attn_q_norm"));
+        L.k_norm = upload_tensor(device, reader, layer_tensor(l, "attn_k_norm"));
+      }
     }
-    L.attn_norm = upload_tensor(device, reader, layer_tensor(l, "attn_norm"));
-    L.qkv = upload_concatenated(device, reader, {layer_tensor(l, "attn_q"), layer_tensor(l, "attn_k"),
-                                                 layer_tensor(l, "attn_v")});
-    L.wo = upload_tensor(device, reader, layer_tensor(l, "attn_output"));
-    L.ffn_norm = upload_tensor(device, reader, layer_tensor(l, "ffn_norm"));
-    const std::string gate = layer_tensor(l, "ffn_gate"), up = layer_tensor(l, "ffn_up");
-    if (reader.tensor(gate).type == reader.tensor(up).type) {
-      L.w_gate_up = upload_gate_up(device, reader, gate, up);
-    } else {
-      L.w_gate = upload_tensor(device, reader, gate);
-      L.w_up = upload_tensor(device, reader, up);
-    }
-    L.w_down = upload_tensor(device, reader, layer_tensor(l, "ffn_down"));
-    if (config.qkv_bias) {
-      L.b_qkv = upload_f32_row(device, reader, {layer_bias(l, "attn_q"), layer_bias(l, "attn_k"),
-                                                layer_bias(l, "attn_v")});
-    }
-    if (config.qk_norm) {
-      L.q_norm = upload_tensor(device, reader, layer_tensor(l, "attn_q_norm"));
-      L.k_norm = upload_tensor(device, reader, layer_tensor(l, "attn_k_norm"));
-    }
+  } catch (const OutOfMemory& e) {
+    std::uint64_t file_bytes = 0;
+    for (const gguf::TensorInfo& t : reader.tensors()) file_bytes += t.n_bytes;
+    throw OutOfMemory(fmt::format(
+        "the weights ({}) do not fit in the memory of {} ({} device-local): {} were uploaded when "
+        "it ran out ({}); a smaller quantization of the model or a device with more memory is needed",
+        mib(file_bytes), device.name(), mib(caps.device_local_bytes), mib(m->weight_bytes()), e.what()));
   }
 
   // Workspace for the largest step.
-  auto ws = std::make_unique<Workspace>();
-  const std::uint64_t T = o.max_batch_tokens, S = o.max_seqs;
-  const std::uint64_t align = std::max<std::uint64_t>(caps.storage_offset_alignment, 16);
-  InputLayout& in = ws->in;
-  in.max_penalties = o.max_seqs * 1024;
-  std::uint64_t off = 0;
-  auto section = [&](std::uint64_t bytes) {
-    const std::uint64_t at = off;
-    off = align_up(off + bytes, align);
-    return at;
-  };
-  in.token_ids = section(T * 4);
-  in.positions = section(T * 4);
-  in.query_start = section((S + 1) * 4);
-  in.slot_mapping = section(T * 4);
-  in.block_table = section(S * m->max_blocks_per_seq_ * 4);
-  in.sample_rows = section(S * 4);
-  in.sampling = section(S * sizeof(ops::SamplingRow));
-  in.penalties = section(std::uint64_t{in.max_penalties} * sizeof(ops::PenaltyEntry));
-  in.score_rows = section(T * 4);
-  in.score_sampling = section(T * sizeof(ops::SamplingRow));
-  in.score_penalties = section(T * sizeof(ops::PenaltyEntry));
-  in.feed = section(T * 4);
-  in.total = off;
-  for (std::uint32_t i = 0; i < 2; ++i) {
-    ws->inputs[i] = device.create_buffer(in.total, MemoryIntent::upload, fmt::format("step_inputs.{}", i));
+  try {
+    auto ws = std::make_unique<Workspace>();
+    const std::uint64_t T = o.max_batch_tokens, S = o.max_seqs;
+    const std::uint64_t align = std::max<std::uint64_t>(caps.storage_offset_alignment, 16);
+    InputLayout& in = ws->in;
+    in.max_penalties = o.max_seqs * 1024;
+    std::uint64_t off = 0;
+    auto section = [&](std::uint64_t bytes) {
+      const std::uint64_t at = off;
+      off = align_up(off + bytes, align);
+      return at;
+    };
+    in.token_ids = section(T * 4);
+    in.positions = section(T * 4);
+    in.query_start = section((S + 1) * 4);
+    in.slot_mapping = section(T * 4);
+    in.block_table = section(S * m->max_blocks_per_seq_ * 4);
+    in.sample_rows = section(S * 4);
+    in.sampling = section(S * sizeof(ops::SamplingRow));
+    in.penalties = section(std::uint64_t{in.max_penalties} * sizeof(ops::PenaltyEntry));
+    in.score_rows = section(T * 4);
+    in.score_sampling = section(T * sizeof(ops::SamplingRow));
+    in.score_penalties = section(T * sizeof(ops::PenaltyEntry));
+    in.feed = section(T * 4);
+    in.total = off;
+    for (std::uint32_t i = 0; i < 2; ++i) {
+      ws->inputs[i] = device.create_buffer(in.total, MemoryIntent::upload, fmt::format("step_inputs.{}", i));
+    }
+    auto act = [&](std::uint64_t floats, const char* name) {
+      return device.create_buffer(std::max<std::uint64_t>(floats, 1) * 4, MemoryIntent::activations,
+                                  name);
+    };
+    const ModelConfig& c = config;
+    ws->x = act(T * c.d_model, "x");
+    ws->xn = act(T * c.d_model, "xn");
+    ws->qkv = act(T * (c.q_dim() + 2 * c.kv_dim()), "qkv");
+    ws->q = act(T * c.q_dim(), "q");
+    ws->attn = act(T * c.q_dim(), "attn");
+    const auto split_tokens = static_cast<std::uint32_t>(std::min<std::uint64_t>(T, kSplitMaxTokens));
+    {
+      // The most ranges a split step can have: one sequence; the most row tiles: one sequence per
+      // token. The counters start at zero, and every dispatch leaves them so.
+      ops::AttentionShape most = m->attention_shape(split_tokens, 1);
+      ws->attn_partials = act(ops::attention_partial_bytes(most) / 4, "attn_partials");
+      most.nseq = split_tokens;
+      const std::vector<std::byte> zeros(std::max<std::uint64_t>(ops::attention_counter_bytes(most), 4));
+      ws->attn_counters = device.create_buffer(zeros.size(), MemoryIntent::activations, "attn_counters");
+      device.upload(ws->attn_counters, 0, zeros);
+    }
+    ws->gate = act(T * c.ffn_dim, "gate");
+    bool separate_gate_up = false;
+    for (const Layer& L : m->layers_) separate_gate_up |= L.w_up.bytes() > 0;
+    if (separate_gate_up) ws->up = act(T * c.ffn_dim, "up");
+    ws->hs = act(S * c.d_model, "hs");
+    ws->hn = act(S * c.d_model, "hn");
+    // The sampler's scratch holds the logits' rows and its per-slice partials: the larger.
+    const std::uint64_t sample_scratch = ops::sample_scratch_bytes(o.max_seqs, c.vocab_size);
+    if (std::max<std::uint64_t>(S * c.vocab_size * 4, sample_scratch) >
+        caps.max_storage_buffer_range) {
+      throw OutOfMemory(fmt::format("logits of {} rows x {} tokens exceed one storage binding; "
+                                    "lower max_seqs",
+                                    S, c.vocab_size));
+    }
+    ws->logits = act(S * c.vocab_size, "logits");
+    ws->scratch = device.create_buffer(
+        std::max<std::uint64_t>(sample_scratch, 4),
+        MemoryIntent::activations, "sample_scratch");
+    ws->ids = act(S, "ids");
+    ws->logprobs = act(S, "logprobs");
+    const std::vector<float> inv_freq = rope_inv_freq(c.rope);
+    ws->inv_freq = act(inv_freq.size(), "rope_inv_freq");
+    device.upload(ws->inv_freq, 0, std::as_bytes(std::span<const float>(inv_freq)));
+    ws->top = device.create_buffer(ops::sample_top_bytes(S), MemoryIntent::activations, "top");
+    ws->readback_top = S * 8;
+    ws->readback_score = ws->readback_top + ops::sample_top_bytes(S);
+    ws->readback_score_top = ws->readback_score + T * 4;
+    for (std::uint32_t i = 0; i < 2; ++i) {
+      ws->readback[i] = device.create_buffer(ws->readback_score_top + ops::sample_top_bytes(T),
+                                             MemoryIntent::readback, fmt::format("step_readback.{}", i));
+    }
+    ws->logits_readback = device.create_buffer(S * c.vocab_size * 4, MemoryIntent::readback, "logits_readback");
+    m->ws_ = std::move(ws);
+  } catch (const OutOfMemory& e) {
+    throw OutOfMemory(fmt::format(
+        "the workspace for steps of {} tokens and {} sequences does not fit in the memory of {} "
+        "beside the weights ({}): {}; lower --max-num-batched-tokens or --max-num-seqs",
+        o.max_batch_tokens, o.max_seqs, device.name(), mib(m->weight_bytes()), e.what()));
   }
-  auto act = [&](std::uint64_t floats, const char* name) {
-    return device.create_buffer(std::max<std::uint64_t>(floats, 1) * 4, MemoryIntent::activations,
-                                name);
-  };
-  const ModelConfig& c = config;
-  ws->x = act(T * c.d_model, "x");
-  ws->xn = act(T * c.d_model, "xn");
-  ws->qkv = act(T * (c.q_dim() + 2 * c.kv_dim()), "qkv");
-  ws->q = act(T * c.q_dim(), "q");
-  ws->attn = act(T * c.q_dim(), "attn");
-  const auto split_tokens = static_cast<std::uint32_t>(std::min<std::uint64_t>(T, kSplitMaxTokens));
-  {
-    // The most ranges a split step can have: one sequence; the most row tiles: one sequence per
-    // token. The counters start at zero, and every dispatch leaves them so.
-    ops::AttentionShape most = m->attention_shape(split_tokens, 1);
-    ws->attn_partials = act(ops::attention_partial_bytes(most) / 4, "attn_partials");
-    most.nseq = split_tokens;
-    const std::vector<std::byte> zeros(std::max<std::uint64_t>(ops::attention_counter_bytes(most), 4));
-    ws->attn_counters = device.create_buffer(zeros.size(), MemoryIntent::activations, "attn_counters");
-    device.upload(ws->attn_counters, 0, zeros);
-  }
-  ws->gate = act(T * c.ffn_dim, "gate");
-  bool separate_gate_up = false;
-  for (const Layer& L : m->layers_) separate_gate_up |= L.w_up.bytes() > 0;
-  if (separate_gate_up) ws->up = act(T * c.ffn_dim, "up");
-  ws->hs = act(S * c.d_model, "hs");
-  ws->hn = act(S * c.d_model, "hn");
-  // The sampler's scratch holds the logits' rows and its per-slice partials: the larger.
-  const std::uint64_t sample_scratch = ops::sample_scratch_bytes(o.max_seqs, c.vocab_size);
-  if (std::max<std::uint64_t>(S * c.vocab_size * 4, sample_scratch) >
-      caps.max_storage_buffer_range) {
-    throw OutOfMemory(fmt::format("logits of {} rows x {} tokens exceed one storage binding; "
-                                  "lower max_seqs",
-                                  S, c.vocab_size));
-  }
-  ws->logits = act(S * c.vocab_size, "logits");
-  ws->scratch = device.create_buffer(
-      std::max<std::uint64_t>(sample_scratch, 4),
-      MemoryIntent::activations, "sample_scratch");
-  ws->ids = act(S, "ids");
-  ws->logprobs = act(S, "logprobs");
-  const std::vector<float> inv_freq = rope_inv_freq(c.rope);
-  ws->inv_freq = act(inv_freq.size(), "rope_inv_freq");
-  device.upload(ws->inv_freq, 0, std::as_bytes(std::span<const float>(inv_freq)));
-  ws->top = device.create_buffer(ops::sample_top_bytes(S), MemoryIntent::activations, "top");
-  ws->readback_top = S * 8;
-  ws->readback_score = ws->readback_top + ops::sample_top_bytes(S);
-  ws->readback_score_top = ws->readback_score + T * 4;
-  for (std::uint32_t i = 0; i < 2; ++i) {
-    ws->readback[i] = device.create_buffer(ws->readback_score_top + ops::sample_top_bytes(T),
-                                           MemoryIntent::readback, fmt::format("step_readback.{}", i));
-  }
-  ws->logits_readback = device.create_buffer(S * c.vocab_size * 4, MemoryIntent::readback, "logits_readback");
-  m->ws_ = std::move(ws);
 
   // K/V pools from what is left (DESIGN: memory is planned): the --gpu-memory-fraction budget
   // minus weights and workspace, at most one binding per pool, and no more than every sequence
@@ -292,12 +311,38 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     throw OutOfMemory(fmt::format("{} KV blocks of {} bytes exceed one storage binding ({} bytes)",
                                   o.num_blocks, block_bytes, caps.max_storage_buffer_range));
   }
-  m->options_ = o;
-  for (std::uint32_t l = 0; l < config.n_layers; ++l) {
-    const std::uint64_t pool = std::uint64_t{o.num_blocks} * block_bytes;
-    m->layers_[l].k_pool = device.create_buffer(pool, MemoryIntent::kv_cache, fmt::format("k_pool.{}", l));
-    m->layers_[l].v_pool = device.create_buffer(pool, MemoryIntent::kv_cache, fmt::format("v_pool.{}", l));
+  // A planned pool that the driver cannot allocate (the budget counts memory other processes
+  // hold) shrinks by halves down to one full context; a pool the caller sized does not.
+  const std::uint32_t min_blocks = options_in.num_blocks == 0 ? m->max_blocks_per_seq_ + 1 : o.num_blocks;
+  for (;;) {
+    try {
+      for (std::uint32_t l = 0; l < config.n_layers; ++l) {
+        const std::uint64_t pool = std::uint64_t{o.num_blocks} * block_bytes;
+        m->layers_[l].k_pool = device.create_buffer(pool, MemoryIntent::kv_cache, fmt::format("k_pool.{}", l));
+        m->layers_[l].v_pool = device.create_buffer(pool, MemoryIntent::kv_cache, fmt::format("v_pool.{}", l));
+      }
+      break;
+    } catch (const OutOfMemory& e) {
+      for (Layer& L : m->layers_) {
+        L.k_pool = Buffer();
+        L.v_pool = Buffer();
+      }
+      const std::uint64_t per_block = block_bytes * 2 * config.n_layers;
+      if (o.num_blocks <= min_blocks) {
+        throw OutOfMemory(fmt::format(
+            "the KV cache of {} blocks ({}, {} tokens) does not fit in the memory of {} beside the "
+            "weights ({}) and the workspace ({}): {}; lower --ctx-size ({} now) or "
+            "--gpu-memory-fraction, or use a smaller model",
+            o.num_blocks, mib(o.num_blocks * per_block), std::uint64_t{o.num_blocks - 1} * o.block_size,
+            device.name(), mib(m->weight_bytes()), mib(m->workspace_bytes()), e.what(), o.context_length));
+      }
+      const std::uint32_t fewer = std::max(min_blocks, o.num_blocks / 2);
+      log::warn("the KV cache of {} blocks ({}) did not fit ({}); trying {} blocks", o.num_blocks,
+                mib(o.num_blocks * per_block), e.what(), fewer);
+      o.num_blocks = fewer;
+    }
   }
+  m->options_ = o;
   return m;
 }
 

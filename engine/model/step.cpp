@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "common/fault.hpp"
+#include "common/log.hpp"
 #include "engine/model/model.hpp"
 #include "engine/model/workspace.hpp"
 
@@ -210,13 +212,13 @@ Model::Recording& Model::recording_for(const StepShape& shape) {
     recording_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++recordings_;
   };
+  auto busy = [&](const Recording* r) {
+    return std::any_of(in_flight_.begin(), in_flight_.end(),
+                       [r](const InFlight& f) { return f.rec == r; });
+  };
   auto it = recordings_cache_.find(shape);
   if (it == recordings_cache_.end()) {
     if (recordings_cache_.size() >= kMaxRecordings) {
-      auto busy = [&](const Recording* r) {
-        return std::any_of(in_flight_.begin(), in_flight_.end(),
-                           [r](const InFlight& f) { return f.rec == r; });
-      };
       auto oldest = recordings_cache_.end();
       for (auto e = recordings_cache_.begin(); e != recordings_cache_.end(); ++e) {
         if (busy(e->second.get())) continue;
@@ -224,8 +226,19 @@ Model::Recording& Model::recording_for(const StepShape& shape) {
       }
       if (oldest != recordings_cache_.end()) recordings_cache_.erase(oldest);
     }
-    auto rec = std::make_unique<Recording>(Recording{device_.command_stream()});
-    record_timed(*rec);
+    std::unique_ptr<Recording> rec;
+    try {
+      rec = std::make_unique<Recording>(Recording{device_.command_stream()});
+      record_timed(*rec);
+    } catch (const OutOfMemory& e) {
+      // Memory for a new recording ran out at run time (docs/ARCHITECTURE.md "Injected
+      // faults"): the idle recordings give back their command buffers and descriptor pools, and
+      // this one is tried once more; a second failure fails the step.
+      std::erase_if(recordings_cache_, [&](const auto& e) { return !busy(e.second.get()); });
+      log::warn("out of memory recording a step ({}); dropped the idle recordings and retrying", e.what());
+      rec = std::make_unique<Recording>(Recording{device_.command_stream()});
+      record_timed(*rec);
+    }
     it = recordings_cache_.emplace(shape, std::move(rec)).first;
   } else if (!replay_) {
     record_timed(*it->second);
@@ -268,6 +281,9 @@ void Model::submit(const StepInput& input) {
   Recording& rec = recording_for(sh);
   last_counts_ = {rec.cs.dispatch_count(), rec.cs.barrier_count(), rec.layer_dispatches,
                   rec.layer_barriers};
+  if (fault::hit("step_submit")) {
+    throw DeviceLost("vkQueueSubmit failed: VK_ERROR_DEVICE_LOST (injected: VKLLM_FAULT step_submit)");
+  }
   rec.cs.submit();
   InFlight f{&rec, sh, R0, {}};
   if (sh.want_top) {
@@ -284,6 +300,9 @@ StepOutput Model::wait() {
   in_flight_.pop_front();
   const auto wait0 = std::chrono::steady_clock::now();
   f.rec->cs.wait();
+  if (fault::hit("step_wait")) {
+    throw DeviceLost("vkWaitSemaphores failed: VK_ERROR_DEVICE_LOST (injected: VKLLM_FAULT step_wait)");
+  }
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait0).count();
   const double busy = f.rec->cs.span_seconds();
   if (busy >= 0) busy_seconds_ += busy;

@@ -12,18 +12,6 @@
 
 namespace vkllm::serving {
 
-const char* to_string(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::none: return "none";
-    case FinishReason::stop: return "stop";
-    case FinishReason::length: return "length";
-    case FinishReason::cancelled: return "cancelled";
-    case FinishReason::error: return "error";
-    case FinishReason::timeout: return "timeout";
-  }
-  return "?";
-}
-
 struct Engine::Request {
   RequestId id = 0;
   std::vector<std::uint32_t> prompt;
@@ -37,10 +25,12 @@ struct Engine::Request {
 };
 
 Engine::Engine(model::Model& model, const tok::Tokenizer& tokenizer, EngineConfig config)
-    : model_(model),
+    : model_(&model),
       tokenizer_(tokenizer),
       config_(config),
       max_model_len_(model.options().context_length),
+      vocab_size_(model.config().vocab_size),
+      block_size_(model.options().block_size),
       pool_(model.num_blocks(), config.prefix_caching),
       scheduler_(pool_, sched::SchedulerConfig{
                             std::min(config.max_num_batched_tokens, model.options().max_batch_tokens),
@@ -68,9 +58,9 @@ RequestId Engine::submit(std::vector<std::uint32_t> prompt, RequestParams params
                          EventCallback callback) {
   if (prompt.empty()) throw InvalidRequest("the prompt is empty");
   for (std::uint32_t t : prompt) {
-    if (t >= model_.config().vocab_size) {
+    if (t >= vocab_size_) {
       throw InvalidRequest(fmt::format("token id {} is outside the vocabulary ({} tokens)", t,
-                                       model_.config().vocab_size));
+                                       vocab_size_));
     }
   }
   if (prompt.size() >= max_model_len_) {
@@ -78,7 +68,7 @@ RequestId Engine::submit(std::vector<std::uint32_t> prompt, RequestParams params
                                      "at least one generated token)",
                                      prompt.size(), max_model_len_));
   }
-  const std::uint64_t pool_tokens = std::uint64_t{pool_.usable_blocks()} * model_.options().block_size;
+  const std::uint64_t pool_tokens = std::uint64_t{pool_.usable_blocks()} * block_size_;
   if (prompt.size() + 1 > pool_tokens) {
     throw InvalidRequest(fmt::format("the prompt has {} tokens; the KV cache holds {} in all",
                                      prompt.size(), pool_tokens));
@@ -90,7 +80,7 @@ RequestId Engine::submit(std::vector<std::uint32_t> prompt, RequestParams params
                                      ops::kMaxTopLogprobs));
   }
   for (const LogitBias& b : params.logit_bias) {
-    if (b.token >= model_.config().vocab_size) {
+    if (b.token >= vocab_size_) {
       throw InvalidRequest(fmt::format("logit_bias token {} is outside the vocabulary", b.token));
     }
   }
@@ -103,7 +93,7 @@ RequestId Engine::submit(std::vector<std::uint32_t> prompt, RequestParams params
   {
     std::lock_guard lock(mu_);
     if (stopping_) throw Unavailable("the server is shutting down");
-    if (failed_) throw DeviceLost("the device was lost; restart the server");
+    if (failed_) throw DeviceLost(health_message_);
     if (queued_ >= config_.max_queue) {
       throw QueueFull(fmt::format("the queue is full ({} requests waiting)", queued_));
     }
@@ -166,10 +156,12 @@ void Engine::publish_stats() {
   stats_.cached_prompt_tokens = sc.prompt_tokens_cached;
   stats_.generation_tokens = sc.generated_tokens;
   stats_.preemptions = sc.preemptions;
-  stats_.prefix_queries = pool_.counters().queries * model_.options().block_size;
-  stats_.prefix_hits = pool_.counters().hits * model_.options().block_size;
-  stats_.recordings = model_.recordings();
-  stats_.replays = model_.replays();
+  stats_.prefix_queries = pool_.counters().queries * block_size_;
+  stats_.prefix_hits = pool_.counters().hits * block_size_;
+  if (model_) {
+    stats_.recordings = model_->recordings();
+    stats_.replays = model_->replays();
+  }
 }
 
 void Engine::finish_request(RequestId id, FinishReason reason, const std::string& error,
@@ -245,7 +237,7 @@ void Engine::loop() {
       for (RequestId id : ids) finish_request(id, FinishReason::cancelled);
       if (in_flight_) {  // the model must not be destroyed under a running step
         try {
-          model_.wait();
+          model_->wait();
         } catch (const std::exception& e) {
           log::error("the last step failed at shutdown: {}", e.what());
         }
@@ -259,6 +251,7 @@ void Engine::loop() {
     }
     flush_finals();
     if (stopping) return;
+    if (lost_) recover();
   }
 }
 
@@ -266,8 +259,8 @@ void Engine::loop() {
 // sampling row (with its penalty list) per chunk that samples. A token still pending (drawn by
 // the step in flight) is fed on the device from that step's sample row.
 model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l) {
-  const std::uint32_t bs = model_.options().block_size;
-  const std::uint32_t mb = model_.max_blocks_per_seq();
+  const std::uint32_t bs = model_->options().block_size;
+  const std::uint32_t mb = model_->max_blocks_per_seq();
   model::StepInput in;
   in.query_start = {0};
   std::unordered_map<RequestId, std::uint32_t> feed_rows;
@@ -377,7 +370,7 @@ void Engine::step() {
 // host: penalties count the generated tokens (a request with one sampled in step t must wait).
 // Stop tokens need no wait: a sequence that stops at step t wastes its step t + 1 token.
 bool Engine::can_overlap() const {
-  if (!config_.overlap || starved_ || model_.in_flight() != 1) return false;
+  if (!config_.overlap || starved_ || model_->in_flight() != 1) return false;
   for (RequestId id : in_flight_->sampled) {
     auto it = live_.find(id);
     if (it != live_.end() && it->second->params.sampling.penalizes()) return false;
@@ -392,7 +385,7 @@ std::optional<Engine::Launched> Engine::launch(bool overlapped) {
   if (l.plan.empty()) return std::nullopt;
   try {
     const model::StepInput in = build_step(l.plan, l);
-    model_.submit(in);
+    model_->submit(in);
   } catch (const DeviceLost& e) {
     fail_all(e.what());
     return std::nullopt;
@@ -411,10 +404,77 @@ std::optional<Engine::Launched> Engine::launch(bool overlapped) {
 
 void Engine::fail_all(const std::string& why) {
   log::error("device lost: {}", why);
-  failed_ = true;
+  {
+    std::lock_guard lock(mu_);
+    if (!lost_) ++stats_.device_losses;
+    health_ = Health::recovering;
+    health_message_ = fmt::format("the device was lost ({}); recovering", why);
+    failed_ = true;
+  }
+  lost_ = true;
   std::vector<RequestId> ids;
   for (auto& [id, r] : live_) ids.push_back(id);
-  for (RequestId id : ids) finish_request(id, FinishReason::error, why);
+  for (RequestId id : ids) finish_request(id, FinishReason::device_lost, "the device was lost: " + why);
+}
+
+Health Engine::health() const {
+  std::lock_guard lock(mu_);
+  return health_;
+}
+
+std::string Engine::health_message() const {
+  std::lock_guard lock(mu_);
+  return health_message_;
+}
+
+// After a loss, once every request has its error (docs/ARCHITECTURE.md "Device loss"): the
+// model and device are recreated by the reload callback, or the engine stays failed.
+void Engine::recover() {
+  lost_ = false;
+  const auto now = std::chrono::steady_clock::now();
+  auto give_up = [&](const std::string& why) {
+    log::error("{}; restart the server", why);
+    std::lock_guard lock(mu_);
+    health_ = Health::failed;
+    health_message_ = why + "; restart the server";
+  };
+  if (!config_.reload) return give_up("the device was lost and this engine cannot reload the model");
+  if (last_loss_ && now - *last_loss_ < config_.loss_window) {
+    return give_up(fmt::format("the device was lost again {:.1f} s after the last loss (less than {} s): "
+                               "not recovering",
+                               std::chrono::duration<double>(now - *last_loss_).count(),
+                               config_.loss_window.count() / 1000.0));
+  }
+  last_loss_ = now;
+  log::warn("device lost: recreating the device and reloading the model");
+  try {
+    if (model_->in_flight() > 0) {
+      try {
+        model_->wait();
+      } catch (const std::exception&) {  // lost too: the reload destroys it
+      }
+    }
+    model_ = nullptr;  // the callback destroys it first
+    model::Model& m = config_.reload();
+    if (m.num_blocks() != pool_.num_blocks() || m.options().context_length != max_model_len_) {
+      throw DeviceError(fmt::format("the reloaded model has {} KV blocks and context {}; the engine "
+                                    "was built for {} and {}",
+                                    m.num_blocks(), m.options().context_length, pool_.num_blocks(),
+                                    max_model_len_));
+    }
+    model_ = &m;
+  } catch (const std::exception& e) {
+    return give_up(fmt::format("the device was lost and reloading the model failed: {}", e.what()));
+  }
+  pool_.reset_prefix_cache();  // the cached K/V went with the device
+  in_flight_.reset();
+  starved_ = false;
+  log::info("recovered from the device loss: serving again");
+  std::lock_guard lock(mu_);
+  health_ = Health::ok;
+  health_message_.clear();
+  ++stats_.device_recoveries;
+  failed_ = false;
 }
 
 // Step `l` ran: its tokens replace the pending ones, then each live request gets its token (or
@@ -422,11 +482,11 @@ void Engine::fail_all(const std::string& why) {
 void Engine::complete(const Launched& l) {
   model::StepOutput out;
   try {
-    out = model_.wait();
+    out = model_->wait();
   } catch (const DeviceLost& e) {
     if (in_flight_) {  // the step after it cannot have run either
       try {
-        model_.wait();
+        model_->wait();
       } catch (const std::exception&) {
       }
       in_flight_.reset();

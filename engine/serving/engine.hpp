@@ -53,8 +53,20 @@ struct RequestParams {
 // raw distribution (before penalties, temperature and filters).
 using TopLogprob = ops::TopLogprob;
 
-enum class FinishReason { none, stop, length, cancelled, error, timeout };
-const char* to_string(FinishReason reason);
+// device_lost: the device was lost under the request (the engine recovers; a retry may succeed).
+enum class FinishReason { none, stop, length, cancelled, error, timeout, device_lost };
+constexpr const char* to_string(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::none: return "none";
+    case FinishReason::stop: return "stop";
+    case FinishReason::length: return "length";
+    case FinishReason::cancelled: return "cancelled";
+    case FinishReason::error: return "error";
+    case FinishReason::timeout: return "timeout";
+    case FinishReason::device_lost: return "device_lost";
+  }
+  return "?";
+}
 
 // One delivery to a request: the tokens generated since the last event. finish == stop: the
 // last token is an end-of-generation or stop token (the front end shows no text for it).
@@ -67,7 +79,7 @@ struct TokenEvent {
   std::vector<float> prompt_logprobs;
   std::vector<std::vector<TopLogprob>> prompt_top_logprobs;
   FinishReason finish = FinishReason::none;
-  std::string error;            // finish == error
+  std::string error;            // finish == error, timeout or device_lost
   std::uint32_t prompt_tokens = 0;
   std::uint32_t cached_tokens = 0;
   std::uint32_t completion_tokens = 0;
@@ -83,6 +95,12 @@ struct EngineConfig {
   // The overlapped loop (docs/ARCHITECTURE.md): step t + 1 is planned and submitted while the
   // device runs step t, its decode tokens fed on the device. Off: one step at a time.
   bool overlap = true;
+  // Device loss (docs/ARCHITECTURE.md "Device loss"): the requests in flight end with an error,
+  // then the engine thread calls `reload`, which destroys the model and its device, opens the
+  // device again and loads the weights with the same KV pool, and returns the new model. A loss
+  // within `loss_window` of the one before is not retried. Empty: a loss is final.
+  std::function<model::Model&()> reload;
+  std::chrono::milliseconds loss_window{60000};
 };
 
 // Thrown by submit() when the queue is full (the server answers 429). A sibling of
@@ -110,26 +128,49 @@ struct EngineStats {
   std::uint64_t overlapped_steps = 0;   // submitted while the step before still ran
   std::uint64_t cancel_calls = 0;       // cancel() calls (one per abandoned request is right)
   std::uint64_t timeouts = 0;           // requests ended by their time limit
+  std::uint64_t device_losses = 0;
+  std::uint64_t device_recoveries = 0;  // reloads after a loss that serve again
 };
 
-class Engine {
+// ok: serving. recovering: the device was lost and is being recreated (requests get 503).
+// failed: it was lost and will not be recreated (a second loss too soon, or the reload failed).
+enum class Health { ok, recovering, failed };
+
+// What the HTTP server asks of an engine: the Engine below, or a stand-in without a device (the
+// HTTP layer's fuzz target). Every method is thread-safe.
+class Service {
+ public:
+  virtual ~Service() = default;
+  // Queues a request. Throws InvalidRequest (never fits, bad parameters), QueueFull, or
+  // DeviceLost (not serving now). The callback gets every event, the last one with
+  // finish != none, exactly once each.
+  virtual RequestId submit(std::vector<std::uint32_t> prompt, RequestParams params, EventCallback callback) = 0;
+  // Cancels a request in any state; its last event says cancelled (unless it already finished).
+  virtual void cancel(RequestId id) = 0;
+  // Stops accepting, cancels everything, joins its threads.
+  virtual void shutdown() = 0;
+  virtual EngineStats stats() const = 0;
+  virtual std::uint32_t max_model_len() const = 0;
+  virtual bool failed() const = 0;                // not serving: recovering or failed
+  virtual std::string health_message() const = 0; // why it is not serving (empty when it is)
+};
+
+class Engine final : public Service {
  public:
   // The model's limits bound the config (max_num_seqs, tokens per step, context).
   Engine(model::Model& model, const tok::Tokenizer& tokenizer, EngineConfig config);
-  ~Engine();  // stops the thread; pending requests finish as cancelled
+  ~Engine() override;  // stops the thread; pending requests finish as cancelled
 
-  // Queues a request. Throws InvalidRequest (never fits, bad parameters) or QueueFull. The
-  // callback gets every event, the last one with finish != none, exactly once each.
-  RequestId submit(std::vector<std::uint32_t> prompt, RequestParams params, EventCallback callback);
-  // Cancels a request in any state; its last event says cancelled (unless it already finished).
-  void cancel(RequestId id);
-  // Stops accepting, cancels everything, joins the thread.
-  void shutdown();
+  RequestId submit(std::vector<std::uint32_t> prompt, RequestParams params, EventCallback callback) override;
+  void cancel(RequestId id) override;
+  void shutdown() override;
 
-  EngineStats stats() const;
+  EngineStats stats() const override;
   const EngineConfig& config() const { return config_; }
-  std::uint32_t max_model_len() const { return max_model_len_; }
-  bool failed() const { return failed_; }  // the device was lost; every request errors
+  std::uint32_t max_model_len() const override { return max_model_len_; }
+  bool failed() const override { return failed_; }
+  Health health() const;
+  std::string health_message() const override;
 
  private:
   struct Request;
@@ -146,6 +187,7 @@ class Engine {
   std::optional<Launched> launch(bool overlapped);
   void complete(const Launched& l);
   void fail_all(const std::string& why);
+  void recover();
   void admit(std::deque<std::unique_ptr<Request>>& incoming);
   void expire();
   model::StepInput build_step(const sched::StepPlan& plan, Launched& l);
@@ -160,10 +202,12 @@ class Engine {
   static void invoke(const EventCallback& callback, const TokenEvent& ev);
   void flush_finals();   // after publish_stats: a finished request's blocks show as free
 
-  model::Model& model_;
+  model::Model* model_;  // replaced by a recovery; null when a reload failed
   const tok::Tokenizer& tokenizer_;
   EngineConfig config_;
   std::uint32_t max_model_len_ = 0;
+  std::uint32_t vocab_size_ = 0;  // the model's, fixed (submit() reads them on other threads)
+  std::uint32_t block_size_ = 0;
   kv::BlockPool pool_;
   sched::Scheduler scheduler_;
 
@@ -173,6 +217,8 @@ class Engine {
   std::vector<RequestId> cancels_;
   bool stopping_ = false;
   std::atomic<bool> failed_{false};
+  Health health_ = Health::ok;  // guarded by mu_
+  std::string health_message_;  // guarded by mu_
   RequestId next_id_ = 1;
   std::size_t queued_ = 0;  // incoming + waiting (for the queue bound; running ones do not count)
 
@@ -180,6 +226,8 @@ class Engine {
   std::unordered_map<RequestId, std::unique_ptr<Request>> live_;
   std::optional<Launched> in_flight_;  // the step the device runs
   bool starved_ = false;  // the last overlapped plan left a sequence without blocks
+  bool lost_ = false;     // the device was lost: recover() is due once the requests have ended
+  std::optional<std::chrono::steady_clock::time_point> last_loss_;
   // Last events held until the step's bookkeeping is done and published, so a client that sees
   // its request end also sees its blocks back in stats().
   std::vector<std::pair<EventCallback, TokenEvent>> finals_;

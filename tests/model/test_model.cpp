@@ -9,7 +9,10 @@
 #include <numeric>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "common/error.hpp"
+#include "common/fault.hpp"
 #include "engine/gguf/gguf.hpp"
 #include "engine/model/model.hpp"
 #include "engine/model/sequence.hpp"
@@ -529,4 +532,90 @@ TEST_CASE_FIXTURE(test::DeviceTest, "bucket padding: the same bits as exact shap
   // 3 sequences (T 8, 4 sequences) another.
   CHECK(padded->recordings() - recordings0 == 2);
   CHECK(exact->recordings() == 5);
+}
+
+// Injected faults (VKLLM_FAULT, docs/ARCHITECTURE.md "Injected faults"): device memory running
+// out at each stage of a load, on a device of the test's own so the allocations are counted
+// from its first.
+TEST_CASE_FIXTURE(test::DeviceTest, "B11 out of device memory at load: the error names what did not fit; a planned KV pool shrinks") {
+  const model::SyntheticSpec spec = spec_for(Arch::llama, gguf::TensorType::kQ8_0, 3);
+  const gguf::Reader reader =
+      gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+  model::ModelOptions opt;
+  opt.max_batch_tokens = 32;
+  opt.max_seqs = 4;
+  opt.context_length = 256;
+  platform::Instance& instance = test::gpu().instance;
+  const std::size_t index = instance.choose_device();
+  auto nothing_held = [](const platform::Device& d) {
+    for (const platform::MemoryUsage& u : d.memory_usage()) CHECK(u.used == 0);
+  };
+  struct Disarm {
+    ~Disarm() { fault::arm(""); }
+  } disarm;
+
+  // A clean load, counting its allocations; the KV pools come last.
+  fault::arm("alloc:1000000000");
+  std::uint64_t allocs = 0;
+  std::uint32_t planned = 0;
+  {
+    auto dev = platform::Device::open(instance, index);
+    auto m = model::Model::load(*dev, reader, opt);
+    allocs = fault::passes("alloc");
+    planned = m->num_blocks();
+  }
+  REQUIRE(allocs >= 2);
+  const std::uint32_t one_context = 256 / 16 + 1;
+  REQUIRE(planned > one_context);
+
+  SUBCASE("the weights") {
+    fault::arm("alloc:1");
+    auto dev = platform::Device::open(instance, index);
+    try {
+      (void)model::Model::load(*dev, reader, opt);
+      FAIL("the load did not fail");
+    } catch (const OutOfMemory& e) {
+      const std::string what = e.what();
+      CHECK(what.find("the weights") != std::string::npos);
+      CHECK(what.find("do not fit") != std::string::npos);
+      CHECK(what.find("smaller quantization") != std::string::npos);
+    }
+    nothing_held(*dev);
+  }
+  SUBCASE("the planned KV pool: halved until it fits") {
+    fault::arm(fmt::format("alloc:{}", allocs));
+    auto dev = platform::Device::open(instance, index);
+    auto m = model::Model::load(*dev, reader, opt);
+    CHECK(m->num_blocks() == std::max(one_context, planned / 2));
+    // And it runs: one greedy step.
+    model::StepInput in;
+    in.query_start = {0};
+    const std::vector<std::uint32_t> blocks{1}, toks{5, 6, 7};
+    add_sequence(in, m->max_blocks_per_seq(), 16, blocks, toks, 0);
+    CHECK(m->step(in).ids.size() == 1);
+  }
+  SUBCASE("the KV pool: not even one context fits") {
+    std::string spec_all;
+    for (std::uint64_t i = 0; i < 40; ++i) spec_all += fmt::format("{}alloc:{}", i ? "," : "", allocs + i);
+    fault::arm(spec_all);
+    auto dev = platform::Device::open(instance, index);
+    try {
+      (void)model::Model::load(*dev, reader, opt);
+      FAIL("the load did not fail");
+    } catch (const OutOfMemory& e) {
+      const std::string what = e.what();
+      CAPTURE(what);
+      CHECK(what.find(fmt::format("the KV cache of {} blocks", one_context)) != std::string::npos);
+      CHECK(what.find("--ctx-size") != std::string::npos);
+    }
+    nothing_held(*dev);
+  }
+  SUBCASE("a KV pool the caller sized is not shrunk") {
+    fault::arm(fmt::format("alloc:{}", allocs));
+    model::ModelOptions sized = opt;
+    sized.num_blocks = planned;
+    auto dev = platform::Device::open(instance, index);
+    CHECK_THROWS_AS(model::Model::load(*dev, reader, sized), OutOfMemory);
+    nothing_held(*dev);
+  }
 }

@@ -138,7 +138,7 @@ TEST_CASE_FIXTURE(DeviceTest, "timestamps time every command") {
   CHECK(t[0].ms < 10'000);
 }
 
-TEST_CASE_FIXTURE(DeviceTest, "the pipeline cache is written and read back per device; write faults are typed errors") {
+TEST_CASE_FIXTURE(DeviceTest, "B16: the pipeline cache is written and read back per device; write faults are typed errors") {
   const auto dir = std::filesystem::temp_directory_path() /
                    ("vkllm-test-cache-" + std::to_string(test::run_seed()));
   std::filesystem::remove_all(dir);

@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startServer, metrics, waitIdle, streamChat, chatBody } from './helpers.mjs';
+import { spawn } from 'node:child_process';
+import { startServer, metrics, waitIdle, streamChat, chatBody, post, vkllm, model } from './helpers.mjs';
 
 test('the openai client: chat, streamed chat with usage, completion, models.list', async () => {
   const s = await startServer(['--api-key', 'sekret']);
@@ -111,7 +112,7 @@ test('top logprobs: chat top_logprobs and completions logprobs, streamed and not
   assert.deepEqual(await s.exited, { code: 0, signal: null });
 });
 
-test('32 parallel streaming clients at temperature 0 each get their solo text', async () => {
+test('C2 32 parallel streaming clients at temperature 0 each get their solo text', async () => {
   const s = await startServer(['--deterministic', '--max-num-seqs', '32']);
   const prompts = Array.from({ length: 32 }, (_, i) => `Story ${i}: ${'once upon a time '.repeat(1 + (i % 5))}`);
   const solo = [];
@@ -175,7 +176,7 @@ test('while the model loads every route answers 503 model_loading, then it serve
   assert.equal((await s.exited).code, 0);
 });
 
-test('bad input gets the right status and an OpenAI-shaped error', async () => {
+test('B4 B6 B14: bad input (hostile parameters, oversized body, headers and URI) gets the right status and an OpenAI-shaped error', async () => {
   const s = await startServer(['--api-key', 'k']);
   const auth = { authorization: 'Bearer k', 'content-type': 'application/json' };
   const post = (path, body, headers = auth) => fetch(`${s.url}${path}`, { method: 'POST', headers, body });
@@ -197,7 +198,13 @@ test('bad input gets the right status and an OpenAI-shaped error', async () => {
   await expectError(await post('/v1/completions', JSON.stringify({ prompt: [1, 99999999] })), 400, 'prompt');
   const long = await expectError(await post('/v1/completions', JSON.stringify({ prompt: 'a '.repeat(9000) })), 400);
   assert.match(long.error.message, /maximum context length is \d+ tokens/);
+  await expectError(await post('/v1/chat/completions', JSON.stringify({ ...chatBody('x'), logit_bias: { 99999999: 5 } })), 400, 'logit_bias');
+  await expectError(await post('/v1/chat/completions', JSON.stringify({ ...chatBody('x'), top_logprobs: 21, logprobs: true })), 400, 'top_logprobs');
+  await expectError(await post('/v1/chat/completions', JSON.stringify({ ...chatBody('x'), max_tokens: -1 })), 400, 'max_tokens');
   await expectError(await post('/v1/chat/completions', 'x'.repeat(9 << 20)), 413);
+  // Headers and the request line together are bounded (16 KiB): 431 for either.
+  await expectError(await post('/v1/chat/completions', JSON.stringify(chatBody('x')), { ...auth, 'x-big': 'y'.repeat(20000) }), 431);
+  await expectError(await fetch(`${s.url}/v1/models?${'q'.repeat(20000)}`, { headers: auth }), 431);
   await expectError(await post('/v1/chat/completions', JSON.stringify(chatBody('x')), { 'content-type': 'application/json' }), 401);
   await expectError(await post('/v1/chat/completions', JSON.stringify(chatBody('x')), { authorization: 'Bearer wrong' }), 401);
   await expectError(await fetch(`${s.url}/v1/nope`, { headers: auth }), 404);
@@ -225,4 +232,80 @@ test('B17: SIGTERM during active streams ends them cleanly and exits 0', async (
     assert.ok(r.done, 'each stream ends with [DONE]');
   }
   assert.deepEqual(await s.exited, { code: 0, signal: null });
+});
+
+// Injected faults (VKLLM_FAULT, docs/ARCHITECTURE.md "Injected faults" and "Device loss").
+test('B12 device loss: the stream gets an error event and [DONE], /health says 503, the device is recreated, the same request gives the same text', async () => {
+  // Step 14's wait reports VK_ERROR_DEVICE_LOST: inside the streamed request (the first takes at
+  // most 10 steps). The reload sleeps 1.5 s so /health can be seen at 503.
+  const s = await startServer([], { env: { VKLLM_FAULT: 'step_wait:14', VKLLM_TEST_LOAD_DELAY_MS: '1500' } });
+  const ask = async () => {
+    const res = await post(s.url, '/v1/chat/completions', chatBody('Once upon a time', 8));
+    assert.equal(res.status, 200);
+    return (await res.json()).choices[0].message.content;
+  };
+  const before = await ask();
+  const lost = await streamChat(s.url, chatBody('a long story', 60));
+  assert.ok(lost.done, 'the stream ends with [DONE]');
+  assert.equal(lost.errors.length, 1, JSON.stringify(lost));
+  assert.equal(lost.errors[0].code, 'device_lost');
+  assert.match(lost.errors[0].message, /device was lost/);
+  let saw503 = false, ready = false;
+  for (let i = 0; i < 1200 && !ready; ++i) {
+    const res = await fetch(`${s.url}/health`);
+    if (res.status === 503) {
+      saw503 = true;
+      assert.equal((await res.json()).error.code, 'device_lost');
+    }
+    ready = res.status === 200;
+    if (!ready) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(saw503, '/health answered 503 while the device was recreated');
+  assert.ok(ready, 'ready again after the recovery');
+  assert.equal(await ask(), before, 'the same request at temperature 0 gives the same text');
+  const m = await waitIdle(s.url);
+  assert.equal(m.get('vkllm:device_losses_total'), 1);
+  assert.equal(m.get('vkllm:device_recoveries_total'), 1);
+  assert.equal(m.get('vllm:gpu_cache_usage_perc'), 0);
+  assert.match(s.log(), /recovered from the device loss/);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('B12 a second device loss soon after the first is final: 503 with the reason until restarted', async () => {
+  const s = await startServer([], { env: { VKLLM_FAULT: 'step_wait:2,step_wait:4' } });
+  for (let i = 0; i < 2; ++i) {
+    const res = await post(s.url, '/v1/chat/completions', chatBody('Once upon a time', 8));
+    assert.equal(res.status, 503);
+    assert.equal((await res.json()).error.code, 'device_lost');
+    for (let j = 0; j < 600 && i === 0 && (await fetch(`${s.url}/health`)).status !== 200; ++j) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  let body;
+  for (let j = 0; j < 600; ++j) {
+    const res = await fetch(`${s.url}/health`);
+    body = await res.json();
+    if (res.status === 503 && /restart the server/.test(body.error.message)) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.match(body.error.message, /lost again/);
+  const res = await post(s.url, '/v1/chat/completions', chatBody('anyone?', 4));
+  assert.equal(res.status, 503);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('B11 out of device memory at load: exit 1 naming what did not fit; a bad VKLLM_FAULT is refused', async () => {
+  const s = await startServer([], { env: { VKLLM_FAULT: 'alloc:1' }, ready: false });
+  assert.equal((await s.exited).code, 1);
+  assert.match(s.log(), /the weights \([0-9.]+ MiB\) do not fit/);
+  const bad = await new Promise((resolve) => {
+    const p = spawn(vkllm, ['serve', '-m', model, '--port', '0'], { env: { ...process.env, VKLLM_FAULT: 'nowhere:1' } });
+    let log = '';
+    p.stderr.on('data', (d) => { log += d; });
+    p.on('exit', (code) => resolve({ code, log }));
+  });
+  assert.equal(bad.code, 1);
+  assert.match(bad.log, /VKLLM_FAULT: unknown point 'nowhere'/);
 });

@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { model, startServer, metrics, waitIdle, streamChat, chatBody, post } from './helpers.mjs';
+import { spawnSync } from 'node:child_process';
+import { vkllm, model, startServer, metrics, waitIdle, streamChat, chatBody, post } from './helpers.mjs';
 
 const stories = model.endsWith('stories260K.gguf');
 if (!stories) console.log('# SKIPPED text checks: stories260K not found (random-weight model)');
@@ -105,7 +106,7 @@ test('defect 1: the end (EOS) during a partial stop-string match keeps the held-
   assert.equal((await s.exited).code, 0);
 });
 
-test('defect 2: tokenizing runs off the io threads; a huge prompt is refused before any', async () => {
+test('B14, defect 2: tokenizing runs off the io threads; a huge prompt is refused before any', async () => {
   const s = await startServer(['--threads', '1', '--max-body-bytes', String(40 << 20)],
     { env: { VKLLM_TEST_TOKENIZE_DELAY_MS: '2000' } });
   const order = [];
@@ -467,4 +468,48 @@ test('B3 slowloris: headers or a body sent a byte at a time are cut off at --tim
   assert.equal(m.get('vllm:gpu_cache_usage_perc'), 0);
   s.proc.kill('SIGTERM');
   assert.equal((await s.exited).code, 0);
+});
+
+test('B3 a client that never reads its stream: cut off at --timeout once the socket buffers fill; nothing held', async () => {
+  // A random-weight model with a 2048-token context, so a stream (20 top logprobs per token,
+  // about 1.5 KB each) outgrows the server's bounded send buffer and the socket buffers of a
+  // reader that reads nothing.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vkllm-e2e-'));
+  const micro = path.join(dir, 'micro.gguf');
+  const made = spawnSync(vkllm, ['make-model', '--preset', 'micro', '--type', 'q8_0', '-o', micro]);
+  assert.equal(made.status, 0, String(made.stderr));
+  const s = await startServer(['--timeout', '2'], { gguf: micro });
+  const { hostname, port } = new URL(s.url);
+  const body = JSON.stringify({
+    model: 'test-model', messages: [{ role: 'user', content: 'hi' }], max_tokens: 1900, temperature: 0,
+    ignore_eos: true, logprobs: true, top_logprobs: 20, stream: true,
+  });
+  const sock = net.connect(Number(port), hostname);
+  sock.on('error', () => {});
+  await new Promise((r) => sock.once('connect', r));
+  sock.pause();  // reads nothing from here on: the receive window closes, the server's writes stall
+  sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  const t0 = Date.now();
+  // Generating 1900 tokens takes longer than the stall plus the timeout: the request is ended by
+  // the write timeout, its sequence and blocks freed, with the client still connected.
+  let m;
+  for (;;) {
+    m = await metrics(s.url);
+    if (m.get('vllm:num_requests_running') === 0 && m.get('vllm:gpu_cache_usage_perc') === 0 &&
+        m.get('vkllm:cancel_requests_total') >= 1) break;
+    assert.ok(Date.now() - t0 < 60000, 'the stalled stream still holds its sequence after 60 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const generated = m.get('vllm:generation_tokens_total');
+  assert.ok(generated < 1900, `cut off before the whole generation (${generated} tokens)`);
+  assert.ok(Date.now() - t0 >= 1500, 'not before the 2 s timeout');
+  assert.equal(m.get('vllm:num_requests_waiting'), 0);
+  sock.destroy();
+  // Others are served meanwhile and after.
+  const ok = await post(s.url, '/v1/chat/completions', chatBody('hi', 4));
+  assert.equal(ok.status, 200);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+  fs.rmSync(dir, { recursive: true, force: true });
 });

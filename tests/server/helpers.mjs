@@ -13,9 +13,10 @@ if (!vkllm || !model) {
 const servers = [];
 after(() => servers.forEach((p) => p.exitCode === null && p.kill('SIGKILL')));
 
-// Starts a server; `ready: false` returns once it listens (before the model loads).
-export async function startServer(extra = [], { env = {}, ready = true } = {}) {
-  const args = ['serve', '-m', model, '--port', '0', '--served-model-name', 'test-model', ...extra];
+// Starts a server; `ready: false` returns once it listens (before the model loads); `gguf`
+// serves another model file.
+export async function startServer(extra = [], { env = {}, ready = true, gguf = model } = {}) {
+  const args = ['serve', '-m', gguf, '--port', '0', '--served-model-name', 'test-model', ...extra];
   const proc = spawn(vkllm, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   servers.push(proc);
   let log = '';

@@ -13,8 +13,10 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 #include <type_traits>
 
+#include "common/fault.hpp"
 #include "engine/frontend/text_output.hpp"
 #include "engine/gguf/gguf.hpp"
 #include "engine/model/model.hpp"
@@ -176,7 +178,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "batch invariance: 1, 4, 16 and 32 concurren
   }
 }
 
-TEST_CASE_FIXTURE(test::DeviceTest, "B9: preemption: a pool too small for all recomputes and keeps every output") {
+TEST_CASE_FIXTURE(test::DeviceTest, "B9 C8: preemption: a pool too small for all recomputes and keeps every output") {
   Fixture big = random_model(device(), 0, 8);
   serving::EngineConfig cfg;
   cfg.max_num_seqs = 8;
@@ -518,4 +520,114 @@ TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the story through the engine, 
   const std::string expected = doc.substr(open, doc.find("```", open) - open - 1);
   CHECK(text_of(tokenizer, story) == expected);
   CHECK(story.finish == FinishReason::length);
+}
+
+// Injected faults (VKLLM_FAULT, docs/ARCHITECTURE.md "Injected faults" and "Device loss").
+namespace {
+struct Disarm {
+  ~Disarm() { fault::arm(""); }
+};
+template <typename Pred>
+bool eventually(Pred pred) {
+  for (int spin = 0; spin < 6000 && !pred(); ++spin) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return pred();
+}
+}  // namespace
+
+TEST_CASE_FIXTURE(test::DeviceTest, "B12 device loss: requests end with device_lost, the engine reloads and serves the same tokens; a second loss soon after is final") {
+  Fixture f = random_model(device(), 0, 4);
+  Disarm disarm;
+  // The reload recreates what `vkllm serve` owns: a device of its own and the model on it.
+  platform::Instance& instance = test::gpu().instance;
+  std::unique_ptr<platform::Device> dev;
+  std::unique_ptr<model::Model> current;
+  int reloads = 0;
+  serving::EngineConfig cfg;
+  cfg.max_num_seqs = 4;
+  cfg.reload = [&]() -> model::Model& {
+    const model::ModelOptions o = (current ? *current : *f.model).options();
+    current.reset();
+    dev.reset();
+    ++reloads;
+    dev = platform::Device::open(instance, instance.choose_device());
+    current = model::Model::load(*dev, f.reader, o);
+    return *current;
+  };
+  Engine engine(*f.model, f.tokenizer, cfg);
+  const auto ps = prompts(3, 320, 21);
+  const auto before = run_together(engine, ps, 16);
+
+  // The third step's wait reports the loss: each request in flight ends once, with device_lost.
+  fault::arm("step_wait:3");
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const auto& p : ps) {
+    cs.push_back(std::make_unique<Collector>());
+    engine.submit(p, greedy(40), cs.back()->callback());
+  }
+  for (auto& c : cs) {
+    c->wait();
+    CHECK(c->final_events == 1);
+    CHECK(c->finish == FinishReason::device_lost);
+    CHECK(c->error.find("the device was lost") != std::string::npos);
+  }
+  REQUIRE(eventually([&] { return engine.health() == serving::Health::ok; }));
+  CHECK(reloads == 1);
+  CHECK_FALSE(engine.failed());
+  // Served again, token for token as before the loss (temperature 0).
+  CHECK(run_together(engine, ps, 16) == before);
+  auto st = engine.stats();
+  CHECK(st.device_losses == 1);
+  CHECK(st.device_recoveries == 1);
+  CHECK(st.running == 0);
+  CHECK(st.kv_blocks_free == st.kv_blocks_total);
+
+  // Lost again at a submit, well within the window: not retried; the engine says why.
+  fault::arm("step_submit:1");
+  Collector late;
+  engine.submit(ps[0], greedy(16), late.callback());
+  late.wait();
+  CHECK(late.finish == FinishReason::device_lost);
+  REQUIRE(eventually([&] { return engine.health() == serving::Health::failed; }));
+  CHECK(engine.health_message().find("lost again") != std::string::npos);
+  CHECK(reloads == 1);
+  CHECK(engine.failed());
+  CHECK_THROWS_AS(engine.submit(ps[0], greedy(4), [](const serving::TokenEvent&) {}), DeviceLost);
+  st = engine.stats();
+  CHECK(st.device_losses == 2);
+  CHECK(st.device_recoveries == 1);
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "B11 out of memory at run time: a recording retries after dropping the idle ones; a step that still fails ends only its requests") {
+  serving::EngineConfig cfg;
+  cfg.max_num_seqs = 4;
+  const auto ps = prompts(2, 320, 33);
+  std::vector<std::vector<std::uint32_t>> solo;
+  {
+    Fixture f = random_model(device(), 0, 4);
+    Engine engine(*f.model, f.tokenizer, cfg);
+    for (const auto& p : ps) solo.push_back(run_together(engine, {p}, 12)[0]);
+  }
+  Disarm disarm;
+  SUBCASE("one failure: absorbed") {
+    Fixture f = random_model(device(), 0, 4);  // the same weights, nothing recorded yet
+    Engine engine(*f.model, f.tokenizer, cfg);
+    fault::arm("descriptor_pool:1");
+    CHECK(run_together(engine, {ps[0]}, 12)[0] == solo[0]);
+    CHECK(fault::passes("descriptor_pool") >= 2);
+  }
+  SUBCASE("two in a row: the step's request ends with the error, the next one is served") {
+    Fixture f = random_model(device(), 0, 4);
+    Engine engine(*f.model, f.tokenizer, cfg);
+    fault::arm("descriptor_pool:1,descriptor_pool:2");
+    Collector failed;
+    engine.submit(ps[0], greedy(12), failed.callback());
+    failed.wait();
+    CHECK(failed.finish == FinishReason::error);
+    CHECK(failed.error.find("VK_ERROR_OUT_OF_DEVICE_MEMORY") != std::string::npos);
+    CHECK(run_together(engine, {ps[1]}, 12)[0] == solo[1]);
+    CHECK(eventually([&] { return engine.stats().running == 0; }));
+    const auto st = engine.stats();
+    CHECK(st.kv_blocks_free == st.kv_blocks_total);
+    CHECK_FALSE(engine.failed());
+  }
 }
