@@ -1,6 +1,7 @@
-// Writes the seed corpora that come from our own code into <out>/{gguf,request,template}/:
+// Writes the seed corpora that come from our own code into <out>/{gguf,request,http,template}/:
 // the small GGUF of every value kind the reader's tests mutate, request bodies covering every
-// field the parser reads, and each chat template given on the command line framed the way
+// field the parser reads (and the same as whole HTTP requests, with the other routes), and
+// each chat template given on the command line framed the way
 // fuzz_template.cpp splits its input (FuzzedDataProvider: messages and tools as
 // backslash-terminated strings, the template, and a flag byte at the end).
 // Usage: fuzz_seeds <out> [template.jinja ...]
@@ -63,6 +64,31 @@ int main(int argc, char** argv) {
   write(out / "gguf" / "seed.gguf", std::string_view(reinterpret_cast<const char*>(gguf.data()), gguf.size()));
   int i = 0;
   for (const auto body : kRequests) write(out / "request" / ("seed" + std::to_string(i++) + ".json"), body);
+  // fuzz_http: the same bodies as whole HTTP requests to their routes, and the other routes,
+  // one request per connection, two pipelined, and a chunked body.
+  auto http = [](std::string_view method, std::string_view target, std::string_view body,
+                 std::string_view extra = {}) {
+    return std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+           "Authorization: Bearer k\r\n" + std::string(extra) +
+           (body.empty() ? "" : "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n") +
+           "\r\n" + std::string(body);
+  };
+  i = 0;
+  for (const auto body : kRequests) {
+    const bool chat = body.find("\"messages\"") != std::string_view::npos;
+    write(out / "http" / ("seed" + std::to_string(i++) + ".txt"),
+          http("POST", chat ? "/v1/chat/completions" : "/v1/completions", body));
+  }
+  const std::string gets = http("GET", "/health", "") + http("GET", "/v1/models", "") +
+                           http("GET", "/metrics", "", "Connection: close\r\n");
+  write(out / "http" / "gets.txt", gets);
+  write(out / "http" / "tokenize.txt", http("POST", "/tokenize", R"({"content":"Hello world","with_pieces":true})") +
+                                           http("POST", "/detokenize", R"({"tokens":[1,2,3]})"));
+  write(out / "http" / "chunked.txt",
+        "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer k\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n10\r\n{\"prompt\":\"ab\",\"\r\n"
+        "f\r\nmax_tokens\":3} \r\n0\r\n\r\n");
+  write(out / "http" / "options.txt", "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nOrigin: http://a\r\n\r\n");
   for (int a = 2; a < argc; ++a) {
     std::ifstream f(argv[a], std::ios::binary);
     const std::string source((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

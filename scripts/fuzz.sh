@@ -4,13 +4,13 @@
 # ../shared when it is there) and runs each target for SECONDS seconds (default 30: CI's smoke;
 # bench/RESULTS.md records the long runs). A crash, leak, sanitizer report or timeout fails the
 # script and leaves the input in build-fuzz/findings/; each one found becomes a regression test.
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: gguf tokenizer template request)
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: gguf tokenizer template request http)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf tokenizer template request)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf tokenizer template request http)
 shared=${VKLLM_SHARED_DIR:-../shared}
 jobs=$(nproc)
 
@@ -45,6 +45,7 @@ for t in "${targets[@]}"; do
   case $t in
     template) args+=(-max_len=65536 -dict=fuzz/template.dict) ;;
     request) args+=(-max_len=16384 -dict=fuzz/request.dict) ;;
+    http) args+=(-max_len=8192 -dict=fuzz/http.dict) ;;
     tokenizer) args+=(-max_len=4096) ;;
     gguf) args+=(-max_len=8192) ;;
   esac
