@@ -309,3 +309,58 @@ test('B11 out of device memory at load: exit 1 naming what did not fit; a bad VK
   assert.equal(bad.code, 1);
   assert.match(bad.log, /VKLLM_FAULT: unknown point 'nowhere'/);
 });
+
+test('B2 abort storm: 100 concurrent streams, 10 cancelled 0.1 s apart mid-stream; the rest get exactly their tokens', async () => {
+  const s = await startServer(['--max-num-seqs', '32']);
+  const N = 100, MAX = 24;
+  const body = (i) => ({ ...chatBody(`story ${i}`, MAX), ignore_eos: true, stream: true, stream_options: { include_usage: true } });
+  const ctrls = Array.from({ length: N }, () => new AbortController());
+  const run = async (i) => {
+    const res = await fetch(`${s.url}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body(i)), signal: ctrls[i].signal,
+    });
+    assert.equal(res.status, 200);
+    let text = '', usage = null, finish = null, done = false;
+    try {
+      for await (const chunk of res.body) text += Buffer.from(chunk).toString();
+    } catch (e) {
+      if (e.name !== 'AbortError') throw e;
+      return { aborted: true };
+    }
+    for (const ev of text.split('\n\n').filter((e) => e.startsWith('data: '))) {
+      const data = ev.slice(6);
+      if (data === '[DONE]') { done = true; continue; }
+      const j = JSON.parse(data);
+      if (j.usage) usage = j.usage;
+      if (j.choices?.[0]?.finish_reason) finish = j.choices[0].finish_reason;
+    }
+    return { aborted: false, usage, finish, done };
+  };
+  const jobs = Array.from({ length: N }, (_, i) => run(i).catch((e) => (e.name === 'AbortError' ? { aborted: true } : { error: e })));
+  // Cancel ten of them, 0.1 s apart, once streaming is under way.
+  await new Promise((r) => setTimeout(r, 300));
+  for (let k = 0; k < 10; ++k) {
+    ctrls[k * 10 + 3].abort();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const results = await Promise.all(jobs);
+  let finished = 0;
+  results.forEach((r, i) => {
+    assert.ok(!r.error, `request ${i}: ${r.error}`);
+    if (r.aborted) {
+      assert.equal(i % 10, 3, `request ${i} was not cancelled`);
+      return;
+    }
+    ++finished;
+    assert.ok(r.done, `request ${i} ends with [DONE]`);
+    assert.equal(r.finish, 'length', `request ${i}`);
+    assert.equal(r.usage?.completion_tokens, MAX, `request ${i} got exactly max_tokens`);
+  });
+  assert.ok(finished >= 90, `${finished} finished`);
+  const m = await waitIdle(s.url);
+  assert.equal(m.get('vllm:num_requests_running'), 0);
+  assert.equal(m.get('vllm:num_requests_waiting'), 0);
+  assert.equal(m.get('vllm:gpu_cache_usage_perc'), 0);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});

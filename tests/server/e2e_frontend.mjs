@@ -242,7 +242,7 @@ test('defect 8 and 9: keep-alive during shutdown gets 503; a non-streamed client
   assert.equal((await s.exited).code, 0);
 });
 
-test('API: max_tokens against the context, suffix, echo, models and aliases, tokenize shapes', async () => {
+test('C7 API: max_tokens against the context, suffix, echo, models and aliases, tokenize shapes', async () => {
   const s = await startServer(['--served-model-name', 'test-model', 'alias-model', '--ctx-size', '256']);
   const expect = async (res, status, code) => {
     assert.equal(res.status, status);

@@ -631,3 +631,31 @@ TEST_CASE_FIXTURE(test::DeviceTest, "B11 out of memory at run time: a recording 
     CHECK_FALSE(engine.failed());
   }
 }
+
+TEST_CASE_FIXTURE(test::DeviceTest, "C1 slot saturation: (slots, requests) = (1,3) (2,2) (2,4) (4,2) (4,6) run min(slots, requests) at once") {
+  Fixture f = random_model(device(), 0, 4);
+  const std::vector<std::uint32_t> p = {1, 50, 60, 70};
+  for (const auto [slots, n] : std::vector<std::pair<std::uint32_t, std::uint32_t>>{{1, 3}, {2, 2}, {2, 4}, {4, 2}, {4, 6}}) {
+    CAPTURE(slots);
+    CAPTURE(n);
+    serving::EngineConfig cfg;
+    cfg.max_num_seqs = slots;
+    Engine engine(*f.model, f.tokenizer, cfg);
+    std::vector<std::unique_ptr<Collector>> cs;
+    std::vector<serving::RequestId> ids;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      ids.push_back(engine.submit(p, greedy(400), cs.back()->callback()));
+    }
+    const std::size_t busy = std::min(slots, n);
+    CHECK(eventually([&] {
+      const auto st = engine.stats();
+      return st.running == busy && st.waiting == n - busy;
+    }));
+    for (serving::RequestId id : ids) engine.cancel(id);
+    for (auto& c : cs) {
+      c->wait();
+      CHECK(c->final_events == 1);
+    }
+  }
+}
