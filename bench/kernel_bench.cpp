@@ -135,15 +135,31 @@ int main(int argc, char** argv) {
     Buffer x = upload(*dev, xv, MemoryIntent::activations, "x");
     Buffer y = dev->create_buffer(std::uint64_t(rows) * max_tok * 4, MemoryIntent::activations,
                                   "y");
-    for (std::uint32_t ntok : {1u, prefill}) {
+    // Decode through the matrix-vector kernel; prefill through each path (ops::MatmulPath).
+    struct MatmulRun {
+      std::uint32_t ntok;
+      ops::KernelChoice path;
+    };
+    std::vector<MatmulRun> runs{{1, ops::KernelChoice::gemv}};
+    if (prefill > 1) {
+      runs.push_back({prefill, ops::KernelChoice::gemv});
+      runs.push_back({prefill, ops::KernelChoice::tiled});
+    }
+    for (const MatmulRun& run : runs) {
+      const std::uint32_t ntok = run.ntok;
       for (const MatmulWeight& mw : weights) {
         if (ntok > 1 && mw.type == gguf::TensorType::kF32) continue;
         const std::uint64_t wbytes = mw.q.bytes.size();
         cases.push_back(Case{
-            fmt::format("matmul_{}", gguf::type_name(mw.type)),
+            fmt::format("matmul_{} {}", gguf::type_name(mw.type), ops::to_string(run.path)),
             fmt::format("{}x{} x {} tok", rows, cols, ntok), wbytes,
             2.0 * rows * cols * ntok,
-            [&, ntok](auto& cs) { ops::record_matmul(k, cs, mw.w.view(), x, y, ntok); },
+            [&, ntok, path = run.path](auto& cs) {
+              const ops::KernelChoice before = k.choice();
+              k.set_choice(path);
+              ops::record_matmul(k, cs, mw.w.view(), x, y, ntok);
+              k.set_choice(before);
+            },
             [&, ntok] {
               std::vector<float> expected(std::size_t(rows) * ntok);
               ref::matmul(mw.q.values, std::span<const float>(xv).first(std::size_t(cols) * ntok),

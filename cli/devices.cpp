@@ -1,12 +1,14 @@
 // `vkllm devices`: every Vulkan device with its caps, as a table or JSON.
-// Knows the platform room only.
+// Knows the platform room, and the kernels' choice of matmul path.
 #include "cli/commands.hpp"
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
 #include <iostream>
+#include <utility>
 
+#include "engine/ops/matmul.hpp"
 #include "platform/instance.hpp"
 
 namespace vkllm::cli {
@@ -16,6 +18,30 @@ namespace json = boost::json;
 using platform::DeviceCaps;
 
 const char* yn(bool b) { return b ? "yes" : "no"; }
+
+struct PathRange {
+  std::uint32_t from, to;  // tokens per matmul; to == 0: and more
+  ops::MatmulPath path;
+};
+
+// Which kernel each matmul size takes on this device (ops::choose_matmul, with VKLLM_KERNELS),
+// as ranges of token counts.
+std::vector<PathRange> matmul_paths(const DeviceCaps& c) {
+  const ops::KernelChoice choice = ops::kernel_choice_from_env();
+  const std::uint32_t limit = std::max<std::uint32_t>(c.tuning.tiled_min_tokens, 1) + 1;
+  std::vector<PathRange> out;
+  for (std::uint32_t n = 1; n <= limit; ++n) {
+    const ops::MatmulPath p = ops::choose_matmul(choice, c.tuning, n);
+    if (!out.empty() && out.back().path == p) {
+      out.back().to = n;
+    } else {
+      if (!out.empty()) out.back().to = n - 1;
+      out.push_back({n, n, p});
+    }
+  }
+  out.back().to = 0;
+  return out;
+}
 
 json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {
   const auto& p = c.props;
@@ -67,7 +93,21 @@ json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {
   o["tuning"] = {{"elementwise_workgroup", c.tuning.elementwise_workgroup},
                  {"rows_workgroup", c.tuning.rows_workgroup},
                  {"matvec_workgroup", c.tuning.matvec_workgroup},
-                 {"matvec_rows", c.tuning.matvec_rows}};
+                 {"matvec_rows", c.tuning.matvec_rows},
+                 {"tiled_rows", c.tuning.tiled_rows},
+                 {"tiled_tokens", c.tuning.tiled_tokens},
+                 {"tiled_thread_rows", c.tuning.tiled_thread_rows},
+                 {"tiled_thread_tokens", c.tuning.tiled_thread_tokens},
+                 {"tiled_min_tokens", c.tuning.tiled_min_tokens}};
+  json::array paths;
+  for (const auto& [from, to, path] : matmul_paths(c)) {
+    json::object r;
+    r["tokens_from"] = from;
+    if (to) r["tokens_to"] = to;  // absent: and more
+    r["path"] = ops::to_string(path);
+    paths.push_back(std::move(r));
+  }
+  o["matmul_paths"] = std::move(paths);
   return o;
 }
 
@@ -112,14 +152,29 @@ void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
     }
     fmt::print("\n");
   }
-  fmt::print("  tuning          elementwise wg {}, rows wg {}, matvec wg {} x {} rows\n\n",
+  fmt::print("  tuning          elementwise wg {}, rows wg {}, matvec wg {} x {} rows\n",
              c.tuning.elementwise_workgroup, c.tuning.rows_workgroup, c.tuning.matvec_workgroup,
              c.tuning.matvec_rows);
+  fmt::print("  matmul paths    ");
+  const char* sep = "";
+  for (const auto& [from, to, path] : matmul_paths(c)) {
+    fmt::print("{}{} tokens: {}{}", std::exchange(sep, "; "),
+               to ? fmt::format("{}-{}", from, to) : fmt::format("{}+", from), ops::to_string(path),
+               path == ops::MatmulPath::tiled
+                   ? fmt::format(" ({}x{} tiles, {}x{} per invocation)", c.tuning.tiled_rows,
+                                 c.tuning.tiled_tokens, c.tuning.tiled_thread_rows,
+                                 c.tuning.tiled_thread_tokens)
+                   : std::string());
+  }
+  fmt::print("{}\n\n", ops::kernel_choice_from_env() == ops::KernelChoice::automatic
+                            ? ""
+                            : " (forced by VKLLM_KERNELS)");
 }
 
 }  // namespace
 
 int run_devices(const DevicesOptions& options) {
+  ops::kernel_choice_from_env();  // a bad VKLLM_KERNELS fails before anything is printed
   platform::Instance instance = platform::Instance::create({});
   const auto& devices = instance.devices();
   std::optional<std::size_t> chosen;

@@ -79,6 +79,12 @@ Tuning tuning_for(const DeviceCaps& c) {
     t.matvec_rows = 4;
     t.matmul_rows = 8;
     t.matmul_tokens = 8;
+    // Tiled GEMM: large register blocks. A CPU keeps few of them in registers, but every
+    // shared-memory read that differs per invocation is a gather: 8 x 16 per invocation did
+    // best (q8_0 2048 x 768 x 512 tokens: 13.5 GFLOP/s, against 10.5 at 4 x 16, 11.4 at 8 x 8,
+    // 13.7-13.9 for 128-row or 128-token tiles, 10.0 for the 8-token GEMV; bench/RESULTS.md).
+    t.tiled_thread_rows = 8;
+    t.tiled_thread_tokens = 16;
     t.attention_workgroups = 16;
     t.sample_slice_cols = 32768;
   } else if (c.arch == ArchClass::amd_gcn || c.arch == ArchClass::amd_rdna) {
@@ -103,6 +109,11 @@ Tuning tuning_for(const DeviceCaps& c) {
   t.elementwise_workgroup = std::min(t.elementwise_workgroup, cap);
   t.rows_workgroup = std::min(t.rows_workgroup, cap);
   t.matvec_workgroup = std::min(t.matvec_workgroup, cap);
+  // The tiled GEMM: fewer tokens per tile until its invocations fit (64 x 64 needs 256).
+  while (t.tiled_tokens > t.tiled_thread_tokens &&
+         (t.tiled_rows / t.tiled_thread_rows) * (t.tiled_tokens / t.tiled_thread_tokens) > cap) {
+    t.tiled_tokens /= 2;
+  }
   return t;
 }
 

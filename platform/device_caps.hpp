@@ -123,6 +123,16 @@ struct Tuning {
   std::uint32_t matvec_rows = 2;         // rows per matvec workgroup
   std::uint32_t matmul_rows = 2;         // rows per prefill workgroup
   std::uint32_t matmul_tokens = 8;       // tokens per prefill workgroup (each weight read serves them)
+  // The tiled GEMM (shaders/matmul_tiled.comp): a tiled_rows x tiled_tokens output tile per
+  // workgroup, tiled_thread_rows x tiled_thread_tokens per invocation (multiples of 4), so
+  // (rows / thread_rows) * (tokens / thread_tokens) invocations. Shared memory: 128 bytes per
+  // tile row and token (16 KiB at 64 x 64, the least a device may have).
+  std::uint32_t tiled_rows = 64;
+  std::uint32_t tiled_tokens = 64;
+  std::uint32_t tiled_thread_rows = 4;
+  std::uint32_t tiled_thread_tokens = 4;
+  // From this many tokens the automatic choice runs the tiled GEMM (ops::choose_matmul).
+  std::uint32_t tiled_min_tokens = 16;
   // Flash-decoding: workgroups a decode step's attention should fill the device with (sequences
   // x KV heads x key ranges). More ranges than that only add workgroups that wait or exit: on
   // lavapipe even an empty one costs about 0.1 ms (measured: micro, 2048 keys, 32 vs 9 ranges

@@ -13,6 +13,12 @@ jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
+# The matmul kernels again at lavapipe's other subgroup sizes (4 and 16; 8 above): code that
+# assumes a subgroup size fails here (docs/ARCHITECTURE.md, Tests).
+for width in 128 512; do
+  LP_NATIVE_VECTOR_WIDTH=$width ctest --test-dir build --output-on-failure -j "$jobs" \
+    -R '^(kernels|matmul|fused)$'
+done
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANITIZE=ON >/dev/null
 cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server"

@@ -131,7 +131,12 @@ std::string mib(std::uint64_t bytes) { return fmt::format("{:.1f} MiB", double(b
 }  // namespace
 
 Model::Model(platform::Device& device, ModelConfig config, ModelOptions options)
-    : device_(device), kernels_(device), config_(std::move(config)), options_(options) {}
+    : device_(device), kernels_(device), config_(std::move(config)), options_(options) {
+  if (options_.kernels) kernels_.set_choice(*options_.kernels);
+  if (options_.deterministic && kernels_.choice() == ops::KernelChoice::automatic) {
+    kernels_.set_choice(ops::KernelChoice::gemv);
+  }
+}
 
 Model::~Model() = default;
 

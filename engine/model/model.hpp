@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <map>
 #include <memory>
 #include <span>
@@ -31,12 +32,15 @@ struct ModelOptions {
                                          // memory, at most max_seqs full contexts
   float gpu_memory_fraction = 0.9f;      // of the device's local memory, for the plan
   bool f32_kv = false;                   // f32 K/V even where the device has 16-bit storage
-  // Batch-invariant kernels only: a token's sums follow the same order alone or batched. Every
-  // kernel vkllm has today already does (matmul tiles apply one per-token reduction order,
-  // attention reduces each (token, head) row on its own, the sampler works per row); the flag
-  // pins the guarantee for batch-dependent fast paths (split-K attention, cooperative-matrix
-  // GEMM), which must check it and stay off.
+  // Batch-invariant kernels only: a token's sums follow the same order alone or batched. Each
+  // matmul path on its own applies one per-token reduction order, attention reduces each
+  // (token, head) row on its own, the sampler works per row; what depends on the batch is the
+  // choice among them: the tiled GEMM for steps of many tokens (ops::choose_matmul), split-K
+  // decode attention, later cooperative-matrix GEMM. The flag keeps those off.
   bool deterministic = false;
+  // Which matmul kernels run (ops::KernelChoice; VKLLM_KERNELS when unset). With deterministic,
+  // automatic becomes gemv: the automatic choice depends on the step's token count.
+  std::optional<ops::KernelChoice> kernels;
   // Pads each step's tokens, sequences and sampled rows up to a few bucket sizes
   // (Model::step_bucket) so that continuous batching replays recordings instead of recording
   // anew: padding tokens belong to padding sequences, write no K/V and their rows are never

@@ -3,11 +3,40 @@
 #include "engine/ops/kernels.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 
 #include <fmt/format.h>
 
+#include "common/error.hpp"
+
 namespace vkllm::ops {
+
+const char* to_string(KernelChoice c) {
+  switch (c) {
+    case KernelChoice::automatic: return "auto";
+    case KernelChoice::gemv: return "gemv";
+    case KernelChoice::tiled: return "tiled";
+  }
+  return "?";
+}
+
+KernelChoice parse_kernel_choice(std::string_view s) {
+  for (KernelChoice c : {KernelChoice::automatic, KernelChoice::gemv, KernelChoice::tiled}) {
+    if (s == to_string(c)) return c;
+  }
+  throw InvalidRequest(fmt::format("kernels '{}': expected auto, gemv or tiled", s));
+}
+
+KernelChoice kernel_choice_from_env() {
+  const char* v = std::getenv("VKLLM_KERNELS");
+  if (v == nullptr || *v == 0) return KernelChoice::automatic;
+  try {
+    return parse_kernel_choice(v);
+  } catch (const InvalidRequest& e) {
+    throw InvalidRequest(fmt::format("VKLLM_KERNELS: {}", e.what()));
+  }
+}
 
 const platform::Pipeline& Kernels::pipeline(shaders::ShaderId id, std::uint32_t bindings,
                                             std::uint32_t push_size,

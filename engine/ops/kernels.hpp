@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "platform/device.hpp"
@@ -14,9 +15,24 @@ using platform::Access;
 using platform::BufferSpan;
 using platform::CommandStream;
 
+// Which matmul kernels run (docs/ARCHITECTURE.md, "Matmul paths"). automatic: per matmul, from
+// its token count and the device (ops::choose_matmul); the others force one path wherever it can
+// run, for tests and benchmarks. A process takes it from VKLLM_KERNELS=auto|gemv|tiled.
+enum class KernelChoice { automatic, gemv, tiled };
+
+const char* to_string(KernelChoice c);
+// "auto", "gemv" or "tiled"; throws InvalidRequest naming the accepted values otherwise.
+KernelChoice parse_kernel_choice(std::string_view s);
+// VKLLM_KERNELS, or automatic when it is unset or empty.
+KernelChoice kernel_choice_from_env();
+
 class Kernels {
  public:
-  explicit Kernels(platform::Device& device) : device_(device) {}
+  explicit Kernels(platform::Device& device)
+      : device_(device), choice_(kernel_choice_from_env()) {}
+
+  KernelChoice choice() const { return choice_; }
+  void set_choice(KernelChoice c) { choice_ = c; }
 
   platform::Device& device() { return device_; }
   const platform::DeviceCaps& caps() const { return device_.caps(); }
@@ -28,6 +44,7 @@ class Kernels {
 
  private:
   platform::Device& device_;
+  KernelChoice choice_;
 };
 
 // Throws std::logic_error naming the op when `span` holds fewer than `bytes` bytes.

@@ -19,23 +19,35 @@ using shaders::ShaderId;
 
 struct Variants {
   ShaderId matmul;
+  ShaderId tiled;
   ShaderId get_rows;
 };
 
-// One matmul and one get_rows variant per weight type (shaders/CMakeLists.txt).
+// One matmul, one tiled matmul and one get_rows variant per weight type (shaders/CMakeLists.txt).
 std::optional<Variants> variants(TensorType type) {
   switch (type) {
-    case TensorType::kF32: return Variants{ShaderId::matmul_f32, ShaderId::get_rows_f32};
-    case TensorType::kF16: return Variants{ShaderId::matmul_f16, ShaderId::get_rows_f16};
-    case TensorType::kBF16: return Variants{ShaderId::matmul_bf16, ShaderId::get_rows_bf16};
-    case TensorType::kQ8_0: return Variants{ShaderId::matmul_q8_0, ShaderId::get_rows_q8_0};
-    case TensorType::kQ4_0: return Variants{ShaderId::matmul_q4_0, ShaderId::get_rows_q4_0};
-    case TensorType::kQ4_1: return Variants{ShaderId::matmul_q4_1, ShaderId::get_rows_q4_1};
-    case TensorType::kQ5_0: return Variants{ShaderId::matmul_q5_0, ShaderId::get_rows_q5_0};
-    case TensorType::kQ5_1: return Variants{ShaderId::matmul_q5_1, ShaderId::get_rows_q5_1};
-    case TensorType::kQ4_K: return Variants{ShaderId::matmul_q4_k, ShaderId::get_rows_q4_k};
-    case TensorType::kQ5_K: return Variants{ShaderId::matmul_q5_k, ShaderId::get_rows_q5_k};
-    case TensorType::kQ6_K: return Variants{ShaderId::matmul_q6_k, ShaderId::get_rows_q6_k};
+    case TensorType::kF32:
+      return Variants{ShaderId::matmul_f32, ShaderId::matmul_tiled_f32, ShaderId::get_rows_f32};
+    case TensorType::kF16:
+      return Variants{ShaderId::matmul_f16, ShaderId::matmul_tiled_f16, ShaderId::get_rows_f16};
+    case TensorType::kBF16:
+      return Variants{ShaderId::matmul_bf16, ShaderId::matmul_tiled_bf16, ShaderId::get_rows_bf16};
+    case TensorType::kQ8_0:
+      return Variants{ShaderId::matmul_q8_0, ShaderId::matmul_tiled_q8_0, ShaderId::get_rows_q8_0};
+    case TensorType::kQ4_0:
+      return Variants{ShaderId::matmul_q4_0, ShaderId::matmul_tiled_q4_0, ShaderId::get_rows_q4_0};
+    case TensorType::kQ4_1:
+      return Variants{ShaderId::matmul_q4_1, ShaderId::matmul_tiled_q4_1, ShaderId::get_rows_q4_1};
+    case TensorType::kQ5_0:
+      return Variants{ShaderId::matmul_q5_0, ShaderId::matmul_tiled_q5_0, ShaderId::get_rows_q5_0};
+    case TensorType::kQ5_1:
+      return Variants{ShaderId::matmul_q5_1, ShaderId::matmul_tiled_q5_1, ShaderId::get_rows_q5_1};
+    case TensorType::kQ4_K:
+      return Variants{ShaderId::matmul_q4_k, ShaderId::matmul_tiled_q4_k, ShaderId::get_rows_q4_k};
+    case TensorType::kQ5_K:
+      return Variants{ShaderId::matmul_q5_k, ShaderId::matmul_tiled_q5_k, ShaderId::get_rows_q5_k};
+    case TensorType::kQ6_K:
+      return Variants{ShaderId::matmul_q6_k, ShaderId::matmul_tiled_q6_k, ShaderId::get_rows_q6_k};
     default: return std::nullopt;
   }
 }
@@ -92,6 +104,29 @@ bool weight_type_supported(const Kernels& /*k*/, gguf::TensorType type) {
   return variants(type).has_value();
 }
 
+MatmulPath choose_matmul(KernelChoice choice, const platform::Tuning& t, std::uint32_t ntok) {
+  switch (choice) {
+    case KernelChoice::gemv: return MatmulPath::gemv;
+    case KernelChoice::tiled: return MatmulPath::tiled;
+    case KernelChoice::automatic: break;
+  }
+  // A tile of tokens needs enough of them to fill it: below, the 8-token GEMV tiles read the
+  // weights as often and waste nothing on empty tile columns.
+  return ntok >= t.tiled_min_tokens ? MatmulPath::tiled : MatmulPath::gemv;
+}
+
+MatmulPath choose_matmul(const Kernels& k, std::uint32_t ntok) {
+  return choose_matmul(k.choice(), k.tuning(), ntok);
+}
+
+const char* to_string(MatmulPath p) {
+  switch (p) {
+    case MatmulPath::gemv: return "gemv";
+    case MatmulPath::tiled: return "tiled";
+  }
+  return "?";
+}
+
 std::uint32_t matmul_out_cols(const WeightView& w, Epilogue e) {
   return e == Epilogue::swiglu ? w.nrows / 2 : w.nrows;
 }
@@ -130,10 +165,43 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
     aux.size = (std::uint64_t{out.y0} + w.nrows) * 4;
   }
 
+  const Access y_access = out.epilogue == Epilogue::accumulate ? Access::read_write : Access::write;
+  static constexpr const char* kEpilogueNames[] = {"", " +=", " +bias", " swiglu"};
+  const auto label = [&](std::size_t i, const char* path) {
+    return fmt::format("matmul{}_{} [{}, {}] x {} tok{}{}", path, gguf::type_name(w.type), w.nrows,
+                       w.ncols, ntok, kEpilogueNames[static_cast<int>(out.epilogue)],
+                       w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string());
+  };
+  const platform::Tuning& t = k.tuning();
+  if (choose_matmul(k, ntok) == MatmulPath::tiled) {
+    // BM x BN output tiles (matmul_tiled.comp); UNIFORM_TG when every subgroup the device may
+    // run lies inside one token group.
+    const std::uint32_t bm = t.tiled_rows, bn = t.tiled_tokens;
+    const std::uint32_t tm = t.tiled_thread_rows, tn = t.tiled_thread_tokens;
+    const std::uint32_t row_groups = bm / tm;
+    const std::uint32_t wg = row_groups * (bn / tn);
+    const std::uint32_t sg_max = std::max(k.caps().max_subgroup_size, k.caps().subgroup_size);
+    const bool uniform_tg = sg_max > 0 && row_groups % sg_max == 0;
+    const auto& p = k.pipeline(v.tiled, 4, sizeof(PushMatmul),
+                               {wg, bm, bn, tm, tn, uniform_tg ? 1u : 0u});
+    const std::uint32_t tiles = (ntok + bn - 1) / bn;
+    if (tiles > k.caps().props.max_workgroup_count[1]) {
+      throw std::logic_error(fmt::format("matmul: {} tokens exceed one dispatch", ntok));
+    }
+    for (std::size_t i = 0; i < w.chunks.size(); ++i) {
+      const WeightChunk& c = w.chunks[i];
+      const auto [gx, gz] = fold(k, (c.nrows + bm - 1) / bm, 0, "matmul");
+      const PushMatmul push{w.ncols, c.nrows, c.row0, y_stride, ntok, out.y0,
+                            static_cast<std::uint32_t>(out.epilogue)};
+      cs.dispatch(p, {{c.span, Access::read}, {x, Access::read}, {y, y_access}, {aux, Access::read}},
+                  push, {gx, tiles, gz}, label(i, "_tiled"));
+    }
+    return;
+  }
+
   // Decode: one token, a few rows per workgroup. More tokens: tiles of 8, so that each decoded
   // weight element serves the whole tile; a partial tile skips its missing tokens (a uniform
   // branch), so smaller tiles would only save registers, at the cost of more pipelines.
-  const platform::Tuning& t = k.tuning();
   const std::uint32_t wg = t.matvec_workgroup;
   const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
   std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
@@ -143,18 +211,13 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   if (tiles > k.caps().props.max_workgroup_count[1]) {
     throw std::logic_error(fmt::format("matmul: {} tokens exceed one dispatch", ntok));
   }
-  const Access y_access = out.epilogue == Epilogue::accumulate ? Access::read_write : Access::write;
-  static constexpr const char* kEpilogueNames[] = {"", " +=", " +bias", " swiglu"};
   for (std::size_t i = 0; i < w.chunks.size(); ++i) {
     const WeightChunk& c = w.chunks[i];
     const auto [gx, gz] = fold(k, (c.nrows + rows - 1) / rows, 0, "matmul");
     const PushMatmul push{w.ncols, c.nrows, c.row0, y_stride, ntok, out.y0,
                           static_cast<std::uint32_t>(out.epilogue)};
     cs.dispatch(p, {{c.span, Access::read}, {x, Access::read}, {y, y_access}, {aux, Access::read}},
-                push, {gx, tiles, gz},
-                fmt::format("matmul_{} [{}, {}] x {} tok{}{}", gguf::type_name(w.type), w.nrows,
-                            w.ncols, ntok, kEpilogueNames[static_cast<int>(out.epilogue)],
-                            w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string()));
+                push, {gx, tiles, gz}, label(i, ""));
   }
 }
 

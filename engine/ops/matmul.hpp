@@ -33,6 +33,16 @@ inline MatmulOut with_epilogue(Epilogue e) {
   return out;
 }
 
+// The kernel a matmul of ntok tokens runs (docs/ARCHITECTURE.md, "Matmul paths"): the
+// matrix-vector kernel (matmul.comp: one token, or tiles of 8 that reuse each decoded weight) or
+// the tiled GEMM (matmul_tiled.comp: shared-memory tiles of Tuning::tiled_rows x tiled_tokens).
+// The one place that decides: the kernels' choice when forced, else the token count against
+// Tuning::tiled_min_tokens.
+enum class MatmulPath { gemv, tiled };
+MatmulPath choose_matmul(const Kernels& k, std::uint32_t ntok);
+MatmulPath choose_matmul(KernelChoice choice, const platform::Tuning& t, std::uint32_t ntok);
+const char* to_string(MatmulPath p);
+
 // Output columns of a matmul of `w` with epilogue `e`: w.nrows, or w.nrows / 2 for swiglu.
 std::uint32_t matmul_out_cols(const WeightView& w, Epilogue e);
 

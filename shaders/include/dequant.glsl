@@ -37,15 +37,21 @@
 #elif defined(WTYPE_Q4_0)
 #define DQ_BLOCK_SIZE 32
 #define DQ_BLOCK_BYTES 18
+#define DQ_QS 2u  // where a block's quant nibbles start (and DQ_QH: its fifth bits)
 #elif defined(WTYPE_Q4_1)
 #define DQ_BLOCK_SIZE 32
 #define DQ_BLOCK_BYTES 20
+#define DQ_QS 4u
 #elif defined(WTYPE_Q5_0)
 #define DQ_BLOCK_SIZE 32
 #define DQ_BLOCK_BYTES 22
+#define DQ_QS 6u
+#define DQ_QH 2u
 #elif defined(WTYPE_Q5_1)
 #define DQ_BLOCK_SIZE 32
 #define DQ_BLOCK_BYTES 24
+#define DQ_QS 8u
+#define DQ_QH 4u
 #elif defined(WTYPE_Q4_K)
 #define DQ_BLOCK_SIZE 256
 #define DQ_BLOCK_BYTES 144
@@ -147,16 +153,9 @@ void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
 void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
   const uint b = u >> 1, h = u & 1u;
   const uint bo = rb + b * DQ_BLOCK_BYTES;
-#if defined(WTYPE_Q4_0)
-  const uint qs = bo + 2u;
-#elif defined(WTYPE_Q4_1)
-  const uint qs = bo + 4u;
-#elif defined(WTYPE_Q5_0)
-  const uint qs = bo + 6u;
-  const uint qh = dq_u32(bo + 2u);
-#else
-  const uint qs = bo + 8u;
-  const uint qh = dq_u32(bo + 4u);
+  const uint qs = bo + DQ_QS;
+#if defined(WTYPE_Q5_0) || defined(WTYPE_Q5_1)
+  const uint qh = dq_u32(bo + DQ_QH);
 #endif
   const uint q0 = dq_u32(qs + 8u * h), q1 = dq_u32(qs + 8u * h + 4u);
   // Codes of elements 8h+0..3, 8h+4..7, 16+8h+0..3, 16+8h+4..7, one per byte.
@@ -271,5 +270,76 @@ void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
     v[g] = a * (dq_bytes(c[g]) - 32.0);
     col[g] = 256u * b + 128u * n + 32u * g + 4u * k;
   }
+}
+#endif
+
+// ---- dq_vec4(rb, c): the four elements at columns c .. c + 3 (c % 4 == 0) of the row at rb ----
+// For the tiled GEMM (matmul_tiled.comp), which stages a K-slice of 32 columns of many rows at
+// a time. The same arithmetic, in the same order, as dq_unit: the two agree bit for bit.
+// f32/f16/bf16: the caller reads columns past the last whole vec4 with dq_one.
+
+#if defined(WTYPE_F32)
+vec4 dq_vec4(uint rb, uint c) {
+  const uint i = (rb >> 2) + c;
+  return uintBitsToFloat(uvec4(wq[i], wq[i + 1], wq[i + 2], wq[i + 3]));
+}
+#elif defined(WTYPE_F16) || defined(WTYPE_BF16)
+vec4 dq_vec4(uint rb, uint c) {
+  const uint off = rb + 2u * c;
+  return vec4(dq_pair(dq_u32(off)), dq_pair(dq_u32(off + 4u)));
+}
+#elif defined(WTYPE_Q8_0)
+vec4 dq_vec4(uint rb, uint c) {
+  const uint bo = rb + (c >> 5) * DQ_BLOCK_BYTES;
+  return dq_sbytes(dq_u32(bo + 2u + (c & 31u))) * dq_f16(bo);
+}
+#elif defined(WTYPE_Q4_0) || defined(WTYPE_Q4_1) || defined(WTYPE_Q5_0) || defined(WTYPE_Q5_1)
+vec4 dq_vec4(uint rb, uint c) {
+  const uint bo = rb + (c >> 5) * DQ_BLOCK_BYTES;
+  const uint i = c & 31u;  // element in the block: low nibbles 0..15, high 16..31
+  uint q = (dq_u32(bo + DQ_QS + (i & 15u)) >> ((i & 16u) >> 2)) & 0x0F0F0F0Fu;
+#if defined(WTYPE_Q5_0) || defined(WTYPE_Q5_1)
+  q |= dq_spread4((dq_u32(bo + DQ_QH) >> i) & 0xFu) << 4;  // the fifth bit of element i: qh bit i
+#endif
+#if defined(WTYPE_Q4_0) || defined(WTYPE_Q5_0)
+#if defined(WTYPE_Q4_0)
+  const float zero = 8.0;
+#else
+  const float zero = 16.0;
+#endif
+  return (dq_bytes(q) - zero) * dq_f16(bo);
+#else
+  const vec2 dm = unpackHalf2x16(dq_u32(bo));  // d, m
+  return dq_bytes(q) * dm.x + dm.y;
+#endif
+}
+#elif defined(WTYPE_Q4_K) || defined(WTYPE_Q5_K)
+vec4 dq_vec4(uint rb, uint c) {
+  const uint bo = rb + (c >> 8) * DQ_BLOCK_BYTES;
+  const uint i = c & 255u;
+  const uint p = i >> 6, hi = (i >> 5) & 1u, j = i & 31u;  // sub-block 2p + hi, byte j
+  const vec2 dd = unpackHalf2x16(dq_u32(bo));  // d, dmin
+  const vec2 sm = dq_scale_min(dq_u32(bo + 4u), dq_u32(bo + 8u), dq_u32(bo + 12u), 2u * p + hi);
+#if defined(WTYPE_Q4_K)
+  const uint qs = bo + 16u;
+#else
+  const uint qs = bo + 48u;
+#endif
+  uint q = (dq_u32(qs + 32u * p + j) >> (4u * hi)) & 0x0F0F0F0Fu;
+#if defined(WTYPE_Q5_K)
+  q |= ((dq_u32(bo + 16u + j) >> (2u * p + hi)) & 0x01010101u) << 4;
+#endif
+  return dd.x * sm.x * dq_bytes(q) - dd.y * sm.y;
+}
+#elif defined(WTYPE_Q6_K)
+vec4 dq_vec4(uint rb, uint c) {
+  const uint bo = rb + (c >> 8) * DQ_BLOCK_BYTES;
+  const uint i = c & 255u;
+  const uint n = i >> 7, g = (i >> 5) & 3u, l = i & 31u;
+  const uint la = dq_u32(bo + 64u * n + 32u * (g & 1u) + l);
+  const uint qh = dq_u32(bo + 128u + 32u * n + l);
+  const uint q = ((la >> (4u * (g >> 1))) & 0x0F0F0F0Fu) | (((qh >> (2u * g)) & 0x03030303u) << 4);
+  const float a = dq_f16(bo + 208u) * float(dq_i8(bo + 192u + 8u * n + 2u * g + (l >> 4)));
+  return a * (dq_bytes(q) - 32.0);
 }
 #endif

@@ -421,19 +421,24 @@ TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the documented greedy story, i
   for (std::uint32_t id; ids_in >> id;) expected.push_back(id);
   REQUIRE(expected.size() == 256);
 
-  model::ModelOptions opt;
-  opt.max_batch_tokens = 16;
-  opt.max_seqs = 1;
-  opt.context_length = 512;
-  auto m = model::Model::load(device(), reader, opt);
-  model::Sequence seq(*m);
-  std::vector<std::uint32_t> got;
-  std::uint32_t next = 1;  // BOS
-  for (int i = 0; i < 256; ++i) {
-    next = seq.feed(std::span(&next, 1), greedy()).ids[0];
-    got.push_back(next);
+  // Every matmul path, forced (VKLLM_KERNELS): decode steps through the tiled GEMM too.
+  for (ops::KernelChoice kernels : {ops::KernelChoice::automatic, ops::KernelChoice::tiled}) {
+    CAPTURE(ops::to_string(kernels));
+    model::ModelOptions opt;
+    opt.max_batch_tokens = 16;
+    opt.max_seqs = 1;
+    opt.context_length = 512;
+    opt.kernels = kernels;
+    auto m = model::Model::load(device(), reader, opt);
+    model::Sequence seq(*m);
+    std::vector<std::uint32_t> got;
+    std::uint32_t next = 1;  // BOS
+    for (int i = 0; i < 256; ++i) {
+      next = seq.feed(std::span(&next, 1), greedy()).ids[0];
+      got.push_back(next);
+    }
+    CHECK(got == expected);
   }
-  CHECK(got == expected);
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "mixed weight types (attn_v, ffn_up in Q6_K): QKV in slices, gate/up unfused") {

@@ -115,7 +115,7 @@ TEST_CASE_FIXTURE(FusedTest, "QKV slices with the bias epilogue equal three matm
   const std::uint32_t ncols = 256, q_rows = 40, kv_rows = 10, stride = q_rows + 2 * kv_rows;
   for (auto [qk_type, v_type] : {std::pair{TensorType::kQ4_K, TensorType::kQ6_K},
                                  std::pair{TensorType::kQ8_0, TensorType::kQ8_0}}) {
-    for (std::uint32_t ntok : {1u, 9u}) {
+    for (std::uint32_t ntok : {1u, 9u, 17u}) {  // 17: the tiled GEMM (ops::choose_matmul)
       CAPTURE(gguf::type_name(qk_type));
       CAPTURE(gguf::type_name(v_type));
       CAPTURE(ntok);
@@ -199,7 +199,7 @@ TEST_CASE_FIXTURE(FusedTest, "gate/up interleaved with the swiglu epilogue equal
         if (chunked && ffn > 2) CHECK(gu.view().chunks.size() > 1);
         const auto dg = ops::DeviceWeight::upload(device(), type, ncols, ffn, bytes_of(g.bytes), "gate");
         const auto du = ops::DeviceWeight::upload(device(), type, ncols, ffn, bytes_of(u.bytes), "up");
-        for (std::uint32_t ntok : {1u, 9u}) {
+        for (std::uint32_t ntok : {1u, 9u, 17u}) {  // 17: the tiled GEMM (ops::choose_matmul)
           CAPTURE(ntok);
           // Large inputs: silu's exp sees arguments past +-88.
           const auto x = ref::random_floats(rng(), std::size_t{ntok} * ncols, -3, 3);

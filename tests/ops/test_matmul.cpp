@@ -44,6 +44,19 @@ std::span<const std::byte> as_bytes(const std::vector<std::uint8_t>& v) {
   return std::as_bytes(std::span<const std::uint8_t>(v));
 }
 
+// Forces one matmul path on the shared kernels for a scope.
+class ForceKernels {
+ public:
+  ForceKernels(ops::Kernels& k, ops::KernelChoice c) : k_(k), before_(k.choice()) { k.set_choice(c); }
+  ~ForceKernels() { k_.set_choice(before_); }
+  ForceKernels(const ForceKernels&) = delete;
+  ForceKernels& operator=(const ForceKernels&) = delete;
+
+ private:
+  ops::Kernels& k_;
+  ops::KernelChoice before_;
+};
+
 class WeightTest : public DeviceTest {
  public:
   ops::DeviceWeight upload_weight(TensorType type, const ref::QuantizedWeights& q,
@@ -67,6 +80,32 @@ class WeightTest : public DeviceTest {
     cs.end();
     cs.submit_and_wait();
     return ref::nmse(download_floats(dy, expected.size()), expected);
+  }
+
+  // matmul_nmse for every type, its col_counts and these row and token counts.
+  void every_type(std::initializer_list<std::uint32_t> row_counts,
+                  std::initializer_list<std::uint32_t> token_counts) {
+    double worst = 0;
+    for (TensorType type : kTypes) {
+      for (std::uint32_t ncols : col_counts(type)) {
+        for (std::uint32_t nrows : row_counts) {
+          const auto q = ref::random_quantized(rng(), type, ncols, nrows);
+          const auto w = upload_weight(type, q, ncols, nrows);
+          REQUIRE(w.view().chunks.size() == 1);
+          for (std::uint32_t ntok : token_counts) {
+            CAPTURE(gguf::type_name(type));
+            CAPTURE(ncols);
+            CAPTURE(nrows);
+            CAPTURE(ntok);
+            const double e = matmul_nmse(w.view(), q.values, ntok);
+            CHECK(e < kMatmul);
+            worst = std::max(worst, e);
+          }
+        }
+      }
+    }
+    MESSAGE("worst matmul NMSE " << worst << " (kernels: " << ops::to_string(kernels().choice())
+                                 << ")");
   }
 
   // Runs record_get_rows; returns the NMSE against ref::get_rows and counts differing bits.
@@ -95,26 +134,7 @@ class WeightTest : public DeviceTest {
 }  // namespace
 
 TEST_CASE_FIXTURE(WeightTest, "matmul matches the reference for every weight type") {
-  double worst = 0;
-  for (TensorType type : kTypes) {
-    for (std::uint32_t ncols : col_counts(type)) {
-      for (std::uint32_t nrows : {1u, 33u, 67u}) {
-        const auto q = ref::random_quantized(rng(), type, ncols, nrows);
-        const auto w = upload_weight(type, q, ncols, nrows);
-        REQUIRE(w.view().chunks.size() == 1);
-        for (std::uint32_t ntok : {1u, 3u, 17u}) {
-          CAPTURE(gguf::type_name(type));
-          CAPTURE(ncols);
-          CAPTURE(nrows);
-          CAPTURE(ntok);
-          const double e = matmul_nmse(w.view(), q.values, ntok);
-          CHECK(e < kMatmul);
-          worst = std::max(worst, e);
-        }
-      }
-    }
-  }
-  MESSAGE("worst matmul NMSE " << worst);
+  every_type({1u, 33u, 67u}, {1u, 3u, 17u});
 }
 
 TEST_CASE_FIXTURE(WeightTest, "matmul: long rows (units past the workgroup) and prefill tiles") {
@@ -129,6 +149,51 @@ TEST_CASE_FIXTURE(WeightTest, "matmul: long rows (units past the workgroup) and 
       CHECK(matmul_nmse(w.view(), q.values, ntok) < kMatmul);
     }
   }
+}
+
+TEST_CASE_FIXTURE(WeightTest, "tiled GEMM matches the reference: every type, shapes that fill no tile") {
+  // Rows and tokens from {1, 7, 33, 100}: none a multiple of a tile (64 x 64; 4-row groups),
+  // and a tile's rows past the chunk's end. Columns: col_counts (a float tail at 35).
+  const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
+  every_type({1u, 7u, 33u, 100u}, {1u, 7u, 33u, 100u});
+}
+
+TEST_CASE_FIXTURE(WeightTest, "tiled GEMM: 513 and 257 tokens, long rows, several chunks") {
+  const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
+  for (TensorType type : {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_K,
+                          TensorType::kQ6_K}) {
+    const std::uint32_t ncols = 1024, nrows = 257;
+    const std::uint64_t row_bytes = ops::weight_row_bytes(type, ncols);
+    const auto q = ref::random_quantized(rng(), type, ncols, nrows);
+    const auto w = upload_weight(type, q, ncols, nrows, 100 * row_bytes);  // chunks of 100 rows
+    REQUIRE(w.view().chunks.size() == 3);
+    for (std::uint32_t ntok : {257u, 513u}) {
+      CAPTURE(gguf::type_name(type));
+      CAPTURE(ntok);
+      CHECK(matmul_nmse(w.view(), q.values, ntok) < kMatmul);
+    }
+  }
+}
+
+TEST_CASE("the matmul path: automatic by token count, forced by VKLLM_KERNELS' values") {
+  CHECK(ops::parse_kernel_choice("auto") == ops::KernelChoice::automatic);
+  CHECK(ops::parse_kernel_choice("gemv") == ops::KernelChoice::gemv);
+  CHECK(ops::parse_kernel_choice("tiled") == ops::KernelChoice::tiled);
+  CHECK_THROWS_WITH_AS(ops::parse_kernel_choice("fast"),
+                       "kernels 'fast': expected auto, gemv or tiled", InvalidRequest);
+}
+
+TEST_CASE_FIXTURE(WeightTest, "choose_matmul: the token count against tiled_min_tokens, or forced") {
+  const std::uint32_t min = kernels().tuning().tiled_min_tokens;
+  CHECK(ops::choose_matmul(kernels(), 1) == ops::MatmulPath::gemv);
+  CHECK(ops::choose_matmul(kernels(), min - 1) == ops::MatmulPath::gemv);
+  CHECK(ops::choose_matmul(kernels(), min) == ops::MatmulPath::tiled);
+  {
+    const ForceKernels gemv(kernels(), ops::KernelChoice::gemv);
+    CHECK(ops::choose_matmul(kernels(), 512) == ops::MatmulPath::gemv);
+  }
+  const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
+  CHECK(ops::choose_matmul(kernels(), 1) == ops::MatmulPath::tiled);
 }
 
 TEST_CASE_FIXTURE(WeightTest, "get_rows decodes every type exactly; out-of-range ids give zeros") {

@@ -635,7 +635,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "B11 out of memory at run time: a recording 
 TEST_CASE_FIXTURE(test::DeviceTest, "C1 slot saturation: (slots, requests) = (1,3) (2,2) (2,4) (4,2) (4,6) run min(slots, requests) at once") {
   Fixture f = random_model(device(), 0, 4);
   const std::vector<std::uint32_t> p = {1, 50, 60, 70};
-  for (const auto [slots, n] : std::vector<std::pair<std::uint32_t, std::uint32_t>>{{1, 3}, {2, 2}, {2, 4}, {4, 2}, {4, 6}}) {
+  for (const auto& [slots, n] : std::vector<std::pair<std::uint32_t, std::uint32_t>>{{1, 3}, {2, 2}, {2, 4}, {4, 2}, {4, 6}}) {
     CAPTURE(slots);
     CAPTURE(n);
     serving::EngineConfig cfg;

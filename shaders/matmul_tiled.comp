@@ -1,0 +1,151 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// y = x W^T for many tokens (prompt processing): a tiled GEMM over one chunk of a weight in its
+// GGUF block format (dequant.glsl), f32 in shared memory, f32 accumulation. Same bindings, push
+// constants and epilogues as matmul.comp (pc.epilogue: 0 store, 1 accumulate, 2 bias, 3 swiglu);
+// which of the two runs is ops::choose_matmul's decision (docs/ARCHITECTURE.md, "Matmul paths").
+//
+// A workgroup computes a BM x BN output tile (BM weight rows, BN tokens). Its K loop walks the
+// row in slices of BK = 32 columns: every invocation decodes a few vec4s of the BM x BK weight
+// slice and copies a few of the BN x BK activations into shared memory (each weight element is
+// decoded once per BN tokens), then each invocation multiplies its own TM x TN register block
+// out of shared memory. Shared layout [k][row / 4] and [k][token / 4] as vec4: a register block
+// reads TM / 4 + TN / 4 vec4s per k for TM x TN multiply-adds, and neighbouring invocations read
+// neighbouring vec4s (no bank conflicts on GPUs).
+//
+// Invocation -> register block: rg = the row group (RG = BM / TM of them), tg = the token group.
+// With UNIFORM_TG the host has checked that every subgroup lies inside one token group (the
+// device's largest subgroup divides RG), and tg is computed from the subgroup's id alone: then
+// the compiler knows the activation reads are uniform across the subgroup (one load and a
+// broadcast on a CPU device instead of a gather).
+#include "common.glsl"
+#extension GL_KHR_shader_subgroup_basic : require
+#define PUSH_MATMUL
+#include "push_constants.glsl"
+
+layout(constant_id = 1) const uint BM = 64;  // weight rows per tile, a multiple of 4 * RG
+layout(constant_id = 2) const uint BN = 64;  // tokens per tile
+layout(constant_id = 3) const uint TM = 4;   // rows per invocation, a multiple of 4
+layout(constant_id = 4) const uint TN = 4;   // tokens per invocation, a multiple of 4
+layout(constant_id = 5) const bool UNIFORM_TG = false;
+const uint BK = 32;
+const uint RG = BM / TM;  // row groups; (BM / TM) * (BN / TN) == WG_SIZE
+
+layout(binding = 0) readonly buffer Wq { uint wq[]; };
+layout(binding = 1) readonly buffer X { float x[]; };
+layout(binding = 2) buffer Y { float y[]; };
+layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bias
+
+#include "dequant.glsl"
+
+#if DQ_FLOAT
+// Rows of any length: x rows are not 16-byte aligned, the last vec4 of a row may be partial.
+vec4 load_x4(uint row, uint c) {
+  const uint i = row * pc.ncols + c;
+  if (c + 3u < pc.ncols) return vec4(x[i], x[i + 1], x[i + 2], x[i + 3]);
+  vec4 v = vec4(0.0);
+  for (uint e = 0; e < 4u && c + e < pc.ncols; ++e) v[e] = x[i + e];
+  return v;
+}
+vec4 load_w4(uint rb, uint c) {
+  if (c + 3u < pc.ncols) return dq_vec4(rb, c);
+  vec4 v = vec4(0.0);
+  for (uint e = 0; e < 4u && c + e < pc.ncols; ++e) v[e] = dq_one(rb, c + e);
+  return v;
+}
+#else
+// Quantized rows are whole blocks of 32 or 256: slices never pass the row's end.
+layout(binding = 1) readonly buffer X4 { vec4 x4[]; };
+vec4 load_x4(uint row, uint c) { return x4[(row * pc.ncols + c) >> 2]; }
+vec4 load_w4(uint rb, uint c) { return dq_vec4(rb, c); }
+#endif
+
+shared vec4 ws_[BK * BM / 4];  // [k][row / 4]: component row % 4
+shared vec4 xs_[BK * BN / 4];  // [k][token / 4]: component token % 4
+
+void main() {
+  const uint group = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
+  const uint r0 = group * BM;  // first row of this tile, in the chunk
+  if (r0 >= pc.nrows) return;  // whole workgroup: the folded grid's tail
+  const uint tok0 = gl_WorkGroupID.y * BN;
+  const uint tid = gl_LocalInvocationID.x;
+  const uint row_bytes = (pc.ncols / DQ_BLOCK_SIZE) * DQ_BLOCK_BYTES;
+
+  uint rg, tg;
+  if (UNIFORM_TG) {
+    const uint first = gl_SubgroupID * gl_SubgroupSize;  // the subgroup's first lane
+    tg = first / RG;
+    rg = first % RG + gl_SubgroupInvocationID;
+  } else {
+    tg = tid / RG;
+    rg = tid % RG;
+  }
+
+  vec4 acc[TM / 4][TN];
+  [[unroll]] for (uint i = 0; i < TM / 4; ++i) {
+    [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = vec4(0.0);
+  }
+
+  for (uint k0 = 0; k0 < pc.ncols; k0 += BK) {
+    barrier();  // the previous slice's reads are done
+    // The weight slice: BM rows x 8 vec4s; 8 neighbouring invocations read one row's bytes.
+    for (uint j = tid; j < BM * (BK / 4); j += WG_SIZE) {
+      const uint r = j / (BK / 4), q = j % (BK / 4);
+      const vec4 v = r0 + r < pc.nrows && k0 + 4u * q < pc.ncols
+                         ? load_w4((r0 + r) * row_bytes, k0 + 4u * q)
+                         : vec4(0.0);
+      [[unroll]] for (uint e = 0; e < 4u; ++e) ws_[(4u * q + e) * (BM / 4) + r / 4][r % 4] = v[e];
+    }
+    // The activation slice: BN tokens x 8 vec4s.
+    for (uint j = tid; j < BN * (BK / 4); j += WG_SIZE) {
+      const uint t = j / (BK / 4), q = j % (BK / 4);
+      const vec4 v = tok0 + t < pc.ntok && k0 + 4u * q < pc.ncols ? load_x4(tok0 + t, k0 + 4u * q)
+                                                                  : vec4(0.0);
+      [[unroll]] for (uint e = 0; e < 4u; ++e) xs_[(4u * q + e) * (BN / 4) + t / 4][t % 4] = v[e];
+    }
+    barrier();
+    for (uint k = 0; k < BK; ++k) {
+      vec4 w[TM / 4];
+      [[unroll]] for (uint i = 0; i < TM / 4; ++i) w[i] = ws_[k * (BM / 4) + i * RG + rg];
+      [[unroll]] for (uint j4 = 0; j4 < TN / 4; ++j4) {
+        const vec4 xv = xs_[k * (BN / 4) + tg * (TN / 4) + j4];
+        [[unroll]] for (uint i = 0; i < TM / 4; ++i) {
+          [[unroll]] for (uint e = 0; e < 4u; ++e) acc[i][4u * j4 + e] += w[i] * xv[e];
+        }
+      }
+    }
+  }
+
+  // acc[i][j][e]: row (i * RG + rg) * 4 + e of the tile, token tg * TN + j.
+  [[unroll]] for (uint i = 0; i < TM / 4; ++i) {
+    const uint r = r0 + (i * RG + rg) * 4u;  // in the chunk; r % 4 == 0
+    [[unroll]] for (uint j = 0; j < TN; ++j) {
+      const uint t = tok0 + tg * TN + j;
+      if (t >= pc.ntok) continue;
+      const uint yrow = t * pc.y_stride + pc.y0;
+      if (pc.epilogue == 3) {
+        // (gate, up) pairs: rows (r, r + 1) and (r + 2, r + 3). Chunks and tiles start even.
+        [[unroll]] for (uint e = 0; e < 4u; e += 2u) {
+          if (r + e < pc.nrows) {
+            const float g = acc[i][j][e], u = acc[i][j][e + 1];
+            // silu(g) = g / (1 + exp(-g)); exp overflows to inf for g < -88 and the quotient is -0.
+            y[yrow + (pc.row0 + r + e) / 2u] = g / (1.0 + exp(-g)) * u;
+          }
+        }
+        continue;
+      }
+      [[unroll]] for (uint e = 0; e < 4u; ++e) {
+        if (r + e >= pc.nrows) continue;
+        const uint n = pc.row0 + r + e;
+        const float s = acc[i][j][e];
+        if (pc.epilogue == 1) {
+          y[yrow + n] += s;
+        } else if (pc.epilogue == 2) {
+          y[yrow + n] = s + aux[pc.y0 + n];
+        } else {
+          y[yrow + n] = s;
+        }
+      }
+    }
+  }
+}
