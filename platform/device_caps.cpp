@@ -79,11 +79,14 @@ Tuning tuning_for(const DeviceCaps& c) {
     t.matvec_rows = 4;
     t.matmul_rows = 8;
     t.matmul_tokens = 8;
-    // Tiled GEMM: large register blocks. A CPU keeps few of them in registers, but every
-    // shared-memory read that differs per invocation is a gather: 8 x 16 per invocation did
-    // best (q8_0 2048 x 768 x 512 tokens: 13.5 GFLOP/s, against 10.5 at 4 x 16, 11.4 at 8 x 8,
-    // 13.7-13.9 for 128-row or 128-token tiles, 10.0 for the 8-token GEMV; bench/RESULTS.md).
-    t.tiled_thread_rows = 8;
+    // Tiled GEMM: the largest tiles that fit lavapipe's 32 KiB of shared memory, and large
+    // register blocks: every shared-memory read that differs per invocation is a gather there,
+    // and the per-k overhead of the block is paid once for all its products. q8_0 2048 x 768 x
+    // 512 tokens: 128 x 128 tiles of 16 x 16 blocks 21-22 GFLOP/s; 64 x 64 tiles of 8 x 16
+    // 14.7, of 4 x 8 10.3, of 2 x 8 7.0; the 8-token GEMV 8.8-10 (bench/RESULTS.md).
+    t.tiled_rows = 128;
+    t.tiled_tokens = 128;
+    t.tiled_thread_rows = 16;
     t.tiled_thread_tokens = 16;
     t.attention_workgroups = 16;
     t.sample_slice_cols = 32768;
@@ -109,11 +112,13 @@ Tuning tuning_for(const DeviceCaps& c) {
   t.elementwise_workgroup = std::min(t.elementwise_workgroup, cap);
   t.rows_workgroup = std::min(t.rows_workgroup, cap);
   t.matvec_workgroup = std::min(t.matvec_workgroup, cap);
-  // The tiled GEMM: fewer tokens per tile until its invocations fit (64 x 64 needs 256).
-  while (t.tiled_tokens > t.tiled_thread_tokens &&
-         (t.tiled_rows / t.tiled_thread_rows) * (t.tiled_tokens / t.tiled_thread_tokens) > cap) {
-    t.tiled_tokens /= 2;
-  }
+  // The tiled GEMM: fewer tokens per tile until its invocations and its shared memory (32
+  // columns of f32 per tile row and token) fit.
+  const auto tiled_fits = [&] {
+    return (t.tiled_rows / t.tiled_thread_rows) * (t.tiled_tokens / t.tiled_thread_tokens) <= cap &&
+           (!c.shared_memory || 128ull * (t.tiled_rows + t.tiled_tokens) <= c.shared_memory);
+  };
+  while (t.tiled_tokens > t.tiled_thread_tokens && !tiled_fits()) t.tiled_tokens /= 2;
   return t;
 }
 

@@ -124,8 +124,8 @@ struct Tuning {
   std::uint32_t matmul_rows = 2;         // rows per prefill workgroup
   std::uint32_t matmul_tokens = 8;       // tokens per prefill workgroup (each weight read serves them)
   // The tiled GEMM (shaders/matmul_tiled.comp): a tiled_rows x tiled_tokens output tile per
-  // workgroup, tiled_thread_rows x tiled_thread_tokens per invocation (multiples of 4), so
-  // (rows / thread_rows) * (tokens / thread_tokens) invocations. Shared memory: 128 bytes per
+  // workgroup, tiled_thread_rows (even) x tiled_thread_tokens (a multiple of 4) per invocation,
+  // so (rows / thread_rows) * (tokens / thread_tokens) invocations. Shared memory: 128 bytes per
   // tile row and token (16 KiB at 64 x 64, the least a device may have).
   std::uint32_t tiled_rows = 64;
   std::uint32_t tiled_tokens = 64;

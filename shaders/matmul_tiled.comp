@@ -9,9 +9,10 @@
 // row in slices of BK = 32 columns: every invocation decodes a few vec4s of the BM x BK weight
 // slice and copies a few of the BN x BK activations into shared memory (each weight element is
 // decoded once per BN tokens), then each invocation multiplies its own TM x TN register block
-// out of shared memory. Shared layout [k][row / 4] and [k][token / 4] as vec4: a register block
-// reads TM / 4 + TN / 4 vec4s per k for TM x TN multiply-adds, and neighbouring invocations read
-// neighbouring vec4s (no bank conflicts on GPUs).
+// out of shared memory. Shared layout [k][row / 2] as vec2 (rows in (even, odd) pairs: a swiglu
+// epilogue's gate and up stay in one invocation) and [k][token / 4] as vec4: a register block
+// reads TM / 2 vec2s and TN / 4 vec4s per k for TM x TN multiply-adds, and neighbouring
+// invocations read neighbouring pairs (no bank conflicts on GPUs).
 //
 // Invocation -> register block: rg = the row group (RG = BM / TM of them), tg = the token group.
 // With UNIFORM_TG the host has checked that every subgroup lies inside one token group (the
@@ -23,9 +24,9 @@
 #define PUSH_MATMUL
 #include "push_constants.glsl"
 
-layout(constant_id = 1) const uint BM = 64;  // weight rows per tile, a multiple of 4 * RG
-layout(constant_id = 2) const uint BN = 64;  // tokens per tile
-layout(constant_id = 3) const uint TM = 4;   // rows per invocation, a multiple of 4
+layout(constant_id = 1) const uint BM = 64;  // weight rows per tile
+layout(constant_id = 2) const uint BN = 64;  // tokens per tile, a multiple of 4
+layout(constant_id = 3) const uint TM = 4;   // rows per invocation, a multiple of 2
 layout(constant_id = 4) const uint TN = 4;   // tokens per invocation, a multiple of 4
 layout(constant_id = 5) const bool UNIFORM_TG = false;
 const uint BK = 32;
@@ -60,13 +61,14 @@ vec4 load_x4(uint row, uint c) { return x4[(row * pc.ncols + c) >> 2]; }
 vec4 load_w4(uint rb, uint c) { return dq_vec4(rb, c); }
 #endif
 
-shared vec4 ws_[BK * BM / 4];  // [k][row / 4]: component row % 4
+shared vec2 ws_[BK * BM / 2];  // [k][row / 2]: component row % 2
 shared vec4 xs_[BK * BN / 4];  // [k][token / 4]: component token % 4
 
 void main() {
   const uint group = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
-  const uint r0 = group * BM;  // first row of this tile, in the chunk
-  if (r0 >= pc.nrows) return;  // whole workgroup: the folded grid's tail
+  // First row of this tile, in the chunk. A folded grid's tail tile (r0 >= nrows) runs and
+  // stores nothing: an early return would put every later access under an execution mask.
+  const uint r0 = group * BM;
   const uint tok0 = gl_WorkGroupID.y * BN;
   const uint tid = gl_LocalInvocationID.x;
   const uint row_bytes = (pc.ncols / DQ_BLOCK_SIZE) * DQ_BLOCK_BYTES;
@@ -81,9 +83,9 @@ void main() {
     rg = tid % RG;
   }
 
-  vec4 acc[TM / 4][TN];
-  [[unroll]] for (uint i = 0; i < TM / 4; ++i) {
-    [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = vec4(0.0);
+  vec2 acc[TM / 2][TN];  // pair i of rows, token j
+  [[unroll]] for (uint i = 0; i < TM / 2; ++i) {
+    [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = vec2(0.0);
   }
 
   for (uint k0 = 0; k0 < pc.ncols; k0 += BK) {
@@ -94,7 +96,7 @@ void main() {
       const vec4 v = r0 + r < pc.nrows && k0 + 4u * q < pc.ncols
                          ? load_w4((r0 + r) * row_bytes, k0 + 4u * q)
                          : vec4(0.0);
-      [[unroll]] for (uint e = 0; e < 4u; ++e) ws_[(4u * q + e) * (BM / 4) + r / 4][r % 4] = v[e];
+      [[unroll]] for (uint e = 0; e < 4u; ++e) ws_[(4u * q + e) * (BM / 2) + r / 2][r % 2] = v[e];
     }
     // The activation slice: BN tokens x 8 vec4s.
     for (uint j = tid; j < BN * (BK / 4); j += WG_SIZE) {
@@ -104,37 +106,38 @@ void main() {
       [[unroll]] for (uint e = 0; e < 4u; ++e) xs_[(4u * q + e) * (BN / 4) + t / 4][t % 4] = v[e];
     }
     barrier();
+    // A token group past the last token skips its products (uniform across its subgroup with
+    // UNIFORM_TG, so a partial tile of tokens costs what it holds on a CPU device too).
+    if (tok0 + tg * TN >= pc.ntok) continue;
     for (uint k = 0; k < BK; ++k) {
-      vec4 w[TM / 4];
-      [[unroll]] for (uint i = 0; i < TM / 4; ++i) w[i] = ws_[k * (BM / 4) + i * RG + rg];
+      vec2 w[TM / 2];
+      [[unroll]] for (uint i = 0; i < TM / 2; ++i) w[i] = ws_[k * (BM / 2) + i * RG + rg];
       [[unroll]] for (uint j4 = 0; j4 < TN / 4; ++j4) {
         const vec4 xv = xs_[k * (BN / 4) + tg * (TN / 4) + j4];
-        [[unroll]] for (uint i = 0; i < TM / 4; ++i) {
+        [[unroll]] for (uint i = 0; i < TM / 2; ++i) {
           [[unroll]] for (uint e = 0; e < 4u; ++e) acc[i][4u * j4 + e] += w[i] * xv[e];
         }
       }
     }
   }
 
-  // acc[i][j][e]: row (i * RG + rg) * 4 + e of the tile, token tg * TN + j.
-  [[unroll]] for (uint i = 0; i < TM / 4; ++i) {
-    const uint r = r0 + (i * RG + rg) * 4u;  // in the chunk; r % 4 == 0
+  // acc[i][j][e]: row (i * RG + rg) * 2 + e of the tile, token tg * TN + j.
+  [[unroll]] for (uint i = 0; i < TM / 2; ++i) {
+    const uint r = r0 + (i * RG + rg) * 2u;  // in the chunk; r % 2 == 0
     [[unroll]] for (uint j = 0; j < TN; ++j) {
       const uint t = tok0 + tg * TN + j;
       if (t >= pc.ntok) continue;
       const uint yrow = t * pc.y_stride + pc.y0;
       if (pc.epilogue == 3) {
-        // (gate, up) pairs: rows (r, r + 1) and (r + 2, r + 3). Chunks and tiles start even.
-        [[unroll]] for (uint e = 0; e < 4u; e += 2u) {
-          if (r + e < pc.nrows) {
-            const float g = acc[i][j][e], u = acc[i][j][e + 1];
-            // silu(g) = g / (1 + exp(-g)); exp overflows to inf for g < -88 and the quotient is -0.
-            y[yrow + (pc.row0 + r + e) / 2u] = g / (1.0 + exp(-g)) * u;
-          }
+        // The (gate, up) pair (r, r + 1). Chunks and tiles start even.
+        if (r < pc.nrows) {
+          const float g = acc[i][j].x, u = acc[i][j].y;
+          // silu(g) = g / (1 + exp(-g)); exp overflows to inf for g < -88 and the quotient is -0.
+          y[yrow + (pc.row0 + r) / 2u] = g / (1.0 + exp(-g)) * u;
         }
         continue;
       }
-      [[unroll]] for (uint e = 0; e < 4u; ++e) {
+      [[unroll]] for (uint e = 0; e < 2u; ++e) {
         if (r + e >= pc.nrows) continue;
         const uint n = pc.row0 + r + e;
         const float s = acc[i][j][e];

@@ -178,6 +178,10 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
     // run lies inside one token group.
     const std::uint32_t bm = t.tiled_rows, bn = t.tiled_tokens;
     const std::uint32_t tm = t.tiled_thread_rows, tn = t.tiled_thread_tokens;
+    if (tm == 0 || tm % 2 != 0 || tn == 0 || tn % 4 != 0 || bm % tm != 0 || bn % tn != 0) {
+      throw std::logic_error(fmt::format("matmul: tiled tuning {}x{} tiles of {}x{} blocks", bm,
+                                         bn, tm, tn));
+    }
     const std::uint32_t row_groups = bm / tm;
     const std::uint32_t wg = row_groups * (bn / tn);
     const std::uint32_t sg_max = std::max(k.caps().max_subgroup_size, k.caps().subgroup_size);

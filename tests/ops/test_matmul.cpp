@@ -152,7 +152,7 @@ TEST_CASE_FIXTURE(WeightTest, "matmul: long rows (units past the workgroup) and 
 }
 
 TEST_CASE_FIXTURE(WeightTest, "tiled GEMM matches the reference: every type, shapes that fill no tile") {
-  // Rows and tokens from {1, 7, 33, 100}: none a multiple of a tile (64 x 64; 4-row groups),
+  // Rows and tokens from {1, 7, 33, 100}: none a multiple of a tile (64 or 128; rows in pairs),
   // and a tile's rows past the chunk's end. Columns: col_counts (a float tail at 35).
   const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
   every_type({1u, 7u, 33u, 100u}, {1u, 7u, 33u, 100u});
