@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -36,7 +37,9 @@ class Kernels {
 
   platform::Device& device() { return device_; }
   const platform::DeviceCaps& caps() const { return device_.caps(); }
-  const platform::Tuning& tuning() const { return device_.caps().tuning; }
+  const platform::Tuning& tuning() const { return tuning_ ? *tuning_ : device_.caps().tuning; }
+  // Another device class's tuning on this device (tests, benchmarks); nullopt: the device's own.
+  void set_tuning(std::optional<platform::Tuning> t) { tuning_ = std::move(t); }
 
   // spec[0] is the workgroup size (specialization constant 0 of every shader).
   const platform::Pipeline& pipeline(shaders::ShaderId id, std::uint32_t bindings,
@@ -45,6 +48,7 @@ class Kernels {
  private:
   platform::Device& device_;
   KernelChoice choice_;
+  std::optional<platform::Tuning> tuning_;
 };
 
 // Throws std::logic_error naming the op when `span` holds fewer than `bytes` bytes.

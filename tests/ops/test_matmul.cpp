@@ -158,6 +158,36 @@ TEST_CASE_FIXTURE(WeightTest, "tiled GEMM matches the reference: every type, sha
   every_type({1u, 7u, 33u, 100u}, {1u, 7u, 33u, 100u});
 }
 
+TEST_CASE_FIXTURE(WeightTest, "tiled GEMM with other device classes' tile shapes") {
+  // The GPU default (64 x 64 tiles of 4 x 4, 256 invocations), and blocks of 2 rows and of 16
+  // rows: with 4 row groups a subgroup of 8 spans two token groups (no UNIFORM_TG).
+  const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
+  struct Shape {
+    std::uint32_t rows, tokens, thread_rows, thread_tokens;
+  };
+  for (const Shape& sh : {Shape{64, 64, 4, 4}, Shape{32, 32, 2, 8}, Shape{64, 32, 16, 4}}) {
+    platform::Tuning t = kernels().tuning();
+    t.tiled_rows = sh.rows;
+    t.tiled_tokens = sh.tokens;
+    t.tiled_thread_rows = sh.thread_rows;
+    t.tiled_thread_tokens = sh.thread_tokens;
+    kernels().set_tuning(t);
+    for (TensorType type : {TensorType::kF16, TensorType::kQ4_0, TensorType::kQ4_K}) {
+      const std::uint32_t ncols = col_counts(type).back(), nrows = 100;
+      const auto q = ref::random_quantized(rng(), type, ncols, nrows);
+      const auto w = upload_weight(type, q, ncols, nrows);
+      for (std::uint32_t ntok : {1u, 33u, 100u}) {
+        CAPTURE(sh.rows);
+        CAPTURE(sh.thread_rows);
+        CAPTURE(gguf::type_name(type));
+        CAPTURE(ntok);
+        CHECK(matmul_nmse(w.view(), q.values, ntok) < kMatmul);
+      }
+    }
+  }
+  kernels().set_tuning(std::nullopt);
+}
+
 TEST_CASE_FIXTURE(WeightTest, "tiled GEMM: 513 and 257 tokens, long rows, several chunks") {
   const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
   for (TensorType type : {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_K,
