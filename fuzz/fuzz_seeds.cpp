@@ -50,6 +50,10 @@ constexpr std::string_view kRequests[] = {
     R"({"prompt":"Once upon a time","max_tokens":8,"echo":true,"logprobs":2})",
     R"({"prompt":[1,2,3,4],"stream":true,"stop":"."})",
     R"({"prompt":"a","n":1,"best_of":1,"suffix":null,"temperature":0})",
+    // Regression (CI stop 23): an assistant role was compared from freed memory after the
+    // message object was rehashed (tests/server/test_server.cpp, "every role survives").
+    R"({"messages":[{"role":"assistant","content":"Hello"}]})",
+    R"({"messages":[{"role":"developer","content":"d"},{"role":"assistant"},{"role":"user","content":"u"}],"continue_final_message":false})",
 };
 
 }  // namespace

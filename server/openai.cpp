@@ -146,7 +146,8 @@ void parse_messages(const json::object& o, ParsedRequest& r) {
     json::object msg = m.get_object();
     const json::value* role = field(msg, "role");
     if (!role || !role->is_string()) fail(param + ".role", fmt::format("'{}.role' must be a string", param));
-    const std::string_view rs = role->get_string();
+    // A copy: inserting "content" below may rehash msg and free the string a view would point at.
+    const std::string rs(role->get_string());
     if (rs != "system" && rs != "user" && rs != "assistant" && rs != "tool" && rs != "developer") {
       fail(param + ".role", fmt::format("'{}.role' is '{}'; expected system, developer, user, assistant or tool",
                                         param, rs));

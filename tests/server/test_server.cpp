@@ -78,6 +78,27 @@ TEST_CASE("parse_request: chat fields reach the prompt and the parameters") {
   CHECK(d.prompt.add_generation_prompt);
 }
 
+// Regression (fuzz_request finding, CI stop 23): the role was a view into the message object,
+// and writing "content" into that object rehashes it; an "assistant" role (as long as
+// "developer") was then compared from freed memory. Every role, with and without content,
+// under ASan (scripts/test.sh).
+TEST_CASE("parse_request: every role survives the message rewrite; developer becomes system") {
+  const ParsedRequest r = parse_request(
+      R"({"messages":[{"role":"developer","content":"d"},{"role":"system","content":"s"},)"
+      R"({"role":"user","content":"u"},{"role":"assistant","content":"Hello"},)"
+      R"({"role":"assistant"},{"role":"tool","content":[{"type":"text","text":"t"}]}]})",
+      Endpoint::chat, RequestLimits{});
+  const boost::json::array msgs = boost::json::parse(r.prompt.messages_json).as_array();
+  REQUIRE(msgs.size() == 6);
+  const char* roles[] = {"system", "system", "user", "assistant", "assistant", "tool"};
+  const char* contents[] = {"d", "s", "u", "Hello", "", "t"};
+  for (std::size_t i = 0; i < msgs.size(); ++i) {
+    CAPTURE(i);
+    CHECK(msgs[i].at("role") == roles[i]);
+    CHECK(msgs[i].at("content") == contents[i]);
+  }
+}
+
 TEST_CASE("parse_request: completion prompts as text, ids, one-element lists; echo") {
   CHECK(completion(R"({"prompt":"abc"})").prompt.text == "abc");
   CHECK(completion(R"({"prompt":["abc"]})").prompt.text == "abc");
