@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <numeric>
@@ -94,6 +95,12 @@ int main(int argc, char** argv) {
   app.add_option("--attn-ctx", attn_contexts, "contexts of the decode attention cases")->delimiter(',');
   std::string only;
   app.add_option("--only", only, "run only the kernels whose name contains this");
+  std::vector<std::string> tune;
+  app.add_option("--tune", tune,
+                 "override the device's Tuning for a sweep: name=value,... (matvec_workgroup, "
+                 "matvec_rows, matmul_rows, matmul_tokens, tiled_rows, tiled_tokens, "
+                 "tiled_thread_rows, tiled_thread_tokens; matvec_lane_rows=0|1)")
+      ->delimiter(',');
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -102,6 +109,35 @@ int main(int argc, char** argv) {
     auto dev = platform::Device::open(instance, index);
     ops::Kernels k(*dev);
     const auto& caps = dev->caps();
+    if (!tune.empty()) {
+      platform::Tuning t = caps.tuning;
+      const std::pair<const char*, std::uint32_t platform::Tuning::*> fields[] = {
+          {"matvec_workgroup", &platform::Tuning::matvec_workgroup},
+          {"matvec_rows", &platform::Tuning::matvec_rows},
+          {"matmul_rows", &platform::Tuning::matmul_rows},
+          {"matmul_tokens", &platform::Tuning::matmul_tokens},
+          {"tiled_rows", &platform::Tuning::tiled_rows},
+          {"tiled_tokens", &platform::Tuning::tiled_tokens},
+          {"tiled_thread_rows", &platform::Tuning::tiled_thread_rows},
+          {"tiled_thread_tokens", &platform::Tuning::tiled_thread_tokens}};
+      for (const std::string& kv : tune) {
+        if (kv == "matvec_lane_rows=1" || kv == "matvec_lane_rows=0") {
+          t.matvec_lane_rows = kv.back() == '1';
+          continue;
+        }
+        const auto eq = kv.find('=');
+        const auto f = std::find_if(std::begin(fields), std::end(fields), [&](const auto& e) {
+          return eq != std::string::npos && kv.compare(0, eq, e.first) == 0 && std::strlen(e.first) == eq;
+        });
+        if (f == std::end(fields)) {
+          fmt::print(stderr, "--tune: '{}' is not name=value with a name listed in --help\n", kv);
+          return 2;
+        }
+        t.*(f->second) = static_cast<std::uint32_t>(std::stoul(kv.substr(eq + 1)));
+
+      }
+      k.set_tuning(t);
+    }
     std::mt19937 rng(1234);
 
     // Ceiling: a large device-local copy (bytes read + bytes written).

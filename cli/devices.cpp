@@ -94,6 +94,7 @@ json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {
                  {"rows_workgroup", c.tuning.rows_workgroup},
                  {"matvec_workgroup", c.tuning.matvec_workgroup},
                  {"matvec_rows", c.tuning.matvec_rows},
+                 {"matvec_lane_rows", c.tuning.matvec_lane_rows},
                  {"tiled_rows", c.tuning.tiled_rows},
                  {"tiled_tokens", c.tuning.tiled_tokens},
                  {"tiled_thread_rows", c.tuning.tiled_thread_rows},
@@ -152,9 +153,10 @@ void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
     }
     fmt::print("\n");
   }
-  fmt::print("  tuning          elementwise wg {}, rows wg {}, matvec wg {} x {} rows\n",
+  fmt::print("  tuning          elementwise wg {}, rows wg {}, matvec wg {} x {} rows{}\n",
              c.tuning.elementwise_workgroup, c.tuning.rows_workgroup, c.tuning.matvec_workgroup,
-             c.tuning.matvec_rows);
+             c.tuning.matvec_rows,
+             c.tuning.matvec_lane_rows ? " an invocation (whole rows)" : " (rows split along K)");
   fmt::print("  matmul paths    ");
   const char* sep = "";
   for (const auto& [from, to, path] : matmul_paths(c)) {
@@ -164,7 +166,8 @@ void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
                    ? fmt::format(" ({}x{} tiles, {}x{} per invocation)", c.tuning.tiled_rows,
                                  c.tuning.tiled_tokens, c.tuning.tiled_thread_rows,
                                  c.tuning.tiled_thread_tokens)
-                   : std::string());
+                   : std::string(c.tuning.matvec_lane_rows ? " (whole rows an invocation)"
+                                                           : " (rows split along K)"));
   }
   fmt::print("{}\n\n", ops::kernel_choice_from_env() == ops::KernelChoice::automatic
                             ? ""

@@ -75,9 +75,14 @@ Tuning tuning_for(const DeviceCaps& c) {
     // One workgroup runs on one CPU thread: keep them small, several rows each.
     t.elementwise_workgroup = 64;
     t.rows_workgroup = 64;
-    t.matvec_workgroup = std::max<std::uint32_t>(sg, 32);
-    t.matvec_rows = 4;
-    t.matmul_rows = 8;
+    // The GEMV: one subgroup a workgroup, each invocation whole rows (LANE_ROWS), so the
+    // activations are scalar loads shared by the subgroup and nothing is reduced across
+    // invocations. q8_0 2048 x 768, 1 token: 0.65-1.2 ms against 1.4-1.6 for 4 rows a 32-wide
+    // workgroup split along K (bench/RESULTS.md).
+    t.matvec_workgroup = sg;
+    t.matvec_lane_rows = true;
+    t.matvec_rows = 2;
+    t.matmul_rows = 4;
     t.matmul_tokens = 8;
     // Tiled GEMM: the largest tiles that fit lavapipe's 32 KiB of shared memory, and large
     // register blocks: every shared-memory read that differs per invocation is a gather there,

@@ -123,6 +123,10 @@ struct Tuning {
   std::uint32_t matvec_rows = 2;         // rows per matvec workgroup
   std::uint32_t matmul_rows = 2;         // rows per prefill workgroup
   std::uint32_t matmul_tokens = 8;       // tokens per prefill workgroup (each weight read serves them)
+  // The GEMV's LANE_ROWS layout (shaders/matmul.comp): each invocation owns matvec_rows /
+  // matmul_rows whole rows, a workgroup matvec_workgroup times as many; no reduction. For CPU
+  // devices, where activation reads that all invocations share are one scalar load.
+  bool matvec_lane_rows = false;
   // The tiled GEMM (shaders/matmul_tiled.comp): a tiled_rows x tiled_tokens output tile per
   // workgroup, tiled_thread_rows (even) x tiled_thread_tokens (a multiple of 4) per invocation,
   // so (rows / thread_rows) * (tokens / thread_tokens) invocations. Shared memory: 128 bytes per

@@ -12,6 +12,13 @@
 // arithmetic and then across subgroups in shared memory, all ROWS x NTOK of them at once.
 // ntok == 1 (decode) runs with NTOK = 1; prefill with NTOK = 8 (each weight read serves 8 tokens).
 //
+// LANE_ROWS (CPU devices, Tuning::matvec_lane_rows): each invocation owns ROWS rows for the
+// whole K loop instead, a workgroup WG_SIZE x ROWS rows, with no reduction, shared memory or
+// barrier. Every invocation then walks the same units in step, so the activation reads are
+// uniform (one scalar load on lavapipe instead of a gather) and only the weight reads differ
+// per invocation. On a GPU this layout would read each row's bytes from one invocation, which
+// is why it is the CPU's choice only (docs/ARCHITECTURE.md, Matmul paths).
+//
 // pc.epilogue (what happens to each sum s of weight row n, token t, before it is stored; the
 // fused step in docs/ARCHITECTURE.md). A push constant, not a specialization constant: the
 // branch is uniform and outside the K loop, and one pipeline per (type, token tile) keeps
@@ -31,6 +38,7 @@ layout(constant_id = 1) const uint ROWS = 2;
 layout(constant_id = 2) const uint NTOK = 1;
 // Upper bound on gl_NumSubgroups: WG_SIZE / the device's smallest subgroup size.
 layout(constant_id = 3) const uint MAX_SUBGROUPS = 128;
+layout(constant_id = 4) const bool LANE_ROWS = false;
 
 layout(binding = 0) readonly buffer Wq { uint wq[]; };
 layout(binding = 1) readonly buffer X { float x[]; };
@@ -48,30 +56,18 @@ layout(binding = 1) readonly buffer X4 { vec4 x4[]; };
 vec4 load_x4(uint i) { return x4[i >> 2]; }
 #endif
 
-shared float partial_[ROWS * NTOK * MAX_SUBGROUPS];
+shared float partial_[LANE_ROWS ? 1 : ROWS * NTOK * MAX_SUBGROUPS];
+float acc[ROWS * NTOK];
 
-void main() {
-  const uint group = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
-  const uint r0 = group * ROWS;  // first row of this workgroup, in the chunk
-  if (r0 >= pc.nrows) return;    // whole workgroup: the folded grid's tail
-  const uint tok0 = gl_WorkGroupID.y * NTOK;
-  const uint tid = gl_LocalInvocationID.x;
+// acc[r * NTOK + t] += the products of units first, first + step, ... of rows r0 + r (a row past
+// the chunk reads the last one again: its sums are never stored, and no branch is divergent).
+void accumulate(uint r0, uint tok0, uint first, uint step) {
   const uint row_bytes = (pc.ncols / DQ_BLOCK_SIZE) * DQ_BLOCK_BYTES;
-
-  float acc[ROWS * NTOK];
-  [[unroll]] for (uint i = 0; i < ROWS * NTOK; ++i) acc[i] = 0.0;
-
   const uint units = pc.ncols / DQ_UNIT;
-  for (uint u = tid; u < units; u += WG_SIZE) {
+  for (uint u = first; u < units; u += step) {
     vec4 v[ROWS][DQ_GROUPS];
     uint col[DQ_GROUPS];
-    [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      if (r0 + r < pc.nrows) {
-        dq_unit((r0 + r) * row_bytes, u, v[r], col);
-      } else {
-        [[unroll]] for (uint g = 0; g < DQ_GROUPS; ++g) v[r][g] = vec4(0.0);
-      }
-    }
+    [[unroll]] for (uint r = 0; r < ROWS; ++r) dq_unit(min(r0 + r, pc.nrows - 1) * row_bytes, u, v[r], col);
     [[unroll]] for (uint t = 0; t < NTOK; ++t) {
       if (tok0 + t < pc.ntok) {
         const uint xrow = (tok0 + t) * pc.ncols;
@@ -84,16 +80,63 @@ void main() {
   }
 #if DQ_FLOAT
   // The ncols % DQ_UNIT columns past the last whole unit.
-  for (uint c = units * DQ_UNIT + tid; c < pc.ncols; c += WG_SIZE) {
+  for (uint c = units * DQ_UNIT + first; c < pc.ncols; c += step) {
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      const float w = r0 + r < pc.nrows ? dq_one((r0 + r) * row_bytes, c) : 0.0;
+      const float w = dq_one(min(r0 + r, pc.nrows - 1) * row_bytes, c);
       [[unroll]] for (uint t = 0; t < NTOK; ++t) {
         if (tok0 + t < pc.ntok) acc[r * NTOK + t] += w * x[(tok0 + t) * pc.ncols + c];
       }
     }
   }
 #endif
+}
 
+// The epilogues: row r0 + r (of the chunk), token t, its sum s.
+void store(uint r0, uint r, uint t, float s) {
+  const uint n = pc.row0 + r0 + r;
+  const uint at = t * pc.y_stride + pc.y0 + n;
+  if (pc.epilogue == 1) {
+    y[at] = y[at] + s;
+  } else if (pc.epilogue == 2) {
+    y[at] = s + aux[pc.y0 + n];
+  } else {
+    y[at] = s;
+  }
+}
+// Rows r0 + r (gate) and r0 + r + 1 (up), r even.
+void store_swiglu(uint r0, uint r, uint t, float g, float u) {
+  // silu(g) = g / (1 + exp(-g)); exp overflows to inf for g < -88 and the quotient is -0.
+  y[t * pc.y_stride + pc.y0 + (pc.row0 + r0 + r) / 2] = g / (1.0 + exp(-g)) * u;
+}
+
+void main() {
+  const uint group = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
+  const uint tok0 = gl_WorkGroupID.y * NTOK;
+  const uint tid = gl_LocalInvocationID.x;
+  [[unroll]] for (uint i = 0; i < ROWS * NTOK; ++i) acc[i] = 0.0;
+
+  if (LANE_ROWS) {
+    const uint r0 = (group * WG_SIZE + tid) * ROWS;
+    accumulate(r0, tok0, 0, 1);
+    [[unroll]] for (uint t = 0; t < NTOK; ++t) {
+      if (tok0 + t < pc.ntok) {
+        if (pc.epilogue == 3) {
+          [[unroll]] for (uint r = 0; r < ROWS; r += 2) {
+            if (r0 + r < pc.nrows) store_swiglu(r0, r, tok0 + t, acc[r * NTOK + t], acc[(r + 1) * NTOK + t]);
+          }
+        } else {
+          [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+            if (r0 + r < pc.nrows) store(r0, r, tok0 + t, acc[r * NTOK + t]);
+          }
+        }
+      }
+    }
+    return;
+  }
+
+  const uint r0 = group * ROWS;  // first row of this workgroup, in the chunk
+  if (r0 >= pc.nrows) return;    // whole workgroup: the folded grid's tail
+  accumulate(r0, tok0, tid, WG_SIZE);
   [[unroll]] for (uint i = 0; i < ROWS * NTOK; ++i) {
     const float s = subgroupAdd(acc[i]);
     if (subgroupElect()) partial_[i * MAX_SUBGROUPS + gl_SubgroupID] = s;
@@ -101,16 +144,14 @@ void main() {
   barrier();
   if (pc.epilogue == 3) {
     for (uint i = tid; i < ROWS / 2 * NTOK; i += WG_SIZE) {
-      const uint pr = i / NTOK, t = i % NTOK;
-      const uint r = 2 * pr;
+      const uint r = 2 * (i / NTOK), t = i % NTOK;
       if (r0 + r < pc.nrows && tok0 + t < pc.ntok) {
         float g = 0.0, u = 0.0;
         for (uint j = 0; j < gl_NumSubgroups; ++j) {
           g += partial_[(r * NTOK + t) * MAX_SUBGROUPS + j];
           u += partial_[((r + 1) * NTOK + t) * MAX_SUBGROUPS + j];
         }
-        // silu(g) = g / (1 + exp(-g)); exp overflows to inf for g < -88 and the quotient is -0.
-        y[(tok0 + t) * pc.y_stride + pc.y0 + (pc.row0 + r0) / 2 + pr] = g / (1.0 + exp(-g)) * u;
+        store_swiglu(r0, r, tok0 + t, g, u);
       }
     }
     return;
@@ -120,15 +161,7 @@ void main() {
     if (r0 + r < pc.nrows && tok0 + t < pc.ntok) {
       float sum = 0.0;
       for (uint g = 0; g < gl_NumSubgroups; ++g) sum += partial_[i * MAX_SUBGROUPS + g];
-      const uint n = pc.row0 + r0 + r;
-      const uint at = (tok0 + t) * pc.y_stride + pc.y0 + n;
-      if (pc.epilogue == 1) {
-        y[at] = y[at] + sum;
-      } else if (pc.epilogue == 2) {
-        y[at] = sum + aux[pc.y0 + n];
-      } else {
-        y[at] = sum;
-      }
+      store(r0, r, tok0 + t, sum);
     }
   }
 }

@@ -203,21 +203,26 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
     return;
   }
 
-  // Decode: one token, a few rows per workgroup. More tokens: tiles of 8, so that each decoded
+  // Decode: one token, a few rows per workgroup (split along K over its invocations), or on CPU
+  // devices a few whole rows per invocation (matvec_lane_rows: a workgroup then covers
+  // workgroup x rows rows; matmul.comp, LANE_ROWS). More tokens: tiles of 8, so that each decoded
   // weight element serves the whole tile; a partial tile skips its missing tokens (a uniform
   // branch), so smaller tiles would only save registers, at the cost of more pipelines.
   const std::uint32_t wg = t.matvec_workgroup;
   const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
   std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
   if (swiglu) rows = (rows + 1) / 2 * 2;  // whole (gate, up) pairs
-  const auto& p = k.pipeline(v.matmul, 4, sizeof(PushMatmul), {wg, rows, tile, max_subgroups(k, wg)});
+  const bool lane_rows = t.matvec_lane_rows;
+  const auto& p = k.pipeline(v.matmul, 4, sizeof(PushMatmul),
+                             {wg, rows, tile, max_subgroups(k, wg), lane_rows ? 1u : 0u});
+  const std::uint32_t group_rows = lane_rows ? wg * rows : rows;
   const std::uint32_t tiles = (ntok + tile - 1) / tile;
   if (tiles > k.caps().props.max_workgroup_count[1]) {
     throw std::logic_error(fmt::format("matmul: {} tokens exceed one dispatch", ntok));
   }
   for (std::size_t i = 0; i < w.chunks.size(); ++i) {
     const WeightChunk& c = w.chunks[i];
-    const auto [gx, gz] = fold(k, (c.nrows + rows - 1) / rows, 0, "matmul");
+    const auto [gx, gz] = fold(k, (c.nrows + group_rows - 1) / group_rows, 0, "matmul");
     const PushMatmul push{w.ncols, c.nrows, c.row0, y_stride, ntok, out.y0,
                           static_cast<std::uint32_t>(out.epilogue)};
     cs.dispatch(p, {{c.span, Access::read}, {x, Access::read}, {y, y_access}, {aux, Access::read}},

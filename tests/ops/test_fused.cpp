@@ -70,6 +70,23 @@ class FusedTest : public DeviceTest {
     if (!v.empty()) device().upload(b, 0, std::as_bytes(std::span<const std::uint32_t>(v)));
     return b;
   }
+  // body() with the device's GEMV layout, then with the other one (shaders/matmul.comp,
+  // LANE_ROWS): each has its own epilogue code.
+  template <class F>
+  void each_gemv_layout(F&& body) {
+    for (int pass = 0; pass < 2; ++pass) {
+      platform::Tuning t = kernels().tuning();
+      if (pass == 1) {
+        t.matvec_lane_rows = !t.matvec_lane_rows;
+        t.matvec_workgroup = t.matvec_lane_rows ? 8 : 32;
+        t.matvec_rows = t.matmul_rows = 2;
+        kernels().set_tuning(t);
+      }
+      CAPTURE(t.matvec_lane_rows);
+      body();
+    }
+    kernels().set_tuning(std::nullopt);
+  }
   template <class F>
   void run(F&& record) {
     auto cs = device().command_stream();
@@ -83,6 +100,7 @@ class FusedTest : public DeviceTest {
 }  // namespace
 
 TEST_CASE_FIXTURE(FusedTest, "matmul += (the residual add) equals matmul then add, bit for bit") {
+  each_gemv_layout([&] {
   for (TensorType type : kTypes) {
     for (std::uint32_t nrows : {1u, 7u, 33u}) {
       for (std::uint32_t ntok : {1u, 9u, 17u}) {
@@ -107,9 +125,11 @@ TEST_CASE_FIXTURE(FusedTest, "matmul += (the residual add) equals matmul then ad
       }
     }
   }
+  });
 }
 
 TEST_CASE_FIXTURE(FusedTest, "QKV slices with the bias epilogue equal three matmuls and bias adds") {
+  each_gemv_layout([&] {
   // q and k of one type share a slice, v of another type is its own (as in Q4_K_M files): both
   // write one [ntok, q + 2 kv] row through y0 and y_stride, the bias indexed by y's column.
   const std::uint32_t ncols = 256, q_rows = 40, kv_rows = 10, stride = q_rows + 2 * kv_rows;
@@ -174,9 +194,11 @@ TEST_CASE_FIXTURE(FusedTest, "QKV slices with the bias epilogue equal three matm
       CHECK(bit_differences(got, expected) == 0);
     }
   }
+  });
 }
 
 TEST_CASE_FIXTURE(FusedTest, "gate/up interleaved with the swiglu epilogue equals two matmuls and silu_mul") {
+  each_gemv_layout([&] {
   for (TensorType type : kTypes) {
     for (std::uint32_t ffn : {1u, 7u, 33u}) {
       for (bool chunked : {false, true}) {
@@ -219,6 +241,7 @@ TEST_CASE_FIXTURE(FusedTest, "gate/up interleaved with the swiglu epilogue equal
       }
     }
   }
+  });
 }
 
 TEST_CASE_FIXTURE(FusedTest, "rope_kv equals QK-norm, rope on q and k, and kv_write") {

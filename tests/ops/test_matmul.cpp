@@ -151,6 +151,31 @@ TEST_CASE_FIXTURE(WeightTest, "matmul: long rows (units past the workgroup) and 
   }
 }
 
+TEST_CASE_FIXTURE(WeightTest, "GEMV in both layouts: split along K (GPUs) and whole rows per invocation (CPUs)") {
+  // The device's own layout ran above; here the other one and odd shapes of each: LANE_ROWS with
+  // 3 rows an invocation (a workgroup's rows past the chunk read the last row again), and the
+  // split layout with 64 and 32 invocations (a row's units past the workgroup).
+  const ForceKernels gemv(kernels(), ops::KernelChoice::gemv);
+  struct Layout {
+    bool lane_rows;
+    std::uint32_t workgroup, rows, prefill_rows;
+  };
+  for (const Layout& l : {Layout{false, 64, 2, 2}, Layout{false, 32, 4, 8}, Layout{true, 8, 3, 1},
+                          Layout{true, 4, 2, 4}}) {
+    platform::Tuning t = kernels().tuning();
+    t.matvec_lane_rows = l.lane_rows;
+    t.matvec_workgroup = l.workgroup;
+    t.matvec_rows = l.rows;
+    t.matmul_rows = l.prefill_rows;
+    kernels().set_tuning(t);
+    CAPTURE(l.lane_rows);
+    CAPTURE(l.workgroup);
+    CAPTURE(l.rows);
+    every_type({1u, 7u, 33u}, {1u, 9u});
+  }
+  kernels().set_tuning(std::nullopt);
+}
+
 TEST_CASE_FIXTURE(WeightTest, "tiled GEMM matches the reference: every type, shapes that fill no tile") {
   // Rows and tokens from {1, 7, 33, 100}: none a multiple of a tile (64 or 128; rows in pairs),
   // and a tile's rows past the chunk's end. Columns: col_counts (a float tail at 35).

@@ -143,6 +143,7 @@ TEST_CASE("NVIDIA: tensor-core class from f16 coopmat shapes; driver version enc
   CHECK(c.coopmat_shapes.size() == 3);
   CHECK(c.driver_version_string == "550.54.14");
   CHECK(c.tuning.matvec_workgroup == 128);
+  CHECK_FALSE(c.tuning.matvec_lane_rows);  // GPUs split rows along K
   CHECK(c.tuning.attention_workgroups == 4 * 128);  // 4 waves over its 128 SMs
 
   DeviceProps no_tc = nvidia_ada();
@@ -162,7 +163,8 @@ TEST_CASE("lavapipe: software vendor, CPU arch, small workgroups, 128 MiB bindin
   CHECK(c.quirks.prefer_small_workgroups);
   CHECK(c.quirks.unified_memory);
   CHECK(c.tuning.rows_workgroup == 64);
-  CHECK(c.tuning.matvec_workgroup == 32);
+  CHECK(c.tuning.matvec_workgroup == 8);  // one subgroup, whole rows an invocation
+  CHECK(c.tuning.matvec_lane_rows);
   CHECK(c.tuning.attention_workgroups == 16);
   CHECK(c.max_storage_buffer_range == 128ull << 20);
   CHECK(c.api_version_string == "1.4.0");
