@@ -653,6 +653,11 @@ class Parser {
     if (args.size() == 1) {
       arg = std::move(args[0]);
     } else {
+      // A slice is a subscript of its own: `x[1:2, 3]` would index with a tuple holding a slice,
+      // which no list, string or dict accepts (and the slice node has no target to slice).
+      for (const ExprPtr& a : args) {
+        if (a->kind == ExprKind::kSlice) fail("a slice cannot be one of several subscripts");
+      }
       arg = node(ExprKind::kTuple, line);
       arg->items = std::move(args);
     }

@@ -118,6 +118,11 @@ TEST_CASE("errors carry the template line") {
   CHECK_THROWS_AS(render("{% endfor %}"), TemplateError);
   CHECK_THROWS_AS(render("{{ 'unterminated }}"), TemplateError);
   CHECK_THROWS_AS(render("{% include 'x' %}"), TemplateError);
+  // Regression (long fuzz_template run, 2026-12-03): a slice among several subscripts was a
+  // slice node without a target, evaluated through a null pointer.
+  CHECK(render_error("{{ [1, 2][0:1, 1] }}").detail().find("slice") != std::string::npos);
+  CHECK(render_error("{{ 'ab'[0, :] }}").detail().find("slice") != std::string::npos);
+  CHECK(render("{{ [1, 2, 3][1:] }}{{ 'abc'[::-1] }}") == "[2, 3]cba");
   // It is an InvalidRequest for the server.
   CHECK_THROWS_AS(render("{{ raise_exception('x') }}"), vkllm::InvalidRequest);
 }
