@@ -134,7 +134,6 @@ int main(int argc, char** argv) {
           return 2;
         }
         t.*(f->second) = static_cast<std::uint32_t>(std::stoul(kv.substr(eq + 1)));
-
       }
       k.set_tuning(t);
     }

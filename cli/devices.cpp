@@ -24,6 +24,11 @@ struct PathRange {
   ops::MatmulPath path;
 };
 
+// How the GEMV spreads rows over invocations (Tuning::matvec_lane_rows, shaders/matmul.comp).
+const char* matvec_layout(const platform::Tuning& t) {
+  return t.matvec_lane_rows ? "whole rows an invocation" : "rows split along K";
+}
+
 // Which kernel each matmul size takes on this device (ops::choose_matmul, with VKLLM_KERNELS),
 // as ranges of token counts.
 std::vector<PathRange> matmul_paths(const DeviceCaps& c) {
@@ -153,10 +158,9 @@ void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
     }
     fmt::print("\n");
   }
-  fmt::print("  tuning          elementwise wg {}, rows wg {}, matvec wg {} x {} rows{}\n",
+  fmt::print("  tuning          elementwise wg {}, rows wg {}, matvec wg {} x {} rows ({})\n",
              c.tuning.elementwise_workgroup, c.tuning.rows_workgroup, c.tuning.matvec_workgroup,
-             c.tuning.matvec_rows,
-             c.tuning.matvec_lane_rows ? " an invocation (whole rows)" : " (rows split along K)");
+             c.tuning.matvec_rows, matvec_layout(c.tuning));
   fmt::print("  matmul paths    ");
   const char* sep = "";
   for (const auto& [from, to, path] : matmul_paths(c)) {
@@ -166,8 +170,7 @@ void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
                    ? fmt::format(" ({}x{} tiles, {}x{} per invocation)", c.tuning.tiled_rows,
                                  c.tuning.tiled_tokens, c.tuning.tiled_thread_rows,
                                  c.tuning.tiled_thread_tokens)
-                   : std::string(c.tuning.matvec_lane_rows ? " (whole rows an invocation)"
-                                                           : " (rows split along K)"));
+                   : fmt::format(" ({})", matvec_layout(c.tuning)));
   }
   fmt::print("{}\n\n", ops::kernel_choice_from_env() == ops::KernelChoice::automatic
                             ? ""

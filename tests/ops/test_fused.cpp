@@ -101,146 +101,147 @@ class FusedTest : public DeviceTest {
 
 TEST_CASE_FIXTURE(FusedTest, "matmul += (the residual add) equals matmul then add, bit for bit") {
   each_gemv_layout([&] {
-  for (TensorType type : kTypes) {
-    for (std::uint32_t nrows : {1u, 7u, 33u}) {
-      for (std::uint32_t ntok : {1u, 9u, 17u}) {
-        CAPTURE(gguf::type_name(type));
-        CAPTURE(nrows);
-        CAPTURE(ntok);
-        const std::uint32_t ncols = cols_for(type);
-        const auto q = ref::random_quantized(rng(), type, ncols, nrows);
-        const auto w = ops::DeviceWeight::upload(device(), type, ncols, nrows, bytes_of(q.bytes), "W");
-        const auto x = ref::random_floats(rng(), std::size_t{ntok} * ncols);
-        const auto res = ref::random_floats(rng(), std::size_t{ntok} * nrows, -4, 4);
-        auto dx = upload_floats(x, "x");
-        auto fused = upload_floats(res, "residual (fused)");
-        auto unfused = upload_floats(res, "residual");
-        auto tmp = poisoned_floats(res.size(), "tmp");
-        run([&](auto& cs) {
-          ops::record_matmul(kernels(), cs, w.view(), dx, fused, ntok, ops::with_epilogue(ops::Epilogue::accumulate));
-          ops::record_matmul(kernels(), cs, w.view(), dx, tmp, ntok);
-          ops::record_add(kernels(), cs, unfused, tmp, unfused, ntok * nrows);
-        });
-        CHECK(bit_differences(download_floats(fused, res.size()), download_floats(unfused, res.size())) == 0);
+    for (TensorType type : kTypes) {
+      for (std::uint32_t nrows : {1u, 7u, 33u}) {
+        for (std::uint32_t ntok : {1u, 9u, 17u}) {
+          CAPTURE(gguf::type_name(type));
+          CAPTURE(nrows);
+          CAPTURE(ntok);
+          const std::uint32_t ncols = cols_for(type);
+          const auto q = ref::random_quantized(rng(), type, ncols, nrows);
+          const auto w = ops::DeviceWeight::upload(device(), type, ncols, nrows, bytes_of(q.bytes), "W");
+          const auto x = ref::random_floats(rng(), std::size_t{ntok} * ncols);
+          const auto res = ref::random_floats(rng(), std::size_t{ntok} * nrows, -4, 4);
+          auto dx = upload_floats(x, "x");
+          auto fused = upload_floats(res, "residual (fused)");
+          auto unfused = upload_floats(res, "residual");
+          auto tmp = poisoned_floats(res.size(), "tmp");
+          run([&](auto& cs) {
+            ops::record_matmul(kernels(), cs, w.view(), dx, fused, ntok, ops::with_epilogue(ops::Epilogue::accumulate));
+            ops::record_matmul(kernels(), cs, w.view(), dx, tmp, ntok);
+            ops::record_add(kernels(), cs, unfused, tmp, unfused, ntok * nrows);
+          });
+          CHECK(bit_differences(download_floats(fused, res.size()), download_floats(unfused, res.size())) == 0);
+        }
       }
     }
-  }
   });
 }
 
 TEST_CASE_FIXTURE(FusedTest, "QKV slices with the bias epilogue equal three matmuls and bias adds") {
   each_gemv_layout([&] {
-  // q and k of one type share a slice, v of another type is its own (as in Q4_K_M files): both
-  // write one [ntok, q + 2 kv] row through y0 and y_stride, the bias indexed by y's column.
-  const std::uint32_t ncols = 256, q_rows = 40, kv_rows = 10, stride = q_rows + 2 * kv_rows;
-  for (auto [qk_type, v_type] : {std::pair{TensorType::kQ4_K, TensorType::kQ6_K},
-                                 std::pair{TensorType::kQ8_0, TensorType::kQ8_0}}) {
-    for (std::uint32_t ntok : {1u, 9u, 17u}) {  // 17: the tiled GEMM (ops::choose_matmul)
-      CAPTURE(gguf::type_name(qk_type));
-      CAPTURE(gguf::type_name(v_type));
-      CAPTURE(ntok);
-      const auto wq = ref::random_quantized(rng(), qk_type, ncols, q_rows);
-      const auto wk = ref::random_quantized(rng(), qk_type, ncols, kv_rows);
-      const auto wv = ref::random_quantized(rng(), v_type, ncols, kv_rows);
-      std::vector<std::uint8_t> qk_bytes = wq.bytes;
-      qk_bytes.insert(qk_bytes.end(), wk.bytes.begin(), wk.bytes.end());
-      const auto dqk = ops::DeviceWeight::upload(device(), qk_type, ncols, q_rows + kv_rows, bytes_of(qk_bytes), "qk");
-      const auto dwq = ops::DeviceWeight::upload(device(), qk_type, ncols, q_rows, bytes_of(wq.bytes), "q");
-      const auto dwk = ops::DeviceWeight::upload(device(), qk_type, ncols, kv_rows, bytes_of(wk.bytes), "k");
-      const auto dwv = ops::DeviceWeight::upload(device(), v_type, ncols, kv_rows, bytes_of(wv.bytes), "v");
-      const auto x = ref::random_floats(rng(), std::size_t{ntok} * ncols);
-      const auto bias = ref::random_floats(rng(), stride, -2, 2);
-      auto dx = upload_floats(x, "x");
-      auto dbias = upload_floats(bias, "bias [q|k|v]");
-      auto dbq = upload_floats(std::vector<float>(bias.begin(), bias.begin() + q_rows), "bq");
-      auto dbk = upload_floats(std::vector<float>(bias.begin() + q_rows, bias.begin() + q_rows + kv_rows), "bk");
-      auto dbv = upload_floats(std::vector<float>(bias.begin() + q_rows + kv_rows, bias.end()), "bv");
-      auto qkv = poisoned_floats(std::size_t{ntok} * stride, "qkv");
-      auto q = poisoned_floats(std::size_t{ntok} * q_rows, "q");
-      auto k = poisoned_floats(std::size_t{ntok} * kv_rows, "k");
-      auto v = poisoned_floats(std::size_t{ntok} * kv_rows, "v");
-      // One type: q|k|v in one upload and one matmul.
-      std::vector<std::uint8_t> all = qk_bytes;
-      all.insert(all.end(), wv.bytes.begin(), wv.bytes.end());
-      const auto dall = qk_type == v_type
-                            ? ops::DeviceWeight::upload(device(), qk_type, ncols, stride, bytes_of(all), "qkv")
-                            : ops::DeviceWeight();
-      run([&](auto& cs) {
-        ops::MatmulOut out{ops::Epilogue::bias, dbias, stride, 0};
-        if (qk_type == v_type) {
-          ops::record_matmul(kernels(), cs, dall.view(), dx, qkv, ntok, out);
-        } else {
-          ops::record_matmul(kernels(), cs, dqk.view(), dx, qkv, ntok, out);
-          out.y0 = q_rows + kv_rows;
-          ops::record_matmul(kernels(), cs, dwv.view(), dx, qkv, ntok, out);
+    // q and k of one type share a slice, v of another type is its own (as in Q4_K_M files): both
+    // write one [ntok, q + 2 kv] row through y0 and y_stride, the bias indexed by y's column.
+    const std::uint32_t ncols = 256, q_rows = 40, kv_rows = 10, stride = q_rows + 2 * kv_rows;
+    for (auto [qk_type, v_type] : {std::pair{TensorType::kQ4_K, TensorType::kQ6_K},
+                                   std::pair{TensorType::kQ8_0, TensorType::kQ8_0}}) {
+      for (std::uint32_t ntok : {1u, 9u, 17u}) {  // 17: the tiled GEMM (ops::choose_matmul)
+        CAPTURE(gguf::type_name(qk_type));
+        CAPTURE(gguf::type_name(v_type));
+        CAPTURE(ntok);
+        const auto wq = ref::random_quantized(rng(), qk_type, ncols, q_rows);
+        const auto wk = ref::random_quantized(rng(), qk_type, ncols, kv_rows);
+        const auto wv = ref::random_quantized(rng(), v_type, ncols, kv_rows);
+        std::vector<std::uint8_t> qk_bytes = wq.bytes;
+        qk_bytes.insert(qk_bytes.end(), wk.bytes.begin(), wk.bytes.end());
+        const auto dqk =
+            ops::DeviceWeight::upload(device(), qk_type, ncols, q_rows + kv_rows, bytes_of(qk_bytes), "qk");
+        const auto dwq = ops::DeviceWeight::upload(device(), qk_type, ncols, q_rows, bytes_of(wq.bytes), "q");
+        const auto dwk = ops::DeviceWeight::upload(device(), qk_type, ncols, kv_rows, bytes_of(wk.bytes), "k");
+        const auto dwv = ops::DeviceWeight::upload(device(), v_type, ncols, kv_rows, bytes_of(wv.bytes), "v");
+        const auto x = ref::random_floats(rng(), std::size_t{ntok} * ncols);
+        const auto bias = ref::random_floats(rng(), stride, -2, 2);
+        auto dx = upload_floats(x, "x");
+        auto dbias = upload_floats(bias, "bias [q|k|v]");
+        auto dbq = upload_floats(std::vector<float>(bias.begin(), bias.begin() + q_rows), "bq");
+        auto dbk = upload_floats(std::vector<float>(bias.begin() + q_rows, bias.begin() + q_rows + kv_rows), "bk");
+        auto dbv = upload_floats(std::vector<float>(bias.begin() + q_rows + kv_rows, bias.end()), "bv");
+        auto qkv = poisoned_floats(std::size_t{ntok} * stride, "qkv");
+        auto q = poisoned_floats(std::size_t{ntok} * q_rows, "q");
+        auto k = poisoned_floats(std::size_t{ntok} * kv_rows, "k");
+        auto v = poisoned_floats(std::size_t{ntok} * kv_rows, "v");
+        // One type: q|k|v in one upload and one matmul.
+        std::vector<std::uint8_t> all = qk_bytes;
+        all.insert(all.end(), wv.bytes.begin(), wv.bytes.end());
+        const auto dall = qk_type == v_type
+                              ? ops::DeviceWeight::upload(device(), qk_type, ncols, stride, bytes_of(all), "qkv")
+                              : ops::DeviceWeight();
+        run([&](auto& cs) {
+          ops::MatmulOut out{ops::Epilogue::bias, dbias, stride, 0};
+          if (qk_type == v_type) {
+            ops::record_matmul(kernels(), cs, dall.view(), dx, qkv, ntok, out);
+          } else {
+            ops::record_matmul(kernels(), cs, dqk.view(), dx, qkv, ntok, out);
+            out.y0 = q_rows + kv_rows;
+            ops::record_matmul(kernels(), cs, dwv.view(), dx, qkv, ntok, out);
+          }
+          ops::record_matmul(kernels(), cs, dwq.view(), dx, q, ntok);
+          ops::record_add_bias(kernels(), cs, q, dbq, q, q_rows, ntok);
+          ops::record_matmul(kernels(), cs, dwk.view(), dx, k, ntok);
+          ops::record_add_bias(kernels(), cs, k, dbk, k, kv_rows, ntok);
+          ops::record_matmul(kernels(), cs, dwv.view(), dx, v, ntok);
+          ops::record_add_bias(kernels(), cs, v, dbv, v, kv_rows, ntok);
+        });
+        const auto got = download_floats(qkv, std::size_t{ntok} * stride);
+        const auto gq = download_floats(q, std::size_t{ntok} * q_rows);
+        const auto gk = download_floats(k, std::size_t{ntok} * kv_rows);
+        const auto gv = download_floats(v, std::size_t{ntok} * kv_rows);
+        std::vector<float> expected;
+        for (std::uint32_t t = 0; t < ntok; ++t) {
+          expected.insert(expected.end(), gq.begin() + t * q_rows, gq.begin() + (t + 1) * q_rows);
+          expected.insert(expected.end(), gk.begin() + t * kv_rows, gk.begin() + (t + 1) * kv_rows);
+          expected.insert(expected.end(), gv.begin() + t * kv_rows, gv.begin() + (t + 1) * kv_rows);
         }
-        ops::record_matmul(kernels(), cs, dwq.view(), dx, q, ntok);
-        ops::record_add_bias(kernels(), cs, q, dbq, q, q_rows, ntok);
-        ops::record_matmul(kernels(), cs, dwk.view(), dx, k, ntok);
-        ops::record_add_bias(kernels(), cs, k, dbk, k, kv_rows, ntok);
-        ops::record_matmul(kernels(), cs, dwv.view(), dx, v, ntok);
-        ops::record_add_bias(kernels(), cs, v, dbv, v, kv_rows, ntok);
-      });
-      const auto got = download_floats(qkv, std::size_t{ntok} * stride);
-      const auto gq = download_floats(q, std::size_t{ntok} * q_rows);
-      const auto gk = download_floats(k, std::size_t{ntok} * kv_rows);
-      const auto gv = download_floats(v, std::size_t{ntok} * kv_rows);
-      std::vector<float> expected;
-      for (std::uint32_t t = 0; t < ntok; ++t) {
-        expected.insert(expected.end(), gq.begin() + t * q_rows, gq.begin() + (t + 1) * q_rows);
-        expected.insert(expected.end(), gk.begin() + t * kv_rows, gk.begin() + (t + 1) * kv_rows);
-        expected.insert(expected.end(), gv.begin() + t * kv_rows, gv.begin() + (t + 1) * kv_rows);
+        CHECK(bit_differences(got, expected) == 0);
       }
-      CHECK(bit_differences(got, expected) == 0);
     }
-  }
   });
 }
 
 TEST_CASE_FIXTURE(FusedTest, "gate/up interleaved with the swiglu epilogue equals two matmuls and silu_mul") {
   each_gemv_layout([&] {
-  for (TensorType type : kTypes) {
-    for (std::uint32_t ffn : {1u, 7u, 33u}) {
-      for (bool chunked : {false, true}) {
-        CAPTURE(gguf::type_name(type));
-        CAPTURE(ffn);
-        CAPTURE(chunked);
-        const std::uint32_t ncols = cols_for(type);
-        const std::uint64_t row_bytes = ops::weight_row_bytes(type, ncols);
-        const auto g = ref::random_quantized(rng(), type, ncols, ffn);
-        const auto u = ref::random_quantized(rng(), type, ncols, ffn);
-        std::vector<std::uint8_t> inter(2 * ffn * row_bytes);
-        for (std::uint32_t i = 0; i < ffn; ++i) {
-          std::memcpy(inter.data() + 2 * i * row_bytes, g.bytes.data() + i * row_bytes, row_bytes);
-          std::memcpy(inter.data() + (2 * i + 1) * row_bytes, u.bytes.data() + i * row_bytes, row_bytes);
-        }
-        // Chunked: 5 rows' worth of bytes a chunk, which row_multiple 2 cuts to 4 (two pairs).
-        const auto gu = ops::DeviceWeight::upload(device(), type, ncols, 2 * ffn, bytes_of(inter),
-                                                  "gate+up", chunked ? 5 * row_bytes : 0, 2);
-        for (const auto& c : gu.view().chunks) CHECK(c.nrows % 2 == 0);
-        if (chunked && ffn > 2) CHECK(gu.view().chunks.size() > 1);
-        const auto dg = ops::DeviceWeight::upload(device(), type, ncols, ffn, bytes_of(g.bytes), "gate");
-        const auto du = ops::DeviceWeight::upload(device(), type, ncols, ffn, bytes_of(u.bytes), "up");
-        for (std::uint32_t ntok : {1u, 9u, 17u}) {  // 17: the tiled GEMM (ops::choose_matmul)
-          CAPTURE(ntok);
-          // Large inputs: silu's exp sees arguments past +-88.
-          const auto x = ref::random_floats(rng(), std::size_t{ntok} * ncols, -3, 3);
-          auto dx = upload_floats(x, "x");
-          auto fused = poisoned_floats(std::size_t{ntok} * ffn, "fused");
-          auto gate = poisoned_floats(std::size_t{ntok} * ffn, "gate");
-          auto up = poisoned_floats(std::size_t{ntok} * ffn, "up");
-          run([&](auto& cs) {
-            ops::record_matmul(kernels(), cs, gu.view(), dx, fused, ntok, ops::with_epilogue(ops::Epilogue::swiglu));
-            ops::record_matmul(kernels(), cs, dg.view(), dx, gate, ntok);
-            ops::record_matmul(kernels(), cs, du.view(), dx, up, ntok);
-            ops::record_silu_mul(kernels(), cs, gate, up, gate, ntok * ffn);
-          });
-          CHECK(bit_differences(download_floats(fused, std::size_t{ntok} * ffn),
-                                download_floats(gate, std::size_t{ntok} * ffn)) == 0);
+    for (TensorType type : kTypes) {
+      for (std::uint32_t ffn : {1u, 7u, 33u}) {
+        for (bool chunked : {false, true}) {
+          CAPTURE(gguf::type_name(type));
+          CAPTURE(ffn);
+          CAPTURE(chunked);
+          const std::uint32_t ncols = cols_for(type);
+          const std::uint64_t row_bytes = ops::weight_row_bytes(type, ncols);
+          const auto g = ref::random_quantized(rng(), type, ncols, ffn);
+          const auto u = ref::random_quantized(rng(), type, ncols, ffn);
+          std::vector<std::uint8_t> inter(2 * ffn * row_bytes);
+          for (std::uint32_t i = 0; i < ffn; ++i) {
+            std::memcpy(inter.data() + 2 * i * row_bytes, g.bytes.data() + i * row_bytes, row_bytes);
+            std::memcpy(inter.data() + (2 * i + 1) * row_bytes, u.bytes.data() + i * row_bytes, row_bytes);
+          }
+          // Chunked: 5 rows' worth of bytes a chunk, which row_multiple 2 cuts to 4 (two pairs).
+          const auto gu = ops::DeviceWeight::upload(device(), type, ncols, 2 * ffn, bytes_of(inter),
+                                                    "gate+up", chunked ? 5 * row_bytes : 0, 2);
+          for (const auto& c : gu.view().chunks) CHECK(c.nrows % 2 == 0);
+          if (chunked && ffn > 2) CHECK(gu.view().chunks.size() > 1);
+          const auto dg = ops::DeviceWeight::upload(device(), type, ncols, ffn, bytes_of(g.bytes), "gate");
+          const auto du = ops::DeviceWeight::upload(device(), type, ncols, ffn, bytes_of(u.bytes), "up");
+          for (std::uint32_t ntok : {1u, 9u, 17u}) {  // 17: the tiled GEMM (ops::choose_matmul)
+            CAPTURE(ntok);
+            // Large inputs: silu's exp sees arguments past +-88.
+            const auto x = ref::random_floats(rng(), std::size_t{ntok} * ncols, -3, 3);
+            auto dx = upload_floats(x, "x");
+            auto fused = poisoned_floats(std::size_t{ntok} * ffn, "fused");
+            auto gate = poisoned_floats(std::size_t{ntok} * ffn, "gate");
+            auto up = poisoned_floats(std::size_t{ntok} * ffn, "up");
+            run([&](auto& cs) {
+              ops::record_matmul(kernels(), cs, gu.view(), dx, fused, ntok, ops::with_epilogue(ops::Epilogue::swiglu));
+              ops::record_matmul(kernels(), cs, dg.view(), dx, gate, ntok);
+              ops::record_matmul(kernels(), cs, du.view(), dx, up, ntok);
+              ops::record_silu_mul(kernels(), cs, gate, up, gate, ntok * ffn);
+            });
+            CHECK(bit_differences(download_floats(fused, std::size_t{ntok} * ffn),
+                                  download_floats(gate, std::size_t{ntok} * ffn)) == 0);
+          }
         }
       }
     }
-  }
   });
 }
 
