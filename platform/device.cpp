@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -53,6 +55,66 @@ void vk_fail(VkResult r, const char* call, std::source_location where) {
     case VK_ERROR_DEVICE_LOST: throw DeviceLost(msg);
     default: throw DeviceError(msg);
   }
+}
+
+std::string format_device_fault(const VkDeviceFaultCountsEXT& counts,
+                                const VkDeviceFaultInfoEXT& info) {
+  auto address_type = [](VkDeviceFaultAddressTypeEXT t) {
+    switch (t) {
+      case VK_DEVICE_FAULT_ADDRESS_TYPE_NONE_EXT: return "none";
+      case VK_DEVICE_FAULT_ADDRESS_TYPE_READ_INVALID_EXT: return "invalid read";
+      case VK_DEVICE_FAULT_ADDRESS_TYPE_WRITE_INVALID_EXT: return "invalid write";
+      case VK_DEVICE_FAULT_ADDRESS_TYPE_EXECUTE_INVALID_EXT: return "invalid execute";
+      case VK_DEVICE_FAULT_ADDRESS_TYPE_INSTRUCTION_POINTER_UNKNOWN_EXT: return "instruction pointer (unknown fault)";
+      case VK_DEVICE_FAULT_ADDRESS_TYPE_INSTRUCTION_POINTER_INVALID_EXT: return "instruction pointer (invalid)";
+      case VK_DEVICE_FAULT_ADDRESS_TYPE_INSTRUCTION_POINTER_FAULT_EXT: return "instruction pointer (fault)";
+      default: return "unknown type";
+    }
+  };
+  // The driver's strings are fixed arrays; one without a terminator is cut at the array's end.
+  auto text = [](const char (&s)[VK_MAX_DESCRIPTION_SIZE]) {
+    return std::string(s, std::find(s, s + VK_MAX_DESCRIPTION_SIZE, '\0'));
+  };
+  std::string out = fmt::format("device fault: {}", text(info.description));
+  for (std::uint32_t i = 0; i < counts.addressInfoCount && info.pAddressInfos; ++i) {
+    const VkDeviceFaultAddressInfoEXT& a = info.pAddressInfos[i];
+    // The faulting address lies within reportedAddress rounded to addressPrecision (a power of 2).
+    const std::uint64_t precision = std::max<std::uint64_t>(a.addressPrecision, 1);
+    const std::uint64_t lo = a.reportedAddress & ~(precision - 1);
+    out += fmt::format("\n  address {}: {:#x} (within [{:#x}, {:#x}])", address_type(a.addressType),
+                       a.reportedAddress, lo, lo + precision - 1);
+  }
+  for (std::uint32_t i = 0; i < counts.vendorInfoCount && info.pVendorInfos; ++i) {
+    const VkDeviceFaultVendorInfoEXT& v = info.pVendorInfos[i];
+    out += fmt::format("\n  vendor: {} (code {:#x}, data {:#x})", text(v.description),
+                       v.vendorFaultCode, v.vendorFaultData);
+  }
+  if (counts.vendorBinarySize > 0) {
+    out += fmt::format("\n  vendor binary dump: {} bytes (not kept)", counts.vendorBinarySize);
+  }
+  return out;
+}
+
+std::string Device::fault_report() const {
+  if (!impl_->get_fault_info) {
+    return "device fault: no details (the device does not offer VK_EXT_device_fault)";
+  }
+  VkDeviceFaultCountsEXT counts{VK_STRUCTURE_TYPE_DEVICE_FAULT_COUNTS_EXT};
+  VkResult r = impl_->get_fault_info(impl_->device, &counts, nullptr);
+  if (r != VK_SUCCESS) {
+    return fmt::format("device fault: no details (vkGetDeviceFaultInfoEXT: {})", result_name(r));
+  }
+  std::vector<VkDeviceFaultAddressInfoEXT> addresses(counts.addressInfoCount);
+  std::vector<VkDeviceFaultVendorInfoEXT> vendors(counts.vendorInfoCount);
+  counts.vendorBinarySize = 0;  // the binary dump is not asked for: nothing here can read it
+  VkDeviceFaultInfoEXT info{VK_STRUCTURE_TYPE_DEVICE_FAULT_INFO_EXT};
+  info.pAddressInfos = addresses.data();
+  info.pVendorInfos = vendors.data();
+  r = impl_->get_fault_info(impl_->device, &counts, &info);
+  if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
+    return fmt::format("device fault: no details (vkGetDeviceFaultInfoEXT: {})", result_name(r));
+  }
+  return format_device_fault(counts, info);
 }
 
 namespace {
@@ -142,6 +204,20 @@ std::unique_ptr<Device> Device::open(Instance& instance, std::size_t index,
   if (has_extension(exts, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME)) {
     enabled.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
   }
+  // VK_EXT_device_fault: after a loss, the log says what faulted (Device::fault_report).
+  VkPhysicalDeviceFaultFeaturesEXT ffault{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FAULT_FEATURES_EXT};
+  if (has_extension(exts, VK_EXT_DEVICE_FAULT_EXTENSION_NAME)) {
+    VkPhysicalDeviceFaultFeaturesEXT supported{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FAULT_FEATURES_EXT};
+    VkPhysicalDeviceFeatures2 query{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+    query.pNext = &supported;
+    vkGetPhysicalDeviceFeatures2(impl->physical, &query);
+    if (supported.deviceFault) {
+      enabled.push_back(VK_EXT_DEVICE_FAULT_EXTENSION_NAME);
+      ffault.deviceFault = VK_TRUE;
+      *tail = &ffault;
+      tail = &ffault.pNext;
+    }
+  }
 
   const float priority = 1.0f;
   VkDeviceQueueCreateInfo qci{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
@@ -157,6 +233,10 @@ std::unique_ptr<Device> Device::open(Instance& instance, std::size_t index,
   VKLLM_VK(vkCreateDevice(impl->physical, &ci, nullptr, &impl->owner.handle));
   impl->device = impl->owner.handle;
   vkGetDeviceQueue(impl->device, impl->queue_family, 0, &impl->queue);
+  if (ffault.deviceFault) {
+    impl->get_fault_info = reinterpret_cast<PFN_vkGetDeviceFaultInfoEXT>(
+        vkGetDeviceProcAddr(impl->device, "vkGetDeviceFaultInfoEXT"));
+  }
 
   VkSemaphoreTypeCreateInfo type{VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO};
   type.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE;

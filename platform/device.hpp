@@ -206,6 +206,11 @@ class Device {
   std::array<MemoryUsage, kMemoryIntentCount> memory_usage() const;
   void wait_idle();
 
+  // After VK_ERROR_DEVICE_LOST: what the driver says about the fault through
+  // VK_EXT_device_fault (description, faulting addresses, vendor codes), one line each; a line
+  // saying why there is nothing when the device lacks the extension or the query fails.
+  std::string fault_report() const;
+
   struct Impl;
   Impl& impl() const { return *impl_; }
 

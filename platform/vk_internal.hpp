@@ -63,6 +63,11 @@ const char* result_name(VkResult r);
 // The one check: throws OutOfMemory, DeviceLost or DeviceError naming the result, the call and
 // where it was made.
 void vk_fail(VkResult r, const char* call, std::source_location where);
+
+// VK_EXT_device_fault's answer as text: the description, then one line per faulting address
+// and per vendor record (Device::fault_report). `counts` says how many of each `info` holds.
+std::string format_device_fault(const VkDeviceFaultCountsEXT& counts,
+                                const VkDeviceFaultInfoEXT& info);
 inline void vk_check(VkResult r, const char* call,
                      std::source_location where = std::source_location::current()) {
   if (r < 0) vk_fail(r, call, where);
@@ -154,6 +159,7 @@ struct Device::Impl {
   std::uint32_t queue_family = 0;
   DeviceCaps caps;
   VkPhysicalDeviceMemoryProperties memory_properties{};
+  PFN_vkGetDeviceFaultInfoEXT get_fault_info = nullptr;  // VK_EXT_device_fault enabled
 
   // Queue submission, ordered by one timeline semaphore.
   std::mutex queue_mutex;

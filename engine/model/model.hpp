@@ -101,6 +101,7 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
+  platform::Device& device() const { return device_; }
   std::uint32_t max_blocks_per_seq() const { return max_blocks_per_seq_; }
   std::uint32_t num_blocks() const { return options_.num_blocks; }
   ops::KvType kv_type() const { return kv_type_; }

@@ -404,6 +404,7 @@ std::optional<Engine::Launched> Engine::launch(bool overlapped) {
 
 void Engine::fail_all(const std::string& why) {
   log::error("device lost: {}", why);
+  if (model_) log::error("{}", model_->device().fault_report());
   {
     std::lock_guard lock(mu_);
     if (!lost_) ++stats_.device_losses;
