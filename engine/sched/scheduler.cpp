@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <unordered_set>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -20,6 +21,20 @@ Scheduler::Scheduler(kv::BlockPool& pool, SchedulerConfig config,
     throw std::invalid_argument("scheduler: every limit must be > 0");
   }
   if (!policy_) throw std::invalid_argument("scheduler: no policy");
+  if (!(config.artificial_preempt >= 0.0 && config.artificial_preempt <= 1.0)) {
+    throw std::invalid_argument("scheduler: artificial_preempt must be a probability");
+  }
+  artificial_rng_.seed(config.artificial_preempt_seed);
+  artificial_left_ = config.artificial_preempt > 0.0 ? config.artificial_preempt_max : 0;
+}
+
+bool Scheduler::artificial_preemption() {
+  if (artificial_left_ == 0) return false;
+  if (std::uniform_real_distribution<double>(0.0, 1.0)(artificial_rng_) >= config_.artificial_preempt) {
+    return false;
+  }
+  --artificial_left_;
+  return true;
 }
 
 std::vector<const Sequence*> Scheduler::view(std::span<const SeqId> ids) const {
@@ -140,7 +155,8 @@ StepPlan Scheduler::schedule(bool allow_preemption) {
       }
       const std::uint32_t count = std::min(remaining, budget);
       bool scheduled = true, preempted = false;
-      while (!ensure_blocks(s, s.num_computed + count)) {
+      bool artificial = remaining == 1 && artificial_preemption();
+      while (std::exchange(artificial, false) || !ensure_blocks(s, s.num_computed + count)) {
         if (!allow_preemption) {
           plan.starved = true;
           scheduled = false;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <random>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -26,6 +27,13 @@ struct SchedulerConfig {
   std::uint32_t max_num_seqs = 64;              // sequences per step
   std::uint32_t block_size = 16;
   std::uint32_t max_model_len = 4096;           // prompt + generated, per sequence
+  // Testing (vLLM's artificial preemption): each decode is, with this probability, planned as if
+  // the pool were out of blocks: the policy's victim is preempted and later recomputed, or, in a
+  // plan made without preemption, the plan starves. At most artificial_preempt_max times, from a
+  // seeded draw.
+  double artificial_preempt = 0.0;
+  std::uint32_t artificial_preempt_max = 500;
+  std::uint64_t artificial_preempt_seed = 1;
 };
 
 enum class SeqStatus { waiting, running, finished };
@@ -137,6 +145,7 @@ class Scheduler {
   std::size_t num_running() const { return running_.size(); }
   std::size_t num_waiting() const { return waiting_.size(); }
   bool idle() const { return running_.empty() && waiting_.empty(); }
+  std::uint64_t admissions() const { return admissions_; }  // the last Sequence::admitted_at given
   const SchedulerCounters& counters() const { return counters_; }
   const kv::BlockPool& pool() const { return pool_; }
 
@@ -156,6 +165,9 @@ class Scheduler {
   std::deque<SeqId> waiting_;   // arrivals; preempted sequences go back to the front
   std::uint64_t admissions_ = 0;
   SchedulerCounters counters_;
+  std::mt19937_64 artificial_rng_;
+  std::uint32_t artificial_left_ = 0;
+  bool artificial_preemption();  // draws whether this decode is planned as if blocks ran out
 };
 
 }  // namespace vkllm::sched

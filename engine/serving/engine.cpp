@@ -35,7 +35,8 @@ Engine::Engine(model::Model& model, const tok::Tokenizer& tokenizer, EngineConfi
       scheduler_(pool_, sched::SchedulerConfig{
                             std::min(config.max_num_batched_tokens, model.options().max_batch_tokens),
                             std::min(config.max_num_seqs, model.options().max_seqs),
-                            model.options().block_size, model.options().context_length}) {
+                            model.options().block_size, model.options().context_length,
+                            config.artificial_preempt}) {
   config_.max_num_seqs = scheduler_.config().max_num_seqs;
   config_.max_num_batched_tokens = scheduler_.config().max_num_batched_tokens;
   stats_.kv_blocks_total = pool_.usable_blocks();

@@ -101,6 +101,9 @@ struct EngineConfig {
   // within `loss_window` of the one before is not retried. Empty: a loss is final.
   std::function<model::Model&()> reload;
   std::chrono::milliseconds loss_window{60000};
+  // Testing: the scheduler preempts decodes at random with this probability (at most 500 times;
+  // SchedulerConfig::artificial_preempt); outputs must not change.
+  double artificial_preempt = 0.0;
 };
 
 // Thrown by submit() when the queue is full (the server answers 429). A sibling of

@@ -38,10 +38,13 @@ std::vector<std::uint32_t> fake_sample(const Scheduler& s, const StepPlan& plan)
   return out;
 }
 
-// Checks what every plan must hold.
-void check_plan(const Scheduler& s, const StepPlan& plan) {
+// Checks what every plan must hold. `admissions_before`: the scheduler's admissions() before the
+// plan, when known; sequences admitted by the plan come last (a recomputed sequence whose blocks
+// the prefix cache still holds is admitted with one token to compute, which is no decode).
+void check_plan(const Scheduler& s, const StepPlan& plan,
+                std::optional<std::uint64_t> admissions_before = std::nullopt) {
   std::uint32_t total = 0;
-  bool seen_prefill = false;
+  bool seen_prefill = false, seen_admission = false;
   for (const auto& c : plan.chunks) {
     const auto* seq = s.find(c.id);
     REQUIRE(seq != nullptr);
@@ -50,7 +53,14 @@ void check_plan(const Scheduler& s, const StepPlan& plan) {
     CHECK(c.start + c.count <= seq->tokens.size());
     // Enough blocks for the chunk's K/V.
     CHECK(seq->blocks.size() * s.config().block_size >= c.start + c.count);
-    const bool decode = c.count == 1 && c.start + 1 == seq->tokens.size() && c.start >= seq->prompt_len;
+    const bool admitted = admissions_before && seq->admitted_at > *admissions_before;
+    if (admitted) {
+      seen_admission = true;
+    } else {
+      CHECK_FALSE(seen_admission);  // admissions come after the running sequences
+    }
+    const bool decode = !admitted && c.count == 1 && c.start + 1 == seq->tokens.size() &&
+                        c.start >= seq->prompt_len;
     if (!decode) seen_prefill = true;
     if (decode) CHECK_FALSE(seen_prefill);  // decodes come first
     total += c.count;
@@ -72,8 +82,9 @@ std::map<sched::SeqId, std::vector<std::uint32_t>> run_checking_victims(Schedule
     for (sched::SeqId id = 1; id <= n; ++id) {
       if (auto* q = s.find(id); q && q->status == sched::SeqStatus::running) admitted[id] = q->admitted_at;
     }
+    const std::uint64_t admissions_before = s.admissions();
     const StepPlan plan = s.schedule();
-    check_plan(s, plan);
+    check_plan(s, plan, admissions_before);
     if (n > 0 && !plan.preempted.empty()) {
       std::uint64_t want = newest ? 0 : ~0ull;
       for (auto& [id, at] : admitted) want = newest ? std::max(want, at) : std::min(want, at);
@@ -176,6 +187,33 @@ TEST_CASE("blocks run out: the newest running sequence is preempted and recomput
   CHECK(s.counters().preemptions > 0);
   CHECK(together == solo);
   CHECK(pool.num_used() == 0);
+}
+
+TEST_CASE("B10 artificial preemption: decodes preempted at random (p=0.5, at most 500) give the solo outputs") {
+  const auto solo = four_solo();
+  for (std::uint64_t seed : {1u, 2u, 3u}) {
+    CAPTURE(seed);
+    kv::BlockPool pool(200);  // plenty: every preemption is an artificial one
+    Scheduler s(pool, {.max_num_batched_tokens = 64, .max_num_seqs = 8, .block_size = 4, .max_model_len = 128,
+                       .artificial_preempt = 0.5, .artificial_preempt_max = 500,
+                       .artificial_preempt_seed = seed});
+    add_four(s);
+    bool checked_order = false;
+    const auto together = run_checking_victims(s, 4, true, checked_order);
+    CHECK(checked_order);
+    CHECK(s.counters().preemptions > 20);
+    CHECK(s.counters().preemptions <= 500);
+    CHECK(together == solo);
+    CHECK(pool.num_used() == 0);
+  }
+  // The cap holds: with p = 1 and at most 7, exactly 7 preemptions, and everything still finishes.
+  kv::BlockPool pool(200);
+  Scheduler s(pool, {.max_num_batched_tokens = 64, .max_num_seqs = 8, .block_size = 4, .max_model_len = 128,
+                     .artificial_preempt = 1.0, .artificial_preempt_max = 7});
+  add_four(s);
+  CHECK(run_all(s) == solo);
+  CHECK(s.counters().preemptions == 7);
+  CHECK_THROWS_AS(Scheduler(pool, {.artificial_preempt = 1.5}), std::invalid_argument);
 }
 
 namespace {

@@ -197,6 +197,30 @@ TEST_CASE_FIXTURE(test::DeviceTest, "B9 C8: preemption: a pool too small for all
   CHECK(st.kv_blocks_free == st.kv_blocks_total);
 }
 
+TEST_CASE_FIXTURE(test::DeviceTest, "B10 artificial preemption: decodes preempted at random (p=0.5) keep every greedy output") {
+  Fixture f = random_model(device(), 0, 8);
+  serving::EngineConfig cfg;
+  cfg.max_num_seqs = 8;
+  const auto ps = prompts(8, 320, 21);
+  std::vector<std::vector<std::uint32_t>> baseline;
+  {
+    Engine engine(*f.model, f.tokenizer, cfg);
+    baseline = run_together(engine, ps, 40);
+    CHECK(engine.stats().preemptions == 0);
+  }
+  for (bool overlap : {false, true}) {
+    CAPTURE(overlap);
+    cfg.overlap = overlap;
+    cfg.artificial_preempt = 0.5;
+    Engine engine(*f.model, f.tokenizer, cfg);
+    CHECK(run_together(engine, ps, 40) == baseline);
+    const auto st = engine.stats();
+    CHECK(st.preemptions > 0);
+    CHECK(st.preemptions <= 500);
+    CHECK(st.kv_blocks_free == st.kv_blocks_total);
+  }
+}
+
 TEST_CASE_FIXTURE(test::DeviceTest, "the overlapped loop: one step at a time or a step ahead, the same tokens") {
   // Deterministic mode (batch-invariant), a pool too small for all (preemption), one request
   // with a repetition penalty (every step waits for its token on the host), one sampled with a
