@@ -364,3 +364,111 @@ test('B2 abort storm: 100 concurrent streams, 10 cancelled 0.1 s apart mid-strea
   s.proc.kill('SIGTERM');
   assert.equal((await s.exited).code, 0);
 });
+
+// Reads one SSE stream, counting content events; cancels after `cancelAt` of them when given.
+// Returns what came, with the longest wait for the first event and between two events.
+async function timedStream(url, body, cancelAt) {
+  const ctrl = new AbortController();
+  const t0 = Date.now();
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }), signal: ctrl.signal,
+  });
+  assert.equal(res.status, 200);
+  let buf = '', events = 0, usage = null, finish = null, done = false, first = null, gap = 0, last = t0;
+  try {
+    for await (const chunk of res.body) {
+      const now = Date.now();
+      if (first === null) first = now - t0; else gap = Math.max(gap, now - last);
+      last = now;
+      buf += Buffer.from(chunk).toString();
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const data = buf.slice(6, i);
+        buf = buf.slice(i + 2);
+        if (data === '[DONE]') { done = true; continue; }
+        const j = JSON.parse(data);
+        if (j.usage) usage = j.usage;
+        const c = j.choices?.[0];
+        if (c?.finish_reason) finish = c.finish_reason;
+        if (c?.delta?.content !== undefined && ++events === cancelAt) { ctrl.abort(); return { cancelled: true, events }; }
+      }
+    }
+  } catch (e) {
+    if (e.name !== 'AbortError') throw e;
+    return { cancelled: true, events };
+  }
+  return { cancelled: false, events, usage, finish, done, first, gap };
+}
+
+test('C3 C4 abort under load: 100 long streams cancelled at their 20th token among 100 requests of 100 tokens; those get exactly 100, nothing held', async () => {
+  const s = await startServer(['--max-num-seqs', '32']);
+  const ctx = (await (await fetch(`${s.url}/v1/models`)).json()).data[0].max_model_len;
+  const long = ctx - 64;  // C4's 1000 tokens and C3's 50000, within this model's context
+  const shortBody = (i) => ({ ...chatBody(`short ${i}`, 100), ignore_eos: true });
+  const longBody = (i) => ({ ...chatBody(`long ${i}`, long), ignore_eos: true });
+  const jobs = [];
+  for (let i = 0; i < 100; ++i) {
+    jobs.push(timedStream(s.url, shortBody(i)).then((r) => ({ kind: 'short', i, r })));
+    jobs.push(timedStream(s.url, longBody(i), 20).then((r) => ({ kind: 'long', i, r })));
+  }
+  for (const { kind, i, r } of await Promise.all(jobs)) {
+    if (kind === 'long') {
+      assert.ok(r.cancelled && r.events === 20, `long ${i} was cancelled at its 20th token`);
+      continue;
+    }
+    assert.ok(r.done, `short ${i} ends with [DONE]`);
+    assert.equal(r.finish, 'length', `short ${i}`);
+    assert.equal(r.usage?.completion_tokens, 100, `short ${i} got exactly max_tokens`);
+  }
+  const m = await waitIdle(s.url);
+  assert.equal(m.get('vllm:num_requests_running'), 0);
+  assert.equal(m.get('vllm:num_requests_waiting'), 0);
+  assert.equal(m.get('vllm:gpu_cache_usage_perc'), 0);
+  const after = await post(s.url, '/v1/chat/completions', chatBody('still there?', 4));
+  assert.equal(after.status, 200);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('C5 over-subscription: max-num-seqs + 1 clients x 3 chats each; first token within 120 s, chunks within 20 s', async () => {
+  const slots = 2;
+  const s = await startServer(['--max-num-seqs', String(slots), '--deterministic']);
+  const client = async (c) => {
+    const out = [];
+    for (let k = 0; k < 3; ++k) out.push(await timedStream(s.url, { ...chatBody(`client ${c} turn ${k}`, 48), ignore_eos: true }));
+    return out;
+  };
+  const all = await Promise.all(Array.from({ length: slots + 1 }, (_, c) => client(c)));
+  all.flat().forEach((r, i) => {
+    assert.ok(r.done && r.finish === 'length' && r.usage?.completion_tokens === 48, `chat ${i} complete`);
+    assert.ok(r.first < 120000, `chat ${i}: first token after ${r.first} ms`);
+    assert.ok(r.gap < 20000, `chat ${i}: ${r.gap} ms between chunks`);
+  });
+  const m = await waitIdle(s.url);
+  assert.equal(m.get('vllm:num_requests_running'), 0);
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('B8 path-like model names (../, absolute, encoded) are 404 model_not_found; nothing is opened', async () => {
+  const s = await startServer([]);
+  for (const name of ['../../etc/passwd', '/etc/passwd', 'models/../../x.gguf', '..%2F..%2Fetc%2Fpasswd', '~/x.gguf']) {
+    const res = await post(s.url, '/v1/chat/completions', { ...chatBody('hi', 2), model: name });
+    assert.equal(res.status, 404, name);
+    const j = await res.json();
+    assert.equal(j.error.code, 'model_not_found', name);
+    assert.ok(j.error.message.includes(name), `the error names '${name}'`);
+  }
+  // Raw paths, not normalised by a client: http.request sends them as written.
+  const http = await import('node:http');
+  const { port } = new URL(s.url);
+  for (const p of ['/v1/models/../../etc/passwd', '/v1/models/..%2F..%2Fetc%2Fpasswd', '/v1/models//etc/passwd']) {
+    const status = await new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: p }, (res) => { res.resume(); resolve(res.statusCode); }).on('error', reject);
+    });
+    assert.equal(status, 404, p);
+  }
+  s.proc.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
