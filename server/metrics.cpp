@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "platform/device.hpp"
+
 namespace vkllm::server {
 
 void Histogram::observe(double v) {
@@ -106,6 +108,15 @@ std::string Metrics::render(const serving::EngineStats& s) const {
           double(s.device_losses));
   counter("vkllm:device_recoveries_total", "Device losses recovered from: device recreated, weights reloaded.",
           double(s.device_recoveries));
+  out += "# HELP vkllm:device_memory_bytes Device memory by use (weights, kv_cache, ...): reserved from "
+         "the driver, and used by live buffers.\n# TYPE vkllm:device_memory_bytes gauge\n";
+  for (std::size_t i = 0; i < platform::kMemoryIntentCount; ++i) {
+    const char* intent = platform::to_string(static_cast<platform::MemoryIntent>(i));
+    out += fmt::format("vkllm:device_memory_bytes{{{},intent=\"{}\",state=\"reserved\"}} {}\n", labels_,
+                       intent, s.device_memory[i].reserved);
+    out += fmt::format("vkllm:device_memory_bytes{{{},intent=\"{}\",state=\"used\"}} {}\n", labels_,
+                       intent, s.device_memory[i].used);
+  }
   out += "# HELP vllm:request_success_total Finished requests by finish reason.\n"
          "# TYPE vllm:request_success_total counter\n";
   for (const auto& [reason, n] : finished_) {

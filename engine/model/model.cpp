@@ -347,6 +347,19 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
       o.num_blocks = fewer;
     }
   }
+  // The pools are written once now: drivers that commit memory on first touch (lavapipe, where
+  // device memory is the process's heap) hold the whole pool from the start, so an overcommitted
+  // plan shows at load, not hours later, and the RSS after the warm-up is the RSS for good.
+  {
+    platform::CommandStream cs = device.command_stream();
+    cs.begin();
+    for (const Layer& L : m->layers_) {
+      cs.fill(L.k_pool, 0, "kv_zero");
+      cs.fill(L.v_pool, 0, "kv_zero");
+    }
+    cs.end();
+    cs.submit_and_wait();
+  }
   m->options_ = o;
   return m;
 }

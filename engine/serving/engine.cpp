@@ -399,6 +399,7 @@ std::optional<Engine::Launched> Engine::launch(bool overlapped) {
   scheduler_.advance(l.plan);
   std::lock_guard lock(mu_);
   ++stats_.steps;
+  stats_.device_memory = model_->device().memory_usage();
   stats_.overlapped_steps += overlapped;
   return l;
 }

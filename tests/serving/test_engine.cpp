@@ -195,6 +195,10 @@ TEST_CASE_FIXTURE(test::DeviceTest, "B9 C8: preemption: a pool too small for all
   const auto st = engine.stats();
   CHECK(st.preemptions > 0);
   CHECK(st.kv_blocks_free == st.kv_blocks_total);
+  // The stats carry the device's memory by use; the KV pools are live buffers.
+  const auto& kv = st.device_memory[static_cast<std::size_t>(platform::MemoryIntent::kv_cache)];
+  CHECK(kv.used > 0);
+  CHECK(kv.used <= kv.reserved);
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "B10 artificial preemption: decodes preempted at random (p=0.5) keep every greedy output") {
