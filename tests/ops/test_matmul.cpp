@@ -230,6 +230,35 @@ TEST_CASE_FIXTURE(WeightTest, "tiled GEMM: 513 and 257 tokens, long rows, severa
   }
 }
 
+TEST_CASE_FIXTURE(WeightTest, "4128 rows or columns and 7, 8, 9 tokens: GEMV and tiled, every type") {
+  // The large size of the shape list (docs/ARCHITECTURE.md "Tests"): 4128 rows (64 x 64 + 32: a
+  // part tile past whole ones), and 4128 columns where the block size divides it (32-wide
+  // blocks and the float types; K-quant rows are whole 256-wide superblocks, so 4352 there). Token
+  // counts about 8, the most GEMV takes at once.
+  for (ops::KernelChoice path : {ops::KernelChoice::gemv, ops::KernelChoice::tiled}) {
+    const ForceKernels forced(kernels(), path);
+    for (TensorType type : kTypes) {
+      const std::uint32_t block = gguf::traits(type).block_size;
+      const std::uint32_t wide = block == 256 ? 4352 : 4128;
+      struct Size {
+        std::uint32_t ncols, nrows;
+      };
+      for (const Size& sz : {Size{col_counts(type).front(), 4128}, Size{wide, 7}}) {
+        const auto q = ref::random_quantized(rng(), type, sz.ncols, sz.nrows);
+        const auto w = upload_weight(type, q, sz.ncols, sz.nrows);
+        for (std::uint32_t ntok : {7u, 8u, 9u}) {
+          CAPTURE(ops::to_string(path));
+          CAPTURE(gguf::type_name(type));
+          CAPTURE(sz.ncols);
+          CAPTURE(sz.nrows);
+          CAPTURE(ntok);
+          CHECK(matmul_nmse(w.view(), q.values, ntok) < kMatmul);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("the matmul path: automatic by token count, forced by VKLLM_KERNELS' values") {
   CHECK(ops::parse_kernel_choice("auto") == ops::KernelChoice::automatic);
   CHECK(ops::parse_kernel_choice("gemv") == ops::KernelChoice::gemv);
