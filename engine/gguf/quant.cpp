@@ -264,6 +264,118 @@ void quant_k45(const float* x, uint8_t* b, bool five) {
   }
 }
 
+// q2_K and q3_K: element e lies in half n = e / 128 at 2-bit position 2 * ((e % 128) / 32) of
+// qs[32 * n + e % 32]; its sub-block of 16 is e / 16.
+
+// q2_K: scales[j] holds sub-block j's scale (low nibble) and min (high nibble);
+// x = d * sc * q - dmin * m.
+void dequant_q2k(const uint8_t* b, float* y) {
+  const uint8_t* scales = b;
+  const uint8_t* qs = b + 16;
+  const float d = load_f16(b + 80), dmin = load_f16(b + 82);
+  for (int e = 0; e < 256; ++e) {
+    const int q = (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+    const uint8_t sm = scales[e / 16];
+    y[e] = d * static_cast<float>(sm & 0xF) * static_cast<float>(q) -
+           dmin * static_cast<float>(sm >> 4);
+  }
+}
+
+// As quant_k45 with sub-blocks of 16 and 4-bit scales and mins: the offset -min(0, min x)
+// quantized up with dmin, the step covering [-offset, max] quantized up with d, round-to-nearest.
+void quant_q2k(const float* x, uint8_t* b) {
+  float lows[16], highs[16], max_low = 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    float lo = 0.0f, hi = x[16 * j];
+    for (int i = 0; i < 16; ++i) {
+      lo = std::min(lo, x[16 * j + i]);
+      hi = std::max(hi, x[16 * j + i]);
+    }
+    lows[j] = -lo;
+    highs[j] = hi;
+    max_low = std::max(max_low, lows[j]);
+  }
+  const uint16_t dmin_h = fp16_round_up(max_low / 15.0f);
+  const float dmin = fp16_to_fp32(dmin_h);
+  int ms[16];
+  float offsets[16], needs[16], max_need = 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    ms[j] = dmin > 0.0f ? round_clamp(std::ceil(lows[j] / dmin), 0, 15) : 0;
+    offsets[j] = dmin * static_cast<float>(ms[j]);
+    needs[j] = std::max(0.0f, (highs[j] + offsets[j]) / 3.0f);
+    max_need = std::max(max_need, needs[j]);
+  }
+  const uint16_t d_h = fp16_round_up(max_need / 15.0f);
+  const float d = fp16_to_fp32(d_h);
+  std::memset(b, 0, 84);
+  int scs[16];
+  for (int j = 0; j < 16; ++j) {
+    scs[j] = d > 0.0f ? round_clamp(std::ceil(needs[j] / d), 0, 15) : 0;
+    b[j] = static_cast<uint8_t>(scs[j] | (ms[j] << 4));
+  }
+  store_u16(b + 80, d_h);
+  store_u16(b + 82, dmin_h);
+  for (int e = 0; e < 256; ++e) {
+    const float step = d * static_cast<float>(scs[e / 16]);
+    const int q = step > 0.0f ? round_clamp((x[e] + offsets[e / 16]) / step, 0, 3) : 0;
+    b[16 + 32 * (e / 128) + e % 32] |= static_cast<uint8_t>(q << (2 * ((e % 128) / 32)));
+  }
+}
+
+// q3_K's 6-bit scale j (0..15, stored + 32) from its 12 packed bytes: the low nibble is byte j
+// (j < 8) or the high nibble of byte j - 8; the top two bits are bits 2 * (j / 4) of byte
+// 8 + j % 4.
+int q3k_scale(const uint8_t* s, int j) {
+  const int low = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
+  const int high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+  return (low | (high << 4)) - 32;
+}
+
+// q3_K: 3-bit q = the 2 bits in qs, plus 4 when bit e / 32 of hmask[e % 32] is set;
+// x = d * scale[e / 16] * (q - 4).
+void dequant_q3k(const uint8_t* b, float* y) {
+  const uint8_t* hmask = b;
+  const uint8_t* qs = b + 32;
+  const uint8_t* scales = b + 96;
+  const float d = load_f16(b + 108);
+  for (int e = 0; e < 256; ++e) {
+    int q = (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+    if ((hmask[e % 32] >> (e / 32)) & 1) q += 4;
+    const float dl = d * static_cast<float>(q3k_scale(scales, e / 16));
+    y[e] = dl * static_cast<float>(q - 4);
+  }
+}
+
+// Per sub-block of 16: step = amax / 3 (codes -3..3 of the 3-bit range -4..3), the step
+// quantized up to a 5-bit multiple of the super-block d (scales 0..31 of the signed 6-bit range).
+void quant_q3k(const float* x, uint8_t* b) {
+  float steps[16], max_step = 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    float amax = 0.0f;
+    for (int i = 0; i < 16; ++i) amax = std::max(amax, std::fabs(x[16 * j + i]));
+    steps[j] = amax / 3.0f;
+    max_step = std::max(max_step, steps[j]);
+  }
+  const uint16_t d_h = fp16_round_up(max_step / 31.0f);
+  const float d = fp16_to_fp32(d_h);
+  std::memset(b, 0, 110);
+  int scs[16];
+  for (int j = 0; j < 16; ++j) {
+    scs[j] = d > 0.0f ? round_clamp(std::ceil(steps[j] / d), 0, 31) : 0;
+    const int u = scs[j] + 32;  // stored unsigned, 6 bits
+    uint8_t* s = b + 96;
+    s[j < 8 ? j : j - 8] |= static_cast<uint8_t>(j < 8 ? (u & 0xF) : ((u & 0xF) << 4));
+    s[8 + j % 4] |= static_cast<uint8_t>(((u >> 4) & 3) << (2 * (j / 4)));
+  }
+  store_u16(b + 108, d_h);
+  for (int e = 0; e < 256; ++e) {
+    const float step = d * static_cast<float>(scs[e / 16]);
+    const int q = (step > 0.0f ? round_clamp(x[e] / step, -4, 3) : 0) + 4;  // 0..7
+    b[32 + 32 * (e / 128) + e % 32] |= static_cast<uint8_t>((q & 3) << (2 * ((e % 128) / 32)));
+    if (q & 4) b[e % 32] |= static_cast<uint8_t>(1 << (e / 32));
+  }
+}
+
 // q6_K element e: half n = e / 128, r = e % 128, group g = r / 32, l = r % 32.
 // Low 4 bits: ql[64n + l] (g = 0, 2) or ql[64n + 32 + l] (g = 1, 3); low nibble for g < 2,
 // high nibble for g >= 2. High 2 bits: bits 2g..2g+1 of qh[32n + l]. Scale: scales[e / 16].
@@ -381,6 +493,8 @@ void dequantize(TensorType type, std::span<const uint8_t> src, std::span<float> 
       case TensorType::kQ4_K: dequant_k45(b, y, false); break;
       case TensorType::kQ5_K: dequant_k45(b, y, true); break;
       case TensorType::kQ6_K: dequant_q6k(b, y); break;
+      case TensorType::kQ2_K: dequant_q2k(b, y); break;
+      case TensorType::kQ3_K: dequant_q3k(b, y); break;
       default: dequant_block(type, b, y); break;
     }
   }
@@ -411,6 +525,8 @@ void quantize(TensorType type, std::span<const float> src, std::span<uint8_t> ds
       case TensorType::kQ4_K: quant_k45(x, b, false); break;
       case TensorType::kQ5_K: quant_k45(x, b, true); break;
       case TensorType::kQ6_K: quant_q6k(x, b); break;
+      case TensorType::kQ2_K: quant_q2k(x, b); break;
+      case TensorType::kQ3_K: quant_q3k(x, b); break;
       default: quant_block(type, x, b); break;
     }
   }

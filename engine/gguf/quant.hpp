@@ -31,6 +31,12 @@ uint16_t fp32_to_bf16(float f) noexcept;
 //     (low nibble when e%64 < 32, else high); q5_K's bit 4 is bit (e/32) of qh[e%32].
 //   q6_K (256 el, 210 B): u8 ql[128] | u8 qh[64] | i8 scales[16] | f16 d
 //     x = d * scales[e/16] * (q - 32), q 6-bit: see quant.cpp for the ql/qh interleave.
+//   q2_K (256 el, 84 B): u8 scales[16] | u8 qs[64] | f16 d, f16 dmin
+//     x = d * (scales[e/16] & 15) * q - dmin * (scales[e/16] >> 4); q 2-bit at bits
+//     2 * ((e%128)/32) of qs[32*(e/128) + e%32].
+//   q3_K (256 el, 110 B): u8 hmask[32] | u8 qs[64] | u8 scales[12] | f16 d
+//     x = d * (sc[e/16] - 32) * (q - 4); q's low 2 bits as q2_K's (qs), bit 2 is bit e/32 of
+//     hmask[e%32]; the 6-bit sc packed in scales[12] (see quant.cpp).
 // bf16/f16/f32: one element per "block", little-endian.
 
 // Dequantizes `src` (whole blocks of `type`) into `dst`, which must hold exactly

@@ -21,8 +21,8 @@ constexpr std::array<TypeTraits, 31> kTable{{
     {T::kQ5_1, "q5_1", 32, 24, true},
     {T::kQ8_0, "q8_0", 32, 34, true},
     {T::kQ8_1, "q8_1", 32, 36, false},
-    {T::kQ2_K, "q2_K", 256, 84, false},
-    {T::kQ3_K, "q3_K", 256, 110, false},
+    {T::kQ2_K, "q2_K", 256, 84, true},
+    {T::kQ3_K, "q3_K", 256, 110, true},
     {T::kQ4_K, "q4_K", 256, 144, true},
     {T::kQ5_K, "q5_K", 256, 176, true},
     {T::kQ6_K, "q6_K", 256, 210, true},
@@ -48,9 +48,9 @@ constexpr std::array<TypeTraits, 31> kTable{{
 // MXFP4 (id 39) is kept apart so the table above stays dense-ish and sorted.
 constexpr TypeTraits kMxfp4{T::kMXFP4, "mxfp4", 32, 17, false};
 
-constexpr std::array<TensorType, 11> kCpuSupported{
-    T::kF32, T::kF16, T::kBF16, T::kQ8_0, T::kQ4_0, T::kQ4_1,
-    T::kQ5_0, T::kQ5_1, T::kQ4_K, T::kQ5_K, T::kQ6_K};
+constexpr std::array<TensorType, 13> kCpuSupported{
+    T::kF32, T::kF16, T::kBF16, T::kQ8_0, T::kQ4_0, T::kQ4_1, T::kQ5_0,
+    T::kQ5_1, T::kQ2_K, T::kQ3_K, T::kQ4_K, T::kQ5_K, T::kQ6_K};
 
 }  // namespace
 

@@ -33,8 +33,8 @@ void check_weight(const gguf::Reader& r, const std::string& name,
   const gguf::TensorInfo& t = r.tensor(name, std::vector<std::uint64_t>(dims));
   if (!weight_type_runnable(t.type)) {
     throw Unsupported(fmt::format("{}: tensor {} has type {}, which vkllm cannot run yet "
-                                  "(supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, "
-                                  "q5_K, q6_K)",
+                                  "(supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, "
+                                  "q3_K, q4_K, q5_K, q6_K)",
                                   r.name(), name, gguf::type_name(t.type)));
   }
   if (!matrix && t.type != TensorType::kF32) {
@@ -64,7 +64,8 @@ bool weight_type_runnable(TensorType type) {
     case TensorType::kF32: case TensorType::kF16: case TensorType::kBF16:
     case TensorType::kQ8_0: case TensorType::kQ4_0: case TensorType::kQ4_1:
     case TensorType::kQ5_0: case TensorType::kQ5_1: case TensorType::kQ4_K:
-    case TensorType::kQ5_K: case TensorType::kQ6_K:
+    case TensorType::kQ5_K: case TensorType::kQ6_K: case TensorType::kQ2_K:
+    case TensorType::kQ3_K:
       return true;
     default:
       return false;

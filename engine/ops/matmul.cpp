@@ -48,6 +48,10 @@ std::optional<Variants> variants(TensorType type) {
       return Variants{ShaderId::matmul_q5_k, ShaderId::matmul_tiled_q5_k, ShaderId::get_rows_q5_k};
     case TensorType::kQ6_K:
       return Variants{ShaderId::matmul_q6_k, ShaderId::matmul_tiled_q6_k, ShaderId::get_rows_q6_k};
+    case TensorType::kQ2_K:
+      return Variants{ShaderId::matmul_q2_k, ShaderId::matmul_tiled_q2_k, ShaderId::get_rows_q2_k};
+    case TensorType::kQ3_K:
+      return Variants{ShaderId::matmul_q3_k, ShaderId::matmul_tiled_q3_k, ShaderId::get_rows_q3_k};
     default: return std::nullopt;
   }
 }

@@ -61,6 +61,12 @@
 #elif defined(WTYPE_Q6_K)
 #define DQ_BLOCK_SIZE 256
 #define DQ_BLOCK_BYTES 210
+#elif defined(WTYPE_Q2_K)
+#define DQ_BLOCK_SIZE 256
+#define DQ_BLOCK_BYTES 84
+#elif defined(WTYPE_Q3_K)
+#define DQ_BLOCK_SIZE 256
+#define DQ_BLOCK_BYTES 110
 #else
 #error "dequant.glsl: define one WTYPE_<type>"
 #endif
@@ -273,6 +279,47 @@ void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
 }
 #endif
 
+// ---- q2_K: scales[16] | qs[64] | f16 d, f16 dmin; q3_K: hmask[32] | qs[64] | scales[12] | f16 d
+// Element e = 128n + 32g + l (n half, g 0..3, l 0..31): its 2 low bits are bits 2g, 2g + 1 of
+// qs[32n + l], its sub-block of 16 is 8n + 2g + l / 16, and q3_K's bit 2 is bit 4n + g of
+// hmask[l]. dq_k23(bo, n, g, l) decodes elements 128n + 32g + l .. + 3 (l % 4 == 0).
+#if defined(WTYPE_Q2_K) || defined(WTYPE_Q3_K)
+#if defined(WTYPE_Q3_K)
+// Scale j (0..15) from the 12 packed bytes at so, less 32 (engine/gguf/quant.cpp q3k_scale).
+float dq_q3k_scale(uint so, uint j) {
+  const uint low = j < 8u ? (dq_u8(so + j) & 0xFu) : (dq_u8(so + j - 8u) >> 4);
+  const uint high = (dq_u8(so + 8u + (j & 3u)) >> (2u * (j >> 2))) & 3u;
+  return float(int(low | (high << 4)) - 32);
+}
+#endif
+vec4 dq_k23(uint bo, uint n, uint g, uint l) {
+  const uint j = 8u * n + 2u * g + (l >> 4);  // sub-block of 16
+#if defined(WTYPE_Q2_K)
+  const uint q = (dq_u32(bo + 16u + 32u * n + l) >> (2u * g)) & 0x03030303u;
+  const vec2 dd = unpackHalf2x16(dq_u32(bo + 80u));  // d, dmin
+  const uint sm = dq_u8(bo + j);
+  // x = d * sc * q - dmin * m, in the reference's order of operations.
+  const float a = dd.x * float(sm & 0xFu), m = dd.y * float(sm >> 4);
+  return a * dq_bytes(q) - m;
+#else
+  uint q = (dq_u32(bo + 32u + 32u * n + l) >> (2u * g)) & 0x03030303u;
+  q |= ((dq_u32(bo + l) >> (4u * n + g)) & 0x01010101u) << 2;
+  const float a = dq_f16(bo + 108u) * dq_q3k_scale(bo + 96u, j);
+  return a * (dq_bytes(q) - 4.0);
+#endif
+}
+// Unit s = u & 15 of block u >> 4: (n = s >> 3, k = s & 7), the four groups g at l = 4k.
+void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
+  const uint b = u >> 4, s = u & 15u;
+  const uint n = s >> 3, k = s & 7u;
+  const uint bo = rb + b * DQ_BLOCK_BYTES;
+  [[unroll]] for (uint g = 0; g < 4; ++g) {
+    v[g] = dq_k23(bo, n, g, 4u * k);
+    col[g] = 256u * b + 128u * n + 32u * g + 4u * k;
+  }
+}
+#endif
+
 // ---- dq_vec4(rb, c): the four elements at columns c .. c + 3 (c % 4 == 0) of the row at rb ----
 // For the tiled GEMM (matmul_tiled.comp), which stages a K-slice of 32 columns of many rows at
 // a time. The same arithmetic, in the same order, as dq_unit: the two agree bit for bit.
@@ -341,5 +388,10 @@ vec4 dq_vec4(uint rb, uint c) {
   const uint q = ((la >> (4u * (g >> 1))) & 0x0F0F0F0Fu) | (((qh >> (2u * g)) & 0x03030303u) << 4);
   const float a = dq_f16(bo + 208u) * float(dq_i8(bo + 192u + 8u * n + 2u * g + (l >> 4)));
   return a * (dq_bytes(q) - 32.0);
+}
+#elif defined(WTYPE_Q2_K) || defined(WTYPE_Q3_K)
+vec4 dq_vec4(uint rb, uint c) {
+  const uint i = c & 255u;
+  return dq_k23(rb + (c >> 8) * DQ_BLOCK_BYTES, i >> 7, (i >> 5) & 3u, i & 31u);
 }
 #endif

@@ -80,6 +80,55 @@ void oracle_q6k(const uint8_t* b, float* y) {
   }
 }
 
+// q2_K in ggml's loop order: per half, four 2-bit planes of 32, two sub-blocks of 16 each.
+void oracle_q2k(const uint8_t* b, float* y) {
+  const uint8_t* sc = b;
+  const uint8_t* q = b + 16;
+  const float d = fp16_to_fp32(static_cast<uint16_t>(b[80] | b[81] << 8));
+  const float dmin = fp16_to_fp32(static_cast<uint16_t>(b[82] | b[83] << 8));
+  int is = 0;
+  for (int n = 0; n < 256; n += 128) {
+    for (int shift = 0; shift < 8; shift += 2) {
+      for (int half = 0; half < 2; ++half) {
+        const uint8_t s = sc[is++];
+        const float dl = d * (s & 0xF), ml = dmin * (s >> 4);
+        for (int l = 0; l < 16; ++l) *y++ = dl * ((q[16 * half + l] >> shift) & 3) - ml;
+      }
+    }
+    q += 32;
+  }
+}
+
+// q3_K in ggml's loop order, its 16 scales unpacked as four 32-bit words with masks.
+void oracle_q3k(const uint8_t* b, float* y) {
+  uint32_t aux[4];
+  std::memcpy(aux, b + 96, 12);
+  const uint32_t tmp = aux[2];
+  aux[2] = ((aux[0] >> 4) & 0x0f0f0f0f) | (((tmp >> 4) & 0x03030303) << 4);
+  aux[3] = ((aux[1] >> 4) & 0x0f0f0f0f) | (((tmp >> 6) & 0x03030303) << 4);
+  aux[0] = (aux[0] & 0x0f0f0f0f) | (((tmp >> 0) & 0x03030303) << 4);
+  aux[1] = (aux[1] & 0x0f0f0f0f) | (((tmp >> 2) & 0x03030303) << 4);
+  int8_t scales[16];
+  std::memcpy(scales, aux, 16);
+  const uint8_t* hm = b;
+  const uint8_t* q = b + 32;
+  const float d = fp16_to_fp32(static_cast<uint16_t>(b[108] | b[109] << 8));
+  int is = 0;
+  uint8_t m = 1;
+  for (int n = 0; n < 256; n += 128) {
+    for (int shift = 0; shift < 8; shift += 2) {
+      for (int half = 0; half < 2; ++half) {
+        const float dl = d * (scales[is++] - 32);
+        for (int l = 16 * half; l < 16 * half + 16; ++l) {
+          *y++ = dl * (((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4));
+        }
+      }
+      m <<= 1;
+    }
+    q += 32;
+  }
+}
+
 std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
@@ -115,7 +164,7 @@ TEST_CASE("type table matches ggml's block sizes") {
   CHECK_FALSE(type_traits(0xffffffffu));
   CHECK(type_name(12) == "q4_K");
   CHECK(type_name(1000) == "type#1000");
-  CHECK(cpu_supported_types().size() == 11);
+  CHECK(cpu_supported_types().size() == 13);
   for (TensorType t : cpu_supported_types()) CHECK(traits(t).cpu_supported);
 }
 
@@ -295,12 +344,49 @@ TEST_CASE("known bytes dequantize to known values: K-quants") {
     CHECK(y[255] == 0.25f * 5 * (58 - 32));
     CHECK(y[1] == 0.25f * 2 * -32);
   }
+  SUBCASE("q2_K") {
+    std::vector<uint8_t> b(84);
+    put16(b, 80, 0x3c00);  // d = 1
+    put16(b, 82, 0x3800);  // dmin = 0.5
+    b[0] = 0x23;           // sub-block 0: sc 3, m 2
+    b[2] = 0x01;           // sub-block 2: sc 1, m 0
+    b[8] = 0x15;           // sub-block 8: sc 5, m 1
+    b[16] = 0x27;          // qs[0]: element 0 = 3, element 32 = 1, element 64 = 2, element 96 = 0
+    b[48] = 0x02;          // qs[32]: element 128 = 2
+    const auto y = dequantize(TensorType::kQ2_K, b);
+    CHECK(y[0] == 1 * 3 * 3 - 0.5f * 2);
+    CHECK(y[1] == -1.0f);  // q = 0
+    CHECK(y[32] == 1.0f);
+    CHECK(y[64] == 0.0f);  // sub-block 4: sc 0, m 0
+    CHECK(y[128] == 5 * 2 - 0.5f);
+  }
+  SUBCASE("q3_K") {
+    std::vector<uint8_t> b(110);
+    put16(b, 108, 0x3800);  // d = 0.5
+    // Scales (stored + 32): 0 -> 34 (2), 8 -> 29 (-3), 15 -> 63 (31), the rest 0 (-32).
+    b[96 + 0] = 0xD2;       // low nibbles of scales 0 and 8
+    b[96 + 7] = 0xF0;       // low nibble of scale 15
+    b[96 + 8] = 0x12;       // top bits of scale 0 (bits 0-1) and scale 8 (bits 4-5)
+    b[96 + 11] = 0xC0;      // top bits of scale 15 (bits 6-7)
+    b[32] = 0x03;           // element 0: low bits 3
+    b[0] = 0x01;            // element 0: bit 2 set (hmask bit 0)
+    b[64] = 0x01;           // element 128: low bits 1, hmask bit 4 clear
+    b[95] = 0x80;           // element 255: low bits 2 (bits 6-7 of qs[63])
+    b[31] = 0x80;           // element 255: bit 2 set (hmask[31] bit 7)
+    const auto y = dequantize(TensorType::kQ3_K, b);
+    CHECK(y[0] == 0.5f * 2 * (7 - 4));
+    CHECK(y[1] == 0.5f * 2 * (0 - 4));
+    CHECK(y[16] == 0.5f * -32 * (0 - 4));
+    CHECK(y[128] == 0.5f * -3 * (1 - 4));
+    CHECK(y[255] == 0.5f * 31 * (6 - 4));
+  }
 }
 
 TEST_CASE("K-quant dequantization agrees with ggml-style loop oracles on random blocks") {
   std::mt19937 rng(1234);
   for (int iter = 0; iter < 200; ++iter) {
-    for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+    for (TensorType type : {TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
+                            TensorType::kQ6_K}) {
       std::vector<uint8_t> b(traits(type).block_bytes);
       for (auto& x : b) x = static_cast<uint8_t>(rng());
       // Keep the f16 scales finite (exponent field below 31).
@@ -309,6 +395,13 @@ TEST_CASE("K-quant dequantization agrees with ggml-style loop oracles on random 
       if (type == TensorType::kQ6_K) {
         tame(208);
         oracle_q6k(b.data(), expect.data());
+      } else if (type == TensorType::kQ2_K) {
+        tame(80);
+        tame(82);
+        oracle_q2k(b.data(), expect.data());
+      } else if (type == TensorType::kQ3_K) {
+        tame(108);
+        oracle_q3k(b.data(), expect.data());
       } else {
         tame(0);
         tame(2);
@@ -335,6 +428,7 @@ TEST_CASE("quantize round trip stays within per-type error bounds") {
       {TensorType::kQ5_0, 0.063, 0.06},      {TensorType::kQ5_1, 0.034, 0.05},
       {TensorType::kQ4_K, 0.07, 0.10},       {TensorType::kQ5_K, 0.035, 0.05},
       {TensorType::kQ6_K, 0.017, 0.025},
+      {TensorType::kQ2_K, 0.40, 0.40},       {TensorType::kQ3_K, 0.20, 0.23},
   };
   for (const Case& c : cases) {
     CAPTURE(type_name(c.type));
@@ -376,13 +470,16 @@ TEST_CASE("quantizers handle constant, zero and one-sided blocks") {
     std::vector<float> pos(256);
     for (int i = 0; i < 256; ++i) pos[i] = 1.0f + i / 256.0f;
     const auto y = dequantize(type, quantize(type, pos));
-    for (int i = 0; i < 256; ++i) CHECK(std::fabs(y[i] - pos[i]) <= 0.15f);
+    // Half a step: the 2- and 3-bit types have 3 steps over [0, 2] (codes 0..3 of q2_K, 0..3
+    // of q3_K's -4..3), the others at least 15.
+    const bool low_bits = type == TensorType::kQ2_K || type == TensorType::kQ3_K;
+    for (int i = 0; i < 256; ++i) CHECK(std::fabs(y[i] - pos[i]) <= (low_bits ? 0.34f : 0.15f));
   }
 }
 
 TEST_CASE("dequantize and quantize reject unsupported types and size mismatches") {
-  const std::vector<uint8_t> q3(110);
-  CHECK_THROWS_AS(dequantize(TensorType::kQ3_K, q3), vkllm::Unsupported);
+  const std::vector<uint8_t> iq4(136);
+  CHECK_THROWS_AS(dequantize(TensorType::kIQ4_XS, iq4), vkllm::Unsupported);
   const std::vector<float> x(100);
   CHECK_THROWS_AS(quantize(TensorType::kQ8_0, x), vkllm::InvalidRequest);
   std::vector<float> out(31);
