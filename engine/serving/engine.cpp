@@ -1,6 +1,10 @@
 // The step loop: plan, build the flat batch, run it, commit, deliver.
 #include "engine/serving/engine.hpp"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <utility>
 
@@ -253,7 +257,24 @@ void Engine::loop() {
     flush_finals();
     if (stopping) return;
     if (lost_) recover();
+    if (scheduler_.idle() && !in_flight_) {
+      trim_heap_when_idle();
+    } else {
+      worked_since_trim_ = true;
+    }
   }
+}
+
+// Once the engine falls idle after work, the C library gives its free pages back to the system
+// (glibc's malloc_trim): the driver frees and allocates command memory as recordings are made
+// and evicted, and glibc otherwise keeps the holes that leaves, so a server idle between bursts
+// held its busiest RSS for good. One call per busy-to-idle turn; a few ms at most.
+void Engine::trim_heap_when_idle() {
+  if (!worked_since_trim_) return;
+  worked_since_trim_ = false;
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 // The flat batch of one plan: every chunk's tokens, positions, slots and block table; one

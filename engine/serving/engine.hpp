@@ -194,6 +194,7 @@ class Engine final : public Service {
   std::optional<Launched> launch(bool overlapped);
   void complete(const Launched& l);
   void fail_all(const std::string& why);
+  void trim_heap_when_idle();
   void recover();
   void admit(std::deque<std::unique_ptr<Request>>& incoming);
   void expire();
@@ -234,6 +235,7 @@ class Engine final : public Service {
   std::optional<Launched> in_flight_;  // the step the device runs
   bool starved_ = false;  // the last overlapped plan left a sequence without blocks
   bool lost_ = false;     // the device was lost: recover() is due once the requests have ended
+  bool worked_since_trim_ = false;  // a step ran since the heap was last trimmed
   std::optional<std::chrono::steady_clock::time_point> last_loss_;
   // Last events held until the step's bookkeeping is done and published, so a client that sees
   // its request end also sees its blocks back in stats().
