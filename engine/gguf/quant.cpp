@@ -376,6 +376,86 @@ void quant_q3k(const float* x, uint8_t* b) {
   }
 }
 
+// ---- iq4_nl and iq4_xs: 4-bit codes into a fixed non-linear table of int8 levels ----
+
+constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                   1,    13,   25,  38,  53,  69,  89,  113};
+
+// The code whose level is nearest to v (levels in units of the block's scale).
+int iq4_nearest(float v) {
+  int best = 0;
+  for (int i = 1; i < 16; ++i) {
+    if (std::fabs(v - kIq4Levels[i]) < std::fabs(v - kIq4Levels[best])) best = i;
+  }
+  return best;
+}
+
+// 32 elements from 16 code bytes (element j < 16: low nibble of qs[j], j + 16: high nibble).
+void dequant_iq4_32(const uint8_t* qs, float d, float* y) {
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * static_cast<float>(kIq4Levels[qs[j] & 0xF]);
+    y[j + 16] = d * static_cast<float>(kIq4Levels[qs[j] >> 4]);
+  }
+}
+void quant_iq4_32(const float* x, float d, uint8_t* qs) {
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = static_cast<uint8_t>(iq4_nearest(x[j] * id) | (iq4_nearest(x[j + 16] * id) << 4));
+  }
+}
+// The value of largest magnitude, with its sign: the block's scale maps it to level -127.
+float signed_absmax(const float* x, int n) {
+  float m = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > std::fabs(m)) m = x[i];
+  }
+  return m;
+}
+
+// iq4_nl: f16 d | u8 qs[16]; x = d * level[q].
+void dequant_iq4nl(const uint8_t* b, float* y) { dequant_iq4_32(b + 2, load_f16(b), y); }
+void quant_iq4nl(const float* x, uint8_t* b) {
+  const uint16_t d_h = fp32_to_fp16(signed_absmax(x, 32) / -127.0f);
+  store_u16(b, d_h);
+  quant_iq4_32(x, fp16_to_fp32(d_h), b + 2);
+}
+
+// iq4_xs: f16 d | u16 scales_h | u8 scales_l[4] | u8 qs[128]; sub-block j (32 elements) has the
+// 6-bit scale ls = (4 bits of scales_l[j / 2] at 4 * (j % 2)) | (bits 2j, 2j + 1 of scales_h) << 4,
+// and x = d * (ls - 32) * level[q] with qs[16j .. 16j + 15] laid out as iq4_nl's.
+int iq4xs_scale(const uint8_t* b, int j) {
+  const int high = (load_u16(b + 2) >> (2 * j)) & 3;
+  return (((b[4 + j / 2] >> (4 * (j % 2))) & 0xF) | (high << 4)) - 32;
+}
+void dequant_iq4xs(const uint8_t* b, float* y) {
+  const float d = load_f16(b);
+  for (int j = 0; j < 8; ++j) {
+    dequant_iq4_32(b + 8 + 16 * j, d * static_cast<float>(iq4xs_scale(b, j)), y + 32 * j);
+  }
+}
+// Each sub-block's own scale (signed, its value of largest magnitude at level -127) as a 6-bit
+// multiple of d, d rounded up so that none passes 31.
+void quant_iq4xs(const float* x, uint8_t* b) {
+  float want[8], max_abs = 0.0f;
+  for (int j = 0; j < 8; ++j) {
+    want[j] = signed_absmax(x + 32 * j, 32) / -127.0f;
+    max_abs = std::max(max_abs, std::fabs(want[j]));
+  }
+  const uint16_t d_h = fp16_round_up(max_abs / 31.0f);
+  const float d = fp16_to_fp32(d_h);
+  std::memset(b, 0, 136);
+  store_u16(b, d_h);
+  uint16_t scales_h = 0;
+  for (int j = 0; j < 8; ++j) {
+    const int ls = d > 0.0f ? round_clamp(want[j] / d, -32, 31) : 0;
+    const int u = ls + 32;
+    b[4 + j / 2] |= static_cast<uint8_t>((u & 0xF) << (4 * (j % 2)));
+    scales_h |= static_cast<uint16_t>(((u >> 4) & 3) << (2 * j));
+    quant_iq4_32(x + 32 * j, d * static_cast<float>(ls), b + 8 + 16 * j);
+  }
+  store_u16(b + 2, scales_h);
+}
+
 // q6_K element e: half n = e / 128, r = e % 128, group g = r / 32, l = r % 32.
 // Low 4 bits: ql[64n + l] (g = 0, 2) or ql[64n + 32 + l] (g = 1, 3); low nibble for g < 2,
 // high nibble for g >= 2. High 2 bits: bits 2g..2g+1 of qh[32n + l]. Scale: scales[e / 16].
@@ -495,6 +575,8 @@ void dequantize(TensorType type, std::span<const uint8_t> src, std::span<float> 
       case TensorType::kQ6_K: dequant_q6k(b, y); break;
       case TensorType::kQ2_K: dequant_q2k(b, y); break;
       case TensorType::kQ3_K: dequant_q3k(b, y); break;
+      case TensorType::kIQ4_NL: dequant_iq4nl(b, y); break;
+      case TensorType::kIQ4_XS: dequant_iq4xs(b, y); break;
       default: dequant_block(type, b, y); break;
     }
   }
@@ -527,6 +609,8 @@ void quantize(TensorType type, std::span<const float> src, std::span<uint8_t> ds
       case TensorType::kQ6_K: quant_q6k(x, b); break;
       case TensorType::kQ2_K: quant_q2k(x, b); break;
       case TensorType::kQ3_K: quant_q3k(x, b); break;
+      case TensorType::kIQ4_NL: quant_iq4nl(x, b); break;
+      case TensorType::kIQ4_XS: quant_iq4xs(x, b); break;
       default: quant_block(type, x, b); break;
     }
   }

@@ -37,6 +37,11 @@ uint16_t fp32_to_bf16(float f) noexcept;
 //   q3_K (256 el, 110 B): u8 hmask[32] | u8 qs[64] | u8 scales[12] | f16 d
 //     x = d * (sc[e/16] - 32) * (q - 4); q's low 2 bits as q2_K's (qs), bit 2 is bit e/32 of
 //     hmask[e%32]; the 6-bit sc packed in scales[12] (see quant.cpp).
+//   iq4_nl (32 el, 18 B): f16 d | u8 qs[16]   x = d * level[q], q as q4_0's nibbles and
+//     level the fixed table {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69,
+//     89, 113}
+//   iq4_xs (256 el, 136 B): f16 d | u16 scales_h | u8 scales_l[4] | u8 qs[128]: 8 sub-blocks
+//     of 32 as iq4_nl's, each with the 6-bit scale (ls - 32) * d (see quant.cpp)
 // bf16/f16/f32: one element per "block", little-endian.
 
 // Dequantizes `src` (whole blocks of `type`) into `dst`, which must hold exactly

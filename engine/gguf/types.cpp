@@ -31,10 +31,10 @@ constexpr std::array<TypeTraits, 31> kTable{{
     {T::kIQ2_XS, "iq2_xs", 256, 74, false},
     {T::kIQ3_XXS, "iq3_xxs", 256, 98, false},
     {T::kIQ1_S, "iq1_s", 256, 50, false},
-    {T::kIQ4_NL, "iq4_nl", 32, 18, false},
+    {T::kIQ4_NL, "iq4_nl", 32, 18, true},
     {T::kIQ3_S, "iq3_s", 256, 110, false},
     {T::kIQ2_S, "iq2_s", 256, 82, false},
-    {T::kIQ4_XS, "iq4_xs", 256, 136, false},
+    {T::kIQ4_XS, "iq4_xs", 256, 136, true},
     {T::kI8, "i8", 1, 1, false},
     {T::kI16, "i16", 1, 2, false},
     {T::kI32, "i32", 1, 4, false},
@@ -48,9 +48,9 @@ constexpr std::array<TypeTraits, 31> kTable{{
 // MXFP4 (id 39) is kept apart so the table above stays dense-ish and sorted.
 constexpr TypeTraits kMxfp4{T::kMXFP4, "mxfp4", 32, 17, false};
 
-constexpr std::array<TensorType, 13> kCpuSupported{
-    T::kF32, T::kF16, T::kBF16, T::kQ8_0, T::kQ4_0, T::kQ4_1, T::kQ5_0,
-    T::kQ5_1, T::kQ2_K, T::kQ3_K, T::kQ4_K, T::kQ5_K, T::kQ6_K};
+constexpr std::array<TensorType, 15> kCpuSupported{
+    T::kF32,  T::kF16,  T::kBF16, T::kQ8_0, T::kQ4_0,   T::kQ4_1,   T::kQ5_0, T::kQ5_1,
+    T::kQ2_K, T::kQ3_K, T::kQ4_K, T::kQ5_K, T::kQ6_K, T::kIQ4_NL, T::kIQ4_XS};
 
 }  // namespace
 

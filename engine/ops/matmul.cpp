@@ -52,6 +52,10 @@ std::optional<Variants> variants(TensorType type) {
       return Variants{ShaderId::matmul_q2_k, ShaderId::matmul_tiled_q2_k, ShaderId::get_rows_q2_k};
     case TensorType::kQ3_K:
       return Variants{ShaderId::matmul_q3_k, ShaderId::matmul_tiled_q3_k, ShaderId::get_rows_q3_k};
+    case TensorType::kIQ4_NL:
+      return Variants{ShaderId::matmul_iq4_nl, ShaderId::matmul_tiled_iq4_nl, ShaderId::get_rows_iq4_nl};
+    case TensorType::kIQ4_XS:
+      return Variants{ShaderId::matmul_iq4_xs, ShaderId::matmul_tiled_iq4_xs, ShaderId::get_rows_iq4_xs};
     default: return std::nullopt;
   }
 }

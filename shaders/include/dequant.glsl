@@ -67,6 +67,12 @@
 #elif defined(WTYPE_Q3_K)
 #define DQ_BLOCK_SIZE 256
 #define DQ_BLOCK_BYTES 110
+#elif defined(WTYPE_IQ4_NL)
+#define DQ_BLOCK_SIZE 32
+#define DQ_BLOCK_BYTES 18
+#elif defined(WTYPE_IQ4_XS)
+#define DQ_BLOCK_SIZE 256
+#define DQ_BLOCK_BYTES 136
 #else
 #error "dequant.glsl: define one WTYPE_<type>"
 #endif
@@ -320,6 +326,49 @@ void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
 }
 #endif
 
+// ---- iq4_nl: f16 d | qs[16]; iq4_xs: f16 d | u16 scales_h | scales_l[4] | qs[128] ----
+// 4-bit codes into a fixed table of levels. The code bytes of 32 elements are laid out as q4_0's
+// (element j < 16: low nibble of byte j, 16 + j: high nibble); iq4_xs has 8 such sub-blocks
+// (bytes 8 + 16j ..), each with a 6-bit scale. A unit is half the code bytes of 32 elements.
+#if defined(WTYPE_IQ4_NL) || defined(WTYPE_IQ4_XS)
+const float DQ_IQ4_LEVELS[16] = float[16](-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
+                                          1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+vec4 dq_iq4_levels(uint c) {  // four codes, one per byte
+  return vec4(DQ_IQ4_LEVELS[c & 0xFu], DQ_IQ4_LEVELS[(c >> 8) & 0xFu],
+              DQ_IQ4_LEVELS[(c >> 16) & 0xFu], DQ_IQ4_LEVELS[c >> 24]);
+}
+// qo: the 16 code bytes of 32 elements; d: their scale. Elements i .. i + 3 (i % 4 == 0).
+vec4 dq_iq4(uint qo, float d, uint i) {
+  const uint c = (dq_u32(qo + (i & 15u)) >> ((i & 16u) >> 2)) & 0x0F0F0F0Fu;
+  return d * dq_iq4_levels(c);
+}
+// The scale of sub-block j's 32 elements of the block at bo, and where their code bytes start.
+#if defined(WTYPE_IQ4_NL)
+float dq_iq4_scale(uint bo, uint j) { return dq_f16(bo); }
+uint dq_iq4_codes(uint bo, uint j) { return bo + 2u; }
+#else
+float dq_iq4_scale(uint bo, uint j) {
+  const uint low = (dq_u8(bo + 4u + (j >> 1)) >> (4u * (j & 1u))) & 0xFu;
+  const uint high = (dq_u16(bo + 2u) >> (2u * j)) & 3u;
+  return dq_f16(bo) * float(int(low | (high << 4)) - 32);
+}
+uint dq_iq4_codes(uint bo, uint j) { return bo + 8u + 16u * j; }
+#endif
+// Unit u: sub-block j = u >> 1 of the row (32 elements), half h = u & 1 of its code bytes.
+void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
+  const uint j = u >> 1, h = u & 1u;
+  const uint bo = rb + (32u * j / DQ_BLOCK_SIZE) * DQ_BLOCK_BYTES;
+  const uint sj = j % (DQ_BLOCK_SIZE / 32u);  // sub-block in its block
+  const float d = dq_iq4_scale(bo, sj);
+  const uint qo = dq_iq4_codes(bo, sj);
+  [[unroll]] for (uint g = 0; g < 4; ++g) {
+    const uint i = 16u * (g >> 1) + 8u * h + 4u * (g & 1u);  // element in the 32
+    v[g] = dq_iq4(qo, d, i);
+    col[g] = 32u * j + i;
+  }
+}
+#endif
+
 // ---- dq_vec4(rb, c): the four elements at columns c .. c + 3 (c % 4 == 0) of the row at rb ----
 // For the tiled GEMM (matmul_tiled.comp), which stages a K-slice of 32 columns of many rows at
 // a time. The same arithmetic, in the same order, as dq_unit: the two agree bit for bit.
@@ -393,5 +442,11 @@ vec4 dq_vec4(uint rb, uint c) {
 vec4 dq_vec4(uint rb, uint c) {
   const uint i = c & 255u;
   return dq_k23(rb + (c >> 8) * DQ_BLOCK_BYTES, i >> 7, (i >> 5) & 3u, i & 31u);
+}
+#elif defined(WTYPE_IQ4_NL) || defined(WTYPE_IQ4_XS)
+vec4 dq_vec4(uint rb, uint c) {
+  const uint bo = rb + (c / DQ_BLOCK_SIZE) * DQ_BLOCK_BYTES;
+  const uint sj = (c % DQ_BLOCK_SIZE) >> 5;
+  return dq_iq4(dq_iq4_codes(bo, sj), dq_iq4_scale(bo, sj), c & 31u);
 }
 #endif

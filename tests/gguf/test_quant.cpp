@@ -80,6 +80,25 @@ void oracle_q6k(const uint8_t* b, float* y) {
   }
 }
 
+// iq4_xs in ggml's loop order: per sub-block, the scale from scales_l/scales_h, then 16 bytes
+// giving elements j and j + 16.
+void oracle_iq4xs(const uint8_t* b, float* y) {
+  static const int8_t levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+  const float d = fp16_to_fp32(static_cast<uint16_t>(b[0] | b[1] << 8));
+  const uint16_t scales_h = static_cast<uint16_t>(b[2] | b[3] << 8);
+  const uint8_t* qs = b + 8;
+  for (int ib = 0; ib < 8; ++ib) {
+    const int ls = ((b[4 + ib / 2] >> 4 * (ib % 2)) & 0xf) | (((scales_h >> 2 * ib) & 3) << 4);
+    const float dl = d * (ls - 32);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = dl * levels[qs[j] & 0xf];
+      y[j + 16] = dl * levels[qs[j] >> 4];
+    }
+    y += 32;
+    qs += 16;
+  }
+}
+
 // q2_K in ggml's loop order: per half, four 2-bit planes of 32, two sub-blocks of 16 each.
 void oracle_q2k(const uint8_t* b, float* y) {
   const uint8_t* sc = b;
@@ -164,7 +183,7 @@ TEST_CASE("type table matches ggml's block sizes") {
   CHECK_FALSE(type_traits(0xffffffffu));
   CHECK(type_name(12) == "q4_K");
   CHECK(type_name(1000) == "type#1000");
-  CHECK(cpu_supported_types().size() == 13);
+  CHECK(cpu_supported_types().size() == 15);
   for (TensorType t : cpu_supported_types()) CHECK(traits(t).cpu_supported);
 }
 
@@ -344,6 +363,40 @@ TEST_CASE("known bytes dequantize to known values: K-quants") {
     CHECK(y[255] == 0.25f * 5 * (58 - 32));
     CHECK(y[1] == 0.25f * 2 * -32);
   }
+  SUBCASE("iq4_nl") {
+    std::vector<uint8_t> b(18);
+    put16(b, 0, 0x3800);  // d = 0.5
+    b[2 + 0] = 0xF0;      // element 0: code 0 (-127), element 16: code 15 (113)
+    b[2 + 15] = 0x78;     // element 15: code 8 (1), element 31: code 7 (-10)
+    const auto y = dequantize(TensorType::kIQ4_NL, b);
+    CHECK(y[0] == 0.5f * -127);
+    CHECK(y[16] == 0.5f * 113);
+    CHECK(y[15] == 0.5f * 1);
+    CHECK(y[31] == 0.5f * -10);
+    CHECK(y[1] == 0.5f * -127);  // code 0
+  }
+  SUBCASE("iq4_xs") {
+    std::vector<uint8_t> b(136);
+    put16(b, 0, 0x3400);  // d = 0.25
+    // Sub-block scales ls - 32: 0 -> 33 (1), 1 -> 0 (-32), 7 -> 63 (31), the rest 32 (0) but 5.
+    b[4 + 0] = 0x01;      // ls0 low 1, ls1 low 0
+    b[4 + 3] = 0xF0;      // ls6 low 0, ls7 low 15
+    b[4 + 2] = 0x00;      // ls4, ls5 low 0
+    put16(b, 2, static_cast<uint16_t>((2 << 0) | (0 << 2) | (2 << 4) | (2 << 6) | (2 << 8) | (1 << 10) |
+                                      (2 << 12) | (3 << 14)));  // ls5 = 16 (-16)
+    b[8 + 0] = 0x9F;      // sub-block 0: element 0 code 15 (113), element 16 code 9 (13)
+    b[8 + 16] = 0x00;     // sub-block 1: element 32 code 0 (-127)
+    b[8 + 112 + 15] = 0x40;  // sub-block 7: element 255 code 4 (-49), element 239 code 0
+    b[8 + 80] = 0x08;     // sub-block 5: element 160 code 8 (1)
+    const auto y = dequantize(TensorType::kIQ4_XS, b);
+    CHECK(y[0] == 0.25f * 1 * 113);
+    CHECK(y[16] == 0.25f * 1 * 13);
+    CHECK(y[32] == 0.25f * -32 * -127);
+    CHECK(y[255] == 0.25f * 31 * -49);
+    CHECK(y[239] == 0.25f * 31 * -127);
+    CHECK(y[160] == 0.25f * -16 * 1);
+    CHECK(y[64] == 0.0f);  // sub-block 2: ls 32, scale 0
+  }
   SUBCASE("q2_K") {
     std::vector<uint8_t> b(84);
     put16(b, 80, 0x3c00);  // d = 1
@@ -386,7 +439,7 @@ TEST_CASE("K-quant dequantization agrees with ggml-style loop oracles on random 
   std::mt19937 rng(1234);
   for (int iter = 0; iter < 200; ++iter) {
     for (TensorType type : {TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
-                            TensorType::kQ6_K}) {
+                            TensorType::kQ6_K, TensorType::kIQ4_XS}) {
       std::vector<uint8_t> b(traits(type).block_bytes);
       for (auto& x : b) x = static_cast<uint8_t>(rng());
       // Keep the f16 scales finite (exponent field below 31).
@@ -402,6 +455,9 @@ TEST_CASE("K-quant dequantization agrees with ggml-style loop oracles on random 
       } else if (type == TensorType::kQ3_K) {
         tame(108);
         oracle_q3k(b.data(), expect.data());
+      } else if (type == TensorType::kIQ4_XS) {
+        tame(0);
+        oracle_iq4xs(b.data(), expect.data());
       } else {
         tame(0);
         tame(2);
@@ -429,6 +485,7 @@ TEST_CASE("quantize round trip stays within per-type error bounds") {
       {TensorType::kQ4_K, 0.07, 0.10},       {TensorType::kQ5_K, 0.035, 0.05},
       {TensorType::kQ6_K, 0.017, 0.025},
       {TensorType::kQ2_K, 0.40, 0.40},       {TensorType::kQ3_K, 0.20, 0.23},
+      {TensorType::kIQ4_NL, 0.11, 0.09},     {TensorType::kIQ4_XS, 0.12, 0.09},
   };
   for (const Case& c : cases) {
     CAPTURE(type_name(c.type));
@@ -478,8 +535,8 @@ TEST_CASE("quantizers handle constant, zero and one-sided blocks") {
 }
 
 TEST_CASE("dequantize and quantize reject unsupported types and size mismatches") {
-  const std::vector<uint8_t> iq4(136);
-  CHECK_THROWS_AS(dequantize(TensorType::kIQ4_XS, iq4), vkllm::Unsupported);
+  const std::vector<uint8_t> iq3(110);
+  CHECK_THROWS_AS(dequantize(TensorType::kIQ3_S, iq3), vkllm::Unsupported);
   const std::vector<float> x(100);
   CHECK_THROWS_AS(quantize(TensorType::kQ8_0, x), vkllm::InvalidRequest);
   std::vector<float> out(31);

@@ -199,7 +199,7 @@ TEST_CASE("writer refuses bad tensors") {
   w.add_tensor("a", {1}, TensorType::kF32, std::vector<uint8_t>(4));
   CHECK_THROWS_AS(w.add_tensor("a", {1}, TensorType::kF32, std::vector<uint8_t>(4)), vkllm::InvalidRequest);
   const std::vector<float> v(64);
-  CHECK_THROWS_AS(w.add_tensor_f32("b", {256}, std::vector<float>(256), TensorType::kIQ4_XS), vkllm::Unsupported);
+  CHECK_THROWS_AS(w.add_tensor_f32("b", {256}, std::vector<float>(256), TensorType::kIQ3_S), vkllm::Unsupported);
   CHECK_THROWS_AS(Writer(12), vkllm::InvalidRequest);
 }
 

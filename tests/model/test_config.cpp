@@ -155,20 +155,20 @@ TEST_CASE("unsupported and malformed models are typed errors naming the cause") 
     CHECK(error_of(r).find("ffn_gate") != std::string::npos);
   }
   SUBCASE("weight type vkllm cannot run") {
-    // iq4_xs (136 bytes per 256 elements) on a model whose rows are 256 wide.
+    // iq3_s (110 bytes per 256 elements) on a model whose rows are 256 wide.
     SyntheticSpec s = small(Arch::llama);
     s.d_model = 256;
     s.head_dim = 64;
     const gguf::Reader wide = to_reader(model::make_synthetic_model(s));
     auto r = rewrite(wide, [](gguf::Writer&) {}, [](gguf::TensorInfo& t, auto& bytes) {
       if (t.name == "token_embd.weight") {
-        t.type = gguf::TensorType::kIQ4_XS;
-        bytes.assign(t.n_elements / 256 * 136, 0);
+        t.type = gguf::TensorType::kIQ3_S;
+        bytes.assign(t.n_elements / 256 * 110, 0);
       }
       return true;
     });
     CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
-    CHECK(error_of(r).find("iq4_xs") != std::string::npos);
+    CHECK(error_of(r).find("iq3_s") != std::string::npos);
   }
   SUBCASE("head counts") {
     auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("llama.attention.head_count_kv", 3); });

@@ -29,7 +29,7 @@ constexpr TensorType kTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorTyp
                                  TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1,
                                  TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ2_K,
                                  TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
-                                 TensorType::kQ6_K};
+                                 TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS};
 
 // Column counts per type: whole blocks, one power of two and one not. f32/f16/bf16 rows may have
 // any length: 35 leaves a tail past the last decode unit and misaligns f16 rows.
@@ -347,8 +347,8 @@ TEST_CASE_FIXTURE(WeightTest, "weights: sizes, limits and unsupported types are 
   CHECK(ops::weight_row_bytes(TensorType::kF16, 7) == 14);
   CHECK_THROWS_AS(ops::weight_row_bytes(TensorType::kQ4_K, 96), InvalidModel);
   for (TensorType type : kTypes) CHECK(ops::weight_type_supported(kernels(), type));
-  CHECK_FALSE(ops::weight_type_supported(kernels(), TensorType::kIQ4_NL));
-  CHECK_FALSE(ops::weight_type_supported(kernels(), TensorType::kIQ4_XS));
+  CHECK_FALSE(ops::weight_type_supported(kernels(), TensorType::kIQ3_S));
+  CHECK_FALSE(ops::weight_type_supported(kernels(), TensorType::kIQ2_XXS));
 
   const auto q = ref::random_quantized(rng(), TensorType::kQ8_0, 64, 3);
   // Too few bytes for the shape.
@@ -362,8 +362,8 @@ TEST_CASE_FIXTURE(WeightTest, "weights: sizes, limits and unsupported types are 
   // A view of a type no kernel reads.
   const auto w = upload_weight(TensorType::kQ8_0, q, 64, 3);
   ops::WeightView view = w.view();
-  view.type = TensorType::kIQ4_NL;
-  view.ncols = 64;  // 2 blocks of 18 bytes: the chunk's bytes fit, the type does not
+  view.type = TensorType::kTQ2_0;
+  view.ncols = 256;  // one block of 66 bytes: the chunk's bytes fit, the type does not
   auto dx = poisoned_floats(64, "x");
   auto dy = poisoned_floats(3, "y");
   auto cs = device().command_stream();
