@@ -146,8 +146,8 @@ test('B1: clients that vanish mid-stream or while queued free everything; the se
   assert.equal(m.get('vllm:num_requests_waiting'), 0);
   assert.equal(m.get('vllm:gpu_cache_usage_perc'), 0);
   // Device memory by use: the KV pools stay allocated and in use whatever the load.
-  const kvUsed = m.get('vkllm:device_memory_bytes', 'intent="kv_cache",state="used"');
-  assert.ok(kvUsed > 0 && kvUsed <= m.get('vkllm:device_memory_bytes', 'intent="kv_cache",state="reserved"'), `${kvUsed}`);
+  const kvUsed = m.get('vkllm:device_memory_bytes', 'intent="kv-cache",state="used"');
+  assert.ok(kvUsed > 0 && kvUsed <= m.get('vkllm:device_memory_bytes', 'intent="kv-cache",state="reserved"'), `${kvUsed}`);
   const res = await fetch(`${s.url}/v1/chat/completions`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chatBody('still there?', 4)),
   });
