@@ -1,0 +1,83 @@
+// llama.cpp as a test oracle for the weight formats: for each type, a random-weight model that
+// `vkllm make-model` writes (the tiny preset: rows of 768, whole K-quant super-blocks) is run
+// greedily from the same token ids by llama.cpp's Vulkan build (node-llama-cpp, on the same
+// device: GGML_VK_VISIBLE_DEVICES) and by `vkllm serve` (/v1/completions with a token-id prompt);
+// the two texts must be equal. Our own encoder and decoder could agree with each other and still
+// disagree with every other GGUF reader; this catches that. The Vulkan build, not the CPU one:
+// random weights leave logit margins of a few hundredths, and llama.cpp's CPU dot products
+// quantize the activations to 8 bits (its greedy text for q4_0, q2_K or iq4_xs parts from the
+// f32 paths after a few tokens), while its Vulkan matrix-vector kernels keep them in float.
+// Usage: node llamacpp_oracle.mjs <vkllm binary> <work dir> [type ...]
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const [vkllm, work, ...only] = process.argv.slice(2);
+// By default the two layouts with the most to get wrong (q3_K: 6-bit scales split over 12
+// bytes, a separate high-bit mask; iq4_xs: scales split over two fields, a level table); each
+// type costs a minute or two here (llama.cpp compiles its pipelines for every model on
+// lavapipe). Any other type by name: bench/RESULTS.md records a run over all of them.
+const types = only.length ? only : ['q3_k', 'iq4_xs'];
+const PROMPT = [1, 450, 1200, 77, 3000, 9, 512, 2222];
+const N = 8;
+
+const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
+process.env.GGML_VK_VISIBLE_DEVICES ??= '0';
+const llama = await getLlama({ gpu: 'vulkan', build: 'never', skipDownload: true, usePrebuiltBinaries: true,
+  logLevel: LlamaLogLevel.error, progressLogs: false });
+if (llama.gpu !== 'vulkan') throw new Error(`llama.cpp's Vulkan build did not load (gpu=${llama.gpu})`);
+
+async function llamacpp(file) {
+  const model = await llama.loadModel({ modelPath: file, gpuLayers: 'max' });
+  const context = await model.createContext({ contextSize: 256, sequences: 1 });
+  const out = [];
+  for await (const t of context.getSequence().evaluate(PROMPT, { temperature: 0, yieldEogToken: true })) {
+    out.push(t);
+    if (out.length >= N) break;
+  }
+  const text = model.detokenize(out);
+  await context.dispose();
+  await model.dispose();
+  return text;
+}
+
+async function ours(file) {
+  const proc = spawn(vkllm, ['serve', '-m', file, '--port', '0', '--deterministic'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const url = await new Promise((resolve, reject) => {
+    proc.stderr.on('data', (d) => {
+      log += d;
+      const m = log.match(/listening on (http:\/\/[^ ]+)/);
+      if (m && log.includes('ready:')) resolve(m[1]);
+    });
+    proc.on('exit', (code) => reject(new Error(`vkllm serve exited ${code}:\n${log}`)));
+  });
+  try {
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: PROMPT, max_tokens: N, temperature: 0, ignore_eos: true }),
+    });
+    const j = await res.json();
+    if (res.status !== 200) throw new Error(`${res.status}: ${JSON.stringify(j)}`);
+    return j.choices[0].text;
+  } finally {
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.on('exit', r));
+  }
+}
+
+let failed = 0;
+for (const type of types) {
+  const file = path.join(work, `tiny-${type}.gguf`);
+  if (!fs.existsSync(file)) {
+    const r = spawnSync(vkllm, ['make-model', '--preset', 'tiny', '--type', type, '-o', file], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`make-model ${type}: ${r.stderr}`);
+  }
+  const expected = await llamacpp(file);
+  const got = await ours(file);
+  const ok = got === expected;
+  if (!ok) failed++;
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${type}: llama.cpp ${JSON.stringify(expected)}, vkllm ${JSON.stringify(got)}`);
+}
+console.log(`${types.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
