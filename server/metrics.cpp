@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "platform/device.hpp"
-
 namespace vkllm::server {
 
 void Histogram::observe(double v) {
@@ -110,12 +108,11 @@ std::string Metrics::render(const serving::EngineStats& s) const {
           double(s.device_recoveries));
   out += "# HELP vkllm:device_memory_bytes Device memory by use (weights, kv_cache, ...): reserved from "
          "the driver, and used by live buffers.\n# TYPE vkllm:device_memory_bytes gauge\n";
-  for (std::size_t i = 0; i < platform::kMemoryIntentCount; ++i) {
-    const char* intent = platform::to_string(static_cast<platform::MemoryIntent>(i));
+  for (const serving::EngineStats::MemoryLine& m : s.device_memory) {
     out += fmt::format("vkllm:device_memory_bytes{{{},intent=\"{}\",state=\"reserved\"}} {}\n", labels_,
-                       intent, s.device_memory[i].reserved);
+                       m.intent, m.reserved);
     out += fmt::format("vkllm:device_memory_bytes{{{},intent=\"{}\",state=\"used\"}} {}\n", labels_,
-                       intent, s.device_memory[i].used);
+                       m.intent, m.used);
   }
   out += "# HELP vllm:request_success_total Finished requests by finish reason.\n"
          "# TYPE vllm:request_success_total counter\n";

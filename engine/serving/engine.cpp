@@ -420,7 +420,12 @@ std::optional<Engine::Launched> Engine::launch(bool overlapped) {
   scheduler_.advance(l.plan);
   std::lock_guard lock(mu_);
   ++stats_.steps;
-  stats_.device_memory = model_->device().memory_usage();
+  const auto usage = model_->device().memory_usage();
+  stats_.device_memory.resize(usage.size());
+  for (std::size_t i = 0; i < usage.size(); ++i) {
+    stats_.device_memory[i] = {platform::to_string(static_cast<platform::MemoryIntent>(i)),
+                               usage[i].reserved, usage[i].used};
+  }
   stats_.overlapped_steps += overlapped;
   return l;
 }

@@ -5,7 +5,6 @@
 // through a callback called on the engine thread. Cancellation at any moment frees its blocks.
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <chrono>
@@ -134,9 +133,15 @@ struct EngineStats {
   std::uint64_t timeouts = 0;           // requests ended by their time limit
   std::uint64_t device_losses = 0;
   std::uint64_t device_recoveries = 0;  // reloads after a loss that serve again
-  // Device memory per platform::MemoryIntent, as of the last step: allocated from the driver
-  // (arenas keep their blocks) and sub-allocated to live buffers. On lavapipe it is host memory.
-  std::array<platform::MemoryUsage, platform::kMemoryIntentCount> device_memory{};
+  // Device memory per platform::MemoryIntent (in its order, named by platform::to_string), as of
+  // the last step: allocated from the driver (arenas keep their blocks) and sub-allocated to live
+  // buffers. On lavapipe it is host memory. Names travel with the numbers so that the server's
+  // metrics need nothing of platform/.
+  struct MemoryLine {
+    std::string intent;
+    std::uint64_t reserved = 0, used = 0;
+  };
+  std::vector<MemoryLine> device_memory;
 };
 
 // ok: serving. recovering: the device was lost and is being recreated (requests get 503).

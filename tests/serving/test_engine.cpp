@@ -196,7 +196,9 @@ TEST_CASE_FIXTURE(test::DeviceTest, "B9 C8: preemption: a pool too small for all
   CHECK(st.preemptions > 0);
   CHECK(st.kv_blocks_free == st.kv_blocks_total);
   // The stats carry the device's memory by use; the KV pools are live buffers.
+  REQUIRE(st.device_memory.size() == platform::kMemoryIntentCount);
   const auto& kv = st.device_memory[static_cast<std::size_t>(platform::MemoryIntent::kv_cache)];
+  CHECK(kv.intent == "kv-cache");
   CHECK(kv.used > 0);
   CHECK(kv.used <= kv.reserved);
 }
