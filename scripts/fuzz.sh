@@ -25,7 +25,12 @@ jobs=$(nproc)
 
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DVKLLM_FUZZ=ON -DVKLLM_BUILD_TESTS=OFF >/dev/null
-cmake --build build-fuzz -j "$jobs" --target fuzz_seeds $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null
+if ! cmake --build build-fuzz -j "$jobs" --target fuzz_seeds $(printf 'fuzz_%s ' "${targets[@]}") \
+    > build-fuzz/build.log 2>&1; then
+  grep -E "error|undefined reference" build-fuzz/build.log | head -n 20
+  echo "fuzz: the build failed (build-fuzz/build.log)"
+  exit 1
+fi
 
 seeds=build-fuzz/seeds
 rm -rf "$seeds"
