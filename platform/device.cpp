@@ -57,9 +57,27 @@ void vk_fail(VkResult r, const char* call, std::source_location where) {
   }
 }
 
-std::string format_device_fault(const VkDeviceFaultCountsEXT& counts,
-                                const VkDeviceFaultInfoEXT& info) {
-  auto address_type = [](VkDeviceFaultAddressTypeEXT t) {
+std::string format_device_fault(const DeviceFaultInfo& f) {
+  std::string out = fmt::format("device fault: {}", f.description);
+  for (const DeviceFaultInfo::Address& a : f.addresses) {
+    // The faulting address lies within reportedAddress rounded to addressPrecision (a power of 2).
+    const std::uint64_t precision = std::max<std::uint64_t>(a.precision, 1);
+    const std::uint64_t lo = a.reported & ~(precision - 1);
+    out += fmt::format("\n  address {}: {:#x} (within [{:#x}, {:#x}])", a.type, a.reported, lo,
+                       lo + precision - 1);
+  }
+  for (const DeviceFaultInfo::Vendor& v : f.vendors) {
+    out += fmt::format("\n  vendor: {} (code {:#x}, data {:#x})", v.description, v.code, v.data);
+  }
+  if (f.binary_bytes > 0) out += fmt::format("\n  vendor binary dump: {} bytes (not kept)", f.binary_bytes);
+  return out;
+}
+
+namespace {
+
+// VK_EXT_device_fault's answer in plain types.
+DeviceFaultInfo plain_fault(const VkDeviceFaultCountsEXT& counts, const VkDeviceFaultInfoEXT& info) {
+  auto address_type = [](VkDeviceFaultAddressTypeEXT t) -> const char* {
     switch (t) {
       case VK_DEVICE_FAULT_ADDRESS_TYPE_NONE_EXT: return "none";
       case VK_DEVICE_FAULT_ADDRESS_TYPE_READ_INVALID_EXT: return "invalid read";
@@ -75,25 +93,21 @@ std::string format_device_fault(const VkDeviceFaultCountsEXT& counts,
   auto text = [](const char (&s)[VK_MAX_DESCRIPTION_SIZE]) {
     return std::string(s, std::find(s, s + VK_MAX_DESCRIPTION_SIZE, '\0'));
   };
-  std::string out = fmt::format("device fault: {}", text(info.description));
+  DeviceFaultInfo f;
+  f.description = text(info.description);
   for (std::uint32_t i = 0; i < counts.addressInfoCount && info.pAddressInfos; ++i) {
     const VkDeviceFaultAddressInfoEXT& a = info.pAddressInfos[i];
-    // The faulting address lies within reportedAddress rounded to addressPrecision (a power of 2).
-    const std::uint64_t precision = std::max<std::uint64_t>(a.addressPrecision, 1);
-    const std::uint64_t lo = a.reportedAddress & ~(precision - 1);
-    out += fmt::format("\n  address {}: {:#x} (within [{:#x}, {:#x}])", address_type(a.addressType),
-                       a.reportedAddress, lo, lo + precision - 1);
+    f.addresses.push_back({address_type(a.addressType), a.reportedAddress, a.addressPrecision});
   }
   for (std::uint32_t i = 0; i < counts.vendorInfoCount && info.pVendorInfos; ++i) {
     const VkDeviceFaultVendorInfoEXT& v = info.pVendorInfos[i];
-    out += fmt::format("\n  vendor: {} (code {:#x}, data {:#x})", text(v.description),
-                       v.vendorFaultCode, v.vendorFaultData);
+    f.vendors.push_back({text(v.description), v.vendorFaultCode, v.vendorFaultData});
   }
-  if (counts.vendorBinarySize > 0) {
-    out += fmt::format("\n  vendor binary dump: {} bytes (not kept)", counts.vendorBinarySize);
-  }
-  return out;
+  f.binary_bytes = counts.vendorBinarySize;
+  return f;
 }
+
+}  // namespace
 
 std::string Device::fault_report() const {
   if (!impl_->get_fault_info) {
@@ -106,6 +120,7 @@ std::string Device::fault_report() const {
   }
   std::vector<VkDeviceFaultAddressInfoEXT> addresses(counts.addressInfoCount);
   std::vector<VkDeviceFaultVendorInfoEXT> vendors(counts.vendorInfoCount);
+  const std::uint64_t binary_bytes = counts.vendorBinarySize;
   counts.vendorBinarySize = 0;  // the binary dump is not asked for: nothing here can read it
   VkDeviceFaultInfoEXT info{VK_STRUCTURE_TYPE_DEVICE_FAULT_INFO_EXT};
   info.pAddressInfos = addresses.data();
@@ -114,7 +129,9 @@ std::string Device::fault_report() const {
   if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
     return fmt::format("device fault: no details (vkGetDeviceFaultInfoEXT: {})", result_name(r));
   }
-  return format_device_fault(counts, info);
+  DeviceFaultInfo f = plain_fault(counts, info);
+  f.binary_bytes = binary_bytes;
+  return format_device_fault(f);
 }
 
 namespace {

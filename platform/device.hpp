@@ -177,6 +177,24 @@ struct DeviceOptions {
   bool pipeline_cache = true;
 };
 
+// What VK_EXT_device_fault reports after a loss, in plain types.
+struct DeviceFaultInfo {
+  struct Address {
+    std::string type;  // "invalid read", "instruction pointer (fault)", ...
+    std::uint64_t reported = 0, precision = 0;
+  };
+  struct Vendor {
+    std::string description;
+    std::uint64_t code = 0, data = 0;
+  };
+  std::string description;
+  std::vector<Address> addresses;
+  std::vector<Vendor> vendors;
+  std::uint64_t binary_bytes = 0;  // the vendor's binary dump, not read
+};
+// As text: the description, then one line per faulting address and per vendor record.
+std::string format_device_fault(const DeviceFaultInfo& f);
+
 class Device {
  public:
   // Opens physical device `index` of the instance. The instance must outlive the device.

@@ -63,11 +63,6 @@ const char* result_name(VkResult r);
 // The one check: throws OutOfMemory, DeviceLost or DeviceError naming the result, the call and
 // where it was made.
 void vk_fail(VkResult r, const char* call, std::source_location where);
-
-// VK_EXT_device_fault's answer as text: the description, then one line per faulting address
-// and per vendor record (Device::fault_report). `counts` says how many of each `info` holds.
-std::string format_device_fault(const VkDeviceFaultCountsEXT& counts,
-                                const VkDeviceFaultInfoEXT& info);
 inline void vk_check(VkResult r, const char* call,
                      std::source_location where = std::source_location::current()) {
   if (r < 0) vk_fail(r, call, where);

@@ -8,11 +8,8 @@
 
 #include <unistd.h>
 
-#include <vulkan/vulkan.h>
-
 #include "common/error.hpp"
 #include "engine/ops/elementwise.hpp"
-#include "platform/vk_internal.hpp"
 #include "tests/reference/reference.hpp"
 #include "tests/support/device_fixture.hpp"
 
@@ -200,36 +197,27 @@ TEST_CASE_FIXTURE(DeviceTest, "B16: the pipeline cache is written and read back 
 }
 
 TEST_CASE("B12: VK_EXT_device_fault's report names the fault, its addresses and vendor records") {
-  VkDeviceFaultAddressInfoEXT addresses[2] = {
-      {VK_DEVICE_FAULT_ADDRESS_TYPE_READ_INVALID_EXT, 0x12345678, 0x1000},
-      {VK_DEVICE_FAULT_ADDRESS_TYPE_INSTRUCTION_POINTER_FAULT_EXT, 0xabc, 0}};
-  VkDeviceFaultVendorInfoEXT vendor{};
-  std::fill(std::begin(vendor.description), std::end(vendor.description), 'x');  // no terminator
-  vendor.vendorFaultCode = 0x2a;
-  vendor.vendorFaultData = 7;
-  VkDeviceFaultInfoEXT info{};
-  info.sType = VK_STRUCTURE_TYPE_DEVICE_FAULT_INFO_EXT;
-  std::snprintf(info.description, sizeof info.description, "page fault in a compute shader");
-  info.pAddressInfos = addresses;
-  info.pVendorInfos = &vendor;
-  VkDeviceFaultCountsEXT counts{};
-  counts.addressInfoCount = 2;
-  counts.vendorInfoCount = 1;
-  counts.vendorBinarySize = 4096;
-  const std::string r = platform::format_device_fault(counts, info);
-  CHECK(r == "device fault: page fault in a compute shader\n"
-             "  address invalid read: 0x12345678 (within [0x12345000, 0x12345fff])\n"
-             "  address instruction pointer (fault): 0xabc (within [0xabc, 0xabc])\n"
-             "  vendor: " + std::string(VK_MAX_DESCRIPTION_SIZE, 'x') + " (code 0x2a, data 0x7)\n"
-             "  vendor binary dump: 4096 bytes (not kept)");
-  counts = {};
-  CHECK(platform::format_device_fault(counts, info) == "device fault: page fault in a compute shader");
+  platform::DeviceFaultInfo f;
+  f.description = "page fault in a compute shader";
+  f.addresses = {{"invalid read", 0x12345678, 0x1000}, {"instruction pointer (fault)", 0xabc, 0}};
+  f.vendors = {{std::string(256, 'x'), 0x2a, 7}};
+  f.binary_bytes = 4096;
+  CHECK(platform::format_device_fault(f) ==
+        "device fault: page fault in a compute shader\n"
+        "  address invalid read: 0x12345678 (within [0x12345000, 0x12345fff])\n"
+        "  address instruction pointer (fault): 0xabc (within [0xabc, 0xabc])\n"
+        "  vendor: " + std::string(256, 'x') + " (code 0x2a, data 0x7)\n"
+        "  vendor binary dump: 4096 bytes (not kept)");
+  f.addresses.clear();
+  f.vendors.clear();
+  f.binary_bytes = 0;
+  CHECK(platform::format_device_fault(f) == "device fault: page fault in a compute shader");
 }
 
 TEST_CASE_FIXTURE(DeviceTest, "B12: a device without VK_EXT_device_fault says so in its fault report") {
   // lavapipe has no VK_EXT_device_fault; a GPU that has it is asked (nothing is lost: no records).
   const std::string r = device().fault_report();
-  if (device().impl().get_fault_info == nullptr) {
+  if (device().name().starts_with("llvmpipe")) {
     CHECK(r == "device fault: no details (the device does not offer VK_EXT_device_fault)");
   } else {
     CHECK(r.starts_with("device fault:"));
