@@ -264,6 +264,19 @@ void quant_k45(const float* x, uint8_t* b, bool five) {
   }
 }
 
+// Symmetric K-quants (q3_K, q6_K): each of the 16 sub-blocks of 16 gets step = amax / codes
+// (its largest magnitude on the top code); returns the largest step.
+float symmetric_steps16(const float* x, float codes, float* steps) {
+  float max_step = 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    float amax = 0.0f;
+    for (int i = 0; i < 16; ++i) amax = std::max(amax, std::fabs(x[16 * j + i]));
+    steps[j] = amax / codes;
+    max_step = std::max(max_step, steps[j]);
+  }
+  return max_step;
+}
+
 // q2_K and q3_K: element e lies in half n = e / 128 at 2-bit position 2 * ((e % 128) / 32) of
 // qs[32 * n + e % 32]; its sub-block of 16 is e / 16.
 
@@ -349,13 +362,8 @@ void dequant_q3k(const uint8_t* b, float* y) {
 // Per sub-block of 16: step = amax / 3 (codes -3..3 of the 3-bit range -4..3), the step
 // quantized up to a 5-bit multiple of the super-block d (scales 0..31 of the signed 6-bit range).
 void quant_q3k(const float* x, uint8_t* b) {
-  float steps[16], max_step = 0.0f;
-  for (int j = 0; j < 16; ++j) {
-    float amax = 0.0f;
-    for (int i = 0; i < 16; ++i) amax = std::max(amax, std::fabs(x[16 * j + i]));
-    steps[j] = amax / 3.0f;
-    max_step = std::max(max_step, steps[j]);
-  }
+  float steps[16];
+  const float max_step = symmetric_steps16(x, 3.0f, steps);
   const uint16_t d_h = fp16_round_up(max_step / 31.0f);
   const float d = fp16_to_fp32(d_h);
   std::memset(b, 0, 110);
@@ -482,13 +490,8 @@ void dequant_q6k(const uint8_t* b, float* y) {
 // Per sub-block of 16: step = amax / 31 (codes -31..31 of the 6-bit range -32..31), step
 // quantized to an int8 multiple of the super-block d (rounded up: never clips).
 void quant_q6k(const float* x, uint8_t* b) {
-  float steps[16], max_step = 0.0f;
-  for (int j = 0; j < 16; ++j) {
-    float amax = 0.0f;
-    for (int i = 0; i < 16; ++i) amax = std::max(amax, std::fabs(x[16 * j + i]));
-    steps[j] = amax / 31.0f;
-    max_step = std::max(max_step, steps[j]);
-  }
+  float steps[16];
+  const float max_step = symmetric_steps16(x, 31.0f, steps);
   const uint16_t d_h = fp16_round_up(max_step / 127.0f);
   const float d = fp16_to_fp32(d_h);
   std::memset(b, 0, 210);
