@@ -99,7 +99,8 @@ int main(int argc, char** argv) {
   app.add_option("--tune", tune,
                  "override the device's Tuning for a sweep: name=value,... (matvec_workgroup, "
                  "matvec_rows, matmul_rows, matmul_tokens, tiled_rows, tiled_tokens, "
-                 "tiled_thread_rows, tiled_thread_tokens; matvec_lane_rows=0|1)")
+                 "tiled_thread_rows, tiled_thread_tokens, coopmat_rows, coopmat_tokens, "
+                 "coopmat_sg_rows, coopmat_sg_tokens; matvec_lane_rows=0|1)")
       ->delimiter(',');
   CLI11_PARSE(app, argc, argv);
 
@@ -119,7 +120,11 @@ int main(int argc, char** argv) {
           {"tiled_rows", &platform::Tuning::tiled_rows},
           {"tiled_tokens", &platform::Tuning::tiled_tokens},
           {"tiled_thread_rows", &platform::Tuning::tiled_thread_rows},
-          {"tiled_thread_tokens", &platform::Tuning::tiled_thread_tokens}};
+          {"tiled_thread_tokens", &platform::Tuning::tiled_thread_tokens},
+          {"coopmat_rows", &platform::Tuning::coopmat_rows},
+          {"coopmat_tokens", &platform::Tuning::coopmat_tokens},
+          {"coopmat_sg_rows", &platform::Tuning::coopmat_sg_rows},
+          {"coopmat_sg_tokens", &platform::Tuning::coopmat_sg_tokens}};
       for (const std::string& kv : tune) {
         if (kv == "matvec_lane_rows=1" || kv == "matvec_lane_rows=0") {
           t.matvec_lane_rows = kv.back() == '1';
@@ -179,6 +184,7 @@ int main(int argc, char** argv) {
     if (prefill > 1) {
       runs.push_back({prefill, ops::KernelChoice::gemv});
       runs.push_back({prefill, ops::KernelChoice::tiled});
+      if (ops::coopmat_available(k.tuning())) runs.push_back({prefill, ops::KernelChoice::coopmat});
     }
     for (const MatmulRun& run : runs) {
       const std::uint32_t ntok = run.ntok;

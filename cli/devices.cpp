@@ -29,11 +29,35 @@ const char* matvec_layout(const platform::Tuning& t) {
   return t.matvec_lane_rows ? "whole rows an invocation" : "rows split along K";
 }
 
+// The cooperative-matrix GEMM's matrix shape ("8x8x8"), or "none" when the device or the build
+// has none it can use (ops::coopmat_available).
+std::string coopmat_shape(const platform::Tuning& t) {
+  if (!ops::coopmat_available(t)) return "none";
+  return fmt::format("{}x{}x{}", t.coopmat_m, t.coopmat_n, t.coopmat_k);
+}
+
+// What each path runs with, for the listing.
+std::string path_detail(const platform::Tuning& t, ops::MatmulPath path) {
+  switch (path) {
+    case ops::MatmulPath::tiled:
+      return fmt::format(" ({}x{} tiles, {}x{} per invocation)", t.tiled_rows, t.tiled_tokens,
+                         t.tiled_thread_rows, t.tiled_thread_tokens);
+    case ops::MatmulPath::coopmat:
+      if (!ops::coopmat_available(t)) return " (unavailable: no usable f16 cooperative matrix)";
+      return fmt::format(" ({}x{} tiles, {} f16 matrices, {} subgroups of {})", t.coopmat_rows,
+                         t.coopmat_tokens, coopmat_shape(t), t.coopmat_sg_rows * t.coopmat_sg_tokens,
+                         t.coopmat_subgroup);
+    case ops::MatmulPath::gemv: break;
+  }
+  return fmt::format(" ({})", matvec_layout(t));
+}
+
 // Which kernel each matmul size takes on this device (ops::choose_matmul, with VKLLM_KERNELS),
 // as ranges of token counts.
 std::vector<PathRange> matmul_paths(const DeviceCaps& c) {
   const ops::KernelChoice choice = ops::kernel_choice_from_env();
-  const std::uint32_t limit = std::max<std::uint32_t>(c.tuning.tiled_min_tokens, 1) + 1;
+  const std::uint32_t limit =
+      std::max({c.tuning.tiled_min_tokens, c.tuning.coopmat_min_tokens, 1u}) + 1;
   std::vector<PathRange> out;
   for (std::uint32_t n = 1; n <= limit; ++n) {
     const ops::MatmulPath p = ops::choose_matmul(choice, c.tuning, n);
@@ -104,7 +128,13 @@ json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {
                  {"tiled_tokens", c.tuning.tiled_tokens},
                  {"tiled_thread_rows", c.tuning.tiled_thread_rows},
                  {"tiled_thread_tokens", c.tuning.tiled_thread_tokens},
-                 {"tiled_min_tokens", c.tuning.tiled_min_tokens}};
+                 {"tiled_min_tokens", c.tuning.tiled_min_tokens},
+                 {"coopmat_shape", coopmat_shape(c.tuning)},
+                 {"coopmat_rows", c.tuning.coopmat_rows},
+                 {"coopmat_tokens", c.tuning.coopmat_tokens},
+                 {"coopmat_subgroups", c.tuning.coopmat_sg_rows * c.tuning.coopmat_sg_tokens},
+                 {"coopmat_subgroup_size", c.tuning.coopmat_subgroup},
+                 {"coopmat_min_tokens", c.tuning.coopmat_min_tokens}};
   json::array paths;
   for (const auto& [from, to, path] : matmul_paths(c)) {
     json::object r;
@@ -136,12 +166,12 @@ void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
   if (c.coopmat_shapes.empty()) {
     fmt::print("  coop. matrix    none\n");
   } else {
-    fmt::print("  coop. matrix    {} shapes{}:", c.coopmat_shapes.size(), c.coopmat ? "" : " (not used)");
+    fmt::print("  coop. matrix    {} shapes:", c.coopmat_shapes.size());
     for (const auto& s : c.coopmat_shapes) {
       fmt::print(" {}x{}x{} {}*{}->{}", s.m, s.n, s.k, platform::to_string(s.a),
                  platform::to_string(s.b), platform::to_string(s.result));
     }
-    fmt::print("\n");
+    fmt::print(" | GEMM uses {}\n", coopmat_shape(c.tuning));
   }
   fmt::print("  shared memory   {} | max workgroup {} | compute units {}\n",
              format_bytes(c.shared_memory), p.max_workgroup_invocations,
@@ -166,11 +196,7 @@ void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
   for (const auto& [from, to, path] : matmul_paths(c)) {
     fmt::print("{}{} tokens: {}{}", std::exchange(sep, "; "),
                to ? fmt::format("{}-{}", from, to) : fmt::format("{}+", from), ops::to_string(path),
-               path == ops::MatmulPath::tiled
-                   ? fmt::format(" ({}x{} tiles, {}x{} per invocation)", c.tuning.tiled_rows,
-                                 c.tuning.tiled_tokens, c.tuning.tiled_thread_rows,
-                                 c.tuning.tiled_thread_tokens)
-                   : fmt::format(" ({})", matvec_layout(c.tuning)));
+               path_detail(c.tuning, path));
   }
   fmt::print("{}\n\n", ops::kernel_choice_from_env() == ops::KernelChoice::automatic
                             ? ""

@@ -198,10 +198,15 @@ std::unique_ptr<Device> Device::open(Instance& instance, std::size_t index,
   f12.shaderFloat16 = caps.fp16_math;
   f12.shaderInt8 = caps.int8_math;
   f12.storageBuffer8BitAccess = caps.int8_storage;
+  // The cooperative-matrix shaders declare the memory model; the other shaders then use its
+  // device scope (DeviceProps::vulkan_memory_model).
+  f12.vulkanMemoryModel = caps.coopmat;
+  f12.vulkanMemoryModelDeviceScope = caps.coopmat;
   VkPhysicalDeviceVulkan13Features f13{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
   f13.subgroupSizeControl = caps.subgroup_size_control;
   f13.computeFullSubgroups = caps.props.compute_full_subgroups;
   f13.shaderIntegerDotProduct = caps.props.integer_dot_product;
+  f13.maintenance4 = caps.coopmat;
   VkPhysicalDeviceCooperativeMatrixFeaturesKHR fcm{};
   fcm.sType = kStructCoopMatFeaturesKhr;
   fcm.cooperativeMatrix = VK_TRUE;

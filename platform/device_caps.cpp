@@ -68,6 +68,50 @@ ArchClass arch_of(Vendor vendor, const DeviceProps& p, bool coopmat) {
   return ArchClass::unknown;
 }
 
+// The cooperative-matrix GEMM's shape and tiles (Tuning::coopmat_*): the largest f16 x f16 ->
+// f32 subgroup shape that tiles the subgroup blocks and whose K divides the 32-column slices,
+// on a subgroup size the pipeline can count on (fixed, or required through size control), with
+// the invocations and the shared memory (f16 tiles with 40-column rows, one f32 staging matrix
+// per subgroup) within the device's limits. Leaves coopmat_m 0 when nothing fits.
+constexpr std::uint32_t kVulkan12 = (1u << 22) | (2u << 12);  // VK_MAKE_API_VERSION(0, 1, 2, 0)
+constexpr std::uint32_t kVulkan13 = (1u << 22) | (3u << 12);  // SPIR-V 1.6: the coopmat shaders
+
+void choose_coopmat(const DeviceCaps& c, std::uint32_t max_invocations, Tuning& t) {
+  if (!c.coopmat || c.props.api_version < kVulkan13) return;
+  std::uint32_t sg = c.subgroup_size;
+  if (c.min_subgroup_size != c.max_subgroup_size) {
+    if (!c.subgroup_size_control) return;
+    t.coopmat_require_subgroup = true;
+  }
+  if (sg == 0) return;
+  const std::uint32_t subgroups = t.coopmat_sg_rows * t.coopmat_sg_tokens;
+  const std::uint32_t wm = t.coopmat_rows / t.coopmat_sg_rows;
+  const std::uint32_t wn = t.coopmat_tokens / t.coopmat_sg_tokens;
+  const CoopMatShape* best = nullptr;
+  for (const CoopMatShape& s : c.coopmat_shapes) {
+    if (!s.subgroup_scope || s.a != ComponentType::f16 || s.b != ComponentType::f16 ||
+        s.c != ComponentType::f32 || s.result != ComponentType::f32) {
+      continue;
+    }
+    if (s.m == 0 || s.n == 0 || s.k == 0 || s.m % 2 != 0 || wm % s.m != 0 || wn % s.n != 0 ||
+        32 % s.k != 0) {
+      continue;
+    }
+    if (!best || s.m * s.n * s.k > best->m * best->n * best->k) best = &s;
+  }
+  if (!best) return;
+  const std::uint64_t shared = 2ull * 40 * (t.coopmat_rows + t.coopmat_tokens) +
+                               4ull * subgroups * best->m * best->n;
+  if (subgroups * sg > max_invocations || (c.shared_memory && shared > c.shared_memory)) return;
+  t.coopmat_m = best->m;
+  t.coopmat_n = best->n;
+  t.coopmat_k = best->k;
+  t.coopmat_subgroup = sg;
+  // Matrix cores take every matmul the tiled GEMM would; lavapipe runs the matrices as plain
+  // vector code, slower than its tuned tiled GEMM (bench/RESULTS.md): there only when forced.
+  t.coopmat_min_tokens = c.quirks.prefer_small_workgroups ? 0 : t.tiled_min_tokens;
+}
+
 Tuning tuning_for(const DeviceCaps& c) {
   Tuning t;
   const std::uint32_t sg = std::max<std::uint32_t>(c.subgroup_size, 1);
@@ -124,6 +168,7 @@ Tuning tuning_for(const DeviceCaps& c) {
            (!c.shared_memory || 128ull * (t.tiled_rows + t.tiled_tokens) <= c.shared_memory);
   };
   while (t.tiled_tokens > t.tiled_thread_tokens && !tiled_fits()) t.tiled_tokens /= 2;
+  choose_coopmat(c, cap, t);
   return t;
 }
 
@@ -150,7 +195,8 @@ DeviceCaps compute_caps(const DeviceProps& p) {
   c.integer_dot_accelerated = c.integer_dot && (p.int_dot_4x8_signed_accelerated ||
                                                 p.int_dot_4x8_mixed_accelerated);
   c.coopmat_shapes = p.has_coopmat_extension ? p.coopmat : std::vector<CoopMatShape>{};
-  c.coopmat = has_f16_coopmat(c.coopmat_shapes) && c.fp16_math && c.fp16_storage;
+  c.coopmat = has_f16_coopmat(c.coopmat_shapes) && c.fp16_math && c.fp16_storage &&
+              p.vulkan_memory_model && p.maintenance4;
   c.arch = arch_of(c.vendor, p, c.coopmat);
 
   c.shared_memory = p.max_compute_shared_memory;
@@ -173,7 +219,7 @@ DeviceCaps compute_caps(const DeviceProps& p) {
                    [](const MemoryHeap& h) { return h.device_local && h.host_visible; }));
   c.tuning = tuning_for(c);
 
-  if (p.api_version < ((1u << 22) | (2u << 12))) {
+  if (p.api_version < kVulkan12) {
     c.unusable_reason = "needs Vulkan 1.2, device has " + c.api_version_string;
   } else if (!p.timeline_semaphore) {
     c.unusable_reason = "needs timeline semaphores";

@@ -81,6 +81,11 @@ struct DeviceProps {
   bool int_dot_4x8_mixed_accelerated = false;
   std::vector<CoopMatShape> coopmat;  // VK_KHR_cooperative_matrix properties
   bool has_coopmat_extension = false;
+  // What SPIR-V 1.6 shaders with cooperative matrices declare: the Vulkan memory model
+  // (GL_KHR_memory_scope_semantics; with its device scope, which the other shaders' barriers
+  // then need) and LocalSizeId (maintenance4).
+  bool vulkan_memory_model = false;
+  bool maintenance4 = false;
 
   // Features the platform layer itself relies on.
   bool timeline_semaphore = false;
@@ -137,6 +142,18 @@ struct Tuning {
   std::uint32_t tiled_thread_tokens = 4;
   // From this many tokens the automatic choice runs the tiled GEMM (ops::choose_matmul).
   std::uint32_t tiled_min_tokens = 16;
+  // The cooperative-matrix GEMM (shaders/matmul_coopmat.comp): the f16 x f16 -> f32 matrix
+  // shape it multiplies with (coopmat_m x coopmat_n x coopmat_k, one the device reports; 0: the
+  // device has none it can use), coopmat_rows x coopmat_tokens output tiles computed by
+  // coopmat_sg_rows x coopmat_sg_tokens subgroups of coopmat_subgroup invocations (the
+  // pipeline requires that size where the device may vary it).
+  std::uint32_t coopmat_m = 0, coopmat_n = 0, coopmat_k = 0;
+  std::uint32_t coopmat_rows = 64, coopmat_tokens = 64;
+  std::uint32_t coopmat_sg_rows = 2, coopmat_sg_tokens = 2;
+  std::uint32_t coopmat_subgroup = 0;
+  bool coopmat_require_subgroup = false;
+  // From this many tokens the automatic choice runs it instead of the tiled GEMM; 0: never.
+  std::uint32_t coopmat_min_tokens = 0;
   // Flash-decoding: workgroups a decode step's attention should fill the device with (sequences
   // x KV heads x key ranges). More ranges than that only add workgroups that wait or exit: on
   // lavapipe even an empty one costs about 0.1 ms (measured: micro, 2048 keys, 32 vs 9 ranges
@@ -168,7 +185,9 @@ struct DeviceCaps {
   bool int8_math = false;
   bool integer_dot = false;
   bool integer_dot_accelerated = false;
-  bool coopmat = false;               // some f16 x f16 -> f16/f32 subgroup shape
+  // Some f16 x f16 -> f16/f32 subgroup shape, with what its shaders need besides (fp16 math and
+  // storage, the Vulkan memory model, maintenance4).
+  bool coopmat = false;
   std::vector<CoopMatShape> coopmat_shapes;
 
   std::uint32_t shared_memory = 0;

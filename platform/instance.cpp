@@ -185,9 +185,13 @@ DeviceProps query_props(VkInstance instance, VkPhysicalDevice pd,
     p.int_dot_4x8_signed_accelerated = p13.integerDotProduct4x8BitPackedSignedAccelerated;
     p.int_dot_4x8_mixed_accelerated = p13.integerDotProduct4x8BitPackedMixedSignednessAccelerated;
     p.synchronization2 = f13.synchronization2;
+    p.maintenance4 = f13.maintenance4;
     p.max_buffer_size = p13.maxBufferSize;
   }
   p.shader_float16 = f12.shaderFloat16;
+  // With the memory model on, the other shaders' device-scope barriers and atomics need its
+  // device scope too: one without the other is of no use to vkllm.
+  p.vulkan_memory_model = f12.vulkanMemoryModel && f12.vulkanMemoryModelDeviceScope;
   p.shader_int8 = f12.shaderInt8;
   p.shader_int64 = feats.features.shaderInt64;
   p.storage_buffer_16bit = f11.storageBuffer16BitAccess;

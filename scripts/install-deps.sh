@@ -7,6 +7,8 @@
 #     Beast, JSON), doctest, CLI11, fmt, PCRE2 and ICU (tokenizers), python3-jinja2 (template
 #     test oracle).
 #   - lavapipe from bookworm-backports (Mesa 25): Vulkan 1.4, integer dot product, much faster.
+#   - Mesa 26.1's lavapipe (cooperative matrix) in a private runtime root, $VKLLM_LVP26 (default
+#     /opt/vkllm-lvp26): scripts/lavapipe26.sh; tests run there through scripts/lvp26.
 #   - glslang 15.1 and SPIRV-Tools 2025.1 built from Debian 13's source packages into
 #     $VKLLM_TOOLCHAIN (default /opt/vkllm-toolchain): Debian 12's glslang 12 and SPIRV-Tools
 #     2023.1 reject cooperative-matrix and integer-dot shaders (docs/ARCHITECTURE.md, shaders).
@@ -66,6 +68,9 @@ if [ $mesa_ok -eq 0 ]; then
   log "installing lavapipe (mesa-vulkan-drivers) from bookworm-backports"
   $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports mesa-vulkan-drivers
 fi
+
+# --- Mesa 26.1 lavapipe (cooperative matrix on the CPU) in its own runtime root ---------------
+bash "$(dirname "$0")/lavapipe26.sh"
 
 # --- shader toolchain ---------------------------------------------------------------------------
 # The prefix carries a stamp naming what was built; a tool missing or a stamp that differs

@@ -20,6 +20,16 @@ for width in 128 512; do
     -R '^(kernels|matmul|fused)$'
 done
 
+# The cooperative-matrix kernels on Mesa 26.1's lavapipe (8x8x8 matrices; scripts/lavapipe26.sh
+# sets up its runtime root, scripts/lvp26 starts a program there, one binary at a time: ctest's
+# children would not inherit it). VKLLM_REQUIRE_COOPMAT turns a skip into a failure. Subgroup
+# size 8 only: at 16 (LP_NATIVE_VECTOR_WIDTH=512) lavapipe 26.1 itself crashes compiling them.
+lvp26_shared=${VKLLM_SHARED_DIR:-$(cd .. && pwd)/shared}
+scripts/lvp26 build/cli/vkllm devices | grep -E 'coop\. matrix|matmul paths'
+VKLLM_REQUIRE_COOPMAT=1 scripts/lvp26 build/tests/ops/test_matmul -tc='coopmat*,forcing coopmat*'
+VKLLM_REQUIRE_COOPMAT=1 VKLLM_SHARED_DIR=$lvp26_shared scripts/lvp26 build/tests/model/test_model \
+  -tc='every matmul path*,stories260K*'
+
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANITIZE=ON >/dev/null
 cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server"
 cmake --build build-asan -j "$jobs" --target $(printf 'test_%s ' $cpu_tests)

@@ -39,27 +39,7 @@ layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bi
 
 #include "dequant.glsl"
 
-#if DQ_FLOAT
-// Rows of any length: x rows are not 16-byte aligned, the last vec4 of a row may be partial.
-vec4 load_x4(uint row, uint c) {
-  const uint i = row * pc.ncols + c;
-  if (c + 3u < pc.ncols) return vec4(x[i], x[i + 1], x[i + 2], x[i + 3]);
-  vec4 v = vec4(0.0);
-  for (uint e = 0; e < 4u && c + e < pc.ncols; ++e) v[e] = x[i + e];
-  return v;
-}
-vec4 load_w4(uint rb, uint c) {
-  if (c + 3u < pc.ncols) return dq_vec4(rb, c);
-  vec4 v = vec4(0.0);
-  for (uint e = 0; e < 4u && c + e < pc.ncols; ++e) v[e] = dq_one(rb, c + e);
-  return v;
-}
-#else
-// Quantized rows are whole blocks of 32 or 256: slices never pass the row's end.
-layout(binding = 1) readonly buffer X4 { vec4 x4[]; };
-vec4 load_x4(uint row, uint c) { return x4[(row * pc.ncols + c) >> 2]; }
-vec4 load_w4(uint rb, uint c) { return dq_vec4(rb, c); }
-#endif
+#include "matmul_io.glsl"
 
 shared vec2 ws_[BK * BM / 2];  // [k][row / 2]: component row % 2
 shared vec4 xs_[BK * BN / 4];  // [k][token / 4]: component token % 4
@@ -127,27 +107,13 @@ void main() {
     [[unroll]] for (uint j = 0; j < TN; ++j) {
       const uint t = tok0 + tg * TN + j;
       if (t >= pc.ntok) continue;
-      const uint yrow = t * pc.y_stride + pc.y0;
       if (pc.epilogue == 3) {
         // The (gate, up) pair (r, r + 1). Chunks and tiles start even.
-        if (r < pc.nrows) {
-          const float g = acc[i][j].x, u = acc[i][j].y;
-          // silu(g) = g / (1 + exp(-g)); exp overflows to inf for g < -88 and the quotient is -0.
-          y[yrow + (pc.row0 + r) / 2u] = g / (1.0 + exp(-g)) * u;
-        }
+        if (r < pc.nrows) store_swiglu(r, t, acc[i][j].x, acc[i][j].y);
         continue;
       }
       [[unroll]] for (uint e = 0; e < 2u; ++e) {
-        if (r + e >= pc.nrows) continue;
-        const uint n = pc.row0 + r + e;
-        const float s = acc[i][j][e];
-        if (pc.epilogue == 1) {
-          y[yrow + n] += s;
-        } else if (pc.epilogue == 2) {
-          y[yrow + n] = s + aux[pc.y0 + n];
-        } else {
-          y[yrow + n] = s;
-        }
+        if (r + e < pc.nrows) store_out(r + e, t, acc[i][j][e]);
       }
     }
   }

@@ -36,7 +36,7 @@ struct ModelOptions {
   // matmul path on its own applies one per-token reduction order, attention reduces each
   // (token, head) row on its own, the sampler works per row; what depends on the batch is the
   // choice among them: the tiled GEMM for steps of many tokens (ops::choose_matmul), split-K
-  // decode attention, later cooperative-matrix GEMM. The flag keeps those off.
+  // decode attention, the cooperative-matrix GEMM (f16 inputs). The flag keeps those off.
   bool deterministic = false;
   // Which matmul kernels run (ops::KernelChoice; VKLLM_KERNELS when unset). With deterministic,
   // automatic becomes gemv: the automatic choice depends on the step's token count.

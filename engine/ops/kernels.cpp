@@ -17,15 +17,26 @@ const char* to_string(KernelChoice c) {
     case KernelChoice::automatic: return "auto";
     case KernelChoice::gemv: return "gemv";
     case KernelChoice::tiled: return "tiled";
+    case KernelChoice::coopmat: return "coopmat";
   }
   return "?";
 }
 
 KernelChoice parse_kernel_choice(std::string_view s) {
-  for (KernelChoice c : {KernelChoice::automatic, KernelChoice::gemv, KernelChoice::tiled}) {
+  for (KernelChoice c : {KernelChoice::automatic, KernelChoice::gemv, KernelChoice::tiled,
+                         KernelChoice::coopmat}) {
     if (s == to_string(c)) return c;
   }
-  throw InvalidRequest(fmt::format("kernels '{}': expected auto, gemv or tiled", s));
+  throw InvalidRequest(fmt::format("kernels '{}': expected auto, gemv, tiled or coopmat", s));
+}
+
+bool coopmat_shaders_built() {
+  static const bool built = shaders::find_shader("matmul_coopmat_f32").has_value();
+  return built;
+}
+
+bool coopmat_available(const platform::Tuning& t) {
+  return t.coopmat_m != 0 && coopmat_shaders_built();
 }
 
 KernelChoice kernel_choice_from_env() {
@@ -38,9 +49,25 @@ KernelChoice kernel_choice_from_env() {
   }
 }
 
+Kernels::Kernels(platform::Device& device) : device_(device) {
+  set_choice(kernel_choice_from_env());
+}
+
+void Kernels::set_choice(KernelChoice c) {
+  if (c == KernelChoice::coopmat && !coopmat_available(tuning())) {
+    throw Unsupported(fmt::format(
+        "kernels coopmat: {} has no f16 x f16 -> f32 cooperative-matrix shape vkllm can use{}",
+        caps().props.name, coopmat_shaders_built() ? "" : " (and this build has no "
+                                                        "cooperative-matrix shaders: its glslang "
+                                                        "or spirv-val rejected them)"));
+  }
+  choice_ = c;
+}
+
 const platform::Pipeline& Kernels::pipeline(shaders::ShaderId id, std::uint32_t bindings,
                                             std::uint32_t push_size,
-                                            std::vector<std::uint32_t> spec) {
+                                            std::vector<std::uint32_t> spec,
+                                            std::uint32_t required_subgroup) {
   const shaders::ShaderBlob blob = shaders::shader(id);
   platform::PipelineDesc desc;
   desc.name = std::string(blob.name);
@@ -48,6 +75,7 @@ const platform::Pipeline& Kernels::pipeline(shaders::ShaderId id, std::uint32_t 
   desc.bindings = bindings;
   desc.push_constant_size = push_size;
   desc.spec_constants = std::move(spec);
+  desc.required_subgroup_size = required_subgroup;
   return device_.pipeline(desc);
 }
 

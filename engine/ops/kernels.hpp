@@ -18,22 +18,32 @@ using platform::CommandStream;
 
 // Which matmul kernels run (docs/ARCHITECTURE.md, "Matmul paths"). automatic: per matmul, from
 // its token count and the device (ops::choose_matmul); the others force one path wherever it can
-// run, for tests and benchmarks. A process takes it from VKLLM_KERNELS=auto|gemv|tiled.
-enum class KernelChoice { automatic, gemv, tiled };
+// run, for tests and benchmarks. A process takes it from VKLLM_KERNELS=auto|gemv|tiled|coopmat.
+// coopmat needs a device with a usable f16 cooperative-matrix shape (Tuning::coopmat_m) and a
+// build whose shader toolchain compiled the cooperative-matrix variants.
+enum class KernelChoice { automatic, gemv, tiled, coopmat };
 
 const char* to_string(KernelChoice c);
-// "auto", "gemv" or "tiled"; throws InvalidRequest naming the accepted values otherwise.
+// "auto", "gemv", "tiled" or "coopmat"; throws InvalidRequest naming the accepted values
+// otherwise.
 KernelChoice parse_kernel_choice(std::string_view s);
 // VKLLM_KERNELS, or automatic when it is unset or empty.
 KernelChoice kernel_choice_from_env();
 
+// Whether the build holds the cooperative-matrix shaders (their toolchain probe passed).
+bool coopmat_shaders_built();
+// Whether a device of tuning t can run the cooperative-matrix GEMM: it has a shape
+// (Tuning::coopmat_m) and the build has the shaders.
+bool coopmat_available(const platform::Tuning& t);
+
 class Kernels {
  public:
-  explicit Kernels(platform::Device& device)
-      : device_(device), choice_(kernel_choice_from_env()) {}
+  // Throws Unsupported when VKLLM_KERNELS forces a path the device or build lacks.
+  explicit Kernels(platform::Device& device);
 
   KernelChoice choice() const { return choice_; }
-  void set_choice(KernelChoice c) { choice_ = c; }
+  // Throws Unsupported, naming the device, for a path it cannot run (coopmat without a shape).
+  void set_choice(KernelChoice c);
 
   platform::Device& device() { return device_; }
   const platform::DeviceCaps& caps() const { return device_.caps(); }
@@ -42,8 +52,10 @@ class Kernels {
   void set_tuning(std::optional<platform::Tuning> t) { tuning_ = std::move(t); }
 
   // spec[0] is the workgroup size (specialization constant 0 of every shader).
+  // required_subgroup: the subgroup size the pipeline must run with (0: the driver's choice).
   const platform::Pipeline& pipeline(shaders::ShaderId id, std::uint32_t bindings,
-                                     std::uint32_t push_size, std::vector<std::uint32_t> spec);
+                                     std::uint32_t push_size, std::vector<std::uint32_t> spec,
+                                     std::uint32_t required_subgroup = 0);
 
  private:
   platform::Device& device_;

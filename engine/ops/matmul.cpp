@@ -105,6 +105,27 @@ std::uint32_t max_subgroups(const Kernels& k, std::uint32_t workgroup) {
   return std::max<std::uint32_t>(workgroup / std::max<std::uint32_t>(smallest, 1), 1);
 }
 
+// One dispatch per weight chunk of any matmul kernel: a grid of workgroups of bm rows (folded
+// past the 1D limit) by workgroups of bn tokens.
+template <typename Label>
+void record_grid(Kernels& k, CommandStream& cs, const WeightView& w, const platform::Pipeline& p,
+                  std::uint32_t bm, std::uint32_t bn, std::uint32_t ntok, std::uint32_t y_stride,
+                  const MatmulOut& out, BufferSpan x, BufferSpan y, Access y_access,
+                  BufferSpan aux, const Label& label, const char* path) {
+  const std::uint32_t tiles = (ntok + bn - 1) / bn;
+  if (tiles > k.caps().props.max_workgroup_count[1]) {
+    throw std::logic_error(fmt::format("matmul: {} tokens exceed one dispatch", ntok));
+  }
+  for (std::size_t i = 0; i < w.chunks.size(); ++i) {
+    const WeightChunk& c = w.chunks[i];
+    const auto [gx, gz] = fold(k, (c.nrows + bm - 1) / bm, 0, "matmul");
+    const PushMatmul push{w.ncols, c.nrows, c.row0, y_stride, ntok, out.y0,
+                          static_cast<std::uint32_t>(out.epilogue)};
+    cs.dispatch(p, {{c.span, Access::read}, {x, Access::read}, {y, y_access}, {aux, Access::read}},
+                push, {gx, tiles, gz}, label(i, path));
+  }
+}
+
 }  // namespace
 
 bool weight_type_supported(const Kernels& /*k*/, gguf::TensorType type) {
@@ -116,7 +137,11 @@ MatmulPath choose_matmul(KernelChoice choice, const platform::Tuning& t, std::ui
   switch (choice) {
     case KernelChoice::gemv: return MatmulPath::gemv;
     case KernelChoice::tiled: return MatmulPath::tiled;
+    case KernelChoice::coopmat: return MatmulPath::coopmat;
     case KernelChoice::automatic: break;
+  }
+  if (t.coopmat_min_tokens != 0 && ntok >= t.coopmat_min_tokens && coopmat_available(t)) {
+    return MatmulPath::coopmat;
   }
   // A tile of tokens needs enough of them to fill it: below, the 8-token GEMV tiles read the
   // weights as often and waste nothing on empty tile columns.
@@ -131,6 +156,7 @@ const char* to_string(MatmulPath p) {
   switch (p) {
     case MatmulPath::gemv: return "gemv";
     case MatmulPath::tiled: return "tiled";
+    case MatmulPath::coopmat: return "coopmat";
   }
   return "?";
 }
@@ -181,7 +207,37 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
                        w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string());
   };
   const platform::Tuning& t = k.tuning();
-  if (choose_matmul(k, ntok) == MatmulPath::tiled) {
+  const MatmulPath path = choose_matmul(k, ntok);
+  if (path == MatmulPath::coopmat) {
+    // BM x BN output tiles of SG_M x SG_N subgroups (matmul_coopmat.comp), each subgroup of
+    // exactly coopmat_subgroup invocations.
+    if (!coopmat_available(t)) {
+      throw Unsupported(fmt::format("matmul: {} has no cooperative-matrix GEMM",
+                                    k.caps().props.name));
+    }
+    const std::uint32_t bm = t.coopmat_rows, bn = t.coopmat_tokens;
+    const std::uint32_t sgm = t.coopmat_sg_rows, sgn = t.coopmat_sg_tokens;
+    if (sgm == 0 || sgn == 0 || bm % (sgm * t.coopmat_m) != 0 || bn % (sgn * t.coopmat_n) != 0 ||
+        t.coopmat_m % 2 != 0 || 32 % t.coopmat_k != 0) {
+      throw std::logic_error(fmt::format("matmul: coopmat tuning {}x{} tiles, {}x{} subgroups, "
+                                         "{}x{}x{} matrices", bm, bn, sgm, sgn, t.coopmat_m,
+                                         t.coopmat_n, t.coopmat_k));
+    }
+    const std::uint32_t wg = sgm * sgn * t.coopmat_subgroup;
+    // The tiled variant's weight type suffix: matmul_tiled_q4_k -> matmul_coopmat_q4_k (built
+    // only where the toolchain compiles them, so found by name).
+    constexpr std::string_view kTiled = "matmul_tiled_";
+    const std::string name =
+        "matmul_coopmat_" + std::string(shaders::shader(v.tiled).name.substr(kTiled.size()));
+    const auto blob = shaders::find_shader(name);
+    if (!blob) throw std::logic_error(fmt::format("matmul: no shader {}", name));
+    const auto& p = k.pipeline(blob->id, 4, sizeof(PushMatmul),
+                               {wg, bm, bn, t.coopmat_m, t.coopmat_n, t.coopmat_k, sgm, sgn},
+                               t.coopmat_require_subgroup ? t.coopmat_subgroup : 0);
+    record_grid(k, cs, w, p, bm, bn, ntok, y_stride, out, x, y, y_access, aux, label, "_coopmat");
+    return;
+  }
+  if (path == MatmulPath::tiled) {
     // BM x BN output tiles (matmul_tiled.comp); UNIFORM_TG when every subgroup the device may
     // run lies inside one token group.
     const std::uint32_t bm = t.tiled_rows, bn = t.tiled_tokens;
@@ -196,18 +252,7 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
     const bool uniform_tg = sg_max > 0 && row_groups % sg_max == 0;
     const auto& p = k.pipeline(v.tiled, 4, sizeof(PushMatmul),
                                {wg, bm, bn, tm, tn, uniform_tg ? 1u : 0u});
-    const std::uint32_t tiles = (ntok + bn - 1) / bn;
-    if (tiles > k.caps().props.max_workgroup_count[1]) {
-      throw std::logic_error(fmt::format("matmul: {} tokens exceed one dispatch", ntok));
-    }
-    for (std::size_t i = 0; i < w.chunks.size(); ++i) {
-      const WeightChunk& c = w.chunks[i];
-      const auto [gx, gz] = fold(k, (c.nrows + bm - 1) / bm, 0, "matmul");
-      const PushMatmul push{w.ncols, c.nrows, c.row0, y_stride, ntok, out.y0,
-                            static_cast<std::uint32_t>(out.epilogue)};
-      cs.dispatch(p, {{c.span, Access::read}, {x, Access::read}, {y, y_access}, {aux, Access::read}},
-                  push, {gx, tiles, gz}, label(i, "_tiled"));
-    }
+    record_grid(k, cs, w, p, bm, bn, ntok, y_stride, out, x, y, y_access, aux, label, "_tiled");
     return;
   }
 
@@ -224,18 +269,7 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   const auto& p = k.pipeline(v.matmul, 4, sizeof(PushMatmul),
                              {wg, rows, tile, max_subgroups(k, wg), lane_rows ? 1u : 0u});
   const std::uint32_t group_rows = lane_rows ? wg * rows : rows;
-  const std::uint32_t tiles = (ntok + tile - 1) / tile;
-  if (tiles > k.caps().props.max_workgroup_count[1]) {
-    throw std::logic_error(fmt::format("matmul: {} tokens exceed one dispatch", ntok));
-  }
-  for (std::size_t i = 0; i < w.chunks.size(); ++i) {
-    const WeightChunk& c = w.chunks[i];
-    const auto [gx, gz] = fold(k, (c.nrows + group_rows - 1) / group_rows, 0, "matmul");
-    const PushMatmul push{w.ncols, c.nrows, c.row0, y_stride, ntok, out.y0,
-                          static_cast<std::uint32_t>(out.epilogue)};
-    cs.dispatch(p, {{c.span, Access::read}, {x, Access::read}, {y, y_access}, {aux, Access::read}},
-                push, {gx, tiles, gz}, label(i, ""));
-  }
+  record_grid(k, cs, w, p, group_rows, tile, ntok, y_stride, out, x, y, y_access, aux, label, "");
 }
 
 void record_get_rows(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpan ids,

@@ -35,11 +35,12 @@ inline MatmulOut with_epilogue(Epilogue e) {
 }
 
 // The kernel a matmul of ntok tokens runs (docs/ARCHITECTURE.md, "Matmul paths"): the
-// matrix-vector kernel (matmul.comp: one token, or tiles of 8 that reuse each decoded weight) or
-// the tiled GEMM (matmul_tiled.comp: shared-memory tiles of Tuning::tiled_rows x tiled_tokens).
-// The one place that decides: the kernels' choice when forced, else the token count against
-// Tuning::tiled_min_tokens.
-enum class MatmulPath { gemv, tiled };
+// matrix-vector kernel (matmul.comp: one token, or tiles of 8 that reuse each decoded weight),
+// the tiled GEMM (matmul_tiled.comp: shared-memory tiles of Tuning::tiled_rows x tiled_tokens)
+// or the cooperative-matrix GEMM (matmul_coopmat.comp: matrix cores, f16 inputs). The one place
+// that decides: the kernels' choice when forced, else the token count against
+// Tuning::coopmat_min_tokens (where the device has a usable shape) and tiled_min_tokens.
+enum class MatmulPath { gemv, tiled, coopmat };
 MatmulPath choose_matmul(const Kernels& k, std::uint32_t ntok);
 MatmulPath choose_matmul(KernelChoice choice, const platform::Tuning& t, std::uint32_t ntok);
 const char* to_string(MatmulPath p);

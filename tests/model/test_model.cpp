@@ -54,13 +54,16 @@ std::vector<std::uint32_t> random_tokens(std::mt19937& rng, std::size_t n, std::
   return v;
 }
 
+// The GGUF of a random-weight model of `spec`, in memory.
+gguf::Reader synthetic_reader(const model::SyntheticSpec& spec) {
+  return gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+}
+
 // A random-weight model of `spec` on the device (the model keeps nothing of the reader).
 std::unique_ptr<model::Model> load_synthetic(platform::Device& device,
                                              const model::SyntheticSpec& spec,
                                              const model::ModelOptions& opt) {
-  const gguf::Reader reader =
-      gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
-  return model::Model::load(device, reader, opt);
+  return model::Model::load(device, synthetic_reader(spec), opt);
 }
 
 model::SamplingParams greedy() {
@@ -88,7 +91,61 @@ void add_sequence(model::StepInput& in, std::uint32_t mb, std::uint32_t bs,
   in.sampling.push_back(ops::sampling_row(greedy(), 0, 0, 0));
 }
 
+// automatic and every path forced: gemv, tiled, and coopmat where the device runs it (else it
+// says so).
+std::vector<ops::KernelChoice> forced_paths(const ops::Kernels& k) {
+  std::vector<ops::KernelChoice> out = {ops::KernelChoice::automatic, ops::KernelChoice::gemv,
+                                        ops::KernelChoice::tiled};
+  if (test::coopmat_or_skip(k)) out.push_back(ops::KernelChoice::coopmat);
+  return out;
+}
+
 }  // namespace
+
+TEST_CASE_FIXTURE(test::DeviceTest, "every matmul path forced: the f32 reference's greedy tokens, near-ties excepted") {
+  // Teacher-forced: each step feeds the reference's greedy token, and the device's greedy id
+  // must be the reference's argmax unless the reference's top two are within 1e-3 of the
+  // logits' spread (a near-tie that f16 inputs or another summation order may flip).
+  int near_ties = 0, compared = 0;
+  for (ops::KernelChoice kernels : forced_paths(kernels())) {
+    for (gguf::TensorType type : {gguf::TensorType::kF16, gguf::TensorType::kQ8_0,
+                                  gguf::TensorType::kQ4_0, gguf::TensorType::kQ4_K}) {
+      CAPTURE(std::string(ops::to_string(kernels)));
+      CAPTURE(gguf::type_name(type));
+      const auto spec = spec_for(Arch::llama, type, rng()());
+      const gguf::Reader reader = synthetic_reader(spec);
+      model::ModelOptions opt;
+      opt.max_batch_tokens = 64;
+      opt.max_seqs = 1;
+      opt.context_length = 128;
+      opt.kernels = kernels;
+      auto m = model::Model::load(device(), reader, opt);
+      ref::ReferenceModel reference(reader, m->kv_type() == ops::KvType::f16);
+      model::Sequence seq(*m);
+      std::vector<std::uint32_t> feed = random_tokens(rng(), 37, spec.vocab_size);
+      for (int step = 0; step < 12; ++step) {
+        std::vector<float> expected;
+        for (std::uint32_t t : feed) expected = reference.forward(t);
+        const auto out = seq.feed(feed, greedy());
+        std::vector<float> sorted = expected;
+        std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+        const float spread = sorted[0] - *std::min_element(expected.begin(), expected.end());
+        const auto best = static_cast<std::uint32_t>(
+            std::max_element(expected.begin(), expected.end()) - expected.begin());
+        ++compared;
+        if (sorted[0] - sorted[1] < 1e-3f * spread) {
+          ++near_ties;
+        } else {
+          CAPTURE(step);
+          CHECK(out.ids[0] == best);
+        }
+        feed = {best};
+      }
+    }
+  }
+  MESSAGE(compared << " greedy ids compared, " << near_ties << " near-ties excepted");
+  CHECK(near_ties * 10 < compared);
+}
 
 TEST_CASE_FIXTURE(test::DeviceTest, "forward matches the CPU reference: every family and weight type") {
   const gguf::TensorType types[] = {
@@ -102,8 +159,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "forward matches the CPU reference: every fa
       CAPTURE(model::to_string(arch));
       CAPTURE(gguf::type_name(type));
       const auto spec = spec_for(arch, type, rng()());
-      const gguf::Reader reader =
-          gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+      const gguf::Reader reader = synthetic_reader(spec);
       model::ModelOptions opt;
       opt.max_batch_tokens = 64;
       opt.max_seqs = 4;
@@ -422,8 +478,9 @@ TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the documented greedy story, i
   for (std::uint32_t id; ids_in >> id;) expected.push_back(id);
   REQUIRE(expected.size() == 256);
 
-  // Every matmul path, forced (VKLLM_KERNELS): decode steps through the tiled GEMM too.
-  for (ops::KernelChoice kernels : {ops::KernelChoice::automatic, ops::KernelChoice::tiled}) {
+  // Every matmul path, forced (VKLLM_KERNELS): decode steps through the tiled GEMM too, and the
+  // cooperative-matrix GEMM where the device has one.
+  for (ops::KernelChoice kernels : forced_paths(kernels())) {
     CAPTURE(ops::to_string(kernels));
     model::ModelOptions opt;
     opt.max_batch_tokens = 16;
@@ -447,8 +504,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "mixed weight types (attn_v, ffn_up in Q6_K)
     CAPTURE(model::to_string(arch));
     auto spec = spec_for(arch, gguf::TensorType::kQ4_K, rng()());
     spec.v_up_type = gguf::TensorType::kQ6_K;
-    const gguf::Reader reader =
-        gguf::Reader::from_bytes(model::make_synthetic_model(spec).to_bytes(), "synthetic.gguf");
+    const gguf::Reader reader = synthetic_reader(spec);
     REQUIRE(reader.tensor("blk.0.attn_v.weight").type == gguf::TensorType::kQ6_K);
     REQUIRE(reader.tensor("blk.0.attn_k.weight").type == gguf::TensorType::kQ4_K);
     model::ModelOptions opt;

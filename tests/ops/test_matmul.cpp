@@ -45,6 +45,12 @@ std::span<const std::byte> as_bytes(const std::vector<std::uint8_t>& v) {
   return std::as_bytes(std::span<const std::uint8_t>(v));
 }
 
+// The values rounded to f16 and back (what the cooperative-matrix GEMM multiplies).
+std::vector<float> to_f16(std::vector<float> v) {
+  for (float& f : v) f = gguf::fp16_to_fp32(gguf::fp32_to_fp16(f));
+  return v;
+}
+
 // Forces one matmul path on the shared kernels for a scope.
 class ForceKernels {
  public:
@@ -67,12 +73,19 @@ class WeightTest : public DeviceTest {
                                      max_chunk_bytes);
   }
 
-  // Runs record_matmul and returns the NMSE against ref::matmul.
+  // Runs record_matmul and returns the NMSE against ref::matmul. The cooperative-matrix GEMM
+  // multiplies f16 inputs: its reference rounds the weights and activations to f16 first, so
+  // what is under test is its arithmetic, not f16's (whose error on one short dot product of
+  // cancelling terms alone can pass any NMSE bound).
   double matmul_nmse(const ops::WeightView& w, const std::vector<float>& values,
                      std::uint32_t ntok) {
     const auto x = ref::random_floats(rng(), std::size_t(ntok) * w.ncols);
     std::vector<float> expected(std::size_t(ntok) * w.nrows);
-    ref::matmul(values, x, expected, w.ncols, w.nrows, ntok);
+    if (ops::choose_matmul(kernels(), ntok) == ops::MatmulPath::coopmat) {
+      ref::matmul(to_f16(values), to_f16(x), expected, w.ncols, w.nrows, ntok);
+    } else {
+      ref::matmul(values, x, expected, w.ncols, w.nrows, ntok);
+    }
     auto dx = upload_floats(x, "x");
     auto dy = poisoned_floats(expected.size(), "y");
     auto cs = device().command_stream();
@@ -105,8 +118,24 @@ class WeightTest : public DeviceTest {
         }
       }
     }
-    MESSAGE("worst matmul NMSE " << worst << " (kernels: " << ops::to_string(kernels().choice())
-                                 << ")");
+    MESSAGE("worst matmul NMSE " << worst << " (kernels: "
+                                 << std::string(ops::to_string(kernels().choice())) << ")");
+  }
+
+  // matmul_nmse of weights of these types, ncols (0: the type's longer col_counts) x nrows,
+  // with these token counts.
+  void check_types(std::initializer_list<TensorType> types, std::uint32_t ncols_or_0,
+                   std::uint32_t nrows, std::initializer_list<std::uint32_t> token_counts) {
+    for (TensorType type : types) {
+      const std::uint32_t ncols = ncols_or_0 ? ncols_or_0 : col_counts(type).back();
+      const auto q = ref::random_quantized(rng(), type, ncols, nrows);
+      const auto w = upload_weight(type, q, ncols, nrows);
+      for (std::uint32_t ntok : token_counts) {
+        CAPTURE(gguf::type_name(type));
+        CAPTURE(ntok);
+        CHECK(matmul_nmse(w.view(), q.values, ntok) < kMatmul);
+      }
+    }
   }
 
   // Runs record_get_rows; returns the NMSE against ref::get_rows and counts differing bits.
@@ -139,17 +168,8 @@ TEST_CASE_FIXTURE(WeightTest, "matmul matches the reference for every weight typ
 }
 
 TEST_CASE_FIXTURE(WeightTest, "matmul: long rows (units past the workgroup) and prefill tiles") {
-  for (TensorType type : {TensorType::kF16, TensorType::kQ4_0, TensorType::kQ4_K,
-                          TensorType::kQ6_K}) {
-    const std::uint32_t ncols = 4096, nrows = 19;
-    const auto q = ref::random_quantized(rng(), type, ncols, nrows);
-    const auto w = upload_weight(type, q, ncols, nrows);
-    for (std::uint32_t ntok : {1u, 2u, 64u}) {
-      CAPTURE(gguf::type_name(type));
-      CAPTURE(ntok);
-      CHECK(matmul_nmse(w.view(), q.values, ntok) < kMatmul);
-    }
-  }
+  check_types({TensorType::kF16, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}, 4096,
+              19, {1u, 2u, 64u});
 }
 
 TEST_CASE_FIXTURE(WeightTest, "GEMV in both layouts: split along K (GPUs) and whole rows per invocation (CPUs)") {
@@ -198,18 +218,9 @@ TEST_CASE_FIXTURE(WeightTest, "tiled GEMM with other device classes' tile shapes
     t.tiled_thread_rows = sh.thread_rows;
     t.tiled_thread_tokens = sh.thread_tokens;
     kernels().set_tuning(t);
-    for (TensorType type : {TensorType::kF16, TensorType::kQ4_0, TensorType::kQ4_K}) {
-      const std::uint32_t ncols = col_counts(type).back(), nrows = 100;
-      const auto q = ref::random_quantized(rng(), type, ncols, nrows);
-      const auto w = upload_weight(type, q, ncols, nrows);
-      for (std::uint32_t ntok : {1u, 33u, 100u}) {
-        CAPTURE(sh.rows);
-        CAPTURE(sh.thread_rows);
-        CAPTURE(gguf::type_name(type));
-        CAPTURE(ntok);
-        CHECK(matmul_nmse(w.view(), q.values, ntok) < kMatmul);
-      }
-    }
+    CAPTURE(sh.rows);
+    CAPTURE(sh.thread_rows);
+    check_types({TensorType::kF16, TensorType::kQ4_0, TensorType::kQ4_K}, 0, 100, {1u, 33u, 100u});
   }
   kernels().set_tuning(std::nullopt);
 }
@@ -260,12 +271,81 @@ TEST_CASE_FIXTURE(WeightTest, "4128 rows or columns and 7, 8, 9 tokens: GEMV and
   }
 }
 
+TEST_CASE_FIXTURE(WeightTest, "coopmat GEMM matches the reference: every type, shapes that fill no tile") {
+  if (!test::coopmat_or_skip(kernels())) return;
+  const ForceKernels coopmat(kernels(), ops::KernelChoice::coopmat);
+  const platform::Tuning& t = kernels().tuning();
+  MESSAGE("coopmat: " << t.coopmat_m << "x" << t.coopmat_n << "x" << t.coopmat_k << " matrices, "
+                      << t.coopmat_rows << "x" << t.coopmat_tokens << " tiles");
+  every_type({1u, 7u, 33u, 100u}, {1u, 7u, 8u, 9u, 17u, 100u});
+}
+
+TEST_CASE_FIXTURE(WeightTest, "coopmat GEMM: 257 and 513 tokens, 4128 rows or columns, several chunks") {
+  if (!test::coopmat_or_skip(kernels())) return;
+  const ForceKernels coopmat(kernels(), ops::KernelChoice::coopmat);
+  for (TensorType type : kTypes) {
+    const std::uint32_t wide = gguf::traits(type).block_size == 256 ? 4352 : 4128;
+    struct Size {
+      std::uint32_t ncols, nrows, ntok;
+      std::uint64_t chunk_rows;
+    };
+    for (const Size& sz : {Size{col_counts(type).front(), 4128, 9, 0}, Size{wide, 7, 17, 0},
+                           Size{col_counts(type).back(), 257, 513, 100}}) {
+      const auto q = ref::random_quantized(rng(), type, sz.ncols, sz.nrows);
+      const auto w = upload_weight(type, q, sz.ncols, sz.nrows,
+                                   sz.chunk_rows * ops::weight_row_bytes(type, sz.ncols));
+      CAPTURE(gguf::type_name(type));
+      CAPTURE(sz.ncols);
+      CAPTURE(sz.nrows);
+      CAPTURE(sz.ntok);
+      CHECK(matmul_nmse(w.view(), q.values, sz.ntok) < kMatmul);
+    }
+  }
+}
+
+TEST_CASE_FIXTURE(WeightTest, "coopmat GEMM with other tiles: one matrix a subgroup, several, one subgroup, 4 x 1") {
+  if (!test::coopmat_or_skip(kernels())) return;
+  const ForceKernels coopmat(kernels(), ops::KernelChoice::coopmat);
+  const platform::Tuning base = kernels().tuning();
+  struct Shape {
+    std::uint32_t rows, tokens, sg_rows, sg_tokens;
+  };
+  for (const Shape& sh : {Shape{16, 16, 2, 2}, Shape{128, 64, 2, 2}, Shape{32, 32, 1, 1}, Shape{64, 32, 4, 1}}) {
+    platform::Tuning t = base;
+    t.coopmat_rows = sh.rows;
+    t.coopmat_tokens = sh.tokens;
+    t.coopmat_sg_rows = sh.sg_rows;
+    t.coopmat_sg_tokens = sh.sg_tokens;
+    if ((sh.rows / sh.sg_rows) % t.coopmat_m != 0 || (sh.tokens / sh.sg_tokens) % t.coopmat_n != 0) {
+      continue;  // this device's matrices do not tile that block
+    }
+    kernels().set_tuning(t);
+    CAPTURE(sh.rows);
+    CAPTURE(sh.tokens);
+    CAPTURE(sh.sg_rows);
+    check_types({TensorType::kF16, TensorType::kQ4_0, TensorType::kQ4_K}, 0, 100, {1u, 33u, 100u});
+  }
+  kernels().set_tuning(std::nullopt);
+}
+
+TEST_CASE_FIXTURE(WeightTest, "forcing coopmat where the device has no matrices names the device") {
+  if (ops::coopmat_available(kernels().tuning())) {
+    platform::Tuning t = kernels().tuning();
+    t.coopmat_m = 0;
+    kernels().set_tuning(t);
+  }
+  CHECK_THROWS_AS(kernels().set_choice(ops::KernelChoice::coopmat), Unsupported);
+  CHECK(kernels().choice() != ops::KernelChoice::coopmat);
+  kernels().set_tuning(std::nullopt);
+}
+
 TEST_CASE("the matmul path: automatic by token count, forced by VKLLM_KERNELS' values") {
   CHECK(ops::parse_kernel_choice("auto") == ops::KernelChoice::automatic);
   CHECK(ops::parse_kernel_choice("gemv") == ops::KernelChoice::gemv);
   CHECK(ops::parse_kernel_choice("tiled") == ops::KernelChoice::tiled);
+  CHECK(ops::parse_kernel_choice("coopmat") == ops::KernelChoice::coopmat);
   CHECK_THROWS_WITH_AS(ops::parse_kernel_choice("fast"),
-                       "kernels 'fast': expected auto, gemv or tiled", InvalidRequest);
+                       "kernels 'fast': expected auto, gemv, tiled or coopmat", InvalidRequest);
 }
 
 TEST_CASE_FIXTURE(WeightTest, "choose_matmul: the token count against tiled_min_tokens, or forced") {

@@ -20,6 +20,7 @@ DeviceProps base(const char* name, std::uint32_t vendor, DeviceType type) {
   p.api_version = api(1, 3);
   p.subgroup_in_compute = p.subgroup_basic = p.subgroup_arithmetic = true;
   p.timeline_semaphore = true;
+  p.vulkan_memory_model = p.maintenance4 = true;
   p.max_compute_shared_memory = 48 * 1024;
   p.max_workgroup_invocations = 1024;
   p.max_workgroup_size = {1024, 1024, 64};
@@ -171,6 +172,47 @@ TEST_CASE("lavapipe: software vendor, CPU arch, small workgroups, 128 MiB bindin
   CHECK(c.driver_version_string == "25.0.7");
   CHECK(c.integer_dot);
   CHECK_FALSE(c.coopmat);
+}
+
+TEST_CASE("the cooperative-matrix GEMM's shape: f16 x f16 -> f32, the largest that tiles, a subgroup size it can count on") {
+  // NVIDIA: the one f32-accumulating shape (16x8x16), 32-wide subgroups, from the tiled GEMM's
+  // threshold on.
+  const Tuning ada = compute_caps(nvidia_ada()).tuning;
+  CHECK(ada.coopmat_m == 16);
+  CHECK(ada.coopmat_n == 8);
+  CHECK(ada.coopmat_k == 16);
+  CHECK(ada.coopmat_subgroup == 32);
+  CHECK_FALSE(ada.coopmat_require_subgroup);
+  CHECK(ada.coopmat_min_tokens == ada.tiled_min_tokens);
+  // RDNA3 varies its wave size: the pipeline requires the default one.
+  const Tuning rdna = compute_caps(amd_rdna3()).tuning;
+  CHECK(rdna.coopmat_m == 16);
+  CHECK(rdna.coopmat_subgroup == 64);
+  CHECK(rdna.coopmat_require_subgroup);
+  DeviceProps no_control = amd_rdna3();
+  no_control.subgroup_size_control = false;
+  CHECK(compute_caps(no_control).tuning.coopmat_m == 0);
+  // Mesa 26.1's lavapipe: 8x8x8, used only when forced (slower than its tiled GEMM there).
+  DeviceProps lvp = lavapipe();
+  lvp.has_coopmat_extension = true;
+  lvp.storage_buffer_16bit = lvp.shader_float16 = true;
+  lvp.coopmat = {{8, 8, 8, ComponentType::f16, ComponentType::f16, ComponentType::f16,
+                  ComponentType::f16, true},
+                 {8, 8, 8, ComponentType::f16, ComponentType::f16, ComponentType::f32,
+                  ComponentType::f32, true}};
+  const DeviceCaps lc = compute_caps(lvp);
+  CHECK(lc.coopmat);
+  CHECK(lc.tuning.coopmat_m == 8);
+  CHECK(lc.tuning.coopmat_min_tokens == 0);
+  // Without the memory model, maintenance4, an f32 accumulator or Vulkan 1.3: none.
+  for (auto strip : {+[](DeviceProps& p) { p.vulkan_memory_model = false; },
+                     +[](DeviceProps& p) { p.maintenance4 = false; },
+                     +[](DeviceProps& p) { p.api_version = api(1, 2); },
+                     +[](DeviceProps& p) { p.coopmat.erase(p.coopmat.begin() + 1); }}) {
+    DeviceProps p = nvidia_ada();
+    strip(p);
+    CHECK(compute_caps(p).tuning.coopmat_m == 0);
+  }
 }
 
 TEST_CASE("unusable devices say why") {

@@ -99,4 +99,21 @@ std::vector<float> DeviceTest::download_floats(const platform::Buffer& b, std::s
   return out;
 }
 
+bool coopmat_or_skip(const ops::Kernels& k) {
+  if (ops::coopmat_available(k.tuning())) return true;
+  const char* require = std::getenv("VKLLM_REQUIRE_COOPMAT");
+  if (require && std::string(require) == "1") {
+    FAIL_CHECK("VKLLM_REQUIRE_COOPMAT=1 but " << k.caps().props.name
+                                              << " offers no cooperative-matrix GEMM");
+    return false;
+  }
+  MESSAGE("SKIPPED: cooperative-matrix cases: " << k.caps().props.name
+                                                << " has no usable f16 cooperative matrix"
+                                                << (ops::coopmat_shaders_built()
+                                                        ? ""
+                                                        : " and this build lacks the shaders")
+                                                << " (scripts/lvp26 runs them)");
+  return false;
+}
+
 }  // namespace vkllm::test

@@ -32,6 +32,11 @@ bool any_device_present();
 std::size_t validation_message_count();
 std::string validation_messages_since(std::size_t first);
 
+// Whether the cooperative-matrix GEMM runs here (ops::coopmat_available). When it does not, says
+// so in the test's output (CI runs those cases under scripts/lvp26), and fails the test instead
+// where VKLLM_REQUIRE_COOPMAT=1.
+bool coopmat_or_skip(const ops::Kernels& k);
+
 // Seed for this run: $VKLLM_TEST_SEED or fresh from random_device; printed by the fixture.
 std::uint32_t run_seed();
 
