@@ -181,6 +181,13 @@ int main(int argc, char** argv) {
       ops::KernelChoice path;
     };
     std::vector<MatmulRun> runs{{1, ops::KernelChoice::gemv}};
+    // The integer-dot GEMV: its time includes quantizing x (ops::record_quantize_q8).
+    Buffer xq;
+    if (ops::intdot_available(k.tuning())) {
+      runs.push_back({1, ops::KernelChoice::intdot});
+      xq = dev->create_buffer(ops::q8_activation_bytes(max_tok, cols), MemoryIntent::activations,
+                              "xq");
+    }
     if (prefill > 1) {
       runs.push_back({prefill, ops::KernelChoice::gemv});
       runs.push_back({prefill, ops::KernelChoice::tiled});
@@ -190,15 +197,24 @@ int main(int argc, char** argv) {
       const std::uint32_t ntok = run.ntok;
       for (const MatmulWeight& mw : weights) {
         if (ntok > 1 && mw.type == gguf::TensorType::kF32) continue;
+        const bool q8 = run.path == ops::KernelChoice::intdot;
+        if (q8 && mw.type != gguf::TensorType::kQ8_0 && mw.type != gguf::TensorType::kQ4_0) {
+          continue;  // the types without integer codes would only repeat the gemv rows
+        }
         const std::uint64_t wbytes = mw.q.bytes.size();
         cases.push_back(Case{
             fmt::format("matmul_{} {}", gguf::type_name(mw.type), ops::to_string(run.path)),
             fmt::format("{}x{} x {} tok", rows, cols, ntok), wbytes,
             2.0 * rows * cols * ntok,
-            [&, ntok, path = run.path](auto& cs) {
+            [&, ntok, q8, path = run.path](auto& cs) {
               const ops::KernelChoice before = k.choice();
               k.set_choice(path);
-              ops::record_matmul(k, cs, mw.w.view(), x, y, ntok);
+              ops::MatmulOut out;
+              if (q8) {
+                ops::record_quantize_q8(k, cs, x, xq, ntok, cols);
+                out.x_q8 = xq;
+              }
+              ops::record_matmul(k, cs, mw.w.view(), x, y, ntok, out);
               k.set_choice(before);
             },
             [&, ntok] {

@@ -47,6 +47,10 @@ std::string path_detail(const platform::Tuning& t, ops::MatmulPath path) {
       return fmt::format(" ({}x{} tiles, {} f16 matrices, {} subgroups of {})", t.coopmat_rows,
                          t.coopmat_tokens, coopmat_shape(t), t.coopmat_sg_rows * t.coopmat_sg_tokens,
                          t.coopmat_subgroup);
+    case ops::MatmulPath::intdot:
+      if (!ops::intdot_available(t)) return " (unavailable: no integer dot product)";
+      return fmt::format(" (int8 activations, legacy 32-block types; others {}; {})",
+                         t.tiled_min_tokens > 1 ? "gemv/tiled" : "tiled", matvec_layout(t));
     case ops::MatmulPath::gemv: break;
   }
   return fmt::format(" ({})", matvec_layout(t));
@@ -134,7 +138,9 @@ json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {
                  {"coopmat_tokens", c.tuning.coopmat_tokens},
                  {"coopmat_subgroups", c.tuning.coopmat_sg_rows * c.tuning.coopmat_sg_tokens},
                  {"coopmat_subgroup_size", c.tuning.coopmat_subgroup},
-                 {"coopmat_min_tokens", c.tuning.coopmat_min_tokens}};
+                 {"coopmat_min_tokens", c.tuning.coopmat_min_tokens},
+                 {"intdot", ops::intdot_available(c.tuning)},
+                 {"intdot_max_tokens", c.tuning.intdot_max_tokens}};
   json::array paths;
   for (const auto& [from, to, path] : matmul_paths(c)) {
     json::object r;

@@ -169,6 +169,12 @@ Tuning tuning_for(const DeviceCaps& c) {
   };
   while (t.tiled_tokens > t.tiled_thread_tokens && !tiled_fits()) t.tiled_tokens /= 2;
   choose_coopmat(c, cap, t);
+  // Integer dot: forced anywhere it exists; chosen for decode where it is accelerated (on a CPU
+  // device it is emulated, bench/RESULTS.md).
+  t.intdot = c.integer_dot;
+  t.intdot_max_tokens = c.integer_dot_accelerated && !c.quirks.prefer_small_workgroups
+                            ? t.tiled_min_tokens - 1
+                            : 0;
   return t;
 }
 

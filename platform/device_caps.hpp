@@ -154,6 +154,11 @@ struct Tuning {
   bool coopmat_require_subgroup = false;
   // From this many tokens the automatic choice runs it instead of the tiled GEMM; 0: never.
   std::uint32_t coopmat_min_tokens = 0;
+  // The integer-dot GEMV (shaders/matmul.comp INTDOT, int8 activations): whether the device
+  // has packed 4 x 8-bit dot products at all, and up to how many tokens the automatic choice
+  // runs it (0: never; only where the driver says they are accelerated).
+  bool intdot = false;
+  std::uint32_t intdot_max_tokens = 0;
   // Flash-decoding: workgroups a decode step's attention should fill the device with (sequences
   // x KV heads x key ranges). More ranges than that only add workgroups that wait or exit: on
   // lavapipe even an empty one costs about 0.1 ms (measured: micro, 2048 keys, 32 vs 9 ranges

@@ -41,13 +41,29 @@ layout(constant_id = 3) const uint MAX_SUBGROUPS = 128;
 layout(constant_id = 4) const bool LANE_ROWS = false;
 
 layout(binding = 0) readonly buffer Wq { uint wq[]; };
-layout(binding = 1) readonly buffer X { float x[]; };
 layout(binding = 2) buffer Y { float y[]; };
 layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bias
 
 #include "dequant.glsl"
 
-#if DQ_FLOAT
+#ifdef INTDOT
+// INTDOT (the integer-dot GEMV, legacy 32-element block types): x arrives quantized by
+// quantize_q8.comp, one buffer: ntok * ncols / 4 words of int8 codes (4 a word, in element order),
+// then one (d, d * sum of codes) per 32 elements. Each block's products are 8 packed 4 x 8-bit
+// dot products (GL_EXT_integer_dot_product) of the weight codes and the activation codes:
+// sum_e (s_w c_e + o_w)(d a_e) = s_w d sum_e c_e a_e + o_w (d sum_e a_e) (dq_block_codes).
+#extension GL_EXT_integer_dot_product : require
+#if !DQ_INTDOT
+#error "INTDOT: this weight type has no integer codes (dequant.glsl, dq_block_codes)"
+#endif
+layout(binding = 1) readonly buffer XQ { uint xq[]; };
+layout(binding = 1) readonly buffer XD { vec2 xd[]; };
+#else
+layout(binding = 1) readonly buffer X { float x[]; };
+#endif
+
+#if defined(INTDOT)
+#elif DQ_FLOAT
 // f32/f16/bf16 rows may have any length: x rows are not 16-byte aligned.
 vec4 load_x4(uint i) { return vec4(x[i], x[i + 1], x[i + 2], x[i + 3]); }
 #else
@@ -61,6 +77,34 @@ float acc[ROWS * NTOK];
 
 // acc[r * NTOK + t] += the products of units first, first + step, ... of rows r0 + r (a row past
 // the chunk reads the last one again: its sums are never stored, and no branch is divergent).
+// INTDOT: of blocks first, first + step, ...
+#ifdef INTDOT
+void accumulate(uint r0, uint tok0, uint first, uint step) {
+  const uint row_bytes = (pc.ncols / DQ_BLOCK_SIZE) * DQ_BLOCK_BYTES;
+  const uint blocks = pc.ncols / 32u;
+  const uint d_base = pc.ntok * pc.ncols / 8u;  // where the scales start, in vec2s
+  for (uint b = first; b < blocks; b += step) {
+    uint c[ROWS][8];
+    vec2 dm[ROWS];
+    [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+      dq_block_codes(min(r0 + r, pc.nrows - 1) * row_bytes + b * DQ_BLOCK_BYTES, c[r], dm[r]);
+    }
+    [[unroll]] for (uint t = 0; t < NTOK; ++t) {
+      if (tok0 + t < pc.ntok) {
+        const uint xb = (tok0 + t) * blocks + b;
+        const vec2 ds = xd[d_base + xb];
+        uint a[8];
+        [[unroll]] for (uint j = 0; j < 8u; ++j) a[j] = xq[8u * xb + j];
+        [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+          int dot = 0;  // at most 32 * 127 * 127 in magnitude
+          [[unroll]] for (uint j = 0; j < 8u; ++j) dot += dotPacked4x8EXT(int(c[r][j]), int(a[j]));
+          acc[r * NTOK + t] += dm[r].x * ds.x * float(dot) + dm[r].y * ds.y;
+        }
+      }
+    }
+  }
+}
+#else
 void accumulate(uint r0, uint tok0, uint first, uint step) {
   const uint row_bytes = (pc.ncols / DQ_BLOCK_SIZE) * DQ_BLOCK_BYTES;
   const uint units = pc.ncols / DQ_UNIT;
@@ -90,6 +134,7 @@ void accumulate(uint r0, uint tok0, uint first, uint step) {
   }
 #endif
 }
+#endif
 
 // The epilogues: row r0 + r (of the chunk), token t, its sum s.
 void store(uint r0, uint r, uint t, float s) {

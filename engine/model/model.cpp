@@ -255,6 +255,11 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
       device.upload(ws->attn_counters, 0, zeros);
     }
     ws->gate = act(T * c.ffn_dim, "gate");
+    if (ops::intdot_available(m->kernels_.tuning())) {
+      const std::uint32_t widest = std::max({c.d_model, c.q_dim(), c.ffn_dim});
+      ws->xq = device.create_buffer(ops::q8_activation_bytes(T, widest), MemoryIntent::activations,
+                                    "xq");
+    }
     bool separate_gate_up = false;
     for (const Layer& L : m->layers_) separate_gate_up |= L.w_up.bytes() > 0;
     if (separate_gate_up) ws->up = act(T * c.ffn_dim, "up");
@@ -469,12 +474,28 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, c
   rkv.eps = c.rms_eps;
   // Eight dispatches a layer (docs/ARCHITECTURE.md, the step): norm, QKV (+ bias), QK-norm + RoPE
   // + K/V write, attention (its ranges combined in the same dispatch), wo (+ residual), norm,
-  // gate/up (+ SiLU-multiply), down (+ residual).
+  // gate/up (+ SiLU-multiply), down (+ residual). The integer-dot path adds a quantization of
+  // each of the four matmul inputs.
   const std::size_t d0 = cs.dispatch_count(), b0 = cs.barrier_count();
+  // The integer-dot path (ops::matmul_takes_q8): each matmul input quantized once into w.xq, for
+  // the matmuls that read it.
+  const bool q8 = w.xq.size() > 0 && ops::matmul_takes_q8(k, T);
+  const auto quantized = [&](const platform::Buffer& x, std::uint32_t ncols) {
+    if (!q8 || ncols % 32 != 0) return BufferSpan{};
+    ops::record_quantize_q8(k, cs, x, w.xq, T, ncols);
+    return BufferSpan(w.xq);
+  };
+  const auto reading = [](ops::Epilogue e, BufferSpan xq) {
+    ops::MatmulOut out = ops::with_epilogue(e);
+    out.x_q8 = xq;
+    return out;
+  };
   for (const Layer& L : layers_) {
     ops::record_rms_norm(k, cs, w.x, first_span(L.attn_norm), w.xn, c.d_model, T, c.rms_eps);
+    const BufferSpan xn_q8 = quantized(w.xn, c.d_model);
     for (const Slice& sl : L.qkv) {
       ops::MatmulOut out;
+      out.x_q8 = xn_q8;
       out.y_stride = qkv_stride;
       out.y0 = sl.y0;
       if (c.qkv_bias) {
@@ -488,16 +509,20 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, c
                         c.qk_norm ? first_span(L.k_norm) : BufferSpan{});
     ops::record_attention(k, cs, shape, w.q, L.k_pool, L.v_pool, positions, query_start,
                           block_table, w.attn, w.attn_partials, w.attn_counters);
-    ops::record_matmul(k, cs, L.wo.view(), w.attn, w.x, T, ops::with_epilogue(ops::Epilogue::accumulate));
+    ops::record_matmul(k, cs, L.wo.view(), w.attn, w.x, T,
+                       reading(ops::Epilogue::accumulate, quantized(w.attn, c.q_dim())));
     ops::record_rms_norm(k, cs, w.x, first_span(L.ffn_norm), w.xn, c.d_model, T, c.rms_eps);
+    const BufferSpan ffn_q8 = quantized(w.xn, c.d_model);
     if (L.w_gate_up.bytes() > 0) {
-      ops::record_matmul(k, cs, L.w_gate_up.view(), w.xn, w.gate, T, ops::with_epilogue(ops::Epilogue::swiglu));
+      ops::record_matmul(k, cs, L.w_gate_up.view(), w.xn, w.gate, T,
+                         reading(ops::Epilogue::swiglu, ffn_q8));
     } else {
-      ops::record_matmul(k, cs, L.w_gate.view(), w.xn, w.gate, T);
-      ops::record_matmul(k, cs, L.w_up.view(), w.xn, w.up, T);
+      ops::record_matmul(k, cs, L.w_gate.view(), w.xn, w.gate, T, reading(ops::Epilogue::store, ffn_q8));
+      ops::record_matmul(k, cs, L.w_up.view(), w.xn, w.up, T, reading(ops::Epilogue::store, ffn_q8));
       ops::record_silu_mul(k, cs, w.gate, w.up, w.gate, T * c.ffn_dim);
     }
-    ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.x, T, ops::with_epilogue(ops::Epilogue::accumulate));
+    ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.x, T,
+                       reading(ops::Epilogue::accumulate, quantized(w.gate, c.ffn_dim)));
   }
   // The barrier before the first layer's first dispatch counts for the layers.
   const std::pair<std::size_t, std::size_t> layers{cs.dispatch_count() - d0, cs.barrier_count() - b0};

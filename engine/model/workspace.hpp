@@ -28,6 +28,8 @@ struct Model::Workspace {
   platform::Buffer x, xn, qkv, q, attn, attn_partials, attn_counters, gate, up, hs, hn, logits,
       scratch, ids, logprobs, inv_freq;
   platform::Buffer top;  // [S, kMaxTopLogprobs] ops::TopLogprob
+  // A matmul input quantized for the integer-dot GEMV (ops::record_quantize_q8), where it can run.
+  platform::Buffer xq;
   // ids [S], logprobs [S], top [S, kMaxTopLogprobs], score logprobs [T], score top
   // [T, kMaxTopLogprobs]; the next step's feed reads the ids of the other one.
   std::array<platform::Buffer, 2> readback;

@@ -18,16 +18,18 @@ const char* to_string(KernelChoice c) {
     case KernelChoice::gemv: return "gemv";
     case KernelChoice::tiled: return "tiled";
     case KernelChoice::coopmat: return "coopmat";
+    case KernelChoice::intdot: return "intdot";
   }
   return "?";
 }
 
 KernelChoice parse_kernel_choice(std::string_view s) {
   for (KernelChoice c : {KernelChoice::automatic, KernelChoice::gemv, KernelChoice::tiled,
-                         KernelChoice::coopmat}) {
+                         KernelChoice::coopmat, KernelChoice::intdot}) {
     if (s == to_string(c)) return c;
   }
-  throw InvalidRequest(fmt::format("kernels '{}': expected auto, gemv, tiled or coopmat", s));
+  throw InvalidRequest(
+      fmt::format("kernels '{}': expected auto, gemv, tiled, coopmat or intdot", s));
 }
 
 bool coopmat_shaders_built() {
@@ -38,6 +40,13 @@ bool coopmat_shaders_built() {
 bool coopmat_available(const platform::Tuning& t) {
   return t.coopmat_m != 0 && coopmat_shaders_built();
 }
+
+bool intdot_shaders_built() {
+  static const bool built = shaders::find_shader("quantize_q8").has_value();
+  return built;
+}
+
+bool intdot_available(const platform::Tuning& t) { return t.intdot && intdot_shaders_built(); }
 
 KernelChoice kernel_choice_from_env() {
   const char* v = std::getenv("VKLLM_KERNELS");
@@ -60,6 +69,12 @@ void Kernels::set_choice(KernelChoice c) {
         caps().props.name, coopmat_shaders_built() ? "" : " (and this build has no "
                                                         "cooperative-matrix shaders: its glslang "
                                                         "or spirv-val rejected them)"));
+  }
+  if (c == KernelChoice::intdot && !intdot_available(tuning())) {
+    throw Unsupported(fmt::format("kernels intdot: {} has no integer dot product{}",
+                                  caps().props.name,
+                                  intdot_shaders_built() ? "" : " (or this build lacks the "
+                                                                "integer-dot shaders)"));
   }
   choice_ = c;
 }

@@ -21,11 +21,14 @@ using platform::CommandStream;
 // run, for tests and benchmarks. A process takes it from VKLLM_KERNELS=auto|gemv|tiled|coopmat.
 // coopmat needs a device with a usable f16 cooperative-matrix shape (Tuning::coopmat_m) and a
 // build whose shader toolchain compiled the cooperative-matrix variants.
-enum class KernelChoice { automatic, gemv, tiled, coopmat };
+// intdot needs a device with integer dot products (Tuning::intdot) and the build's integer-dot
+// variants; it applies to the legacy 32-element block types (q8_0, q4_0, q4_1, q5_0, q5_1), the
+// others take the path they would take automatically.
+enum class KernelChoice { automatic, gemv, tiled, coopmat, intdot };
 
 const char* to_string(KernelChoice c);
-// "auto", "gemv", "tiled" or "coopmat"; throws InvalidRequest naming the accepted values
-// otherwise.
+// "auto", "gemv", "tiled", "coopmat" or "intdot"; throws InvalidRequest naming the accepted
+// values otherwise.
 KernelChoice parse_kernel_choice(std::string_view s);
 // VKLLM_KERNELS, or automatic when it is unset or empty.
 KernelChoice kernel_choice_from_env();
@@ -35,6 +38,9 @@ bool coopmat_shaders_built();
 // Whether a device of tuning t can run the cooperative-matrix GEMM: it has a shape
 // (Tuning::coopmat_m) and the build has the shaders.
 bool coopmat_available(const platform::Tuning& t);
+// Whether the build holds the integer-dot shaders, and a device of tuning t can run them.
+bool intdot_shaders_built();
+bool intdot_available(const platform::Tuning& t);
 
 class Kernels {
  public:
@@ -42,7 +48,8 @@ class Kernels {
   explicit Kernels(platform::Device& device);
 
   KernelChoice choice() const { return choice_; }
-  // Throws Unsupported, naming the device, for a path it cannot run (coopmat without a shape).
+  // Throws Unsupported, naming the device, for a path it cannot run (coopmat without a shape,
+  // intdot without integer dot products).
   void set_choice(KernelChoice c);
 
   platform::Device& device() { return device_; }

@@ -138,14 +138,51 @@ MatmulPath choose_matmul(KernelChoice choice, const platform::Tuning& t, std::ui
     case KernelChoice::gemv: return MatmulPath::gemv;
     case KernelChoice::tiled: return MatmulPath::tiled;
     case KernelChoice::coopmat: return MatmulPath::coopmat;
+    case KernelChoice::intdot: return MatmulPath::intdot;
     case KernelChoice::automatic: break;
+  }
+  if (t.intdot_max_tokens != 0 && ntok <= t.intdot_max_tokens && intdot_available(t)) {
+    return MatmulPath::intdot;
   }
   if (t.coopmat_min_tokens != 0 && ntok >= t.coopmat_min_tokens && coopmat_available(t)) {
     return MatmulPath::coopmat;
   }
+  return matmul_fallback(t, ntok);
+}
+
+MatmulPath matmul_fallback(const platform::Tuning& t, std::uint32_t ntok) {
   // A tile of tokens needs enough of them to fill it: below, the 8-token GEMV tiles read the
   // weights as often and waste nothing on empty tile columns.
   return ntok >= t.tiled_min_tokens ? MatmulPath::tiled : MatmulPath::gemv;
+}
+
+bool matmul_takes_q8(const Kernels& k, std::uint32_t ntok) {
+  return choose_matmul(k, ntok) == MatmulPath::intdot;
+}
+
+std::uint64_t q8_activation_bytes(std::uint32_t ntok, std::uint32_t ncols) {
+  const std::uint64_t n = std::uint64_t{ntok} * ncols;
+  return n + n / 32 * 8;
+}
+
+void record_quantize_q8(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan xq,
+                        std::uint32_t ntok, std::uint32_t ncols) {
+  if (ncols % 32 != 0) {
+    throw std::logic_error(fmt::format("quantize_q8: {} columns are not whole blocks of 32", ncols));
+  }
+  if (ntok == 0) return;
+  const std::uint64_t n = std::uint64_t{ntok} * ncols;
+  require_bytes(x, n * 4, "quantize_q8", "x");
+  require_bytes(xq, q8_activation_bytes(ntok, ncols), "quantize_q8", "xq");
+  x.size = n * 4;
+  xq.size = q8_activation_bytes(ntok, ncols);
+  const auto blob = shaders::find_shader("quantize_q8");
+  if (!blob) throw Unsupported("quantize_q8: this build has no integer-dot shaders");
+  const std::uint32_t wg = k.tuning().elementwise_workgroup;
+  const auto& p = k.pipeline(blob->id, 2, sizeof(PushElementwise), {wg});
+  const auto blocks = static_cast<std::uint32_t>(n / 32);
+  cs.dispatch(p, {{x, Access::read}, {xq, Access::write}}, PushElementwise{blocks},
+              {group_count(k, blocks, wg), 1, 1}, fmt::format("quantize_q8 [{}, {}]", ntok, ncols));
 }
 
 MatmulPath choose_matmul(const Kernels& k, std::uint32_t ntok) {
@@ -157,6 +194,7 @@ const char* to_string(MatmulPath p) {
     case MatmulPath::gemv: return "gemv";
     case MatmulPath::tiled: return "tiled";
     case MatmulPath::coopmat: return "coopmat";
+    case MatmulPath::intdot: return "intdot";
   }
   return "?";
 }
@@ -207,7 +245,18 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
                        w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string());
   };
   const platform::Tuning& t = k.tuning();
-  const MatmulPath path = choose_matmul(k, ntok);
+  MatmulPath path = choose_matmul(k, ntok);
+  // The integer-dot variant of this weight type (found by name: built only where the toolchain
+  // compiles them), where x arrived quantized.
+  std::optional<shaders::ShaderBlob> intdot;
+  if (path == MatmulPath::intdot) {
+    constexpr std::string_view kGemv = "matmul_";
+    if (out.x_q8.buffer != nullptr && intdot_available(t)) {
+      intdot = shaders::find_shader(
+          "matmul_intdot_" + std::string(shaders::shader(v.matmul).name.substr(kGemv.size())));
+    }
+    if (!intdot) path = matmul_fallback(t, ntok);
+  }
   if (path == MatmulPath::coopmat) {
     // BM x BN output tiles of SG_M x SG_N subgroups (matmul_coopmat.comp), each subgroup of
     // exactly coopmat_subgroup invocations.
@@ -265,11 +314,20 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
   std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
   if (swiglu) rows = (rows + 1) / 2 * 2;  // whole (gate, up) pairs
+  // The integer-dot variant is the same kernel over int8 activations (matmul.comp INTDOT).
   const bool lane_rows = t.matvec_lane_rows;
-  const auto& p = k.pipeline(v.matmul, 4, sizeof(PushMatmul),
+  const auto& p = k.pipeline(intdot ? intdot->id : v.matmul, 4, sizeof(PushMatmul),
                              {wg, rows, tile, max_subgroups(k, wg), lane_rows ? 1u : 0u});
   const std::uint32_t group_rows = lane_rows ? wg * rows : rows;
-  record_grid(k, cs, w, p, group_rows, tile, ntok, y_stride, out, x, y, y_access, aux, label, "");
+  BufferSpan xin = x;
+  if (intdot) {
+    const std::uint64_t qbytes = q8_activation_bytes(ntok, w.ncols);
+    require_bytes(out.x_q8, qbytes, "matmul", "x_q8");
+    xin = out.x_q8;
+    xin.size = qbytes;
+  }
+  record_grid(k, cs, w, p, group_rows, tile, ntok, y_stride, out, xin, y, y_access, aux, label,
+              intdot ? "_intdot" : "");
 }
 
 void record_get_rows(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpan ids,

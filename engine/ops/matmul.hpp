@@ -25,6 +25,10 @@ struct MatmulOut {
   BufferSpan bias;              // Epilogue::bias: y0 + w.nrows f32
   std::uint32_t y_stride = 0;   // elements between token rows of y; 0: the output width
   std::uint32_t y0 = 0;         // y's column of output 0 (a slice of a wider y)
+  // x already quantized by record_quantize_q8 (q8_activation_bytes(ntok, w.ncols)): the
+  // integer-dot GEMV reads it. Unset: the matmul takes another path (matmul_takes_q8 says when
+  // the caller should quantize).
+  BufferSpan x_q8;
 };
 
 // A MatmulOut of just an epilogue, y its own contiguous rows.
@@ -37,13 +41,30 @@ inline MatmulOut with_epilogue(Epilogue e) {
 // The kernel a matmul of ntok tokens runs (docs/ARCHITECTURE.md, "Matmul paths"): the
 // matrix-vector kernel (matmul.comp: one token, or tiles of 8 that reuse each decoded weight),
 // the tiled GEMM (matmul_tiled.comp: shared-memory tiles of Tuning::tiled_rows x tiled_tokens)
-// or the cooperative-matrix GEMM (matmul_coopmat.comp: matrix cores, f16 inputs). The one place
-// that decides: the kernels' choice when forced, else the token count against
-// Tuning::coopmat_min_tokens (where the device has a usable shape) and tiled_min_tokens.
-enum class MatmulPath { gemv, tiled, coopmat };
+// the cooperative-matrix GEMM (matmul_coopmat.comp: matrix cores, f16 inputs) or the
+// integer-dot GEMV (matmul.comp INTDOT: int8 activations from record_quantize_q8, legacy 32-block
+// weight types). The one place that decides: the kernels' choice when forced, else the token
+// count against Tuning::intdot_max_tokens (where integer dot is accelerated),
+// coopmat_min_tokens (where the device has a usable shape) and tiled_min_tokens. A weight type
+// without an integer-dot variant, or a call without x_q8, takes the path the count gives
+// without integer dot (matmul_fallback).
+enum class MatmulPath { gemv, tiled, coopmat, intdot };
 MatmulPath choose_matmul(const Kernels& k, std::uint32_t ntok);
 MatmulPath choose_matmul(KernelChoice choice, const platform::Tuning& t, std::uint32_t ntok);
 const char* to_string(MatmulPath p);
+// The path of an intdot choice that cannot run: gemv below tiled_min_tokens, else tiled.
+MatmulPath matmul_fallback(const platform::Tuning& t, std::uint32_t ntok);
+
+// Whether matmuls of ntok tokens take the integer-dot path (the caller then quantizes their
+// input once with record_quantize_q8 and passes it as MatmulOut::x_q8).
+bool matmul_takes_q8(const Kernels& k, std::uint32_t ntok);
+// Bytes of x [ntok, ncols] quantized for the integer-dot GEMV (ncols a multiple of 32): the
+// int8 codes, then a (scale, scale * sum of codes) pair of f32 per 32 elements.
+std::uint64_t q8_activation_bytes(std::uint32_t ntok, std::uint32_t ncols);
+// xq = x [ntok, ncols] f32 quantized in blocks of 32 (shaders/quantize_q8.comp): code =
+// roundEven(x / d), d = max |x| / 127 per block. ncols a multiple of 32.
+void record_quantize_q8(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan xq,
+                        std::uint32_t ntok, std::uint32_t ncols);
 
 // Output columns of a matmul of `w` with epilogue `e`: w.nrows, or w.nrows / 2 for swiglu.
 std::uint32_t matmul_out_cols(const WeightView& w, Epilogue e);

@@ -198,6 +198,46 @@ void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
 }
 #endif
 
+// ---- legacy 32-element blocks as integer codes (the integer-dot GEMV, matmul.comp INTDOT) ----
+// dq_block_codes(bo, c, dm): the block at byte bo as 8 words of codes, word j = elements
+// 4j .. 4j + 3 one signed byte each (q4/q5 codes are 0..31, positive as signed bytes too), and
+// (scale, offset) with element value = scale * code + offset: q8_0 (d, 0), q4_0 (d, -8d),
+// q5_0 (d, -16d), q4_1 / q5_1 (d, m).
+
+#if defined(WTYPE_Q8_0) || defined(WTYPE_Q4_0) || defined(WTYPE_Q4_1) || defined(WTYPE_Q5_0) || \
+    defined(WTYPE_Q5_1)
+#define DQ_INTDOT 1
+void dq_block_codes(uint bo, out uint c[8], out vec2 dm) {
+#if defined(WTYPE_Q8_0)
+  [[unroll]] for (uint j = 0; j < 8u; ++j) c[j] = dq_u32(bo + 2u + 4u * j);
+  dm = vec2(dq_f16(bo), 0.0);
+#else
+  const uint qs = bo + DQ_QS;
+  [[unroll]] for (uint j = 0; j < 4u; ++j) {
+    const uint q = dq_u32(qs + 4u * j);
+    c[j] = q & 0x0F0F0F0Fu;             // elements 4j ..: low nibbles of bytes 4j ..
+    c[j + 4u] = (q >> 4) & 0x0F0F0F0Fu;  // elements 16 + 4j ..: their high nibbles
+  }
+#if defined(WTYPE_Q5_0) || defined(WTYPE_Q5_1)
+  const uint qh = dq_u32(bo + DQ_QH);  // bit e: element e's fifth bit
+  [[unroll]] for (uint j = 0; j < 8u; ++j) c[j] |= dq_spread4((qh >> (4u * j)) & 0xFu) << 4;
+#endif
+#if defined(WTYPE_Q4_0)
+  const float d = dq_f16(bo);
+  dm = vec2(d, -8.0 * d);
+#elif defined(WTYPE_Q5_0)
+  const float d = dq_f16(bo);
+  dm = vec2(d, -16.0 * d);
+#else
+  dm = unpackHalf2x16(dq_u32(bo));
+#endif
+#endif
+}
+#endif
+#ifndef DQ_INTDOT
+#define DQ_INTDOT 0
+#endif
+
 // ---- q4_K, q5_K: 256-element super-blocks of 8 sub-blocks; unit s = u & 15 ----
 // Unit (p = s >> 2, k = s & 3) decodes quant bytes qs[32p + 8k .. 32p + 8k + 7]: elements
 // 64p + 8k + 0..7 (low nibbles, sub-block 2p) and 64p + 32 + 8k + 0..7 (high nibbles, sub-block

@@ -91,12 +91,17 @@ void add_sequence(model::StepInput& in, std::uint32_t mb, std::uint32_t bs,
   in.sampling.push_back(ops::sampling_row(greedy(), 0, 0, 0));
 }
 
-// automatic and every path forced: gemv, tiled, and coopmat where the device runs it (else it
-// says so).
+// automatic and every path forced: gemv, tiled, and coopmat and intdot where the device runs
+// them (else it says so).
 std::vector<ops::KernelChoice> forced_paths(const ops::Kernels& k) {
   std::vector<ops::KernelChoice> out = {ops::KernelChoice::automatic, ops::KernelChoice::gemv,
                                         ops::KernelChoice::tiled};
   if (test::coopmat_or_skip(k)) out.push_back(ops::KernelChoice::coopmat);
+  if (ops::intdot_available(k.tuning())) {
+    out.push_back(ops::KernelChoice::intdot);
+  } else {
+    MESSAGE("SKIPPED: intdot path (" << k.caps().props.name << " has no integer dot product)");
+  }
   return out;
 }
 
@@ -105,7 +110,8 @@ std::vector<ops::KernelChoice> forced_paths(const ops::Kernels& k) {
 TEST_CASE_FIXTURE(test::DeviceTest, "every matmul path forced: the f32 reference's greedy tokens, near-ties excepted") {
   // Teacher-forced: each step feeds the reference's greedy token, and the device's greedy id
   // must be the reference's argmax unless the reference's top two are within 1e-3 of the
-  // logits' spread (a near-tie that f16 inputs or another summation order may flip).
+  // logits' spread (a near-tie that f16 inputs, int8 activations or another summation order
+  // may flip).
   int near_ties = 0, compared = 0;
   for (ops::KernelChoice kernels : forced_paths(kernels())) {
     for (gguf::TensorType type : {gguf::TensorType::kF16, gguf::TensorType::kQ8_0,

@@ -45,6 +45,12 @@ std::span<const std::byte> as_bytes(const std::vector<std::uint8_t>& v) {
   return std::as_bytes(std::span<const std::uint8_t>(v));
 }
 
+// The weight types with an integer-dot GEMV (shaders/CMakeLists.txt, matmul_intdot_*).
+bool has_intdot(TensorType t) {
+  return t == TensorType::kQ8_0 || t == TensorType::kQ4_0 || t == TensorType::kQ4_1 ||
+         t == TensorType::kQ5_0 || t == TensorType::kQ5_1;
+}
+
 // The values rounded to f16 and back (what the cooperative-matrix GEMM multiplies).
 std::vector<float> to_f16(std::vector<float> v) {
   for (float& f : v) f = gguf::fp16_to_fp32(gguf::fp32_to_fp16(f));
@@ -81,16 +87,29 @@ class WeightTest : public DeviceTest {
                      std::uint32_t ntok) {
     const auto x = ref::random_floats(rng(), std::size_t(ntok) * w.ncols);
     std::vector<float> expected(std::size_t(ntok) * w.nrows);
-    if (ops::choose_matmul(kernels(), ntok) == ops::MatmulPath::coopmat) {
+    const ops::MatmulPath path = ops::choose_matmul(kernels(), ntok);
+    const bool q8 = path == ops::MatmulPath::intdot && has_intdot(w.type);
+    if (path == ops::MatmulPath::coopmat) {
       ref::matmul(to_f16(values), to_f16(x), expected, w.ncols, w.nrows, ntok);
+    } else if (q8) {
+      ref::matmul(values, ref::q8_activations(x), expected, w.ncols, w.nrows, ntok);
     } else {
       ref::matmul(values, x, expected, w.ncols, w.nrows, ntok);
     }
     auto dx = upload_floats(x, "x");
     auto dy = poisoned_floats(expected.size(), "y");
+    // The integer-dot GEMV reads x quantized once (the model quantizes each matmul input).
+    platform::Buffer xq;
+    ops::MatmulOut out;
+    if (q8) {
+      xq = device().create_buffer(ops::q8_activation_bytes(ntok, w.ncols),
+                                  platform::MemoryIntent::activations, "xq");
+      out.x_q8 = xq;
+    }
     auto cs = device().command_stream();
     cs.begin();
-    ops::record_matmul(kernels(), cs, w, dx, dy, ntok);
+    if (q8) ops::record_quantize_q8(kernels(), cs, dx, xq, ntok, w.ncols);
+    ops::record_matmul(kernels(), cs, w, dx, dy, ntok, out);
     cs.end();
     cs.submit_and_wait();
     return ref::nmse(download_floats(dy, expected.size()), expected);
@@ -328,6 +347,52 @@ TEST_CASE_FIXTURE(WeightTest, "coopmat GEMM with other tiles: one matrix a subgr
   kernels().set_tuning(std::nullopt);
 }
 
+TEST_CASE_FIXTURE(WeightTest, "intdot GEMV matches the reference on int8 activations: both layouts, shapes that fill no tile") {
+  // Against the f32 reference on the activations the shader quantizes (ref::q8_activations): a
+  // fallback to the f32 kernels would miss the bound by orders of magnitude. The types without
+  // integer codes take their usual path; forcing keeps them working.
+  if (!ops::intdot_available(kernels().tuning())) {
+    MESSAGE("SKIPPED: " << kernels().caps().props.name << " has no integer dot product");
+    return;
+  }
+  constexpr double kIntdot = 1e-9;
+  const ForceKernels intdot(kernels(), ops::KernelChoice::intdot);
+  const platform::Tuning base = kernels().tuning();
+  double worst = 0;
+  for (bool lane_rows : {base.matvec_lane_rows, !base.matvec_lane_rows}) {
+    platform::Tuning t = base;
+    t.matvec_lane_rows = lane_rows;
+    t.matvec_workgroup = lane_rows ? 8 : 64;
+    kernels().set_tuning(t);
+    for (TensorType type : kTypes) {
+      if (!has_intdot(type)) continue;
+      struct Size {
+        std::uint32_t ncols, nrows;
+      };
+      for (const Size& sz : {Size{32, 1}, Size{96, 7}, Size{96, 33}, Size{4128, 100}, Size{256, 4128}}) {
+        const auto q = ref::random_quantized(rng(), type, sz.ncols, sz.nrows);
+        const auto w = upload_weight(type, q, sz.ncols, sz.nrows);
+        const bool large = sz.ncols > 1024 || sz.nrows > 1024;
+        for (std::uint32_t ntok : large ? std::vector<std::uint32_t>{1u, 9u}
+                                        : std::vector<std::uint32_t>{1u, 7u, 8u, 9u, 17u}) {
+          CAPTURE(lane_rows);
+          CAPTURE(gguf::type_name(type));
+          CAPTURE(sz.ncols);
+          CAPTURE(sz.nrows);
+          CAPTURE(ntok);
+          const double e = matmul_nmse(w.view(), q.values, ntok);
+          CHECK(e < kIntdot);
+          worst = std::max(worst, e);
+        }
+      }
+    }
+  }
+  kernels().set_tuning(std::nullopt);
+  MESSAGE("intdot: worst NMSE " << worst << " against the reference on int8 activations");
+  // The other types, forced to intdot, take their own path.
+  check_types({TensorType::kF16, TensorType::kQ4_K}, 0, 33, {1u, 17u});
+}
+
 TEST_CASE_FIXTURE(WeightTest, "forcing coopmat where the device has no matrices names the device") {
   if (ops::coopmat_available(kernels().tuning())) {
     platform::Tuning t = kernels().tuning();
@@ -344,8 +409,10 @@ TEST_CASE("the matmul path: automatic by token count, forced by VKLLM_KERNELS' v
   CHECK(ops::parse_kernel_choice("gemv") == ops::KernelChoice::gemv);
   CHECK(ops::parse_kernel_choice("tiled") == ops::KernelChoice::tiled);
   CHECK(ops::parse_kernel_choice("coopmat") == ops::KernelChoice::coopmat);
+  CHECK(ops::parse_kernel_choice("intdot") == ops::KernelChoice::intdot);
   CHECK_THROWS_WITH_AS(ops::parse_kernel_choice("fast"),
-                       "kernels 'fast': expected auto, gemv, tiled or coopmat", InvalidRequest);
+                       "kernels 'fast': expected auto, gemv, tiled, coopmat or intdot",
+                       InvalidRequest);
 }
 
 TEST_CASE_FIXTURE(WeightTest, "choose_matmul: the token count against tiled_min_tokens, or forced") {

@@ -215,6 +215,21 @@ TEST_CASE("the cooperative-matrix GEMM's shape: f16 x f16 -> f32, the largest th
   }
 }
 
+TEST_CASE("the integer-dot GEMV: forced wherever integer dot exists, automatic for decode where it is accelerated") {
+  const Tuning ada = compute_caps(nvidia_ada()).tuning;  // 4x8 signed dot accelerated
+  CHECK(ada.intdot);
+  CHECK(ada.intdot_max_tokens == ada.tiled_min_tokens - 1);
+  const Tuning arc = compute_caps(intel_arc()).tuning;  // integer dot, not accelerated
+  CHECK(arc.intdot);
+  CHECK(arc.intdot_max_tokens == 0);
+  const Tuning lvp = compute_caps(lavapipe()).tuning;  // emulated on the CPU
+  CHECK(lvp.intdot);
+  CHECK(lvp.intdot_max_tokens == 0);
+  DeviceProps none = nvidia_ada();
+  none.integer_dot_product = false;
+  CHECK_FALSE(compute_caps(none).tuning.intdot);
+}
+
 TEST_CASE("unusable devices say why") {
   DeviceProps old = intel_arc();
   old.api_version = api(1, 1);

@@ -2,6 +2,9 @@
 // Knows no Vulkan.
 #include "tests/reference/quant_ref.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include "engine/gguf/quant.hpp"
 
 namespace vkllm::ref {
@@ -44,6 +47,21 @@ QuantizedWeights random_quantized(std::mt19937& rng, gguf::TensorType type, std:
   q.bytes = gguf::quantize(type, w);
   q.values = gguf::dequantize(type, q.bytes);
   return q;
+}
+
+std::vector<float> q8_activations(std::span<const float> x) {
+  std::vector<float> out(x.size());
+  for (std::size_t b = 0; b + 32 <= x.size(); b += 32) {
+    float amax = 0;
+    for (std::size_t i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b + i]));
+    const float d = amax / 127.0f;
+    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    for (std::size_t i = 0; i < 32; ++i) {
+      const float code = std::clamp(std::nearbyint(x[b + i] * inv), -127.0f, 127.0f);
+      out[b + i] = code * d;
+    }
+  }
+  return out;
 }
 
 }  // namespace vkllm::ref

@@ -17,6 +17,10 @@ namespace vkllm::ref {
 void matmul(std::span<const float> w, std::span<const float> x, std::span<float> y,
             std::uint32_t ncols, std::uint32_t nrows, std::uint32_t ntok);
 
+// The values the integer-dot GEMV multiplies: x in blocks of 32 rounded to int8 codes times
+// d = max |x| / 127 per block (code = roundEven(x * 127 / max |x|), shaders/quantize_q8.comp).
+std::vector<float> q8_activations(std::span<const float> x);
+
 // out[t * ncols + c] = w[ids[t] * ncols + c], or 0 when ids[t] >= nrows.
 void get_rows(std::span<const float> w, std::span<const std::uint32_t> ids, std::span<float> out,
               std::uint32_t ncols, std::uint32_t nrows);

@@ -109,9 +109,9 @@ bool coopmat_or_skip(const ops::Kernels& k) {
   }
   MESSAGE("SKIPPED: cooperative-matrix cases: " << k.caps().props.name
                                                 << " has no usable f16 cooperative matrix"
-                                                << (ops::coopmat_shaders_built()
-                                                        ? ""
-                                                        : " and this build lacks the shaders")
+                                                << std::string(ops::coopmat_shaders_built()
+                                                                   ? ""
+                                                                   : " and this build lacks the shaders")
                                                 << " (scripts/lvp26 runs them)");
   return false;
 }
