@@ -36,6 +36,20 @@ std::string coopmat_shape(const platform::Tuning& t) {
   return fmt::format("{}x{}x{}", t.coopmat_m, t.coopmat_n, t.coopmat_k);
 }
 
+// The VK_NV_cooperative_matrix2 features the device has, " a, b, ..." (" none" without any).
+std::string coopmat2_features(const platform::DeviceProps::CoopMat2& m) {
+  std::string out;
+  const std::pair<bool, const char*> features[] = {
+      {m.workgroup_scope, "workgroup scope"},   {m.flexible_dimensions, "flexible dimensions"},
+      {m.reductions, "reductions"},             {m.conversions, "conversions"},
+      {m.per_element_operations, "per-element operations"},
+      {m.tensor_addressing, "tensor addressing"}, {m.block_loads, "block loads"}};
+  for (const auto& [has, name] : features) {
+    if (has) out += fmt::format("{} {}", out.empty() ? "" : ",", name);
+  }
+  return out.empty() ? " none" : out;
+}
+
 // What each path runs with, for the listing.
 std::string path_detail(const platform::Tuning& t, ops::MatmulPath path) {
   switch (path) {
@@ -123,6 +137,8 @@ json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {
   o["memory_heaps"] = heaps;
   o["quirks"] = {{"prefer_small_workgroups", c.quirks.prefer_small_workgroups},
                  {"unified_memory", c.quirks.unified_memory}};
+  o["coopmat2"] = p.coopmat2.present ? json::value(coopmat2_features(p.coopmat2).substr(1))
+                                      : json::value(nullptr);
   o["tuning"] = {{"elementwise_workgroup", c.tuning.elementwise_workgroup},
                  {"rows_workgroup", c.tuning.rows_workgroup},
                  {"matvec_workgroup", c.tuning.matvec_workgroup},
@@ -178,6 +194,10 @@ void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
                  platform::to_string(s.b), platform::to_string(s.result));
     }
     fmt::print(" | GEMM uses {}\n", coopmat_shape(c.tuning));
+  }
+  if (p.coopmat2.present) {
+    fmt::print("  coop. matrix 2  VK_NV_cooperative_matrix2 (not used yet):{}\n",
+               coopmat2_features(p.coopmat2));
   }
   fmt::print("  shared memory   {} | max workgroup {} | compute units {}\n",
              format_bytes(c.shared_memory), p.max_workgroup_invocations,

@@ -208,7 +208,7 @@ std::unique_ptr<Device> Device::open(Instance& instance, std::size_t index,
   f13.shaderIntegerDotProduct = caps.props.integer_dot_product;
   f13.maintenance4 = caps.coopmat;
   VkPhysicalDeviceCooperativeMatrixFeaturesKHR fcm{};
-  fcm.sType = kStructCoopMatFeaturesKhr;
+  fcm.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR;
   fcm.cooperativeMatrix = VK_TRUE;
   VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
   features.features.shaderInt64 = caps.props.shader_int64;

@@ -81,6 +81,14 @@ struct DeviceProps {
   bool int_dot_4x8_mixed_accelerated = false;
   std::vector<CoopMatShape> coopmat;  // VK_KHR_cooperative_matrix properties
   bool has_coopmat_extension = false;
+  // VK_NV_cooperative_matrix2 (detected and reported; no kernel uses it yet): whether the
+  // extension is there and which of its features the device has.
+  struct CoopMat2 {
+    bool present = false;
+    bool workgroup_scope = false, flexible_dimensions = false, reductions = false,
+         conversions = false, per_element_operations = false, tensor_addressing = false,
+         block_loads = false;
+  } coopmat2;
   // What SPIR-V 1.6 shaders with cooperative matrices declare: the Vulkan memory model
   // (GL_KHR_memory_scope_semantics; with its device scope, which the other shaders' barriers
   // then need) and LocalSizeId (maintenance4).

@@ -102,7 +102,7 @@ std::vector<CoopMatShape> query_coopmat(VkInstance instance, VkPhysicalDevice pd
   std::vector<VkCooperativeMatrixPropertiesKHR> props(n);
   for (auto& p : props) {
     p = {};
-    p.sType = kStructCoopMatPropertiesKhr;
+    p.sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR;
   }
   if (fn(pd, &n, props.data()) != VK_SUCCESS) return {};
   std::vector<CoopMatShape> shapes;
@@ -146,15 +146,19 @@ DeviceProps query_props(VkInstance instance, VkPhysicalDevice pd,
   VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
   VkPhysicalDeviceVulkan13Features f13{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
   VkPhysicalDeviceCooperativeMatrixFeaturesKHR fcm{};
-  fcm.sType = kStructCoopMatFeaturesKhr;
+  fcm.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR;
+  VkPhysicalDeviceCooperativeMatrix2FeaturesNV fcm2{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV};
   VkPhysicalDeviceFeatures2 feats{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
   const bool has_coopmat_ext = contains(exts, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME);
+  const bool has_coopmat2_ext = contains(exts, VK_NV_COOPERATIVE_MATRIX_2_EXTENSION_NAME);
   if (base.apiVersion >= VK_API_VERSION_1_2) {
     feats.pNext = &f11;
     f11.pNext = &f12;
     void** ftail = &f12.pNext;
     if (v13) { *ftail = &f13; ftail = &f13.pNext; }
     if (has_coopmat_ext) { *ftail = &fcm; ftail = &fcm.pNext; }
+    if (has_coopmat2_ext) { *ftail = &fcm2; ftail = &fcm2.pNext; }
   }
   vkGetPhysicalDeviceFeatures2(pd, &feats);
 
@@ -199,6 +203,16 @@ DeviceProps query_props(VkInstance instance, VkPhysicalDevice pd,
   p.timeline_semaphore = f12.timelineSemaphore;
   p.has_coopmat_extension = has_coopmat_ext && fcm.cooperativeMatrix;
   if (p.has_coopmat_extension) p.coopmat = query_coopmat(instance, pd);
+  if (has_coopmat2_ext) {
+    p.coopmat2 = {true,
+                  fcm2.cooperativeMatrixWorkgroupScope == VK_TRUE,
+                  fcm2.cooperativeMatrixFlexibleDimensions == VK_TRUE,
+                  fcm2.cooperativeMatrixReductions == VK_TRUE,
+                  fcm2.cooperativeMatrixConversions == VK_TRUE,
+                  fcm2.cooperativeMatrixPerElementOperations == VK_TRUE,
+                  fcm2.cooperativeMatrixTensorAddressing == VK_TRUE,
+                  fcm2.cooperativeMatrixBlockLoads == VK_TRUE};
+  }
 
   const VkPhysicalDeviceLimits& lim = base.limits;
   p.max_compute_shared_memory = lim.maxComputeSharedMemorySize;

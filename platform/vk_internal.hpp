@@ -21,40 +21,8 @@
 #include "platform/device.hpp"
 #include "platform/instance.hpp"
 
-// Debian 12's headers (1.3.239) predate VK_KHR_cooperative_matrix (1.3.255); its structs and
-// enum values are fixed by the registry, so we spell them out when the headers lack them.
-#ifndef VK_KHR_cooperative_matrix
-#define VK_KHR_cooperative_matrix 1
-#define VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME "VK_KHR_cooperative_matrix"
-constexpr VkStructureType kStructCoopMatFeaturesKhr = static_cast<VkStructureType>(1000506000);
-constexpr VkStructureType kStructCoopMatPropertiesKhr = static_cast<VkStructureType>(1000506001);
-typedef struct VkCooperativeMatrixPropertiesKHR {
-  VkStructureType sType;
-  void* pNext;
-  uint32_t MSize;
-  uint32_t NSize;
-  uint32_t KSize;
-  uint32_t AType;  // VkComponentTypeKHR
-  uint32_t BType;
-  uint32_t CType;
-  uint32_t ResultType;
-  VkBool32 saturatingAccumulation;
-  uint32_t scope;  // VkScopeKHR
-} VkCooperativeMatrixPropertiesKHR;
-typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
-  VkStructureType sType;
-  void* pNext;
-  VkBool32 cooperativeMatrix;
-  VkBool32 cooperativeMatrixRobustBufferAccess;
-} VkPhysicalDeviceCooperativeMatrixFeaturesKHR;
-typedef VkResult(VKAPI_PTR* PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)(
-    VkPhysicalDevice, uint32_t*, VkCooperativeMatrixPropertiesKHR*);
-#else
-constexpr VkStructureType kStructCoopMatFeaturesKhr =
-    VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR;
-constexpr VkStructureType kStructCoopMatPropertiesKhr =
-    VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR;
-#endif
+// The pinned headers (third_party/vulkan-headers, 1.4.309) have what the platform uses.
+static_assert(VK_HEADER_VERSION >= 309, "platform/ builds against third_party/vulkan-headers");
 
 namespace vkllm::platform {
 

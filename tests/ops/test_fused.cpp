@@ -167,7 +167,7 @@ TEST_CASE_FIXTURE(FusedTest, "QKV slices with the bias epilogue equal three matm
                               ? ops::DeviceWeight::upload(device(), qk_type, ncols, stride, bytes_of(all), "qkv")
                               : ops::DeviceWeight();
         run([&](auto& cs) {
-          ops::MatmulOut out{ops::Epilogue::bias, dbias, stride, 0};
+          ops::MatmulOut out{ops::Epilogue::bias, dbias, stride, 0, {}};
           if (qk_type == v_type) {
             ops::record_matmul(kernels(), cs, dall.view(), dx, qkv, ntok, out);
           } else {
