@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <optional>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -103,6 +105,15 @@ std::array<std::uint32_t, 2> fold(const Kernels& k, std::uint64_t groups, int di
 std::uint32_t max_subgroups(const Kernels& k, std::uint32_t workgroup) {
   const std::uint32_t smallest = std::min(k.caps().min_subgroup_size, k.caps().subgroup_size);
   return std::max<std::uint32_t>(workgroup / std::max<std::uint32_t>(smallest, 1), 1);
+}
+
+// A weight type's variant of a family built only where its toolchain probe passed
+// (shaders/CMakeLists.txt: matmul_coopmat_<type>, matmul_intdot_<type>), found by name: the
+// family's prefix and the type suffix of its GEMV variant (matmul_q4_k -> q4_k).
+std::optional<shaders::ShaderBlob> optional_variant(std::string_view family, const Variants& v) {
+  constexpr std::string_view kGemv = "matmul_";
+  return shaders::find_shader(std::string(family) +
+                              std::string(shaders::shader(v.matmul).name.substr(kGemv.size())));
 }
 
 // One dispatch per weight chunk of any matmul kernel: a grid of workgroups of bm rows (folded
@@ -246,14 +257,11 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   };
   const platform::Tuning& t = k.tuning();
   MatmulPath path = choose_matmul(k, ntok);
-  // The integer-dot variant of this weight type (found by name: built only where the toolchain
-  // compiles them), where x arrived quantized.
+  // The integer-dot variant of this weight type, where x arrived quantized.
   std::optional<shaders::ShaderBlob> intdot;
   if (path == MatmulPath::intdot) {
-    constexpr std::string_view kGemv = "matmul_";
     if (out.x_q8.buffer != nullptr && intdot_available(t)) {
-      intdot = shaders::find_shader(
-          "matmul_intdot_" + std::string(shaders::shader(v.matmul).name.substr(kGemv.size())));
+      intdot = optional_variant("matmul_intdot_", v);
     }
     if (!intdot) path = matmul_fallback(t, ntok);
   }
@@ -273,13 +281,11 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
                                          t.coopmat_n, t.coopmat_k));
     }
     const std::uint32_t wg = sgm * sgn * t.coopmat_subgroup;
-    // The tiled variant's weight type suffix: matmul_tiled_q4_k -> matmul_coopmat_q4_k (built
-    // only where the toolchain compiles them, so found by name).
-    constexpr std::string_view kTiled = "matmul_tiled_";
-    const std::string name =
-        "matmul_coopmat_" + std::string(shaders::shader(v.tiled).name.substr(kTiled.size()));
-    const auto blob = shaders::find_shader(name);
-    if (!blob) throw std::logic_error(fmt::format("matmul: no shader {}", name));
+    const auto blob = optional_variant("matmul_coopmat_", v);
+    if (!blob) {
+      throw std::logic_error(fmt::format("matmul: no coopmat variant for {}",
+                                         gguf::type_name(w.type)));
+    }
     const auto& p = k.pipeline(blob->id, 4, sizeof(PushMatmul),
                                {wg, bm, bn, t.coopmat_m, t.coopmat_n, t.coopmat_k, sgm, sgn},
                                t.coopmat_require_subgroup ? t.coopmat_subgroup : 0);
