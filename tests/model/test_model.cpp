@@ -109,11 +109,14 @@ std::vector<ops::KernelChoice> forced_paths(const ops::Kernels& k) {
 
 TEST_CASE_FIXTURE(test::DeviceTest, "every matmul path forced: the f32 reference's greedy tokens, near-ties excepted") {
   // Teacher-forced: each step feeds the reference's greedy token, and the device's greedy id
-  // must be the reference's argmax unless the reference's top two are within 1e-3 of the
-  // logits' spread (a near-tie that f16 inputs, int8 activations or another summation order
-  // may flip).
+  // must be the reference's argmax, or a near-tie: a token whose reference logit is within 1e-3
+  // of the logits' spread from the best (2e-2 for the integer-dot path), which f16 inputs, int8
+  // activations or another summation order may pick instead. Near-ties stay under 10%.
   int near_ties = 0, compared = 0;
   for (ops::KernelChoice kernels : forced_paths(kernels())) {
+    // The integer-dot path's documented tolerance: its int8 activations move the logits by up to
+    // about 1% of their spread on these models (docs/ARCHITECTURE.md, Matmul paths).
+    const float tie = kernels == ops::KernelChoice::intdot ? 2e-2f : 1e-3f;
     for (gguf::TensorType type : {gguf::TensorType::kF16, gguf::TensorType::kQ8_0,
                                   gguf::TensorType::kQ4_0, gguf::TensorType::kQ4_K}) {
       CAPTURE(std::string(ops::to_string(kernels)));
@@ -133,23 +136,21 @@ TEST_CASE_FIXTURE(test::DeviceTest, "every matmul path forced: the f32 reference
         std::vector<float> expected;
         for (std::uint32_t t : feed) expected = reference.forward(t);
         const auto out = seq.feed(feed, greedy());
-        std::vector<float> sorted = expected;
-        std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
-        const float spread = sorted[0] - *std::min_element(expected.begin(), expected.end());
-        const auto best = static_cast<std::uint32_t>(
-            std::max_element(expected.begin(), expected.end()) - expected.begin());
+        const auto [lo, hi] = std::minmax_element(expected.begin(), expected.end());
+        const float spread = *hi - *lo;
+        const auto best = static_cast<std::uint32_t>(hi - expected.begin());
         ++compared;
-        if (sorted[0] - sorted[1] < 1e-3f * spread) {
+        if (out.ids[0] != best) {
+          // Another pick is a near-tie: its reference logit within `tie` of the best.
           ++near_ties;
-        } else {
           CAPTURE(step);
-          CHECK(out.ids[0] == best);
+          CHECK(*hi - expected[out.ids[0]] < tie * spread);
         }
         feed = {best};
       }
     }
   }
-  MESSAGE(compared << " greedy ids compared, " << near_ties << " near-ties excepted");
+  MESSAGE(compared << " greedy ids compared, " << near_ties << " near-ties picked instead");
   CHECK(near_ties * 10 < compared);
 }
 
