@@ -13,6 +13,7 @@
 #include <random>
 
 #include "engine/gguf/quant.hpp"
+#include "common/error.hpp"
 #include "engine/ops/attention.hpp"
 #include "engine/ops/elementwise.hpp"
 #include "engine/ops/matmul.hpp"
@@ -93,6 +94,12 @@ int main(int argc, char** argv) {
   app.add_option("--prefill", prefill, "tokens of the prefill matmul cases");
   std::vector<std::uint32_t> attn_contexts{1024, 4096};
   app.add_option("--attn-ctx", attn_contexts, "contexts of the decode attention cases")->delimiter(',');
+  std::uint32_t attn_prefill = 512;
+  app.add_option("--attn-prefill", attn_prefill, "tokens of the prefill attention case (0: none)");
+  std::vector<std::uint32_t> attn_heads{32, 8, 128};
+  app.add_option("--attn-heads", attn_heads, "query heads, KV heads, head dim of the prefill attention case")
+      ->delimiter(',')
+      ->expected(3);
   std::string only;
   app.add_option("--only", only, "run only the kernels whose name contains this");
   std::vector<std::string> tune;
@@ -100,7 +107,8 @@ int main(int argc, char** argv) {
                  "override the device's Tuning for a sweep: name=value,... (matvec_workgroup, "
                  "matvec_rows, matmul_rows, matmul_tokens, tiled_rows, tiled_tokens, "
                  "tiled_thread_rows, tiled_thread_tokens, coopmat_rows, coopmat_tokens, "
-                 "coopmat_sg_rows, coopmat_sg_tokens; matvec_lane_rows=0|1)")
+                 "coopmat_sg_rows, coopmat_sg_tokens, attn_subgroups, attn_sg_rows, attn_lane_keys; "
+                 "matvec_lane_rows=0|1)")
       ->delimiter(',');
   CLI11_PARSE(app, argc, argv);
 
@@ -124,7 +132,10 @@ int main(int argc, char** argv) {
           {"coopmat_rows", &platform::Tuning::coopmat_rows},
           {"coopmat_tokens", &platform::Tuning::coopmat_tokens},
           {"coopmat_sg_rows", &platform::Tuning::coopmat_sg_rows},
-          {"coopmat_sg_tokens", &platform::Tuning::coopmat_sg_tokens}};
+          {"coopmat_sg_tokens", &platform::Tuning::coopmat_sg_tokens},
+          {"attn_subgroups", &platform::Tuning::attn_subgroups},
+          {"attn_sg_rows", &platform::Tuning::attn_sg_rows},
+          {"attn_lane_keys", &platform::Tuning::attn_lane_keys}};
       for (const std::string& kv : tune) {
         if (kv == "matvec_lane_rows=1" || kv == "matvec_lane_rows=0") {
           t.matvec_lane_rows = kv.back() == '1';
@@ -260,8 +271,10 @@ int main(int argc, char** argv) {
                          },
                          1e-7});
 
-    // Decode attention, one sequence of a llama3-8b layer (32 query heads on 8 KV heads of 128):
-    // one pass walking the context, against flash-decoding ranges. Bytes: the K/V read.
+    // Attention over one sequence of paged K/V (blocks shuffled). Decode: a llama3-8b layer (32
+    // query heads on 8 KV heads of 128), one pass walking the context against flash-decoding
+    // ranges; bytes: the K/V read. Prefill: a causal chunk of --attn-prefill tokens from position
+    // 0 with the heads of --attn-heads; FLOPs: QK^T and PV over the keys each token attends.
     const ops::KvType kv_type = caps.fp16_storage ? ops::KvType::f16 : ops::KvType::f32;
     struct AttnData {
       ops::AttentionShape shape;
@@ -270,71 +283,97 @@ int main(int argc, char** argv) {
       Buffer dq, dk, dv, dpos, dqs, dtable, dout, dpart, dcount;
     };
     std::vector<std::unique_ptr<AttnData>> attn;
-    for (std::uint32_t ctx : attn_contexts) {
-      for (bool split : {false, true}) {
-        auto d = std::make_unique<AttnData>();
-        ops::AttentionShape& sh = d->shape;
-        sh.ntok = sh.nseq = 1;
-        sh.n_heads = 32;
-        sh.n_kv_heads = 8;
-        sh.head_dim = 128;
-        sh.block_size = 16;
-        sh.max_blocks_per_seq = (ctx + 15) / 16;
-        sh.scale = 1.0f / std::sqrt(128.0f);
-        sh.kv_type = kv_type;
-        sh.split_keys = split ? ops::attention_split_keys(128, ctx) : 0;
-        if (split && sh.split_keys == 0) continue;
-        const std::size_t pool = std::size_t{sh.max_blocks_per_seq} * 16 * 8 * 128;
-        d->q = ref::random_floats(rng, 32 * 128, -3, 3);
-        d->kp = ref::random_floats(rng, pool);
-        d->vp = ref::random_floats(rng, pool);
-        const bool f16 = kv_type == ops::KvType::f16;
-        std::vector<std::uint16_t> kh(f16 ? pool : 0), vh(f16 ? pool : 0);
-        for (std::size_t i = 0; f16 && i < pool; ++i) {
-          kh[i] = gguf::fp32_to_fp16(d->kp[i]);
-          vh[i] = gguf::fp32_to_fp16(d->vp[i]);
-          d->kp[i] = gguf::fp16_to_fp32(kh[i]);
-          d->vp[i] = gguf::fp16_to_fp32(vh[i]);
-        }
-        d->pos = {ctx - 1};
-        d->qs = {0, 1};
-        d->table.resize(sh.max_blocks_per_seq);
-        std::iota(d->table.begin(), d->table.end(), 0u);
-        std::shuffle(d->table.begin(), d->table.end(), rng);
-        d->expected.resize(d->q.size());
-        ref::paged_attention(sh, d->q, d->kp, d->vp, d->pos, d->qs, d->table, d->expected);
-        auto raw = [&](const void* p, std::size_t bytes, MemoryIntent intent, const char* name) {
-          Buffer b = dev->create_buffer(std::max<std::size_t>(bytes, 4), intent, name);
-          if (p) dev->upload(b, 0, std::span(static_cast<const std::byte*>(p), bytes));
-          return b;
-        };
-        d->dq = upload(*dev, d->q, MemoryIntent::activations, "q");
-        d->dk = f16 ? raw(kh.data(), pool * 2, MemoryIntent::activations, "k_pool")
-                    : upload(*dev, d->kp, MemoryIntent::activations, "k_pool");
-        d->dv = f16 ? raw(vh.data(), pool * 2, MemoryIntent::activations, "v_pool")
-                    : upload(*dev, d->vp, MemoryIntent::activations, "v_pool");
-        d->dpos = raw(d->pos.data(), 4, MemoryIntent::activations, "positions");
-        d->dqs = raw(d->qs.data(), 8, MemoryIntent::activations, "query_start");
-        d->dtable = raw(d->table.data(), d->table.size() * 4, MemoryIntent::activations, "table");
-        d->dout = raw(nullptr, d->q.size() * 4, MemoryIntent::activations, "out");
-        d->dpart = raw(nullptr, ops::attention_partial_bytes(sh), MemoryIntent::activations, "partials");
-        const std::vector<std::uint32_t> zeros(ops::attention_counter_bytes(sh) / 4);
-        d->dcount = raw(zeros.data(), zeros.size() * 4, MemoryIntent::activations, "counters");
-        AttnData* a = d.get();
-        cases.push_back(Case{
-            split ? "attention_decode_split" : "attention_decode",
-            fmt::format("ctx {} 32/8 heads hd128 {}{}", ctx, f16 ? "f16" : "f32",
-                        split ? fmt::format(" {} ranges", std::min(32u, (ctx + sh.split_keys - 1) / sh.split_keys))
-                              : std::string()),
-            2ull * ctx * 8 * 128 * (f16 ? 2 : 4), 4.0 * ctx * 32 * 128,
-            [&k, a](auto& cs) {
-              ops::record_attention(k, cs, a->shape, a->dq, a->dk, a->dv, a->dpos, a->dqs,
-                                    a->dtable, a->dout, a->dpart, a->dcount);
-            },
-            [&dev, a] { return ref::nmse(download(*dev, a->dout, a->q.size()), a->expected); },
-            1e-6});
-        attn.push_back(std::move(d));
+    auto attention_case = [&](std::uint32_t ntok, std::uint32_t ctx, std::uint32_t heads,
+                              std::uint32_t kv_heads, std::uint32_t hd, bool split,
+                              ops::AttentionKernel kernel) {
+      auto d = std::make_unique<AttnData>();
+      ops::AttentionShape& sh = d->shape;
+      sh.ntok = ntok;
+      sh.nseq = 1;
+      sh.n_heads = heads;
+      sh.n_kv_heads = kv_heads;
+      sh.head_dim = hd;
+      sh.block_size = 16;
+      sh.max_blocks_per_seq = (ctx + 15) / 16;
+      sh.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      sh.kv_type = kv_type;
+      sh.split_keys = split ? ops::attention_split_keys(hd, ctx) : 0;
+      sh.kernel = kernel;
+      if (split && sh.split_keys == 0) return;
+      const std::size_t pool = std::size_t{sh.max_blocks_per_seq} * 16 * kv_heads * hd;
+      d->q = ref::random_floats(rng, std::size_t{ntok} * heads * hd, -3, 3);
+      d->kp = ref::random_floats(rng, pool);
+      d->vp = ref::random_floats(rng, pool);
+      const bool f16 = kv_type == ops::KvType::f16;
+      std::vector<std::uint16_t> kh(f16 ? pool : 0), vh(f16 ? pool : 0);
+      for (std::size_t i = 0; f16 && i < pool; ++i) {
+        kh[i] = gguf::fp32_to_fp16(d->kp[i]);
+        vh[i] = gguf::fp32_to_fp16(d->vp[i]);
+        d->kp[i] = gguf::fp16_to_fp32(kh[i]);
+        d->vp[i] = gguf::fp16_to_fp32(vh[i]);
       }
+      for (std::uint32_t t = 0; t < ntok; ++t) d->pos.push_back(ctx - ntok + t);
+      d->qs = {0, ntok};
+      d->table.resize(sh.max_blocks_per_seq);
+      std::iota(d->table.begin(), d->table.end(), 0u);
+      std::shuffle(d->table.begin(), d->table.end(), rng);
+      d->expected.resize(d->q.size());
+      ref::paged_attention(sh, d->q, d->kp, d->vp, d->pos, d->qs, d->table, d->expected);
+      auto raw = [&](const void* p, std::size_t bytes, MemoryIntent intent, const char* name) {
+        Buffer b = dev->create_buffer(std::max<std::size_t>(bytes, 4), intent, name);
+        if (p) dev->upload(b, 0, std::span(static_cast<const std::byte*>(p), bytes));
+        return b;
+      };
+      d->dq = upload(*dev, d->q, MemoryIntent::activations, "q");
+      d->dk = f16 ? raw(kh.data(), pool * 2, MemoryIntent::activations, "k_pool")
+                  : upload(*dev, d->kp, MemoryIntent::activations, "k_pool");
+      d->dv = f16 ? raw(vh.data(), pool * 2, MemoryIntent::activations, "v_pool")
+                  : upload(*dev, d->vp, MemoryIntent::activations, "v_pool");
+      d->dpos = raw(d->pos.data(), d->pos.size() * 4, MemoryIntent::activations, "positions");
+      d->dqs = raw(d->qs.data(), 8, MemoryIntent::activations, "query_start");
+      d->dtable = raw(d->table.data(), d->table.size() * 4, MemoryIntent::activations, "table");
+      d->dout = raw(nullptr, d->q.size() * 4, MemoryIntent::activations, "out");
+      d->dpart = raw(nullptr, ops::attention_partial_bytes(sh), MemoryIntent::activations, "partials");
+      const std::vector<std::uint32_t> zeros(ops::attention_counter_bytes(sh) / 4);
+      d->dcount = raw(zeros.data(), zeros.size() * 4, MemoryIntent::activations, "counters");
+      // Keys attended, summed over the query tokens (token t sees ctx - ntok + t + 1).
+      const double attended = double(ntok) * (ctx - ntok) + double(ntok) * (ntok + 1) / 2;
+      AttnData* a = d.get();
+      const std::string kind =
+          ntok == 1 ? (split ? "attention_decode_split" : "attention_decode")
+                    : kernel == ops::AttentionKernel::tiled ? "attention_prefill tiled" : "attention_prefill rows";
+      cases.push_back(Case{
+          kind,
+          fmt::format("{}ctx {} {}/{} heads hd{} {}{}", ntok > 1 ? fmt::format("{} tok ", ntok) : "",
+                      ctx, heads, kv_heads, hd, f16 ? "f16" : "f32",
+                      split ? fmt::format(" {} ranges", std::min(32u, (ctx + sh.split_keys - 1) / sh.split_keys))
+                            : std::string()),
+          ntok > 1 ? 0 : 2ull * ctx * kv_heads * hd * (f16 ? 2 : 4), 4.0 * attended * heads * hd,
+          [&k, a](auto& cs) {
+            ops::record_attention(k, cs, a->shape, a->dq, a->dk, a->dv, a->dpos, a->dqs,
+                                  a->dtable, a->dout, a->dpart, a->dcount);
+          },
+          [&dev, a] { return ref::nmse(download(*dev, a->dout, a->q.size()), a->expected); },
+          1e-6});
+      attn.push_back(std::move(d));
+    };
+    for (std::uint32_t ctx : attn_contexts) {
+      for (bool split : {false, true}) attention_case(1, ctx, 32, 8, 128, split, ops::AttentionKernel::rows);
+    }
+    // Prefill through both kernels (ops::AttentionKernel), the tiled one where the device has it.
+    for (auto kernel : {ops::AttentionKernel::rows, ops::AttentionKernel::tiled}) {
+      ops::AttentionShape probe;
+      probe.head_dim = attn_heads[2];
+      probe.kv_type = kv_type;
+      probe.kernel = kernel;
+      bool runs = attn_prefill > 1;
+      try {
+        if (runs) ops::attention_kernel(k, probe);
+      } catch (const vkllm::Unsupported& e) {
+        fmt::print("attention_prefill {}: {}\n", ops::to_string(kernel), e.what());
+        runs = false;
+      }
+      if (runs) attention_case(attn_prefill, attn_prefill, attn_heads[0], attn_heads[1], attn_heads[2], false, kernel);
     }
 
     // The sampler over one row of Qwen2's vocabulary (151936): top-k 40, top-p 0.95, min-p 0.05
@@ -416,8 +455,10 @@ int main(int argc, char** argv) {
       const double gbs = c.bytes / (ms * 1e-3) / 1e9;
       const std::string gflops =
           c.flops > 0 ? fmt::format("{:.1f}", c.flops / (ms * 1e-3) / 1e9) : std::string("-");
-      fmt::print("| {} | {} | {:.1e} | {:.3f} | {:.2f} | {:.0f}% | {} |\n", c.name, c.shape, err,
-                 ms, gbs, 100.0 * gbs / ceiling, gflops);
+      // Bytes 0: an arithmetic-bound case whose traffic is not the point (prefill attention).
+      const std::string bw = c.bytes > 0 ? fmt::format("{:.2f} | {:.0f}%", gbs, 100.0 * gbs / ceiling)
+                                         : std::string("- | -");
+      fmt::print("| {} | {} | {:.1e} | {:.3f} | {} | {} |\n", c.name, c.shape, err, ms, bw, gflops);
     }
     return failures ? 1 : 0;
   } catch (const std::exception& e) {

@@ -90,6 +90,16 @@ std::vector<PathRange> matmul_paths(const DeviceCaps& c) {
   return out;
 }
 
+// Which attention kernel a step takes (ops::attention_kernel).
+std::string attention_paths(const platform::Tuning& t) {
+  if (t.attn_subgroup == 0) return "rows kernel (no fixed subgroup size for the tiled one)";
+  return fmt::format("prompt chunks: tiled ({} subgroups of {} invocations, {} rows each, {}-key tiles; fewer rows "
+                     "where a head size needs the shared memory); decode: rows, split over the "
+                     "context up to 64 tokens",
+                     t.attn_subgroups, t.attn_subgroup, t.attn_sg_rows,
+                     t.attn_subgroup * t.attn_lane_keys);
+}
+
 json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {
   const auto& p = c.props;
   json::object o;
@@ -156,7 +166,11 @@ json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {
                  {"coopmat_subgroup_size", c.tuning.coopmat_subgroup},
                  {"coopmat_min_tokens", c.tuning.coopmat_min_tokens},
                  {"intdot", ops::intdot_available(c.tuning)},
-                 {"intdot_max_tokens", c.tuning.intdot_max_tokens}};
+                 {"intdot_max_tokens", c.tuning.intdot_max_tokens},
+                 {"attn_subgroup_size", c.tuning.attn_subgroup},
+                 {"attn_subgroups", c.tuning.attn_subgroups},
+                 {"attn_sg_rows", c.tuning.attn_sg_rows},
+                 {"attn_lane_keys", c.tuning.attn_lane_keys}};
   json::array paths;
   for (const auto& [from, to, path] : matmul_paths(c)) {
     json::object r;
@@ -224,9 +238,10 @@ void print_table(const DeviceCaps& c, std::size_t index, bool chosen) {
                to ? fmt::format("{}-{}", from, to) : fmt::format("{}+", from), ops::to_string(path),
                path_detail(c.tuning, path));
   }
-  fmt::print("{}\n\n", ops::kernel_choice_from_env() == ops::KernelChoice::automatic
-                            ? ""
-                            : " (forced by VKLLM_KERNELS)");
+  fmt::print("{}\n", ops::kernel_choice_from_env() == ops::KernelChoice::automatic
+                          ? ""
+                          : " (forced by VKLLM_KERNELS)");
+  fmt::print("  attention       {}\n\n", attention_paths(c.tuning));
 }
 
 }  // namespace

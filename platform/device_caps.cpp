@@ -76,14 +76,25 @@ ArchClass arch_of(Vendor vendor, const DeviceProps& p, bool coopmat) {
 constexpr std::uint32_t kVulkan12 = (1u << 22) | (2u << 12);  // VK_MAKE_API_VERSION(0, 1, 2, 0)
 constexpr std::uint32_t kVulkan13 = (1u << 22) | (3u << 12);  // SPIR-V 1.6: the coopmat shaders
 
+// The subgroup size a kernel that counts on one can run with: the device's fixed size, or its
+// default size required through size control (require); size 0 when it may vary and cannot be
+// required.
+struct FixedSubgroup {
+  std::uint32_t size = 0;
+  bool require = false;
+};
+FixedSubgroup fixed_subgroup(const DeviceCaps& c) {
+  if (c.min_subgroup_size == c.max_subgroup_size) return {c.subgroup_size, false};
+  if (!c.subgroup_size_control) return {};
+  return {c.subgroup_size, true};
+}
+
 void choose_coopmat(const DeviceCaps& c, std::uint32_t max_invocations, Tuning& t) {
   if (!c.coopmat || c.props.api_version < kVulkan13) return;
-  std::uint32_t sg = c.subgroup_size;
-  if (c.min_subgroup_size != c.max_subgroup_size) {
-    if (!c.subgroup_size_control) return;
-    t.coopmat_require_subgroup = true;
-  }
+  const FixedSubgroup fixed = fixed_subgroup(c);
+  const std::uint32_t sg = fixed.size;
   if (sg == 0) return;
+  t.coopmat_require_subgroup = fixed.require;
   const std::uint32_t subgroups = t.coopmat_sg_rows * t.coopmat_sg_tokens;
   const std::uint32_t wm = t.coopmat_rows / t.coopmat_sg_rows;
   const std::uint32_t wn = t.coopmat_tokens / t.coopmat_sg_tokens;
@@ -169,6 +180,17 @@ Tuning tuning_for(const DeviceCaps& c) {
   };
   while (t.tiled_tokens > t.tiled_thread_tokens && !tiled_fits()) t.tiled_tokens /= 2;
   choose_coopmat(c, cap, t);
+  // Prompt-chunk attention: key tiles of 32 keys, or one per invocation of larger subgroups. On
+  // lavapipe 4 subgroups of 16 rows: 512 tokens of 12/4 heads of 64, 36-38 ms (10.7-11.3
+  // GFLOP/s) against 40-42 for 8 x 8 rows, 48-50 for 8 x 4, 48 for 2 keys an invocation, and 155
+  // for the rows kernel (bench/RESULTS.md). On GPUs 4 subgroups of 8 rows: a starting point.
+  const FixedSubgroup attn_sg = fixed_subgroup(c);
+  if (c.quirks.prefer_small_workgroups) t.attn_sg_rows = 16;
+  if (attn_sg.size && attn_sg.size * t.attn_subgroups <= cap && c.subgroup_arithmetic) {
+    t.attn_subgroup = attn_sg.size;
+    t.attn_require_subgroup = attn_sg.require;
+    t.attn_lane_keys = std::max<std::uint32_t>(1, 32 / attn_sg.size);
+  }
   // Integer dot: forced anywhere it exists; chosen for decode where it is accelerated (on a CPU
   // device it is emulated, bench/RESULTS.md).
   t.intdot = c.integer_dot;

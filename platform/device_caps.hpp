@@ -167,6 +167,16 @@ struct Tuning {
   // runs it (0: never; only where the driver says they are accelerated).
   bool intdot = false;
   std::uint32_t intdot_max_tokens = 0;
+  // Attention over prompt chunks (shaders/attention_tiled.comp): attn_subgroups subgroups of
+  // attn_subgroup invocations (0: not on this device, whose subgroup size may vary and cannot be
+  // required), attn_sg_rows query rows each, attn_lane_keys keys per invocation in each key tile
+  // (tiles of attn_subgroup x attn_lane_keys keys). ops::record_attention takes fewer rows where
+  // a head size would not fit the device's shared memory.
+  std::uint32_t attn_subgroup = 0;
+  bool attn_require_subgroup = false;
+  std::uint32_t attn_subgroups = 4;
+  std::uint32_t attn_sg_rows = 8;
+  std::uint32_t attn_lane_keys = 1;
   // Flash-decoding: workgroups a decode step's attention should fill the device with (sequences
   // x KV heads x key ranges). More ranges than that only add workgroups that wait or exit: on
   // lavapipe even an empty one costs about 0.1 ms (measured: micro, 2048 keys, 32 vs 9 ranges

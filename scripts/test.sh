@@ -13,11 +13,12 @@ jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
-# The matmul kernels again at lavapipe's other subgroup sizes (4 and 16; 8 above): code that
-# assumes a subgroup size fails here (docs/ARCHITECTURE.md, Tests).
+# The matmul kernels and the tiled attention again at lavapipe's other subgroup sizes (4 and 16;
+# 8 above): code that assumes a subgroup size fails here (docs/ARCHITECTURE.md, Tests).
 for width in 128 512; do
   LP_NATIVE_VECTOR_WIDTH=$width ctest --test-dir build --output-on-failure -j "$jobs" \
     -R '^(kernels|matmul|fused)$'
+  LP_NATIVE_VECTOR_WIDTH=$width build/tests/ops/test_attention -tc='attention tiled*,attention kernel choice*'
 done
 
 # The cooperative-matrix kernels on Mesa 26.1's lavapipe (8x8x8 matrices; scripts/lavapipe26.sh

@@ -3,13 +3,7 @@
 // Causal GQA attention over paged K/V (KV_F32 or KV_F16 pools), flash-attention style: online
 // softmax (running max and sum) in f32, K/V streamed through shared memory in tiles of KEYS keys.
 //
-// Rows: the (query token, head of the GQA group) pairs of one sequence and one KV head, flattened
-// token-major (row = token * group + head_in_group). A workgroup takes ROWS consecutive rows of
-// one (sequence, KV head), so every K/V row it loads serves all of them: the whole GQA group, and
-// several tokens of a prefill chunk. Grid: x (* z when x overflows the device limit) = row tile,
-// y = KV head. Sequence s owns tiles [first_tile(s), first_tile(s + 1)), first_tile(s) =
-// query_start[s] * group / ROWS + s, which is increasing and leaves each sequence at least
-// ceil(len * group / ROWS) tiles; a workgroup finds its sequence by binary search on it.
+// Rows, grid and shapes: attention_rows.glsl.
 //
 // SPLIT (flash-decoding): grid y also walks pc.nsplit key ranges, y = split * n_kv_heads + KV
 // head. A sequence's ranges split the keys it attends this step evenly (split_range_keys: at
@@ -23,11 +17,8 @@
 // context one tile after another.
 //
 // Per key tile: load K -> scores S = Q K^T (Q pre-scaled) -> load V into the same buffer and
-// partial row maxima -> p = exp(S - m), partial row sums -> O = O * alpha + P V.
-//
-// Shapes: q, out [ntok, n_heads, HEAD_DIM] f32; pools [num_blocks * block_size, kv_dim] with KV
-// head g at columns [g * HEAD_DIM, (g + 1) * HEAD_DIM). Everything moves in element pairs (vec2;
-// a packed f16 pair is one uint), so HEAD_DIM needs only be even.
+// partial row maxima -> p = exp(S - m), partial row sums -> O = O * alpha + P V. Prompt chunks
+// on devices with a known subgroup size take attention_tiled.comp instead.
 #include "common.glsl"
 #define PUSH_ATTENTION
 #include "push_constants.glsl"
@@ -42,24 +33,8 @@ const uint STRIDE2 = HD2 + 1;       // padded shared row: threads reading column
                                     // consecutive rows hit different banks
 const uint TPR = WG_SIZE / ROWS;    // threads per row in the softmax phases
 const uint OUT_PER_THREAD = (ROWS * HD2 + WG_SIZE - 1) / WG_SIZE;  // output pairs per thread
-const float kNegMax = -3.402823466e+38;  // masked score: exp(kNegMax - m) == 0, never NaN
 
-layout(binding = 0) readonly buffer Q { vec2 q[]; };
-#if defined(KV_F32)
-layout(binding = 1) readonly buffer KPool { vec2 k_pool[]; };
-layout(binding = 2) readonly buffer VPool { vec2 v_pool[]; };
-#define LOAD_KV(pool, i) pool[i]
-#elif defined(KV_F16)
-layout(binding = 1) readonly buffer KPool { uint k_pool[]; };
-layout(binding = 2) readonly buffer VPool { uint v_pool[]; };
-#define LOAD_KV(pool, i) unpackHalf2x16(pool[i])
-#else
-#error "attention.comp: define KV_F32 or KV_F16"
-#endif
-layout(binding = 3) readonly buffer Pos { uint positions[]; };
-layout(binding = 4) readonly buffer QStart { uint query_start[]; };
-layout(binding = 5) readonly buffer BlockTable { uint block_table[]; };
-layout(binding = 6) writeonly buffer Out { vec2 o[]; };
+#include "attention_rows.glsl"
 #ifdef SPLIT
 // [ntok * n_heads * nsplit] rows of HD2 pairs (O), then the same count of (m, l) pairs.
 // Coherent: the last workgroup reads what the others wrote in this dispatch.
@@ -78,17 +53,6 @@ shared float l_sh[ROWS];             // final row sums
 shared uint limit_sh[ROWS];          // last key position of each row
 shared uint base_sh[KEYS];           // pool pair index of each key of the next tile
 
-uint first_tile(uint s) {
-  return query_start[s] * pc.group / ROWS + s;
-}
-
-// Pool index (in pairs) of column 0 of KV head `kvh` for key position `key` of the sequence whose
-// block-table row starts at `bt`. Block ids are clamped so a bad table cannot read past the pool.
-uint pool_base(uint bt, uint key, uint kvh) {
-  const uint blk = min(block_table[bt + key / pc.block_size], pc.num_blocks - 1);
-  return (blk * pc.block_size + key % pc.block_size) * (pc.kv_dim / 2) + kvh * HD2;
-}
-
 // The rows [row0, row0 + nrows) of one (row tile, KV head) over keys from k_begin (SPLIT: one
 // range of range_keys keys, whose partials go to `part`; else all keys, normalized into `o`).
 void attend(uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key, uint k_begin,
@@ -96,9 +60,7 @@ void attend(uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key,
   const uint tid = gl_LocalInvocationID.x;
   for (uint i = tid; i < nrows * HD2; i += WG_SIZE) {
     const uint r = i / HD2, d = i % HD2;
-    const uint row = row0 + r;
-    const uint head = kvh * pc.group + row % pc.group;
-    q_sh[r * STRIDE2 + d] = q[((row / pc.group) * pc.n_heads + head) * HD2 + d] * pc.scale;
+    q_sh[r * STRIDE2 + d] = q[head_row(row0 + r, kvh) + d] * pc.scale;
   }
   if (tid < nrows) limit_sh[tid] = min(positions[(row0 + tid) / pc.group], last_key);
   if (tid < KEYS) base_sh[tid] = pool_base(bt, min(k_begin + tid, last_key), kvh);
@@ -225,9 +187,7 @@ void attend(uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key,
     const uint i = tid + jo * WG_SIZE;
     if (i < nrows * HD2) {
       const uint r = i / HD2, d = i % HD2;
-      const uint row = row0 + r;
-      const uint head = kvh * pc.group + row % pc.group;
-      o[((row / pc.group) * pc.n_heads + head) * HD2 + d] = acc[jo] / l_sh[r];
+      o[head_row(row0 + r, kvh) + d] = acc[jo] / l_sh[r];
     }
   }
 #endif
@@ -286,16 +246,9 @@ void main() {
 #endif
   // Every early return below depends on workgroup-uniform values only, before any barrier.
   if (tile >= pc.tiles) return;
-  uint lo = 0, hi = pc.nseq - 1;
-  while (lo < hi) {
-    const uint mid = (lo + hi + 1) / 2;
-    if (first_tile(mid) <= tile) lo = mid; else hi = mid - 1;
-  }
-  const uint s = lo;
-  const uint q_end = min(query_start[s + 1], pc.ntok);
-  const uint row0 = query_start[s] * pc.group + (tile - first_tile(s)) * ROWS;
-  if (row0 >= q_end * pc.group) return;
-  const uint nrows = min(ROWS, q_end * pc.group - row0);
+  const RowTile rt = row_tile(tile);
+  if (rt.nrows == 0) return;
+  const uint s = rt.s, q_end = rt.q_end, row0 = rt.row0, nrows = rt.nrows;
   const uint bt = s * pc.max_blocks;
   const uint last_key = pc.max_blocks * pc.block_size - 1;  // the table holds no more
 #ifdef SPLIT

@@ -421,8 +421,9 @@ ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) con
   shape.max_blocks_per_seq = max_blocks_per_seq_;
   shape.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
   shape.kv_type = kv_type_;
-  // Deterministic mode keeps one reduction order for every step: whether a step splits depends
-  // on its size, which depends on the rest of the batch.
+  // Deterministic mode keeps one reduction order for every step: whether a step splits, and
+  // whether it takes the tiled kernel, depend on its size, which depends on the rest of the batch.
+  if (options_.deterministic) shape.kernel = ops::AttentionKernel::rows;
   if (!options_.deterministic && T <= kSplitMaxTokens) {
     shape.split_keys =
         ops::attention_split_keys(c.head_dim, max_blocks_per_seq_ * options_.block_size);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <optional>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -54,6 +55,44 @@ AttentionTiles attention_tiles(std::uint32_t head_dim) {
   return t;
 }
 
+// attention_tiled.comp's workgroup for one head size: Tuning::attn_* with the subgroups, then
+// their rows, then the keys per invocation halved until the shared memory fits (mirrors the
+// shader's declarations: Q rows of f32 pairs, the K/V tile as the pool stores it, the
+// probabilities, a limit per row and a pool index per key). nullopt: the device has no fixed
+// subgroup size, or nothing fits.
+struct TiledAttention {
+  std::uint32_t subgroup, subgroups, sg_rows, lane_keys;
+  std::uint32_t rows() const { return subgroups * sg_rows; }
+  std::uint32_t keys() const { return subgroup * lane_keys; }
+};
+
+std::optional<TiledAttention> tiled_attention(const Kernels& k, std::uint32_t head_dim,
+                                              KvType kv_type) {
+  const platform::Tuning& t = k.tuning();
+  if (t.attn_subgroup == 0 || t.attn_subgroups == 0 || t.attn_sg_rows == 0 || t.attn_lane_keys == 0) {
+    return std::nullopt;
+  }
+  TiledAttention a{t.attn_subgroup, t.attn_subgroups, t.attn_sg_rows, t.attn_lane_keys};
+  const std::uint64_t stride = head_dim / 2 + 1;  // padded row of pairs
+  const auto bytes = [&] {
+    return a.rows() * stride * 8 + a.keys() * stride * (kv_type == KvType::f16 ? 4 : 8) +
+           std::uint64_t{a.rows()} * a.keys() * 4 + a.rows() * 4 + a.keys() * 4;
+  };
+  const std::uint64_t limit = k.caps().shared_memory ? k.caps().shared_memory : 16384;
+  while (bytes() > limit) {
+    if (a.subgroups > 1) {
+      a.subgroups /= 2;
+    } else if (a.sg_rows > 1) {
+      a.sg_rows /= 2;
+    } else if (a.lane_keys > 1) {
+      a.lane_keys /= 2;
+    } else {
+      return std::nullopt;
+    }
+  }
+  return a;
+}
+
 constexpr std::uint32_t kMaxSplits = 32;
 
 // Row tiles of attention.comp's grid: sequence s owns tiles [qs[s] * group / rows + s, ...), so
@@ -86,6 +125,35 @@ std::uint32_t split_count(const AttentionShape& sh) {
 }
 
 }  // namespace
+
+const char* to_string(AttentionKernel k) {
+  switch (k) {
+    case AttentionKernel::automatic: return "auto";
+    case AttentionKernel::rows: return "rows";
+    case AttentionKernel::tiled: return "tiled";
+  }
+  return "?";
+}
+
+AttentionKernel attention_kernel(const Kernels& k, const AttentionShape& sh) {
+  if (sh.kernel == AttentionKernel::rows) return AttentionKernel::rows;
+  const auto tiled = tiled_attention(k, sh.head_dim, sh.kv_type);
+  if (sh.kernel == AttentionKernel::tiled) {
+    if (sh.split_keys > 0) {
+      throw Unsupported("attention: the tiled kernel has no flash-decoding split");
+    }
+    if (!tiled) {
+      throw Unsupported(fmt::format("attention: the tiled kernel needs a subgroup size the device "
+                                    "fixes or lets a pipeline require, and head_dim {} within its "
+                                    "{} bytes of shared memory", sh.head_dim, k.caps().shared_memory));
+    }
+    return AttentionKernel::tiled;
+  }
+  // Half a tile of rows per sequence on average: prompt chunks, not decode steps.
+  const std::uint64_t rows = std::uint64_t{sh.ntok} * (sh.n_heads / std::max(sh.n_kv_heads, 1u));
+  const bool pays = tiled && 2 * rows >= std::uint64_t{tiled->rows()} * sh.nseq;
+  return sh.split_keys == 0 && pays ? AttentionKernel::tiled : AttentionKernel::rows;
+}
 
 std::uint32_t attention_split_keys(std::uint32_t head_dim, std::uint32_t max_context) {
   constexpr std::uint32_t kMinKeys = 256;
@@ -316,6 +384,34 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
   if (num_blocks * sh.block_size * kv_dim > 0xffffffffull ||
       std::uint64_t{sh.max_blocks_per_seq} * sh.block_size > 0xffffffffull) {
     throw std::logic_error("attention: pool or block table indices exceed 32 bits");
+  }
+
+  if (attention_kernel(k, sh) == AttentionKernel::tiled) {
+    const TiledAttention a = *tiled_attention(k, sh.head_dim, sh.kv_type);
+    const std::uint64_t ntiles = std::uint64_t{sh.ntok} * group / a.rows() + sh.nseq;
+    const auto& limits = k.caps().props.max_workgroup_count;
+    const std::uint64_t gx = std::min<std::uint64_t>(ntiles, limits[0]);
+    const std::uint64_t gz = (ntiles + gx - 1) / gx;
+    if (gz > limits[2] || sh.n_kv_heads > limits[1] || ntiles > 0xffffffffull) {
+      throw std::logic_error(fmt::format("attention: {} row tiles x {} KV heads exceed the grid",
+                                         ntiles, sh.n_kv_heads));
+    }
+    const auto& p = k.pipeline(sh.kv_type == KvType::f16 ? shaders::ShaderId::attention_tiled_f16
+                                                         : shaders::ShaderId::attention_tiled_f32,
+                               7, sizeof(PushAttention),
+                               {a.subgroups * a.subgroup, sh.head_dim, a.subgroup, a.sg_rows, a.lane_keys},
+                               k.tuning().attn_require_subgroup ? a.subgroup : 0);
+    const PushAttention push{sh.ntok, sh.nseq, sh.n_heads, group, static_cast<std::uint32_t>(kv_dim),
+                             sh.block_size, sh.max_blocks_per_seq, static_cast<std::uint32_t>(num_blocks),
+                             static_cast<std::uint32_t>(ntiles), sh.scale, 0, 1};
+    cs.dispatch(p,
+                {{q, Access::read}, {k_pool, Access::read}, {v_pool, Access::read},
+                 {positions, Access::read}, {query_start, Access::read},
+                 {block_table, Access::read}, {out, Access::write}},
+                push, {static_cast<std::uint32_t>(gx), sh.n_kv_heads, static_cast<std::uint32_t>(gz)},
+                fmt::format("attention_tiled_{} ntok={} nseq={} heads={}/{} hd={}", kv_name(sh.kv_type),
+                            sh.ntok, sh.nseq, sh.n_heads, sh.n_kv_heads, sh.head_dim));
+    return;
   }
 
   const AttentionTiles tiles = attention_tiles(sh.head_dim);

@@ -55,6 +55,15 @@ void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& shape, Buf
                     BufferSpan q_out, BufferSpan k_pool, BufferSpan v_pool,
                     BufferSpan q_norm = {}, BufferSpan k_norm = {});
 
+// Which kernel computes attention. rows: attention.comp, ROWS query rows a workgroup, two
+// shared-memory reads a product (and the flash-decoding split). tiled: attention_tiled.comp,
+// register blocks per invocation over subgroups of a fixed size, for prompt chunks; where the
+// device has such a size (Tuning::attn_subgroup) and the head fits its shared memory. The two
+// differ in the last bits (their sums run in different orders); each is deterministic on its
+// own. automatic: tiled for unsplit steps whose sequences average half a tile of rows or more.
+enum class AttentionKernel { automatic, rows, tiled };
+const char* to_string(AttentionKernel k);  // "auto", "rows", "tiled"
+
 struct AttentionShape {
   std::uint32_t ntok = 0;        // query tokens in the flat batch
   std::uint32_t nseq = 0;        // sequences
@@ -76,7 +85,12 @@ struct AttentionShape {
   // At most this many ranges (0: 32): as many as fill the device (Tuning::attention_workgroups),
   // since each range is a workgroup per (sequence, KV head) whether it has keys or not.
   std::uint32_t max_ranges = 0;
+  AttentionKernel kernel = AttentionKernel::automatic;
 };
+
+// The kernel record_attention runs for `shape` (automatic resolved); throws Unsupported when
+// shape.kernel is tiled and the device cannot run it for this head size, or with a split.
+AttentionKernel attention_kernel(const Kernels& k, const AttentionShape& shape);
 
 // The fewest keys per flash-decoding range for contexts up to max_context: 256 rounded up to the
 // kernel's key tile; 0 when one range would cover max_context.

@@ -88,12 +88,29 @@ struct AttnCase {
   std::uint32_t block_size = 16;
   ops::KvType kv_type = ops::KvType::f32;
   std::uint32_t split_keys = 0;  // flash-decoding ranges; 0: one pass
+  // Also through the tiled kernel, where the device has it and a sequence has a prompt chunk
+  // (what it is chosen for). Each of its variants costs seconds to compile on lavapipe.
+  bool tiled = true;
 };
 
 // Builds a paged cache with shuffled, non-contiguous blocks holding each sequence's earlier
 // keys; the batch's own K/V go in through kv_write in the same recording as the attention, as in
 // a forward pass. Unused pool rows and table entries hold NaN / an unused block, so reading
 // anything outside the causal window poisons the output.
+// Whether the device runs attention_tiled.comp for this head (ops::AttentionKernel).
+bool tiled_attention_available(DeviceTest& t, std::uint32_t head_dim, ops::KvType kv_type) {
+  ops::AttentionShape probe;
+  probe.head_dim = head_dim;
+  probe.kv_type = kv_type;
+  probe.kernel = ops::AttentionKernel::tiled;
+  try {
+    ops::attention_kernel(t.kernels(), probe);
+    return true;
+  } catch (const Unsupported&) {
+    return false;
+  }
+}
+
 void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& seqs) {
   auto& dev = t.device();
   auto& rng = t.rng();
@@ -179,18 +196,28 @@ void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& s
   auto dkn = t.upload_floats(k_new, "k_new"), dvn = t.upload_floats(v_new, "v_new");
   auto dslots = upload_u32(dev, slots, "slots"), dpos = upload_u32(dev, positions, "positions");
   auto dqs = upload_u32(dev, query_start, "query_start"), dtable = upload_u32(dev, table, "table");
-  auto dout = t.poisoned_floats(q.size(), "out");
-  // Poisoned: a range the reduce should not read turns the row into NaN.
-  auto dpart = t.poisoned_floats(std::max<std::uint64_t>(ops::attention_partial_bytes(shape) / 4, 1),
-                                 "partials");
-  auto dcount = upload_u32(dev, std::vector<std::uint32_t>(ops::attention_counter_bytes(shape) / 4), "counters");
-  auto cs = dev.command_stream();
-  cs.begin();
-  ops::record_kv_write(t.kernels(), cs, c.kv_type, dkn, dvn, dslots, dk, dv, ntok, kv_dim);
-  ops::record_attention(t.kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart, dcount);
-  cs.end();
-  cs.submit_and_wait();
-  CHECK(ref::nmse(t.download_floats(dout, q.size()), expected) < kAttention);
+  // Both kernels where the device has the tiled one (the split is the rows kernel's).
+  std::vector<ops::AttentionKernel> kernels{ops::AttentionKernel::rows};
+  const bool chunk = std::any_of(seqs.begin(), seqs.end(), [](const Seq& sq) { return sq.nnew > 1; });
+  if (c.tiled && chunk && c.split_keys == 0 && tiled_attention_available(t, c.head_dim, c.kv_type)) {
+    kernels.push_back(ops::AttentionKernel::tiled);
+  }
+  for (const ops::AttentionKernel kernel : kernels) {
+    CAPTURE(ops::to_string(kernel));
+    shape.kernel = kernel;
+    auto dout = t.poisoned_floats(q.size(), "out");
+    // Poisoned: a range the reduce should not read turns the row into NaN.
+    auto dpart = t.poisoned_floats(std::max<std::uint64_t>(ops::attention_partial_bytes(shape) / 4, 1),
+                                   "partials");
+    auto dcount = upload_u32(dev, std::vector<std::uint32_t>(ops::attention_counter_bytes(shape) / 4), "counters");
+    auto cs = dev.command_stream();
+    cs.begin();
+    ops::record_kv_write(t.kernels(), cs, c.kv_type, dkn, dvn, dslots, dk, dv, ntok, kv_dim);
+    ops::record_attention(t.kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart, dcount);
+    cs.end();
+    cs.submit_and_wait();
+    CHECK(ref::nmse(t.download_floats(dout, q.size()), expected) < kAttention);
+  }
 }
 
 std::vector<ops::KvType> kv_types(DeviceTest& t) {
@@ -437,7 +464,8 @@ TEST_CASE_FIXTURE(DeviceTest, "attention: head sizes 32, 48, 80, 256 and a tiny 
     for (auto type : kv_types(*this)) {
       CAPTURE(head_dim);
       CAPTURE(type == ops::KvType::f16);
-      check_attention(*this, {6, 2, head_dim, 8, type}, seqs);
+      // The tiled kernel's head sizes in f32 (f16 differs from it only in its loads).
+      check_attention(*this, {6, 2, head_dim, 8, type, 0, type == ops::KvType::f32}, seqs);
     }
   }
 }
@@ -448,6 +476,71 @@ TEST_CASE_FIXTURE(DeviceTest, "attention: GQA group larger than a workgroup's ro
     CAPTURE(type == ops::KvType::f16);
     check_attention(*this, {64, 1, 64, 16, type}, {{30, 3}, {9, 1}});
   }
+}
+
+TEST_CASE_FIXTURE(DeviceTest, "attention tiled: long prompt chunks, and its tiles and blocks of other devices") {
+  // Every check_attention runs both kernels; this one is about the tiled kernel's own edges:
+  // chunks over several row tiles and key tiles, a chunk after a long context, sequences whose
+  // rows end inside a subgroup's rows, under the tunings other devices get (smaller and odd
+  // row blocks, one key an invocation, larger key tiles).
+  if (!tiled_attention_available(*this, 64, ops::KvType::f32)) {
+    MESSAGE("skipped: this device has no tiled attention (no fixed subgroup size)");
+    CHECK_FALSE(kernels().caps().quirks.prefer_small_workgroups);  // lavapipe has it
+    return;
+  }
+  struct Blocks {
+    std::uint32_t subgroups, sg_rows, lane_keys;
+  };
+  const Blocks blocks[] = {{0, 0, 0}, {4, 8, 1}, {2, 3, 2}};
+  const std::vector<Seq> seqs{{300, 300}, {320, 70}, {5, 5}, {1, 1}, {129, 129}};
+  for (const Blocks& b : blocks) {
+    platform::Tuning t = kernels().caps().tuning;
+    if (b.subgroups) {
+      t.attn_subgroups = b.subgroups;
+      t.attn_sg_rows = b.sg_rows;
+      t.attn_lane_keys = b.lane_keys;
+    }
+    kernels().set_tuning(t);
+    CAPTURE(t.attn_subgroups);
+    CAPTURE(t.attn_sg_rows);
+    CAPTURE(t.attn_lane_keys);
+    // The device's own blocks in both pool types and two head shapes; the others in f32.
+    for (auto type : kv_types(*this)) {
+      if (b.subgroups && type != ops::KvType::f32) continue;
+      CAPTURE(type == ops::KvType::f16);
+      check_attention(*this, {12, 4, 64, 16, type}, seqs);
+      if (!b.subgroups) check_attention(*this, {8, 1, 80, 7, type}, {{90, 90}, {40, 17}});
+    }
+  }
+  kernels().set_tuning(std::nullopt);
+}
+
+TEST_CASE_FIXTURE(DeviceTest, "attention kernel choice: tiled for prompt chunks, rows for decode and splits") {
+  ops::AttentionShape sh;
+  sh.n_heads = 12;
+  sh.n_kv_heads = 4;
+  sh.head_dim = 64;
+  sh.kv_type = ops::KvType::f32;
+  sh.ntok = 64;
+  sh.nseq = 64;  // decode
+  CHECK(ops::attention_kernel(kernels(), sh) == ops::AttentionKernel::rows);
+  sh.kernel = ops::AttentionKernel::rows;
+  sh.ntok = 512;
+  sh.nseq = 1;
+  CHECK(ops::attention_kernel(kernels(), sh) == ops::AttentionKernel::rows);
+  if (!tiled_attention_available(*this, 64, ops::KvType::f32)) {
+    MESSAGE("skipped the tiled half: this device has no tiled attention");
+    return;
+  }
+  sh.kernel = ops::AttentionKernel::automatic;
+  CHECK(ops::attention_kernel(kernels(), sh) == ops::AttentionKernel::tiled);
+  sh.split_keys = 256;  // flash-decoding is the rows kernel's
+  CHECK(ops::attention_kernel(kernels(), sh) == ops::AttentionKernel::rows);
+  sh.kernel = ops::AttentionKernel::tiled;
+  CHECK_THROWS_AS(ops::attention_kernel(kernels(), sh), Unsupported);
+  sh.split_keys = 0;
+  sh.head_dim = 1 << 16;  // no tile fits shared memory
+  CHECK_THROWS_AS(ops::attention_kernel(kernels(), sh), Unsupported);
 }
 
 TEST_CASE_FIXTURE(DeviceTest, "attention split over key ranges (flash-decoding): decodes and chunks") {
