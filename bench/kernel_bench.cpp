@@ -340,8 +340,8 @@ int main(int argc, char** argv) {
       const double attended = double(ntok) * (ctx - ntok) + double(ntok) * (ntok + 1) / 2;
       AttnData* a = d.get();
       const std::string kind =
-          ntok == 1 ? (split ? "attention_decode_split" : "attention_decode")
-                    : kernel == ops::AttentionKernel::tiled ? "attention_prefill tiled" : "attention_prefill rows";
+          ntok == 1 ? std::string(split ? "attention_decode_split" : "attention_decode")
+                    : fmt::format("attention_prefill {}", ops::to_string(kernel));
       cases.push_back(Case{
           kind,
           fmt::format("{}ctx {} {}/{} heads hd{} {}{}", ntok > 1 ? fmt::format("{} tok ", ntok) : "",
@@ -354,14 +354,15 @@ int main(int argc, char** argv) {
                                   a->dtable, a->dout, a->dpart, a->dcount);
           },
           [&dev, a] { return ref::nmse(download(*dev, a->dout, a->q.size()), a->expected); },
-          1e-6});
+          kernel == ops::AttentionKernel::coopmat ? 2e-5 : 1e-6});  // coopmat: f16 inputs
       attn.push_back(std::move(d));
     };
     for (std::uint32_t ctx : attn_contexts) {
       for (bool split : {false, true}) attention_case(1, ctx, 32, 8, 128, split, ops::AttentionKernel::rows);
     }
     // Prefill through both kernels (ops::AttentionKernel), the tiled one where the device has it.
-    for (auto kernel : {ops::AttentionKernel::rows, ops::AttentionKernel::tiled}) {
+    for (auto kernel : {ops::AttentionKernel::rows, ops::AttentionKernel::tiled,
+                        ops::AttentionKernel::coopmat}) {
       ops::AttentionShape probe;
       probe.head_dim = attn_heads[2];
       probe.kv_type = kv_type;

@@ -92,12 +92,25 @@ std::vector<PathRange> matmul_paths(const DeviceCaps& c) {
 
 // Which attention kernel a step takes (ops::attention_kernel).
 std::string attention_paths(const platform::Tuning& t) {
-  if (t.attn_subgroup == 0) return "rows kernel (no fixed subgroup size for the tiled one)";
-  return fmt::format("prompt chunks: tiled ({} subgroups of {} invocations, {} rows each, {}-key tiles; fewer rows "
-                     "where a head size needs the shared memory); decode: rows, split over the "
-                     "context up to 64 tokens",
-                     t.attn_subgroups, t.attn_subgroup, t.attn_sg_rows,
-                     t.attn_subgroup * t.attn_lane_keys);
+  const ops::KernelChoice choice = ops::kernel_choice_from_env();
+  const bool matrix_cores = ops::coopmat_available(t) &&
+                            (choice == ops::KernelChoice::coopmat ||
+                             (choice == ops::KernelChoice::automatic && t.coopmat_min_tokens != 0));
+  std::string prompt;
+  if (matrix_cores) {
+    prompt = fmt::format("coopmat ({}x{}x{} f16 matrices, a subgroup per {} rows; head sizes that "
+                         "are multiples of them, else tiled or rows)",
+                         t.coopmat_m, t.coopmat_n, t.coopmat_k, t.coopmat_m);
+  } else if (t.attn_subgroup) {
+    prompt = fmt::format("tiled ({} subgroups of {} invocations, {} rows each, {}-key tiles; "
+                         "fewer rows where a head size needs the shared memory)",
+                         t.attn_subgroups, t.attn_subgroup, t.attn_sg_rows,
+                         t.attn_subgroup * t.attn_lane_keys);
+  } else {
+    prompt = "rows (no fixed subgroup size for the tiled kernel)";
+  }
+  return fmt::format("prompt chunks: {}; decode: rows, split over the context up to 64 tokens",
+                     prompt);
 }
 
 json::object to_json(const DeviceCaps& c, std::size_t index, bool chosen) {

@@ -3,6 +3,7 @@
 #include "engine/ops/attention.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <optional>
 #include <stdexcept>
@@ -93,6 +94,45 @@ std::optional<TiledAttention> tiled_attention(const Kernels& k, std::uint32_t he
   return a;
 }
 
+// attention_coopmat.comp's workgroup for one head size: kCoopmatSubgroups subgroups of
+// Tuning::coopmat_subgroup invocations, CM_M query rows each, key tiles of about 32 keys (FC
+// matrices of CM_N), the subgroups then the key tile halved until the shared memory fits
+// (mirrors the shader's declarations). nullopt: no usable matrices, a head size that is no
+// multiple of them, or nothing fits. The sizes are a starting point: no GPU has measured them.
+constexpr std::uint32_t kCoopmatSubgroups = 4;
+struct CoopmatAttention {
+  std::uint32_t subgroup, subgroups, m, n, k, fc;
+  std::uint32_t rows() const { return subgroups * m; }
+};
+
+std::optional<CoopmatAttention> coopmat_attention(const Kernels& k, std::uint32_t head_dim) {
+  const platform::Tuning& t = k.tuning();
+  if (!coopmat_available(t) || t.coopmat_subgroup == 0) return std::nullopt;
+  CoopmatAttention a{t.coopmat_subgroup, kCoopmatSubgroups, t.coopmat_m, t.coopmat_n, t.coopmat_k,
+                     std::max<std::uint32_t>(1, 32 / t.coopmat_n)};
+  // The shader: a softmax lane per row (m <= subgroup), whole matrices of outputs per lane.
+  if (head_dim % a.k != 0 || head_dim % a.n != 0 || head_dim % 8 != 0 || a.m > a.subgroup ||
+      (a.m * a.n) % a.subgroup != 0) {
+    return std::nullopt;
+  }
+  const auto bytes = [&] {
+    const std::uint64_t bc = a.fc * a.n, rows = a.rows(), hdp = head_dim + 8;
+    return 2 * rows * hdp * 2 + 2 * bc * hdp * 2 + rows * (bc + 8) * 2 + rows * bc * 4 + rows * 12 + bc * 4;
+  };
+  const std::uint64_t limit = k.caps().shared_memory ? k.caps().shared_memory : 16384;
+  while (bytes() > limit || (a.fc * a.n) % a.k != 0) {
+    if (a.subgroups > 1) {
+      a.subgroups /= 2;
+    } else if (a.fc > 1 && (a.fc / 2 * a.n) % a.k == 0) {
+      a.fc /= 2;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (a.subgroups * a.subgroup > k.caps().props.max_workgroup_invocations) return std::nullopt;
+  return a;
+}
+
 constexpr std::uint32_t kMaxSplits = 32;
 
 // Row tiles of attention.comp's grid: sequence s owns tiles [qs[s] * group / rows + s, ...), so
@@ -124,6 +164,39 @@ std::uint32_t split_count(const AttentionShape& sh) {
   return static_cast<std::uint32_t>(std::min<std::uint64_t>(cap, (keys + sh.split_keys - 1) / sh.split_keys));
 }
 
+// The (x, z) grid of ntiles row tiles (x folded into z past the device's 1D limit), y = KV head.
+std::array<std::uint32_t, 3> attention_grid(const Kernels& k, const AttentionShape& sh,
+                                            std::uint64_t ntiles) {
+  const auto& limits = k.caps().props.max_workgroup_count;
+  const std::uint64_t gx = std::min<std::uint64_t>(ntiles, limits[0]);
+  const std::uint64_t gz = (ntiles + gx - 1) / gx;
+  if (gz > limits[2] || sh.n_kv_heads > limits[1] || ntiles > 0xffffffffull) {
+    throw std::logic_error(fmt::format("attention: {} row tiles x {} KV heads exceed the grid",
+                                       ntiles, sh.n_kv_heads));
+  }
+  return {static_cast<std::uint32_t>(gx), sh.n_kv_heads, static_cast<std::uint32_t>(gz)};
+}
+
+// One dispatch of a prompt-chunk kernel (tiled, coopmat): row tiles, no split.
+void record_row_tiles(CommandStream& cs, const platform::Pipeline& p, const AttentionShape& sh,
+                      std::uint32_t group, std::uint64_t kv_dim, std::uint64_t num_blocks,
+                      std::uint64_t ntiles, std::array<std::uint32_t, 3> grid, BufferSpan q,
+                      BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
+                      BufferSpan query_start, BufferSpan block_table, BufferSpan out,
+                      const char* kernel) {
+  const PushAttention push{sh.ntok, sh.nseq, sh.n_heads, group, static_cast<std::uint32_t>(kv_dim),
+                           sh.block_size, sh.max_blocks_per_seq, static_cast<std::uint32_t>(num_blocks),
+                           static_cast<std::uint32_t>(ntiles), sh.scale, 0, 1};
+  cs.dispatch(p,
+              {{q, Access::read}, {k_pool, Access::read}, {v_pool, Access::read},
+               {positions, Access::read}, {query_start, Access::read},
+               {block_table, Access::read}, {out, Access::write}},
+              push, grid,
+              fmt::format("attention_{}_{} ntok={} nseq={} heads={}/{} hd={}", kernel,
+                          kv_name(sh.kv_type), sh.ntok, sh.nseq, sh.n_heads, sh.n_kv_heads,
+                          sh.head_dim));
+}
+
 }  // namespace
 
 const char* to_string(AttentionKernel k) {
@@ -131,12 +204,26 @@ const char* to_string(AttentionKernel k) {
     case AttentionKernel::automatic: return "auto";
     case AttentionKernel::rows: return "rows";
     case AttentionKernel::tiled: return "tiled";
+    case AttentionKernel::coopmat: return "coopmat";
   }
   return "?";
 }
 
 AttentionKernel attention_kernel(const Kernels& k, const AttentionShape& sh) {
   if (sh.kernel == AttentionKernel::rows) return AttentionKernel::rows;
+  const auto coopmat = coopmat_attention(k, sh.head_dim);
+  if (sh.kernel == AttentionKernel::coopmat) {
+    if (sh.split_keys > 0) {
+      throw Unsupported("attention: the cooperative-matrix kernel has no flash-decoding split");
+    }
+    if (!coopmat) {
+      throw Unsupported(fmt::format(
+          "attention: {} has no cooperative-matrix attention for head_dim {} (it needs f16 "
+          "matrices whose sizes divide the head, and the shaders in the build)",
+          k.caps().props.name, sh.head_dim));
+    }
+    return AttentionKernel::coopmat;
+  }
   const auto tiled = tiled_attention(k, sh.head_dim, sh.kv_type);
   if (sh.kernel == AttentionKernel::tiled) {
     if (sh.split_keys > 0) {
@@ -151,6 +238,15 @@ AttentionKernel attention_kernel(const Kernels& k, const AttentionShape& sh) {
   }
   // Half a tile of rows per sequence on average: prompt chunks, not decode steps.
   const std::uint64_t rows = std::uint64_t{sh.ntok} * (sh.n_heads / std::max(sh.n_kv_heads, 1u));
+  // Matrix cores where the matmuls take them: their automatic choice does on this device, or
+  // they are forced.
+  const platform::Tuning& t = k.tuning();
+  const bool matrix_cores = k.choice() == KernelChoice::coopmat ||
+                            (k.choice() == KernelChoice::automatic && t.coopmat_min_tokens != 0);
+  if (sh.split_keys == 0 && coopmat && matrix_cores &&
+      2 * rows >= std::uint64_t{coopmat->rows()} * sh.nseq) {
+    return AttentionKernel::coopmat;
+  }
   const bool pays = tiled && 2 * rows >= std::uint64_t{tiled->rows()} * sh.nseq;
   return sh.split_keys == 0 && pays ? AttentionKernel::tiled : AttentionKernel::rows;
 }
@@ -386,31 +482,32 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
     throw std::logic_error("attention: pool or block table indices exceed 32 bits");
   }
 
-  if (attention_kernel(k, sh) == AttentionKernel::tiled) {
+  const AttentionKernel kernel = attention_kernel(k, sh);
+  if (kernel == AttentionKernel::coopmat) {
+    const CoopmatAttention a = *coopmat_attention(k, sh.head_dim);
+    const std::uint64_t ntiles = std::uint64_t{sh.ntok} * group / a.rows() + sh.nseq;
+    const auto grid = attention_grid(k, sh, ntiles);
+    const auto blob = shaders::find_shader(sh.kv_type == KvType::f16 ? "attention_coopmat_f16"
+                                                                     : "attention_coopmat_f32");
+    if (!blob) throw std::logic_error("attention: the build has no cooperative-matrix variant");
+    const auto& p = k.pipeline(blob->id, 7, sizeof(PushAttention),
+                               {a.subgroups * a.subgroup, sh.head_dim, a.subgroup, a.m, a.n, a.k, a.fc},
+                               k.tuning().coopmat_require_subgroup ? a.subgroup : 0);
+    record_row_tiles(cs, p, sh, group, kv_dim, num_blocks, ntiles, grid, q, k_pool, v_pool,
+                     positions, query_start, block_table, out, "coopmat");
+    return;
+  }
+  if (kernel == AttentionKernel::tiled) {
     const TiledAttention a = *tiled_attention(k, sh.head_dim, sh.kv_type);
     const std::uint64_t ntiles = std::uint64_t{sh.ntok} * group / a.rows() + sh.nseq;
-    const auto& limits = k.caps().props.max_workgroup_count;
-    const std::uint64_t gx = std::min<std::uint64_t>(ntiles, limits[0]);
-    const std::uint64_t gz = (ntiles + gx - 1) / gx;
-    if (gz > limits[2] || sh.n_kv_heads > limits[1] || ntiles > 0xffffffffull) {
-      throw std::logic_error(fmt::format("attention: {} row tiles x {} KV heads exceed the grid",
-                                         ntiles, sh.n_kv_heads));
-    }
+    const auto grid = attention_grid(k, sh, ntiles);
     const auto& p = k.pipeline(sh.kv_type == KvType::f16 ? shaders::ShaderId::attention_tiled_f16
                                                          : shaders::ShaderId::attention_tiled_f32,
                                7, sizeof(PushAttention),
                                {a.subgroups * a.subgroup, sh.head_dim, a.subgroup, a.sg_rows, a.lane_keys},
                                k.tuning().attn_require_subgroup ? a.subgroup : 0);
-    const PushAttention push{sh.ntok, sh.nseq, sh.n_heads, group, static_cast<std::uint32_t>(kv_dim),
-                             sh.block_size, sh.max_blocks_per_seq, static_cast<std::uint32_t>(num_blocks),
-                             static_cast<std::uint32_t>(ntiles), sh.scale, 0, 1};
-    cs.dispatch(p,
-                {{q, Access::read}, {k_pool, Access::read}, {v_pool, Access::read},
-                 {positions, Access::read}, {query_start, Access::read},
-                 {block_table, Access::read}, {out, Access::write}},
-                push, {static_cast<std::uint32_t>(gx), sh.n_kv_heads, static_cast<std::uint32_t>(gz)},
-                fmt::format("attention_tiled_{} ntok={} nseq={} heads={}/{} hd={}", kv_name(sh.kv_type),
-                            sh.ntok, sh.nseq, sh.n_heads, sh.n_kv_heads, sh.head_dim));
+    record_row_tiles(cs, p, sh, group, kv_dim, num_blocks, ntiles, grid, q, k_pool, v_pool,
+                     positions, query_start, block_table, out, "tiled");
     return;
   }
 

@@ -60,9 +60,15 @@ void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& shape, Buf
 // register blocks per invocation over subgroups of a fixed size, for prompt chunks; where the
 // device has such a size (Tuning::attn_subgroup) and the head fits its shared memory. The two
 // differ in the last bits (their sums run in different orders); each is deterministic on its
-// own. automatic: tiled for unsplit steps whose sequences average half a tile of rows or more.
-enum class AttentionKernel { automatic, rows, tiled };
-const char* to_string(AttentionKernel k);  // "auto", "rows", "tiled"
+// own. coopmat: attention_coopmat.comp, the tiled kernel's work with Q K^T and P V as f16 x f16
+// -> f32 cooperative matrices (Tuning::coopmat_m/n/k), where the device has them and the head
+// size is a multiple of the matrix sizes; K, V and P are rounded to f16 first, Q is split into
+// two f16 parts (S takes two products). automatic:
+// for unsplit steps whose sequences average half a tile of rows or more (prompt chunks),
+// coopmat where the matmuls take matrix cores (their automatic choice does, or VKLLM_KERNELS
+// forces coopmat), else tiled; rows otherwise.
+enum class AttentionKernel { automatic, rows, tiled, coopmat };
+const char* to_string(AttentionKernel k);  // "auto", "rows", "tiled", "coopmat"
 
 struct AttentionShape {
   std::uint32_t ntok = 0;        // query tokens in the flat batch
@@ -89,7 +95,8 @@ struct AttentionShape {
 };
 
 // The kernel record_attention runs for `shape` (automatic resolved); throws Unsupported when
-// shape.kernel is tiled and the device cannot run it for this head size, or with a split.
+// shape.kernel is tiled or coopmat and the device cannot run it for this head size, or with a
+// split.
 AttentionKernel attention_kernel(const Kernels& k, const AttentionShape& shape);
 
 // The fewest keys per flash-decoding range for contexts up to max_context: 256 rounded up to the

@@ -9,6 +9,7 @@
 #include <limits>
 #include <numbers>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 
 #include "common/error.hpp"
@@ -28,6 +29,10 @@ constexpr double kExact = 1e-7;
 // f32 arithmetic separates them: ~1e-12 in practice. Far tighter than the 5e-4 of docs/ARCHITECTURE.md "Tests", because
 // one dropped or extra key among a few hundred moves the output by only ~1e-5 NMSE.
 constexpr double kAttention = 1e-6;
+// The cooperative-matrix kernel rounds Q (times scale), K, V and P to f16 (11-bit mantissas)
+// before its products: scores of a few units are off by about 1e-3, the outputs' NMSE stays
+// under this against the f32 reference.
+constexpr double kAttentionF16 = 2e-5;
 constexpr std::uint16_t kF16Nan = 0x7e00;
 const float kNan = std::numeric_limits<float>::quiet_NaN();
 
@@ -91,6 +96,8 @@ struct AttnCase {
   // Also through the tiled kernel, where the device has it and a sequence has a prompt chunk
   // (what it is chosen for). Each of its variants costs seconds to compile on lavapipe.
   bool tiled = true;
+  // Only this kernel (coopmat: only where it runs; it rounds Q, K, V and P to f16).
+  std::optional<ops::AttentionKernel> only = std::nullopt;
 };
 
 // Builds a paged cache with shuffled, non-contiguous blocks holding each sequence's earlier
@@ -202,6 +209,7 @@ void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& s
   if (c.tiled && chunk && c.split_keys == 0 && tiled_attention_available(t, c.head_dim, c.kv_type)) {
     kernels.push_back(ops::AttentionKernel::tiled);
   }
+  if (c.only) kernels = {*c.only};
   for (const ops::AttentionKernel kernel : kernels) {
     CAPTURE(ops::to_string(kernel));
     shape.kernel = kernel;
@@ -216,7 +224,8 @@ void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& s
     ops::record_attention(t.kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart, dcount);
     cs.end();
     cs.submit_and_wait();
-    CHECK(ref::nmse(t.download_floats(dout, q.size()), expected) < kAttention);
+    const double bound = kernel == ops::AttentionKernel::coopmat ? kAttentionF16 : kAttention;
+    CHECK(ref::nmse(t.download_floats(dout, q.size()), expected) < bound);
   }
 }
 
@@ -515,6 +524,51 @@ TEST_CASE_FIXTURE(DeviceTest, "attention tiled: long prompt chunks, and its tile
   kernels().set_tuning(std::nullopt);
 }
 
+TEST_CASE_FIXTURE(DeviceTest, "attention coopmat: prompt chunks, mixed batches, head sizes, GQA") {
+  if (!test::coopmat_or_skip(kernels())) return;
+  const auto coopmat = ops::AttentionKernel::coopmat;
+  const platform::Tuning& t = kernels().tuning();
+  MESSAGE("coopmat attention: " << t.coopmat_m << "x" << t.coopmat_n << "x" << t.coopmat_k
+                                << " matrices, subgroup " << t.coopmat_subgroup);
+  for (auto type : kv_types(*this)) {
+    CAPTURE(type == ops::KvType::f16);
+    for (const AttnCase& base : kCases) {
+      AttnCase c = base;
+      c.kv_type = type;
+      c.only = coopmat;
+      CAPTURE(c.n_heads);
+      CAPTURE(c.n_kv_heads);
+      CAPTURE(c.head_dim);
+      check_attention(*this, c, {{37, 37}});
+      check_attention(*this, c, {{87, 37}, {1, 1}, {300, 300}, {70, 20}});
+    }
+    // Head sizes that are multiples of the matrices; a GQA group over several row tiles; odd
+    // block sizes.
+    for (std::uint32_t head_dim : {32u, 48u, 80u, 256u}) {
+      if (head_dim % t.coopmat_k != 0 || head_dim % t.coopmat_n != 0) continue;
+      CAPTURE(head_dim);
+      check_attention(*this, {6, 2, head_dim, 8, type, 0, true, coopmat}, {{45, 1}, {40, 23}, {3, 3}});
+    }
+    check_attention(*this, {64, 1, 64, 5, type, 0, true, coopmat}, {{30, 3}, {9, 1}, {129, 129}});
+  }
+  // Automatic: prompt chunks take it where the matmuls are forced onto matrix cores.
+  const ops::KernelChoice before = kernels().choice();
+  kernels().set_choice(ops::KernelChoice::coopmat);
+  ops::AttentionShape sh;
+  sh.n_heads = 12;
+  sh.n_kv_heads = 4;
+  sh.head_dim = 64;
+  sh.ntok = 512;
+  sh.nseq = 1;
+  CHECK(ops::attention_kernel(kernels(), sh) == coopmat);
+  sh.ntok = sh.nseq = 64;
+  CHECK(ops::attention_kernel(kernels(), sh) == ops::AttentionKernel::rows);
+  kernels().set_choice(before);
+  sh.head_dim = 6;  // no matrix divides it
+  sh.kernel = coopmat;
+  CHECK_THROWS_AS(ops::attention_kernel(kernels(), sh), Unsupported);
+}
+
 TEST_CASE_FIXTURE(DeviceTest, "attention kernel choice: tiled for prompt chunks, rows for decode and splits") {
   ops::AttentionShape sh;
   sh.n_heads = 12;
@@ -538,6 +592,9 @@ TEST_CASE_FIXTURE(DeviceTest, "attention kernel choice: tiled for prompt chunks,
   CHECK(ops::attention_kernel(kernels(), sh) == ops::AttentionKernel::rows);
   sh.kernel = ops::AttentionKernel::tiled;
   CHECK_THROWS_AS(ops::attention_kernel(kernels(), sh), Unsupported);
+  sh.kernel = ops::AttentionKernel::coopmat;
+  CHECK_THROWS_AS(ops::attention_kernel(kernels(), sh), Unsupported);  // split, or no matrices
+  sh.kernel = ops::AttentionKernel::tiled;
   sh.split_keys = 0;
   sh.head_dim = 1 << 16;  // no tile fits shared memory
   CHECK_THROWS_AS(ops::attention_kernel(kernels(), sh), Unsupported);
