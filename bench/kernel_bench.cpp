@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
       for (const MatmulWeight& mw : weights) {
         if (ntok > 1 && mw.type == gguf::TensorType::kF32) continue;
         const bool q8 = run.path == ops::KernelChoice::intdot;
-        if (q8 && mw.type != gguf::TensorType::kQ8_0 && mw.type != gguf::TensorType::kQ4_0) {
+        if (q8 && (mw.type == gguf::TensorType::kF32 || mw.type == gguf::TensorType::kF16)) {
           continue;  // the types without integer codes would only repeat the gemv rows
         }
         const std::uint64_t wbytes = mw.q.bytes.size();

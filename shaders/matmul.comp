@@ -47,11 +47,12 @@ layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bi
 #include "dequant.glsl"
 
 #ifdef INTDOT
-// INTDOT (the integer-dot GEMV, legacy 32-element block types): x arrives quantized by
-// quantize_q8.comp, one buffer: ntok * ncols / 4 words of int8 codes (4 a word, in element order),
-// then one (d, d * sum of codes) per 32 elements. Each block's products are 8 packed 4 x 8-bit
-// dot products (GL_EXT_integer_dot_product) of the weight codes and the activation codes:
-// sum_e (s_w c_e + o_w)(d a_e) = s_w d sum_e c_e a_e + o_w (d sum_e a_e) (dq_block_codes).
+// INTDOT (the integer-dot GEMV, every type with integer codes: legacy blocks and K-quants): x
+// arrives quantized by quantize_q8.comp, one buffer: ntok * ncols / 4 words of int8 codes (4 a
+// word, in element order), then one (d, d * sum of codes) per 32 elements. Each block's products
+// are 8 packed 4 x 8-bit dot products (GL_EXT_integer_dot_product) of the weight codes and the
+// activation codes: sum_e (s_w c_e + o_w)(d a_e) = s_w d sum_e c_e a_e + o_w (d sum_e a_e)
+// (dq_block_codes), per half of 16 where the weight's scales are per 16 (q6_K, q3_K, q2_K).
 #extension GL_EXT_integer_dot_product : require
 #if !DQ_INTDOT
 #error "INTDOT: this weight type has no integer codes (dequant.glsl, dq_block_codes)"
@@ -85,9 +86,9 @@ void accumulate(uint r0, uint tok0, uint first, uint step) {
   const uint d_base = pc.ntok * pc.ncols / 8u;  // where the scales start, in vec2s
   for (uint b = first; b < blocks; b += step) {
     uint c[ROWS][8];
-    vec2 dm[ROWS];
+    vec4 sm[ROWS];
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      dq_block_codes(min(r0 + r, pc.nrows - 1) * row_bytes + b * DQ_BLOCK_BYTES, c[r], dm[r]);
+      dq_block_codes(min(r0 + r, pc.nrows - 1) * row_bytes, b, c[r], sm[r]);
     }
     [[unroll]] for (uint t = 0; t < NTOK; ++t) {
       if (tok0 + t < pc.ntok) {
@@ -95,11 +96,35 @@ void accumulate(uint r0, uint tok0, uint first, uint step) {
         const vec2 ds = xd[d_base + xb];
         uint a[8];
         [[unroll]] for (uint j = 0; j < 8u; ++j) a[j] = xq[8u * xb + j];
+#if DQ_INTDOT_HALVES
+        // A scale per 16 elements: a dot product per half (and q2_K's offsets: the sums of the
+        // half's activation codes).
+#if DQ_INTDOT_OFFSET
+        int a0 = 0, a1 = 0;
+        [[unroll]] for (uint j = 0; j < 4u; ++j) {
+          a0 += dotPacked4x8EXT(int(a[j]), 0x01010101);
+          a1 += dotPacked4x8EXT(int(a[j + 4u]), 0x01010101);
+        }
+#endif
+        [[unroll]] for (uint r = 0; r < ROWS; ++r) {
+          int d0 = 0, d1 = 0;  // at most 16 * 127 * 32 in magnitude
+          [[unroll]] for (uint j = 0; j < 4u; ++j) {
+            d0 += dotPacked4x8EXT(int(c[r][j]), int(a[j]));
+            d1 += dotPacked4x8EXT(int(c[r][j + 4u]), int(a[j + 4u]));
+          }
+          float s = sm[r].x * float(d0) + sm[r].z * float(d1);
+#if DQ_INTDOT_OFFSET
+          s += sm[r].y * float(a0) + sm[r].w * float(a1);
+#endif
+          acc[r * NTOK + t] += ds.x * s;
+        }
+#else
         [[unroll]] for (uint r = 0; r < ROWS; ++r) {
           int dot = 0;  // at most 32 * 127 * 127 in magnitude
           [[unroll]] for (uint j = 0; j < 8u; ++j) dot += dotPacked4x8EXT(int(c[r][j]), int(a[j]));
-          acc[r * NTOK + t] += dm[r].x * ds.x * float(dot) + dm[r].y * ds.y;
+          acc[r * NTOK + t] += sm[r].x * ds.x * float(dot) + sm[r].y * ds.y;
         }
+#endif
       }
     }
   }

@@ -198,46 +198,6 @@ void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
 }
 #endif
 
-// ---- legacy 32-element blocks as integer codes (the integer-dot GEMV, matmul.comp INTDOT) ----
-// dq_block_codes(bo, c, dm): the block at byte bo as 8 words of codes, word j = elements
-// 4j .. 4j + 3 one signed byte each (q4/q5 codes are 0..31, positive as signed bytes too), and
-// (scale, offset) with element value = scale * code + offset: q8_0 (d, 0), q4_0 (d, -8d),
-// q5_0 (d, -16d), q4_1 / q5_1 (d, m).
-
-#if defined(WTYPE_Q8_0) || defined(WTYPE_Q4_0) || defined(WTYPE_Q4_1) || defined(WTYPE_Q5_0) || \
-    defined(WTYPE_Q5_1)
-#define DQ_INTDOT 1
-void dq_block_codes(uint bo, out uint c[8], out vec2 dm) {
-#if defined(WTYPE_Q8_0)
-  [[unroll]] for (uint j = 0; j < 8u; ++j) c[j] = dq_u32(bo + 2u + 4u * j);
-  dm = vec2(dq_f16(bo), 0.0);
-#else
-  const uint qs = bo + DQ_QS;
-  [[unroll]] for (uint j = 0; j < 4u; ++j) {
-    const uint q = dq_u32(qs + 4u * j);
-    c[j] = q & 0x0F0F0F0Fu;             // elements 4j ..: low nibbles of bytes 4j ..
-    c[j + 4u] = (q >> 4) & 0x0F0F0F0Fu;  // elements 16 + 4j ..: their high nibbles
-  }
-#if defined(WTYPE_Q5_0) || defined(WTYPE_Q5_1)
-  const uint qh = dq_u32(bo + DQ_QH);  // bit e: element e's fifth bit
-  [[unroll]] for (uint j = 0; j < 8u; ++j) c[j] |= dq_spread4((qh >> (4u * j)) & 0xFu) << 4;
-#endif
-#if defined(WTYPE_Q4_0)
-  const float d = dq_f16(bo);
-  dm = vec2(d, -8.0 * d);
-#elif defined(WTYPE_Q5_0)
-  const float d = dq_f16(bo);
-  dm = vec2(d, -16.0 * d);
-#else
-  dm = unpackHalf2x16(dq_u32(bo));
-#endif
-#endif
-}
-#endif
-#ifndef DQ_INTDOT
-#define DQ_INTDOT 0
-#endif
-
 // ---- q4_K, q5_K: 256-element super-blocks of 8 sub-blocks; unit s = u & 15 ----
 // Unit (p = s >> 2, k = s & 3) decodes quant bytes qs[32p + 8k .. 32p + 8k + 7]: elements
 // 64p + 8k + 0..7 (low nibbles, sub-block 2p) and 64p + 32 + 8k + 0..7 (high nibbles, sub-block
@@ -364,6 +324,129 @@ void dq_unit(uint rb, uint u, out vec4 v[DQ_GROUPS], out uint col[DQ_GROUPS]) {
     col[g] = 256u * b + 128u * n + 32u * g + 4u * k;
   }
 }
+#endif
+
+// ---- 32-element blocks as integer codes (the integer-dot GEMV, matmul.comp INTDOT) ----
+// dq_block_codes(rb, b, c, sm): block b of 32 elements (columns 32b .. 32b + 31) of the row at
+// byte rb as 8 words of codes, word j = elements 4j .. 4j + 3 one signed byte each, and the
+// (scale, offset) of its elements 0..15 (sm.xy) and 16..31 (sm.zw): element value = scale * code
+// + offset. Legacy blocks and q4_K/q5_K sub-blocks have one pair for all 32 (sm.xy == sm.zw):
+// q8_0 (d, 0), q4_0 (d, -8d), q5_0 (d, -16d), q4_1 / q5_1 (d, m), q4_K / q5_K (d sc, -dmin m),
+// codes 0..31 (positive as signed bytes too). DQ_INTDOT_HALVES: the halves are sub-blocks of 16
+// with scales of their own: q6_K and q3_K as signed codes (q - 32, q - 4) with no offset, q2_K
+// (d sc, -dmin m) with codes 0..3 (DQ_INTDOT_OFFSET).
+
+// Sign-extends the 6-bit (q6_K) or 3-bit (q3_K) codes q - 32 / q - 4 of four unsigned bytes q.
+uint dq_signed6(uint q) {
+  const uint x = q ^ 0x20202020u;  // q - 32 as 6-bit two's complement
+  return x | (((x >> 5) & 0x01010101u) * 0xC0u);
+}
+uint dq_signed3(uint q) {
+  const uint x = q ^ 0x04040404u;  // q - 4 as 3-bit two's complement
+  return x | (((x >> 2) & 0x01010101u) * 0xF8u);
+}
+
+#if defined(WTYPE_Q8_0) || defined(WTYPE_Q4_0) || defined(WTYPE_Q4_1) || defined(WTYPE_Q5_0) || \
+    defined(WTYPE_Q5_1)
+#define DQ_INTDOT 1
+void dq_block_codes(uint rb, uint b, out uint c[8], out vec4 sm) {
+  const uint bo = rb + b * DQ_BLOCK_BYTES;
+  vec2 dm;
+#if defined(WTYPE_Q8_0)
+  [[unroll]] for (uint j = 0; j < 8u; ++j) c[j] = dq_u32(bo + 2u + 4u * j);
+  dm = vec2(dq_f16(bo), 0.0);
+#else
+  const uint qs = bo + DQ_QS;
+  [[unroll]] for (uint j = 0; j < 4u; ++j) {
+    const uint q = dq_u32(qs + 4u * j);
+    c[j] = q & 0x0F0F0F0Fu;             // elements 4j ..: low nibbles of bytes 4j ..
+    c[j + 4u] = (q >> 4) & 0x0F0F0F0Fu;  // elements 16 + 4j ..: their high nibbles
+  }
+#if defined(WTYPE_Q5_0) || defined(WTYPE_Q5_1)
+  const uint qh = dq_u32(bo + DQ_QH);  // bit e: element e's fifth bit
+  [[unroll]] for (uint j = 0; j < 8u; ++j) c[j] |= dq_spread4((qh >> (4u * j)) & 0xFu) << 4;
+#endif
+#if defined(WTYPE_Q4_0)
+  const float d = dq_f16(bo);
+  dm = vec2(d, -8.0 * d);
+#elif defined(WTYPE_Q5_0)
+  const float d = dq_f16(bo);
+  dm = vec2(d, -16.0 * d);
+#else
+  dm = unpackHalf2x16(dq_u32(bo));
+#endif
+#endif
+  sm = dm.xyxy;
+}
+#elif defined(WTYPE_Q4_K) || defined(WTYPE_Q5_K)
+#define DQ_INTDOT 1
+// Sub-block j = b & 7 of super-block b >> 3: nibble j & 1 of qs[32 (j >> 1) ..], q5_K's fifth
+// bit j of qh[0 .. 31] (the layout of dq_unit above).
+void dq_block_codes(uint rb, uint b, out uint c[8], out vec4 sm) {
+  const uint bo = rb + (b >> 3) * DQ_BLOCK_BYTES;
+  const uint j = b & 7u;
+  const vec2 dd = unpackHalf2x16(dq_u32(bo));  // d, dmin
+  const vec2 s = dq_scale_min(dq_u32(bo + 4u), dq_u32(bo + 8u), dq_u32(bo + 12u), j);
+#if defined(WTYPE_Q4_K)
+  const uint qs = bo + 16u + 32u * (j >> 1);
+#else
+  const uint qs = bo + 48u + 32u * (j >> 1);
+#endif
+  [[unroll]] for (uint w = 0; w < 8u; ++w) {
+    c[w] = (dq_u32(qs + 4u * w) >> (4u * (j & 1u))) & 0x0F0F0F0Fu;
+#if defined(WTYPE_Q5_K)
+    c[w] |= ((dq_u32(bo + 16u + 4u * w) >> j) & 0x01010101u) << 4;
+#endif
+  }
+  sm = vec2(dd.x * s.x, -(dd.y * s.y)).xyxy;
+}
+#elif defined(WTYPE_Q6_K) || defined(WTYPE_Q3_K) || defined(WTYPE_Q2_K)
+#define DQ_INTDOT 1
+#define DQ_INTDOT_HALVES 1
+#if defined(WTYPE_Q2_K)
+#define DQ_INTDOT_OFFSET 1
+#endif
+// Block j = b & 7 of super-block b >> 3 is (n = j >> 2, g = j & 3) of the layouts above:
+// elements 128n + 32g + l, l = 0..31, sub-blocks of 16 8n + 2g and 8n + 2g + 1.
+void dq_block_codes(uint rb, uint b, out uint c[8], out vec4 sm) {
+  const uint bo = rb + (b >> 3) * DQ_BLOCK_BYTES;
+  const uint j = b & 7u, n = j >> 2, g = j & 3u;
+  const uint sub = 8u * n + 2u * g;
+  [[unroll]] for (uint w = 0; w < 8u; ++w) {
+#if defined(WTYPE_Q6_K)
+    const uint la = dq_u32(bo + 64u * n + 32u * (g & 1u) + 4u * w);
+    const uint qh = dq_u32(bo + 128u + 32u * n + 4u * w);
+    c[w] = dq_signed6(((la >> (4u * (g >> 1))) & 0x0F0F0F0Fu) | (((qh >> (2u * g)) & 0x03030303u) << 4));
+#elif defined(WTYPE_Q3_K)
+    uint q = (dq_u32(bo + 32u + 32u * n + 4u * w) >> (2u * g)) & 0x03030303u;
+    q |= ((dq_u32(bo + 4u * w) >> (4u * n + g)) & 0x01010101u) << 2;
+    c[w] = dq_signed3(q);
+#else
+    c[w] = (dq_u32(bo + 16u + 32u * n + 4u * w) >> (2u * g)) & 0x03030303u;
+#endif
+  }
+#if defined(WTYPE_Q6_K)
+  const float d = dq_f16(bo + 208u);
+  sm = vec4(d * float(dq_i8(bo + 192u + sub)), 0.0, d * float(dq_i8(bo + 193u + sub)), 0.0);
+#elif defined(WTYPE_Q3_K)
+  const float d = dq_f16(bo + 108u);
+  sm = vec4(d * dq_q3k_scale(bo + 96u, sub), 0.0, d * dq_q3k_scale(bo + 96u, sub + 1u), 0.0);
+#else
+  const vec2 dd = unpackHalf2x16(dq_u32(bo + 80u));  // d, dmin
+  const uint s0 = dq_u8(bo + sub), s1 = dq_u8(bo + sub + 1u);
+  sm = vec4(dd.x * float(s0 & 0xFu), -(dd.y * float(s0 >> 4)), dd.x * float(s1 & 0xFu),
+            -(dd.y * float(s1 >> 4)));
+#endif
+}
+#endif
+#ifndef DQ_INTDOT
+#define DQ_INTDOT 0
+#endif
+#ifndef DQ_INTDOT_HALVES
+#define DQ_INTDOT_HALVES 0
+#endif
+#ifndef DQ_INTDOT_OFFSET
+#define DQ_INTDOT_OFFSET 0
 #endif
 
 // ---- iq4_nl: f16 d | qs[16]; iq4_xs: f16 d | u16 scales_h | scales_l[4] | qs[128] ----
