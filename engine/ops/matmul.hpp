@@ -42,12 +42,12 @@ inline MatmulOut with_epilogue(Epilogue e) {
 // matrix-vector kernel (matmul.comp: one token, or tiles of 8 that reuse each decoded weight),
 // the tiled GEMM (matmul_tiled.comp: shared-memory tiles of Tuning::tiled_rows x tiled_tokens)
 // the cooperative-matrix GEMM (matmul_coopmat.comp: matrix cores, f16 inputs) or the
-// integer-dot GEMV (matmul.comp INTDOT: int8 activations from record_quantize_q8, legacy 32-block
-// weight types). The one place that decides: the kernels' choice when forced, else the token
-// count against Tuning::intdot_max_tokens (where integer dot is accelerated),
-// coopmat_min_tokens (where the device has a usable shape) and tiled_min_tokens. A weight type
-// without an integer-dot variant, or a call without x_q8, takes the path the count gives
-// without integer dot (matmul_fallback).
+// integer-dot GEMV (matmul.comp INTDOT: int8 activations from record_quantize_q8, legacy
+// 32-block weight types and K-quants). The one place that decides: the kernels' choice when
+// forced, else the token count against Tuning::intdot_max_tokens (where integer dot is
+// accelerated), coopmat_min_tokens (where the device has a usable shape) and tiled_min_tokens.
+// A weight type without an integer-dot variant, or a call without x_q8, takes the path the
+// count gives without integer dot (matmul_fallback).
 enum class MatmulPath { gemv, tiled, coopmat, intdot };
 MatmulPath choose_matmul(const Kernels& k, std::uint32_t ntok);
 MatmulPath choose_matmul(KernelChoice choice, const platform::Tuning& t, std::uint32_t ntok);

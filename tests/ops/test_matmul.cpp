@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -214,6 +215,61 @@ TEST_CASE_FIXTURE(WeightTest, "GEMV in both layouts: split along K (GPUs) and wh
     CAPTURE(l.workgroup);
     CAPTURE(l.rows);
     every_type({1u, 7u, 33u}, {1u, 9u});
+  }
+  kernels().set_tuning(std::nullopt);
+}
+
+TEST_CASE_FIXTURE(WeightTest, "subgroup sizes: the kernels that reduce or share work across a subgroup, at a few types") {
+  // What scripts/test.sh runs again at lavapipe's other subgroup sizes (4 and 16): the split
+  // GEMV's subgroup sums (plain, with the swiglu epilogue's row pairs, and integer-dot), and the
+  // tiled GEMM's token groups with and without UNIFORM_TG, on a legacy and a K-quant type. Few
+  // pipelines: at subgroup 16 lavapipe takes about 10 s to compile each.
+  const std::initializer_list<TensorType> types = {TensorType::kQ4_0, TensorType::kQ4_K};
+  platform::Tuning split = kernels().tuning();
+  split.matvec_lane_rows = false;
+  split.matvec_workgroup = 64;
+  kernels().set_tuning(split);
+  {
+    const ForceKernels gemv(kernels(), ops::KernelChoice::gemv);
+    check_types(types, 0, 33, {1u, 9u});
+    // gate/up pairs: y[t, i] = silu(row 2i) * row 2i + 1.
+    const std::uint32_t ncols = 256, ffn = 17;
+    const auto q = ref::random_quantized(rng(), TensorType::kQ4_K, ncols, 2 * ffn);
+    const auto w = ops::DeviceWeight::upload(device(), TensorType::kQ4_K, ncols, 2 * ffn,
+                                             as_bytes(q.bytes), "gate+up", 0, 2);
+    for (std::uint32_t ntok : {1u, 9u}) {
+      CAPTURE(ntok);
+      const auto x = ref::random_floats(rng(), std::size_t(ntok) * ncols);
+      std::vector<float> rows(std::size_t(ntok) * 2 * ffn), expected(std::size_t(ntok) * ffn);
+      ref::matmul(q.values, x, rows, ncols, 2 * ffn, ntok);
+      for (std::size_t i = 0; i < expected.size(); ++i) {
+        const float g = rows[2 * i], u = rows[2 * i + 1];
+        expected[i] = g / (1.0f + std::exp(-g)) * u;
+      }
+      auto dx = upload_floats(x, "x");
+      auto dy = poisoned_floats(expected.size(), "y");
+      auto cs = device().command_stream();
+      cs.begin();
+      ops::record_matmul(kernels(), cs, w.view(), dx, dy, ntok, ops::with_epilogue(ops::Epilogue::swiglu));
+      cs.end();
+      cs.submit_and_wait();
+      CHECK(ref::nmse(download_floats(dy, expected.size()), expected) < kMatmul);
+    }
+  }
+  if (ops::intdot_available(kernels().tuning())) {
+    const ForceKernels intdot(kernels(), ops::KernelChoice::intdot);
+    check_types({TensorType::kQ4_K}, 0, 33, {1u, 9u});
+  }
+  const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
+  for (std::uint32_t thread_rows : {4u, 16u}) {  // 16: a subgroup of 8 spans two token groups
+    platform::Tuning t = kernels().caps().tuning;
+    t.tiled_rows = 64;
+    t.tiled_tokens = thread_rows == 4 ? 64 : 32;
+    t.tiled_thread_rows = thread_rows;
+    t.tiled_thread_tokens = 4;
+    kernels().set_tuning(t);
+    CAPTURE(thread_rows);
+    check_types({TensorType::kQ4_0}, 0, 100, {33u});
   }
   kernels().set_tuning(std::nullopt);
 }
