@@ -118,11 +118,12 @@ class WeightTest : public DeviceTest {
     return ref::nmse(download_floats(dy, expected.size()), expected);
   }
 
-  // matmul_nmse for every type, its col_counts and these row and token counts.
+  // matmul_nmse for every type (or these), its col_counts and these row and token counts.
   void every_type(std::initializer_list<std::uint32_t> row_counts,
-                  std::initializer_list<std::uint32_t> token_counts) {
+                  std::initializer_list<std::uint32_t> token_counts,
+                  std::span<const TensorType> types = kTypes) {
     double worst = 0;
-    for (TensorType type : kTypes) {
+    for (TensorType type : types) {
       for (std::uint32_t ncols : col_counts(type)) {
         for (std::uint32_t nrows : row_counts) {
           const auto q = ref::random_quantized(rng(), type, ncols, nrows);
@@ -197,7 +198,11 @@ TEST_CASE_FIXTURE(WeightTest, "matmul: long rows (units past the workgroup) and 
 TEST_CASE_FIXTURE(WeightTest, "GEMV in both layouts: split along K (GPUs) and whole rows per invocation (CPUs)") {
   // The device's own layout ran above; here the other one and odd shapes of each: LANE_ROWS with
   // 3 rows an invocation (a workgroup's rows past the chunk read the last row again), and the
-  // split layout with 64 and 32 invocations (a row's units past the workgroup).
+  // split layout with 64 and 32 invocations (a row's units past the workgroup). Every type in
+  // the GPUs' default layout (64 invocations, 2 rows); the other shapes at a float type (its tail
+  // columns), a 32-block and a 256-block type: the decoding is the same function in all of them,
+  // and each type and shape is two pipelines for lavapipe to compile (3 s each).
+  constexpr TensorType kFew[] = {TensorType::kF32, TensorType::kQ4_0, TensorType::kQ4_K};
   const ForceKernels gemv(kernels(), ops::KernelChoice::gemv);
   struct Layout {
     bool lane_rows;
@@ -214,7 +219,8 @@ TEST_CASE_FIXTURE(WeightTest, "GEMV in both layouts: split along K (GPUs) and wh
     CAPTURE(l.lane_rows);
     CAPTURE(l.workgroup);
     CAPTURE(l.rows);
-    every_type({1u, 7u, 33u}, {1u, 9u});
+    const bool gpu_default = !l.lane_rows && l.workgroup == 64;
+    every_type({1u, 7u, 33u}, {1u, 9u}, gpu_default ? std::span<const TensorType>(kTypes) : kFew);
   }
   kernels().set_tuning(std::nullopt);
 }
@@ -417,13 +423,20 @@ TEST_CASE_FIXTURE(WeightTest, "intdot GEMV matches the reference on int8 activat
   const ForceKernels intdot(kernels(), ops::KernelChoice::intdot);
   const platform::Tuning base = kernels().tuning();
   double worst = 0;
-  for (bool lane_rows : {base.matvec_lane_rows, !base.matvec_lane_rows}) {
+  // Every type in the split layout (GPUs, where intdot is chosen); in whole rows per invocation
+  // (CPU devices, where it is only forced) one of each formula: one pair a block, signed codes
+  // with a scale per 16, a scale and an offset per 16.
+  for (bool lane_rows : {false, true}) {
     platform::Tuning t = base;
     t.matvec_lane_rows = lane_rows;
     t.matvec_workgroup = lane_rows ? 8 : 64;
     kernels().set_tuning(t);
     for (TensorType type : kTypes) {
       if (!has_intdot(type)) continue;
+      if (lane_rows && type != TensorType::kQ4_0 && type != TensorType::kQ6_K &&
+          type != TensorType::kQ2_K) {
+        continue;
+      }
       struct Size {
         std::uint32_t ncols, nrows;
       };
