@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
 
 #include <fmt/format.h>
@@ -69,10 +70,15 @@ class Filler {
       return;
     }
     const gguf::TypeTraits& t = gguf::traits(type);
-    std::vector<float> pool_values(kPoolElements);
-    std::uniform_real_distribution<float> d(-a, a);
-    for (float& x : pool_values) x = d(rng_);
-    const std::vector<std::uint8_t> pool = gguf::quantize(type, pool_values);
+    // One pool per (type, range): quantizing it is what a large preset's time went to (an 8B
+    // model has 224 matrices of 5 distinct ranges).
+    std::vector<std::uint8_t>& pool = pools_[{type, a}];
+    if (pool.empty()) {
+      std::vector<float> pool_values(kPoolElements);
+      std::uniform_real_distribution<float> d(-a, a);
+      for (float& x : pool_values) x = d(rng_);
+      pool = gguf::quantize(type, pool_values);
+    }
     const std::uint64_t pool_blocks = kPoolElements / t.block_size;
     const std::uint64_t blocks = n / t.block_size;
     std::vector<std::uint8_t> data(blocks * t.block_bytes);
@@ -101,6 +107,7 @@ class Filler {
   static constexpr std::uint64_t kPoolElements = 1u << 20;
   const SyntheticSpec& spec_;
   std::mt19937 rng_;
+  std::map<std::pair<TensorType, float>, std::vector<std::uint8_t>> pools_;
 };
 
 }  // namespace
