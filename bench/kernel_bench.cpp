@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -46,14 +48,20 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-// Times `reps` runs recorded back to back (each its own timed command) after one warm-up run.
+// Times `reps` runs recorded back to back (each its own timed command) after one warm-up run,
+// or after `warmup_ms` of runs: a GPU that idled (the reference check between cases) lowers its
+// clocks, and a few milliseconds of work are over before they are raised again.
 double time_ms(platform::Device& dev, const std::function<void(platform::CommandStream&)>& run,
-               int reps) {
+               int reps, double warmup_ms = 0) {
   auto cs = dev.command_stream();
-  cs.begin();
-  run(cs);
-  cs.end();
-  cs.submit_and_wait();
+  const auto start = std::chrono::steady_clock::now();
+  do {
+    cs.begin();
+    for (int i = 0; i < (warmup_ms > 0 ? std::max(reps, 1) : 1); ++i) run(cs);
+    cs.end();
+    cs.submit_and_wait();
+  } while (std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+               .count() < warmup_ms);
   cs.begin(/*profile=*/true);
   for (int i = 0; i < reps; ++i) run(cs);
   cs.end();
@@ -87,11 +95,23 @@ int main(int argc, char** argv) {
   int reps = 20;
   std::uint32_t rows = 4096, cols = 4096;
   app.add_option("--device", device_index, "Vulkan device index (see vkllm devices)");
-  app.add_option("--reps", reps, "timed repetitions per kernel (median reported)");
+  app.add_option("--reps", reps, "timed repetitions per kernel (median reported)")->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::uint32_t prefill = 64;
-  app.add_option("--rows", rows, "matmul weight rows");
-  app.add_option("--cols", cols, "matmul weight columns");
-  app.add_option("--prefill", prefill, "tokens of the prefill matmul cases");
+  std::uint32_t rotate_mib = 256;
+  double warmup_ms = 0;
+  app.add_option("--warmup-ms", warmup_ms,
+                 "before timing each kernel, run it for this long (GPUs raise their clocks under "
+                 "sustained load; 0: one run)");
+  app.add_option("--rotate-mib", rotate_mib,
+                 "matmul weights are uploaded in as many copies as fill this many MiB, and the "
+                 "timed runs take them in turn: a weight smaller than the device's last-level "
+                 "cache would otherwise be read from the cache, which a model's layers never are");
+  std::vector<std::string> types;
+  app.add_option("--types", types, "matmul weight types (default: f32,f16,q8_0,q4_0,q4_k,q6_k)")
+      ->delimiter(',');
+  app.add_option("--rows", rows, "matmul weight rows")->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--cols", cols, "matmul weight columns")->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--prefill", prefill, "tokens of the prefill matmul cases")->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::vector<std::uint32_t> attn_contexts{1024, 4096};
   app.add_option("--attn-ctx", attn_contexts, "contexts of the decode attention cases")->delimiter(',');
   std::uint32_t attn_prefill = 512;
@@ -110,6 +130,12 @@ int main(int argc, char** argv) {
                  "coopmat_sg_rows, coopmat_sg_tokens, attn_subgroups, attn_sg_rows, attn_lane_keys; "
                  "matvec_lane_rows=0|1)")
       ->delimiter(',');
+  std::vector<std::string> sweep;
+  app.add_option("--sweep", sweep,
+                 "run the (--only) kernels once per tuning, each entry name=value,... on top of "
+                 "--tune (entries separated by ';'; the coopmat and attention entries need shapes "
+                 "the device accepts)")
+      ->delimiter(';');
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -118,8 +144,8 @@ int main(int argc, char** argv) {
     auto dev = platform::Device::open(instance, index);
     ops::Kernels k(*dev);
     const auto& caps = dev->caps();
-    if (!tune.empty()) {
-      platform::Tuning t = caps.tuning;
+    // Tuning overrides: --tune for the whole run, each --sweep entry on top of it in turn.
+    const auto apply = [](platform::Tuning& t, const std::vector<std::string>& kvs) {
       const std::pair<const char*, std::uint32_t platform::Tuning::*> fields[] = {
           {"matvec_workgroup", &platform::Tuning::matvec_workgroup},
           {"matvec_rows", &platform::Tuning::matvec_rows},
@@ -136,7 +162,7 @@ int main(int argc, char** argv) {
           {"attn_subgroups", &platform::Tuning::attn_subgroups},
           {"attn_sg_rows", &platform::Tuning::attn_sg_rows},
           {"attn_lane_keys", &platform::Tuning::attn_lane_keys}};
-      for (const std::string& kv : tune) {
+      for (const std::string& kv : kvs) {
         if (kv == "matvec_lane_rows=1" || kv == "matvec_lane_rows=0") {
           t.matvec_lane_rows = kv.back() == '1';
           continue;
@@ -146,12 +172,28 @@ int main(int argc, char** argv) {
           return eq != std::string::npos && kv.compare(0, eq, e.first) == 0 && std::strlen(e.first) == eq;
         });
         if (f == std::end(fields)) {
-          fmt::print(stderr, "--tune: '{}' is not name=value with a name listed in --help\n", kv);
-          return 2;
+          throw InvalidRequest("--tune/--sweep: '" + kv +
+                               "' is not name=value with a name listed in --help");
         }
         t.*(f->second) = static_cast<std::uint32_t>(std::stoul(kv.substr(eq + 1)));
       }
-      k.set_tuning(t);
+    };
+    platform::Tuning base = caps.tuning;
+    apply(base, tune);
+    if (!tune.empty()) k.set_tuning(base);
+    // Each sweep entry: its label and the tuning it runs with (one entry, the base, by default).
+    std::vector<std::pair<std::string, platform::Tuning>> configs{{"", base}};
+    if (!sweep.empty()) configs.clear();
+    for (const std::string& entry : sweep) {
+      std::vector<std::string> kvs;
+      for (std::size_t from = 0; from <= entry.size();) {
+        const std::size_t comma = std::min(entry.find(',', from), entry.size());
+        if (comma > from) kvs.push_back(entry.substr(from, comma - from));
+        from = comma + 1;
+      }
+      platform::Tuning t = base;
+      apply(t, kvs);
+      configs.emplace_back(" [" + entry + "]", t);
     }
     std::mt19937 rng(1234);
 
@@ -159,7 +201,8 @@ int main(int argc, char** argv) {
     const std::uint64_t copy_bytes = std::min<std::uint64_t>(256ull << 20, caps.max_allocation);
     Buffer src = dev->create_buffer(copy_bytes, MemoryIntent::activations, "copy src");
     Buffer dst = dev->create_buffer(copy_bytes, MemoryIntent::activations, "copy dst");
-    const double copy_ms = time_ms(*dev, [&](auto& cs) { cs.copy(src, dst, "copy"); }, reps);
+    const double copy_ms =
+        time_ms(*dev, [&](auto& cs) { cs.copy(src, dst, "copy"); }, reps, warmup_ms);
     const double ceiling = 2.0 * copy_bytes / (copy_ms * 1e-3) / 1e9;
 
     std::vector<Case> cases;
@@ -169,17 +212,28 @@ int main(int argc, char** argv) {
     struct MatmulWeight {
       gguf::TensorType type;
       ref::QuantizedWeights q;
-      ops::DeviceWeight w;
+      std::vector<ops::DeviceWeight> copies;  // equal contents; runs take them in turn
+      std::shared_ptr<std::size_t> next = std::make_shared<std::size_t>(0);
+      const ops::DeviceWeight& take() const { return copies[(*next)++ % copies.size()]; }
     };
     std::vector<MatmulWeight> weights;
     for (auto type : {gguf::TensorType::kF32, gguf::TensorType::kF16, gguf::TensorType::kQ8_0,
                       gguf::TensorType::kQ4_0, gguf::TensorType::kQ4_K,
                       gguf::TensorType::kQ6_K}) {
+      std::string name(gguf::type_name(type));
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      if (!types.empty() && std::find(types.begin(), types.end(), name) == types.end()) continue;
       auto q = ref::random_quantized(rng, type, cols, rows);
-      auto w = ops::DeviceWeight::upload(*dev, type, cols, rows,
-                                         std::as_bytes(std::span<const std::uint8_t>(q.bytes)),
-                                         "W");
-      weights.push_back(MatmulWeight{type, std::move(q), std::move(w)});
+      const std::uint64_t wbytes = std::max<std::uint64_t>(q.bytes.size(), 1);
+      const std::uint64_t ncopies =
+          std::clamp<std::uint64_t>(((std::uint64_t(rotate_mib) << 20) + wbytes - 1) / wbytes, 1, 64);
+      MatmulWeight mw{type, std::move(q), {}};
+      for (std::uint64_t i = 0; i < ncopies; ++i) {
+        mw.copies.push_back(ops::DeviceWeight::upload(
+            *dev, type, cols, rows, std::as_bytes(std::span<const std::uint8_t>(mw.q.bytes)), "W"));
+      }
+      weights.push_back(std::move(mw));
     }
     const std::uint32_t max_tok = std::max<std::uint32_t>(prefill, 1);
     const auto xv = ref::random_floats(rng, std::size_t(cols) * max_tok);
@@ -225,13 +279,18 @@ int main(int argc, char** argv) {
                 ops::record_quantize_q8(k, cs, x, xq, ntok, cols);
                 out.x_q8 = xq;
               }
-              ops::record_matmul(k, cs, mw.w.view(), x, y, ntok, out);
+              ops::record_matmul(k, cs, mw.take().view(), x, y, ntok, out);
               k.set_choice(before);
             },
             [&, ntok] {
-              std::vector<float> expected(std::size_t(rows) * ntok);
-              ref::matmul(mw.q.values, std::span<const float>(xv).first(std::size_t(cols) * ntok),
-                          expected, cols, rows, ntok);
+              // The first tokens only: the CPU reference of a 512-token product of an 8B
+              // model's shapes would take longer than every timed run together (the tests
+              // check all tokens at shapes that are no multiple of a tile).
+              const std::uint32_t checked = std::min<std::uint32_t>(ntok, 16);
+              std::vector<float> expected(std::size_t(rows) * checked);
+              ref::matmul(mw.q.values,
+                          std::span<const float>(xv).first(std::size_t(cols) * checked), expected,
+                          cols, rows, checked);
               return ref::nmse(download(*dev, y, expected.size()), expected);
             },
             5e-4});
@@ -437,9 +496,8 @@ int main(int argc, char** argv) {
                "| GFLOP/s |\n");
     fmt::print("|---|---|---|---|---|---|---|\n");
     int failures = 0;
-    for (const Case& c : cases) {
-      if (!only.empty() && c.name.find(only) == std::string::npos) continue;
-      // Validate first: a kernel proves it is right before it proves it is fast.
+    // Validate first: a kernel proves it is right before it proves it is fast.
+    const auto run_case = [&](const Case& c, const std::string& name) {
       auto cs = dev->command_stream();
       cs.begin();
       c.record(cs);
@@ -447,19 +505,32 @@ int main(int argc, char** argv) {
       cs.submit_and_wait();
       const double err = c.error();
       if (!(err < c.tolerance)) {
-        fmt::print("| {} | {} | {:.2e} FAILED (limit {:.0e}) | - | - | - | - |\n", c.name,
+        fmt::print("| {} | {} | {:.2e} FAILED (limit {:.0e}) | - | - | - | - |\n", name,
                    c.shape, err, c.tolerance);
         ++failures;
-        continue;
+        return;
       }
-      const double ms = time_ms(*dev, c.record, reps);
+      const double ms = time_ms(*dev, c.record, reps, warmup_ms);
       const double gbs = c.bytes / (ms * 1e-3) / 1e9;
       const std::string gflops =
           c.flops > 0 ? fmt::format("{:.1f}", c.flops / (ms * 1e-3) / 1e9) : std::string("-");
       // Bytes 0: an arithmetic-bound case whose traffic is not the point (prefill attention).
       const std::string bw = c.bytes > 0 ? fmt::format("{:.2f} | {:.0f}%", gbs, 100.0 * gbs / ceiling)
                                          : std::string("- | -");
-      fmt::print("| {} | {} | {:.1e} | {:.3f} | {} | {} |\n", c.name, c.shape, err, ms, bw, gflops);
+      fmt::print("| {} | {} | {:.1e} | {:.3f} | {} | {} |\n", name, c.shape, err, ms, bw, gflops);
+    };
+    for (const auto& [label, tuning] : configs) {
+      if (!sweep.empty()) k.set_tuning(tuning);
+      for (const Case& c : cases) {
+        if (!only.empty() && c.name.find(only) == std::string::npos) continue;
+        try {
+          run_case(c, c.name + label);
+        } catch (const vkllm::Error& e) {
+          // A sweep entry the device refuses (a tile past its limits) costs its row, not the run.
+          fmt::print("| {}{} | {} | {} | - | - | - | - |\n", c.name, label, c.shape, e.what());
+          ++failures;
+        }
+      }
     }
     return failures ? 1 : 0;
   } catch (const std::exception& e) {
