@@ -184,6 +184,11 @@ TEST_CASE("the cooperative-matrix GEMM's shape: f16 x f16 -> f32, the largest th
   CHECK(ada.coopmat_subgroup == 32);
   CHECK_FALSE(ada.coopmat_require_subgroup);
   CHECK(ada.coopmat_min_tokens == ada.tiled_min_tokens);
+  // NVIDIA's tiles and decode rows, as measured on an H200.
+  CHECK(ada.coopmat_rows == 128);
+  CHECK(ada.coopmat_tokens == 128);
+  CHECK(ada.coopmat_sg_rows * ada.coopmat_sg_tokens == 16);
+  CHECK(ada.matvec_rows == 4);
   // RDNA3 varies its wave size: the pipeline requires the default one.
   const Tuning rdna = compute_caps(amd_rdna3()).tuning;
   CHECK(rdna.coopmat_m == 16);
