@@ -587,7 +587,14 @@ TEST_CASE_FIXTURE(DeviceTest, "attention kernel choice: tiled for prompt chunks,
     return;
   }
   sh.kernel = ops::AttentionKernel::automatic;
-  CHECK(ops::attention_kernel(kernels(), sh) == ops::AttentionKernel::tiled);
+  // Prompt chunks: the cooperative-matrix kernel where the matmuls take matrix cores (an H200),
+  // else the tiled one.
+  const ops::AttentionKernel chunk = ops::attention_kernel(kernels(), sh);
+  if (ops::coopmat_available(kernels().tuning()) && kernels().tuning().coopmat_min_tokens != 0) {
+    CHECK(chunk == ops::AttentionKernel::coopmat);
+  } else {
+    CHECK(chunk == ops::AttentionKernel::tiled);
+  }
   sh.split_keys = 256;  // flash-decoding is the rows kernel's
   CHECK(ops::attention_kernel(kernels(), sh) == ops::AttentionKernel::rows);
   sh.kernel = ops::AttentionKernel::tiled;
