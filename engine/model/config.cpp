@@ -55,6 +55,7 @@ const char* to_string(Arch arch) {
     case Arch::llama: return "llama";
     case Arch::qwen2: return "qwen2";
     case Arch::qwen3: return "qwen3";
+    case Arch::phi3: return "phi3";
   }
   return "?";
 }
@@ -88,9 +89,11 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     c.arch = Arch::qwen2;
   } else if (arch == "qwen3") {
     c.arch = Arch::qwen3;
+  } else if (arch == "phi3") {
+    c.arch = Arch::phi3;
   } else {
     throw Unsupported(fmt::format("{}: architecture '{}' is not supported (supported: llama, "
-                                  "qwen2, qwen3)",
+                                  "qwen2, qwen3, phi3)",
                                   r.name(), arch));
   }
   c.name = r.find_string("general.name").value_or(arch);
@@ -172,6 +175,16 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     rope.scaling = RopeScaling::llama3;
   }
 
+  // Phi-3's LongRoPE (the 128k-context files): two sets of per-pair factors chosen by the
+  // context, and an attention factor. Not read yet: refused rather than run wrong.
+  for (const char* t : {"rope_factors_long.weight", "rope_factors_short.weight"}) {
+    if (r.find_tensor(t)) {
+      throw Unsupported(fmt::format("{}: LongRoPE scaling ({}) is not supported yet; the 4k and "
+                                    "16k-context Phi-3 and Phi-4 files have none",
+                                    r.name(), t));
+    }
+  }
+
   // Tensors.
   const gguf::TensorInfo& embd = r.tensor("token_embd.weight");
   if (embd.n_dims != 2 || embd.dims[0] != c.d_model || embd.dims[1] == 0 ||
@@ -187,15 +200,24 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
   if (!c.tied_output) check_weight(r, "output.weight", {c.d_model, c.vocab_size}, true);
   c.qkv_bias = c.arch == Arch::qwen2;
   c.qk_norm = c.arch == Arch::qwen3;
+  c.fused_qkv = c.fused_gate_up = c.arch == Arch::phi3;
   for (std::uint32_t l = 0; l < c.n_layers; ++l) {
     check_weight(r, layer_tensor(l, "attn_norm"), {c.d_model}, false);
-    check_weight(r, layer_tensor(l, "attn_q"), {c.d_model, c.q_dim()}, true);
-    check_weight(r, layer_tensor(l, "attn_k"), {c.d_model, c.kv_dim()}, true);
-    check_weight(r, layer_tensor(l, "attn_v"), {c.d_model, c.kv_dim()}, true);
+    if (c.fused_qkv) {
+      check_weight(r, layer_tensor(l, "attn_qkv"), {c.d_model, c.q_dim() + 2 * c.kv_dim()}, true);
+    } else {
+      check_weight(r, layer_tensor(l, "attn_q"), {c.d_model, c.q_dim()}, true);
+      check_weight(r, layer_tensor(l, "attn_k"), {c.d_model, c.kv_dim()}, true);
+      check_weight(r, layer_tensor(l, "attn_v"), {c.d_model, c.kv_dim()}, true);
+    }
     check_weight(r, layer_tensor(l, "attn_output"), {c.q_dim(), c.d_model}, true);
     check_weight(r, layer_tensor(l, "ffn_norm"), {c.d_model}, false);
-    check_weight(r, layer_tensor(l, "ffn_gate"), {c.d_model, c.ffn_dim}, true);
-    check_weight(r, layer_tensor(l, "ffn_up"), {c.d_model, c.ffn_dim}, true);
+    if (c.fused_gate_up) {
+      check_weight(r, layer_tensor(l, "ffn_up"), {c.d_model, 2 * c.ffn_dim}, true);
+    } else {
+      check_weight(r, layer_tensor(l, "ffn_gate"), {c.d_model, c.ffn_dim}, true);
+      check_weight(r, layer_tensor(l, "ffn_up"), {c.d_model, c.ffn_dim}, true);
+    }
     check_weight(r, layer_tensor(l, "ffn_down"), {c.ffn_dim, c.d_model}, true);
     if (c.qkv_bias) {
       check_weight(r, layer_bias(l, "attn_q"), {c.q_dim()}, false);

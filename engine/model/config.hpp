@@ -11,7 +11,7 @@
 
 namespace vkllm::model {
 
-enum class Arch { llama, qwen2, qwen3 };
+enum class Arch { llama, qwen2, qwen3, phi3 };
 const char* to_string(Arch arch);
 
 enum class RopeScaling { none, linear, llama3 };
@@ -46,6 +46,10 @@ struct ModelConfig {
   RopeConfig rope;
   bool qkv_bias = false;      // qwen2
   bool qk_norm = false;       // qwen3
+  // phi3: Q, K and V in one tensor (attn_qkv, rows q | k | v) and gate and up in one (ffn_up,
+  // rows gate | up), as its converter writes them.
+  bool fused_qkv = false;
+  bool fused_gate_up = false;
   bool tied_output = false;   // no output.weight: the LM head reads token_embd.weight
 
   std::uint32_t q_dim() const { return n_heads * head_dim; }

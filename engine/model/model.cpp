@@ -107,23 +107,23 @@ ops::DeviceWeight upload_f32_row(platform::Device& device, const gguf::Reader& r
 }
 
 // gate and up of one type as one weight of interleaved rows (gate 0, up 0, gate 1, ...), the
-// layout of the swiglu matmul; chunks keep the pairs whole.
+// layout of the swiglu matmul; chunks keep the pairs whole. `up` empty: `gate` holds both, gate
+// rows first (phi3's fused ffn_up).
 ops::DeviceWeight upload_gate_up(platform::Device& device, const gguf::Reader& r,
                                  const std::string& gate, const std::string& up) {
   const gguf::TensorInfo& g = r.tensor(gate);
-  const gguf::TensorInfo& u = r.tensor(up);
   const auto ncols = static_cast<std::uint32_t>(g.dims[0]);
-  const std::uint64_t rows = g.n_elements / ncols;
   const std::uint64_t row_bytes = ops::weight_row_bytes(g.type, ncols);
   const auto gd = std::as_bytes(r.tensor_data(g));
-  const auto ud = std::as_bytes(r.tensor_data(u));
+  const std::uint64_t rows = up.empty() ? g.n_elements / ncols / 2 : g.n_elements / ncols;
+  const auto ud = up.empty() ? gd.subspan(rows * row_bytes) : std::as_bytes(r.tensor_data(r.tensor(up)));
   std::vector<std::byte> bytes(2 * rows * row_bytes);
   for (std::uint64_t i = 0; i < rows; ++i) {
     std::memcpy(bytes.data() + 2 * i * row_bytes, gd.data() + i * row_bytes, row_bytes);
     std::memcpy(bytes.data() + (2 * i + 1) * row_bytes, ud.data() + i * row_bytes, row_bytes);
   }
   return ops::DeviceWeight::upload(device, g.type, ncols, static_cast<std::uint32_t>(2 * rows),
-                                   bytes, gate + "+" + up, 0, 2);
+                                   bytes, up.empty() ? gate : gate + "+" + up, 0, 2);
 }
 
 std::string mib(std::uint64_t bytes) { return fmt::format("{:.1f} MiB", double(bytes) / (1 << 20)); }
@@ -174,12 +174,17 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
         throw Cancelled(fmt::format("the load stopped at layer {} of {}", l, config.n_layers));
       }
       L.attn_norm = upload_tensor(device, reader, layer_tensor(l, "attn_norm"));
-      L.qkv = upload_concatenated(device, reader, {layer_tensor(l, "attn_q"), layer_tensor(l, "attn_k"),
-                                                   layer_tensor(l, "attn_v")});
+      L.qkv = config.fused_qkv
+                  ? upload_concatenated(device, reader, {layer_tensor(l, "attn_qkv")})
+                  : upload_concatenated(device, reader, {layer_tensor(l, "attn_q"),
+                                                         layer_tensor(l, "attn_k"),
+                                                         layer_tensor(l, "attn_v")});
       L.wo = upload_tensor(device, reader, layer_tensor(l, "attn_output"));
       L.ffn_norm = upload_tensor(device, reader, layer_tensor(l, "ffn_norm"));
       const std::string gate = layer_tensor(l, "ffn_gate"), up = layer_tensor(l, "ffn_up");
-      if (reader.tensor(gate).type == reader.tensor(up).type) {
+      if (config.fused_gate_up) {
+        L.w_gate_up = upload_gate_up(device, reader, up, "");
+      } else if (reader.tensor(gate).type == reader.tensor(up).type) {
         L.w_gate_up = upload_gate_up(device, reader, gate, up);
       } else {
         L.w_gate = upload_tensor(device, reader, gate);

@@ -128,9 +128,13 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
     s.arch = Arch::qwen2; s.n_layers = 24; s.d_model = 896; s.n_heads = 14; s.n_kv_heads = 2;
     s.head_dim = 64; s.ffn_dim = 4864; s.vocab_size = 151936; s.context_length = 32768;
     s.rope_base = 1000000.f; s.tied_output = true; s.rms_eps = 1e-6f;
-  } else if (name == "tiny") {  // ~100M parameters: a llama small enough for lavapipe
+  } else if (name == "phi3-mini") {  // Phi-3-mini-4k (fused QKV and gate/up)
+    s.arch = Arch::phi3; s.n_layers = 32; s.d_model = 3072; s.n_heads = 32; s.n_kv_heads = 32;
+    s.head_dim = 96; s.ffn_dim = 8192; s.vocab_size = 32064; s.context_length = 4096;
+  } else if (name == "tiny" || name == "tiny-phi3") {  // ~100M parameters, small enough for lavapipe
     s.n_layers = 12; s.d_model = 768; s.n_heads = 12; s.n_kv_heads = 4; s.head_dim = 64;
     s.ffn_dim = 2048; s.vocab_size = 32000; s.context_length = 4096;
+    if (name == "tiny-phi3") s.arch = Arch::phi3;
   } else if (name == "micro") {  // ~0.3M parameters: server tests where no real model exists
     s.n_layers = 2; s.d_model = 128; s.n_heads = 4; s.n_kv_heads = 2; s.head_dim = 32;
     s.ffn_dim = 256; s.vocab_size = 512; s.context_length = 2048; s.fast_fill = false;
@@ -141,7 +145,7 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
 }
 
 std::vector<std::string> synthetic_preset_names() {
-  return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "tiny", "micro"};
+  return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "tiny", "tiny-phi3", "micro"};
 }
 
 std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
@@ -190,9 +194,13 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
   }
   for (std::uint32_t l = 0; l < s.n_layers; ++l) {
     fill.vector(w, layer_tensor(l, "attn_norm"), d, 1.f, 0.2f);
-    fill.matrix(w, layer_tensor(l, "attn_q"), d, q);
-    fill.matrix(w, layer_tensor(l, "attn_k"), d, kv);
-    fill.matrix(w, layer_tensor(l, "attn_v"), d, kv);
+    if (s.arch == Arch::phi3) {  // fused, rows q | k | v
+      fill.matrix(w, layer_tensor(l, "attn_qkv"), d, q + 2 * kv);
+    } else {
+      fill.matrix(w, layer_tensor(l, "attn_q"), d, q);
+      fill.matrix(w, layer_tensor(l, "attn_k"), d, kv);
+      fill.matrix(w, layer_tensor(l, "attn_v"), d, kv);
+    }
     if (s.arch == Arch::qwen2) {
       fill.vector(w, layer_bias(l, "attn_q"), q, 0.f, 0.5f);
       fill.vector(w, layer_bias(l, "attn_k"), kv, 0.f, 0.5f);
@@ -204,8 +212,12 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
     }
     fill.matrix(w, layer_tensor(l, "attn_output"), q, d, 0.5f);
     fill.vector(w, layer_tensor(l, "ffn_norm"), d, 1.f, 0.2f);
-    fill.matrix(w, layer_tensor(l, "ffn_gate"), d, s.ffn_dim);
-    fill.matrix(w, layer_tensor(l, "ffn_up"), d, s.ffn_dim);
+    if (s.arch == Arch::phi3) {  // fused, rows gate | up
+      fill.matrix(w, layer_tensor(l, "ffn_up"), d, 2 * s.ffn_dim);
+    } else {
+      fill.matrix(w, layer_tensor(l, "ffn_gate"), d, s.ffn_dim);
+      fill.matrix(w, layer_tensor(l, "ffn_up"), d, s.ffn_dim);
+    }
     fill.matrix(w, layer_tensor(l, "ffn_down"), s.ffn_dim, d, 0.5f);
   }
   fill.vector(w, "output_norm.weight", d, 1.f, 0.2f);

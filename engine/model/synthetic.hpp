@@ -43,7 +43,8 @@ struct SyntheticSpec {
 };
 
 // Named presets with real shapes: llama3-1b (Llama 3.2 1B), llama3-8b (Llama 3.1 8B),
-// qwen2.5-0.5b, tiny (~100M parameters, llama, for lavapipe benchmarks), micro (~0.3M, tests).
+// qwen2.5-0.5b, phi3-mini (Phi-3-mini-4k), tiny (~100M parameters, llama, for lavapipe
+// benchmarks), tiny-phi3 (tiny's shapes as a phi3), micro (~0.3M, tests).
 std::optional<SyntheticSpec> synthetic_preset(const std::string& name);
 std::vector<std::string> synthetic_preset_names();
 

@@ -65,8 +65,8 @@ std::string error_of(const gguf::Reader& r) {
 
 }  // namespace
 
-TEST_CASE("the three families read their shapes and options") {
-  for (Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3}) {
+TEST_CASE("the four families read their shapes and options") {
+  for (Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3, Arch::phi3}) {
     CAPTURE(model::to_string(arch));
     SyntheticSpec s = small(arch);
     s.tied_output = arch == Arch::qwen2;
@@ -83,6 +83,31 @@ TEST_CASE("the three families read their shapes and options") {
     CHECK(c.qkv_bias == (arch == Arch::qwen2));
     CHECK(c.qk_norm == (arch == Arch::qwen3));
     CHECK(c.tied_output == (arch == Arch::qwen2));
+    CHECK(c.fused_qkv == (arch == Arch::phi3));
+    CHECK(c.fused_gate_up == (arch == Arch::phi3));
+  }
+}
+
+TEST_CASE("phi3: fused tensors of the wrong height, and LongRoPE, are errors naming them") {
+  const gguf::Reader base = to_reader(model::make_synthetic_model(small(Arch::phi3)));
+  REQUIRE(base.find_tensor("blk.0.attn_qkv.weight") != nullptr);
+  REQUIRE(base.find_tensor("blk.0.attn_q.weight") == nullptr);
+  REQUIRE(base.find_tensor("blk.0.ffn_gate.weight") == nullptr);
+  SUBCASE("gate/up of one ffn's height") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("phi3.feed_forward_length", 192); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), InvalidModel);
+    CHECK(error_of(r).find("ffn_up") != std::string::npos);
+  }
+  SUBCASE("qkv of other head counts") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("phi3.attention.head_count_kv", 4); });
+    CHECK(error_of(r).find("attn_qkv") != std::string::npos);
+  }
+  SUBCASE("LongRoPE factors") {
+    gguf::Writer w = model::make_synthetic_model(small(Arch::phi3));
+    w.add_tensor_f32("rope_factors_long.weight", {8}, std::vector<float>(8, 1.5f), gguf::TensorType::kF32);
+    const gguf::Reader r = to_reader(w);
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+    CHECK(error_of(r).find("rope_factors_long") != std::string::npos);
   }
 }
 

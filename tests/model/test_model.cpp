@@ -166,7 +166,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "forward matches the CPU reference: every fa
       gguf::TensorType::kQ5_0, gguf::TensorType::kQ5_1, gguf::TensorType::kQ2_K,
       gguf::TensorType::kQ3_K, gguf::TensorType::kQ4_K, gguf::TensorType::kQ5_K,
       gguf::TensorType::kQ6_K, gguf::TensorType::kIQ4_NL, gguf::TensorType::kIQ4_XS};
-  for (Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3}) {
+  for (Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3, Arch::phi3}) {
     for (gguf::TensorType type : types) {
       CAPTURE(model::to_string(arch));
       CAPTURE(gguf::type_name(type));

@@ -67,13 +67,31 @@ ReferenceModel::ReferenceModel(const gguf::Reader& r, bool round_kv_f16)
     Layer& L = layers_[l];
     using model::layer_tensor;
     L.attn_norm = load(r, layer_tensor(l, "attn_norm"));
-    L.wq = load(r, layer_tensor(l, "attn_q"));
-    L.wk = load(r, layer_tensor(l, "attn_k"));
-    L.wv = load(r, layer_tensor(l, "attn_v"));
+    // Row ranges of a fused tensor ([rows, d_model], row-major).
+    const auto rows = [&](const std::vector<float>& w, std::uint32_t first, std::uint32_t n) {
+      return std::vector<float>(w.begin() + std::size_t{first} * c.d_model,
+                                w.begin() + std::size_t{first + n} * c.d_model);
+    };
+    if (c.fused_qkv) {
+      const std::vector<float> qkv = load(r, layer_tensor(l, "attn_qkv"));
+      L.wq = rows(qkv, 0, c.q_dim());
+      L.wk = rows(qkv, c.q_dim(), c.kv_dim());
+      L.wv = rows(qkv, c.q_dim() + c.kv_dim(), c.kv_dim());
+    } else {
+      L.wq = load(r, layer_tensor(l, "attn_q"));
+      L.wk = load(r, layer_tensor(l, "attn_k"));
+      L.wv = load(r, layer_tensor(l, "attn_v"));
+    }
     L.wo = load(r, layer_tensor(l, "attn_output"));
     L.ffn_norm = load(r, layer_tensor(l, "ffn_norm"));
-    L.w_gate = load(r, layer_tensor(l, "ffn_gate"));
-    L.w_up = load(r, layer_tensor(l, "ffn_up"));
+    if (c.fused_gate_up) {
+      const std::vector<float> gate_up = load(r, layer_tensor(l, "ffn_up"));
+      L.w_gate = rows(gate_up, 0, c.ffn_dim);
+      L.w_up = rows(gate_up, c.ffn_dim, c.ffn_dim);
+    } else {
+      L.w_gate = load(r, layer_tensor(l, "ffn_gate"));
+      L.w_up = load(r, layer_tensor(l, "ffn_up"));
+    }
     L.w_down = load(r, layer_tensor(l, "ffn_down"));
     if (c.qkv_bias) {
       L.bq = load(r, model::layer_bias(l, "attn_q"));
