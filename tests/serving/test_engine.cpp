@@ -22,6 +22,7 @@
 #include "engine/model/model.hpp"
 #include "engine/model/synthetic.hpp"
 #include "engine/serving/engine.hpp"
+#include "tests/reference/forward_ref.hpp"
 #include "tests/support/device_fixture.hpp"
 #include "tests/support/shared_data.hpp"
 
@@ -89,8 +90,10 @@ struct Fixture {
 // deterministic: batch-invariant kernels only (--deterministic); the default mode splits decode
 // attention over 256-key ranges once the context can exceed 256.
 Fixture random_model(platform::Device& device, std::uint32_t num_blocks, std::uint32_t max_seqs,
-                     bool deterministic = false) {
+                     bool deterministic = false, model::Arch arch = model::Arch::llama,
+                     gguf::TensorType type = gguf::TensorType::kQ8_0) {
   model::SyntheticSpec s;
+  s.arch = arch;
   s.n_layers = 2;
   s.d_model = 128;
   s.n_heads = 4;
@@ -98,7 +101,7 @@ Fixture random_model(platform::Device& device, std::uint32_t num_blocks, std::ui
   s.head_dim = 32;
   s.ffn_dim = 256;
   s.vocab_size = 320;
-  s.type = gguf::TensorType::kQ8_0;
+  s.type = type;
   s.seed = 11;
   gguf::Reader reader = gguf::Reader::from_bytes(model::make_synthetic_model(s).to_bytes(), "random");
   tok::Tokenizer tokenizer = tok::Tokenizer::from_gguf(reader);
@@ -176,6 +179,51 @@ TEST_CASE_FIXTURE(test::DeviceTest, "batch invariance: 1, 4, 16 and 32 concurren
     CHECK(st.running == 0);
     CHECK(st.kv_blocks_free == st.kv_blocks_total);
   }
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "every architecture: 64 greedy tokens through the batching engine are the CPU reference's, near-ties excepted") {
+  // Four requests at once (prompt chunks and decodes share steps). The reference follows each
+  // request's own tokens (teacher-forced), so a near-tie taken early does not end the comparison:
+  // every token must be the reference's argmax or within 1e-3 of the logits' spread of it.
+  int compared = 0, near_ties = 0;
+  for (model::Arch arch : {model::Arch::llama, model::Arch::qwen2, model::Arch::qwen3, model::Arch::phi3}) {
+    for (gguf::TensorType type : {gguf::TensorType::kF16, gguf::TensorType::kQ8_0, gguf::TensorType::kQ4_K}) {
+      CAPTURE(model::to_string(arch));
+      CAPTURE(gguf::type_name(type));
+      Fixture f = random_model(device(), 0, 4, false, arch, type);
+      serving::EngineConfig cfg;
+      cfg.max_num_seqs = 4;
+      cfg.max_num_batched_tokens = 32;
+      Engine engine(*f.model, f.tokenizer, cfg);
+      const auto ps = prompts(4, 320, 17);
+      std::vector<std::unique_ptr<Collector>> cs;
+      for (const auto& p : ps) {
+        cs.push_back(std::make_unique<Collector>());
+        engine.submit(p, greedy(64), cs.back()->callback());
+      }
+      for (std::size_t i = 0; i < ps.size(); ++i) {
+        cs[i]->wait();
+        REQUIRE(cs[i]->tokens.size() == 64);
+        ref::ReferenceModel reference(f.reader, f.model->kv_type() == ops::KvType::f16);
+        std::vector<float> logits;
+        for (std::uint32_t t : ps[i]) logits = reference.forward(t);
+        for (std::size_t j = 0; j < 64; ++j) {
+          const std::uint32_t got = cs[i]->tokens[j];
+          const auto [lo, hi] = std::minmax_element(logits.begin(), logits.end());
+          ++compared;
+          if (got != static_cast<std::uint32_t>(hi - logits.begin())) {
+            ++near_ties;
+            CAPTURE(i);
+            CAPTURE(j);
+            CHECK(*hi - logits[got] < 1e-3f * (*hi - *lo));
+          }
+          logits = reference.forward(got);
+        }
+      }
+    }
+  }
+  MESSAGE(compared << " tokens compared, " << near_ties << " near-ties taken instead");
+  CHECK(near_ties * 20 < compared);
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "B9 C8: preemption: a pool too small for all recomputes and keeps every output") {
