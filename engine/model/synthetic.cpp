@@ -19,21 +19,30 @@ using gguf::Value;
 
 // A SentencePiece-style vocabulary: <unk>, <s>, </s>, the 256 byte-fallback tokens, then
 // distinct pieces (letters and "▁"-prefixed words) with descending scores.
-void add_vocab(gguf::Writer& w, std::uint32_t vocab_size) {
+// phi3: its chat markers as control tokens at the end, as Phi-3's vocabulary has them.
+void add_vocab(gguf::Writer& w, std::uint32_t vocab_size, Arch arch) {
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  const std::vector<std::string> tail =
+      arch == Arch::phi3 ? std::vector<std::string>{"<|endoftext|>", "<|assistant|>", "<|system|>",
+                                                    "<|end|>", "<|user|>"}
+                         : std::vector<std::string>{};
   std::vector<std::int32_t> types = {2, 3, 3};
   for (int b = 0; b < 256; ++b) {
     tokens.push_back(fmt::format("<0x{:02X}>", b));
     types.push_back(6);
   }
   const std::string letters = "etaoinshrdlucmfwypvbgkqjxz";
-  for (std::uint32_t i = 0; tokens.size() < vocab_size; ++i) {
+  for (std::uint32_t i = 0; tokens.size() + tail.size() < vocab_size; ++i) {
     std::string word;
     // Bijective base 26: every v >= 1 spells a different word (llama.cpp refuses a vocabulary
     // with repeated pieces).
     for (std::uint32_t v = i / 2 + 1; v > 0; v = (v - 1) / 26) word += letters[(v - 1) % 26];
     tokens.push_back(i % 2 == 0 ? "\xE2\x96\x81" + word : word);
     types.push_back(1);
+  }
+  for (const std::string& t : tail) {
+    tokens.push_back(t);
+    types.push_back(3);
   }
   std::vector<float> scores(tokens.size());
   for (std::size_t i = 0; i < scores.size(); ++i) scores[i] = -static_cast<float>(i);
@@ -178,7 +187,7 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
   w.set_u32(arch + ".rope.dimension_count", s.head_dim);
   w.set_f32(arch + ".rope.freq_base", s.rope_base);
   w.set_f32(arch + ".attention.layer_norm_rms_epsilon", s.rms_eps);
-  add_vocab(w, s.vocab_size);
+  add_vocab(w, s.vocab_size, s.arch);
 
   Filler fill(s);
   const std::uint32_t d = s.d_model, q = s.n_heads * s.head_dim, kv = s.n_kv_heads * s.head_dim;

@@ -17,7 +17,9 @@ const [vkllm, work, ...only] = process.argv.slice(2);
 // bytes, a separate high-bit mask; iq4_xs: scales split over two fields, a level table); each
 // type costs a minute or two here (llama.cpp compiles its pipelines for every model on
 // lavapipe). Any other type by name: bench/RESULTS.md records a run over all of them.
-const types = only.length ? only : ['q3_k', 'iq4_xs'];
+// An entry "preset:type" takes another preset: tiny-phi3 (tiny's shapes as a phi3, fused QKV
+// and gate/up) checks that llama.cpp reads our phi3 files as we do.
+const types = only.length ? only : ['q3_k', 'iq4_xs', 'tiny-phi3:q4_k'];
 const PROMPT = [1, 450, 1200, 77, 3000, 9, 512, 2222];
 const N = 8;
 
@@ -67,17 +69,18 @@ async function ours(file) {
 }
 
 let failed = 0;
-for (const type of types) {
-  const file = path.join(work, `tiny-${type}.gguf`);
+for (const entry of types) {
+  const [preset, type] = entry.includes(':') ? entry.split(':') : ['tiny', entry];
+  const file = path.join(work, `${preset}-${type}.gguf`);
   if (!fs.existsSync(file)) {
-    const r = spawnSync(vkllm, ['make-model', '--preset', 'tiny', '--type', type, '-o', file], { encoding: 'utf8' });
+    const r = spawnSync(vkllm, ['make-model', '--preset', preset, '--type', type, '-o', file], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`make-model ${type}: ${r.stderr}`);
   }
   const expected = await llamacpp(file);
   const got = await ours(file);
   const ok = got === expected;
   if (!ok) failed++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${type}: llama.cpp ${JSON.stringify(expected)}, vkllm ${JSON.stringify(got)}`);
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${entry}: llama.cpp ${JSON.stringify(expected)}, vkllm ${JSON.stringify(got)}`);
 }
 console.log(`${types.length - failed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
