@@ -158,30 +158,47 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
                                   "llama3 through rope_freqs.weight)",
                                   r.name(), scaling));
   }
-  if (const gguf::TensorInfo* f = r.find_tensor("rope_freqs.weight")) {
-    r.tensor("rope_freqs.weight", std::vector<std::uint64_t>{c.head_dim / 2});
-    if (f->type != TensorType::kF32) {
-      throw Unsupported(fmt::format("{}: rope_freqs.weight is {}, expected f32", r.name(),
-                                    gguf::type_name(f->type)));
+  // Per-pair RoPE divisors stored as tensors: [head_dim / 2] f32, positive and finite.
+  const auto factors = [&](const char* name) {
+    const gguf::TensorInfo& f = r.tensor(name, std::vector<std::uint64_t>{c.head_dim / 2});
+    if (f.type != TensorType::kF32) {
+      throw Unsupported(fmt::format("{}: {} is {}, expected f32", r.name(), name,
+                                    gguf::type_name(f.type)));
     }
-    const auto bytes = r.tensor_data(*f);
-    rope.freq_factors.resize(c.head_dim / 2);
-    std::memcpy(rope.freq_factors.data(), bytes.data(), rope.freq_factors.size() * 4);
-    for (float v : rope.freq_factors) {
-      if (!(v > 0.f) || !std::isfinite(v)) {
-        throw InvalidModel(fmt::format("{}: rope_freqs.weight holds {}", r.name(), v));
+    std::vector<float> v(c.head_dim / 2);
+    std::memcpy(v.data(), r.tensor_data(f).data(), v.size() * 4);
+    for (float x : v) {
+      if (!(x > 0.f) || !std::isfinite(x)) {
+        throw InvalidModel(fmt::format("{}: {} holds {}", r.name(), name, x));
       }
     }
+    return v;
+  };
+  if (r.find_tensor("rope_freqs.weight")) {
+    rope.freq_factors = factors("rope_freqs.weight");
     rope.scaling = RopeScaling::llama3;
   }
-
-  // Phi-3's LongRoPE (the 128k-context files): two sets of per-pair factors chosen by the
-  // context, and an attention factor. Not read yet: refused rather than run wrong.
-  for (const char* t : {"rope_factors_long.weight", "rope_factors_short.weight"}) {
-    if (r.find_tensor(t)) {
-      throw Unsupported(fmt::format("{}: LongRoPE scaling ({}) is not supported yet; the 4k and "
-                                    "16k-context Phi-3 and Phi-4 files have none",
-                                    r.name(), t));
+  // LongRoPE (Phi-3's 128k-context files): both factor sets, the original context and the
+  // attention factor.
+  const bool has_long = r.find_tensor("rope_factors_long.weight") != nullptr;
+  const bool has_short = r.find_tensor("rope_factors_short.weight") != nullptr;
+  if (has_long || has_short) {
+    if (!has_long || !has_short || rope.scaling != RopeScaling::none) {
+      throw InvalidModel(fmt::format("{}: LongRoPE needs rope_factors_long.weight and "
+                                     "rope_factors_short.weight and no other rope scaling",
+                                     r.name()));
+    }
+    rope.scaling = RopeScaling::longrope;
+    rope.long_factors = factors("rope_factors_long.weight");
+    rope.short_factors = factors("rope_factors_short.weight");
+    rope.freq_factors = rope.short_factors;
+    rope.original_context =
+        r.find_u32(key(arch, "rope.scaling.original_context_length")).value_or(c.context_length);
+    rope.attn_factor = r.find_f32(key(arch, "rope.scaling.attn_factor")).value_or(1.f);
+    if (rope.original_context == 0 || !(rope.attn_factor > 0.f && rope.attn_factor <= 16.f)) {
+      throw InvalidModel(fmt::format("{}: LongRoPE original context {} or attention factor {} "
+                                     "is out of range",
+                                     r.name(), rope.original_context, rope.attn_factor));
     }
   }
 
@@ -230,6 +247,11 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     }
   }
   return c;
+}
+
+void ModelConfig::use_context(std::uint32_t context) {
+  if (rope.scaling != RopeScaling::longrope) return;
+  rope.freq_factors = context > rope.original_context ? rope.long_factors : rope.short_factors;
 }
 
 std::vector<float> llama3_freq_factors(const RopeConfig& rope) {

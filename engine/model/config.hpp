@@ -14,7 +14,7 @@ namespace vkllm::model {
 enum class Arch { llama, qwen2, qwen3, phi3 };
 const char* to_string(Arch arch);
 
-enum class RopeScaling { none, linear, llama3 };
+enum class RopeScaling { none, linear, llama3, longrope };
 
 struct RopeConfig {
   float base = 10000.f;
@@ -26,9 +26,15 @@ struct RopeConfig {
   float low_freq_factor = 1.f;
   float high_freq_factor = 4.f;
   std::uint32_t original_context = 8192;
-  // Per-pair divisors from the file's rope_freqs.weight (llama3 scaling as converters write it);
-  // empty when absent.
+  // Per-pair divisors from the file's rope_freqs.weight (llama3 scaling as converters write it),
+  // or LongRoPE's set for the context in use; empty when absent.
   std::vector<float> freq_factors;
+  // LongRoPE (phi3's 128k files): rope_factors_short.weight for contexts up to original_context,
+  // rope_factors_long.weight beyond (chosen once for the configured context, as llama.cpp does:
+  // the cached keys must not change rotation mid-sequence), and the attention factor that scales
+  // cos and sin, so the attention scores by its square.
+  std::vector<float> short_factors, long_factors;
+  float attn_factor = 1.f;
 };
 
 struct ModelConfig {
@@ -58,6 +64,10 @@ struct ModelConfig {
   // Reads and checks the metadata and every tensor the forward pass needs (presence, shape,
   // a weight type vkllm reads). Throws InvalidModel / Unsupported naming the cause.
   static ModelConfig from_gguf(const gguf::Reader& reader);
+
+  // Fixes what depends on the context the model runs with: LongRoPE's factor set (the short one
+  // up to the original context, the long one beyond). from_gguf leaves the short one.
+  void use_context(std::uint32_t context);
 };
 
 // Per-pair inverse frequencies (head_dim / 2 values) with scaling folded in: pair i of a token

@@ -149,6 +149,7 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     throw InvalidRequest("model options: max_batch_tokens, max_seqs and block_size must be > 0");
   }
   if (o.context_length == 0) o.context_length = std::min<std::uint32_t>(config.context_length, 4096);
+  config.use_context(o.context_length);
   if (o.context_length > config.context_length) {
     log::warn("context length {} exceeds the model's trained {}", o.context_length,
               config.context_length);
@@ -424,7 +425,8 @@ ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) con
   shape.head_dim = c.head_dim;
   shape.block_size = options_.block_size;
   shape.max_blocks_per_seq = max_blocks_per_seq_;
-  shape.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+  // LongRoPE's attention factor scales Q's and K's rotations: the scores by its square.
+  shape.scale = c.rope.attn_factor * c.rope.attn_factor / std::sqrt(static_cast<float>(c.head_dim));
   shape.kv_type = kv_type_;
   // Deterministic mode keeps one reduction order for every step: whether a step splits, and
   // whether it takes the tiled kernel, depend on its size, which depends on the rest of the batch.

@@ -143,7 +143,12 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
   } else if (name == "tiny" || name == "tiny-phi3") {  // ~100M parameters, small enough for lavapipe
     s.n_layers = 12; s.d_model = 768; s.n_heads = 12; s.n_kv_heads = 4; s.head_dim = 64;
     s.ffn_dim = 2048; s.vocab_size = 32000; s.context_length = 4096;
-    if (name == "tiny-phi3") s.arch = Arch::phi3;
+    if (name == "tiny-phi3") {  // with Phi-3.5's LongRoPE (the short set up to 4096 tokens)
+      s.arch = Arch::phi3;
+      s.longrope = true;
+      s.longrope_original_context = 4096;
+      s.longrope_attn_factor = 1.19f;
+    }
   } else if (name == "micro") {  // ~0.3M parameters: server tests where no real model exists
     s.n_layers = 2; s.d_model = 128; s.n_heads = 4; s.n_kv_heads = 2; s.head_dim = 32;
     s.ffn_dim = 256; s.vocab_size = 512; s.context_length = 2048; s.fast_fill = false;
@@ -200,6 +205,25 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
     rope.factor = s.rope_factor;
     const std::vector<float> factors = llama3_freq_factors(rope);
     w.add_tensor_f32("rope_freqs.weight", {s.head_dim / 2}, factors, TensorType::kF32);
+  }
+  if (s.longrope) {
+    // Phi-3.5's shape of factors: 1 for the fast pairs rising to the slow ones', short ones
+    // gentler than long ones.
+    const std::uint32_t n = s.head_dim / 2;
+    std::vector<float> shorter(n), longer(n);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const float t = static_cast<float>(i) / static_cast<float>(std::max(n - 1, 1u));
+      shorter[i] = 1.f + 1.5f * t * t;
+      longer[i] = 1.f + 24.f * t * t;
+    }
+    w.add_tensor_f32("rope_factors_long.weight", {n}, longer, TensorType::kF32);
+    w.add_tensor_f32("rope_factors_short.weight", {n}, shorter, TensorType::kF32);
+    if (s.longrope_original_context) {
+      w.set_u32(arch + ".rope.scaling.original_context_length", s.longrope_original_context);
+    }
+    if (s.longrope_attn_factor > 0.f) {
+      w.set_f32(arch + ".rope.scaling.attn_factor", s.longrope_attn_factor);
+    }
   }
   for (std::uint32_t l = 0; l < s.n_layers; ++l) {
     fill.vector(w, layer_tensor(l, "attn_norm"), d, 1.f, 0.2f);

@@ -28,6 +28,11 @@ struct SyntheticSpec {
   float rope_base = 10000.f;
   bool llama3_rope = false;  // write rope_freqs.weight with Llama 3.1 scaling (factor below)
   float rope_factor = 8.f;
+  // LongRoPE (phi3's 128k files): rope_factors_short/long.weight, the original context and the
+  // attention factor (0: none written).
+  bool longrope = false;
+  std::uint32_t longrope_original_context = 0;
+  float longrope_attn_factor = 0.f;
   bool tied_output = false;
   float rms_eps = 1e-5f;
   // Type of the 2-D weights (norms and biases stay f32). Matrices whose rows are not whole

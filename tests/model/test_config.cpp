@@ -102,13 +102,35 @@ TEST_CASE("phi3: fused tensors of the wrong height, and LongRoPE, are errors nam
     auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("phi3.attention.head_count_kv", 4); });
     CHECK(error_of(r).find("attn_qkv") != std::string::npos);
   }
-  SUBCASE("LongRoPE factors") {
+  SUBCASE("LongRoPE: one factor set alone") {
     gguf::Writer w = model::make_synthetic_model(small(Arch::phi3));
     w.add_tensor_f32("rope_factors_long.weight", {8}, std::vector<float>(8, 1.5f), gguf::TensorType::kF32);
     const gguf::Reader r = to_reader(w);
-    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
-    CHECK(error_of(r).find("rope_factors_long") != std::string::npos);
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), InvalidModel);
+    CHECK(error_of(r).find("rope_factors_short") != std::string::npos);
   }
+}
+
+TEST_CASE("phi3 LongRoPE: the short factors up to the original context, the long ones beyond") {
+  SyntheticSpec s = small(Arch::phi3);
+  s.longrope = true;
+  s.longrope_original_context = 512;
+  s.longrope_attn_factor = 1.19f;
+  ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(s)));
+  REQUIRE(c.rope.scaling == model::RopeScaling::longrope);
+  REQUIRE(c.rope.short_factors.size() == s.head_dim / 2);
+  CHECK(c.rope.original_context == 512);
+  CHECK(c.rope.attn_factor == doctest::Approx(1.19f));
+  CHECK(c.rope.freq_factors == c.rope.short_factors);
+  c.use_context(512);
+  CHECK(c.rope.freq_factors == c.rope.short_factors);
+  c.use_context(513);
+  CHECK(c.rope.freq_factors == c.rope.long_factors);
+  CHECK(c.rope.long_factors.back() > c.rope.short_factors.back());
+  // The slowest pair turns by the base's rate over its factor.
+  const auto inv = model::rope_inv_freq(c.rope);
+  CHECK(inv.back() == doctest::Approx(std::pow(10000.0, -2.0 * (s.head_dim / 2 - 1) / s.head_dim) /
+                                      c.rope.long_factors.back()));
 }
 
 TEST_CASE("head_dim comes from key_length when present (qwen3: heads x head_dim != d_model)") {

@@ -55,8 +55,9 @@ void rope(std::vector<float>& x, std::uint32_t heads, std::uint32_t hd, std::uin
 
 }  // namespace
 
-ReferenceModel::ReferenceModel(const gguf::Reader& r, bool round_kv_f16)
+ReferenceModel::ReferenceModel(const gguf::Reader& r, bool round_kv_f16, std::uint32_t context)
     : config_(model::ModelConfig::from_gguf(r)), round_kv_f16_(round_kv_f16) {
+  if (context) config_.use_context(context);
   const model::ModelConfig& c = config_;
   token_embd_ = load(r, "token_embd.weight");
   output_norm_ = load(r, "output_norm.weight");
@@ -126,6 +127,11 @@ std::vector<float> ReferenceModel::forward(std::uint32_t token) {
     }
     rope(q, c.n_heads, hd, pos, inv_freq_, c.rope.neox);
     rope(k, c.n_kv_heads, hd, pos, inv_freq_, c.rope.neox);
+    // LongRoPE's attention factor multiplies cos and sin (llama.cpp's rope attn_factor).
+    if (c.rope.attn_factor != 1.f) {
+      for (float& e : q) e *= c.rope.attn_factor;
+      for (float& e : k) e *= c.rope.attn_factor;
+    }
     if (round_kv_f16_) {
       for (float& e : k) e = gguf::fp16_to_fp32(gguf::fp32_to_fp16(e));
       for (float& e : v) e = gguf::fp16_to_fp32(gguf::fp32_to_fp16(e));

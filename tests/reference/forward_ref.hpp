@@ -14,7 +14,9 @@ namespace vkllm::ref {
 class ReferenceModel {
  public:
   // `round_kv_f16`: store K/V rounded through f16, as the device does where it has 16-bit storage.
-  explicit ReferenceModel(const gguf::Reader& reader, bool round_kv_f16 = false);
+  // `context`: the context the model runs with (LongRoPE's factor set; 0: the short one).
+  explicit ReferenceModel(const gguf::Reader& reader, bool round_kv_f16 = false,
+                          std::uint32_t context = 0);
 
   const model::ModelConfig& config() const { return config_; }
   // Runs `token` at the next position; returns the logits [vocab] that predict the one after it.
