@@ -69,8 +69,8 @@ if [ "$small" -eq 1 ]; then
   kbench_runs=("--rows 1024 --cols 1024 --attn-ctx 512")
   kbench_sweeps=("--rows 1024 --cols 1024 --types q4_0 --prefill 1 --only matmul --sweep matvec_rows=1;matvec_rows=4")
 else
-  # Llama-3.2-1B in four types, Llama-3.1-8B in the three that people run it in.
-  models="llama3-1b:q4_0 llama3-1b:q8_0 llama3-1b:q4_k llama3-1b:f16 llama3-8b:q4_0 llama3-8b:q8_0 llama3-8b:q4_k"
+  # Llama-3.2-1B in four types, Llama-3.1-8B in the three that people run it in, Phi-3-mini.
+  models="llama3-1b:q4_0 llama3-1b:q8_0 llama3-1b:q4_k llama3-1b:f16 llama3-8b:q4_0 llama3-8b:q8_0 llama3-8b:q4_k phi3-mini:q4_k"
   depth=4096; long_ctx=131072; short_ctx=4352  # depth + tg + 1 rounded up
   pp=512; tg=128; reps=3; sweep=1,4,16,64; sweep_p=128; sweep_n=64; sweep_model=llama3-1b
   # An 8B model's matrices: q/o 4096x4096 (with every kernel), gate/up 14336x4096, down
