@@ -17,8 +17,8 @@
 #   --tests DIR: run DIR/test_* (each under its own limit, side by side) before the benchmarks.
 #     They enable the Khronos validation layer: it must know VK_KHR_cooperative_matrix (1.3.255
 #     or newer; Debian 12's 1.3.239 reports every cooperative-matrix pipeline as invalid SPIR-V).
-# On a GPU machine (docs/ARCHITECTURE.md, "Benchmarks", says how the build and the Vulkan loader
-# travel there): bench/gpu.sh --build build-gpu --log $OUT/gpu.log
+# On a GPU machine (docs/ARCHITECTURE.md, "Benchmarks on a GPU machine", says how the build and
+# the Vulkan loader travel there): bench/gpu.sh --build build-gpu --log $OUT/gpu.log
 set -uo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 build="$here/build"; work="${TMPDIR:-/tmp}/vkllm-gpu-bench"; log=""; small=0; budget=480; tests=""
