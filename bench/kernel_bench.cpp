@@ -213,8 +213,8 @@ int main(int argc, char** argv) {
       gguf::TensorType type;
       ref::QuantizedWeights q;
       std::vector<ops::DeviceWeight> copies;  // equal contents; runs take them in turn
-      std::shared_ptr<std::size_t> next = std::make_shared<std::size_t>(0);
-      const ops::DeviceWeight& take() const { return copies[(*next)++ % copies.size()]; }
+      mutable std::size_t next = 0;
+      const ops::DeviceWeight& take() const { return copies[next++ % copies.size()]; }
     };
     std::vector<MatmulWeight> weights;
     for (auto type : {gguf::TensorType::kF32, gguf::TensorType::kF16, gguf::TensorType::kQ8_0,

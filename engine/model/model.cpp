@@ -106,24 +106,20 @@ ops::DeviceWeight upload_f32_row(platform::Device& device, const gguf::Reader& r
                                    fmt::format("{}..{}", names.front(), names.back()));
 }
 
-// gate and up of one type as one weight of interleaved rows (gate 0, up 0, gate 1, ...), the
-// layout of the swiglu matmul; chunks keep the pairs whole. `up` empty: `gate` holds both, gate
-// rows first (phi3's fused ffn_up).
-ops::DeviceWeight upload_gate_up(platform::Device& device, const gguf::Reader& r,
-                                 const std::string& gate, const std::string& up) {
-  const gguf::TensorInfo& g = r.tensor(gate);
-  const auto ncols = static_cast<std::uint32_t>(g.dims[0]);
-  const std::uint64_t row_bytes = ops::weight_row_bytes(g.type, ncols);
-  const auto gd = std::as_bytes(r.tensor_data(g));
-  const std::uint64_t rows = up.empty() ? g.n_elements / ncols / 2 : g.n_elements / ncols;
-  const auto ud = up.empty() ? gd.subspan(rows * row_bytes) : std::as_bytes(r.tensor_data(r.tensor(up)));
+// gate and up of one type (equal shapes) as one weight of interleaved rows (gate 0, up 0,
+// gate 1, ...), the layout of the swiglu matmul; chunks keep the pairs whole.
+ops::DeviceWeight upload_gate_up(platform::Device& device, gguf::TensorType type, std::uint32_t ncols,
+                                 std::span<const std::byte> gd, std::span<const std::byte> ud,
+                                 const std::string& name) {
+  const std::uint64_t row_bytes = ops::weight_row_bytes(type, ncols);
+  const std::uint64_t rows = gd.size() / row_bytes;
   std::vector<std::byte> bytes(2 * rows * row_bytes);
   for (std::uint64_t i = 0; i < rows; ++i) {
     std::memcpy(bytes.data() + 2 * i * row_bytes, gd.data() + i * row_bytes, row_bytes);
     std::memcpy(bytes.data() + (2 * i + 1) * row_bytes, ud.data() + i * row_bytes, row_bytes);
   }
-  return ops::DeviceWeight::upload(device, g.type, ncols, static_cast<std::uint32_t>(2 * rows),
-                                   bytes, up.empty() ? gate : gate + "+" + up, 0, 2);
+  return ops::DeviceWeight::upload(device, type, ncols, static_cast<std::uint32_t>(2 * rows), bytes,
+                                   name, 0, 2);
 }
 
 std::string mib(std::uint64_t bytes) { return fmt::format("{:.1f} MiB", double(bytes) / (1 << 20)); }
@@ -183,10 +179,15 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
       L.wo = upload_tensor(device, reader, layer_tensor(l, "attn_output"));
       L.ffn_norm = upload_tensor(device, reader, layer_tensor(l, "ffn_norm"));
       const std::string gate = layer_tensor(l, "ffn_gate"), up = layer_tensor(l, "ffn_up");
-      if (config.fused_gate_up) {
-        L.w_gate_up = upload_gate_up(device, reader, up, "");
-      } else if (reader.tensor(gate).type == reader.tensor(up).type) {
-        L.w_gate_up = upload_gate_up(device, reader, gate, up);
+      const gguf::TensorInfo& u = reader.tensor(up);
+      const auto ncols = static_cast<std::uint32_t>(u.dims[0]);
+      const auto ud = std::as_bytes(reader.tensor_data(u));
+      if (config.fused_gate_up) {  // rows gate | up
+        L.w_gate_up = upload_gate_up(device, u.type, ncols, ud.first(ud.size() / 2),
+                                     ud.subspan(ud.size() / 2), up);
+      } else if (const gguf::TensorInfo& g = reader.tensor(gate); g.type == u.type) {
+        L.w_gate_up = upload_gate_up(device, u.type, ncols, std::as_bytes(reader.tensor_data(g)),
+                                     ud, gate + "+" + up);
       } else {
         L.w_gate = upload_tensor(device, reader, gate);
         L.w_up = upload_tensor(device, reader, up);
