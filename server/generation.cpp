@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <limits>
@@ -38,20 +39,25 @@ std::string new_id(const char* prefix) {
 // of its wait; a cancel that finds no wait is harmless, the next check sees the event.
 struct EventQueue : std::enable_shared_from_this<EventQueue> {
   explicit EventQueue(net::any_io_executor ex) : timer(ex) { timer.expires_at(Clock::time_point::max()); }
+  // An event and the choice (n > 1) it belongs to.
+  struct Item {
+    std::uint32_t choice = 0;
+    serving::TokenEvent event;
+  };
   std::mutex mu;
-  std::deque<serving::TokenEvent> events;
+  std::deque<Item> events;
   net::steady_timer timer;
 
-  serving::EventCallback callback() {
-    return [self = shared_from_this()](const serving::TokenEvent& ev) {
+  serving::EventCallback callback(std::uint32_t choice) {
+    return [self = shared_from_this(), choice](const serving::TokenEvent& ev) {
       {
         std::lock_guard lock(self->mu);
-        self->events.push_back(ev);
+        self->events.push_back({choice, ev});
       }
       net::post(self->timer.get_executor(), [self] { self->timer.cancel(); });
     };
   }
-  std::deque<serving::TokenEvent> take() {
+  std::deque<Item> take() {
     std::lock_guard lock(mu);
     return std::exchange(events, {});
   }
@@ -105,7 +111,8 @@ awaitable<bool> wait_events(tcp::socket& socket, EventQueue& q, bool& watch_sock
 class Sink {
  public:
   virtual ~Sink() = default;
-  virtual awaitable<bool> begin(const std::string& echo) = 0;
+  // Before any delta: the echo (or, for chat, the role) of each of `choices` choices.
+  virtual awaitable<bool> begin(const std::string& echo, std::uint32_t choices) = 0;
   virtual awaitable<bool> send(const Delta& d) = 0;
   virtual awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) = 0;
 };
@@ -126,7 +133,8 @@ class StreamSink : public Sink {
              ResponseBuilder& rb)
       : ctx_(ctx), stream_(stream), req_(req), pr_(pr), rb_(rb) {}
 
-  awaitable<bool> begin(const std::string& echo) override {
+  awaitable<bool> begin(const std::string& echo, std::uint32_t choices) override {
+    first_.assign(choices, true);
     http::response<http::empty_body> head{http::status::ok, req_.version()};
     head.set(http::field::server, "vkllm");
     head.set(http::field::content_type, "text/event-stream");
@@ -138,19 +146,22 @@ class StreamSink : public Sink {
     auto [ec, n] = co_await http::async_write_header(stream_, sr, kAsTuple);
     if (ec) co_return false;
     if (pr_.endpoint == Endpoint::chat || !echo.empty()) {
-      Delta d;
-      d.content = echo;
-      // Named, not a temporary inside co_await: GCC 12 destroyed such temporaries twice.
-      const std::string chunk = json::serialize(rb_.chunk(d, first_));
-      first_ = false;
-      co_return co_await write(chunk);
+      for (std::uint32_t i = 0; i < choices; ++i) {
+        Delta d;
+        d.content = echo;
+        d.index = i;
+        // Named, not a temporary inside co_await: GCC 12 destroyed such temporaries twice.
+        const std::string chunk = json::serialize(rb_.chunk(d, first_[i]));
+        first_[i] = false;
+        if (!co_await write(chunk)) co_return false;
+      }
     }
     co_return true;
   }
   awaitable<bool> send(const Delta& d) override {
     if (d.content.empty() && d.reasoning.empty() && !d.finish && !pr_.logprobs) co_return true;
-    const std::string chunk = json::serialize(rb_.chunk(d, first_));
-    first_ = false;
+    const std::string chunk = json::serialize(rb_.chunk(d, first_.at(d.index)));
+    first_[d.index] = false;
     co_return co_await write(chunk);
   }
   awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) override {
@@ -182,7 +193,7 @@ class StreamSink : public Sink {
   const HttpRequest& req_;
   const ParsedRequest& pr_;
   ResponseBuilder& rb_;
-  bool first_ = true;
+  std::vector<bool> first_;  // per choice: no chunk sent yet
 };
 
 class CollectSink : public Sink {
@@ -190,18 +201,23 @@ class CollectSink : public Sink {
   CollectSink(const GenerationContext& ctx, const HttpRequest& req, ResponseBuilder& rb, GenerationResult& out)
       : ctx_(ctx), req_(req), rb_(rb), out_(out) {}
 
-  awaitable<bool> begin(const std::string& echo) override {
-    all_.content = echo;
+  awaitable<bool> begin(const std::string& echo, std::uint32_t choices) override {
+    all_.assign(choices, Delta{});
+    for (std::uint32_t i = 0; i < choices; ++i) {
+      all_[i].content = echo;
+      all_[i].index = i;
+    }
     co_return true;
   }
   awaitable<bool> send(const Delta& d) override {
-    all_.content += d.content;
-    all_.reasoning += d.reasoning;
-    serving::TokenEvent& t = all_.tokens;
+    Delta& all = all_.at(d.index);
+    all.content += d.content;
+    all.reasoning += d.reasoning;
+    serving::TokenEvent& t = all.tokens;
     t.tokens.insert(t.tokens.end(), d.tokens.tokens.begin(), d.tokens.tokens.end());
     t.logprobs.insert(t.logprobs.end(), d.tokens.logprobs.begin(), d.tokens.logprobs.end());
     t.top_logprobs.insert(t.top_logprobs.end(), d.tokens.top_logprobs.begin(), d.tokens.top_logprobs.end());
-    if (d.finish) all_.finish = d.finish;
+    if (d.finish) all.finish = d.finish;
     co_return true;
   }
   awaitable<bool> end(const Usage& usage, serving::FinishReason finish, const std::string& error) override {
@@ -222,21 +238,24 @@ class CollectSink : public Sink {
   const HttpRequest& req_;
   ResponseBuilder& rb_;
   GenerationResult& out_;
-  Delta all_;
+  std::vector<Delta> all_;  // per choice
 };
 
 // Turns one engine event into a delta: text of every token that is text (an end-of-generation
 // or stop token has none), up to a stop string; at the end, whatever the text output held back.
 class Assembler {
  public:
-  Assembler(const GenerationContext& ctx, const ParsedRequest& pr, const frontend::Prompt& prompt)
-      : text_(ctx.tokenizer, frontend::TextOutputOptions{pr.stop, ctx.reasoning && pr.endpoint == Endpoint::chat,
+  Assembler(const GenerationContext& ctx, const ParsedRequest& pr, const frontend::Prompt& prompt,
+            std::uint32_t choice)
+      : index(choice),
+        text_(ctx.tokenizer, frontend::TextOutputOptions{pr.stop, ctx.reasoning && pr.endpoint == Endpoint::chat,
                                                          prompt.starts_in_reasoning}) {}
 
   // finish != none afterwards: the request is over for the client (the engine's own last event
   // may still come after a stop string; it is ignored).
   Delta apply(const serving::TokenEvent& ev) {
     Delta d;
+    d.index = index;
     for (std::size_t i = 0; i < ev.tokens.size() && finish == serving::FinishReason::none; ++i) {
       const bool end_token = i + 1 == ev.tokens.size() && ev.finish == serving::FinishReason::stop;
       if (!end_token) append(d, text_.push(ev.tokens[i]));
@@ -263,8 +282,12 @@ class Assembler {
     return d;
   }
 
+  std::uint32_t index;  // the choice
   serving::FinishReason finish = serving::FinishReason::none;
+  std::optional<serving::RequestId> rid;  // the engine request (none: nothing generated)
+  bool echo_pending = false;  // echo with logprobs: sent with the choice's first event
   bool stop_string = false;  // ended by a stop string: the engine still has it (cancel it)
+  bool cancelled = false;    // cancel() was called for rid
   std::string error;
   std::uint32_t completion_tokens = 0;
   std::uint32_t cached_tokens = 0;
@@ -322,45 +345,78 @@ std::string echo_text(const GenerationContext& ctx, const ParsedRequest& pr, con
   return ctx.tokenizer.decode(std::vector<tok::TokenId>(prompt.tokens.begin(), prompt.tokens.end()));
 }
 
-// The event loop: engine events -> deltas -> the sink, until the request ends for the client or
-// the client leaves (then false).
+// The event loop: engine events -> deltas -> the sink, until every choice has ended for the
+// client or the client leaves (then false).
 struct Pump {
+  serving::Service& engine;
   Sink& sink;
-  Assembler& as;
+  std::vector<Assembler>& choices;
   EventQueue& q;
   tcp::socket& socket;
-  const std::string& echo;                   // echo with logprobs: sent with the first event
+  const std::string& echo;                   // echo with logprobs: sent with each choice's first event
   const std::vector<std::uint32_t>& prompt;  // its tokens
-  bool echo_pending;
   bool score_only;                           // echo with logprobs and max_tokens 0
   bool inject_wakeup;
   Clock::time_point t0;
   double ttft = -1;
   bool watch = true;
 
+  bool over() const {
+    return std::all_of(choices.begin(), choices.end(),
+                       [](const Assembler& a) { return a.finish != serving::FinishReason::none; });
+  }
+
   awaitable<bool> run() {
-    while (as.finish == serving::FinishReason::none) {
+    while (!over()) {
       if (!co_await wait_events(socket, q, watch, inject_wakeup)) co_return false;
-      for (const serving::TokenEvent& ev : q.take()) {
+      for (const EventQueue::Item& item : q.take()) {
+        Assembler& as = choices.at(item.choice);
+        const serving::TokenEvent& ev = item.event;
+        if (as.finish != serving::FinishReason::none) continue;  // after a stop string
         if (ttft < 0 && !ev.tokens.empty()) ttft = seconds_between(t0, Clock::now());
-        if (echo_pending && !ev.tokens.empty()) {  // the first token's event: the prompt's logprobs
-          echo_pending = false;
+        if (as.echo_pending && !ev.tokens.empty()) {  // the first token's event: the prompt's logprobs
+          as.echo_pending = false;
           Delta e = echo_delta(echo, prompt, ev);
+          e.index = as.index;
           if (score_only) {
             e.finish = "length";
             as.finish = serving::FinishReason::length;
           }
           if (!co_await sink.send(e)) co_return false;
-          if (score_only) break;
+          if (score_only) continue;
         }
         const Delta d = as.apply(ev);
+        // A stop string ends the choice at once; the engine has not seen it: cancel it now, so
+        // that the other choices do not wait for it.
+        if (as.stop_string && as.rid && !std::exchange(as.cancelled, true)) engine.cancel(*as.rid);
         if (!co_await sink.send(d)) co_return false;
-        if (as.finish != serving::FinishReason::none) break;
       }
     }
     co_return true;
   }
 };
+
+// Choice i's seed: choice 0 keeps the request's (n = 1 is unchanged), the others get distinct
+// seeds derived from it (splitmix64), so a seeded request's choices are reproducible and differ.
+std::uint64_t choice_seed(std::uint64_t seed, std::uint32_t choice) {
+  if (choice == 0) return seed;
+  std::uint64_t z = seed + 0x9e3779b97f4a7c15ull * choice;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// How the response as a whole ended: a choice's failure (an error, a timeout, the device lost)
+// fails it; otherwise a cancelled choice (the server's shutdown) stands for it; else choice 0's.
+std::pair<serving::FinishReason, std::string> overall_finish(const std::vector<Assembler>& choices) {
+  for (const Assembler& a : choices) {
+    if (failure(a.finish, a.error)) return {a.finish, a.error};
+  }
+  for (const Assembler& a : choices) {
+    if (a.finish == serving::FinishReason::cancelled) return {a.finish, a.error};
+  }
+  return {choices.front().finish, choices.front().error};
+}
 
 }  // namespace
 
@@ -380,18 +436,35 @@ awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_st
   out.id = rb.id();
   Usage usage;
   usage.prompt_tokens = static_cast<std::uint32_t>(prompt.tokens.size());
-  Assembler as(ctx, pr, prompt);
+  std::vector<Assembler> choices;
+  choices.reserve(pr.n);
+  for (std::uint32_t i = 0; i < pr.n; ++i) {
+    choices.emplace_back(ctx, pr, prompt, i);
+    choices.back().echo_pending = echo_scored;
+  }
   auto q = std::make_shared<EventQueue>(co_await net::this_coro::executor);
-  std::optional<serving::RequestId> rid;
   // echo with max_tokens 0: the prompt alone, nothing generated; scored, it still takes the
   // prompt's steps (and one token, never shown).
   if (max_tokens == 0 && !echo_scored) {
-    as.finish = serving::FinishReason::length;
+    for (Assembler& a : choices) a.finish = serving::FinishReason::length;
   } else {
-    serving::RequestParams params = pr.params;
-    params.max_tokens = std::max(max_tokens, 1u);
-    params.timeout = ctx.config.request_timeout;
-    rid = ctx.engine.submit(std::move(prompt.tokens), std::move(params), q->callback());
+    // Choice 0 first; the others share its prompt blocks once it has computed them (the engine
+    // holds them back until then). A refusal (queue full) cancels the choices already queued.
+    try {
+      for (Assembler& a : choices) {
+        serving::RequestParams params = pr.params;
+        params.max_tokens = std::max(max_tokens, 1u);
+        params.timeout = ctx.config.request_timeout;
+        params.sampling.seed = choice_seed(pr.params.sampling.seed, a.index);
+        if (a.index > 0) params.shares_prompt_of = *choices.front().rid;
+        a.rid = ctx.engine.submit(prompt.tokens, std::move(params), q->callback(a.index));
+      }
+    } catch (...) {
+      for (Assembler& a : choices) {
+        if (a.rid) ctx.engine.cancel(*a.rid);
+      }
+      throw;
+    }
   }
   StreamSink stream_sink(ctx, stream, req, pr, rb);
   CollectSink collect_sink(ctx, req, rb, out);
@@ -399,19 +472,25 @@ awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_st
 
   // Named, not a temporary inside co_await: GCC 12 destroyed such temporaries twice.
   const std::string shown_first = echo_scored ? std::string() : echo;
-  bool alive = co_await sink.begin(shown_first);
-  Delta nothing;  // echo with max_tokens 0, unscored: the whole response is the echo
-  nothing.finish = "length";
-  if (alive && max_tokens == 0 && !echo_scored) alive = co_await sink.send(nothing);
-  Pump pump{sink, as, *q, stream.socket(), echo, prompt_ids, echo_scored, max_tokens == 0,
+  bool alive = co_await sink.begin(shown_first, pr.n);
+  for (std::uint32_t i = 0; alive && max_tokens == 0 && !echo_scored && i < pr.n; ++i) {
+    Delta nothing;  // echo with max_tokens 0, unscored: the whole response is the echo
+    nothing.finish = "length";
+    nothing.index = i;
+    alive = co_await sink.send(nothing);
+  }
+  Pump pump{ctx.engine, sink, choices, *q, stream.socket(), echo, prompt_ids, max_tokens == 0,
             ctx.config.test_spurious_wakeup, t0};
   if (alive) alive = co_await pump.run();
-  // One cancel, then leave: a client that left, or a stop string the engine has not seen.
-  if (rid && (!alive || as.stop_string)) ctx.engine.cancel(*rid);
-  usage.completion_tokens = as.completion_tokens;
-  usage.cached_tokens = as.cached_tokens;
-  if (alive) alive = co_await sink.end(usage, as.finish, as.error);
-  const serving::FinishReason recorded = alive ? as.finish : serving::FinishReason::cancelled;
+  // One cancel each, then leave: a client that left, or a stop string the engine has not seen.
+  for (const Assembler& a : choices) {
+    if (a.rid && !a.cancelled && (!alive || a.stop_string)) ctx.engine.cancel(*a.rid);
+    usage.completion_tokens += a.completion_tokens;
+  }
+  usage.cached_tokens = choices.front().cached_tokens;
+  const auto [finish, error] = overall_finish(choices);
+  if (alive) alive = co_await sink.end(usage, finish, error);
+  const serving::FinishReason recorded = alive ? finish : serving::FinishReason::cancelled;
   ctx.metrics.request_done(recorded, pump.ttft, seconds_between(t0, Clock::now()), usage.prompt_tokens,
                            usage.completion_tokens);
   out.generated = usage.completion_tokens;

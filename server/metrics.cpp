@@ -90,9 +90,18 @@ std::string Metrics::render(const serving::EngineStats& s) const {
   counter("vllm:generation_tokens_total", "Tokens generated.", double(s.generation_tokens));
   counter("vllm:num_preemptions_total", "Preemptions (blocks freed, request recomputed later).",
           double(s.preemptions));
-  counter("vllm:prefix_cache_queries_total", "Prefix cache lookups, in tokens.",
+  counter("vllm:prefix_cache_queries_total",
+          "Prefix cache lookups, in tokens (prompt blocks shared between a request's choices count).",
           double(s.prefix_queries) * 1.0);
-  counter("vllm:prefix_cache_hits_total", "Prefix cache hits, in tokens.", double(s.prefix_hits));
+  counter("vllm:prefix_cache_hits_total",
+          "Prefix cache hits, in tokens (prompt blocks shared between a request's choices count).",
+          double(s.prefix_hits));
+  counter("vkllm:prompt_tokens_cached_total",
+          "Prompt tokens not computed: found in the prefix cache or shared between choices (n > 1).",
+          double(s.cached_prompt_tokens));
+  counter("vkllm:prompt_tokens_shared_total",
+          "Prompt tokens a choice (n > 1) took from another choice of its request.",
+          double(s.shared_prompt_tokens));
   counter("vkllm:engine_steps_total", "Forward passes run.", double(s.steps));
   counter("vkllm:command_buffer_replays_total", "Steps that replayed a recorded command buffer.",
           double(s.replays));

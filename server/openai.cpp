@@ -400,11 +400,14 @@ ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const Requ
     if (!m->is_string()) fail("model", "'model' must be a string");
     r.model = std::string(m->get_string());
   }
-  if (const json::value* n = field(o, "n"); n && integer(*n, "n") != 1) {
-    fail("n", "only n = 1 is supported");
+  if (const json::value* v = field(o, "n")) {
+    const std::int64_t n = integer(*v, "n");
+    if (n < 1 || n > kMaxChoices) fail("n", fmt::format("'n' must be between 1 and {}, got {}", kMaxChoices, n));
+    r.n = static_cast<std::uint32_t>(n);
   }
-  if (const json::value* b = field(o, "best_of"); b && integer(*b, "best_of") != 1) {
-    fail("best_of", "only best_of = 1 is supported");
+  // best_of = n is n; more (choosing the best by logprob) is not done.
+  if (const json::value* b = field(o, "best_of"); b && integer(*b, "best_of") != r.n) {
+    fail("best_of", "only best_of = n is supported");
   }
   if (endpoint == Endpoint::chat) {
     parse_messages(o, r);

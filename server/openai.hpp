@@ -51,7 +51,11 @@ struct ParsedRequest {
   std::optional<std::uint32_t> top_logprobs;   // chat: top_logprobs; completion: logprobs
   bool logprobs = false;
   std::string user;
+  std::uint32_t n = 1;                         // choices, each sampled on its own
 };
+
+// The most choices (n) one request may ask.
+inline constexpr std::int64_t kMaxChoices = 16;
 
 // Limits the parser enforces beyond the types.
 struct RequestLimits {

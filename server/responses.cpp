@@ -29,7 +29,7 @@ ResponseBuilder::ResponseBuilder(const ParsedRequest& r, const tok::Tokenizer& t
       id_(std::move(id)),
       model_(std::move(model_name)),
       created_(unix_time()),
-      text_offset_(text_offset) {}
+      text_offsets_(r.n, text_offset) {}
 
 json::object ResponseBuilder::head(const char* object) const {
   json::object o;
@@ -105,25 +105,29 @@ json::value ResponseBuilder::completion_logprobs(const serving::TokenEvent& gen,
   return o;
 }
 
-json::object ResponseBuilder::completion(const Delta& all, const Usage& usage) const {
+json::object ResponseBuilder::completion(std::span<const Delta> choices, const Usage& usage) const {
   const bool chat = r_.endpoint == Endpoint::chat;
   json::object o = head(chat ? "chat.completion" : "text_completion");
-  json::object choice;
-  choice["index"] = 0;
-  choice["finish_reason"] = all.finish ? json::value(all.finish) : json::value(nullptr);
-  if (chat) {
-    json::object msg;
-    msg["role"] = "assistant";
-    msg["content"] = all.content;
-    if (!all.reasoning.empty()) msg["reasoning_content"] = all.reasoning;
-    choice["message"] = std::move(msg);
-    choice["logprobs"] = r_.logprobs ? chat_logprobs(all.tokens) : json::value(nullptr);
-  } else {
-    std::size_t offset = text_offset_;
-    choice["text"] = all.content;
-    choice["logprobs"] = r_.logprobs ? completion_logprobs(all.tokens, offset) : json::value(nullptr);
+  json::array list;
+  for (const Delta& all : choices) {
+    json::object choice;
+    choice["index"] = all.index;
+    choice["finish_reason"] = all.finish ? json::value(all.finish) : json::value(nullptr);
+    if (chat) {
+      json::object msg;
+      msg["role"] = "assistant";
+      msg["content"] = all.content;
+      if (!all.reasoning.empty()) msg["reasoning_content"] = all.reasoning;
+      choice["message"] = std::move(msg);
+      choice["logprobs"] = r_.logprobs ? chat_logprobs(all.tokens) : json::value(nullptr);
+    } else {
+      std::size_t offset = text_offsets_.at(all.index);
+      choice["text"] = all.content;
+      choice["logprobs"] = r_.logprobs ? completion_logprobs(all.tokens, offset) : json::value(nullptr);
+    }
+    list.push_back(std::move(choice));
   }
-  o["choices"] = json::array{std::move(choice)};
+  o["choices"] = std::move(list);
   o["usage"] = usage_json(usage);
   return o;
 }
@@ -132,7 +136,7 @@ json::object ResponseBuilder::chunk(const Delta& d, bool first) {
   const bool chat = r_.endpoint == Endpoint::chat;
   json::object o = head(chat ? "chat.completion.chunk" : "text_completion");
   json::object choice;
-  choice["index"] = 0;
+  choice["index"] = d.index;
   choice["finish_reason"] = d.finish ? json::value(d.finish) : json::value(nullptr);
   const bool has_tokens = r_.logprobs && !d.tokens.tokens.empty();
   if (chat) {
@@ -144,7 +148,7 @@ json::object ResponseBuilder::chunk(const Delta& d, bool first) {
     choice["logprobs"] = has_tokens ? chat_logprobs(d.tokens) : json::value(nullptr);
   } else {
     choice["text"] = d.content;
-    choice["logprobs"] = has_tokens ? completion_logprobs(d.tokens, text_offset_) : json::value(nullptr);
+    choice["logprobs"] = has_tokens ? completion_logprobs(d.tokens, text_offsets_.at(d.index)) : json::value(nullptr);
   }
   o["choices"] = json::array{std::move(choice)};
   return o;

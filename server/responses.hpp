@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <vector>
 
 #include <boost/json.hpp>
 
@@ -20,6 +22,7 @@ struct Delta {
   std::string reasoning;
   serving::TokenEvent tokens;  // tokens, logprobs, top_logprobs (finish unused)
   const char* finish = nullptr;  // "stop" / "length" on the last delta
+  std::uint32_t index = 0;       // the choice (n > 1)
 };
 
 class ResponseBuilder {
@@ -28,9 +31,9 @@ class ResponseBuilder {
                   std::string model_name, std::size_t text_offset);
 
   const std::string& id() const { return id_; }
-  // stream: false. `all`: every delta merged.
-  boost::json::object completion(const Delta& all, const Usage& usage) const;
-  // stream: true: one chunk (the first chat chunk carries the role).
+  // stream: false. `all`: every delta of each choice merged, in choice order.
+  boost::json::object completion(std::span<const Delta> all, const Usage& usage) const;
+  // stream: true: one chunk of choice d.index (a choice's first chat chunk carries the role).
   boost::json::object chunk(const Delta& d, bool first);
   // stream_options.include_usage: the last chunk before [DONE].
   boost::json::object usage_chunk(const Usage& usage) const;
@@ -47,7 +50,8 @@ class ResponseBuilder {
   std::string id_;
   std::string model_;
   std::int64_t created_;
-  std::size_t text_offset_;  // completions: where the next token's piece starts in the text
+  // Completions: where each choice's next token's piece starts in its text.
+  std::vector<std::size_t> text_offsets_;
 };
 
 }  // namespace vkllm::server

@@ -56,7 +56,7 @@ const Sequence* Scheduler::find(SeqId id) const {
 }
 
 void Scheduler::add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens,
-                    bool reuse_prefix) {
+                    bool reuse_prefix, SeqId shares_prompt_of) {
   if (seqs_.count(id)) throw std::logic_error(fmt::format("scheduler: duplicate sequence {}", id));
   if (prompt.empty()) throw InvalidRequest("the prompt is empty");
   const std::uint64_t len = prompt.size();
@@ -74,6 +74,7 @@ void Scheduler::add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t m
   s->id = id;
   s->prompt_len = static_cast<std::uint32_t>(len);
   s->reuse_prefix = reuse_prefix;
+  s->shares_prompt_of = reuse_prefix ? shares_prompt_of : 0;
   // Output is capped by the context and by the whole pool, so a lone sequence always finishes.
   const std::uint64_t pool_tokens = std::uint64_t{pool_.usable_blocks()} * config_.block_size;
   s->max_new_tokens = static_cast<std::uint32_t>(std::min<std::uint64_t>(
@@ -103,6 +104,46 @@ void Scheduler::preempt(Sequence& s) {
   ++counters_.preemptions;
   running_.erase(std::find(running_.begin(), running_.end(), s.id));
   waiting_.push_front(s.id);
+}
+
+// The prompt's full blocks short of its last token (that one's logits are each choice's own).
+static std::uint32_t shareable_blocks(const Sequence& s, std::uint32_t block_size) {
+  return (s.prompt_len - 1) / block_size;
+}
+
+bool Scheduler::admissible(const Sequence& s) const {
+  if (s.shares_prompt_of == 0) return true;
+  const Sequence* p = find(s.shares_prompt_of);
+  if (p == nullptr || p->status == SeqStatus::finished) return true;  // gone: admitted alone
+  return p->status == SeqStatus::running &&
+         p->num_computed >= shareable_blocks(s, config_.block_size) * config_.block_size;
+}
+
+bool Scheduler::share_prompt(Sequence& s) {
+  s.shared_tokens = 0;
+  if (s.shares_prompt_of == 0) return false;
+  const Sequence* p = find(s.shares_prompt_of);
+  const std::uint32_t bs = config_.block_size;
+  const std::uint32_t k = shareable_blocks(s, bs);
+  if (p == nullptr || p->status != SeqStatus::running || k == 0 || p->num_computed < k * bs ||
+      p->blocks.size() < k ||
+      !std::equal(s.tokens.begin(), s.tokens.begin() + std::ptrdiff_t{k} * bs, p->tokens.begin())) {
+    return false;
+  }
+  // Full blocks of prompt tokens never change: shared by reference. The K/V of the last of them
+  // may still be in the step the device runs; this sequence's first step is submitted after it
+  // on the same queue, as a sequence's own next chunk is. Its hashes are filed at its next
+  // resolve (a block cached already stays as it is).
+  for (std::uint32_t b = 0; b < k; ++b) {
+    pool_.ref(p->blocks[b]);
+    s.blocks.push_back(p->blocks[b]);
+  }
+  s.num_hashed = 0;
+  s.last_hash = 0;
+  s.num_computed = k * bs;
+  s.shared_tokens = k * bs;
+  s.cached_tokens = k * bs;
+  return true;
 }
 
 void Scheduler::admit_prefix(Sequence& s) {
@@ -191,11 +232,17 @@ StepPlan Scheduler::schedule(bool allow_preemption) {
   // allow.
   while (!waiting_.empty() && budget > 0 && running_.size() < config_.max_num_seqs &&
          plan.preempted.empty() && !plan.starved) {
-    const std::vector<SeqId> queue(waiting_.begin(), waiting_.end());
-    const std::size_t w = policy_->next_waiting(view(queue));
-    if (w >= waiting_.size()) throw std::logic_error("scheduler: the policy chose no waiting sequence");
+    // Choices that wait for their prompt's first computation are not offered to the policy.
+    std::vector<SeqId> queue;
+    for (SeqId id : waiting_) {
+      if (admissible(get(id))) queue.push_back(id);
+    }
+    if (queue.empty()) break;
+    const std::size_t q = policy_->next_waiting(view(queue));
+    if (q >= queue.size()) throw std::logic_error("scheduler: the policy chose no waiting sequence");
+    const auto w = static_cast<std::size_t>(std::find(waiting_.begin(), waiting_.end(), queue[q]) - waiting_.begin());
     Sequence& s = get(waiting_[w]);
-    admit_prefix(s);
+    if (!share_prompt(s)) admit_prefix(s);
     const std::uint32_t remaining = static_cast<std::uint32_t>(s.tokens.size()) - s.num_computed;
     const std::uint32_t count = std::min(remaining, budget);
     if (!ensure_blocks(s, s.num_computed + count)) {
@@ -210,6 +257,7 @@ StepPlan Scheduler::schedule(bool allow_preemption) {
     s.admitted_at = ++admissions_;
     running_.push_back(s.id);
     counters_.prompt_tokens_cached += s.cached_tokens;
+    counters_.prompt_tokens_shared += s.shared_tokens;
     planned.insert(s.id);
     plan.chunks.push_back({s.id, s.num_computed, count, s.num_computed + count == s.tokens.size()});
     budget -= count;

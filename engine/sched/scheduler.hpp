@@ -53,6 +53,11 @@ struct Sequence {
   std::uint32_t preemptions = 0;
   std::uint32_t cached_tokens = 0;    // prompt tokens served by the prefix cache, last admission
   bool reuse_prefix = true;           // false: compute every prompt token (prompt scoring)
+  // Another choice of the same request (n > 1) with the same prompt: this one waits until that
+  // one has computed the prompt's full blocks, then shares them (docs/ARCHITECTURE.md "Several
+  // choices"). 0: none.
+  SeqId shares_prompt_of = 0;
+  std::uint32_t shared_tokens = 0;    // prompt tokens taken from shares_prompt_of, last admission
 
   std::uint32_t generated() const { return static_cast<std::uint32_t>(tokens.size()) - prompt_len; }
 };
@@ -78,7 +83,9 @@ struct StepPlan {
 struct SchedulerCounters {
   std::uint64_t preemptions = 0;
   std::uint64_t prompt_tokens_computed = 0;  // prompt tokens run through the model
-  std::uint64_t prompt_tokens_cached = 0;    // prompt tokens reused from the prefix cache
+  std::uint64_t prompt_tokens_cached = 0;    // prompt tokens reused from the prefix cache or
+                                             // shared by another choice of the same request
+  std::uint64_t prompt_tokens_shared = 0;    // of which shared by another choice
   std::uint64_t generated_tokens = 0;
 };
 
@@ -114,8 +121,12 @@ class Scheduler {
   // prompt longer than max_model_len, or more blocks than the whole pool for its prompt plus one
   // token. max_new_tokens is capped so prompt + output <= max_model_len. reuse_prefix false:
   // every prompt token is computed (its logits are wanted: prompt scoring), none from the cache.
+  // shares_prompt_of: a sequence added before with the same prompt (another choice of one
+  // request); this one is not admitted before that one has computed the prompt's full blocks,
+  // and then takes them by reference (with or without the prefix cache). When that sequence is
+  // gone, this one is admitted as any other.
   void add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens,
-           bool reuse_prefix = true);
+           bool reuse_prefix = true, SeqId shares_prompt_of = 0);
 
   // Plans the next step from the running and waiting sequences. Without preemption (a plan made
   // while the step before still runs: its blocks may not be taken back), a running sequence that
@@ -154,6 +165,8 @@ class Scheduler {
   bool ensure_blocks(Sequence& s, std::uint32_t tokens);  // blocks for `tokens` K/V rows
   void preempt(Sequence& s);
   void admit_prefix(Sequence& s);
+  bool admissible(const Sequence& s) const;     // not held back for the sequence it shares with
+  bool share_prompt(Sequence& s);               // takes the shared blocks; false: none to take
   void hash_full_blocks(Sequence& s);
   std::vector<const Sequence*> view(std::span<const SeqId> ids) const;
 

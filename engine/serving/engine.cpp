@@ -161,8 +161,9 @@ void Engine::publish_stats() {
   stats_.cached_prompt_tokens = sc.prompt_tokens_cached;
   stats_.generation_tokens = sc.generated_tokens;
   stats_.preemptions = sc.preemptions;
-  stats_.prefix_queries = pool_.counters().queries * block_size_;
-  stats_.prefix_hits = pool_.counters().hits * block_size_;
+  stats_.shared_prompt_tokens = sc.prompt_tokens_shared;
+  stats_.prefix_queries = pool_.counters().queries * block_size_ + sc.prompt_tokens_shared;
+  stats_.prefix_hits = pool_.counters().hits * block_size_ + sc.prompt_tokens_shared;
   if (model_) {
     stats_.recordings = model_->recordings();
     stats_.replays = model_->replays();
@@ -203,7 +204,8 @@ void Engine::admit(std::deque<std::unique_ptr<Request>>& incoming) {
   for (auto& r : incoming) {
     const RequestId id = r->id;
     try {
-      scheduler_.add(id, r->prompt, r->params.max_tokens, !r->params.prompt_logprobs);
+      scheduler_.add(id, r->prompt, r->params.max_tokens, !r->params.prompt_logprobs,
+                     r->params.shares_prompt_of);
       if (r->params.prompt_logprobs) {
         r->prompt_logprobs.assign(r->prompt.size() - 1, 0.f);
         if (r->params.top_logprobs > 0) r->prompt_top.resize(r->prompt.size() - 1);

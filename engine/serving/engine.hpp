@@ -47,6 +47,10 @@ struct RequestParams {
   // The longest the request may take from submit() to its end (0: no limit). Past it the engine
   // ends it with FinishReason::timeout and its blocks go back to the pool.
   std::chrono::milliseconds timeout{0};
+  // Another choice of the same request (n > 1), submitted before with the same prompt: this one
+  // shares that one's computed prompt blocks instead of computing them again (0: none).
+  // Ignored with prompt_logprobs, whose prompt rows are computed by every choice.
+  RequestId shares_prompt_of = 0;
 };
 
 // One alternative of a generated token: a token id and its log probability under the model's
@@ -120,11 +124,14 @@ struct EngineStats {
   std::uint32_t kv_blocks_total = 0;
   std::uint32_t kv_blocks_free = 0;
   std::uint64_t prompt_tokens = 0;      // computed
-  std::uint64_t cached_prompt_tokens = 0;
+  std::uint64_t cached_prompt_tokens = 0;  // from the prefix cache or shared between choices
+  std::uint64_t shared_prompt_tokens = 0;  // of which shared between a request's choices
   std::uint64_t generation_tokens = 0;
   std::uint64_t preemptions = 0;
-  std::uint64_t prefix_queries = 0;     // tokens (full blocks looked up x block size)
-  std::uint64_t prefix_hits = 0;        // tokens
+  // Tokens (full blocks looked up x block size); blocks shared between a request's choices
+  // count as queries and hits: their prompt was computed once, as a cache hit would have it.
+  std::uint64_t prefix_queries = 0;
+  std::uint64_t prefix_hits = 0;
   std::uint64_t steps = 0;
   std::uint64_t recordings = 0;
   std::uint64_t replays = 0;

@@ -70,6 +70,19 @@ void check_plan(const Scheduler& s, const StepPlan& plan,
   CHECK(plan.chunks.size() <= s.config().max_num_seqs);
 }
 
+// Commits a plan with the fake model; sequences at their output limit finish, their outputs in
+// `done`.
+void commit_and_finish(Scheduler& s, const StepPlan& plan, std::map<sched::SeqId, std::vector<std::uint32_t>>& done) {
+  s.commit(plan, fake_sample(s, plan));
+  for (const auto& c : plan.chunks) {
+    const auto* q = s.find(c.id);
+    if (c.samples && q->generated() >= q->max_new_tokens) {
+      done[c.id].assign(q->tokens.begin() + q->prompt_len, q->tokens.end());
+      s.finish(c.id);
+    }
+  }
+}
+
 // Drives the scheduler until every request produced `max_new` tokens; returns outputs by id.
 // With n > 0 it also checks every preemption's victim among sequences 1..n: the most recently
 // admitted running one (newest) or the least recently admitted (!newest), and sets `saw` when a
@@ -91,14 +104,7 @@ std::map<sched::SeqId, std::vector<std::uint32_t>> run_checking_victims(Schedule
       CHECK(admitted.at(plan.preempted.front()) == want);
       saw = true;
     }
-    s.commit(plan, fake_sample(s, plan));
-    for (const auto& c : plan.chunks) {
-      const auto* q = s.find(c.id);
-      if (c.samples && q->generated() >= q->max_new_tokens) {
-        done[c.id].assign(q->tokens.begin() + q->prompt_len, q->tokens.end());
-        s.finish(c.id);
-      }
-    }
+    commit_and_finish(s, plan, done);
   }
   return done;
 }
@@ -505,4 +511,78 @@ TEST_CASE("the overlapped loop: blocks are hashed only once their tokens are kno
   CHECK(w.preempted == std::vector<sched::SeqId>{2});
   REQUIRE(w.chunks.size() == 1);
   CHECK(w.chunks[0].id == 1);
+}
+
+// Several choices of one request (n > 1): the followers wait for the first choice's prompt, then
+// share its full blocks by reference and compute only the last partial block each.
+TEST_CASE("choices of one request compute their prompt once and share its full blocks") {
+  for (const bool caching : {false, true}) {
+    for (const double artificial : {0.0, 0.3}) {
+      CAPTURE(caching);
+      CAPTURE(artificial);
+      kv::BlockPool pool(64, caching);
+      const std::uint32_t before = pool.num_free();
+      Scheduler s(pool, {.max_num_batched_tokens = 16, .max_num_seqs = 8, .block_size = 8, .max_model_len = 128,
+                         .artificial_preempt = artificial});
+      const auto prompt = prompt_of(37, 5);
+      s.add(1, prompt, 6);
+      for (sched::SeqId id = 2; id <= 4; ++id) s.add(id, prompt, 6, true, 1);
+      bool shared_seen = false;
+      std::map<sched::SeqId, std::vector<std::uint32_t>> done;
+      for (int step = 0; step < 200 && !s.idle(); ++step) {
+        const std::uint64_t admissions_before = s.admissions();
+        const StepPlan plan = s.schedule();
+        check_plan(s, plan, admissions_before);
+        for (const auto& c : plan.chunks) {
+          const auto* q = s.find(c.id);
+          if (c.id == 1 || q->admitted_at <= admissions_before) continue;
+          // A follower is admitted only once the first choice has computed 32 prompt tokens
+          // (4 full blocks short of the last token); it starts past them, on the same blocks.
+          const auto* first = s.find(1);
+          if (first != nullptr && first->status == sched::SeqStatus::running && q->shared_tokens > 0) {
+            shared_seen = true;
+            CHECK(c.start == 32);
+            for (std::size_t b = 0; b < 4; ++b) {
+              CHECK(q->blocks[b] == first->blocks[b]);
+              CHECK(pool.ref_count(q->blocks[b]) >= 2);
+            }
+          }
+        }
+        commit_and_finish(s, plan, done);
+      }
+      CHECK(s.idle());
+      CHECK(shared_seen);
+      REQUIRE(done.size() == 4);
+      for (sched::SeqId id = 2; id <= 4; ++id) CHECK(done[id] == done[1]);
+      CHECK(pool.num_free() == before);
+      if (artificial == 0.0) {
+        // 37 tokens once, then 5 for each follower; 3 x 32 shared.
+        CHECK(s.counters().prompt_tokens_computed == 37 + 3 * 5);
+        CHECK(s.counters().prompt_tokens_shared == 3 * 32);
+        CHECK(s.counters().prompt_tokens_cached == 3 * 32);
+      }
+    }
+  }
+}
+
+TEST_CASE("a choice whose first choice is gone is admitted alone") {
+  kv::BlockPool pool(64, false);
+  Scheduler s(pool, {.max_num_batched_tokens = 16, .max_num_seqs = 8, .block_size = 8, .max_model_len = 128});
+  const auto prompt = prompt_of(37, 5);
+  s.add(1, prompt, 6);
+  s.add(2, prompt, 6, true, 1);
+  StepPlan p = s.schedule();
+  REQUIRE(p.chunks.size() == 1);  // the follower waits
+  CHECK(p.chunks[0].id == 1);
+  CHECK(s.num_waiting() == 1);
+  s.commit(p, fake_sample(s, p));
+  s.finish(1);  // cancelled
+  p = s.schedule();
+  REQUIRE(p.chunks.size() == 1);
+  CHECK(p.chunks[0].id == 2);
+  CHECK(p.chunks[0].start == 0);  // no cache, no sharer: the whole prompt
+  CHECK(s.find(2)->shared_tokens == 0);
+  // A prompt scored for its logprobs never shares (each choice computes its rows).
+  s.add(3, prompt, 6, false, 2);
+  CHECK(s.find(3)->shares_prompt_of == 0);
 }

@@ -112,6 +112,56 @@ test('top logprobs: chat top_logprobs and completions logprobs, streamed and not
   assert.deepEqual(await s.exited, { code: 0, signal: null });
 });
 
+test('n = 4 with a seed: 4 distinct choices, the same on every run, streamed and not; the prompt computed once', async () => {
+  const s = await startServer();
+  const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none' });
+  // A long prompt (several KV blocks), so that the choices have blocks to share.
+  const prompt = 'Once upon a time there was a little girl who lived in a village near the forest. '.repeat(3);
+  const body = { ...chatBody(prompt, 24), n: 4, seed: 42, temperature: 1.0, top_p: 1.0 };
+  const before = await metrics(s.url);
+  const a = await client.chat.completions.create(body);
+  const mid = await metrics(s.url);
+  assert.equal(a.choices.length, 4);
+  assert.deepEqual(a.choices.map((c) => c.index), [0, 1, 2, 3]);
+  const texts = a.choices.map((c) => c.message.content);
+  assert.ok(new Set(texts).size > 1, `distinct choices: ${JSON.stringify(texts)}`);
+  a.choices.forEach((c) => assert.ok(['stop', 'length'].includes(c.finish_reason)));
+  // Usage: the prompt once, every choice's tokens.
+  assert.ok(a.usage.completion_tokens > 24);
+  // The prompt was computed once: the other three took its full blocks (prefix-cache metrics).
+  const computed = mid.get('vllm:prompt_tokens_total') - before.get('vllm:prompt_tokens_total');
+  const shared = mid.get('vkllm:prompt_tokens_shared_total') - before.get('vkllm:prompt_tokens_shared_total');
+  const hits = mid.get('vllm:prefix_cache_hits_total') - before.get('vllm:prefix_cache_hits_total');
+  assert.ok(shared >= 3 * 16 && shared % 3 === 0, `shared ${shared}`);
+  assert.ok(hits >= shared, `hits ${hits} >= shared ${shared}`);
+  assert.ok(computed <= a.usage.prompt_tokens + 3 * 16, `computed ${computed} for a ${a.usage.prompt_tokens}-token prompt`);
+  // Reproducible: the same request again, and streamed (chunks carry their choice's index).
+  const b = await client.chat.completions.create(body);
+  assert.deepEqual(b.choices.map((c) => c.message.content), texts);
+  const stream = await client.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } });
+  const streamed = ['', '', '', ''], finishes = [null, null, null, null];
+  let usage = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      streamed[c.index] += c.delta?.content ?? '';
+      if (c.finish_reason) finishes[c.index] = c.finish_reason;
+    }
+  }
+  assert.deepEqual(streamed, texts);
+  assert.deepEqual(finishes, a.choices.map((c) => c.finish_reason));
+  assert.equal(usage.completion_tokens, a.usage.completion_tokens);
+  // Completions too, with a stop string that may end some choices early.
+  const comp = await client.completions.create({ model: 'test-model', prompt, max_tokens: 16, n: 3, seed: 7, temperature: 1.0 });
+  assert.deepEqual(comp.choices.map((c) => c.index), [0, 1, 2]);
+  const comp2 = await client.completions.create({ model: 'test-model', prompt, max_tokens: 16, n: 3, seed: 7, temperature: 1.0 });
+  assert.deepEqual(comp2.choices.map((c) => c.text), comp.choices.map((c) => c.text));
+  const end = await waitIdle(s.url);
+  assert.equal(end.get('vllm:kv_cache_usage_perc'), 0);
+  s.proc.kill('SIGTERM');
+  assert.deepEqual(await s.exited, { code: 0, signal: null });
+});
+
 test('C2 32 parallel streaming clients at temperature 0 each get their solo text', async () => {
   const s = await startServer(['--deterministic', '--max-num-seqs', '32']);
   const prompts = Array.from({ length: 32 }, (_, i) => `Story ${i}: ${'once upon a time '.repeat(1 + (i % 5))}`);
@@ -197,7 +247,7 @@ test('B4 B6 B14: bad input (hostile parameters, oversized body, headers and URI)
   await expectError(await post('/v1/chat/completions', JSON.stringify({ model: 'x' })), 400, 'messages');
   await expectError(await post('/v1/chat/completions', JSON.stringify({ ...chatBody('x'), temperature: 7 })), 400, 'temperature');
   await expectError(await post('/v1/chat/completions', JSON.stringify({ ...chatBody('x'), max_tokens: 'many' })), 400, 'max_tokens');
-  await expectError(await post('/v1/chat/completions', JSON.stringify({ ...chatBody('x'), n: 3 })), 400, 'n');
+  await expectError(await post('/v1/chat/completions', JSON.stringify({ ...chatBody('x'), n: 17 })), 400, 'n');
   await expectError(await post('/v1/completions', JSON.stringify({ prompt: [1, 99999999] })), 400, 'prompt');
   const long = await expectError(await post('/v1/completions', JSON.stringify({ prompt: 'a '.repeat(9000) })), 400);
   assert.match(long.error.message, /maximum context length is \d+ tokens/);

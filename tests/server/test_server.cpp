@@ -123,8 +123,11 @@ TEST_CASE("parse_request: every bad value names its field") {
   CHECK(refused_param(R"({"messages":[{"role":"user"}]})") == "messages[0].content");
   CHECK(refused_param(R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})") == "messages[0].content");
   CHECK(refused_param(kMsgs + R"(,"model":3})") == "model");
-  CHECK(refused_param(kMsgs + R"(,"n":2})") == "n");
+  CHECK(refused_param(kMsgs + R"(,"n":0})") == "n");
+  CHECK(refused_param(kMsgs + R"(,"n":17})") == "n");
+  CHECK(refused_param(kMsgs + R"(,"n":1.5})") == "n");
   CHECK(refused_param(kMsgs + R"(,"best_of":2})") == "best_of");
+  CHECK(refused_param(kMsgs + R"(,"n":3,"best_of":4})") == "best_of");
   CHECK(refused_param(kMsgs + R"(,"max_tokens":0})") == "max_tokens");
   CHECK(refused_param(kMsgs + R"(,"max_tokens":"many"})") == "max_tokens");
   CHECK(refused_param(kMsgs + R"(,"max_completion_tokens":-1})") == "max_completion_tokens");

@@ -356,6 +356,56 @@ TEST_CASE_FIXTURE(test::DeviceTest, "prefix cache: a shared 3-block prefix is co
   CHECK(after.prefix_hits - before.prefix_hits >= 3 * 16);  // tokens
 }
 
+TEST_CASE_FIXTURE(test::DeviceTest, "several choices: the prompt computed once, each choice the tokens its seed draws alone") {
+  Fixture f = random_model(device(), 0, 8, true);
+  serving::EngineConfig cfg;
+  cfg.prefix_caching = false;  // the sharing is the choices' own, not the cache's
+  std::mt19937 rng(9);
+  std::vector<std::uint32_t> prompt(70);  // 4 full blocks short of the last token: 64 shared
+  for (auto& t : prompt) t = 3 + rng() % 300;
+  auto params = [](std::uint64_t seed) {
+    serving::RequestParams p;
+    p.sampling.temperature = 1.0f;
+    p.sampling.top_k = 0;
+    p.sampling.top_p = 1.0f;
+    p.sampling.min_p = 0.0f;
+    p.sampling.seed = seed;
+    p.max_tokens = 12;
+    p.ignore_eos = true;
+    return p;
+  };
+  std::vector<std::vector<std::uint32_t>> solo;
+  for (std::uint64_t seed = 100; seed < 104; ++seed) {
+    Engine engine(*f.model, f.tokenizer, cfg);
+    Collector c;
+    engine.submit(prompt, params(seed), c.callback());
+    c.wait();
+    solo.push_back(c.tokens);
+  }
+  CHECK(solo[0] != solo[1]);  // distinct seeds, distinct draws
+  Engine engine(*f.model, f.tokenizer, cfg);
+  std::vector<std::unique_ptr<Collector>> cs;
+  serving::RequestId first = 0;
+  for (std::uint64_t i = 0; i < 4; ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    serving::RequestParams p = params(100 + i);
+    p.shares_prompt_of = first;
+    const serving::RequestId id = engine.submit(prompt, p, cs.back()->callback());
+    if (i == 0) first = id;
+  }
+  for (std::size_t i = 0; i < 4; ++i) {
+    cs[i]->wait();
+    CHECK(cs[i]->finish == FinishReason::length);
+    CHECK(cs[i]->tokens == solo[i]);
+    if (i > 0) CHECK(cs[i]->cached == 64);
+  }
+  const auto st = engine.stats();
+  CHECK(st.prompt_tokens == 70 + 3 * 6);
+  CHECK(st.shared_prompt_tokens == 3 * 64);
+  CHECK(st.prefix_hits == 3 * 64);
+  CHECK(st.kv_blocks_free == st.kv_blocks_total);
+}
+
 TEST_CASE_FIXTURE(test::DeviceTest, "cancellation mid-prefill, mid-decode and while queued returns every block") {
   Fixture f = random_model(device(), 0, 4);
   serving::EngineConfig cfg;
