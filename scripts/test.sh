@@ -38,7 +38,7 @@ VKLLM_REQUIRE_COOPMAT=1 VKLLM_SHARED_DIR=$lvp26_shared scripts/lvp26 build/tests
   -tc='every matmul path*,stories260K*'
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANITIZE=ON >/dev/null
-cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server"
+cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server grammar"
 cmake --build build-asan -j "$jobs" --target $(printf 'test_%s ' $cpu_tests)
 ctest --test-dir build-asan --output-on-failure -R "^($(echo $cpu_tests | tr ' ' '|'))\$" -j "$jobs"
 

@@ -1,0 +1,209 @@
+// The parse state and token masks of a grammar (matcher.hpp).
+#include "engine/grammar/matcher.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <numeric>
+#include <stdexcept>
+
+namespace vkllm::grammar {
+
+TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, std::vector<std::uint32_t> end_tokens)
+    : vocab_size_(static_cast<std::uint32_t>(token_bytes.size())), bytes_(token_bytes), end_tokens_(std::move(end_tokens)) {
+  std::sort(end_tokens_.begin(), end_tokens_.end());
+  end_tokens_.erase(std::unique(end_tokens_.begin(), end_tokens_.end()), end_tokens_.end());
+  std::vector<std::uint32_t> sorted;
+  for (std::uint32_t id = 0; id < vocab_size_; ++id) {
+    if (!bytes_[id].empty() && !is_end(id)) sorted.push_back(id);
+  }
+  std::sort(sorted.begin(), sorted.end(), [&](std::uint32_t a, std::uint32_t b) { return bytes_[a] < bytes_[b]; });
+  order_.reserve(sorted.size());
+  build(sorted, 0, sorted.size(), 0, 0);
+}
+
+bool TokenTrie::is_end(std::uint32_t id) const {
+  return std::binary_search(end_tokens_.begin(), end_tokens_.end(), id);
+}
+
+// sorted[lo, hi) share their first `depth` bytes; the shortest (exactly `depth`) sort first.
+void TokenTrie::build(const std::vector<std::uint32_t>& sorted, std::size_t lo, std::size_t hi, std::size_t depth,
+                      std::uint8_t byte) {
+  const auto idx = static_cast<std::uint32_t>(nodes_.size());
+  nodes_.push_back({});
+  nodes_[idx].byte = byte;
+  nodes_[idx].tok_lo = static_cast<std::uint32_t>(order_.size());
+  std::size_t i = lo;
+  while (i < hi && bytes_[sorted[i]].size() == depth) order_.push_back(sorted[i++]);
+  nodes_[idx].tok_mid = static_cast<std::uint32_t>(order_.size());
+  ByteSet below;
+  while (i < hi) {
+    const auto b = static_cast<std::uint8_t>(bytes_[sorted[i]][depth]);
+    std::size_t j = i;
+    while (j < hi && static_cast<std::uint8_t>(bytes_[sorted[j]][depth]) == b) ++j;
+    const auto child = static_cast<std::uint32_t>(nodes_.size());
+    build(sorted, i, j, depth + 1, b);
+    below.add(b);
+    below |= nodes_[child].below;
+    i = j;
+  }
+  nodes_[idx].below = below;
+  nodes_[idx].tok_hi = static_cast<std::uint32_t>(order_.size());
+  nodes_[idx].end = static_cast<std::uint32_t>(nodes_.size());
+}
+
+std::size_t Matcher::VecHash::operator()(const std::vector<std::uint32_t>& v) const {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (std::uint32_t x : v) h = (h ^ x) * 0x100000001b3ull;
+  return static_cast<std::size_t>(h);
+}
+
+Matcher::Matcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie)
+    : grammar_(std::move(grammar)), trie_(std::move(trie)) {
+  if (!grammar_ || !trie_) throw std::invalid_argument("matcher: no grammar or no vocabulary");
+  nodes_.push_back({0, 0});  // kEmptyStack
+  intern({});                // kDead
+  std::vector<std::uint32_t> start;
+  ++seen_mark_;
+  const std::uint32_t root = grammar_->root();
+  for (std::uint32_t alt : grammar_->alternatives(root)) expand(node(alt, kEmptyStack), start);
+  current_ = intern(std::move(start));
+}
+
+std::uint32_t Matcher::node(std::uint32_t pos, std::uint32_t parent) {
+  const std::uint64_t key = (std::uint64_t{pos} << 32) | parent;
+  auto [it, fresh] = node_ids_.try_emplace(key, static_cast<std::uint32_t>(nodes_.size()));
+  if (fresh) nodes_.push_back({pos, parent});
+  return it->second;
+}
+
+// The stacks `n` stands for once every rule on top is opened and every finished alternative
+// popped: stacks whose top is a byte element, and the empty stack when everything may end.
+// Callers start a new mark (++seen_mark_) so that a node is expanded once per transition.
+void Matcher::expand(std::uint32_t n, std::vector<std::uint32_t>& out) {
+  if (seen_.size() < nodes_.size()) seen_.resize(nodes_.size() * 2, 0);
+  if (seen_[n] == seen_mark_) return;
+  seen_[n] = seen_mark_;
+  if (n == kEmptyStack) {
+    out.push_back(n);
+    return;
+  }
+  const auto elements = grammar_->elements();
+  const StackNode sn = nodes_[n];
+  const Element& e = elements[sn.pos];
+  switch (e.kind) {
+    case Element::Kind::end:
+      expand(sn.parent, out);
+      return;
+    case Element::Kind::bytes:
+      out.push_back(n);
+      return;
+    case Element::Kind::ref: {
+      // The continuation after the rule; a rule last in its alternative continues with the
+      // parent directly (right recursion does not grow the stack).
+      const std::uint32_t cont =
+          elements[sn.pos + 1].kind == Element::Kind::end ? sn.parent : node(sn.pos + 1, sn.parent);
+      for (std::uint32_t alt : grammar_->alternatives(e.arg)) expand(node(alt, cont), out);
+      return;
+    }
+  }
+}
+
+Matcher::StateId Matcher::intern(std::vector<std::uint32_t> nodes) {
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  auto it = state_ids_.find(nodes);
+  if (it != state_ids_.end()) return it->second;
+  const auto id = static_cast<StateId>(states_.size());
+  states_.push_back(nodes);
+  state_ids_.emplace(std::move(nodes), id);
+  transitions_.resize(states_.size() * 256, -1);
+  return id;
+}
+
+Matcher::StateId Matcher::step(StateId s, std::uint8_t b) {
+  const std::size_t slot = std::size_t{s} * 256 + b;
+  if (transitions_[slot] >= 0) return static_cast<StateId>(transitions_[slot]);
+  std::vector<std::uint32_t> out;
+  ++seen_mark_;
+  const auto elements = grammar_->elements();
+  for (std::uint32_t n : states_[s]) {
+    if (n == kEmptyStack) continue;
+    const StackNode sn = nodes_[n];
+    if (!grammar_->byte_set(elements[sn.pos].arg).has(b)) continue;
+    const std::uint32_t next = node(sn.pos + 1, sn.parent);
+    expand(next, out);
+  }
+  const StateId t = out.empty() ? kDead : intern(std::move(out));
+  transitions_[slot] = static_cast<std::int32_t>(t);
+  return t;
+}
+
+bool Matcher::can_end() const {
+  const auto& nodes = states_[current_];
+  return !nodes.empty() && nodes.front() == kEmptyStack;
+}
+
+bool Matcher::complete() const {
+  const auto& nodes = states_[current_];
+  return nodes.size() == 1 && nodes.front() == kEmptyStack;
+}
+
+bool Matcher::accept_bytes(std::string_view bytes) {
+  StateId s = current_;
+  for (char c : bytes) {
+    s = step(s, static_cast<std::uint8_t>(c));
+    if (s == kDead) return false;
+  }
+  current_ = s;
+  return true;
+}
+
+bool Matcher::accept_token(std::uint32_t id) {
+  if (trie_->is_end(id)) return can_end();
+  const std::string_view bytes = trie_->bytes(id);
+  if (bytes.empty()) return false;
+  return accept_bytes(bytes);
+}
+
+// Every byte of `bytes` leaves `s` as it is.
+bool Matcher::loops_on(StateId s, const ByteSet& bytes) {
+  for (int w = 0; w < 4; ++w) {
+    for (std::uint64_t m = bytes.bits[w]; m != 0; m &= m - 1) {
+      const auto b = static_cast<std::uint8_t>(w * 64 + std::countr_zero(m));
+      if (step(s, b) != s) return false;
+    }
+  }
+  return true;
+}
+
+void Matcher::walk(std::uint32_t trie_node, StateId s, std::vector<std::uint32_t>& bits) {
+  const auto nodes = trie_->nodes();
+  const auto order = trie_->order();
+  const TokenTrie::Node& tn = nodes[trie_node];
+  const StateId t = step(s, tn.byte);
+  if (t == kDead) return;
+  auto set = [&](std::uint32_t lo, std::uint32_t hi) {
+    for (std::uint32_t i = lo; i < hi; ++i) bits[order[i] >> 5] |= 1u << (order[i] & 31);
+  };
+  set(tn.tok_lo, tn.tok_mid);
+  if (tn.tok_mid == tn.tok_hi) return;
+  if (loops_on(t, tn.below)) {  // every token below stays in t: all allowed
+    set(tn.tok_mid, tn.tok_hi);
+    return;
+  }
+  for (std::uint32_t c = trie_node + 1; c < tn.end; c = nodes[c].end) walk(c, t, bits);
+}
+
+std::span<const std::uint32_t> Matcher::mask() {
+  auto it = masks_.find(current_);
+  if (it != masks_.end()) return it->second;
+  std::vector<std::uint32_t> bits(trie_->mask_words(), 0);
+  const auto nodes = trie_->nodes();
+  for (std::uint32_t c = 1; c < nodes[0].end; c = nodes[c].end) walk(c, current_, bits);
+  if (can_end()) {
+    for (std::uint32_t id : trie_->end_tokens()) bits[id >> 5] |= 1u << (id & 31);
+  }
+  return masks_.emplace(current_, std::move(bits)).first->second;
+}
+
+}  // namespace vkllm::grammar
