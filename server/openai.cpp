@@ -7,6 +7,9 @@
 #include <boost/json/basic_parser_impl.hpp>
 #include <fmt/format.h>
 
+#include "engine/grammar/grammar.hpp"
+#include "engine/grammar/json_schema.hpp"
+
 namespace vkllm::server {
 namespace json = boost::json;
 
@@ -237,6 +240,56 @@ void parse_prompt(const json::object& o, const RequestLimits& limits, ParsedRequ
   r.params.prompt_logprobs = r.echo && r.logprobs;
 }
 
+// The output's constraint (docs/ARCHITECTURE.md "Constrained decoding"): OpenAI's
+// response_format (json_object, json_schema), llama-server's json_schema and grammar (GBNF).
+// One at most; compiled here, on the worker pool, so a bad one is a 400 naming its problem.
+void parse_constraint(const json::object& o, serving::RequestParams& sp) {
+  std::string gbnf;
+  const char* param = nullptr;
+  auto take = [&](const char* name, auto&& make) {
+    if (param) fail(name, fmt::format("'{}' and '{}' cannot both constrain the output", param, name));
+    param = name;
+    try {
+      gbnf = make();
+    } catch (const grammar::GrammarError& e) {
+      fail(name, e.what());
+    }
+  };
+  if (const json::value* rf = field(o, "response_format")) {
+    if (!rf->is_object()) fail("response_format", "'response_format' must be an object");
+    const json::object& f = rf->get_object();
+    const json::value* type = field(f, "type");
+    if (!type || !type->is_string()) fail("response_format", "'response_format.type' must be a string");
+    const std::string_view t = type->get_string();
+    if (t == "json_object") {
+      // vLLM and llama-server also take a schema here.
+      const json::value* schema = field(f, "schema");
+      take("response_format", [&] { return schema ? grammar::json_schema_gbnf(*schema) : grammar::json_object_gbnf(); });
+    } else if (t == "json_schema") {
+      const json::value* js = field(f, "json_schema");
+      if (!js || !js->is_object()) fail("response_format", "'response_format.json_schema' must be an object");
+      const json::value* schema = field(js->get_object(), "schema");
+      if (!schema) fail("response_format", "'response_format.json_schema.schema' is missing");
+      take("response_format", [&] { return grammar::json_schema_gbnf(*schema); });
+    } else if (t != "text") {
+      fail("response_format", fmt::format("'response_format.type' '{}' is not text, json_object or json_schema", t));
+    }
+  }
+  if (const json::value* js = field(o, "json_schema")) {
+    take("json_schema", [&] { return grammar::json_schema_gbnf(*js); });
+  }
+  if (const json::value* g = field(o, "grammar")) {
+    if (!g->is_string()) fail("grammar", "'grammar' must be a string (GBNF)");
+    take("grammar", [&] { return std::string(g->get_string()); });
+  }
+  if (!param) return;
+  try {
+    sp.grammar = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(gbnf));
+  } catch (const grammar::GrammarError& e) {
+    fail(param, e.what());
+  }
+}
+
 void parse_logit_bias(const json::object& o, const RequestLimits& limits, serving::RequestParams& sp) {
   const json::value* b = field(o, "logit_bias");
   if (!b) return;
@@ -293,6 +346,7 @@ void parse_sampling(const json::object& o, const RequestLimits& limits, ParsedRe
   r.stop = stop_list(o, limits);
   parse_logit_bias(o, limits, sp);
   if (const json::value* v = field(o, "ignore_eos")) sp.ignore_eos = boolean(*v, "ignore_eos");
+  parse_constraint(o, sp);
 }
 
 void parse_output_options(const json::object& o, ParsedRequest& r) {

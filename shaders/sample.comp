@@ -30,7 +30,7 @@
 #endif
 #include "push_constants.glsl"
 
-// Mirrors ops::SamplingRow (52 bytes), ops::PenaltyEntry (16 bytes) and ops::TopLogprob
+// Mirrors ops::SamplingRow (56 bytes), ops::PenaltyEntry (16 bytes) and ops::TopLogprob
 // (8 bytes), std430.
 struct SamplingRow {
   float temperature;
@@ -46,6 +46,7 @@ struct SamplingRow {
   uint penalty_offset;
   uint penalty_count;
   uint top_logprobs;
+  uint mask_offset;
 };
 struct PenaltyEntry {
   uint token;
@@ -66,6 +67,10 @@ layout(binding = 2) readonly buffer Penalties { PenaltyEntry penalties[]; };
 layout(binding = 3) coherent buffer Scratch { float scratch[]; };
 layout(binding = 4) writeonly buffer Ids { uint ids[]; };
 layout(binding = 5) writeonly buffer Logprobs { float logprobs[]; };
+// Constrained decoding: a row whose mask_offset is not kNoMask may draw only tokens whose bit is
+// set in masks[mask_offset + token / 32] (bit token % 32).
+layout(binding = 7) readonly buffer Masks { uint masks[]; };
+const uint kNoMask = 0xFFFFFFFFu;
 
 // PCG's output permutation as an integer hash (Jarkko & Olano, "Hash Functions for GPU
 // Rendering", 2020). Same integer code as ops::sample_uniform in engine/ops/sample.cpp.
@@ -370,6 +375,15 @@ void prepare(uint r, uint s) {
   }
   memoryBarrierBuffer();
   barrier();
+  // The grammar's mask, after the penalties: each invocation its own columns (a row's mask words
+  // past the bound buffer mask nothing out).
+  if (sp.mask_offset != kNoMask) {
+    const uint mlen = masks.length();
+    for (uint c = c0 + tid; c < c1; c += WG_SIZE) {
+      const uint wi = sp.mask_offset + (c >> 5u);
+      if (wi < mlen && ((masks[wi] >> (c & 31u)) & 1u) == 0u) scratch[base + c] = kNegInf;
+    }
+  }
 
   float sraw = 0.0;
   if (mraw > kNegInf) {  // workgroup-uniform

@@ -2,6 +2,7 @@
 #include "engine/grammar/grammar.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <unordered_map>
@@ -221,20 +222,34 @@ class Builder {
   // A rule that can reach itself before consuming a byte would expand forever.
   void check_left_recursion() {
     const std::size_t n = rules_.size();
+    // Nullable rules by a work list (linear): each alternative counts the elements not yet
+    // known nullable; a rule is nullable when one of its alternatives reaches 0.
     std::vector<bool> nullable(n, false);
-    for (bool changed = true; changed;) {
-      changed = false;
-      for (std::size_t r = 0; r < n; ++r) {
-        if (nullable[r]) continue;
-        for (const Seq& alt : rules_[r].alts) {
-          const bool all = std::all_of(alt.begin(), alt.end(), [&](const Element& e) {
-            return e.kind == Element::Kind::ref && nullable[e.arg];
-          });
-          if (all) {
-            nullable[r] = changed = true;
-            break;
-          }
+    std::vector<std::size_t> need;               // per alternative
+    std::vector<std::uint32_t> owner;            // per alternative
+    std::vector<std::vector<std::size_t>> users(n);  // per rule: alternatives referring to it, per occurrence
+    std::vector<std::uint32_t> queue;
+    for (std::size_t r = 0; r < n; ++r) {
+      for (const Seq& alt : rules_[r].alts) {
+        const std::size_t a = need.size();
+        const bool has_bytes = std::any_of(alt.begin(), alt.end(), [](const Element& e) { return e.kind == Element::Kind::bytes; });
+        need.push_back(has_bytes ? SIZE_MAX : alt.size());
+        owner.push_back(static_cast<std::uint32_t>(r));
+        if (has_bytes) continue;
+        for (const Element& e : alt) users[e.arg].push_back(a);
+        if (alt.empty() && !nullable[r]) {
+          nullable[r] = true;
+          queue.push_back(static_cast<std::uint32_t>(r));
         }
+      }
+    }
+    while (!queue.empty()) {
+      const std::uint32_t x = queue.back();
+      queue.pop_back();
+      for (std::size_t a : users[x]) {
+        if (need[a] == SIZE_MAX || --need[a] != 0 || nullable[owner[a]]) continue;
+        nullable[owner[a]] = true;
+        queue.push_back(owner[a]);
       }
     }
     std::vector<std::vector<std::uint32_t>> leading(n);
@@ -437,11 +452,13 @@ class Parser {
         ++pos_;
         seq.push_back(b_.char_class({{0, kMaxCodePoint}}, false));
       } else if (c == '(') {
+        if (++depth_ > kMaxDepth) fail(fmt::format("groups nested deeper than {}", kMaxDepth));
         ++pos_;
         skip(true);
         auto alts = parse_alternates(true);
         if (peek() != ')') fail("expected ')'");
         ++pos_;
+        --depth_;
         seq.push_back(Builder::ref(b_.anonymous(std::move(alts))));
       } else if (name_char(c)) {
         const std::string name = parse_name();
@@ -494,8 +511,10 @@ class Parser {
     return static_cast<std::uint32_t>(v);
   }
 
+  static constexpr int kMaxDepth = 256;
   std::string_view src_;
   std::size_t pos_ = 0;
+  int depth_ = 0;  // groups open
   Builder& b_;
 };
 

@@ -273,7 +273,7 @@ class SchemaConverter {
     static const std::set<std::string, std::less<>> supported = {
         "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems",
         "maxItems", "enum", "const", "anyOf", "oneOf", "$ref", "minLength", "maxLength", "pattern", "format",
-        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minProperties", "maxProperties", "propertyNames"};
     for (const auto& kv : o) {
       if (!annotations.count(kv.key()) && !supported.count(kv.key())) {
         fail(path, fmt::format("the keyword '{}' is not supported", std::string_view(kv.key())));
@@ -462,11 +462,30 @@ class SchemaConverter {
     if (!props || props->get_object().empty()) {
       if (!required.empty()) fail(path, "'required' names properties that 'properties' does not define");
       if (extra && extra->is_bool() && !extra->get_bool()) return add_rule(hint, R"("{" ws "}")");
-      if (!extra || extra->is_bool()) return "json-object";
-      // A map: any keys, values of one schema.
-      const std::string value = visit(*extra, hint + "-value", path + "/additionalProperties");
-      const std::string member = "json-string ws \":\" ws " + value + " ws";
-      return add_rule(hint, "\"{\" ws ( " + member + " ( \",\" ws " + member + " )* )? \"}\"");
+      const bool counted = o.contains("minProperties") || o.contains("maxProperties") || o.contains("propertyNames");
+      if ((!extra || extra->is_bool()) && !counted) return "json-object";
+      // A map: any keys, values of one schema, minProperties..maxProperties of them.
+      const std::string value = extra && !extra->is_bool() ? visit(*extra, hint + "-value", path + "/additionalProperties") : "json-value";
+      std::string key = "json-string";
+      if (const json::value* names = o.if_contains("propertyNames")) {  // a schema of strings
+        if (!names->is_object()) fail(path, "'propertyNames' must be an object");
+        json::object as_string = names->get_object();
+        if (const json::value* t = as_string.if_contains("type"); t && !(t->is_string() && t->get_string() == "string")) {
+          fail(path, "'propertyNames' must be a schema of strings");
+        }
+        if (!as_string.contains("enum") && !as_string.contains("const")) as_string["type"] = "string";
+        key = visit(as_string, hint + "-key", path + "/propertyNames");
+      }
+      const std::string member = key + " ws \":\" ws " + value + " ws";
+      const std::uint64_t min = count(o, "minProperties", path);
+      std::optional<std::uint64_t> max;
+      if (o.contains("maxProperties")) max = count(o, "maxProperties", path);
+      if (max && *max < min) fail(path, "'maxProperties' is below 'minProperties'");
+      if (min > 1000 || (max && *max > 1000)) fail(path, "property counts past 1000 are not supported");
+      return add_rule(hint, "\"{\" ws " + repeat(member, min, max, "\",\" ws") + " \"}\"");
+    }
+    if (o.contains("minProperties") || o.contains("maxProperties") || o.contains("propertyNames")) {
+      fail(path, "'minProperties', 'maxProperties' and 'propertyNames' are supported on maps (additionalProperties without properties) only");
     }
     // Declared properties in their order: required ones always, the others optional. Extra
     // properties are never generated (a subset of what the schema allows).

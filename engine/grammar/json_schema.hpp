@@ -21,7 +21,8 @@ std::string json_object_gbnf();
 // properties), items, prefixItems, minItems, maxItems, enum, const, anyOf, oneOf, $ref to
 // #/$defs/... or #/definitions/..., minLength, maxLength, pattern (a regular expression of
 // literals, classes, escapes \d \w \s, ., groups, | and quantifiers, anchored), the formats date,
-// time, date-time and uuid, integer minimum/maximum of 0 or more, and annotations (title,
+// time, date-time and uuid, integer minimum 0 or 1 or a range of at most 1000 values,
+// min/maxProperties and propertyNames (a string schema) on maps, and annotations (title,
 // description, default, examples, $schema, $id, $comment). Throws GrammarError.
 std::string json_schema_gbnf(const boost::json::value& schema);
 

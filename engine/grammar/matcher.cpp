@@ -78,32 +78,38 @@ std::uint32_t Matcher::node(std::uint32_t pos, std::uint32_t parent) {
 
 // The stacks `n` stands for once every rule on top is opened and every finished alternative
 // popped: stacks whose top is a byte element, and the empty stack when everything may end.
-// Callers start a new mark (++seen_mark_) so that a node is expanded once per transition.
-void Matcher::expand(std::uint32_t n, std::vector<std::uint32_t>& out) {
-  if (seen_.size() < nodes_.size()) seen_.resize(nodes_.size() * 2, 0);
-  if (seen_[n] == seen_mark_) return;
-  seen_[n] = seen_mark_;
-  if (n == kEmptyStack) {
-    out.push_back(n);
-    return;
-  }
+// Callers start a new mark (++seen_mark_) so that a node is expanded once per transition. An
+// explicit work list, not recursion: a grammar's chains of rules may be long.
+void Matcher::expand(std::uint32_t start, std::vector<std::uint32_t>& out) {
   const auto elements = grammar_->elements();
-  const StackNode sn = nodes_[n];
-  const Element& e = elements[sn.pos];
-  switch (e.kind) {
-    case Element::Kind::end:
-      expand(sn.parent, out);
-      return;
-    case Element::Kind::bytes:
+  work_.assign(1, start);
+  while (!work_.empty()) {
+    const std::uint32_t n = work_.back();
+    work_.pop_back();
+    if (seen_.size() < nodes_.size()) seen_.resize(nodes_.size() * 2, 0);
+    if (seen_[n] == seen_mark_) continue;
+    seen_[n] = seen_mark_;
+    if (n == kEmptyStack) {
       out.push_back(n);
-      return;
-    case Element::Kind::ref: {
-      // The continuation after the rule; a rule last in its alternative continues with the
-      // parent directly (right recursion does not grow the stack).
-      const std::uint32_t cont =
-          elements[sn.pos + 1].kind == Element::Kind::end ? sn.parent : node(sn.pos + 1, sn.parent);
-      for (std::uint32_t alt : grammar_->alternatives(e.arg)) expand(node(alt, cont), out);
-      return;
+      continue;
+    }
+    const StackNode sn = nodes_[n];
+    const Element& e = elements[sn.pos];
+    switch (e.kind) {
+      case Element::Kind::end:
+        work_.push_back(sn.parent);
+        break;
+      case Element::Kind::bytes:
+        out.push_back(n);
+        break;
+      case Element::Kind::ref: {
+        // The continuation after the rule; a rule last in its alternative continues with the
+        // parent directly (right recursion does not grow the stack).
+        const std::uint32_t cont =
+            elements[sn.pos + 1].kind == Element::Kind::end ? sn.parent : node(sn.pos + 1, sn.parent);
+        for (std::uint32_t alt : grammar_->alternatives(e.arg)) work_.push_back(node(alt, cont));
+        break;
+      }
     }
   }
 }

@@ -102,6 +102,7 @@ class Matcher {
   std::vector<std::int32_t> transitions_;  // states x 256; -1 unknown
   std::vector<std::uint32_t> seen_;        // expand()'s visited marks, by node
   std::uint32_t seen_mark_ = 0;
+  std::vector<std::uint32_t> work_;        // expand()'s work list
   std::unordered_map<StateId, std::vector<std::uint32_t>> masks_;
   StateId current_ = kDead;
 };

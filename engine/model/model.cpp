@@ -232,6 +232,8 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     in.sample_rows = section(S * 4);
     in.sampling = section(S * sizeof(ops::SamplingRow));
     in.penalties = section(std::uint64_t{in.max_penalties} * sizeof(ops::PenaltyEntry));
+    in.mask_words = (m->config_.vocab_size + 31) / 32;
+    in.masks = section(S * in.mask_words * 4);
     in.score_rows = section(T * 4);
     in.score_sampling = section(T * sizeof(ops::SamplingRow));
     in.score_penalties = section(T * sizeof(ops::PenaltyEntry));
@@ -460,6 +462,7 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, c
   const BufferSpan sampling(inputs, in.sampling, R * sizeof(ops::SamplingRow));
   const BufferSpan penalties(inputs, in.penalties,
                              std::uint64_t{in.max_penalties} * sizeof(ops::PenaltyEntry));
+  const BufferSpan masks(inputs, in.masks, std::uint64_t{options_.max_seqs} * in.mask_words * 4);
 
   const ops::AttentionShape shape = attention_shape(T, S);
   const ops::RopeStyle rope = c.rope.neox ? ops::RopeStyle::neox : ops::RopeStyle::normal;
@@ -544,7 +547,7 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, c
   record_head(cs, T, sample_rows, R);
   if (sh.use_sampler) {
     ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, w.top,
-                       R, c.vocab_size);
+                       R, c.vocab_size, 0, masks);
     cs.copy(BufferSpan(w.logprobs, 0, R * 4),
             BufferSpan(readback, std::uint64_t{options_.max_seqs} * 4, R * 4), "read logprobs");
     if (sh.want_top) {

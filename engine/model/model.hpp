@@ -62,6 +62,9 @@ struct StepInput {
                                             // (R = 0: a step of prompt chunks only)
   std::vector<ops::SamplingRow> sampling;   // [R] (top_logprobs <= ops::kMaxTopLogprobs)
   std::vector<ops::PenaltyEntry> penalties; // referenced by sampling[r].penalty_offset/count
+  // Constrained decoding: token masks of (vocab + 31) / 32 words each, referenced by
+  // sampling[r].mask_offset (ops::kNoMask: none); at most one per sampled row.
+  std::vector<std::uint32_t> masks;
   bool want_logits = false;                 // read back the [R, vocab] logits (tests)
   bool want_logprobs = false;               // sampler path even for greedy rows
   // Prompt scoring (completions' echo with logprobs): for each i, the log probability of

@@ -90,6 +90,14 @@ void Model::check(const StepInput& in) const {
       throw InvalidRequest(fmt::format("step: {} top logprobs asked (at most {})",
                                        row.top_logprobs, ops::kMaxTopLogprobs));
     }
+    if (row.mask_offset != ops::kNoMask &&
+        std::uint64_t{row.mask_offset} + ws_->in.mask_words > in.masks.size()) {
+      throw InvalidRequest("step: a sampling row's mask is outside the mask list");
+    }
+  }
+  if (in.masks.size() > std::uint64_t{S} * ws_->in.mask_words) {
+    throw InvalidRequest(fmt::format("step: {} mask words (at most {} rows of {})", in.masks.size(), S,
+                                     ws_->in.mask_words));
   }
   for (const ops::PenaltyEntry& e : in.penalties) {
     if (e.token >= config_.vocab_size) {
@@ -162,6 +170,7 @@ void Model::write_inputs(const StepInput& input, const StepShape& sh) {
   put(w.in.sample_rows, input.sample_rows);
   put(w.in.sampling, input.sampling);
   if (!input.penalties.empty()) put(w.in.penalties, input.penalties);
+  if (!input.masks.empty()) put(w.in.masks, input.masks);
   // The feed of every token, padding included: kNoFeed where the host's id stands.
   std::memset(base + w.in.feed, 0xff, std::uint64_t{T} * 4);
   put(w.in.feed, input.feed);
@@ -266,7 +275,7 @@ void Model::submit(const StepInput& input) {
   sh.want_logits = input.want_logits;
   sh.use_sampler = !input.penalties.empty() || input.want_logprobs;
   for (const ops::SamplingRow& row : input.sampling) {
-    sh.use_sampler |= row.temperature > 0.f;
+    sh.use_sampler |= row.temperature > 0.f || row.mask_offset != ops::kNoMask;
     sh.want_top |= row.top_logprobs > 0;
   }
   sh.use_sampler |= sh.want_top;

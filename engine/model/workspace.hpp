@@ -15,8 +15,9 @@ inline constexpr std::size_t kMaxRecordings = 32;  // shapes x the two input slo
 // Offsets of the per-step inputs inside a host-visible input buffer.
 struct InputLayout {
   std::uint64_t token_ids, positions, query_start, slot_mapping, block_table, sample_rows,
-      sampling, penalties, score_rows, score_sampling, score_penalties, feed, total;
+      sampling, penalties, masks, score_rows, score_sampling, score_penalties, feed, total;
   std::uint32_t max_penalties;
+  std::uint32_t mask_words;  // per sampled row (constrained decoding): vocab / 32 rounded up
 };
 
 struct Model::Workspace {

@@ -110,7 +110,7 @@ void record_argmax(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan 
 void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan rows,
                    BufferSpan penalties, BufferSpan scratch, BufferSpan ids, BufferSpan logprobs,
                    BufferSpan top, std::uint32_t nrows, std::uint32_t ncols,
-                   std::uint32_t slice_cols) {
+                   std::uint32_t slice_cols, std::optional<BufferSpan> masks) {
   if (nrows == 0) return;
   check_shape(k, nrows, ncols, "sample");
   if (slice_cols == 0) slice_cols = std::max(k.tuning().sample_slice_cols, kSampleMinSliceCols);
@@ -145,28 +145,32 @@ void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan 
   penalties.size = penalties.resolved_size() / sizeof(PenaltyEntry) * sizeof(PenaltyEntry);
   const PushSampler push{ncols, nrows, sl.count, sl.cols, kCandCap};
   const auto push_bytes = std::as_bytes(std::span<const PushSampler>(&push, 1));
+  BufferSpan mask_words = masks.value_or(penalties);
+  require_bytes(mask_words, 4, "sample", "masks");
+  mask_words.size = mask_words.resolved_size() / 4 * 4;
   // The outputs: written by the finishing phase only, bound read-only to the slice phases.
   auto bindings = [&](Access outputs) {
-    return std::array<platform::Binding, 7>{{{logits, Access::read},
+    return std::array<platform::Binding, 8>{{{logits, Access::read},
                                               {rows, Access::read},
                                               {penalties, Access::read},
                                               {scratch, Access::read_write},
                                               {ids, outputs},
                                               {logprobs, outputs},
-                                              {top, outputs}}};
+                                              {top, outputs},
+                                              {mask_words, Access::read}}};
   };
   if (sl.count > 1) {
     const std::uint32_t wg = row_workgroup(k, sl.cols);
     const auto slice_bindings = bindings(Access::read);
     for (const auto id : {shaders::ShaderId::sample_prepare_f32,
                           shaders::ShaderId::sample_candidates_f32}) {
-      const auto& p = k.pipeline(id, 7, sizeof(PushSampler), {wg});
+      const auto& p = k.pipeline(id, 8, sizeof(PushSampler), {wg});
       cs.dispatch(p, slice_bindings, push_bytes, {sl.count, nrows, 1},
                   fmt::format("{} [{}, {}] in {} slices", shaders::shader(id).name, nrows,
                               ncols, sl.count));
     }
   }
-  const auto& p = k.pipeline(shaders::ShaderId::sample_f32, 7, sizeof(PushSampler),
+  const auto& p = k.pipeline(shaders::ShaderId::sample_f32, 8, sizeof(PushSampler),
                              {row_workgroup(k, ncols)});
   cs.dispatch(p, bindings(Access::write), push_bytes, {nrows, 1, 1},
               fmt::format("sample_f32 [{}, {}]", nrows, ncols));

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "engine/ops/kernels.hpp"
 #include "engine/sample/params.hpp"
@@ -31,9 +32,11 @@ struct SamplingRow {
   std::uint32_t penalty_offset = 0;  // first entry of this row in the penalty list
   std::uint32_t penalty_count = 0;   // entries (distinct token ids seen, with their counts)
   std::uint32_t top_logprobs = 0;    // N <= kMaxTopLogprobs: the row's N most likely tokens
+  std::uint32_t mask_offset = 0xFFFFFFFFu;  // kNoMask, or the row's first word in `masks`
 };
 // std430: scalars only, so the array stride is the plain size (no vec4 rounding).
-static_assert(sizeof(SamplingRow) == 52);
+static_assert(sizeof(SamplingRow) == 56);
+constexpr std::uint32_t kNoMask = 0xFFFFFFFFu;
 
 // OpenAI's bound on top_logprobs (chat: 0..20; completions' logprobs: 0..5).
 constexpr std::uint32_t kMaxTopLogprobs = 20;
@@ -85,6 +88,9 @@ constexpr std::uint64_t sample_top_bytes(std::uint32_t nrows) {
 //     count > 0: l -= frequency_penalty * count + presence_penalty; then l += bias.
 //     Entries must name distinct tokens; entries past the bound `penalties` range or naming a
 //     token >= ncols are ignored. `penalties` holds at least one entry (bind a dummy if none).
+//     Then, for a row with mask_offset != kNoMask (constrained decoding), l = -inf for every
+//     token whose bit (token % 32 of word mask_offset + token / 32 of `masks`) is clear; mask
+//     words past the bound `masks` clear nothing. A row must leave some token allowed.
 //  2. temperature <= 0: id = argmax of the penalized l (lowest index on ties). Otherwise
 //     p = softmax(l / temperature).
 //  3. top_k > 0: keep p >= the k-th largest p (ties at the threshold are all kept).
@@ -110,9 +116,11 @@ constexpr std::uint64_t sample_top_bytes(std::uint32_t nrows) {
 // to the same steps over the whole row in that one workgroup (a radix select, about 31 bisection
 // passes). Three dispatches for long rows; a row of one slice runs the whole-row steps in one.
 // slice_cols: 0 for the device's tuning; tests pass shorter slices (scratch sized to match).
+// masks: the rows' token masks (none: no row may have a mask_offset; `penalties` is bound in
+// its place).
 void record_sample(Kernels& k, CommandStream& cs, BufferSpan logits, BufferSpan rows,
                    BufferSpan penalties, BufferSpan scratch, BufferSpan ids, BufferSpan logprobs,
                    BufferSpan top, std::uint32_t nrows, std::uint32_t ncols,
-                   std::uint32_t slice_cols = 0);
+                   std::uint32_t slice_cols = 0, std::optional<BufferSpan> masks = std::nullopt);
 
 }  // namespace vkllm::ops

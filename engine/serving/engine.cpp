@@ -25,6 +25,7 @@ struct Engine::Request {
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::vector<float> prompt_logprobs;  // [prompt size - 1] (prompt_logprobs asked)
   std::vector<std::vector<TopLogprob>> prompt_top;
+  std::unique_ptr<grammar::Matcher> matcher;  // constrained decoding: the output's parse state
   bool done = false;
 };
 
@@ -150,6 +151,28 @@ void Engine::flush_finals() {
   for (auto& [callback, ev] : finals) invoke(callback, ev);
 }
 
+std::shared_ptr<const grammar::TokenTrie> Engine::token_trie() {
+  if (trie_) return trie_;
+  // What each token adds to the text; control, unknown and unused tokens add nothing a grammar
+  // could allow. The end-of-generation tokens end a sentence.
+  std::vector<std::string> bytes(vocab_size_);
+  std::vector<std::uint32_t> ends;
+  for (std::uint32_t id = 0; id < vocab_size_; ++id) {
+    const auto t = static_cast<tok::TokenId>(id);
+    if (!tokenizer_.vocab().valid(t)) continue;  // the model's padding past the vocabulary
+    if (tokenizer_.is_eog(t)) {
+      ends.push_back(id);
+      continue;
+    }
+    const tok::TokenType type = tokenizer_.vocab().type(t);
+    if (type == tok::TokenType::kNormal || type == tok::TokenType::kByte || type == tok::TokenType::kUserDefined) {
+      bytes[id] = std::string(tokenizer_.token_to_piece(t));
+    }
+  }
+  trie_ = std::make_shared<const grammar::TokenTrie>(bytes, std::move(ends));
+  return trie_;
+}
+
 void Engine::publish_stats() {
   stats_.running = scheduler_.num_running();
   stats_.waiting = scheduler_.num_waiting() + incoming_.size();
@@ -204,6 +227,7 @@ void Engine::admit(std::deque<std::unique_ptr<Request>>& incoming) {
   for (auto& r : incoming) {
     const RequestId id = r->id;
     try {
+      if (r->params.grammar) r->matcher = std::make_unique<grammar::Matcher>(r->params.grammar, token_trie());
       scheduler_.add(id, r->prompt, r->params.max_tokens, !r->params.prompt_logprobs,
                      r->params.shares_prompt_of);
       if (r->params.prompt_logprobs) {
@@ -326,6 +350,11 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l) {
     in.sampling.push_back(ops::sampling_row(r.params.sampling, s.generated(), offset,
                                             static_cast<std::uint32_t>(entries.size())));
     if (r.params.logprobs) in.sampling.back().top_logprobs = r.params.top_logprobs;
+    if (r.matcher) {  // its state is current: a constrained request never overlaps (can_overlap)
+      const auto mask = r.matcher->mask();
+      in.sampling.back().mask_offset = static_cast<std::uint32_t>(in.masks.size());
+      in.masks.insert(in.masks.end(), mask.begin(), mask.end());
+    }
     in.want_logprobs |= r.params.logprobs;
     l.sampled.push_back(r.id);
   }
@@ -359,6 +388,11 @@ void Engine::append_sampled(Request& r, std::size_t row, const model::StepOutput
   if (r.params.logprobs && r.params.top_logprobs > 0 && row < out.top.size()) {
     ev.top_logprobs.push_back(out.top[row]);
   }
+  if (r.matcher && !r.matcher->accept_token(token)) {  // the device sampler broke the mask
+    finish_request(r.id, FinishReason::error,
+                   fmt::format("internal error: token {} was drawn against the grammar's mask", token), std::move(ev));
+    return;
+  }
   const bool eog = tokenizer_.is_eog(static_cast<tok::TokenId>(token)) && !r.params.ignore_eos;
   const auto& stops = r.params.stop_token_ids;
   if (eog || std::find(stops.begin(), stops.end(), token) != stops.end()) {
@@ -391,13 +425,14 @@ void Engine::step() {
 }
 
 // Step t + 1 may go before step t's tokens are known when nothing in it depends on them on the
-// host: penalties count the generated tokens (a request with one sampled in step t must wait).
+// host: penalties count the generated tokens, a grammar's mask follows them (a request with one
+// sampled in step t must wait).
 // Stop tokens need no wait: a sequence that stops at step t wastes its step t + 1 token.
 bool Engine::can_overlap() const {
   if (!config_.overlap || starved_ || model_->in_flight() != 1) return false;
   for (RequestId id : in_flight_->sampled) {
     auto it = live_.find(id);
-    if (it != live_.end() && it->second->params.sampling.penalizes()) return false;
+    if (it != live_.end() && (it->second->params.sampling.penalizes() || it->second->matcher)) return false;
   }
   return true;
 }

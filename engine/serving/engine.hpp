@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "engine/grammar/grammar.hpp"
+#include "engine/grammar/matcher.hpp"
 #include "engine/kv/block_pool.hpp"
 #include "engine/model/model.hpp"
 #include "engine/model/sequence.hpp"
@@ -51,6 +53,10 @@ struct RequestParams {
   // shares that one's computed prompt blocks instead of computing them again (0: none).
   // Ignored with prompt_logprobs, whose prompt rows are computed by every choice.
   RequestId shares_prompt_of = 0;
+  // Constrained decoding (docs/ARCHITECTURE.md "Constrained decoding"): every token drawn keeps
+  // the output a prefix of a sentence of this grammar, and an end-of-generation token comes only
+  // where a sentence may end. Null: unconstrained.
+  std::shared_ptr<const grammar::Grammar> grammar;
 };
 
 // One alternative of a generated token: a token id and its log probability under the model's
@@ -219,6 +225,8 @@ class Engine final : public Service {
   void finish_request(RequestId id, FinishReason reason, const std::string& error = {},
                       TokenEvent ev = {});
   void publish_stats();  // under mu_
+  // The vocabulary's byte trie for constrained decoding, built on first use (engine thread).
+  std::shared_ptr<const grammar::TokenTrie> token_trie();
   static void invoke(const EventCallback& callback, const TokenEvent& ev);
   void flush_finals();   // after publish_stats: a finished request's blocks show as free
 
@@ -252,6 +260,7 @@ class Engine final : public Service {
   // Last events held until the step's bookkeeping is done and published, so a client that sees
   // its request end also sees its blocks back in stats().
   std::vector<std::pair<EventCallback, TokenEvent>> finals_;
+  std::shared_ptr<const grammar::TokenTrie> trie_;
   EngineStats stats_;  // guarded by mu_ (copied out by stats())
   std::thread thread_;
 };

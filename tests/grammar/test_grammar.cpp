@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 
@@ -111,6 +113,18 @@ ws ::= [ \t]*
   CHECK(accepts("root ::= (\n  \"a\"\n  | \"b\"\n)", "b"));
   // Right recursion does not grow without bound, left recursion is refused.
   CHECK(accepts("root ::= \"a\" root | \"b\"", std::string(5000, 'a') + "b"));
+  // A chain of 200000 rules expands without recursion.
+  std::string chain = "root ::= r0\n";
+  for (int i = 0; i < 200000; ++i) chain += "r" + std::to_string(i) + " ::= r" + std::to_string(i + 1) + " | \"x\"\n";
+  chain += "r200000 ::= \"y\"\n";
+  CHECK(accepts(chain, "y"));
+  CHECK(accepts(chain, "x"));
+  // Nullability through a long chain is found in linear time (the last rule is empty).
+  std::string nullable = "root ::= n0 \"z\"\n";
+  for (int i = 0; i < 200000; ++i) nullable += "n" + std::to_string(i) + " ::= n" + std::to_string(i + 1) + "\n";
+  nullable += "n200000 ::= \"\"\n";
+  CHECK(accepts(nullable, "z"));
+  CHECK(error_of(nullable + "loop ::= n0 loop \"q\"\n").find("'loop' is left-recursive") != std::string::npos);
 }
 
 TEST_CASE("GBNF: every error names its cause") {
@@ -129,6 +143,7 @@ TEST_CASE("GBNF: every error names its cause") {
   CHECK(error_of("root ::= \"a\"\nroot ::= \"b\"").find("defined twice") != std::string::npos);
   CHECK(error_of("root ::= \"\\q\"").find("unknown escape") != std::string::npos);
   CHECK(error_of("root ::= [z-a]").find("backwards") != std::string::npos);
+  CHECK(error_of("root ::= " + std::string(100000, '(')).find("nested deeper") != std::string::npos);
   CHECK(error_of("root ::= \"a\"\n  \"b\"").find("line 2") != std::string::npos);
 }
 
@@ -244,6 +259,33 @@ TEST_CASE("JSON schemas: random walks give JSON of the schema's shape") {
     }
   }
   CHECK(ended >= 20);
+}
+
+TEST_CASE("the 20 test schemas compile, and random walks of each end in JSON") {
+  std::ifstream f(VKLLM_SCHEMAS);
+  REQUIRE(f.good());
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const json::array list = json::parse(text).as_array();
+  CHECK(list.size() == 20);
+  auto vocab = test_vocab();
+  std::mt19937 rng(17);
+  for (const json::value& entry : list) {
+    const std::string name(entry.at("name").as_string());
+    CAPTURE(name);
+    auto g = std::make_shared<Grammar>(Grammar::parse(json_schema_gbnf(entry.at("schema"))));
+    int ended = 0;
+    for (int walk = 0; walk < 10; ++walk) {
+      Matcher m(g, vocab);
+      const auto out = random_walk(m, *vocab, rng);
+      if (!out) continue;
+      ++ended;
+      CAPTURE(*out);
+      json::error_code ec;
+      (void)json::parse(*out, ec);
+      CHECK_FALSE(ec);
+    }
+    CHECK(ended >= 5);
+  }
 }
 
 TEST_CASE("JSON schemas: what is not supported is refused by name") {

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -53,7 +55,7 @@ struct Sampled {
 Sampled run_sample(DeviceTest& t, const std::vector<float>& logits,
                    const std::vector<ops::SamplingRow>& rows,
                    std::vector<ops::PenaltyEntry> penalties, std::uint32_t ncols,
-                   std::uint32_t slice_cols = 0) {
+                   std::uint32_t slice_cols = 0, const std::vector<std::uint32_t>& masks = {}) {
   const auto nrows = static_cast<std::uint32_t>(rows.size());
   if (penalties.empty()) penalties.push_back({0, 0, 0.0f});  // the binding needs one entry
   auto dl = t.upload_floats(logits, "logits");
@@ -67,7 +69,10 @@ Sampled run_sample(DeviceTest& t, const std::vector<float>& logits,
   auto dt = t.poisoned_floats(ops::sample_top_bytes(nrows) / 4, "top");
   auto cs = t.device().command_stream();
   cs.begin();
-  ops::record_sample(t.kernels(), cs, dl, dr, dp, ds, di, dlp, dt, nrows, ncols, slice_cols);
+  std::optional<platform::Buffer> dm;
+  if (!masks.empty()) dm = upload(t, masks, "masks");
+  ops::record_sample(t.kernels(), cs, dl, dr, dp, ds, di, dlp, dt, nrows, ncols, slice_cols,
+                     dm ? std::optional<ops::BufferSpan>(ops::BufferSpan(*dm)) : std::nullopt);
   cs.end();
   cs.submit_and_wait();
   std::vector<ops::TopLogprob> top(std::size_t(nrows) * ops::kMaxTopLogprobs);
@@ -146,6 +151,22 @@ std::vector<ops::PenaltyEntry> random_penalties(std::mt19937& rng, ops::Sampling
   return out;
 }
 
+// A grammar's mask for about half the rows (constrained decoding): a few, half or almost all
+// tokens allowed, at least one.
+void random_mask(std::mt19937& rng, ops::SamplingRow& r, std::uint32_t ncols, std::vector<std::uint32_t>& masks) {
+  if (rng() % 2 == 0) return;
+  const double density = std::array{0.002, 0.5, 0.98}[rng() % 3];
+  std::bernoulli_distribution allowed(density);
+  r.mask_offset = static_cast<std::uint32_t>(masks.size());
+  std::vector<std::uint32_t> words((ncols + 31) / 32, 0);
+  for (std::uint32_t c = 0; c < ncols; ++c) {
+    if (allowed(rng)) words[c / 32] |= 1u << (c % 32);
+  }
+  const std::uint32_t one = static_cast<std::uint32_t>(rng() % ncols);
+  words[one / 32] |= 1u << (one % 32);
+  masks.insert(masks.end(), words.begin(), words.end());
+}
+
 }  // namespace
 
 TEST_CASE_FIXTURE(DeviceTest, "argmax matches the reference, ties take the lowest index") {
@@ -199,6 +220,7 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler matches the reference row by row, logprob
       const auto logits = normal_logits(rng(), std::size_t(s.ncols) * s.nrows, 2.0f, ties);
       std::vector<ops::SamplingRow> rows;
       std::vector<ops::PenaltyEntry> pen;
+      std::vector<std::uint32_t> masks;
       std::vector<Kind> kinds;
       for (std::uint32_t r = 0; r < s.nrows; ++r) {
         // Every kind in every dispatch, next to each other.
@@ -206,15 +228,19 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler matches the reference row by row, logprob
         auto row = random_row(rng(), kind, s.ncols);
         const auto p = random_penalties(rng(), row, s.ncols, std::uint32_t(pen.size()));
         pen.insert(pen.end(), p.begin(), p.end());
+        random_mask(rng(), row, s.ncols, masks);
         rows.push_back(row);
         kinds.push_back(kind);
       }
-      const auto out = run_sample(*this, logits, rows, pen, s.ncols, slice_cols);
+      const auto out = run_sample(*this, logits, rows, pen, s.ncols, slice_cols, masks);
       for (std::uint32_t r = 0; r < s.nrows; ++r) {
         const std::span<const float> lr(logits.data() + std::size_t(r) * s.ncols, s.ncols);
         const std::span<const ops::PenaltyEntry> pr(pen.data() + rows[r].penalty_offset,
                                                     rows[r].penalty_count);
-        const auto want = ref::sample_row(lr, rows[r], pr);
+        std::span<const std::uint32_t> mr;
+        if (rows[r].mask_offset != ops::kNoMask) mr = std::span(masks).subspan(rows[r].mask_offset, (s.ncols + 31) / 32);
+        const auto want = ref::sample_row(lr, rows[r], pr, mr);
+        if (!mr.empty()) CHECK(((mr[out.ids[r] / 32] >> (out.ids[r] % 32)) & 1u) == 1u);  // never a masked token
         CAPTURE(r);
         const std::string kind = kind_name(kinds[r]);
         CAPTURE(kind);
@@ -238,7 +264,7 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler matches the reference row by row, logprob
           // logit: top_k keeps every tie of the k-th value).
           auto greedy = rows[r];
           greedy.temperature = 0;
-          const auto g = ref::sample_row(lr, greedy, pr);
+          const auto g = ref::sample_row(lr, greedy, pr, mr);
           if (!g.ambiguous) CHECK(out.ids[r] == g.id);
         }
       }

@@ -62,7 +62,7 @@ std::vector<TopEntry> top_logprobs(std::span<const float> raw, std::uint32_t n) 
 }
 
 SampleResult sample_row(std::span<const float> logits, const ops::SamplingRow& row,
-                        std::span<const ops::PenaltyEntry> penalties) {
+                        std::span<const ops::PenaltyEntry> penalties, std::span<const std::uint32_t> mask) {
   const std::size_t n = logits.size();
   SampleResult res;
 
@@ -70,6 +70,10 @@ SampleResult sample_row(std::span<const float> logits, const ops::SamplingRow& r
   std::vector<float> l(logits.begin(), logits.end());
   for (const auto& pe : penalties) {
     if (pe.token < n) l[pe.token] = penalize(l[pe.token], pe, row);
+  }
+  // The grammar's mask.
+  for (std::size_t c = 0; c < n && !mask.empty(); ++c) {
+    if (c / 32 >= mask.size() || ((mask[c / 32] >> (c % 32)) & 1u) == 0) l[c] = -std::numeric_limits<float>::infinity();
   }
 
   // 2. Greedy.

@@ -38,8 +38,9 @@ struct SampleResult {
 };
 
 // One row of the sampler, steps 1-7 of record_sample's contract. `penalties` are the row's own
-// entries (row.penalty_offset/count are not read).
+// entries (row.penalty_offset/count are not read); `mask`, when not empty, the row's own mask
+// words (row.mask_offset is not read).
 SampleResult sample_row(std::span<const float> logits, const ops::SamplingRow& row,
-                        std::span<const ops::PenaltyEntry> penalties);
+                        std::span<const ops::PenaltyEntry> penalties, std::span<const std::uint32_t> mask = {});
 
 }  // namespace vkllm::ref

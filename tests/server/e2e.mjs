@@ -5,6 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import Ajv2020 from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import { startServer, metrics, waitIdle, streamChat, chatBody, post, vkllm, model } from './helpers.mjs';
 
 test('the openai client: chat, streamed chat with usage, completion, models.list', async () => {
@@ -158,6 +161,70 @@ test('n = 4 with a seed: 4 distinct choices, the same on every run, streamed and
   assert.deepEqual(comp2.choices.map((c) => c.text), comp.choices.map((c) => c.text));
   const end = await waitIdle(s.url);
   assert.equal(end.get('vllm:kv_cache_usage_perc'), 0);
+  s.proc.kill('SIGTERM');
+  assert.deepEqual(await s.exited, { code: 0, signal: null });
+});
+
+test('structured outputs: 20 JSON schemas, streamed and not, at temperature 0 and 1, validate (ajv); unsupported ones are 400 naming the keyword', async () => {
+  const s = await startServer(['--max-num-seqs', '16']);
+  const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none' });
+  const schemas = JSON.parse(readFileSync(new URL('./schemas.json', import.meta.url)));
+  assert.equal(schemas.length, 20);
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  addFormats(ajv);
+  const run = async ({ name, schema }, stream, temperature) => {
+    const body = {
+      model: 'test-model', messages: [{ role: 'user', content: `Give me ${name} as JSON` }], max_tokens: 400, temperature, seed: 11,
+      response_format: { type: 'json_schema', json_schema: { name: name.replace(/[^a-z]/g, '_'), schema, strict: true } },
+    };
+    let content = '', finish = null;
+    if (stream) {
+      for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+        for (const c of chunk.choices) {
+          content += c.delta?.content ?? '';
+          if (c.finish_reason) finish = c.finish_reason;
+        }
+      }
+    } else {
+      const r = await client.chat.completions.create(body);
+      content = r.choices[0].message.content;
+      finish = r.choices[0].finish_reason;
+    }
+    const where = `${name} (stream ${stream}, temperature ${temperature}): ${JSON.stringify(content)}`;
+    assert.equal(finish, 'stop', where);
+    const value = JSON.parse(content);
+    assert.ok(ajv.validate(schema, value), `${where}: ${ajv.errorsText()}`);
+  };
+  const jobs = [];
+  for (const entry of schemas) {
+    for (const stream of [false, true]) for (const temperature of [0, 1]) jobs.push(run(entry, stream, temperature));
+  }
+  await Promise.all(jobs);
+
+  // json_object: any object; llama-server's grammar field: GBNF.
+  const obj = await client.chat.completions.create({ ...chatBody('an object', 300), response_format: { type: 'json_object' } });
+  if (obj.choices[0].finish_reason === 'stop') assert.equal(typeof JSON.parse(obj.choices[0].message.content), 'object');
+  const g = await post(s.url, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 40, grammar: 'root ::= ("yes" | "no") "."' });
+  const gj = await g.json();
+  assert.match(gj.choices[0].text, /^(yes|no)\.$/);
+  assert.equal(gj.choices[0].finish_reason, 'stop');
+
+  const refused = async (body, param, words) => {
+    const r = await post(s.url, '/v1/chat/completions', { ...chatBody('x'), ...body });
+    assert.equal(r.status, 400);
+    const e = (await r.json()).error;
+    assert.equal(e.param, param);
+    assert.ok(e.message.includes(words), e.message);
+  };
+  const schemaOf = (schema) => ({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema } } });
+  await refused(schemaOf({ type: 'object', allOf: [] }), 'response_format', "'allOf' is not supported");
+  await refused(schemaOf({ type: 'string', format: 'email' }), 'response_format', "'email'");
+  await refused(schemaOf({ type: 'array', uniqueItems: true }), 'response_format', "'uniqueItems'");
+  await refused(schemaOf({ type: 'number', multipleOf: 2 }), 'response_format', "'multipleOf'");
+  await refused({ grammar: 'root ::= foo' }, 'grammar', "'foo' is used but not defined");
+  await refused({ grammar: 'root ::= "a"', response_format: { type: 'json_object' } }, 'grammar', 'cannot both');
+  await refused({ response_format: { type: 'xml' } }, 'response_format', "'xml'");
+  await waitIdle(s.url);
   s.proc.kill('SIGTERM');
   assert.deepEqual(await s.exited, { code: 0, signal: null });
 });

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# ctest entry for the server's end-to-end tests: installs the openai client from the npm registry
-# (once), picks stories260K from ../shared or writes a random-weight model, and runs e2e.mjs and
+# ctest entry for the server's end-to-end tests: installs the openai client and ajv from the npm
+# registry (once per lock file), picks stories260K from ../shared or writes a random-weight model, and runs e2e.mjs and
 # e2e_frontend.mjs, one after the other.
 set -euo pipefail
 vkllm="$1"; work="$2"; shared="${3:-}"
 here="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$work"
-if [ ! -d "$work/node_modules/openai" ]; then
+if [ ! -d "$work/node_modules" ] || ! cmp -s "$here/package-lock.json" "$work/package-lock.json"; then
   cp "$here/package.json" "$here/package-lock.json" "$work/"
   (cd "$work" && npm ci --no-audit --no-fund --loglevel=error)
 fi
@@ -16,7 +16,7 @@ if [ ! -f "$model" ]; then
   model="$work/micro.gguf"
   [ -f "$model" ] || "$vkllm" make-model --preset micro --type q8_0 -o "$model"
 fi
-cp "$here/e2e.mjs" "$here/e2e_frontend.mjs" "$here/helpers.mjs" "$work/"
+cp "$here/e2e.mjs" "$here/e2e_frontend.mjs" "$here/helpers.mjs" "$here/../grammar/schemas.json" "$work/"
 cd "$work"
 status=0
 for f in e2e.mjs e2e_frontend.mjs; do

@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+
+#include <boost/json.hpp>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -19,6 +21,7 @@
 #include "common/fault.hpp"
 #include "engine/frontend/text_output.hpp"
 #include "engine/gguf/gguf.hpp"
+#include "engine/grammar/json_schema.hpp"
 #include "engine/model/model.hpp"
 #include "engine/model/synthetic.hpp"
 #include "engine/serving/engine.hpp"
@@ -404,6 +407,52 @@ TEST_CASE_FIXTURE(test::DeviceTest, "several choices: the prompt computed once, 
   CHECK(st.shared_prompt_tokens == 3 * 64);
   CHECK(st.prefix_hits == 3 * 64);
   CHECK(st.kv_blocks_free == st.kv_blocks_total);
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "constrained decoding: outputs of a JSON schema, others in the batch unchanged") {
+  Fixture f = random_model(device(), 0, 8, true);
+  serving::EngineConfig cfg;
+  const auto schema = boost::json::parse(R"({"type": "object", "properties": {"a": {"type": "boolean"},
+      "b": {"enum": [1, "two", null]}, "c": {"type": "string", "maxLength": 3}}, "required": ["a", "b"]})");
+  auto g = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(grammar::json_schema_gbnf(schema)));
+  const auto ps = prompts(6, 320, 21);
+  std::vector<std::vector<std::uint32_t>> solo;
+  {
+    Engine engine(*f.model, f.tokenizer, cfg);
+    solo = run_together(engine, {ps[4], ps[5]}, 20);
+  }
+  Engine engine(*f.model, f.tokenizer, cfg);
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (std::size_t i = 0; i < 6; ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    serving::RequestParams p = greedy(i < 4 ? 200 : 20 + static_cast<std::uint32_t>(ps[i].size() % 7));
+    if (i < 4) {
+      p.grammar = g;
+      p.ignore_eos = false;
+      p.sampling.temperature = i % 2 == 0 ? 1.0f : 0.0f;
+      p.sampling.top_k = 0;
+      p.sampling.seed = 40 + i;
+    }
+    engine.submit(ps[i], p, cs.back()->callback());
+  }
+  for (std::size_t i = 0; i < 6; ++i) {
+    cs[i]->wait();
+    CAPTURE(i);
+    if (i >= 4) {
+      CHECK(cs[i]->tokens == solo[i - 4]);
+      continue;
+    }
+    const std::string text = text_of(f.tokenizer, *cs[i]);
+    CAPTURE(text);
+    CHECK(cs[i]->finish == FinishReason::stop);  // the grammar closed, then the end token
+    boost::json::error_code ec;
+    const boost::json::value v = boost::json::parse(text, ec);
+    REQUIRE_FALSE(ec);
+    REQUIRE(v.is_object());
+    CHECK(v.as_object().at("a").is_bool());
+    const auto& b = v.as_object().at("b");
+    CHECK((b == boost::json::value(1) || b == boost::json::value("two") || b.is_null()));
+  }
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "cancellation mid-prefill, mid-decode and while queued returns every block") {
