@@ -21,6 +21,24 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, std::vector<st
   build(sorted, 0, sorted.size(), 0, 0);
 }
 
+TokenTrie TokenTrie::from_tokenizer(const tok::Tokenizer& tokenizer, std::uint32_t vocab_size) {
+  std::vector<std::string> bytes(vocab_size);
+  std::vector<std::uint32_t> ends;
+  for (std::uint32_t id = 0; id < vocab_size; ++id) {
+    const auto t = static_cast<tok::TokenId>(id);
+    if (!tokenizer.vocab().valid(t)) continue;
+    if (tokenizer.is_eog(t)) {
+      ends.push_back(id);
+      continue;
+    }
+    const tok::TokenType type = tokenizer.vocab().type(t);
+    if (type == tok::TokenType::kNormal || type == tok::TokenType::kByte || type == tok::TokenType::kUserDefined) {
+      bytes[id] = std::string(tokenizer.token_to_piece(t));
+    }
+  }
+  return TokenTrie(bytes, std::move(ends));
+}
+
 bool TokenTrie::is_end(std::uint32_t id) const {
   return std::binary_search(end_tokens_.begin(), end_tokens_.end(), id);
 }
@@ -31,6 +49,7 @@ void TokenTrie::build(const std::vector<std::uint32_t>& sorted, std::size_t lo, 
   const auto idx = static_cast<std::uint32_t>(nodes_.size());
   nodes_.push_back({});
   nodes_[idx].byte = byte;
+  nodes_[idx].depth = static_cast<std::uint16_t>(std::min<std::size_t>(depth, 0xFFFF));
   nodes_[idx].tok_lo = static_cast<std::uint32_t>(order_.size());
   std::size_t i = lo;
   while (i < hi && bytes_[sorted[i]].size() == depth) order_.push_back(sorted[i++]);
@@ -182,30 +201,37 @@ bool Matcher::loops_on(StateId s, const ByteSet& bytes) {
   return true;
 }
 
-void Matcher::walk(std::uint32_t trie_node, StateId s, std::vector<std::uint32_t>& bits) {
-  const auto nodes = trie_->nodes();
-  const auto order = trie_->order();
-  const TokenTrie::Node& tn = nodes[trie_node];
-  const StateId t = step(s, tn.byte);
-  if (t == kDead) return;
-  auto set = [&](std::uint32_t lo, std::uint32_t hi) {
-    for (std::uint32_t i = lo; i < hi; ++i) bits[order[i] >> 5] |= 1u << (order[i] & 31);
-  };
-  set(tn.tok_lo, tn.tok_mid);
-  if (tn.tok_mid == tn.tok_hi) return;
-  if (loops_on(t, tn.below)) {  // every token below stays in t: all allowed
-    set(tn.tok_mid, tn.tok_hi);
-    return;
-  }
-  for (std::uint32_t c = trie_node + 1; c < tn.end; c = nodes[c].end) walk(c, t, bits);
-}
-
 std::span<const std::uint32_t> Matcher::mask() {
   auto it = masks_.find(current_);
   if (it != masks_.end()) return it->second;
   std::vector<std::uint32_t> bits(trie_->mask_words(), 0);
   const auto nodes = trie_->nodes();
-  for (std::uint32_t c = 1; c < nodes[0].end; c = nodes[c].end) walk(c, current_, bits);
+  const auto order = trie_->order();
+  auto set = [&](std::uint32_t lo, std::uint32_t hi) {
+    for (std::uint32_t i = lo; i < hi; ++i) bits[order[i] >> 5] |= 1u << (order[i] & 31);
+  };
+  // The trie in preorder, one state per depth: a node the grammar rejects skips its subtree.
+  walk_states_.assign(1, current_);
+  for (std::uint32_t i = 1; i < nodes.size();) {
+    const TokenTrie::Node& tn = nodes[i];
+    const StateId s = walk_states_[tn.depth - 1u];
+    const StateId t = step(s, tn.byte);
+    if (t == kDead) {
+      i = tn.end;
+      continue;
+    }
+    set(tn.tok_lo, tn.tok_mid);
+    // Every token below stays in t: all allowed. Tried only where this edge kept the state (a
+    // loop, the inside of a string): elsewhere the check would cost more than it saves.
+    if (tn.tok_mid != tn.tok_hi && t == s && loops_on(t, tn.below)) {
+      set(tn.tok_mid, tn.tok_hi);
+      i = tn.end;
+      continue;
+    }
+    if (walk_states_.size() <= tn.depth) walk_states_.resize(tn.depth + 1u);
+    walk_states_[tn.depth] = t;
+    ++i;
+  }
   if (can_end()) {
     for (std::uint32_t id : trie_->end_tokens()) bits[id >> 5] |= 1u << (id & 31);
   }

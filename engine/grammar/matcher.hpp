@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/grammar/grammar.hpp"
+#include "engine/tokenizer/tokenizer.hpp"
 
 namespace vkllm::grammar {
 
@@ -24,6 +25,10 @@ class TokenTrie {
   // token_bytes[id]: the bytes the token adds to the text; empty: no grammar allows it (control
   // tokens). end_tokens: allowed exactly where the grammar may end (EOS, end of turn).
   TokenTrie(const std::vector<std::string>& token_bytes, std::vector<std::uint32_t> end_tokens);
+  // A tokenizer's: each normal, byte or user-defined token's text; control, unknown and unused
+  // tokens add nothing a grammar could allow; end-of-generation tokens end a sentence. Ids from
+  // the tokenizer's size up to vocab_size (a model's padded rows) are never allowed.
+  static TokenTrie from_tokenizer(const tok::Tokenizer& tokenizer, std::uint32_t vocab_size);
 
   std::uint32_t vocab_size() const { return vocab_size_; }
   std::uint32_t mask_words() const { return (vocab_size_ + 31) / 32; }
@@ -33,6 +38,7 @@ class TokenTrie {
 
   struct Node {
     std::uint8_t byte = 0;        // the edge from the parent
+    std::uint16_t depth = 0;      // bytes from the root
     std::uint32_t end = 0;        // one past the subtree, in preorder
     std::uint32_t tok_lo = 0;     // order()[tok_lo, tok_mid): tokens that end here
     std::uint32_t tok_mid = 0;
@@ -82,7 +88,6 @@ class Matcher {
   void expand(std::uint32_t n, std::vector<std::uint32_t>& out);
   StateId intern(std::vector<std::uint32_t> nodes);
   StateId step(StateId s, std::uint8_t b);
-  void walk(std::uint32_t trie_node, StateId s, std::vector<std::uint32_t>& bits);
   bool loops_on(StateId s, const ByteSet& bytes);
 
   struct StackNode {
@@ -103,6 +108,7 @@ class Matcher {
   std::vector<std::uint32_t> seen_;        // expand()'s visited marks, by node
   std::uint32_t seen_mark_ = 0;
   std::vector<std::uint32_t> work_;        // expand()'s work list
+  std::vector<StateId> walk_states_;       // mask()'s state at each trie depth
   std::unordered_map<StateId, std::vector<std::uint32_t>> masks_;
   StateId current_ = kDead;
 };

@@ -152,24 +152,7 @@ void Engine::flush_finals() {
 }
 
 std::shared_ptr<const grammar::TokenTrie> Engine::token_trie() {
-  if (trie_) return trie_;
-  // What each token adds to the text; control, unknown and unused tokens add nothing a grammar
-  // could allow. The end-of-generation tokens end a sentence.
-  std::vector<std::string> bytes(vocab_size_);
-  std::vector<std::uint32_t> ends;
-  for (std::uint32_t id = 0; id < vocab_size_; ++id) {
-    const auto t = static_cast<tok::TokenId>(id);
-    if (!tokenizer_.vocab().valid(t)) continue;  // the model's padding past the vocabulary
-    if (tokenizer_.is_eog(t)) {
-      ends.push_back(id);
-      continue;
-    }
-    const tok::TokenType type = tokenizer_.vocab().type(t);
-    if (type == tok::TokenType::kNormal || type == tok::TokenType::kByte || type == tok::TokenType::kUserDefined) {
-      bytes[id] = std::string(tokenizer_.token_to_piece(t));
-    }
-  }
-  trie_ = std::make_shared<const grammar::TokenTrie>(bytes, std::move(ends));
+  if (!trie_) trie_ = std::make_shared<const grammar::TokenTrie>(grammar::TokenTrie::from_tokenizer(tokenizer_, vocab_size_));
   return trie_;
 }
 
