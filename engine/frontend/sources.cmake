@@ -3,4 +3,5 @@
 target_sources(vkllm_core PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/prompt.cpp
   ${CMAKE_CURRENT_LIST_DIR}/text_output.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/tool_calls.cpp
 )
