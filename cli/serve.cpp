@@ -140,6 +140,7 @@ server::ChatSetup chat_setup(const ServeOptions& o, const gguf::Reader& reader, 
                          special_text(tokenizer, tokenizer.eos()), false};
   // Reasoning models' templates know the thinking block: split it into reasoning_content.
   chat.reasoning = source.find("</think>") != std::string::npos;
+  chat.tool_format = frontend::detect_tool_format(source);
   return chat;
 }
 

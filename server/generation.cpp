@@ -159,7 +159,7 @@ class StreamSink : public Sink {
     co_return true;
   }
   awaitable<bool> send(const Delta& d) override {
-    if (d.content.empty() && d.reasoning.empty() && !d.finish && !pr_.logprobs) co_return true;
+    if (d.content.empty() && d.reasoning.empty() && d.tool_calls.empty() && !d.finish && !pr_.logprobs) co_return true;
     const std::string chunk = json::serialize(rb_.chunk(d, first_.at(d.index)));
     first_[d.index] = false;
     co_return co_await write(chunk);
@@ -217,6 +217,7 @@ class CollectSink : public Sink {
     t.tokens.insert(t.tokens.end(), d.tokens.tokens.begin(), d.tokens.tokens.end());
     t.logprobs.insert(t.logprobs.end(), d.tokens.logprobs.begin(), d.tokens.logprobs.end());
     t.top_logprobs.insert(t.top_logprobs.end(), d.tokens.top_logprobs.begin(), d.tokens.top_logprobs.end());
+    all.tool_calls.insert(all.tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
     if (d.finish) all.finish = d.finish;
     co_return true;
   }
@@ -246,10 +247,19 @@ class CollectSink : public Sink {
 class Assembler {
  public:
   Assembler(const GenerationContext& ctx, const ParsedRequest& pr, const frontend::Prompt& prompt,
-            std::uint32_t choice)
+            std::uint32_t choice, const std::string& call_ids)
       : index(choice),
         text_(ctx.tokenizer, frontend::TextOutputOptions{pr.stop, ctx.reasoning && pr.endpoint == Endpoint::chat,
-                                                         prompt.starts_in_reasoning}) {}
+                                                         prompt.starts_in_reasoning, shows_markers(ctx, pr)}) {
+    if (parses_tool_calls(pr, ctx.tool_format)) {
+      tools_.emplace(ctx.tool_format, fmt::format("{}_{}_", call_ids, choice), bare_tool_calls(pr, ctx.tool_format));
+    }
+  }
+
+  // The tool-call syntax's markers are control tokens: the text shows them for the parser.
+  static bool shows_markers(const GenerationContext& ctx, const ParsedRequest& pr) {
+    return parses_tool_calls(pr, ctx.tool_format) && !frontend::tool_markers(ctx.tool_format).empty();
+  }
 
   // finish != none afterwards: the request is over for the client (the engine's own last event
   // may still come after a stop string; it is ignored).
@@ -273,9 +283,22 @@ class Assembler {
       error = ev.error;
     }
     cached_tokens = ev.cached_tokens;
+    if (finish != serving::FinishReason::none) append(d, text_.finish());
+    if (tools_) {  // the answer's text through the tool-call parser
+      frontend::ToolDelta td = tools_->push(d.content);
+      if (finish != serving::FinishReason::none) {
+        frontend::ToolDelta rest = tools_->finish();
+        td.content += rest.content;
+        td.reasoning += rest.reasoning;
+        td.calls.insert(td.calls.end(), rest.calls.begin(), rest.calls.end());
+      }
+      d.content = std::move(td.content);
+      d.reasoning += td.reasoning;
+      d.tool_calls = std::move(td.calls);
+    }
     if (finish != serving::FinishReason::none) {
-      append(d, text_.finish());
       d.finish = finish_reason_name(finish);
+      if (finish == serving::FinishReason::stop && tools_ && tools_->num_calls() > 0) d.finish = "tool_calls";
       // A request ended for the server's shutdown ends its stream as stopped.
       if (finish == serving::FinishReason::cancelled) d.finish = "stop";
     }
@@ -298,6 +321,7 @@ class Assembler {
     d.reasoning += t.reasoning;
   }
   frontend::TextOutput text_;
+  std::optional<frontend::ToolCallParser> tools_;
 };
 
 // The echo of a prompt whose logprobs were asked: its text, its tokens, and their logprobs from
@@ -438,8 +462,9 @@ awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_st
   usage.prompt_tokens = static_cast<std::uint32_t>(prompt.tokens.size());
   std::vector<Assembler> choices;
   choices.reserve(pr.n);
+  const std::string call_ids = new_id("call");
   for (std::uint32_t i = 0; i < pr.n; ++i) {
-    choices.emplace_back(ctx, pr, prompt, i);
+    choices.emplace_back(ctx, pr, prompt, i, call_ids);
     choices.back().echo_pending = echo_scored;
   }
   auto q = std::make_shared<EventQueue>(co_await net::this_coro::executor);

@@ -30,6 +30,7 @@ struct GenerationContext {
   serving::Service& engine;
   const tok::Tokenizer& tokenizer;
   bool reasoning;  // the chat template is a reasoning model's: split <think>...</think>
+  frontend::ToolFormat tool_format;  // the tool-call syntax of the template's model
   Metrics& metrics;
   const ServerConfig& config;
   const std::atomic<bool>& stopping;

@@ -88,7 +88,7 @@ struct Server::Impl {
   const frontend::Preprocessor& pre() const { return *pre_; }
   const tok::Tokenizer& tokenizer() const { return pre_->tokenizer(); }
   GenerationContext generation_context() {
-    return GenerationContext{engine(), tokenizer(), reasoning_, metrics, config, stopping};
+    return GenerationContext{engine(), tokenizer(), reasoning_, pre().tool_format(), metrics, config, stopping};
   }
 
   HttpResponse make(const HttpRequest& req, http::status status, std::string body,
@@ -261,6 +261,7 @@ struct Server::Impl {
       if (ep == Endpoint::completion) pre().check_bytes(completion_prompt_bytes(req.body()), "prompt");
       p.pr = parse_request(req.body(), ep, limits);
       check_model(p.pr.model);
+      apply_tool_choice(p.pr, pre().tool_format());
       p.prompt = pre().prepare(p.pr.prompt);
       p.max_tokens = pre().max_tokens(p.prompt.tokens.size(), p.pr.max_tokens, config.default_max_tokens);
       return p;

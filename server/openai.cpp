@@ -1,6 +1,7 @@
 // OpenAI request validation and JSON shapes.
 #include "server/openai.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -166,8 +167,45 @@ void parse_messages(const json::object& o, ParsedRequest& r) {
   r.prompt.messages_json = json::serialize(normalized);
   if (const json::value* t = field(o, "tools")) {
     if (!t->is_array()) fail("tools", "'tools' must be an array");
+    std::size_t k = 0;
+    for (const json::value& tool : t->get_array()) {
+      const std::string param = fmt::format("tools[{}]", k++);
+      const json::value* fn = tool.is_object() ? field(tool.get_object(), "function") : nullptr;
+      const json::value* name = fn && fn->is_object() ? field(fn->get_object(), "name") : nullptr;
+      if (!name || !name->is_string() || name->get_string().empty()) {
+        fail(param, fmt::format("'{}' must be {{\"type\": \"function\", \"function\": {{\"name\", \"parameters\"}}}}", param));
+      }
+      const json::value* params = field(fn->get_object(), "parameters");
+      if (params && !params->is_object()) fail(param, fmt::format("'{}.function.parameters' must be an object", param));
+    }
+    r.tools = t->get_array();
     r.prompt.tools_json = json::serialize(*t);
   }
+  if (const json::value* c = field(o, "tool_choice")) {
+    if (c->is_string()) {
+      const std::string_view m = c->get_string();
+      if (m == "auto") r.tool_choice.mode = ToolChoice::Mode::automatic;
+      else if (m == "none") r.tool_choice.mode = ToolChoice::Mode::none;
+      else if (m == "required") r.tool_choice.mode = ToolChoice::Mode::required;
+      else fail("tool_choice", fmt::format("'tool_choice' '{}' is not none, auto, required or a function", m));
+    } else {
+      const json::value* fn = c->is_object() ? field(c->get_object(), "function") : nullptr;
+      const json::value* name = fn && fn->is_object() ? field(fn->get_object(), "name") : nullptr;
+      if (!name || !name->is_string()) {
+        fail("tool_choice", "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\"}}");
+      }
+      r.tool_choice = {ToolChoice::Mode::named, std::string(name->get_string())};
+    }
+    const bool needs_tools = r.tool_choice.mode == ToolChoice::Mode::required || r.tool_choice.mode == ToolChoice::Mode::named;
+    if (needs_tools && r.tools.empty()) fail("tool_choice", "'tool_choice' asks for a call but 'tools' is empty");
+    if (r.tool_choice.mode == ToolChoice::Mode::named) {
+      const bool known = std::any_of(r.tools.begin(), r.tools.end(), [&](const json::value& t) {
+        return t.at("function").at("name").get_string() == r.tool_choice.name;
+      });
+      if (!known) fail("tool_choice", fmt::format("'tool_choice' names '{}', which is not in 'tools'", r.tool_choice.name));
+    }
+  }
+  if (const json::value* v = field(o, "parallel_tool_calls")) r.parallel_tool_calls = boolean(*v, "parallel_tool_calls");
   if (const json::value* k = field(o, "chat_template_kwargs")) {
     if (!k->is_object()) fail("chat_template_kwargs", "'chat_template_kwargs' must be an object");
     r.prompt.template_kwargs_json = json::serialize(*k);
@@ -434,6 +472,79 @@ struct PromptBytes {
 };
 
 }  // namespace
+
+bool parses_tool_calls(const ParsedRequest& pr, frontend::ToolFormat format) {
+  if (pr.endpoint != Endpoint::chat || format == frontend::ToolFormat::none) return false;
+  if (format == frontend::ToolFormat::harmony) return true;
+  return !pr.tools.empty() && pr.tool_choice.mode != ToolChoice::Mode::none;
+}
+
+bool bare_tool_calls(const ParsedRequest& pr, frontend::ToolFormat format) {
+  const bool forced = pr.tool_choice.mode == ToolChoice::Mode::required || pr.tool_choice.mode == ToolChoice::Mode::named;
+  return forced && (format == frontend::ToolFormat::mistral || format == frontend::ToolFormat::harmony);
+}
+
+void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format) {
+  const bool forced = pr.tool_choice.mode == ToolChoice::Mode::required || pr.tool_choice.mode == ToolChoice::Mode::named;
+  if (!forced || pr.endpoint != Endpoint::chat) return;
+  if (pr.params.grammar) fail("tool_choice", "'tool_choice' required or named cannot be combined with another output constraint");
+  if (format == frontend::ToolFormat::none) {
+    fail("tool_choice", "this model's chat template renders no tools: 'tool_choice' cannot require a call");
+  }
+  // One call: {"name": <a tool's name>, "arguments" (Llama 3: "parameters"): <its parameters>}.
+  const char* args_key = format == frontend::ToolFormat::llama3 ? "parameters" : "arguments";
+  json::array alternatives;
+  for (const json::value& t : pr.tools) {
+    const json::object& fn = t.at("function").as_object();
+    const std::string_view name = fn.at("name").as_string();
+    if (pr.tool_choice.mode == ToolChoice::Mode::named && name != pr.tool_choice.name) continue;
+    const json::value* params = field(fn, "parameters");
+    json::object props;
+    props["name"] = json::object{{"const", name}};
+    props[args_key] = params ? *params : json::value(json::object{{"type", "object"}});
+    json::object call{{"type", "object"}, {"properties", std::move(props)},
+                      {"required", json::array{"name", args_key}}, {"additionalProperties", false}};
+    // A parameters schema's $defs stay reachable from the call's root.
+    if (params && params->is_object()) {
+      for (const char* defs : {"$defs", "definitions"}) {
+        if (const json::value* d = field(params->get_object(), defs)) call[defs] = *d;
+      }
+    }
+    alternatives.push_back(std::move(call));
+  }
+  std::string calls;
+  try {
+    const json::value schema = alternatives.size() == 1 ? alternatives[0] : json::value(json::object{{"anyOf", alternatives}});
+    calls = grammar::json_schema_gbnf(schema);
+  } catch (const grammar::GrammarError& e) {
+    fail("tools", fmt::format("a function's parameters cannot constrain a call: {}", e.what()));
+  }
+  // The call's rules under the name tool-call, then the syntax around it: with
+  // parallel_tool_calls, up to 8 calls in one reply.
+  calls.replace(calls.find("root ::="), 8, "tool-call ::=");
+  const bool many = pr.parallel_tool_calls;
+  std::string root;
+  switch (format) {
+    case frontend::ToolFormat::hermes:
+      root = many ? R"(root ::= "<tool_call>\n" tool-call "\n</tool_call>" ( "\n<tool_call>\n" tool-call "\n</tool_call>" ){0,7})"
+                  : R"(root ::= "<tool_call>\n" tool-call "\n</tool_call>")";
+      break;
+    case frontend::ToolFormat::mistral:  // [TOOL_CALLS] is a control token: the list bare
+      root = many ? R"(root ::= "[" tool-call ( ", " tool-call ){0,7} "]")" : R"(root ::= "[" tool-call "]")";
+      break;
+    case frontend::ToolFormat::generic:
+      root = many ? R"(root ::= "{\"tool_calls\": [" tool-call ( ", " tool-call ){0,7} "]}")" : "root ::= tool-call";
+      break;
+    default:  // Llama 3 (its reply is the call), harmony (its markers are control tokens: bare)
+      root = "root ::= tool-call";
+      break;
+  }
+  try {
+    pr.params.grammar = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(root + "\n" + calls));
+  } catch (const grammar::GrammarError& e) {
+    fail("tools", e.what());
+  }
+}
 
 std::size_t completion_prompt_bytes(std::string_view body) {
   json::basic_parser<PromptBytes> p{json::parse_options{}};

@@ -38,6 +38,13 @@ class ApiException : public std::exception {
 enum class Endpoint { chat, completion };
 
 // What a /v1/chat/completions or /v1/completions body asks for.
+// tool_choice: auto (the model decides), none (no calls parsed), required (at least one call),
+// named (a call of that function).
+struct ToolChoice {
+  enum class Mode { automatic, none, required, named } mode = Mode::automatic;
+  std::string name;  // named
+};
+
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::chat;
   std::string model;                           // empty: the served model
@@ -52,7 +59,22 @@ struct ParsedRequest {
   bool logprobs = false;
   std::string user;
   std::uint32_t n = 1;                         // choices, each sampled on its own
+  boost::json::array tools;                    // chat: the tools, as sent (validated)
+  ToolChoice tool_choice;
+  bool parallel_tool_calls = true;
 };
+
+// tool_choice required or a named function: the output is constrained to calls in the model's
+// syntax (`format`) whose arguments match the function's parameters (a grammar in
+// pr.params.grammar). Throws ApiException (400) when it cannot be, naming why.
+void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format);
+
+// The parser of the model's tool calls applies to this request: tools were given and not
+// refused (tool_choice none), or the syntax is harmony (whose channels carry the reasoning).
+bool parses_tool_calls(const ParsedRequest& pr, frontend::ToolFormat format);
+// Its calls are written bare (no markers) under a grammar (tool_choice required / named in a
+// syntax whose markers are control tokens).
+bool bare_tool_calls(const ParsedRequest& pr, frontend::ToolFormat format);
 
 // The most choices (n) one request may ask.
 inline constexpr std::int64_t kMaxChoices = 16;

@@ -29,7 +29,16 @@ ResponseBuilder::ResponseBuilder(const ParsedRequest& r, const tok::Tokenizer& t
       id_(std::move(id)),
       model_(std::move(model_name)),
       created_(unix_time()),
-      text_offsets_(r.n, text_offset) {}
+      text_offsets_(r.n, text_offset),
+      tool_calls_sent_(r.n, 0) {}
+
+json::object ResponseBuilder::tool_call_json(const frontend::ToolCall& c) {
+  json::object call;
+  call["id"] = c.id;
+  call["type"] = "function";
+  call["function"] = json::object{{"name", c.name}, {"arguments", c.arguments}};
+  return call;
+}
 
 json::object ResponseBuilder::head(const char* object) const {
   json::object o;
@@ -117,6 +126,12 @@ json::object ResponseBuilder::completion(std::span<const Delta> choices, const U
       json::object msg;
       msg["role"] = "assistant";
       msg["content"] = all.content;
+      if (!all.tool_calls.empty()) {
+        json::array calls;
+        for (const frontend::ToolCall& c : all.tool_calls) calls.push_back(tool_call_json(c));
+        msg["tool_calls"] = std::move(calls);
+        if (all.content.empty()) msg["content"] = nullptr;
+      }
       if (!all.reasoning.empty()) msg["reasoning_content"] = all.reasoning;
       choice["message"] = std::move(msg);
       choice["logprobs"] = r_.logprobs ? chat_logprobs(all.tokens) : json::value(nullptr);
@@ -143,7 +158,18 @@ json::object ResponseBuilder::chunk(const Delta& d, bool first) {
     json::object delta;
     if (first) delta["role"] = "assistant";
     if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
-    if (!d.content.empty() || (!first && !d.finish && d.reasoning.empty())) delta["content"] = d.content;
+    if (!d.content.empty() || (!first && !d.finish && d.reasoning.empty() && d.tool_calls.empty())) {
+      delta["content"] = d.content;
+    }
+    if (!d.tool_calls.empty()) {  // each call whole in one chunk: its index, id, name, arguments
+      json::array calls;
+      for (const frontend::ToolCall& c : d.tool_calls) {
+        json::object call = tool_call_json(c);
+        call["index"] = tool_calls_sent_.at(d.index)++;
+        calls.push_back(std::move(call));
+      }
+      delta["tool_calls"] = std::move(calls);
+    }
     choice["delta"] = std::move(delta);
     choice["logprobs"] = has_tokens ? chat_logprobs(d.tokens) : json::value(nullptr);
   } else {

@@ -23,6 +23,7 @@ struct Delta {
   serving::TokenEvent tokens;  // tokens, logprobs, top_logprobs (finish unused)
   const char* finish = nullptr;  // "stop" / "length" on the last delta
   std::uint32_t index = 0;       // the choice (n > 1)
+  std::vector<frontend::ToolCall> tool_calls;  // calls completed with this delta
 };
 
 class ResponseBuilder {
@@ -40,6 +41,7 @@ class ResponseBuilder {
 
  private:
   boost::json::object head(const char* object) const;
+  static boost::json::object tool_call_json(const frontend::ToolCall& c);
   boost::json::object chat_token_entry(std::uint32_t token, float logprob) const;
   boost::json::value chat_logprobs(const serving::TokenEvent& gen) const;
   boost::json::value completion_logprobs(const serving::TokenEvent& gen, std::size_t& text_offset) const;
@@ -52,6 +54,7 @@ class ResponseBuilder {
   std::int64_t created_;
   // Completions: where each choice's next token's piece starts in its text.
   std::vector<std::size_t> text_offsets_;
+  std::vector<std::size_t> tool_calls_sent_;  // per choice: the next streamed call's index
 };
 
 }  // namespace vkllm::server

@@ -4,6 +4,8 @@
 // pool, never on the threads that serve sockets (docs/ARCHITECTURE.md "Threads").
 #pragma once
 
+#include "engine/frontend/tool_calls.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,6 +35,7 @@ struct ChatSetup {
   std::string bos_token;
   std::string eos_token;
   bool reasoning = false;  // the template knows <think>...</think> (reasoning models)
+  ToolFormat tool_format = ToolFormat::none;  // the call syntax its model writes (tool_calls.hpp)
 };
 
 // What to render and tokenize. Chat: messages (and tools, template kwargs) as JSON text.
@@ -65,6 +68,8 @@ class Preprocessor {
   void check_bytes(std::size_t bytes, const char* param) const;
   // Renders and tokenizes; throws PromptError (bad template input, too long for the context).
   Prompt prepare(const PromptInput& input) const;
+  // The tool-call syntax of the template's model.
+  ToolFormat tool_format() const { return chat_.tool_format; }
   // The max_tokens to run: `asked` when prompt + asked fits (else PromptError naming both
   // numbers), or min(default, what the context leaves).
   std::uint32_t max_tokens(std::size_t prompt_len, std::optional<std::uint32_t> asked,

@@ -64,7 +64,7 @@ TextDelta ReasoningSplitter::finish() {
 }
 
 TextOutput::TextOutput(const tok::Tokenizer& tokenizer, TextOutputOptions options)
-    : decoder_(tokenizer),
+    : decoder_(tokenizer, tok::DecodeOptions{.show_special = options.show_special}),
       stops_(std::move(options.stop)),
       reasoning_(options.reasoning),
       splitter_(options.starts_in_reasoning) {}

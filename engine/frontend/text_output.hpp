@@ -39,6 +39,9 @@ struct TextOutputOptions {
   std::vector<std::string> stop;  // stop strings (never emitted)
   bool reasoning = false;         // split <think>...</think> into TextDelta::reasoning
   bool starts_in_reasoning = false;
+  // Control tokens as their text (a tool-call syntax's markers: <|python_tag|>, [TOOL_CALLS],
+  // harmony's channels), for the tool-call parser to take out.
+  bool show_special = false;
 };
 
 class TextOutput {

@@ -123,6 +123,7 @@ ToolCallParser::ToolCallParser(ToolFormat format, std::string id_prefix, bool ba
     : format_(format), id_prefix_(std::move(id_prefix)), bare_(bare) {}
 
 ToolCall ToolCallParser::make_call(std::string name, std::string arguments) {
+  after_call_ = true;
   return {fmt::format("{}{}", id_prefix_, next_index_++), std::move(name), std::move(arguments)};
 }
 
@@ -190,6 +191,8 @@ bool ToolCallParser::take_calls_json(std::string_view text, ToolDelta& out) {
 }
 
 void ToolCallParser::emit_text(std::string_view text, ToolDelta& out) {
+  if (after_call_ && trim(text).empty()) return;  // between or after calls: layout
+  if (!text.empty()) after_call_ = false;
   if (format_ != ToolFormat::harmony) {
     out.content += text;
     return;
@@ -245,6 +248,8 @@ void ToolCallParser::step(ToolDelta& out, bool final) {
           // Harmony's text between messages is structure (<|start|>assistant): held whole until
           // the next message or the end shows what it is.
           if (format_ == ToolFormat::harmony && !final) return;
+          // Whitespace after a call: held until what follows shows whether it is text.
+          if (after_call_ && !final && trim(buf_).empty()) return;
           const std::size_t hold = final ? 0 : held_suffix(buf_, markers);
           emit_text(std::string_view(buf_).substr(0, buf_.size() - hold), out);
           buf_.erase(0, buf_.size() - hold);

@@ -75,6 +75,7 @@ class ToolCallParser {
   std::string harmony_channel_;
   std::string harmony_recipient_;
   std::size_t next_index_ = 0;
+  bool after_call_ = false;  // whitespace after a call is the calls' layout, not text
 };
 
 }  // namespace vkllm::frontend

@@ -229,6 +229,75 @@ test('structured outputs: 20 JSON schemas, streamed and not, at temperature 0 an
   assert.deepEqual(await s.exited, { code: 0, signal: null });
 });
 
+test('tool calling with tool_choice required and named, in each family\'s syntax from its real template: well-formed tool_calls whose arguments validate', async (t) => {
+  const templates = process.env.VKLLM_SHARED_DIR ? `${process.env.VKLLM_SHARED_DIR}/templates` : null;
+  if (!templates) {
+    t.skip('SKIPPED: ../shared not found (VKLLM_SHARED_DIR unset): no real chat templates');
+    return;
+  }
+  const ajv = new Ajv2020({ strict: false });
+  const tools = [
+    { type: 'function', function: { name: 'get_weather', description: 'Weather in a city',
+      parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 10 }, unit: { enum: ['celsius', 'fahrenheit'] } }, required: ['city', 'unit'] } } },
+    { type: 'function', function: { name: 'get_time', description: 'Time in a zone',
+      parameters: { type: 'object', properties: { tz: { type: 'string', maxLength: 8 }, seconds: { type: 'boolean' } }, required: ['tz'] } } },
+  ];
+  const schemaOf = Object.fromEntries(tools.map((x) => [x.function.name, x.function.parameters]));
+  const families = [
+    ['hermes', 'Qwen-Qwen2.5-7B-Instruct.jinja'],
+    ['llama3', 'meta-llama-Llama-3.1-8B-Instruct.jinja'],
+    ['mistral', 'mistralai-Mistral-Nemo-Instruct-2407.jinja'],
+    ['harmony', 'openai-gpt-oss-120b.jinja'],
+    ['generic', 'ibm-granite-granite-3.3-2B-Instruct.jinja'],
+  ];
+  for (const [family, file] of families) {
+    const s = await startServer(['--chat-template', `${templates}/${file}`]);
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none' });
+    const check = (calls, finish, where) => {
+      assert.equal(finish, 'tool_calls', where);
+      assert.ok(calls.length >= 1, where);
+      for (const c of calls) {
+        assert.equal(c.type, 'function', where);
+        assert.ok(typeof c.id === 'string' && c.id.length > 0, where);
+        assert.ok(c.function.name in schemaOf, `${where}: ${c.function.name}`);
+        const args = JSON.parse(c.function.arguments);
+        assert.ok(ajv.validate(schemaOf[c.function.name], args), `${where}: ${c.function.arguments} ${ajv.errorsText()}`);
+      }
+    };
+    for (const temperature of [0, 1]) {
+      const body = { model: 'test-model', messages: [{ role: 'user', content: 'What is the weather in Paris?' }], tools,
+                     tool_choice: 'required', parallel_tool_calls: false, max_tokens: 400, temperature, seed: 5 };
+      const r = await client.chat.completions.create(body);
+      check(r.choices[0].message.tool_calls ?? [], r.choices[0].finish_reason, `${family} T=${temperature}`);
+      // Streamed: each call in a delta.tool_calls entry with its index.
+      const calls = [];
+      let finish = null;
+      for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+        for (const c of chunk.choices) {
+          for (const tc of c.delta?.tool_calls ?? []) {
+            assert.equal(tc.index, calls.length);
+            calls.push(tc);
+          }
+          if (c.finish_reason) finish = c.finish_reason;
+        }
+      }
+      check(calls, finish, `${family} streamed T=${temperature}`);
+      assert.deepEqual(calls.map((c) => [c.function.name, c.function.arguments]),
+                       r.choices[0].message.tool_calls.map((c) => [c.function.name, c.function.arguments]));
+    }
+    // A named function: only that one.
+    const named = await client.chat.completions.create({ model: 'test-model', messages: [{ role: 'user', content: 'Time?' }], tools,
+      tool_choice: { type: 'function', function: { name: 'get_time' } }, parallel_tool_calls: false, max_tokens: 400, temperature: 1, seed: 9 });
+    check(named.choices[0].message.tool_calls ?? [], named.choices[0].finish_reason, `${family} named`);
+    named.choices[0].message.tool_calls.forEach((c) => assert.equal(c.function.name, 'get_time'));
+    const bad = await post(s.url, '/v1/chat/completions', { ...chatBody('x'), tools, tool_choice: { type: 'function', function: { name: 'nope' } } });
+    assert.equal(bad.status, 400);
+    assert.equal((await bad.json()).error.param, 'tool_choice');
+    s.proc.kill('SIGTERM');
+    assert.deepEqual(await s.exited, { code: 0, signal: null });
+  }
+});
+
 test('C2 32 parallel streaming clients at temperature 0 each get their solo text', async () => {
   const s = await startServer(['--deterministic', '--max-num-seqs', '32']);
   const prompts = Array.from({ length: 32 }, (_, i) => `Story ${i}: ${'once upon a time '.repeat(1 + (i % 5))}`);

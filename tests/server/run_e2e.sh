@@ -17,6 +17,7 @@ if [ ! -f "$model" ]; then
   [ -f "$model" ] || "$vkllm" make-model --preset micro --type q8_0 -o "$model"
 fi
 cp "$here/e2e.mjs" "$here/e2e_frontend.mjs" "$here/helpers.mjs" "$here/../grammar/schemas.json" "$work/"
+[ -d "$shared/templates" ] && export VKLLM_SHARED_DIR="$shared"  # real chat templates (tool calling)
 cd "$work"
 status=0
 for f in e2e.mjs e2e_frontend.mjs; do
