@@ -1,4 +1,4 @@
-// Writes the seed corpora that come from our own code into <out>/{gguf,request,http,template}/:
+// Writes the seed corpora that come from our own code into <out>/{gguf,request,http,template,grammar}/:
 // the small GGUF of every value kind the reader's tests mutate, request bodies covering every
 // field the parser reads (and the same as whole HTTP requests, with the other routes), and
 // each chat template given on the command line framed the way
@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/grammar/json_schema.hpp"
 #include "tests/support/gguf_fuzz.hpp"
 
 namespace fs = std::filesystem;
@@ -93,6 +94,15 @@ int main(int argc, char** argv) {
         "Transfer-Encoding: chunked\r\n\r\n10\r\n{\"prompt\":\"ab\",\"\r\n"
         "f\r\nmax_tokens\":3} \r\n0\r\n\r\n");
   write(out / "http" / "options.txt", "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nOrigin: http://a\r\n\r\n");
+  // fuzz_grammar: a GBNF, a schema and model output, each with bytes to feed.
+  using namespace std::string_literals;
+  write(out / "grammar" / "gbnf.txt", "\x00"s + vkllm::grammar::json_object_gbnf() + '\0' + R"({"a": [1, "x\u00e9"]})");
+  write(out / "grammar" / "schema.txt",
+        "\x01"s + R"({"type":"object","properties":{"n":{"type":"string","pattern":"^[A-Z]{2}-\\d{1,3}$"},"k":{"enum":[1,null]},"r":{"$ref":"#/$defs/r"}},"required":["n"],"$defs":{"r":{"type":"array","items":{"type":"integer","minimum":0},"maxItems":3}}})" +
+            '\0' + R"({"n": "AB-12", "k": null})");
+  write(out / "grammar" / "tools.txt",
+        "\x02"s + "Sure.<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>[TOOL_CALLS]g[ARGS]{}"
+        "<|channel|>commentary to=functions.h <|constrain|>json<|message|>{}<|call|>");
   for (int a = 2; a < argc; ++a) {
     std::ifstream f(argv[a], std::ios::binary);
     const std::string source((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

@@ -19,7 +19,7 @@ for t in "${targets[@]}"; do
     *) echo "fuzz: unknown target '$t' (gguf tokenizer template request http)"; exit 2 ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(gguf tokenizer template request http)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf tokenizer template request http grammar)
 shared=${VKLLM_SHARED_DIR:-../shared}
 jobs=$(nproc)
 
@@ -62,6 +62,7 @@ for t in "${targets[@]}"; do
     http) args+=(-max_len=8192 -dict=fuzz/http.dict) ;;
     tokenizer) args+=(-max_len=4096) ;;
     gguf) args+=(-max_len=8192) ;;
+    grammar) args+=(-max_len=8192) ;;
   esac
   echo "fuzz: $t for ${seconds}s"
   if ! VKLLM_FUZZ_VOCAB_DIR="$shared/vocab" build-fuzz/fuzz/fuzz_$t "${args[@]}" "$corpus" \

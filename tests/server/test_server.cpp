@@ -47,7 +47,7 @@ TEST_CASE("parse_request: chat fields reach the prompt and the parameters") {
       "stop":["a","b"], "logit_bias":{"5":-100}, "logprobs":true, "top_logprobs":4, "stream":true,
       "stream_options":{"include_usage":true}, "user":"u", "ignore_eos":true,
       "chat_template_kwargs":{"enable_thinking":false}, "add_generation_prompt":true,
-      "tools":[{"type":"function"}])");
+      "tools":[{"type":"function","function":{"name":"f"}}])");
   CHECK(r.model == "m");
   CHECK(r.max_tokens == 7u);
   CHECK(r.params.sampling.temperature == doctest::Approx(0.5));
@@ -69,7 +69,9 @@ TEST_CASE("parse_request: chat fields reach the prompt and the parameters") {
   CHECK(r.params.ignore_eos);
   CHECK(r.prompt.kind == frontend::PromptInput::Kind::chat);
   CHECK(r.prompt.template_kwargs_json == R"({"enable_thinking":false})");
-  CHECK(r.prompt.tools_json == R"([{"type":"function"}])");
+  CHECK(r.prompt.tools_json == R"([{"type":"function","function":{"name":"f"}}])");
+  CHECK(r.tools.size() == 1);
+  CHECK(r.tool_choice.mode == ToolChoice::Mode::automatic);
   // Defaults.
   const ParsedRequest d = chat("");
   CHECK_FALSE(d.max_tokens);
@@ -151,6 +153,15 @@ TEST_CASE("parse_request: every bad value names its field") {
   CHECK(refused_param(kMsgs + R"(,"stream_options":1})") == "stream_options");
   CHECK(refused_param(kMsgs + R"(,"user":1})") == "user");
   CHECK(refused_param(kMsgs + R"(,"tools":{}})") == "tools");
+  CHECK(refused_param(kMsgs + R"(,"tools":[{"type":"function"}]})") == "tools[0]");
+  CHECK(refused_param(kMsgs + R"(,"tools":[{"type":"function","function":{"name":"f","parameters":3}}]})") == "tools[0]");
+  CHECK(refused_param(kMsgs + R"(,"tool_choice":"required"})") == "tool_choice");  // no tools
+  CHECK(refused_param(kMsgs + R"(,"tool_choice":"sometimes","tools":[{"type":"function","function":{"name":"f"}}]})") == "tool_choice");
+  CHECK(refused_param(kMsgs + R"(,"tool_choice":{"type":"function","function":{"name":"g"}},"tools":[{"type":"function","function":{"name":"f"}}]})") == "tool_choice");
+  CHECK(refused_param(kMsgs + R"(,"response_format":{"type":"xml"}})") == "response_format");
+  CHECK(refused_param(kMsgs + R"(,"response_format":{"type":"json_schema","json_schema":{"schema":{"not":{}}}}})") == "response_format");
+  CHECK(refused_param(kMsgs + R"(,"grammar":"root ::= x"})") == "grammar");
+  CHECK(refused_param(kMsgs + R"(,"grammar":"root ::= [a]","json_schema":{}})") == "grammar");
   CHECK(refused_param(kMsgs + R"(,"chat_template_kwargs":[]})") == "chat_template_kwargs");
   CHECK(refused_param(kMsgs + R"(,"continue_final_message":true})") == "continue_final_message");
   CHECK(refused_param(kMsgs + R"(,"ignore_eos":1})") == "ignore_eos");
