@@ -4,7 +4,7 @@
 # ../shared when it is there) and runs each target for SECONDS seconds (default 30: CI's smoke;
 # bench/RESULTS.md records the long runs). A crash, leak, sanitizer report or timeout fails the
 # script and leaves the input in build-fuzz/findings/; each one found becomes a regression test.
-# Usage: scripts/fuzz.sh [TARGET...] [SECONDS]   (targets: gguf tokenizer template request http;
+# Usage: scripts/fuzz.sh [TARGET...] [SECONDS]   (targets: gguf tokenizer template request http grammar;
 # the arguments may come in any order: a number is the seconds, anything else a target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +15,8 @@ for a in "$@"; do
 done
 for t in "${targets[@]}"; do
   case $t in
-    gguf|tokenizer|template|request|http) ;;
-    *) echo "fuzz: unknown target '$t' (gguf tokenizer template request http)"; exit 2 ;;
+    gguf|tokenizer|template|request|http|grammar) ;;
+    *) echo "fuzz: unknown target '$t' (gguf tokenizer template request http grammar)"; exit 2 ;;
   esac
 done
 [ ${#targets[@]} -gt 0 ] || targets=(gguf tokenizer template request http grammar)
