@@ -204,6 +204,8 @@ bool Matcher::loops_on(StateId s, const ByteSet& bytes) {
 std::span<const std::uint32_t> Matcher::mask() {
   auto it = masks_.find(current_);
   if (it != masks_.end()) return it->second;
+  // A bounded cache (a mask of a 151k vocabulary is 19 KB): past it, start again.
+  if (masks_.size() >= kMaxCachedMasks) masks_.clear();
   std::vector<std::uint32_t> bits(trie_->mask_words(), 0);
   const auto nodes = trie_->nodes();
   const auto order = trie_->order();

@@ -72,8 +72,9 @@ class Matcher {
   // Nothing may follow: the text is complete and no byte extends it (only an end token fits).
   bool complete() const;
   // The tokens allowed next: bit t % 32 of word t / 32 (TokenTrie::mask_words() words). End
-  // tokens are allowed where the grammar may end.
+  // tokens are allowed where the grammar may end. Valid until the next call.
   std::span<const std::uint32_t> mask();
+  static constexpr std::size_t kMaxCachedMasks = 512;  // per matcher (a request)
 
   // How much the matcher has built (for limits and benchmarks).
   std::size_t num_states() const { return states_.size(); }
