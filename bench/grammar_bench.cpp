@@ -52,9 +52,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   const fs::path vocab = fs::path(shared) / "vocab";
-  auto bytes = test::hf_bpe_to_gguf(vocab / "qwen2" / "vocab.json", vocab / "qwen2" / "merges.txt", "qwen2",
-                                    test::qwen2_specials(), -1, 151645);
-  const auto tokenizer = tok::Tokenizer::from_gguf(gguf::Reader::from_bytes(std::move(bytes), "qwen2-fixture.gguf"));
+  const auto tokenizer = test::qwen2_tokenizer(vocab);
   const auto n_vocab = static_cast<std::uint32_t>(tokenizer.vocab().size());
   auto t0 = std::chrono::steady_clock::now();
   auto trie = std::make_shared<const grammar::TokenTrie>(grammar::TokenTrie::from_tokenizer(tokenizer, n_vocab));

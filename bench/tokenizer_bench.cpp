@@ -191,13 +191,7 @@ int main(int argc, char** argv) {
              vkllm::gguf::Reader::from_bytes(std::move(bytes), "llama3-fixture.gguf"));
        }},
       {"qwen2",
-       [&] {
-         auto bytes = vkllm::test::hf_bpe_to_gguf(
-             vocab / "qwen2" / "vocab.json", vocab / "qwen2" / "merges.txt", "qwen2",
-             vkllm::test::qwen2_specials(), -1, 151645);
-         return Tokenizer::from_gguf(
-             vkllm::gguf::Reader::from_bytes(std::move(bytes), "qwen2-fixture.gguf"));
-       }},
+       [&] { return vkllm::test::qwen2_tokenizer(vocab); }},
   };
 
   std::vector<Row> rows;

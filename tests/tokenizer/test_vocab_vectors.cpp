@@ -121,11 +121,7 @@ TEST_CASE("qwen2 vectors from a GGUF built from vocab.json + merges.txt") {
   const fs::path dir = shared / "vocab";
   for (const char* pre : {"qwen2", "deepseek-r1-qwen"}) {
     CAPTURE(pre);
-    auto bytes = vkllm::test::hf_bpe_to_gguf(dir / "qwen2" / "vocab.json",
-                                             dir / "qwen2" / "merges.txt", pre,
-                                             vkllm::test::qwen2_specials(), -1, 151645);
-    const Tokenizer tok = Tokenizer::from_gguf(
-        vkllm::gguf::Reader::from_bytes(std::move(bytes), "qwen2-fixture.gguf"));
+    const Tokenizer tok = vkllm::test::qwen2_tokenizer(dir, pre);
     CHECK(tok.n_tokens() == 151646);
     const std::string name = std::string("ggml-vocab-") + pre + ".gguf";
     run_vectors(tok, dir / "vectors-only" / (name + ".inp"), dir / "vectors-only" / (name + ".out"),

@@ -19,6 +19,7 @@
 
 #include "engine/gguf/gguf.hpp"
 #include "engine/gguf/writer.hpp"
+#include "engine/tokenizer/tokenizer.hpp"
 #include "engine/tokenizer/unicode.hpp"
 #include "engine/tokenizer/vocab.hpp"
 
@@ -220,6 +221,14 @@ inline std::vector<SpecialToken> llama3_specials() {
 // Qwen2's special tokens (its added_tokens.json).
 inline std::vector<SpecialToken> qwen2_specials() {
   return {{151643, "<|endoftext|>"}, {151644, "<|im_start|>"}, {151645, "<|im_end|>"}};
+}
+
+// Qwen2's tokenizer from its original files in `vocab_dir`/qwen2 (vocab.json, merges.txt), with
+// the pre-tokenizer `pre` (DeepSeek-R1's Qwen distills share the vocabulary with their own).
+inline tok::Tokenizer qwen2_tokenizer(const std::filesystem::path& vocab_dir, const std::string& pre = "qwen2") {
+  auto bytes = hf_bpe_to_gguf(vocab_dir / "qwen2" / "vocab.json", vocab_dir / "qwen2" / "merges.txt", pre,
+                              qwen2_specials(), -1, 151645);
+  return tok::Tokenizer::from_gguf(gguf::Reader::from_bytes(std::move(bytes), "qwen2-fixture.gguf"));
 }
 
 }  // namespace vkllm::test
