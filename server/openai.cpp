@@ -26,6 +26,11 @@ const json::value* field(const json::object& o, std::string_view key) {
   return &it->value();
 }
 
+// tool_choice required or a named function: the reply must be calls.
+bool forces_calls(const ToolChoice& c) {
+  return c.mode == ToolChoice::Mode::required || c.mode == ToolChoice::Mode::named;
+}
+
 double number(const json::value& v, const char* name) {
   if (v.is_double()) return v.get_double();
   if (v.is_int64()) return static_cast<double>(v.get_int64());
@@ -196,8 +201,7 @@ void parse_messages(const json::object& o, ParsedRequest& r) {
       }
       r.tool_choice = {ToolChoice::Mode::named, std::string(name->get_string())};
     }
-    const bool needs_tools = r.tool_choice.mode == ToolChoice::Mode::required || r.tool_choice.mode == ToolChoice::Mode::named;
-    if (needs_tools && r.tools.empty()) fail("tool_choice", "'tool_choice' asks for a call but 'tools' is empty");
+    if (forces_calls(r.tool_choice) && r.tools.empty()) fail("tool_choice", "'tool_choice' asks for a call but 'tools' is empty");
     if (r.tool_choice.mode == ToolChoice::Mode::named) {
       const bool known = std::any_of(r.tools.begin(), r.tools.end(), [&](const json::value& t) {
         return t.at("function").at("name").get_string() == r.tool_choice.name;
@@ -480,13 +484,11 @@ bool parses_tool_calls(const ParsedRequest& pr, frontend::ToolFormat format) {
 }
 
 bool bare_tool_calls(const ParsedRequest& pr, frontend::ToolFormat format) {
-  const bool forced = pr.tool_choice.mode == ToolChoice::Mode::required || pr.tool_choice.mode == ToolChoice::Mode::named;
-  return forced && (format == frontend::ToolFormat::mistral || format == frontend::ToolFormat::harmony);
+  return forces_calls(pr.tool_choice) && (format == frontend::ToolFormat::mistral || format == frontend::ToolFormat::harmony);
 }
 
 void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format) {
-  const bool forced = pr.tool_choice.mode == ToolChoice::Mode::required || pr.tool_choice.mode == ToolChoice::Mode::named;
-  if (!forced || pr.endpoint != Endpoint::chat) return;
+  if (!forces_calls(pr.tool_choice) || pr.endpoint != Endpoint::chat) return;
   if (pr.params.grammar) fail("tool_choice", "'tool_choice' required or named cannot be combined with another output constraint");
   if (format == frontend::ToolFormat::none) {
     fail("tool_choice", "this model's chat template renders no tools: 'tool_choice' cannot require a call");

@@ -222,11 +222,15 @@ class SchemaConverter {
     throw GrammarError(fmt::format("json_schema{}: {}", path.empty() ? "" : " at " + path, what));
   }
 
-  std::string add_rule(const std::string& hint, const std::string& body) {
+  // A hint (property names, paths) as a GBNF rule name: letters, digits and dashes.
+  static std::string rule_name(std::string_view hint) {
     std::string name;
     for (char c : hint) name += (std::isalnum(static_cast<unsigned char>(c)) || c == '-') ? c : '-';
-    if (name.empty()) name = "r";
-    name = "s-" + name;
+    return name.empty() ? "r" : name;
+  }
+
+  std::string add_rule(const std::string& hint, const std::string& body) {
+    const std::string name = "s-" + rule_name(hint);
     std::string unique = name;
     for (int i = 2; rules_.count(unique) && rules_[unique] != body; ++i) unique = fmt::format("{}{}", name, i);
     rules_[unique] = body;
@@ -323,6 +327,7 @@ class SchemaConverter {
   std::string visit_ref(const json::value& ref, const std::string& path) {
     if (!ref.is_string()) fail(path, "'$ref' must be a string");
     const std::string r(ref.get_string());
+    if (auto it = refs_.find(r); it != refs_.end()) return it->second;
     std::string_view name;
     const json::value* defs = nullptr;
     for (const char* prefix : {"#/$defs/", "#/definitions/"}) {
@@ -335,16 +340,12 @@ class SchemaConverter {
       fail(path, fmt::format("'$ref' '{}' is not supported (only #/$defs/NAME and #/definitions/NAME)", r));
     }
     if (!defs || !defs->is_object() || !defs->get_object().contains(name)) fail(path, fmt::format("'$ref' '{}' names no definition", r));
-    const std::string rule = "ref-" + std::string(name);
-    std::string clean;
-    for (char c : rule) clean += (std::isalnum(static_cast<unsigned char>(c)) || c == '-') ? c : '-';
-    auto it = refs_.find(r);
-    if (it != refs_.end()) return it->second;
-    const std::string rule_name = "s-" + clean + fmt::format("-{}", refs_.size());
-    refs_[r] = rule_name;
-    rules_[rule_name] = "\"\"";  // a placeholder while it is built (recursive schemas refer to it)
-    rules_[rule_name] = visit(defs->get_object().at(name), clean, r.substr(1));
-    return rule_name;
+    const std::string hint = rule_name("ref-" + std::string(name));
+    const std::string rule = fmt::format("s-{}-{}", hint, refs_.size());
+    refs_[r] = rule;
+    rules_[rule] = "\"\"";  // a placeholder while it is built (recursive schemas refer to it)
+    rules_[rule] = visit(defs->get_object().at(name), hint, r.substr(1));
+    return rule;
   }
 
   std::string visit_type(const std::string& t, const json::object& o, const std::string& hint, const std::string& path) {

@@ -12,6 +12,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "engine/grammar/matcher.hpp"
 #include "engine/sample/penalties.hpp"
 
 namespace vkllm::serving {

@@ -21,13 +21,16 @@
 
 #include "common/error.hpp"
 #include "engine/grammar/grammar.hpp"
-#include "engine/grammar/matcher.hpp"
 #include "engine/kv/block_pool.hpp"
 #include "engine/model/model.hpp"
 #include "engine/model/sequence.hpp"
 #include "engine/sample/params.hpp"
 #include "engine/sched/scheduler.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
+
+namespace vkllm::grammar {
+class TokenTrie;
+}
 
 namespace vkllm::serving {
 
