@@ -1,13 +1,11 @@
 // The serving engine end to end on the device (validation on): many concurrent greedy requests
 // give exactly their solo tokens; a pool too small forces preemption and recompute without
 // changing outputs; a shared prefix is computed once; cancellation at any point returns every
-// block; stop strings and limits end requests with the right reason; top logprobs arrive per
-// token for the requests that ask.
+// block; time limits, queue bounds, device loss and out-of-memory end only their requests.
+// What a request asks of its output is in test_engine_outputs.cpp.
 #include <doctest/doctest.h>
 
 #include <algorithm>
-
-#include <boost/json.hpp>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -21,142 +19,19 @@
 #include "common/fault.hpp"
 #include "engine/frontend/text_output.hpp"
 #include "engine/gguf/gguf.hpp"
-#include "engine/grammar/json_schema.hpp"
 #include "engine/model/model.hpp"
 #include "engine/model/synthetic.hpp"
 #include "engine/serving/engine.hpp"
 #include "tests/reference/forward_ref.hpp"
+#include "tests/serving/engine_fixture.hpp"
 #include "tests/support/device_fixture.hpp"
 #include "tests/support/shared_data.hpp"
 
 using namespace vkllm;
+using namespace vkllm::test;
 using serving::Engine;
 using serving::FinishReason;
 
-namespace {
-
-// Collects one request's events; wait() blocks until its final event.
-struct Collector {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::uint32_t> tokens;
-  std::vector<float> logprobs;
-  std::vector<std::vector<serving::TopLogprob>> top;
-  std::vector<float> prompt_logprobs;
-  std::vector<std::vector<serving::TopLogprob>> prompt_top;
-  std::uint32_t cached = 0;
-  FinishReason finish = FinishReason::none;
-  std::string error;
-  int final_events = 0;
-  int events = 0;
-
-  serving::EventCallback callback() {
-    return [this](const serving::TokenEvent& ev) {
-      std::lock_guard lock(mu);
-      ++events;
-      tokens.insert(tokens.end(), ev.tokens.begin(), ev.tokens.end());
-      logprobs.insert(logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
-      top.insert(top.end(), ev.top_logprobs.begin(), ev.top_logprobs.end());
-      prompt_logprobs.insert(prompt_logprobs.end(), ev.prompt_logprobs.begin(), ev.prompt_logprobs.end());
-      prompt_top.insert(prompt_top.end(), ev.prompt_top_logprobs.begin(), ev.prompt_top_logprobs.end());
-      cached = ev.cached_tokens;
-      if (ev.finish != FinishReason::none) {
-        finish = ev.finish;
-        error = ev.error;
-        ++final_events;
-      }
-      cv.notify_all();
-    };
-  }
-  void wait() {
-    std::unique_lock lock(mu);
-    REQUIRE(cv.wait_for(lock, std::chrono::seconds(300), [&] { return final_events > 0; }));
-  }
-};
-
-// The request's text as the front end shows it: every token that is text (an ending stop or
-// end-of-generation token is not), through the server's TextOutput with `stop`.
-std::string text_of(const tok::Tokenizer& tokenizer, const Collector& c, std::vector<std::string> stop = {}) {
-  frontend::TextOutput out(tokenizer, frontend::TextOutputOptions{std::move(stop), false, false});
-  std::string text;
-  const std::size_t n = c.tokens.size() - (c.finish == FinishReason::stop ? 1 : 0);
-  for (std::size_t i = 0; i < n && !out.stopped(); ++i) text += out.push(c.tokens[i]).content;
-  return text + out.finish().content;
-}
-
-struct Fixture {
-  gguf::Reader reader;
-  tok::Tokenizer tokenizer;
-  std::unique_ptr<model::Model> model;
-};
-
-// deterministic: batch-invariant kernels only (--deterministic); the default mode splits decode
-// attention over 256-key ranges once the context can exceed 256.
-Fixture random_model(platform::Device& device, std::uint32_t num_blocks, std::uint32_t max_seqs,
-                     bool deterministic = false, model::Arch arch = model::Arch::llama,
-                     gguf::TensorType type = gguf::TensorType::kQ8_0) {
-  model::SyntheticSpec s;
-  s.arch = arch;
-  s.n_layers = 2;
-  s.d_model = 128;
-  s.n_heads = 4;
-  s.n_kv_heads = 2;
-  s.head_dim = 32;
-  s.ffn_dim = 256;
-  s.vocab_size = 320;
-  s.type = type;
-  s.seed = 11;
-  gguf::Reader reader = gguf::Reader::from_bytes(model::make_synthetic_model(s).to_bytes(), "random");
-  tok::Tokenizer tokenizer = tok::Tokenizer::from_gguf(reader);
-  model::ModelOptions o;
-  o.max_batch_tokens = 64;
-  o.max_seqs = max_seqs;
-  o.block_size = 16;
-  o.context_length = 512;
-  o.num_blocks = num_blocks;
-  o.deterministic = deterministic;
-  auto m = model::Model::load(device, reader, o);
-  return Fixture{std::move(reader), std::move(tokenizer), std::move(m)};
-}
-
-serving::RequestParams greedy(std::uint32_t max_tokens) {
-  serving::RequestParams p;
-  p.sampling.temperature = 0;
-  p.max_tokens = max_tokens;
-  p.ignore_eos = true;
-  return p;
-}
-
-std::vector<std::vector<std::uint32_t>> prompts(std::size_t n, std::uint32_t vocab, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<std::vector<std::uint32_t>> out(n);
-  for (auto& p : out) {
-    p.resize(3 + rng() % 40);
-    for (auto& t : p) t = 3 + rng() % (vocab - 3);
-  }
-  return out;
-}
-
-// Runs every prompt through `engine` at once and returns the generated tokens per prompt.
-std::vector<std::vector<std::uint32_t>> run_together(Engine& engine,
-                                                     const std::vector<std::vector<std::uint32_t>>& ps,
-                                                     std::uint32_t max_tokens) {
-  std::vector<std::unique_ptr<Collector>> cs;
-  for (const auto& p : ps) {
-    cs.push_back(std::make_unique<Collector>());
-    engine.submit(p, greedy(max_tokens + static_cast<std::uint32_t>(p.size() % 7)), cs.back()->callback());
-  }
-  std::vector<std::vector<std::uint32_t>> out;
-  for (auto& c : cs) {
-    c->wait();
-    CHECK(c->final_events == 1);
-    CHECK(c->finish == FinishReason::length);
-    out.push_back(c->tokens);
-  }
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE_FIXTURE(test::DeviceTest, "batch invariance: 1, 4, 16 and 32 concurrent requests give their solo tokens") {
   Fixture f = random_model(device(), 0, 32, true);
@@ -359,102 +234,6 @@ TEST_CASE_FIXTURE(test::DeviceTest, "prefix cache: a shared 3-block prefix is co
   CHECK(after.prefix_hits - before.prefix_hits >= 3 * 16);  // tokens
 }
 
-TEST_CASE_FIXTURE(test::DeviceTest, "several choices: the prompt computed once, each choice the tokens its seed draws alone") {
-  Fixture f = random_model(device(), 0, 8, true);
-  serving::EngineConfig cfg;
-  cfg.prefix_caching = false;  // the sharing is the choices' own, not the cache's
-  std::mt19937 rng(9);
-  std::vector<std::uint32_t> prompt(70);  // 4 full blocks short of the last token: 64 shared
-  for (auto& t : prompt) t = 3 + rng() % 300;
-  auto params = [](std::uint64_t seed) {
-    serving::RequestParams p;
-    p.sampling.temperature = 1.0f;
-    p.sampling.top_k = 0;
-    p.sampling.top_p = 1.0f;
-    p.sampling.min_p = 0.0f;
-    p.sampling.seed = seed;
-    p.max_tokens = 12;
-    p.ignore_eos = true;
-    return p;
-  };
-  std::vector<std::vector<std::uint32_t>> solo;
-  for (std::uint64_t seed = 100; seed < 104; ++seed) {
-    Engine engine(*f.model, f.tokenizer, cfg);
-    Collector c;
-    engine.submit(prompt, params(seed), c.callback());
-    c.wait();
-    solo.push_back(c.tokens);
-  }
-  CHECK(solo[0] != solo[1]);  // distinct seeds, distinct draws
-  Engine engine(*f.model, f.tokenizer, cfg);
-  std::vector<std::unique_ptr<Collector>> cs;
-  serving::RequestId first = 0;
-  for (std::uint64_t i = 0; i < 4; ++i) {
-    cs.push_back(std::make_unique<Collector>());
-    serving::RequestParams p = params(100 + i);
-    p.shares_prompt_of = first;
-    const serving::RequestId id = engine.submit(prompt, p, cs.back()->callback());
-    if (i == 0) first = id;
-  }
-  for (std::size_t i = 0; i < 4; ++i) {
-    cs[i]->wait();
-    CHECK(cs[i]->finish == FinishReason::length);
-    CHECK(cs[i]->tokens == solo[i]);
-    if (i > 0) CHECK(cs[i]->cached == 64);
-  }
-  const auto st = engine.stats();
-  CHECK(st.prompt_tokens == 70 + 3 * 6);
-  CHECK(st.shared_prompt_tokens == 3 * 64);
-  CHECK(st.prefix_hits == 3 * 64);
-  CHECK(st.kv_blocks_free == st.kv_blocks_total);
-}
-
-TEST_CASE_FIXTURE(test::DeviceTest, "constrained decoding: outputs of a JSON schema, others in the batch unchanged") {
-  Fixture f = random_model(device(), 0, 8, true);
-  serving::EngineConfig cfg;
-  const auto schema = boost::json::parse(R"({"type": "object", "properties": {"a": {"type": "boolean"},
-      "b": {"enum": [1, "two", null]}, "c": {"type": "string", "maxLength": 3}}, "required": ["a", "b"]})");
-  auto g = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(grammar::json_schema_gbnf(schema)));
-  const auto ps = prompts(6, 320, 21);
-  std::vector<std::vector<std::uint32_t>> solo;
-  {
-    Engine engine(*f.model, f.tokenizer, cfg);
-    solo = run_together(engine, {ps[4], ps[5]}, 20);
-  }
-  Engine engine(*f.model, f.tokenizer, cfg);
-  std::vector<std::unique_ptr<Collector>> cs;
-  for (std::size_t i = 0; i < 6; ++i) {
-    cs.push_back(std::make_unique<Collector>());
-    serving::RequestParams p = greedy(i < 4 ? 200 : 20 + static_cast<std::uint32_t>(ps[i].size() % 7));
-    if (i < 4) {
-      p.grammar = g;
-      p.ignore_eos = false;
-      p.sampling.temperature = i % 2 == 0 ? 1.0f : 0.0f;
-      p.sampling.top_k = 0;
-      p.sampling.seed = 40 + i;
-    }
-    engine.submit(ps[i], p, cs.back()->callback());
-  }
-  for (std::size_t i = 0; i < 6; ++i) {
-    cs[i]->wait();
-    CAPTURE(i);
-    if (i >= 4) {
-      CHECK(cs[i]->tokens == solo[i - 4]);
-      continue;
-    }
-    const std::string text = text_of(f.tokenizer, *cs[i]);
-    CAPTURE(text);
-    CHECK(cs[i]->finish == FinishReason::stop);  // the grammar closed, then the end token
-    boost::json::error_code ec;
-    const boost::json::value v = boost::json::parse(text, ec);
-    REQUIRE_FALSE(ec);
-    REQUIRE(v.is_object());
-    CHECK(v.as_object().at("a").is_bool());
-    const auto& b = v.as_object().at("b");
-    CHECK((b == boost::json::value(1) || b == boost::json::value("two") || b.is_null()));
-  }
-}
-
 TEST_CASE_FIXTURE(test::DeviceTest, "cancellation mid-prefill, mid-decode and while queued returns every block") {
   Fixture f = random_model(device(), 0, 4);
   serving::EngineConfig cfg;
@@ -555,116 +334,6 @@ TEST_CASE_FIXTURE(test::DeviceTest, "a request past its time limit ends with tim
   CHECK(end.timeouts == 2);
   CHECK(end.running == 0);
   CHECK(end.kv_blocks_free == start.kv_blocks_free);
-}
-
-TEST_CASE_FIXTURE(test::DeviceTest, "stop strings, stop ids, max tokens and bad requests") {
-  Fixture f = random_model(device(), 0, 4);
-  Engine engine(*f.model, f.tokenizer, {});
-  const std::vector<std::uint32_t> p = {1, 50, 60, 70};
-  Collector base;
-  engine.submit(p, greedy(30), base.callback());
-  base.wait();
-  REQUIRE(base.tokens.size() == 30);
-  const std::string base_text = text_of(f.tokenizer, base);
-  REQUIRE(base_text.size() > 4);
-  CHECK(base.finish == FinishReason::length);
-
-  // A stop string from the middle of that text (matched by the front end's TextOutput over the
-  // engine's tokens): the output ends right before it.
-  const std::string stop = base_text.substr(base_text.size() / 2, 3);
-  CHECK(text_of(f.tokenizer, base, {stop}) == base_text.substr(0, base_text.find(stop)));
-
-  // A stop token id.
-  auto params = greedy(30);
-  params.stop_token_ids = {base.tokens[5]};
-  Collector t;
-  engine.submit(p, params, t.callback());
-  t.wait();
-  CHECK(t.finish == FinishReason::stop);
-  CHECK(t.tokens.size() <= 6);
-
-  CHECK_THROWS_AS(engine.submit({}, greedy(4), [](const serving::TokenEvent&) {}), InvalidRequest);
-  CHECK_THROWS_AS(engine.submit(std::vector<std::uint32_t>(600, 5), greedy(4), [](const serving::TokenEvent&) {}),
-                  InvalidRequest);
-  CHECK_THROWS_AS(engine.submit({100000}, greedy(4), [](const serving::TokenEvent&) {}), InvalidRequest);
-}
-
-TEST_CASE_FIXTURE(test::DeviceTest, "top logprobs: per token for the requests that ask, the draw unchanged") {
-  Fixture f = random_model(device(), 0, 4);
-  Engine engine(*f.model, f.tokenizer, {});
-  const std::vector<std::uint32_t> p = {1, 50, 60, 70};
-  Collector plain, greedy_top, sampled_top;
-  engine.submit(p, greedy(12), plain.callback());
-  auto params = greedy(12);
-  params.logprobs = true;
-  params.top_logprobs = 5;
-  engine.submit(p, params, greedy_top.callback());
-  params.sampling.temperature = 1.f;
-  params.sampling.seed = 7;
-  params.top_logprobs = 20;
-  engine.submit(p, params, sampled_top.callback());
-  for (Collector* c : {&plain, &greedy_top, &sampled_top}) c->wait();
-
-  CHECK(plain.top.empty());
-  CHECK(greedy_top.tokens == plain.tokens);  // asking for logprobs changes no token
-  for (Collector* c : {&greedy_top, &sampled_top}) {
-    REQUIRE(c->top.size() == c->tokens.size());
-    REQUIRE(c->logprobs.size() == c->tokens.size());
-    for (std::size_t i = 0; i < c->top.size(); ++i) {
-      CAPTURE(i);
-      const auto& list = c->top[i];
-      REQUIRE(list.size() == (c == &greedy_top ? 5u : 20u));
-      for (std::size_t j = 1; j < list.size(); ++j) CHECK(list[j - 1].logprob >= list[j].logprob);
-      CHECK(list.front().logprob <= 0.f);
-      // The chosen token is in the list exactly when its logprob reaches the list's last.
-      const auto chosen = std::find_if(list.begin(), list.end(),
-                                       [&](const auto& e) { return e.token == c->tokens[i]; });
-      if (chosen != list.end()) CHECK(chosen->logprob == c->logprobs[i]);
-      if (c == &greedy_top) CHECK(chosen == list.begin());
-    }
-  }
-  params.top_logprobs = 21;
-  CHECK_THROWS_AS(engine.submit(p, params, [](const serving::TokenEvent&) {}), InvalidRequest);
-}
-
-TEST_CASE_FIXTURE(test::DeviceTest, "prompt logprobs: a prompt scores as the same tokens scored when generated") {
-  // Greedy generation gives tokens g with logprobs; the prompt p + g, scored in its own prefill
-  // steps (chunks of 8 tokens among other requests), gives the same logprobs for g, and top
-  // lists led by g (greedy). The prefix cache is bypassed for it.
-  Fixture f = random_model(device(), 0, 4);
-  serving::EngineConfig ec;
-  ec.max_num_batched_tokens = 8;
-  Engine engine(*f.model, f.tokenizer, ec);
-  const std::vector<std::uint32_t> p = {1, 50, 60, 70, 80, 90, 100, 110, 120};
-  auto params = greedy(20);
-  params.logprobs = true;
-  Collector gen;
-  engine.submit(p, params, gen.callback());
-  gen.wait();
-  std::vector<std::uint32_t> prompt = p;
-  prompt.insert(prompt.end(), gen.tokens.begin(), gen.tokens.end() - 1);
-  params = greedy(1);
-  params.logprobs = true;
-  params.top_logprobs = 3;
-  params.prompt_logprobs = true;
-  for (int round = 0; round < 2; ++round) {
-    Collector other, scored;
-    engine.submit({1, 7, 8, 9}, greedy(6), other.callback());
-    engine.submit(prompt, params, scored.callback());
-    scored.wait();
-    other.wait();
-    REQUIRE(scored.prompt_logprobs.size() == prompt.size() - 1);
-    REQUIRE(scored.prompt_top.size() == prompt.size() - 1);
-    CHECK(scored.cached == 0);  // round 2: the same prompt again, still computed
-    for (std::size_t i = 0; i + 1 < gen.tokens.size(); ++i) {
-      CAPTURE(i);
-      const std::size_t at = p.size() - 1 + i;  // prompt token p.size() + i
-      CHECK(scored.prompt_logprobs[at] == doctest::Approx(gen.logprobs[i]).epsilon(1e-3));
-      REQUIRE(scored.prompt_top[at].size() == 3);
-      CHECK(scored.prompt_top[at][0].token == gen.tokens[i]);
-    }
-    for (float lp : scored.prompt_logprobs) CHECK(lp <= 0.f);
-  }
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the story through the engine, alone and among others") {
