@@ -116,6 +116,10 @@ void Writer::set(std::string key, Value value) {
   kvs_.push_back({std::move(key), std::move(value)});
 }
 
+void Writer::erase_prefix(std::string_view prefix) {
+  std::erase_if(kvs_, [&](const KeyValue& kv) { return kv.key.starts_with(prefix); });
+}
+
 void Writer::add_tensor(std::string name, std::vector<uint64_t> dims, TensorType type,
                         std::vector<uint8_t> data) {
   if (name.empty()) throw InvalidRequest("gguf writer: empty tensor name");

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/gguf/gguf.hpp"
@@ -31,6 +32,8 @@ class Writer {
   void set_i32(std::string key, int32_t v) { set(std::move(key), Value::i32(v)); }
   void set_f32(std::string key, float v) { set(std::move(key), Value::f32(v)); }
   void set_bool(std::string key, bool v) { set(std::move(key), Value::boolean(v)); }
+  // Drops every key that starts with `prefix` (e.g. "tokenizer." to swap in another vocabulary).
+  void erase_prefix(std::string_view prefix);
 
   // A tensor from raw bytes already in `type`'s block format. dims follow ggml (dims[0] is
   // the row length), 1 to 4 of them, each > 0; data.size() must equal the tensor's bytes.

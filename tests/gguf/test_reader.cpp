@@ -143,6 +143,19 @@ TEST_CASE("typed getters: integer widening, optional variants, missing keys") {
   CHECK_THROWS_AS(r.get_u32_per_layer("a.layers", 100000), vkllm::InvalidRequest);
 }
 
+TEST_CASE("writer: erase_prefix drops exactly the keys under the prefix") {
+  Writer w;
+  w.set_u32("tokenizer.ggml.bos_token_id", 1);
+  w.set_u32("general.x", 2);
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_u32("tokenizerx", 3);
+  w.erase_prefix("tokenizer.");
+  const Reader r = Reader::from_bytes(w.to_bytes());
+  REQUIRE(r.metadata().size() == 2);
+  CHECK(r.metadata()[0].key == "general.x");
+  CHECK(r.metadata()[1].key == "tokenizerx");
+}
+
 TEST_CASE("writer -> reader round trip of tensors in every CPU type, with alignment") {
   for (uint32_t alignment : {32u, 8u, 64u, 4096u}) {
     CAPTURE(alignment);
