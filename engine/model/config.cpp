@@ -1,6 +1,8 @@
 // ModelConfig from GGUF metadata, with every tensor checked before anything reaches a device.
 #include "engine/model/config.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -48,6 +50,44 @@ void check_weight(const gguf::Reader& r, const std::string& name,
   }
 }
 
+// bert's tensors (llama.cpp's names): learned positions, token types (only type 0 is used),
+// the input norm, and per layer Q/K/V/output and up/down with biases, a LayerNorm after the
+// attention's residual and one after the FFN's. No output norm, no LM head.
+void check_encoder_tensors(const gguf::Reader& r, ModelConfig& c) {
+  const gguf::TensorInfo& pos = r.tensor("position_embd.weight");
+  if (pos.n_dims != 2 || pos.dims[0] != c.d_model || pos.dims[1] == 0) {
+    throw InvalidModel(fmt::format("{}: position_embd.weight has shape [{}, {}], expected [{}, "
+                                   "positions]",
+                                   r.name(), pos.dims[0], pos.dims[1], c.d_model));
+  }
+  check_weight(r, "position_embd.weight", {c.d_model, pos.dims[1]}, true);
+  // Positions past the table have no embedding: the context is the table's length at most.
+  c.context_length = std::min<std::uint32_t>(c.context_length, static_cast<std::uint32_t>(pos.dims[1]));
+  const gguf::TensorInfo& types = r.tensor("token_types.weight");
+  if (types.n_dims != 2 || types.dims[0] != c.d_model || types.dims[1] == 0) {
+    throw InvalidModel(fmt::format("{}: token_types.weight has shape [{}, {}], expected [{}, types]",
+                                   r.name(), types.dims[0], types.dims[1], c.d_model));
+  }
+  check_weight(r, "token_types.weight", {c.d_model, types.dims[1]}, false);
+  check_weight(r, "token_embd_norm.weight", {c.d_model}, false);
+  check_weight(r, "token_embd_norm.bias", {c.d_model}, false);
+  c.qkv_bias = true;
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    const std::pair<const char*, std::array<std::uint32_t, 2>> matrices[] = {
+        {"attn_q", {c.d_model, c.q_dim()}},    {"attn_k", {c.d_model, c.kv_dim()}},
+        {"attn_v", {c.d_model, c.kv_dim()}},   {"attn_output", {c.q_dim(), c.d_model}},
+        {"ffn_up", {c.d_model, c.ffn_dim}},    {"ffn_down", {c.ffn_dim, c.d_model}}};
+    for (const auto& [what, dims] : matrices) {
+      check_weight(r, layer_tensor(l, what), {dims[0], dims[1]}, true);
+      check_weight(r, layer_bias(l, what), {dims[1]}, false);
+    }
+    for (const char* norm : {"attn_output_norm", "layer_output_norm"}) {
+      check_weight(r, layer_tensor(l, norm), {c.d_model}, false);
+      check_weight(r, layer_bias(l, norm), {c.d_model}, false);
+    }
+  }
+}
+
 }  // namespace
 
 const char* to_string(Arch arch) {
@@ -56,8 +96,25 @@ const char* to_string(Arch arch) {
     case Arch::qwen2: return "qwen2";
     case Arch::qwen3: return "qwen3";
     case Arch::phi3: return "phi3";
+    case Arch::bert: return "bert";
   }
   return "?";
+}
+
+const char* to_string(Pooling pooling) {
+  switch (pooling) {
+    case Pooling::mean: return "mean";
+    case Pooling::cls: return "cls";
+    case Pooling::last: return "last";
+  }
+  return "?";
+}
+
+std::optional<Pooling> parse_pooling(std::string_view name) {
+  for (Pooling p : {Pooling::mean, Pooling::cls, Pooling::last}) {
+    if (name == to_string(p)) return p;
+  }
+  return std::nullopt;
 }
 
 bool weight_type_runnable(TensorType type) {
@@ -91,9 +148,12 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     c.arch = Arch::qwen3;
   } else if (arch == "phi3") {
     c.arch = Arch::phi3;
+  } else if (arch == "bert") {
+    c.arch = Arch::bert;
+    c.encoder = true;
   } else {
     throw Unsupported(fmt::format("{}: architecture '{}' is not supported (supported: llama, "
-                                  "qwen2, qwen3, phi3)",
+                                  "qwen2, qwen3, phi3, bert)",
                                   r.name(), arch));
   }
   c.name = r.find_string("general.name").value_or(arch);
@@ -129,9 +189,28 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
   c.context_length = r.contains(key(arch, "context_length"))
                          ? positive(r, key(arch, "context_length"), 1u << 24)
                          : 2048;
-  c.rms_eps = r.find_f32(key(arch, "attention.layer_norm_rms_epsilon")).value_or(1e-5f);
+  c.rms_eps = r.find_f32(key(arch, c.encoder ? "attention.layer_norm_epsilon"
+                                             : "attention.layer_norm_rms_epsilon"))
+                  .value_or(c.encoder ? 1e-12f : 1e-5f);
   if (!(c.rms_eps > 0.f && c.rms_eps < 1.f)) {
-    throw InvalidModel(fmt::format("{}: rms epsilon {} is out of range", r.name(), c.rms_eps));
+    throw InvalidModel(fmt::format("{}: norm epsilon {} is out of range", r.name(), c.rms_eps));
+  }
+  if (c.encoder && r.find_bool(key(arch, "attention.causal")).value_or(false)) {
+    throw Unsupported(fmt::format("{}: a causal {} model is not supported", r.name(), arch));
+  }
+  // llama.cpp's numbering; 0 (none) keeps the default, 4 (rank) is a reranker's head.
+  c.pooling = c.encoder ? Pooling::mean : Pooling::last;
+  if (const auto pooling = r.find_u32(key(arch, "pooling_type"))) {
+    switch (*pooling) {
+      case 0: break;
+      case 1: c.pooling = Pooling::mean; break;
+      case 2: c.pooling = Pooling::cls; break;
+      case 3: c.pooling = Pooling::last; break;
+      default:
+        throw Unsupported(fmt::format("{}: pooling type {} is not supported (mean, cls or last; "
+                                      "rerankers' rank pooling is not)",
+                                      r.name(), *pooling));
+    }
   }
 
   RopeConfig& rope = c.rope;
@@ -202,6 +281,8 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     }
   }
 
+  rope.none = c.encoder;
+
   // Tensors.
   const gguf::TensorInfo& embd = r.tensor("token_embd.weight");
   if (embd.n_dims != 2 || embd.dims[0] != c.d_model || embd.dims[1] == 0 ||
@@ -212,6 +293,10 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
   }
   c.vocab_size = static_cast<std::uint32_t>(embd.dims[1]);
   check_weight(r, "token_embd.weight", {c.d_model, c.vocab_size}, true);
+  if (c.encoder) {
+    check_encoder_tensors(r, c);
+    return c;
+  }
   check_weight(r, "output_norm.weight", {c.d_model}, false);
   c.tied_output = r.find_tensor("output.weight") == nullptr;
   if (!c.tied_output) check_weight(r, "output.weight", {c.d_model, c.vocab_size}, true);
@@ -279,6 +364,7 @@ std::vector<float> llama3_freq_factors(const RopeConfig& rope) {
 std::vector<float> rope_inv_freq(const RopeConfig& rope) {
   const std::uint32_t n = rope.dims / 2;
   std::vector<float> inv(n);
+  if (rope.none) return inv;
   for (std::uint32_t i = 0; i < n; ++i) {
     double f = std::pow(static_cast<double>(rope.base), -2.0 * i / rope.dims);
     if (rope.scaling == RopeScaling::linear) f /= rope.factor;

@@ -4,15 +4,26 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/gguf/gguf.hpp"
 
 namespace vkllm::model {
 
-enum class Arch { llama, qwen2, qwen3, phi3 };
+// bert: an encoder (BERT/BGE/MiniLM): learned absolute positions, post-LayerNorm layers with
+// biases, GELU FFN, bidirectional attention; it computes embeddings, never generates.
+enum class Arch { llama, qwen2, qwen3, phi3, bert };
 const char* to_string(Arch arch);
+
+// How a sequence's hidden states become one embedding (`<arch>.pooling_type`, llama.cpp's
+// numbering: 1 mean, 2 cls, 3 last): the mean over its tokens, its first token's, its last's.
+enum class Pooling { mean, cls, last };
+const char* to_string(Pooling pooling);
+// "mean", "cls" or "last"; nullopt for anything else.
+std::optional<Pooling> parse_pooling(std::string_view name);
 
 enum class RopeScaling { none, linear, llama3, longrope };
 
@@ -35,6 +46,9 @@ struct RopeConfig {
   // cos and sin, so the attention scores by its square.
   std::vector<float> short_factors, long_factors;
   float attn_factor = 1.f;
+  // bert: no rotation. Its inverse frequencies are zero, so the rotation kernel turns by cos 0 = 1
+  // and sin 0 = 0: exactly the identity.
+  bool none = false;
 };
 
 struct ModelConfig {
@@ -57,6 +71,13 @@ struct ModelConfig {
   bool fused_qkv = false;
   bool fused_gate_up = false;
   bool tied_output = false;   // no output.weight: the LM head reads token_embd.weight
+  // bert (docs/ARCHITECTURE.md "Embeddings"): every token of a sequence attends to every other
+  // (the whole input in one step), positions are learned rows added to the input (no rotation),
+  // and norms are LayerNorms with biases after each residual. rms_eps is LayerNorm's epsilon.
+  bool encoder = false;
+  // The pooling the file asks for; without one: last for decoders (Qwen3-Embedding style), mean
+  // for encoders.
+  Pooling pooling = Pooling::last;
 
   std::uint32_t q_dim() const { return n_heads * head_dim; }
   std::uint32_t kv_dim() const { return n_kv_heads * head_dim; }

@@ -1,5 +1,6 @@
-// The forward pass of the llama family (llama, qwen2 with QKV biases, qwen3 with QK-norm) over a
-// flat batch, recorded into one command buffer per step shape: loading the weights, planning the
+// The forward pass of the llama family (llama, qwen2 with QKV biases, qwen3 with QK-norm, phi3)
+// and of bert encoders over a flat batch, recorded into one command buffer per step shape:
+// loading the weights, planning the
 // workspace, recording. The step's host side (checks, inputs, submission) is in step.cpp.
 #include "engine/model/model.hpp"
 #include "engine/model/workspace.hpp"
@@ -41,6 +42,9 @@ struct Model::Layer {
   ops::DeviceWeight w_gate, w_up;        // else separate
   ops::DeviceWeight b_qkv;               // qwen2: the biases, one f32 row [q | k | v]
   ops::DeviceWeight q_norm, k_norm;      // qwen3
+  // bert: attn_norm and ffn_norm hold the LayerNorms after the attention's and the FFN's
+  // residuals (attn_output_norm, layer_output_norm), w_up and w_down the FFN; these their biases.
+  ops::DeviceWeight attn_norm_b, ffn_norm_b, b_o, b_up, b_down;
   Buffer k_pool, v_pool;
 };
 
@@ -145,6 +149,11 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     throw InvalidRequest("model options: max_batch_tokens, max_seqs and block_size must be > 0");
   }
   if (o.context_length == 0) o.context_length = std::min<std::uint32_t>(config.context_length, 4096);
+  if (config.encoder && o.context_length > config.context_length) {
+    throw InvalidRequest(fmt::format("context length {} exceeds the {} positions {} has embeddings for",
+                                     o.context_length, config.context_length, config.name));
+  }
+  if (config.encoder) o.embeddings = true;
   config.use_context(o.context_length);
   if (o.context_length > config.context_length) {
     log::warn("context length {} exceeds the model's trained {}", o.context_length,
@@ -162,13 +171,38 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   // reported with what did not fit and what would help (docs/ARCHITECTURE.md "Injected faults").
   try {
     m->token_embd_ = upload_tensor(device, reader, "token_embd.weight");
-    m->output_norm_ = upload_tensor(device, reader, "output_norm.weight");
-    if (!config.tied_output) m->output_ = upload_tensor(device, reader, "output.weight");
+    if (config.encoder) {
+      m->position_embd_ = upload_tensor(device, reader, "position_embd.weight");
+      m->token_types_ = upload_tensor(device, reader, "token_types.weight");
+      m->embd_norm_ = upload_tensor(device, reader, "token_embd_norm.weight");
+      m->embd_norm_b_ = upload_tensor(device, reader, "token_embd_norm.bias");
+    } else {
+      m->output_norm_ = upload_tensor(device, reader, "output_norm.weight");
+      if (!config.tied_output) m->output_ = upload_tensor(device, reader, "output.weight");
+    }
     m->layers_.resize(config.n_layers);
     for (std::uint32_t l = 0; l < config.n_layers; ++l) {
       Layer& L = m->layers_[l];
       if (o.should_stop && o.should_stop()) {
         throw Cancelled(fmt::format("the load stopped at layer {} of {}", l, config.n_layers));
+      }
+      if (config.encoder) {
+        const auto up = [&](const std::string& name) { return upload_tensor(device, reader, name); };
+        L.qkv = upload_concatenated(device, reader, {layer_tensor(l, "attn_q"), layer_tensor(l, "attn_k"),
+                                                     layer_tensor(l, "attn_v")});
+        L.b_qkv = upload_f32_row(device, reader, {layer_bias(l, "attn_q"), layer_bias(l, "attn_k"),
+                                                  layer_bias(l, "attn_v")});
+        L.wo = up(layer_tensor(l, "attn_output"));
+        L.b_o = up(layer_bias(l, "attn_output"));
+        L.attn_norm = up(layer_tensor(l, "attn_output_norm"));
+        L.attn_norm_b = up(layer_bias(l, "attn_output_norm"));
+        L.w_up = up(layer_tensor(l, "ffn_up"));
+        L.b_up = up(layer_bias(l, "ffn_up"));
+        L.w_down = up(layer_tensor(l, "ffn_down"));
+        L.b_down = up(layer_bias(l, "ffn_down"));
+        L.ffn_norm = up(layer_tensor(l, "layer_output_norm"));
+        L.ffn_norm_b = up(layer_bias(l, "layer_output_norm"));
+        continue;
       }
       L.attn_norm = upload_tensor(device, reader, layer_tensor(l, "attn_norm"));
       L.qkv = config.fused_qkv
@@ -238,6 +272,8 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     in.score_sampling = section(T * sizeof(ops::SamplingRow));
     in.score_penalties = section(T * sizeof(ops::PenaltyEntry));
     in.feed = section(T * 4);
+    in.embed_rows = section(T * 4);
+    in.attn_limits = section(T * 4);
     in.total = off;
     for (std::uint32_t i = 0; i < 2; ++i) {
       ws->inputs[i] = device.create_buffer(in.total, MemoryIntent::upload, fmt::format("step_inputs.{}", i));
@@ -300,6 +336,12 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
                                              MemoryIntent::readback, fmt::format("step_readback.{}", i));
     }
     ws->logits_readback = device.create_buffer(S * c.vocab_size * 4, MemoryIntent::readback, "logits_readback");
+    if (o.embeddings) {
+      for (std::uint32_t i = 0; i < 2; ++i) {
+        ws->embed_readback[i] = device.create_buffer(T * c.d_model * 4, MemoryIntent::readback,
+                                                     fmt::format("embed_readback.{}", i));
+      }
+    }
     m->ws_ = std::move(ws);
   } catch (const OutOfMemory& e) {
     throw OutOfMemory(fmt::format(
@@ -379,10 +421,13 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
 }
 
 std::uint64_t Model::weight_bytes() const {
-  std::uint64_t n = token_embd_.bytes() + output_norm_.bytes() + output_.bytes();
+  std::uint64_t n = token_embd_.bytes() + output_norm_.bytes() + output_.bytes() +
+                    position_embd_.bytes() + token_types_.bytes() + embd_norm_.bytes() +
+                    embd_norm_b_.bytes();
   for (const Layer& L : layers_) {
-    for (const ops::DeviceWeight* w : {&L.attn_norm, &L.wo, &L.ffn_norm, &L.w_gate_up, &L.w_gate,
-                                       &L.w_up, &L.w_down, &L.b_qkv, &L.q_norm, &L.k_norm}) {
+    for (const ops::DeviceWeight* w :
+         {&L.attn_norm, &L.wo, &L.ffn_norm, &L.w_gate_up, &L.w_gate, &L.w_up, &L.w_down, &L.b_qkv,
+          &L.q_norm, &L.k_norm, &L.attn_norm_b, &L.ffn_norm_b, &L.b_o, &L.b_up, &L.b_down}) {
       n += w->bytes();
     }
     for (const Slice& sl : L.qkv) n += sl.w.bytes();
@@ -402,7 +447,8 @@ std::uint64_t Model::workspace_bytes() const {
   for (const Buffer* b : {&w.inputs[0], &w.inputs[1], &w.x, &w.xn, &w.qkv, &w.q, &w.attn,
                           &w.attn_partials, &w.attn_counters, &w.gate, &w.up, &w.hs, &w.hn,
                           &w.logits, &w.scratch, &w.ids, &w.logprobs, &w.inv_freq, &w.top,
-                          &w.readback[0], &w.readback[1], &w.logits_readback}) {
+                          &w.readback[0], &w.readback[1], &w.logits_readback,
+                          &w.embed_readback[0], &w.embed_readback[1]}) {
     n += b->size();
   }
   return n;
@@ -473,6 +519,12 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, c
   ops::record_feed_tokens(k, cs, BufferSpan(inputs, in.feed, T * 4),
                           BufferSpan(w.readback[1 - sh.slot], 0, std::uint64_t{options_.max_seqs} * 4),
                           token_ids, T);
+  if (c.encoder) {
+    const auto layers = record_encoder_layers(cs, sh);
+    record_embeddings(cs, sh);
+    cs.end();
+    return layers;
+  }
   ops::record_get_rows(k, cs, token_embd_.view(), token_ids, w.x, T);
   const std::uint32_t qkv_stride = c.q_dim() + 2 * c.kv_dim();
   ops::RopeKvShape rkv;
@@ -541,6 +593,7 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, c
   record_scores(cs, sh);
   // Only the sampled rows go through the final norm and the LM head.
   if (R == 0) {
+    record_embeddings(cs, sh);
     cs.end();
     return layers;
   }
@@ -565,8 +618,97 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, c
     const std::uint64_t bytes = std::uint64_t{R} * c.vocab_size * 4;
     cs.copy(BufferSpan(w.logits, 0, bytes), BufferSpan(w.logits_readback, 0, bytes), "read logits");
   }
+  record_embeddings(cs, sh);
   cs.end();
   return layers;
+}
+
+// bert's layers (docs/ARCHITECTURE.md "Embeddings"): the input is the token's row plus its
+// position's plus token type 0's, LayerNormed; each layer is post-norm, every projection with its
+// bias: x = LN(x + Wo attn(Wq x, Wk x, Wv x)), x = LN(x + Wdown gelu(Wup x)). Attention is
+// bidirectional: each token's last key is its sequence's last (attn_limits), and the whole
+// sequence is in the step. No rotation (the inverse frequencies are zero).
+std::pair<std::size_t, std::size_t> Model::record_encoder_layers(platform::CommandStream& cs,
+                                                                 const StepShape& sh) {
+  ops::Kernels& k = kernels_;
+  Workspace& w = *ws_;
+  const ModelConfig& c = config_;
+  const InputLayout& in = w.in;
+  const std::uint32_t T = sh.T, S = sh.S;
+  const Buffer& inputs = w.inputs[sh.slot];
+  const BufferSpan token_ids(inputs, in.token_ids, T * 4);
+  const BufferSpan positions(inputs, in.positions, T * 4);
+  const BufferSpan limits(inputs, in.attn_limits, T * 4);
+  const BufferSpan query_start(inputs, in.query_start, (S + 1) * 4);
+  const BufferSpan slots(inputs, in.slot_mapping, T * 4);
+  const BufferSpan block_table(inputs, in.block_table, std::uint64_t{S} * max_blocks_per_seq_ * 4);
+  const std::uint32_t n = T * c.d_model;
+
+  ops::record_get_rows(k, cs, token_embd_.view(), token_ids, w.x, T);
+  ops::record_get_rows(k, cs, position_embd_.view(), positions, w.xn, T);
+  ops::record_add(k, cs, w.x, w.xn, w.xn, n);
+  ops::record_add_bias(k, cs, w.xn, first_span(token_types_), w.xn, c.d_model, T);
+  ops::record_layer_norm(k, cs, w.xn, first_span(embd_norm_), first_span(embd_norm_b_), w.x, c.d_model, T,
+                         c.rms_eps);
+
+  ops::AttentionShape shape = attention_shape(T, S);
+  ops::RopeKvShape rkv;
+  rkv.ntok = T;
+  rkv.n_heads = c.n_heads;
+  rkv.n_kv_heads = c.n_kv_heads;
+  rkv.head_dim = c.head_dim;
+  rkv.style = ops::RopeStyle::neox;
+  rkv.kv_type = kv_type_;
+  const std::uint32_t qkv_stride = c.q_dim() + 2 * c.kv_dim();
+  const std::size_t d0 = cs.dispatch_count(), b0 = cs.barrier_count();
+  for (const Layer& L : layers_) {
+    for (const Slice& sl : L.qkv) {
+      ops::MatmulOut out = ops::with_epilogue(ops::Epilogue::bias);
+      out.bias = first_span(L.b_qkv);
+      out.y_stride = qkv_stride;
+      out.y0 = sl.y0;
+      ops::record_matmul(k, cs, sl.w.view(), w.x, w.qkv, T, out);
+    }
+    ops::record_rope_kv(k, cs, rkv, w.qkv, positions, w.inv_freq, slots, w.q, L.k_pool, L.v_pool, {}, {});
+    ops::record_attention(k, cs, shape, w.q, L.k_pool, L.v_pool, limits, query_start, block_table,
+                          w.attn, w.attn_partials, w.attn_counters);
+    ops::MatmulOut o = ops::with_epilogue(ops::Epilogue::bias);
+    o.bias = first_span(L.b_o);
+    ops::record_matmul(k, cs, L.wo.view(), w.attn, w.xn, T, o);
+    ops::record_add(k, cs, w.x, w.xn, w.xn, n);
+    ops::record_layer_norm(k, cs, w.xn, first_span(L.attn_norm), first_span(L.attn_norm_b), w.x, c.d_model,
+                           T, c.rms_eps);
+    ops::MatmulOut up = ops::with_epilogue(ops::Epilogue::bias);
+    up.bias = first_span(L.b_up);
+    ops::record_matmul(k, cs, L.w_up.view(), w.x, w.gate, T, up);
+    ops::record_gelu(k, cs, w.gate, w.gate, T * c.ffn_dim);
+    ops::MatmulOut down = ops::with_epilogue(ops::Epilogue::bias);
+    down.bias = first_span(L.b_down);
+    ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.xn, T, down);
+    ops::record_add(k, cs, w.x, w.xn, w.xn, n);
+    ops::record_layer_norm(k, cs, w.xn, first_span(L.ffn_norm), first_span(L.ffn_norm_b), w.x, c.d_model,
+                           T, c.rms_eps);
+  }
+  return {cs.dispatch_count() - d0, cs.barrier_count() - b0};
+}
+
+// The embedding rows' hidden states into the slot's embedding readback: gathered into xn,
+// through a decoder's final norm into x (the layers and the head are done with both), copied.
+void Model::record_embeddings(platform::CommandStream& cs, const StepShape& sh) {
+  if (sh.E == 0) return;
+  ops::Kernels& k = kernels_;
+  Workspace& w = *ws_;
+  const ModelConfig& c = config_;
+  const std::uint32_t T = sh.T, E = sh.E;
+  const BufferSpan rows(w.inputs[sh.slot], w.in.embed_rows, std::uint64_t{E} * 4);
+  ops::record_get_rows(k, cs, ops::f32_view(BufferSpan(w.x), c.d_model, T), rows, w.xn, E);
+  const Buffer* out = &w.xn;
+  if (!c.encoder) {
+    ops::record_rms_norm(k, cs, w.xn, first_span(output_norm_), w.x, c.d_model, E, c.rms_eps);
+    out = &w.x;
+  }
+  const std::uint64_t bytes = std::uint64_t{E} * c.d_model * 4;
+  cs.copy(BufferSpan(*out, 0, bytes), BufferSpan(w.embed_readback[sh.slot], 0, bytes), "read embeddings");
 }
 
 // The final norm and the LM head over n rows of the step's hidden states (token indices in

@@ -46,6 +46,9 @@ struct ModelOptions {
   // anew: padding tokens belong to padding sequences, write no K/V and their rows are never
   // read back.
   bool pad_steps = true;
+  // Room to read back max_batch_tokens hidden states a step (StepInput::embed_rows): the
+  // embeddings of docs/ARCHITECTURE.md "Embeddings". Encoders always have it.
+  bool embeddings = false;
   // Asked before each layer's upload; true stops the load with Cancelled (a signal while a big
   // model loads). Empty: never.
   std::function<bool()> should_stop;
@@ -79,6 +82,9 @@ struct StepInput {
   // just before this one, read on the device, so step t + 1 can be submitted before step t's ids
   // reach the host. token_ids[i] is then ignored (any id in the vocabulary).
   std::vector<std::uint32_t> feed;
+  // Embeddings (ModelOptions::embeddings): token indices whose last hidden state (after the
+  // final norm of a decoder; an encoder's last layer output) is read back, in this order.
+  std::vector<std::uint32_t> embed_rows;    // [E <= T]
 };
 
 inline constexpr std::uint32_t kNoFeed = 0xffffffffu;
@@ -92,6 +98,7 @@ struct StepOutput {
   std::vector<float> logits;       // [R * vocab] when asked
   std::vector<float> score_logprobs;                      // [P]
   std::vector<std::vector<ops::TopLogprob>> score_top;    // [P] when score_top > 0
+  std::vector<float> embeddings;                          // [E * d_model]
 };
 
 class Model {
@@ -171,6 +178,7 @@ class Model {
     std::uint32_t T = 0, S = 0, R = 0;
     bool want_logits = false, use_sampler = false, want_top = false;
     std::uint32_t P = 0, score_top = 0;
+    std::uint32_t E = 0;
     std::uint32_t slot = 0;
     auto operator<=>(const StepShape&) const = default;
   };
@@ -180,6 +188,7 @@ class Model {
     StepShape shape;
     std::uint32_t R0 = 0;
     std::vector<std::uint32_t> top_counts;  // [R0] top logprobs asked per row
+    std::uint32_t E0 = 0;                   // embedding rows asked
   };
 
   void check(const StepInput& input) const;
@@ -194,6 +203,9 @@ class Model {
   std::pair<std::size_t, std::size_t> record(platform::CommandStream& cs, const StepShape& shape);
   void record_head(platform::CommandStream& cs, std::uint32_t T, platform::BufferSpan rows, std::uint32_t n);
   void record_scores(platform::CommandStream& cs, const StepShape& shape);
+  void record_embeddings(platform::CommandStream& cs, const StepShape& shape);
+  std::pair<std::size_t, std::size_t> record_encoder_layers(platform::CommandStream& cs,
+                                                            const StepShape& shape);
 
   platform::Device& device_;
   ops::Kernels kernels_;
@@ -202,6 +214,8 @@ class Model {
   std::uint32_t max_blocks_per_seq_ = 0;
   ops::KvType kv_type_ = ops::KvType::f32;
   ops::DeviceWeight token_embd_, output_norm_, output_;
+  // Encoders: learned positions, token type 0's row, the input LayerNorm.
+  ops::DeviceWeight position_embd_, token_types_, embd_norm_, embd_norm_b_;
   std::vector<Layer> layers_;
   std::unique_ptr<Workspace> ws_;
   std::map<StepShape, std::unique_ptr<Recording>> recordings_cache_;

@@ -70,6 +70,29 @@ void Model::check(const StepInput& in) const {
       }
     }
   }
+  if (config_.encoder) {
+    for (std::uint32_t s = 0; s < S; ++s) {
+      if (in.positions[in.query_start[s]] != 0) {
+        throw InvalidRequest(fmt::format("step: sequence {} of an encoder starts at position {}; "
+                                         "an encoder runs each input whole in one step",
+                                         s, in.positions[in.query_start[s]]));
+      }
+    }
+    if (!in.sample_rows.empty() || !in.score_rows.empty() || in.want_logits) {
+      throw InvalidRequest(fmt::format("step: {} is an encoder: it computes embeddings, no "
+                                       "logits",
+                                       config_.name));
+    }
+  }
+  if (!in.embed_rows.empty() && !options_.embeddings) {
+    throw InvalidRequest("step: embedding rows asked of a model loaded without embeddings");
+  }
+  if (in.embed_rows.size() > T) {
+    throw InvalidRequest(fmt::format("step: {} embedding rows for {} tokens", in.embed_rows.size(), T));
+  }
+  for (std::uint32_t r : in.embed_rows) {
+    if (r >= T) throw InvalidRequest(fmt::format("step: embedding row {} is not a token of the batch", r));
+  }
   const std::uint64_t R = in.sample_rows.size();
   if (R > S || in.sampling.size() != R) {
     throw InvalidRequest(fmt::format("step: {} sample rows with {} sampling entries (0..{})", R,
@@ -197,6 +220,21 @@ void Model::write_inputs(const StepInput& input, const StepShape& sh) {
       std::memcpy(base + w.in.sampling + std::uint64_t{r} * sizeof(ops::SamplingRow), &greedy, sizeof(greedy));
     }
   }
+  if (sh.E > 0) {  // padding rows read token 0
+    put(w.in.embed_rows, input.embed_rows);
+    std::memset(base + w.in.embed_rows + input.embed_rows.size() * 4, 0,
+                (sh.E - input.embed_rows.size()) * 4);
+  }
+  if (config_.encoder) {
+    // Bidirectional attention: every token's last key is its sequence's last position (padding
+    // included: a padding sequence attends over its own tokens).
+    const auto* qs = reinterpret_cast<const std::uint32_t*>(base + w.in.query_start);
+    const auto* pos = reinterpret_cast<const std::uint32_t*>(base + w.in.positions);
+    auto* limits = reinterpret_cast<std::uint32_t*>(base + w.in.attn_limits);
+    for (std::uint32_t s = 0; s < S; ++s) {
+      for (std::uint32_t t = qs[s]; t < qs[s + 1]; ++t) limits[t] = pos[qs[s + 1] - 1];
+    }
+  }
   if (P > 0) {
     std::vector<ops::SamplingRow> rows(P);
     std::vector<ops::PenaltyEntry> force(P);
@@ -281,6 +319,10 @@ void Model::submit(const StepInput& input) {
   sh.use_sampler |= sh.want_top;
   sh.P = static_cast<std::uint32_t>(input.score_rows.size());
   sh.score_top = input.score_top;
+  if (!input.embed_rows.empty()) {
+    const auto E = static_cast<std::uint32_t>(input.embed_rows.size());
+    sh.E = options_.pad_steps ? std::min(step_bucket(E), options_.max_batch_tokens) : E;
+  }
   // The other slot than the step in flight's, or than the one whose ids the feed reads; else
   // slot 0, so steps run one at a time replay one recording per shape.
   const bool fed = std::any_of(input.feed.begin(), input.feed.end(), [](std::uint32_t f) { return f != kNoFeed; });
@@ -294,7 +336,7 @@ void Model::submit(const StepInput& input) {
     throw DeviceLost("vkQueueSubmit failed: VK_ERROR_DEVICE_LOST (injected: VKLLM_FAULT step_submit)");
   }
   rec.cs.submit();
-  InFlight f{&rec, sh, R0, {}};
+  InFlight f{&rec, sh, R0, {}, static_cast<std::uint32_t>(input.embed_rows.size())};
   if (sh.want_top) {
     for (const ops::SamplingRow& row : input.sampling) f.top_counts.push_back(row.top_logprobs);
   }
@@ -348,6 +390,10 @@ StepOutput Model::wait() {
   if (P > 0) {
     out.score_logprobs.resize(P);
     std::memcpy(out.score_logprobs.data(), rb + w.readback_score, std::uint64_t{P} * 4);
+  }
+  if (f.E0 > 0) {
+    out.embeddings.resize(std::uint64_t{f.E0} * config_.d_model);
+    std::memcpy(out.embeddings.data(), w.embed_readback[sh.slot].mapped(), out.embeddings.size() * 4);
   }
   if (P > 0 && sh.score_top > 0) {
     out.score_top.resize(P);

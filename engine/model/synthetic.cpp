@@ -119,6 +119,62 @@ class Filler {
   std::map<std::pair<TensorType, float>, std::vector<std::uint8_t>> pools_;
 };
 
+// The keys every architecture has: name, shape and context.
+gguf::Writer common_header(const SyntheticSpec& s) {
+  const std::string arch = to_string(s.arch);
+  gguf::Writer w;
+  w.set_string("general.architecture", arch);
+  w.set_string("general.name", s.name);
+  w.set_u32(arch + ".block_count", s.n_layers);
+  w.set_u32(arch + ".context_length", s.context_length);
+  w.set_u32(arch + ".embedding_length", s.d_model);
+  w.set_u32(arch + ".feed_forward_length", s.ffn_dim);
+  w.set_u32(arch + ".attention.head_count", s.n_heads);
+  return w;
+}
+
+// bert (llama.cpp's tensor names): learned positions for the whole context, two token types,
+// LayerNorms (weights near 1, biases near 0) on the input and after each residual, biases on
+// every projection. Unit-variance activations as in the decoders.
+gguf::Writer make_synthetic_encoder(const SyntheticSpec& s) {
+  if (s.n_heads != s.n_kv_heads) throw InvalidRequest("synthetic bert: n_kv_heads must equal n_heads");
+  const std::string arch = to_string(s.arch);
+  gguf::Writer w = common_header(s);
+  w.set_f32(arch + ".attention.layer_norm_epsilon", 1e-12f);
+  w.set_bool(arch + ".attention.causal", false);
+  w.set_u32(arch + ".pooling_type", s.pooling.value_or(1));
+  add_vocab(w, s.vocab_size, s.arch);
+  Filler fill(s);
+  const std::uint32_t d = s.d_model, q = s.n_heads * s.head_dim;
+  fill.matrix(w, "token_embd.weight", d, s.vocab_size, std::sqrt(static_cast<float>(d) / 3.f));
+  fill.matrix(w, "position_embd.weight", d, s.context_length, 0.5f * std::sqrt(static_cast<float>(d) / 3.f));
+  std::vector<float> types(2 * std::uint64_t{d});
+  std::mt19937 rng(s.seed + 1);
+  std::uniform_real_distribution<float> u(-0.3f, 0.3f);
+  for (float& x : types) x = u(rng);
+  w.add_tensor_f32("token_types.weight", {d, 2}, types, TensorType::kF32);
+  fill.vector(w, "token_embd_norm.weight", d, 1.f, 0.2f);
+  fill.vector(w, "token_embd_norm.bias", d, 0.f, 0.2f);
+  const auto projection = [&](std::uint32_t l, const char* what, std::uint32_t ncols, std::uint32_t nrows,
+                              float gain) {
+    fill.matrix(w, layer_tensor(l, what), ncols, nrows, gain);
+    fill.vector(w, layer_bias(l, what), nrows, 0.f, 0.3f);
+  };
+  for (std::uint32_t l = 0; l < s.n_layers; ++l) {
+    projection(l, "attn_q", d, q, 1.f);
+    projection(l, "attn_k", d, q, 1.f);
+    projection(l, "attn_v", d, q, 1.f);
+    projection(l, "attn_output", q, d, 0.5f);
+    fill.vector(w, layer_tensor(l, "attn_output_norm"), d, 1.f, 0.2f);
+    fill.vector(w, layer_bias(l, "attn_output_norm"), d, 0.f, 0.2f);
+    projection(l, "ffn_up", d, s.ffn_dim, 1.f);
+    projection(l, "ffn_down", s.ffn_dim, d, 0.5f);
+    fill.vector(w, layer_tensor(l, "layer_output_norm"), d, 1.f, 0.2f);
+    fill.vector(w, layer_bias(l, "layer_output_norm"), d, 0.f, 0.2f);
+  }
+  return w;
+}
+
 }  // namespace
 
 std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
@@ -149,6 +205,12 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
       s.longrope_original_context = 4096;
       s.longrope_attn_factor = 1.19f;
     }
+  } else if (name == "bge-small") {  // BGE-small-en v1.5 (an encoder: embeddings only)
+    s.arch = Arch::bert; s.n_layers = 12; s.d_model = 384; s.n_heads = 12; s.n_kv_heads = 12;
+    s.head_dim = 32; s.ffn_dim = 1536; s.vocab_size = 30522; s.context_length = 512; s.pooling = 2;
+  } else if (name == "micro-bert") {  // micro's size as an encoder: embedding server tests
+    s.arch = Arch::bert; s.n_layers = 2; s.d_model = 128; s.n_heads = 4; s.n_kv_heads = 4;
+    s.head_dim = 32; s.ffn_dim = 256; s.vocab_size = 512; s.context_length = 512; s.fast_fill = false;
   } else if (name == "micro") {  // ~0.3M parameters: server tests where no real model exists
     s.n_layers = 2; s.d_model = 128; s.n_heads = 4; s.n_kv_heads = 2; s.head_dim = 32;
     s.ffn_dim = 256; s.vocab_size = 512; s.context_length = 2048; s.fast_fill = false;
@@ -159,12 +221,17 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
 }
 
 std::vector<std::string> synthetic_preset_names() {
-  return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "tiny", "tiny-phi3", "micro"};
+  return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "tiny", "tiny-phi3", "micro",
+          "bge-small", "micro-bert"};
 }
 
 std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
   const std::uint64_t d = s.d_model, q = std::uint64_t{s.n_heads} * s.head_dim,
                       kv = std::uint64_t{s.n_kv_heads} * s.head_dim, f = s.ffn_dim;
+  if (s.arch == Arch::bert) {  // q = kv; biases; two LayerNorms a layer; positions and types
+    const std::uint64_t layer = 4 * d * q + 3 * q + d + 2 * d * f + f + d + 4 * d;
+    return s.n_layers * layer + (std::uint64_t{s.vocab_size} + s.context_length + 2 + 2) * d;
+  }
   std::uint64_t layer = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * f;
   if (s.arch == Arch::qwen2) layer += q + 2 * kv;
   if (s.arch == Arch::qwen3) layer += 2 * std::uint64_t{s.head_dim};
@@ -177,21 +244,16 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
   if (s.n_kv_heads == 0 || s.n_heads % s.n_kv_heads != 0) {
     throw InvalidRequest("synthetic model: n_heads must be a multiple of n_kv_heads");
   }
+  if (s.arch == Arch::bert) return make_synthetic_encoder(s);
   const std::string arch = to_string(s.arch);
-  gguf::Writer w;
-  w.set_string("general.architecture", arch);
-  w.set_string("general.name", s.name);
-  w.set_u32(arch + ".block_count", s.n_layers);
-  w.set_u32(arch + ".context_length", s.context_length);
-  w.set_u32(arch + ".embedding_length", s.d_model);
-  w.set_u32(arch + ".feed_forward_length", s.ffn_dim);
-  w.set_u32(arch + ".attention.head_count", s.n_heads);
+  gguf::Writer w = common_header(s);
   w.set_u32(arch + ".attention.head_count_kv", s.n_kv_heads);
   w.set_u32(arch + ".attention.key_length", s.head_dim);
   w.set_u32(arch + ".attention.value_length", s.head_dim);
   w.set_u32(arch + ".rope.dimension_count", s.head_dim);
   w.set_f32(arch + ".rope.freq_base", s.rope_base);
   w.set_f32(arch + ".attention.layer_norm_rms_epsilon", s.rms_eps);
+  if (s.pooling) w.set_u32(arch + ".pooling_type", *s.pooling);
   add_vocab(w, s.vocab_size, s.arch);
 
   Filler fill(s);

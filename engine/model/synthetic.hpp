@@ -41,6 +41,9 @@ struct SyntheticSpec {
   // attn_v and ffn_up in this type instead (mixed files such as Q4_K_M keep attn_v at Q6_K): the
   // model then runs Q/K/V in two slices and gate/up unfused.
   std::optional<gguf::TensorType> v_up_type;
+  // `<arch>.pooling_type` to write (llama.cpp's numbering: 1 mean, 2 cls, 3 last); encoders
+  // write 1 (mean) when unset, decoders nothing.
+  std::optional<std::uint32_t> pooling;
   std::uint32_t seed = 1;
   // Benchmark models: fill each matrix by repeating a pool of random quantized blocks instead of
   // quantizing every element (minutes -> seconds for 8B shapes; values stay random-looking).
@@ -49,7 +52,8 @@ struct SyntheticSpec {
 
 // Named presets with real shapes: llama3-1b (Llama 3.2 1B), llama3-8b (Llama 3.1 8B),
 // qwen2.5-0.5b, phi3-mini (Phi-3-mini-4k), tiny (~100M parameters, llama, for lavapipe
-// benchmarks), tiny-phi3 (tiny's shapes as a phi3), micro (~0.3M, tests).
+// benchmarks), tiny-phi3 (tiny's shapes as a phi3), micro (~0.3M, tests), and the encoders
+// bge-small (BGE-small-en's shapes) and micro-bert (micro's, tests).
 std::optional<SyntheticSpec> synthetic_preset(const std::string& name);
 std::vector<std::string> synthetic_preset_names();
 

@@ -15,7 +15,10 @@ inline constexpr std::size_t kMaxRecordings = 32;  // shapes x the two input slo
 // Offsets of the per-step inputs inside a host-visible input buffer.
 struct InputLayout {
   std::uint64_t token_ids, positions, query_start, slot_mapping, block_table, sample_rows,
-      sampling, penalties, masks, score_rows, score_sampling, score_penalties, feed, total;
+      sampling, penalties, masks, score_rows, score_sampling, score_penalties, feed, embed_rows,
+      attn_limits, total;
+  // embed_rows: StepInput::embed_rows. attn_limits (encoders): each token's last key, its
+  // sequence's last position, which attention reads where a decoder's read positions.
   std::uint32_t max_penalties;
   std::uint32_t mask_words;  // per sampled row (constrained decoding): vocab / 32 rounded up
 };
@@ -38,6 +41,8 @@ struct Model::Workspace {
   std::uint64_t readback_score = 0, readback_score_top = 0;
   // [S, vocab] (tests): one, so a step that wants logits runs alone
   platform::Buffer logits_readback;
+  // [max_batch_tokens, d_model] hidden states (ModelOptions::embeddings), one per slot.
+  std::array<platform::Buffer, 2> embed_readback;
 };
 
 struct Model::Recording {

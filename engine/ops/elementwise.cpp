@@ -35,6 +35,10 @@ void record_mul(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, Buffe
   record_binary(k, cs, shaders::ShaderId::mul_f32, "mul_f32", a, b, out, n);
 }
 
+void record_gelu(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out, std::uint32_t n) {
+  record_binary(k, cs, shaders::ShaderId::gelu_f32, "gelu_f32", x, x, out, n);
+}
+
 void record_feed_tokens(Kernels& k, CommandStream& cs, BufferSpan feed, BufferSpan prev,
                         BufferSpan ids, std::uint32_t n) {
   const std::uint64_t bytes = std::uint64_t{n} * 4;

@@ -1,4 +1,4 @@
-// Elementwise ops on f32 vectors (out = a + b, out = a * b) and the token feed of the
+// Elementwise ops on f32 vectors (out = a + b, out = a * b, GELU) and the token feed of the
 // overlapped loop. Knows no Vulkan, no models.
 #pragma once
 
@@ -11,6 +11,8 @@ void record_add(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, Buffe
                 std::uint32_t n);
 void record_mul(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, BufferSpan out,
                 std::uint32_t n);
+// out = gelu(x) (tanh form), n f32; out may alias x.
+void record_gelu(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out, std::uint32_t n);
 
 // ids[i] = prev[feed[i]] where feed[i] != 0xffffffff (model::kNoFeed), for i < n: the ids one
 // step drew, fed to the next step's tokens on the device. The caller checks every feed entry

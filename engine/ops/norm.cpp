@@ -43,6 +43,24 @@ void record_rms_norm(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan w, 
                                               slices > 1 ? fmt::format(" in {} slices", slices) : ""));
 }
 
+void record_layer_norm(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan w, BufferSpan b,
+                       BufferSpan out, std::uint32_t ncols, std::uint32_t nrows, float eps) {
+  const std::uint64_t bytes = std::uint64_t{ncols} * nrows * 4;
+  require_bytes(x, bytes, "layer_norm", "x");
+  require_bytes(w, std::uint64_t{ncols} * 4, "layer_norm", "w");
+  require_bytes(b, std::uint64_t{ncols} * 4, "layer_norm", "b");
+  require_bytes(out, bytes, "layer_norm", "out");
+  check_rows(k, nrows, "layer_norm");
+  x.size = out.size = bytes;
+  w.size = b.size = std::uint64_t{ncols} * 4;
+  const std::uint32_t wg = k.tuning().rows_workgroup;
+  const auto& p = k.pipeline(shaders::ShaderId::layer_norm_f32, 4, sizeof(PushRows), {wg});
+  const PushRows push{ncols, nrows, eps};
+  // One workgroup per row: encoders run whole prompts, never few-row decode steps.
+  cs.dispatch(p, {{x, Access::read}, {w, Access::read}, {out, Access::write}, {b, Access::read}},
+              push, {nrows, 1, 1}, fmt::format("layer_norm_f32 [{}, {}]", nrows, ncols));
+}
+
 void record_softmax(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out,
                     std::uint32_t ncols, std::uint32_t nrows, float scale) {
   const std::uint64_t bytes = std::uint64_t{ncols} * nrows * 4;

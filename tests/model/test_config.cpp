@@ -267,3 +267,48 @@ TEST_CASE("synthetic vocabularies have no repeated piece (llama.cpp loads our mo
   std::set<std::string> distinct(tokens.begin(), tokens.end());
   CHECK(distinct.size() == tokens.size());
 }
+
+TEST_CASE("bert: an encoder with learned positions, pooling from the file; malformed ones named") {
+  SyntheticSpec s = small(Arch::bert);
+  s.n_kv_heads = s.n_heads;
+  s.context_length = 256;
+  s.pooling = 2;
+  const gguf::Reader base = to_reader(model::make_synthetic_model(s));
+  const ModelConfig c = ModelConfig::from_gguf(base);
+  CHECK(c.arch == Arch::bert);
+  CHECK(c.encoder);
+  CHECK(c.qkv_bias);
+  CHECK(c.rope.none);
+  CHECK(c.pooling == model::Pooling::cls);
+  CHECK(c.context_length == 256);
+  for (float f : model::rope_inv_freq(c.rope)) CHECK(f == 0.f);
+  CHECK(ModelConfig::from_gguf(to_reader(model::make_synthetic_model(small(Arch::llama)))).pooling ==
+        model::Pooling::last);
+  SUBCASE("a reranker's rank pooling") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("bert.pooling_type", 4); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+    CHECK(error_of(r).find("pooling type 4") != std::string::npos);
+  }
+  SUBCASE("causal") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_bool("bert.attention.causal", true); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+  }
+  SUBCASE("a missing LayerNorm bias") {
+    auto r = rewrite(base, [](gguf::Writer&) {},
+                     [](gguf::TensorInfo& t, auto&) { return t.name != "blk.1.layer_output_norm.bias"; });
+    CHECK(error_of(r).find("blk.1.layer_output_norm.bias") != std::string::npos);
+  }
+  SUBCASE("position table of another width") {
+    auto r = rewrite(base, [](gguf::Writer&) {}, [](gguf::TensorInfo& t, std::vector<std::uint8_t>& bytes) {
+      if (t.name == "position_embd.weight") {
+        t.dims[0] = 32;
+        t.dims[1] = 512;
+      }
+      (void)bytes;
+      return true;
+    });
+    CHECK(error_of(r).find("position_embd.weight") != std::string::npos);
+  }
+  CHECK(model::parse_pooling("cls") == model::Pooling::cls);
+  CHECK_FALSE(model::parse_pooling("max").has_value());
+}

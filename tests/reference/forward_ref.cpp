@@ -1,5 +1,6 @@
 #include "tests/reference/forward_ref.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/gguf/quant.hpp"
@@ -177,6 +178,121 @@ std::vector<float> ReferenceModel::forward(std::uint32_t token) {
     for (std::uint32_t i = 0; i < d; ++i) x[i] += down[i];
   }
   return matvec(output_, rms_norm(x, output_norm_, c.rms_eps), c.vocab_size);
+}
+
+namespace {
+
+// LayerNorm of each `n`-element group of x, with weight w and bias b.
+std::vector<float> layer_norm(const std::vector<float>& x, const std::vector<float>& w,
+                              const std::vector<float>& b, float eps) {
+  const std::size_t n = w.size();
+  std::vector<float> y(x.size());
+  for (std::size_t g = 0; g < x.size() / n; ++g) {
+    double mean = 0, var = 0;
+    for (std::size_t i = 0; i < n; ++i) mean += x[g * n + i];
+    mean /= double(n);
+    for (std::size_t i = 0; i < n; ++i) var += (x[g * n + i] - mean) * (x[g * n + i] - mean);
+    const double s = 1.0 / std::sqrt(var / double(n) + eps);
+    for (std::size_t i = 0; i < n; ++i) y[g * n + i] = static_cast<float>((x[g * n + i] - mean) * s * w[i] + b[i]);
+  }
+  return y;
+}
+
+std::vector<float> plus(std::vector<float> a, const std::vector<float>& b) {
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+  return a;
+}
+
+}  // namespace
+
+ReferenceEncoder::ReferenceEncoder(const gguf::Reader& r) : config_(model::ModelConfig::from_gguf(r)) {
+  token_embd_ = load(r, "token_embd.weight");
+  position_embd_ = load(r, "position_embd.weight");
+  token_types_ = load(r, "token_types.weight");
+  embd_norm_w_ = load(r, "token_embd_norm.weight");
+  embd_norm_b_ = load(r, "token_embd_norm.bias");
+  for (std::uint32_t l = 0; l < config_.n_layers; ++l) {
+    const auto w = [&](const char* what) { return load(r, model::layer_tensor(l, what)); };
+    const auto b = [&](const char* what) { return load(r, model::layer_bias(l, what)); };
+    layers_.push_back({w("attn_q"), b("attn_q"), w("attn_k"), b("attn_k"), w("attn_v"), b("attn_v"),
+                       w("attn_output"), b("attn_output"), w("attn_output_norm"), b("attn_output_norm"),
+                       w("ffn_up"), b("ffn_up"), w("ffn_down"), b("ffn_down"), w("layer_output_norm"),
+                       b("layer_output_norm")});
+  }
+}
+
+std::vector<float> ReferenceEncoder::forward(const std::vector<std::uint32_t>& tokens) const {
+  const model::ModelConfig& c = config_;
+  const std::size_t n = tokens.size(), d = c.d_model, hd = c.head_dim, q = c.q_dim();
+  std::vector<std::vector<float>> x(n);
+  for (std::size_t t = 0; t < n; ++t) {
+    std::vector<float> e(d);
+    for (std::size_t i = 0; i < d; ++i) {
+      e[i] = token_embd_[tokens[t] * d + i] + position_embd_[t * d + i] + token_types_[i];
+    }
+    x[t] = layer_norm(e, embd_norm_w_, embd_norm_b_, c.rms_eps);
+  }
+  const double scale = 1.0 / std::sqrt(double(hd));
+  for (const Layer& L : layers_) {
+    std::vector<std::vector<float>> qs(n), ks(n), vs(n);
+    for (std::size_t t = 0; t < n; ++t) {
+      qs[t] = plus(matvec(L.wq, x[t], q), L.bq);
+      ks[t] = plus(matvec(L.wk, x[t], q), L.bk);
+      vs[t] = plus(matvec(L.wv, x[t], q), L.bv);
+    }
+    for (std::size_t t = 0; t < n; ++t) {
+      std::vector<float> attn(q);
+      for (std::size_t h = 0; h < c.n_heads; ++h) {
+        std::vector<double> p(n);
+        double m = -1e300, sum = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+          double dot = 0;
+          for (std::size_t i = 0; i < hd; ++i) dot += double(qs[t][h * hd + i]) * ks[j][h * hd + i];
+          p[j] = dot * scale;
+          m = std::max(m, p[j]);
+        }
+        for (double& v : p) sum += (v = std::exp(v - m));
+        for (std::size_t i = 0; i < hd; ++i) {
+          double acc = 0;
+          for (std::size_t j = 0; j < n; ++j) acc += p[j] * vs[j][h * hd + i];
+          attn[h * hd + i] = static_cast<float>(acc / sum);
+        }
+      }
+      const std::vector<float> o = plus(matvec(L.wo, attn, d), L.bo);
+      const std::vector<float> h1 = layer_norm(plus(x[t], o), L.attn_norm_w, L.attn_norm_b, c.rms_eps);
+      std::vector<float> up = plus(matvec(L.w_up, h1, c.ffn_dim), L.b_up);
+      for (float& v : up) {
+        const double g = v;
+        v = static_cast<float>(0.5 * g * (1.0 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))));
+      }
+      const std::vector<float> down = plus(matvec(L.w_down, up, d), L.b_down);
+      x[t] = layer_norm(plus(h1, down), L.out_norm_w, L.out_norm_b, c.rms_eps);
+    }
+  }
+  std::vector<float> out;
+  for (const auto& row : x) out.insert(out.end(), row.begin(), row.end());
+  return out;
+}
+
+std::vector<float> pool_normalized(const std::vector<float>& hidden, std::uint32_t d,
+                                   model::Pooling pooling) {
+  const std::size_t n = hidden.size() / d;
+  std::vector<double> v(d, 0.0);
+  if (pooling == model::Pooling::mean) {
+    for (std::size_t t = 0; t < n; ++t) {
+      for (std::size_t i = 0; i < d; ++i) v[i] += hidden[t * d + i];
+    }
+    for (double& x : v) x /= double(n);
+  } else {
+    const std::size_t t = pooling == model::Pooling::cls ? 0 : n - 1;
+    for (std::size_t i = 0; i < d; ++i) v[i] = hidden[t * d + i];
+  }
+  double norm = 0;
+  for (double x : v) norm += x * x;
+  norm = std::sqrt(norm);
+  std::vector<float> out(d);
+  for (std::size_t i = 0; i < d; ++i) out[i] = static_cast<float>(norm > 0 ? v[i] / norm : 0.0);
+  return out;
 }
 
 }  // namespace vkllm::ref

@@ -36,4 +36,27 @@ class ReferenceModel {
   std::uint32_t length_ = 0;
 };
 
+// bert (docs/ARCHITECTURE.md "Embeddings"): a whole input at once, every token attending to
+// every other, weights dequantized to f32 and sums in double. Returns the last layer's hidden
+// states [n, d_model]; the caller pools.
+class ReferenceEncoder {
+ public:
+  explicit ReferenceEncoder(const gguf::Reader& reader);
+  const model::ModelConfig& config() const { return config_; }
+  std::vector<float> forward(const std::vector<std::uint32_t>& tokens) const;
+
+ private:
+  struct Layer {
+    std::vector<float> wq, bq, wk, bk, wv, bv, wo, bo, attn_norm_w, attn_norm_b, w_up, b_up,
+        w_down, b_down, out_norm_w, out_norm_b;
+  };
+  model::ModelConfig config_;
+  std::vector<float> token_embd_, position_embd_, token_types_, embd_norm_w_, embd_norm_b_;
+  std::vector<Layer> layers_;
+};
+
+// Pools hidden states [n, d] as `pooling` says and scales the result to unit length.
+std::vector<float> pool_normalized(const std::vector<float>& hidden, std::uint32_t d,
+                                   model::Pooling pooling);
+
 }  // namespace vkllm::ref
