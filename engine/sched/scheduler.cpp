@@ -56,7 +56,7 @@ const Sequence* Scheduler::find(SeqId id) const {
 }
 
 void Scheduler::add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens,
-                    bool reuse_prefix, SeqId shares_prompt_of) {
+                    bool reuse_prefix, SeqId shares_prompt_of, bool whole) {
   if (seqs_.count(id)) throw std::logic_error(fmt::format("scheduler: duplicate sequence {}", id));
   if (prompt.empty()) throw InvalidRequest("the prompt is empty");
   const std::uint64_t len = prompt.size();
@@ -70,8 +70,13 @@ void Scheduler::add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t m
     throw InvalidRequest(fmt::format("the prompt has {} tokens; the KV cache holds {} tokens in all",
                                      len, std::uint64_t{pool_.usable_blocks()} * config_.block_size));
   }
+  if (whole && len > config_.max_num_batched_tokens) {
+    throw InvalidRequest(fmt::format("scheduler: a whole prompt of {} tokens exceeds a step's {}", len,
+                                     config_.max_num_batched_tokens));
+  }
   auto s = std::make_unique<Sequence>();
   s->id = id;
+  s->whole = whole;
   s->prompt_len = static_cast<std::uint32_t>(len);
   s->reuse_prefix = reuse_prefix;
   s->shares_prompt_of = reuse_prefix ? shares_prompt_of : 0;
@@ -242,6 +247,8 @@ StepPlan Scheduler::schedule(bool allow_preemption) {
     if (q >= queue.size()) throw std::logic_error("scheduler: the policy chose no waiting sequence");
     const auto w = static_cast<std::size_t>(std::find(waiting_.begin(), waiting_.end(), queue[q]) - waiting_.begin());
     Sequence& s = get(waiting_[w]);
+    // An input taken whole waits for a step with room for all of it.
+    if (s.whole && s.tokens.size() - s.num_computed > budget) break;
     if (!share_prompt(s)) admit_prefix(s);
     const std::uint32_t remaining = static_cast<std::uint32_t>(s.tokens.size()) - s.num_computed;
     const std::uint32_t count = std::min(remaining, budget);

@@ -58,6 +58,9 @@ struct Sequence {
   // choices"). 0: none.
   SeqId shares_prompt_of = 0;
   std::uint32_t shared_tokens = 0;    // prompt tokens taken from shares_prompt_of, last admission
+  // An encoder's input (bidirectional attention): its prompt is computed in one step, never in
+  // chunks; it waits for a step with room for all of it.
+  bool whole = false;
 
   std::uint32_t generated() const { return static_cast<std::uint32_t>(tokens.size()) - prompt_len; }
 };
@@ -124,9 +127,10 @@ class Scheduler {
   // shares_prompt_of: a sequence added before with the same prompt (another choice of one
   // request); this one is not admitted before that one has computed the prompt's full blocks,
   // and then takes them by reference (with or without the prefix cache). When that sequence is
-  // gone, this one is admitted as any other.
+  // gone, this one is admitted as any other. whole: Sequence::whole (a prompt longer than a
+  // step is an InvalidRequest).
   void add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t max_new_tokens,
-           bool reuse_prefix = true, SeqId shares_prompt_of = 0);
+           bool reuse_prefix = true, SeqId shares_prompt_of = 0, bool whole = false);
 
   // Plans the next step from the running and waiting sequences. Without preemption (a plan made
   // while the step before still runs: its blocks may not be taken back), a running sequence that

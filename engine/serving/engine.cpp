@@ -6,6 +6,7 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include <fmt/format.h>
@@ -27,6 +28,10 @@ struct Engine::Request {
   std::vector<float> prompt_logprobs;  // [prompt size - 1] (prompt_logprobs asked)
   std::vector<std::vector<TopLogprob>> prompt_top;
   std::unique_ptr<grammar::Matcher> matcher;  // constrained decoding: the output's parse state
+  // Embeddings: the pooled hidden states so far (mean: the sum) and the prompt positions pooled;
+  // a recompute after a preemption adds none twice.
+  std::vector<double> pooled;
+  std::uint32_t pooled_upto = 0;
   bool done = false;
 };
 
@@ -37,6 +42,10 @@ Engine::Engine(model::Model& model, const tok::Tokenizer& tokenizer, EngineConfi
       max_model_len_(model.options().context_length),
       vocab_size_(model.config().vocab_size),
       block_size_(model.options().block_size),
+      d_model_(model.config().d_model),
+      embeddings_(model.options().embeddings),
+      encoder_(model.config().encoder),
+      pooling_(model.config().pooling),
       pool_(model.num_blocks(), config.prefix_caching),
       scheduler_(pool_, sched::SchedulerConfig{
                             std::min(config.max_num_batched_tokens, model.options().max_batch_tokens),
@@ -79,6 +88,27 @@ RequestId Engine::submit(std::vector<std::uint32_t> prompt, RequestParams params
   if (prompt.size() + 1 > pool_tokens) {
     throw InvalidRequest(fmt::format("the prompt has {} tokens; the KV cache holds {} in all",
                                      prompt.size(), pool_tokens));
+  }
+  if (params.embed) {
+    if (!embeddings_) {
+      throw InvalidRequest("this server does not compute embeddings (start it with --embeddings)");
+    }
+    if (params.dimensions > d_model_) {
+      throw InvalidRequest(fmt::format("dimensions is {}; the model's embeddings have {}",
+                                       params.dimensions, d_model_));
+    }
+    if (encoder_ && prompt.size() > config_.max_num_batched_tokens) {
+      throw InvalidRequest(fmt::format("the input has {} tokens; this model takes each input whole in "
+                                       "one step of at most {} tokens (--max-num-batched-tokens)",
+                                       prompt.size(), config_.max_num_batched_tokens));
+    }
+    params.max_tokens = 1;  // a placeholder: nothing is generated
+    params.grammar = nullptr;
+    params.prompt_logprobs = false;
+    params.shares_prompt_of = 0;
+  } else if (encoder_) {
+    throw InvalidRequest("this model is an embedding model (an encoder): it does not generate text; "
+                         "use /v1/embeddings");
   }
   if (params.max_tokens == 0) throw InvalidRequest("max_tokens must be at least 1");
   if (params.logit_bias.size() > 300) throw InvalidRequest("logit_bias holds more than 300 tokens");
@@ -212,8 +242,11 @@ void Engine::admit(std::deque<std::unique_ptr<Request>>& incoming) {
     const RequestId id = r->id;
     try {
       if (r->params.grammar) r->matcher = std::make_unique<grammar::Matcher>(r->params.grammar, token_trie());
-      scheduler_.add(id, r->prompt, r->params.max_tokens, !r->params.prompt_logprobs,
-                     r->params.shares_prompt_of);
+      // Embeddings pool rows the prefix cache would skip, except a decoder's last token.
+      const bool reuse = !r->params.prompt_logprobs &&
+                         (!r->params.embed || (*r->params.embed == model::Pooling::last && !encoder_));
+      scheduler_.add(id, r->prompt, r->params.max_tokens, reuse, r->params.shares_prompt_of, encoder_);
+      if (r->params.embed) r->pooled.assign(d_model_, 0.0);
       if (r->params.prompt_logprobs) {
         r->prompt_logprobs.assign(r->prompt.size() - 1, 0.f);
         if (r->params.top_logprobs > 0) r->prompt_top.resize(r->prompt.size() - 1);
@@ -321,6 +354,10 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l) {
     in.query_start.push_back(static_cast<std::uint32_t>(in.token_ids.size()));
     // Scored once: a recompute after a preemption that follows the first token needs none.
     if (r.params.prompt_logprobs && r.generated == 0) add_score_rows(r, s, c, first_row, in, l);
+    if (r.params.embed) {
+      add_embed_rows(r, c, first_row, in, l);
+      continue;
+    }
     if (!c.samples) continue;
     in.sample_rows.push_back(static_cast<std::uint32_t>(in.token_ids.size() - 1));
     // s.tokens: the prompt, then what was generated (also after a preemption's recompute). A
@@ -355,6 +392,36 @@ void Engine::add_score_rows(Request& r, const sched::Sequence& s, const sched::S
     l.scored.emplace_back(r.id, p);
   }
   in.score_top = std::max(in.score_top, r.params.top_logprobs);
+}
+
+// Embeddings: the rows of this chunk the request's pooling reads (mean: each position not pooled
+// yet; cls: position 0; last: the prompt's last); `embedded` remembers (request, position).
+void Engine::add_embed_rows(Request& r, const sched::ScheduledChunk& c, std::uint32_t first_row,
+                            model::StepInput& in, Launched& l) {
+  const auto prompt_len = static_cast<std::uint32_t>(r.prompt.size());
+  std::uint32_t begin = std::max(c.start, r.pooled_upto), end = std::min(c.start + c.count, prompt_len);
+  if (*r.params.embed == model::Pooling::cls) end = std::min(end, 1u);
+  if (*r.params.embed == model::Pooling::last) begin = std::max(begin, prompt_len - 1);
+  for (std::uint32_t p = begin; p < end; ++p) {
+    in.embed_rows.push_back(first_row + (p - c.start));
+    l.embedded.emplace_back(r.id, p);
+  }
+}
+
+// The pooled embedding, cut to the dimensions asked and scaled to unit length, in the request's
+// one event.
+void Engine::finish_embedding(Request& r) {
+  const std::size_t n = r.params.dimensions ? r.params.dimensions : r.pooled.size();
+  const double count = *r.params.embed == model::Pooling::mean ? double(r.prompt.size()) : 1.0;
+  double norm = 0;
+  for (std::size_t i = 0; i < n; ++i) norm += (r.pooled[i] / count) * (r.pooled[i] / count);
+  norm = std::sqrt(norm);
+  TokenEvent ev;
+  ev.embedding.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    ev.embedding[i] = static_cast<float>(norm > 0 ? r.pooled[i] / count / norm : 0.0);
+  }
+  finish_request(r.id, FinishReason::stop, {}, std::move(ev));
 }
 
 // Row `row` of the step's output belongs to `r`: deliver its token, or end the request on an
@@ -548,7 +615,34 @@ void Engine::complete(const Launched& l) {
     for (const sched::ScheduledChunk& c : l.plan.chunks) finish_request(c.id, FinishReason::error, e.what());
     return;
   }
-  scheduler_.resolve(l.plan, out.ids);
+  // Chunks that sample in plan order: an embedding request's final chunk drew no token (its
+  // placeholder is never read: the request ends here).
+  std::vector<std::uint32_t> ids;
+  std::vector<RequestId> embedded_done;
+  for (std::size_t c = 0, row = 0; c < l.plan.chunks.size(); ++c) {
+    if (!l.plan.chunks[c].samples) continue;
+    const RequestId id = l.plan.chunks[c].id;
+    const bool sampled = row < l.sampled.size() && l.sampled[row] == id;
+    ids.push_back(sampled ? out.ids[row++] : 0);
+    if (!sampled) embedded_done.push_back(id);
+  }
+  for (std::size_t i = 0; i < l.embedded.size(); ++i) {
+    auto it = live_.find(l.embedded[i].first);
+    if (it == live_.end()) continue;
+    Request& r = *it->second;
+    const std::uint32_t p = l.embedded[i].second;
+    if (p < r.pooled_upto) continue;
+    const float* e = out.embeddings.data() + i * d_model_;
+    for (std::uint32_t j = 0; j < d_model_; ++j) r.pooled[j] += e[j];
+    r.pooled_upto = p + 1;
+  }
+  // Before resolve(): a finished sequence's placeholder is not counted as generated, and an
+  // encoder's blocks (whose K/V depend on the whole input) never enter the prefix cache.
+  for (RequestId id : embedded_done) {
+    auto it = live_.find(id);
+    if (it != live_.end()) finish_embedding(*it->second);
+  }
+  scheduler_.resolve(l.plan, ids);
   for (std::size_t i = 0; i < l.scored.size(); ++i) {
     auto it = live_.find(l.scored[i].first);
     if (it == live_.end()) continue;

@@ -60,6 +60,11 @@ struct RequestParams {
   // the output a prefix of a sentence of this grammar, and an end-of-generation token comes only
   // where a sentence may end. Null: unconstrained.
   std::shared_ptr<const grammar::Grammar> grammar;
+  // Embeddings (docs/ARCHITECTURE.md "Embeddings"): instead of generating, the prompt's hidden
+  // states pooled this way, cut to the first `dimensions` values (0: all), scaled to unit length;
+  // the request's one event carries it. The model must have been loaded with embeddings.
+  std::optional<model::Pooling> embed;
+  std::uint32_t dimensions = 0;
 };
 
 // One alternative of a generated token: a token id and its log probability under the model's
@@ -93,6 +98,7 @@ struct TokenEvent {
   std::vector<std::vector<TopLogprob>> prompt_top_logprobs;
   FinishReason finish = FinishReason::none;
   std::string error;            // finish == error, timeout or device_lost
+  std::vector<float> embedding;  // the last event of an embedding request (finish == stop)
   std::uint32_t prompt_tokens = 0;
   std::uint32_t cached_tokens = 0;
   std::uint32_t completion_tokens = 0;
@@ -179,6 +185,11 @@ class Service {
   virtual void shutdown() = 0;
   virtual EngineStats stats() const = 0;
   virtual std::uint32_t max_model_len() const = 0;
+  // Embedding requests are served (the model was loaded with embeddings); generation is not
+  // when the model is an encoder.
+  virtual bool embeddings() const = 0;
+  virtual bool generates() const = 0;
+  virtual model::Pooling default_pooling() const = 0;  // the model file's
   virtual bool failed() const = 0;                // not serving: recovering or failed
   virtual std::string health_message() const = 0; // why it is not serving (empty when it is)
 };
@@ -196,6 +207,9 @@ class Engine final : public Service {
   EngineStats stats() const override;
   const EngineConfig& config() const { return config_; }
   std::uint32_t max_model_len() const override { return max_model_len_; }
+  bool embeddings() const override { return embeddings_; }
+  bool generates() const override { return !encoder_; }
+  model::Pooling default_pooling() const override { return pooling_; }
   bool failed() const override { return failed_; }
   Health health() const;
   std::string health_message() const override;
@@ -208,6 +222,7 @@ class Engine final : public Service {
     sched::StepPlan plan;
     std::vector<RequestId> sampled;
     std::vector<std::pair<RequestId, std::uint32_t>> scored;
+    std::vector<std::pair<RequestId, std::uint32_t>> embedded;  // (request, position) per embed row
   };
   void loop();
   void step();
@@ -223,6 +238,9 @@ class Engine final : public Service {
   void add_score_rows(Request& r, const sched::Sequence& s, const sched::ScheduledChunk& c,
                       std::uint32_t first_row, model::StepInput& in, Launched& l);
   void append_sampled(Request& r, std::size_t row, const model::StepOutput& out);
+  void add_embed_rows(Request& r, const sched::ScheduledChunk& c, std::uint32_t first_row,
+                      model::StepInput& in, Launched& l);
+  void finish_embedding(Request& r);
   void deliver(Request& r, TokenEvent& ev, bool last);
   // The one way a request ends: its last event (`ev`, with `reason`), then its blocks go back.
   void finish_request(RequestId id, FinishReason reason, const std::string& error = {},
@@ -239,6 +257,9 @@ class Engine final : public Service {
   std::uint32_t max_model_len_ = 0;
   std::uint32_t vocab_size_ = 0;  // the model's, fixed (submit() reads them on other threads)
   std::uint32_t block_size_ = 0;
+  std::uint32_t d_model_ = 0;
+  bool embeddings_ = false, encoder_ = false;
+  model::Pooling pooling_ = model::Pooling::last;
   kv::BlockPool pool_;
   sched::Scheduler scheduler_;
 

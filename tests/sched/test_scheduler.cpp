@@ -164,6 +164,36 @@ TEST_CASE("a long prompt is chunked within the token budget, decodes go first") 
   CHECK(pool.num_used() == 0);
 }
 
+TEST_CASE("an encoder's input runs whole: it waits for a step with room for all of it, never chunked") {
+  kv::BlockPool pool(65);
+  Scheduler s(pool, {.max_num_batched_tokens = 32, .max_num_seqs = 8, .block_size = 16, .max_model_len = 512});
+  CHECK_THROWS_AS(s.add(9, prompt_of(33, 0), 1, false, 0, /*whole=*/true), InvalidRequest);
+  s.add(1, prompt_of(10, 0), 5);
+  StepPlan p = s.schedule();
+  s.commit(p, fake_sample(s, p));
+  s.add(2, prompt_of(32, 100), 1, false, 0, /*whole=*/true);  // 31 tokens left beside a decode
+  s.add(3, prompt_of(20, 200), 1, false, 0, /*whole=*/true);
+  p = s.schedule();
+  REQUIRE(p.chunks.size() == 1);  // the decode; both inputs wait (FCFS: 3 waits behind 2)
+  CHECK(p.chunks[0].id == 1);
+  s.commit(p, fake_sample(s, p));
+  s.finish(1);
+  p = s.schedule();
+  REQUIRE(p.chunks.size() == 1);
+  CHECK(p.chunks[0].id == 2);
+  CHECK(p.chunks[0].count == 32);
+  CHECK(p.chunks[0].samples);
+  s.commit(p, fake_sample(s, p));
+  s.finish(2);
+  p = s.schedule();
+  REQUIRE(p.chunks.size() == 1);
+  CHECK(p.chunks[0].id == 3);
+  CHECK(p.chunks[0].count == 20);
+  s.commit(p, fake_sample(s, p));
+  s.finish(3);
+  CHECK(pool.num_used() == 0);
+}
+
 TEST_CASE("the sequence limit holds; waiting requests are admitted FCFS as others finish") {
   kv::BlockPool pool(129);
   Scheduler s(pool, {.max_num_batched_tokens = 256, .max_num_seqs = 3, .block_size = 16, .max_model_len = 256});

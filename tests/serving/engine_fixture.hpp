@@ -33,6 +33,7 @@ struct Collector {
   std::vector<std::vector<serving::TopLogprob>> top;
   std::vector<float> prompt_logprobs;
   std::vector<std::vector<serving::TopLogprob>> prompt_top;
+  std::vector<float> embedding;
   std::uint32_t cached = 0;
   FinishReason finish = FinishReason::none;
   std::string error;
@@ -49,6 +50,7 @@ struct Collector {
       prompt_logprobs.insert(prompt_logprobs.end(), ev.prompt_logprobs.begin(), ev.prompt_logprobs.end());
       prompt_top.insert(prompt_top.end(), ev.prompt_top_logprobs.begin(), ev.prompt_top_logprobs.end());
       cached = ev.cached_tokens;
+      embedding.insert(embedding.end(), ev.embedding.begin(), ev.embedding.end());
       if (ev.finish != FinishReason::none) {
         finish = ev.finish;
         error = ev.error;
@@ -104,6 +106,7 @@ inline Fixture random_model(platform::Device& device, std::uint32_t num_blocks, 
   o.context_length = 512;
   o.num_blocks = num_blocks;
   o.deterministic = deterministic;
+  o.embeddings = true;
   auto m = model::Model::load(device, reader, o);
   return Fixture{std::move(reader), std::move(tokenizer), std::move(m)};
 }

@@ -225,3 +225,67 @@ TEST_CASE_FIXTURE(test::DeviceTest, "prompt logprobs: a prompt scores as the sam
     for (float lp : scored.prompt_logprobs) CHECK(lp <= 0.f);
   }
 }
+
+TEST_CASE_FIXTURE(test::DeviceTest, "embeddings: 64 inputs beside running generations change no token, each as it is alone") {
+  // Deterministic mode: a token's sums follow one order alone or batched, so neither the
+  // generations nor the embeddings may differ by a bit for what runs beside them.
+  auto fx = random_model(device(), 160, 16, /*deterministic=*/true);
+  const auto gen_prompts = prompts(6, 320, 41);
+  auto embed_inputs = prompts(64, 320, 43);
+  embed_inputs[5].assign(150, 9);  // longer than a step (64 tokens): pooled over chunks
+  for (std::size_t i = 0; i < 150; ++i) embed_inputs[5][i] = 3 + static_cast<std::uint32_t>(i * 7 % 300);
+  const model::Pooling poolings[] = {model::Pooling::mean, model::Pooling::cls, model::Pooling::last};
+  auto embed_params = [&](std::size_t i) {
+    serving::RequestParams p;
+    p.embed = poolings[i % 3];
+    p.dimensions = i % 4 == 3 ? 64 : 0;
+    return p;
+  };
+  std::vector<std::vector<std::uint32_t>> alone_tokens;
+  std::vector<std::vector<float>> alone_embeddings;
+  {
+    Engine engine(*fx.model, fx.tokenizer, {});
+    alone_tokens = run_together(engine, gen_prompts, 24);
+    for (std::size_t i = 0; i < embed_inputs.size(); ++i) {
+      Collector c;
+      engine.submit(embed_inputs[i], embed_params(i), c.callback());
+      c.wait();
+      REQUIRE(c.finish == FinishReason::stop);
+      alone_embeddings.push_back(c.embedding);
+    }
+  }
+  Engine engine(*fx.model, fx.tokenizer, {});
+  std::vector<std::unique_ptr<Collector>> gens, embeds;
+  for (std::size_t i = 0; i < embed_inputs.size(); ++i) {
+    if (i % 10 == 0 && i / 10 < gen_prompts.size()) {
+      const auto& p = gen_prompts[i / 10];
+      gens.push_back(std::make_unique<Collector>());
+      engine.submit(p, greedy(24 + static_cast<std::uint32_t>(p.size() % 7)), gens.back()->callback());
+    }
+    embeds.push_back(std::make_unique<Collector>());
+    engine.submit(embed_inputs[i], embed_params(i), embeds.back()->callback());
+  }
+  for (std::size_t i = 0; i < gens.size(); ++i) {
+    gens[i]->wait();
+    CHECK(gens[i]->tokens == alone_tokens[i]);
+  }
+  for (std::size_t i = 0; i < embeds.size(); ++i) {
+    CAPTURE(i);
+    embeds[i]->wait();
+    REQUIRE(embeds[i]->finish == FinishReason::stop);
+    CHECK(embeds[i]->final_events == 1);
+    CHECK(embeds[i]->tokens.empty());
+    const std::vector<float>& e = embeds[i]->embedding;
+    REQUIRE(e.size() == (i % 4 == 3 ? 64u : 128u));
+    double norm = 0;
+    for (float v : e) norm += double(v) * v;
+    CHECK(std::abs(norm - 1.0) < 1e-5);
+    CHECK(e == alone_embeddings[i]);
+  }
+  // More dimensions than the model has are refused.
+  serving::RequestParams too_wide;
+  too_wide.embed = model::Pooling::mean;
+  too_wide.dimensions = 129;
+  Collector c;
+  CHECK_THROWS_AS(engine.submit({5, 6}, too_wide, c.callback()), InvalidRequest);
+}
