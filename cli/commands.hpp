@@ -124,6 +124,8 @@ struct ServeOptions {
   bool no_overlap = false;
   bool deterministic = false;
   std::uint32_t default_max_tokens = 256;
+  bool embeddings = false;  // /v1/embeddings (always on for an encoder)
+  std::string pooling;      // mean, cls, last; empty: the model's
 };
 int run_serve(const ServeOptions& options);
 

@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
 
   vkllm::cli::MakeModelOptions make;
   auto* make_cmd = app.add_subcommand("make-model", "Write a random-weight GGUF with a real model's shapes");
-  make_cmd->add_option("--preset", make.preset, "llama3-1b, llama3-8b, qwen2.5-0.5b, phi3-mini, tiny (~100M), tiny-phi3 or micro")->required();
+  make_cmd->add_option("--preset", make.preset, "llama3-1b, llama3-8b, qwen2.5-0.5b, phi3-mini, tiny (~100M), tiny-phi3, micro, or the encoders bge-small and micro-bert")->required();
   make_cmd->add_option("--type", make.type, "Weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs");
   make_cmd->add_option("-o,--output", make.output, "Output GGUF path")->required();
   make_cmd->add_option("--seed", make.seed, "Random seed");
@@ -138,6 +138,11 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--no-overlap", serve.no_overlap,
                       "Run one step at a time (no step submitted while the one before still runs)");
   serve_cmd->add_flag("--deterministic", serve.deterministic, "Batch-invariant kernels (same tokens alone or batched)");
+  serve_cmd->add_flag("--embeddings", serve.embeddings,
+                      "Serve /v1/embeddings with a generative model too (an embedding model always does)");
+  serve_cmd->add_option("--pooling", serve.pooling,
+                        "Embedding pooling when a request names none (default: the model file's)")
+      ->check(CLI::IsMember({"mean", "cls", "last"}));
 
   CLI11_PARSE(app, argc, argv);
   try {

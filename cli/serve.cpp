@@ -117,6 +117,7 @@ server::ServerConfig server_config(const ServeOptions& o) {
   sc.threads = o.threads;
   sc.default_max_tokens = o.default_max_tokens;
   sc.body_limit = o.max_body_bytes;
+  if (!o.pooling.empty()) sc.pooling = model::parse_pooling(o.pooling);
   sc.model_name = std::filesystem::path(o.model).stem().string();
   if (!o.served_model_names.empty()) {
     sc.model_name = o.served_model_names.front();
@@ -155,6 +156,11 @@ void log_plan(const ServeOptions& o, const platform::Device& device, const model
             m.options().max_batch_tokens, m.options().max_seqs, format_bytes(m.kv_bytes()),
             m.num_blocks() - 1, m.options().block_size, m.kv_type() == ops::KvType::f16 ? "f16" : "f32",
             kv_tokens, m.options().context_length);
+  if (m.options().embeddings) {
+    log::info("embeddings: /v1/embeddings, {} pooling unless a request asks another{}",
+              o.pooling.empty() ? model::to_string(c.pooling) : o.pooling,
+              c.encoder ? " (an encoder: embeddings only)" : "");
+  }
   if (o.deterministic) log::info("deterministic mode: every kernel reduces in an order independent of the batch");
 }
 
@@ -200,6 +206,7 @@ int run_serve(const ServeOptions& o) {
     mo.context_length = o.ctx_size;
     mo.gpu_memory_fraction = o.gpu_memory_fraction;
     mo.deterministic = o.deterministic;
+    mo.embeddings = o.embeddings;
     mo.should_stop = [&signals] { return signals.received(); };
     m = model::Model::load(*device, *reader, mo);
   } catch (const Cancelled& e) {

@@ -15,6 +15,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -55,7 +56,8 @@ class StubService final : public serving::Service {
     std::lock_guard lock(mu_);
     if (stopping_) throw Unavailable("shutting down");
     const RequestId id = next_++;
-    live_[id] = Live{std::move(prompt), params.max_tokens, std::move(callback), 0};
+    live_[id] = Live{std::move(prompt), params.max_tokens, std::move(callback), 0,
+                     params.embed ? std::max<std::uint32_t>(params.dimensions, 1) : 0};
     cv_.notify_all();
     return id;
   }
@@ -81,6 +83,9 @@ class StubService final : public serving::Service {
     return s;
   }
   std::uint32_t max_model_len() const override { return kContext; }
+  bool embeddings() const override { return true; }
+  bool generates() const override { return true; }
+  model::Pooling default_pooling() const override { return model::Pooling::mean; }
   bool failed() const override { return false; }
   std::string health_message() const override { return {}; }
 
@@ -97,6 +102,7 @@ class StubService final : public serving::Service {
     std::uint32_t max_tokens;
     serving::EventCallback callback;
     std::uint32_t sent;
+    std::uint32_t embed_dims;  // an embedding request: one event with this many values
   };
 
   // One token per live request per turn; the last event ends it (length, error or stop).
@@ -128,6 +134,11 @@ class StubService final : public serving::Service {
         } else if (kind == 8) {
           ev.finish = FinishReason::device_lost;
           ev.error = "the device was lost (stub)";
+        } else if (r.embed_dims > 0) {
+          ev.tokens.clear();
+          ev.completion_tokens = 0;
+          ev.embedding.assign(r.embed_dims, 1.f / std::sqrt(float(r.embed_dims)));
+          ev.finish = FinishReason::stop;
         } else if (r.sent >= std::min<std::uint32_t>(r.max_tokens, 6)) {
           ev.finish = kind == 9 ? FinishReason::stop : FinishReason::length;
         }

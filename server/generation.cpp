@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "engine/frontend/text_output.hpp"
+#include "server/events.hpp"
 #include "server/responses.hpp"
 
 namespace vkllm::server {
@@ -31,80 +32,6 @@ std::string new_id(const char* prefix) {
   static std::atomic<std::uint64_t> counter{0};
   static const std::uint64_t salt = std::random_device{}();
   return fmt::format("{}-{:08x}{:08x}", prefix, static_cast<std::uint32_t>(salt), ++counter);
-}
-
-// Engine events for one request, handed from the engine thread to the connection's strand: the
-// callback queues the event, then posts a cancel of the timer the coroutine waits on. The post
-// runs on the strand, so it cannot fall between the coroutine's emptiness check and the start
-// of its wait; a cancel that finds no wait is harmless, the next check sees the event.
-struct EventQueue : std::enable_shared_from_this<EventQueue> {
-  explicit EventQueue(net::any_io_executor ex) : timer(ex) { timer.expires_at(Clock::time_point::max()); }
-  // An event and the choice (n > 1) it belongs to.
-  struct Item {
-    std::uint32_t choice = 0;
-    serving::TokenEvent event;
-  };
-  std::mutex mu;
-  std::deque<Item> events;
-  net::steady_timer timer;
-
-  serving::EventCallback callback(std::uint32_t choice) {
-    return [self = shared_from_this(), choice](const serving::TokenEvent& ev) {
-      {
-        std::lock_guard lock(self->mu);
-        self->events.push_back({choice, ev});
-      }
-      net::post(self->timer.get_executor(), [self] { self->timer.cancel(); });
-    };
-  }
-  std::deque<Item> take() {
-    std::lock_guard lock(mu);
-    return std::exchange(events, {});
-  }
-  bool empty() {
-    std::lock_guard lock(mu);
-    return events.empty();
-  }
-};
-
-enum class Peer { there, gone, pipelined };
-
-// What a readable socket means while we have not answered: one byte peeked without waiting.
-// 0 = EOF (the peer closed), data = a pipelined next request, EAGAIN = nothing (a wake-up with
-// nothing to read: the reactor can report readiness it saw before this wait began).
-Peer peek(tcp::socket& socket) {
-  char c;
-  const ssize_t n = ::recv(socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n > 0) return Peer::pipelined;
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return Peer::there;
-  return Peer::gone;
-}
-
-// Waits until the engine has events for the request; returns false when the client left. While
-// `watch_socket`, the socket is watched too (a client that closes is cancelled at once).
-awaitable<bool> wait_events(tcp::socket& socket, EventQueue& q, bool& watch_socket, bool& inject_wakeup) {
-  for (;;) {
-    if (!q.empty()) co_return true;
-    if (!watch_socket) {
-      co_await q.timer.async_wait(kAsTuple);
-      continue;
-    }
-    beast::error_code ec;
-    if (inject_wakeup) {  // test hook: the wake-up with nothing to read, deterministically
-      inject_wakeup = false;
-    } else {
-      auto r = co_await (q.timer.async_wait(kAsTuple) || socket.async_wait(tcp::socket::wait_read, kAsTuple));
-      if (r.index() == 0) continue;  // the timer: events (or nothing; the loop checks)
-      ec = std::get<0>(std::get<1>(r));
-    }
-    if (ec == net::error::operation_aborted) continue;
-    if (ec) co_return false;
-    switch (peek(socket)) {
-      case Peer::there: continue;
-      case Peer::gone: co_return false;
-      case Peer::pipelined: watch_socket = false; continue;  // read after this response
-    }
-  }
 }
 
 // Where a request's deltas go: SSE chunks as they come, or one JSON response at the end.

@@ -18,6 +18,7 @@
 #include "common/log.hpp"
 #include "common/utf8.hpp"
 #include "server/access.hpp"
+#include "server/embeddings.hpp"
 #include "server/generation.hpp"
 #include "server/metrics.hpp"
 #include "server/net.hpp"
@@ -235,9 +236,20 @@ struct Server::Impl {
       const bool tok = path == "/tokenize";
       std::string body = co_await on_workers([this, tok, &req] { return tok ? tokenize(req.body()) : detokenize(req.body()); });
       out.res = make(req, http::status::ok, std::move(body));
+    } else if (path == "/v1/embeddings" || path == "/embeddings") {
+      require(req, http::verb::post);
+      authorize(req);
+      co_await embeddings(stream, req, out);
     } else if (path == "/v1/chat/completions" || path == "/v1/completions") {
       require(req, http::verb::post);
       authorize(req);
+      if (!engine().generates()) {
+        throw ApiException({400,
+                            fmt::format("the model '{}' is an embedding model: it does not generate text; "
+                                        "use /v1/embeddings",
+                                        config.model_name),
+                            "invalid_request_error", "model", "model_not_generative"});
+      }
       co_await completion(stream, req, path == "/v1/completions" ? Endpoint::completion : Endpoint::chat, t0, out);
     } else {
       throw ApiException({404, fmt::format("no route for {} {}", std::string_view(req.method_string()), path),
@@ -280,6 +292,51 @@ struct Server::Impl {
     out.written = g.streamed || g.client_gone;
     out.streamed = g.streamed;
     if (!out.written) out.res = std::move(g.response);
+  }
+
+  // Parse and tokenize every input on the workers; then one engine request per input.
+  awaitable<void> embeddings(beast::tcp_stream& stream, const HttpRequest& req, Outcome& out) {
+    if (!engine().embeddings()) {
+      throw ApiException({501, "this server does not compute embeddings; start it with --embeddings",
+                          "not_supported_error", "", "embeddings_disabled"});
+    }
+    struct Prepared {
+      EmbeddingRequest er;
+      std::vector<std::vector<std::uint32_t>> prompts;
+      std::uint32_t tokens = 0;
+    };
+    Prepared p = co_await on_workers([this, &req] {
+      RequestLimits limits;
+      limits.vocab_size = static_cast<std::uint32_t>(tokenizer().n_tokens());
+      Prepared p;
+      p.er = parse_embedding_request(req.body(), limits);
+      check_model(p.er.model);
+      for (const frontend::PromptInput& in : p.er.inputs) {
+        if (in.kind == frontend::PromptInput::Kind::text) pre().check_bytes(in.text.size(), "input");
+        frontend::Prompt prompt = pre().prepare(in);
+        p.tokens += static_cast<std::uint32_t>(prompt.tokens.size());
+        p.prompts.push_back(std::move(prompt.tokens));
+      }
+      return p;
+    });
+    serving::RequestParams params;
+    params.embed = p.er.pooling ? *p.er.pooling : config.pooling ? *config.pooling : engine().default_pooling();
+    params.dimensions = p.er.dimensions;
+    params.timeout = config.request_timeout;
+    out.prompt_n = p.tokens;
+    in_flight++;
+    struct Guard {
+      std::atomic<int>& n;
+      ~Guard() { n--; }
+    } guard{in_flight};
+    EmbeddingResult r = co_await embed(engine(), stream, std::move(p.prompts), params);
+    if (r.client_gone) {
+      out.written = true;
+      out.status = 499;
+      co_return;
+    }
+    metrics.embedding_inputs(r.embeddings.size(), p.tokens);
+    out.res = make(req, http::status::ok, embeddings_json(r.embeddings, p.er.base64, config.model_name, p.tokens));
   }
 
   void check_model(const std::string& model) const {

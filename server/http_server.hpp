@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,8 @@ struct ServerConfig {
   std::uint32_t default_max_tokens = 256;
   // A generation running longer ends with 408 request_timeout, its KV blocks freed (0: none).
   std::chrono::milliseconds request_timeout{0};
+  // /v1/embeddings: the pooling of a request that names none (--pooling); empty: the model's.
+  std::optional<model::Pooling> pooling;
   // Test hook (VKLLM_TEST_SPURIOUS_WAKEUP): every generation's first socket wait wakes with
   // nothing to read, as the reactor may report stale readiness.
   bool test_spurious_wakeup = false;

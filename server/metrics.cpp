@@ -73,6 +73,12 @@ void Metrics::http_response(int status) {
   ++http_[status];
 }
 
+void Metrics::embedding_inputs(std::size_t inputs, std::uint32_t tokens) {
+  std::lock_guard lock(mu_);
+  embeddings_ += inputs;
+  embedding_tokens_ += tokens;
+}
+
 std::string Metrics::render(const serving::EngineStats& s) const {
   std::lock_guard lock(mu_);
   std::string out;
@@ -128,6 +134,8 @@ std::string Metrics::render(const serving::EngineStats& s) const {
   for (const auto& [reason, n] : finished_) {
     out += fmt::format("vllm:request_success_total{{{},finished_reason=\"{}\"}} {}\n", labels_, reason, n);
   }
+  counter("vkllm:embeddings_total", "Embeddings returned (inputs of /v1/embeddings).", double(embeddings_));
+  counter("vkllm:embedding_prompt_tokens_total", "Tokens of the inputs embedded.", double(embedding_tokens_));
   out += "# HELP vkllm:http_responses_total HTTP responses by status code.\n"
          "# TYPE vkllm:http_responses_total counter\n";
   for (const auto& [status, n] : http_) {

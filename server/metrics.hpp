@@ -34,6 +34,8 @@ class Metrics {
   void request_done(serving::FinishReason reason, double ttft, double e2e,
                     std::uint32_t prompt_tokens, std::uint32_t completion_tokens);
   void http_response(int status);
+  // One answered /v1/embeddings request: its inputs and their tokens.
+  void embedding_inputs(std::size_t inputs, std::uint32_t tokens);
   std::string render(const serving::EngineStats& engine) const;
 
  private:
@@ -42,6 +44,7 @@ class Metrics {
   Histogram ttft_, tpot_, e2e_, prompt_len_, gen_len_;
   std::map<std::string, std::uint64_t> finished_;  // by finish reason
   std::map<int, std::uint64_t> http_;              // by status code
+  std::uint64_t embeddings_ = 0, embedding_tokens_ = 0;
 };
 
 }  // namespace vkllm::server

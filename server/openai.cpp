@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <span>
 
 #include <boost/json/basic_parser_impl.hpp>
 #include <fmt/format.h>
@@ -546,6 +547,126 @@ void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format) {
   } catch (const grammar::GrammarError& e) {
     fail("tools", e.what());
   }
+}
+
+EmbeddingRequest parse_embedding_request(std::string_view body, const RequestLimits& limits) {
+  json::error_code ec;
+  json::value doc = json::parse(body, ec);
+  if (ec || !doc.is_object()) fail("", "the body must be a JSON object");
+  const json::object& o = doc.get_object();
+  EmbeddingRequest r;
+  if (const json::value* m = field(o, "model")) {
+    if (!m->is_string()) fail("model", "'model' must be a string");
+    r.model = std::string(m->get_string());
+  }
+  const json::value* in = field(o, "input");
+  if (!in) in = field(o, "content");  // llama-server's name
+  if (!in) fail("input", "'input' is required");
+  auto text = [&](const json::value& v) {
+    frontend::PromptInput p;
+    p.kind = frontend::PromptInput::Kind::text;
+    p.text = std::string(v.get_string());
+    if (p.text.empty()) fail("input", fmt::format("input {} is an empty string", r.inputs.size()));
+    r.inputs.push_back(std::move(p));
+  };
+  auto tokens = [&](const json::array& a) {
+    frontend::PromptInput p;
+    p.kind = frontend::PromptInput::Kind::tokens;
+    for (const json::value& t : a) {
+      const std::int64_t id = integer(t, "input");
+      if (id < 0 || (limits.vocab_size && id >= limits.vocab_size)) {
+        fail("input", fmt::format("token id {} of input {} is outside the vocabulary ({} tokens)", id,
+                                  r.inputs.size(), limits.vocab_size));
+      }
+      p.tokens.push_back(static_cast<std::uint32_t>(id));
+    }
+    if (p.tokens.empty()) fail("input", fmt::format("input {} is an empty token array", r.inputs.size()));
+    r.inputs.push_back(std::move(p));
+  };
+  if (in->is_string()) {
+    text(*in);
+  } else if (in->is_array() && !in->get_array().empty() &&
+             (in->get_array()[0].is_string() || in->get_array()[0].is_array())) {
+    const json::array& a = in->get_array();
+    if (a.size() > kMaxEmbeddingInputs) {
+      fail("input", fmt::format("'input' holds {} inputs; at most {}", a.size(), kMaxEmbeddingInputs));
+    }
+    for (const json::value& v : a) {
+      if (v.is_string()) {
+        text(v);
+      } else if (v.is_array()) {
+        tokens(v.get_array());
+      } else {
+        fail("input", "each element of 'input' must be a string or an array of token ids");
+      }
+    }
+  } else if (in->is_array() && !in->get_array().empty()) {
+    tokens(in->get_array());
+  } else {
+    fail("input", "'input' must be a non-empty string, array of strings, array of token ids, or "
+                  "array of token-id arrays");
+  }
+  if (const json::value* f = field(o, "encoding_format")) {
+    if (!f->is_string() || (f->get_string() != "float" && f->get_string() != "base64")) {
+      fail("encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
+    }
+    r.base64 = f->get_string() == "base64";
+  }
+  if (const json::value* d = field(o, "dimensions")) {
+    const std::int64_t n = integer(*d, "dimensions");
+    if (n < 1 || n > (1 << 20)) fail("dimensions", "'dimensions' must be a positive integer");
+    r.dimensions = static_cast<std::uint32_t>(n);
+  }
+  if (const json::value* p = field(o, "pooling")) {
+    const auto pooling = p->is_string() ? model::parse_pooling(std::string_view(p->get_string()))
+                                        : std::nullopt;
+    if (!pooling) fail("pooling", "'pooling' must be \"mean\", \"cls\" or \"last\"");
+    r.pooling = pooling;
+  }
+  return r;
+}
+
+namespace {
+
+// RFC 4648 base64 with padding.
+std::string base64(std::span<const std::byte> bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::size_t n = std::min<std::size_t>(3, bytes.size() - i);
+    std::uint32_t v = 0;
+    for (std::size_t j = 0; j < 3; ++j) v = v << 8 | (j < n ? std::to_integer<std::uint32_t>(bytes[i + j]) : 0);
+    for (std::size_t j = 0; j < 4; ++j) out += j <= n ? kAlphabet[(v >> (18 - 6 * j)) & 63] : '=';
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string embeddings_json(const std::vector<std::vector<float>>& embeddings, bool base64_out,
+                            const std::string& model, std::uint32_t prompt_tokens) {
+  json::array data;
+  for (std::size_t i = 0; i < embeddings.size(); ++i) {
+    json::object e;
+    e["object"] = "embedding";
+    e["index"] = i;
+    if (base64_out) {  // the bytes of little-endian f32 (every platform vkllm builds for)
+      e["embedding"] = base64(std::as_bytes(std::span<const float>(embeddings[i])));
+    } else {
+      e["embedding"] = json::array(embeddings[i].begin(), embeddings[i].end());
+    }
+    data.push_back(std::move(e));
+  }
+  json::object o;
+  o["object"] = "list";
+  o["data"] = std::move(data);
+  o["model"] = model;
+  json::object usage;
+  usage["prompt_tokens"] = prompt_tokens;
+  usage["total_tokens"] = prompt_tokens;
+  o["usage"] = std::move(usage);
+  return json::serialize(o);
 }
 
 std::size_t completion_prompt_bytes(std::string_view body) {

@@ -93,6 +93,25 @@ std::size_t completion_prompt_bytes(std::string_view body);
 // Throws ApiException (400) naming the field.
 ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits);
 
+// What a /v1/embeddings body asks for: its inputs (text, or token ids), each embedded on its own.
+struct EmbeddingRequest {
+  std::string model;
+  std::vector<frontend::PromptInput> inputs;
+  bool base64 = false;        // encoding_format "base64": little-endian f32 bytes
+  std::uint32_t dimensions = 0;  // 0: the model's
+  std::optional<model::Pooling> pooling;  // llama-server's "pooling"; empty: the server's
+};
+
+// The most inputs one embeddings request may hold (OpenAI's limit).
+inline constexpr std::size_t kMaxEmbeddingInputs = 2048;
+
+// Throws ApiException (400) naming the field.
+EmbeddingRequest parse_embedding_request(std::string_view body, const RequestLimits& limits);
+
+// The OpenAI list of embeddings ({"object": "list", "data": [...], "model", "usage"}).
+std::string embeddings_json(const std::vector<std::vector<float>>& embeddings, bool base64,
+                            const std::string& model, std::uint32_t prompt_tokens);
+
 struct Usage {
   std::uint32_t prompt_tokens = 0;
   std::uint32_t completion_tokens = 0;

@@ -4,8 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { startServer, metrics, waitIdle, streamChat, chatBody, post, vkllm, model } from './helpers.mjs';
@@ -296,6 +298,79 @@ test('tool calling with tool_choice required and named, in each family\'s syntax
     s.proc.kill('SIGTERM');
     assert.deepEqual(await s.exited, { code: 0, signal: null });
   }
+});
+
+test('embeddings: the openai client (float, base64, dimensions, token arrays, lists in order) beside a running generation; an encoder serves them and refuses chat; bad input is 400', async () => {
+  const norm = (v) => Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+  const alone = await startServer(['--deterministic']);
+  const soloText = (await post(alone.url, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 40, temperature: 0 }).then((r) => r.json())).choices[0].text;
+  const off = await post(alone.url, '/v1/embeddings', { input: 'hello' });
+  assert.equal(off.status, 501, 'no --embeddings: not served');
+  assert.match((await off.json()).error.message, /--embeddings/);
+  alone.proc.kill('SIGTERM');
+  await alone.exited;
+
+  const s = await startServer(['--embeddings', '--deterministic']);
+  const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none' });
+  // A generation runs while the embeddings are computed: its text is its solo text.
+  const gen = post(s.url, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 40, temperature: 0 }).then((r) => r.json());
+  const texts = ['Once upon a time', 'The cat sat on the mat.', 'Lily and Tom went to the park to play.', 'Hi'];
+  const one = await client.embeddings.create({ model: 'test-model', input: texts[0] });  // the client asks base64
+  assert.equal(one.object, 'list');
+  assert.equal(one.data.length, 1);
+  assert.equal(one.data[0].embedding.length, 64, "stories260K's d_model");
+  assert.ok(Math.abs(norm(one.data[0].embedding) - 1) < 1e-5);
+  assert.ok(one.usage.prompt_tokens > 0 && one.usage.total_tokens === one.usage.prompt_tokens);
+  const floats = await client.embeddings.create({ model: 'test-model', input: texts, encoding_format: 'float' });
+  assert.equal(floats.data.length, texts.length);
+  floats.data.forEach((d, i) => assert.equal(d.index, i));
+  const f0 = floats.data[0].embedding;
+  one.data[0].embedding.forEach((x, i) => assert.ok(Math.abs(x - f0[i]) < 1e-6, 'base64 decodes to the float list'));
+  for (let i = 1; i < texts.length; ++i) {
+    const single = await client.embeddings.create({ model: 'test-model', input: texts[i], encoding_format: 'float' });
+    assert.deepEqual(single.data[0].embedding, floats.data[i].embedding, `input ${i} alone equals input ${i} of the list`);
+  }
+  const cut = await client.embeddings.create({ model: 'test-model', input: texts[1], dimensions: 16, encoding_format: 'float' });
+  assert.equal(cut.data[0].embedding.length, 16);
+  assert.ok(Math.abs(norm(cut.data[0].embedding) - 1) < 1e-5);
+  const tokens = await client.embeddings.create({ model: 'test-model', input: [[1, 400, 401], [1, 402]], encoding_format: 'float' });
+  assert.equal(tokens.data.length, 2);
+  assert.equal(tokens.usage.prompt_tokens, 5);
+  const mean = await post(s.url, '/v1/embeddings', { input: texts[2], pooling: 'mean' }).then((r) => r.json());
+  assert.notDeepEqual(mean.data[0].embedding, floats.data[2].embedding, 'mean pooling differs from the default last-token pooling');
+  assert.equal((await gen).choices[0].text, soloText);
+  for (const [body, param] of [[{ input: '' }, 'input'], [{ input: [] }, 'input'], [{ input: [[1, 999999]] }, 'input'],
+    [{ input: Array(2049).fill('a') }, 'input'], [{ input: 'x', encoding_format: 'hex' }, 'encoding_format'],
+    [{ input: 'x', dimensions: 0 }, 'dimensions'], [{ input: 'x', pooling: 'max' }, 'pooling'], [{}, 'input']]) {
+    const r = await post(s.url, '/v1/embeddings', body);
+    assert.equal(r.status, 400, JSON.stringify(body).slice(0, 80));
+    assert.equal((await r.json()).error.param, param);
+  }
+  const wide = await post(s.url, '/v1/embeddings', { input: 'x', dimensions: 65 });
+  assert.equal(wide.status, 400);
+  assert.match((await wide.json()).error.message, /dimensions/);
+  assert.ok((await metrics(s.url)).get('vkllm:embeddings_total') >= 10);
+  s.proc.kill('SIGTERM');
+  assert.deepEqual(await s.exited, { code: 0, signal: null });
+
+  // An encoder (a random-weight bert written by make-model): embeddings, and no chat.
+  const dir = mkdtempSync(join(tmpdir(), 'vkllm-bert-'));
+  const bert = join(dir, 'micro-bert.gguf');
+  assert.equal(spawnSync(vkllm, ['make-model', '--preset', 'micro-bert', '-o', bert]).status, 0);
+  const e = await startServer([], { gguf: bert });
+  const eclient = new OpenAI({ baseURL: `${e.url}/v1`, apiKey: 'none' });
+  const emb = await eclient.embeddings.create({ model: 'test-model', input: ['a story', 'another story, longer than the first'] });
+  assert.equal(emb.data.length, 2);
+  emb.data.forEach((d) => {
+    assert.equal(d.embedding.length, 128);
+    assert.ok(Math.abs(norm(d.embedding) - 1) < 1e-5);
+  });
+  const chat = await post(e.url, '/v1/chat/completions', chatBody('hi', 4));
+  assert.equal(chat.status, 400);
+  assert.equal((await chat.json()).error.code, 'model_not_generative');
+  e.proc.kill('SIGTERM');
+  assert.deepEqual(await e.exited, { code: 0, signal: null });
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('C2 32 parallel streaming clients at temperature 0 each get their solo text', async () => {
