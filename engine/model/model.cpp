@@ -491,7 +491,8 @@ ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) con
   return shape;
 }
 
-std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, const StepShape& sh) {
+std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, platform::CommandStream* tail,
+                                                  const StepShape& sh) {
   ops::Kernels& k = kernels_;
   Workspace& w = *ws_;
   const ModelConfig& c = config_;
@@ -592,34 +593,41 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, c
   const std::pair<std::size_t, std::size_t> layers{cs.dispatch_count() - d0, cs.barrier_count() - b0};
   record_scores(cs, sh);
   // Only the sampled rows go through the final norm and the LM head.
+  if (R > 0) record_head(cs, T, sample_rows, R);
+  record_embeddings(cs, sh);  // reuses x and xn: the head is done with them
   if (R == 0) {
-    record_embeddings(cs, sh);
     cs.end();
     return layers;
   }
-  record_head(cs, T, sample_rows, R);
+  // A split step (late masks): the forward pass ends here; the sampler is a second command buffer
+  // that release_masks() submits once the masks are in (the submissions' semaphore orders it
+  // after the head).
+  platform::CommandStream& ts = sh.split ? *tail : cs;
+  if (sh.split) {
+    cs.end();
+    ts.begin(false, /*time_span=*/true);
+  }
   if (sh.use_sampler) {
-    ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, w.top,
+    ops::record_sample(k, ts, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, w.top,
                        R, c.vocab_size, 0, masks);
-    cs.copy(BufferSpan(w.logprobs, 0, R * 4),
+    ts.copy(BufferSpan(w.logprobs, 0, R * 4),
             BufferSpan(readback, std::uint64_t{options_.max_seqs} * 4, R * 4), "read logprobs");
     if (sh.want_top) {
       // Every row's whole slice: the copy's size stays a function of the recorded shape, so a
       // replay with other per-row N reads right; step() reads only the entries asked.
       const std::uint64_t bytes = ops::sample_top_bytes(R);
-      cs.copy(BufferSpan(w.top, 0, bytes), BufferSpan(readback, w.readback_top, bytes),
+      ts.copy(BufferSpan(w.top, 0, bytes), BufferSpan(readback, w.readback_top, bytes),
               "read top logprobs");
     }
   } else {
-    ops::record_argmax(k, cs, w.logits, w.ids, R, c.vocab_size);
+    ops::record_argmax(k, ts, w.logits, w.ids, R, c.vocab_size);
   }
-  cs.copy(BufferSpan(w.ids, 0, R * 4), BufferSpan(readback, 0, R * 4), "read ids");
+  ts.copy(BufferSpan(w.ids, 0, R * 4), BufferSpan(readback, 0, R * 4), "read ids");
   if (sh.want_logits) {
     const std::uint64_t bytes = std::uint64_t{R} * c.vocab_size * 4;
-    cs.copy(BufferSpan(w.logits, 0, bytes), BufferSpan(w.logits_readback, 0, bytes), "read logits");
+    ts.copy(BufferSpan(w.logits, 0, bytes), BufferSpan(w.logits_readback, 0, bytes), "read logits");
   }
-  record_embeddings(cs, sh);
-  cs.end();
+  ts.end();
   return layers;
 }
 

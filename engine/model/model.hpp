@@ -68,6 +68,11 @@ struct StepInput {
   // Constrained decoding: token masks of (vocab + 31) / 32 words each, referenced by
   // sampling[r].mask_offset (ops::kNoMask: none); at most one per sampled row.
   std::vector<std::uint32_t> masks;
+  // Late masks (docs/ARCHITECTURE.md, the overlapped loop): > 0 says the masks, this many words,
+  // come after submit() through release_masks(), and `masks` stays empty. The forward pass runs
+  // meanwhile; the sampler waits for them. A constrained row's mask follows the token drawn in
+  // the step before, which the host learns while this one's forward pass runs.
+  std::uint32_t late_mask_words = 0;
   bool want_logits = false;                 // read back the [R, vocab] logits (tests)
   bool want_logprobs = false;               // sampler path even for greedy rows
   // Prompt scoring (completions' echo with logprobs): for each i, the log probability of
@@ -132,6 +137,11 @@ class Model {
   // runs and the next): their inputs and readbacks are double-buffered, and the device runs them
   // in submission order. Throws std::logic_error when two are in flight already.
   void submit(const StepInput& input);
+  // The masks of the last submitted step, submitted with StepInput::late_mask_words: written to
+  // its inputs, then its sampler is submitted. Until then no other step may be submitted
+  // (std::logic_error); wait() on it releases all-allowed masks first (the step never hangs).
+  void release_masks(std::span<const std::uint32_t> masks);
+  bool awaiting_masks() const { return !in_flight_.empty() && !in_flight_.back().released; }
   // Waits for the oldest step in flight and returns its output (throws DeviceLost on loss,
   // std::logic_error when none is in flight).
   StepOutput wait();
@@ -179,6 +189,7 @@ class Model {
     bool want_logits = false, use_sampler = false, want_top = false;
     std::uint32_t P = 0, score_top = 0;
     std::uint32_t E = 0;
+    bool split = false;  // late masks: the sampler in a second command buffer (Recording::tail)
     std::uint32_t slot = 0;
     auto operator<=>(const StepShape&) const = default;
   };
@@ -189,6 +200,8 @@ class Model {
     std::uint32_t R0 = 0;
     std::vector<std::uint32_t> top_counts;  // [R0] top logprobs asked per row
     std::uint32_t E0 = 0;                   // embedding rows asked
+    std::uint32_t late_words = 0;           // late masks: the words release_masks() brings
+    bool released = true;                   // false until they came (the tail is submitted)
   };
 
   void check(const StepInput& input) const;
@@ -200,7 +213,9 @@ class Model {
   // Returns the dispatches and barriers of the transformer layers (StepCounts' layer fields).
   void write_inputs(const StepInput& input, const StepShape& shape);
   Recording& recording_for(const StepShape& shape);
-  std::pair<std::size_t, std::size_t> record(platform::CommandStream& cs, const StepShape& shape);
+  // `tail`: where the sampler and its readback go when shape.split (else into cs).
+  std::pair<std::size_t, std::size_t> record(platform::CommandStream& cs, platform::CommandStream* tail,
+                                             const StepShape& shape);
   void record_head(platform::CommandStream& cs, std::uint32_t T, platform::BufferSpan rows, std::uint32_t n);
   void record_scores(platform::CommandStream& cs, const StepShape& shape);
   void record_embeddings(platform::CommandStream& cs, const StepShape& shape);

@@ -105,6 +105,10 @@ void Model::check(const StepInput& in) const {
     throw InvalidRequest(fmt::format("step: {} penalty entries (at most {})", in.penalties.size(),
                                      ws_->in.max_penalties));
   }
+  if (in.late_mask_words > 0 && (!in.masks.empty() || in.sample_rows.empty())) {
+    throw InvalidRequest("step: late masks (late_mask_words) need sampled rows and no masks given with the step");
+  }
+  const std::uint64_t mask_list = in.late_mask_words > 0 ? in.late_mask_words : in.masks.size();
   for (const ops::SamplingRow& row : in.sampling) {
     if (std::uint64_t{row.penalty_offset} + row.penalty_count > in.penalties.size()) {
       throw InvalidRequest("step: a sampling row's penalty range is outside the penalty list");
@@ -114,12 +118,12 @@ void Model::check(const StepInput& in) const {
                                        row.top_logprobs, ops::kMaxTopLogprobs));
     }
     if (row.mask_offset != ops::kNoMask &&
-        std::uint64_t{row.mask_offset} + ws_->in.mask_words > in.masks.size()) {
+        std::uint64_t{row.mask_offset} + ws_->in.mask_words > mask_list) {
       throw InvalidRequest("step: a sampling row's mask is outside the mask list");
     }
   }
-  if (in.masks.size() > std::uint64_t{S} * ws_->in.mask_words) {
-    throw InvalidRequest(fmt::format("step: {} mask words (at most {} rows of {})", in.masks.size(), S,
+  if (mask_list > std::uint64_t{S} * ws_->in.mask_words) {
+    throw InvalidRequest(fmt::format("step: {} mask words (at most {} rows of {})", mask_list, S,
                                      ws_->in.mask_words));
   }
   for (const ops::PenaltyEntry& e : in.penalties) {
@@ -255,7 +259,8 @@ void Model::write_inputs(const StepInput& input, const StepShape& sh) {
 Model::Recording& Model::recording_for(const StepShape& shape) {
   auto record_timed = [&](Recording& rec) {
     const auto t0 = std::chrono::steady_clock::now();
-    std::tie(rec.layer_dispatches, rec.layer_barriers) = record(rec.cs, shape);
+    if (shape.split && !rec.tail) rec.tail.emplace(device_.command_stream());
+    std::tie(rec.layer_dispatches, rec.layer_barriers) = record(rec.cs, rec.tail ? &*rec.tail : nullptr, shape);
     recording_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++recordings_;
   };
@@ -298,6 +303,7 @@ Model::Recording& Model::recording_for(const StepShape& shape) {
 
 void Model::submit(const StepInput& input) {
   if (in_flight_.size() >= 2) throw std::logic_error("Model::submit: two steps in flight already");
+  if (awaiting_masks()) throw std::logic_error("Model::submit: the last step still waits for its masks");
   check(input);
   if (input.want_logits && !in_flight_.empty()) {
     throw std::logic_error("Model::submit: a step that reads logits back runs alone");
@@ -317,6 +323,7 @@ void Model::submit(const StepInput& input) {
     sh.want_top |= row.top_logprobs > 0;
   }
   sh.use_sampler |= sh.want_top;
+  sh.split = input.late_mask_words > 0;
   sh.P = static_cast<std::uint32_t>(input.score_rows.size());
   sh.score_top = input.score_top;
   if (!input.embed_rows.empty()) {
@@ -337,6 +344,8 @@ void Model::submit(const StepInput& input) {
   }
   rec.cs.submit();
   InFlight f{&rec, sh, R0, {}, static_cast<std::uint32_t>(input.embed_rows.size())};
+  f.late_words = input.late_mask_words;
+  f.released = !sh.split;
   if (sh.want_top) {
     for (const ops::SamplingRow& row : input.sampling) f.top_counts.push_back(row.top_logprobs);
   }
@@ -345,18 +354,36 @@ void Model::submit(const StepInput& input) {
   last_rows_ = R0;
 }
 
+void Model::release_masks(std::span<const std::uint32_t> masks) {
+  if (!awaiting_masks()) throw std::logic_error("Model::release_masks: no step waits for masks");
+  InFlight& f = in_flight_.back();
+  if (masks.size() != f.late_words) {
+    throw std::logic_error(fmt::format("Model::release_masks: {} words, the step was submitted for {}",
+                                       masks.size(), f.late_words));
+  }
+  // Host-coherent memory, written before the submission that reads it.
+  std::memcpy(ws_->inputs[f.shape.slot].mapped() + ws_->in.masks, masks.data(), masks.size_bytes());
+  f.rec->tail->submit();
+  f.released = true;
+}
+
 StepOutput Model::wait() {
   if (in_flight_.empty()) throw std::logic_error("Model::wait: no step in flight");
+  if (in_flight_.size() == 1 && awaiting_masks()) {
+    release_masks(std::vector<std::uint32_t>(in_flight_.front().late_words, ~0u));
+  }
   const InFlight f = std::move(in_flight_.front());
   in_flight_.pop_front();
   const auto wait0 = std::chrono::steady_clock::now();
-  f.rec->cs.wait();
+  (f.rec->tail ? *f.rec->tail : f.rec->cs).wait();
   if (fault::hit("step_wait")) {
     throw DeviceLost("vkWaitSemaphores failed: VK_ERROR_DEVICE_LOST (injected: VKLLM_FAULT step_wait)");
   }
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait0).count();
-  const double busy = f.rec->cs.span_seconds();
-  if (busy >= 0) busy_seconds_ += busy;
+  for (const platform::CommandStream* cs : {&f.rec->cs, f.shape.split ? &*f.rec->tail : nullptr}) {
+    const double busy = cs ? cs->span_seconds() : -1;
+    if (busy >= 0) busy_seconds_ += busy;
+  }
 
   const Workspace& w = *ws_;
   const StepShape& sh = f.shape;

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "engine/model/model.hpp"
 
@@ -47,6 +48,8 @@ struct Model::Workspace {
 
 struct Model::Recording {
   platform::CommandStream cs;
+  // StepShape::split: the sampler and its readback, submitted by release_masks().
+  std::optional<platform::CommandStream> tail;
   std::uint64_t last_use = 0;
   std::size_t layer_dispatches = 0, layer_barriers = 0;
 };

@@ -105,6 +105,45 @@ std::vector<ops::KernelChoice> forced_paths(const ops::Kernels& k) {
   return out;
 }
 
+// The overlapped-loop tests' model (deterministic, 4 sequences of 64 tokens) and two prompts of
+// n0 and n1 tokens; run r keeps its K/V in blocks of its own, so a run that feeds on the device
+// and one that takes the host's ids can be compared.
+struct TwoPrompts {
+  std::unique_ptr<model::Model> m;
+  std::uint32_t bs = 0, mb = 0;
+  std::vector<std::uint32_t> p0, p1;
+
+  std::vector<std::uint32_t> blocks(std::uint32_t run, std::uint32_t seq) const {
+    std::vector<std::uint32_t> b(mb);
+    std::iota(b.begin(), b.end(), 1 + run * 8 + seq * mb);
+    return b;
+  }
+  model::StepInput prompt_step(std::uint32_t run) const {
+    model::StepInput in;
+    in.query_start = {0};
+    add_sequence(in, mb, bs, blocks(run, 0), p0, 0);
+    add_sequence(in, mb, bs, blocks(run, 1), p1, 0);
+    return in;
+  }
+};
+
+TwoPrompts two_prompts(platform::Device& device, const model::SyntheticSpec& spec, std::mt19937& rng,
+                       std::size_t n0, std::size_t n1) {
+  model::ModelOptions opt;
+  opt.max_batch_tokens = 64;
+  opt.max_seqs = 4;
+  opt.context_length = 64;
+  opt.num_blocks = 1 + 4 * 4;
+  opt.deterministic = true;
+  TwoPrompts t;
+  t.m = load_synthetic(device, spec, opt);
+  t.bs = opt.block_size;
+  t.mb = t.m->max_blocks_per_seq();
+  t.p0 = random_tokens(rng, n0, spec.vocab_size);
+  t.p1 = random_tokens(rng, n1, spec.vocab_size);
+  return t;
+}
+
 }  // namespace
 
 TEST_CASE_FIXTURE(test::DeviceTest, "every matmul path forced: the f32 reference's greedy tokens, near-ties excepted") {
@@ -458,27 +497,12 @@ TEST_CASE_FIXTURE(test::DeviceTest, "the overlapped loop: a step fed on the devi
   // both submitted before A is read; the same two steps with B's ids from the host must give
   // the same ids and log probabilities, bit for bit (deterministic mode: same shapes, same sums).
   const auto spec = spec_for(Arch::qwen3, gguf::TensorType::kQ4_K, 21);
-  model::ModelOptions opt;
-  opt.max_batch_tokens = 64;
-  opt.max_seqs = 4;
-  opt.context_length = 64;
-  opt.num_blocks = 1 + 4 * 4;
-  opt.deterministic = true;
-  auto m = load_synthetic(device(), spec, opt);
-  const std::uint32_t bs = opt.block_size, mb = m->max_blocks_per_seq();
-  const auto p0 = random_tokens(rng(), 19, spec.vocab_size);
-  const auto p1 = random_tokens(rng(), 5, spec.vocab_size);
-  // Run r (0: fed, 1: from the host) keeps its K/V in blocks 1 + 8r ...
-  auto blocks = [&](std::uint32_t run, std::uint32_t seq) {
-    std::vector<std::uint32_t> b(mb);
-    std::iota(b.begin(), b.end(), 1 + run * 8 + seq * mb);
-    return b;
-  };
+  const TwoPrompts t = two_prompts(device(), spec, rng(), 19, 5);  // run 0: fed, 1: from the host
+  model::Model* m = t.m.get();
+  const std::uint32_t bs = t.bs, mb = t.mb;
+  const auto blocks = [&](std::uint32_t run, std::uint32_t seq) { return t.blocks(run, seq); };
   auto prompt_step = [&](std::uint32_t run) {
-    model::StepInput in;
-    in.query_start = {0};
-    add_sequence(in, mb, bs, blocks(run, 0), p0, 0);
-    add_sequence(in, mb, bs, blocks(run, 1), p1, 0);
+    model::StepInput in = t.prompt_step(run);
     in.want_logprobs = true;
     return in;
   };
@@ -505,6 +529,69 @@ TEST_CASE_FIXTURE(test::DeviceTest, "the overlapped loop: a step fed on the devi
   CHECK(a.logprobs == a_host.logprobs);
   CHECK(b.ids == b_host.ids);
   CHECK(b.logprobs == b_host.logprobs);
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "late masks: the sampler waits for masks released after submit, as if given with the step") {
+  // Step B is fed from step A on the device and submitted with late masks before A is read;
+  // its masks come after (release_masks), as the engine's constrained requests do. The same two
+  // steps with B's ids and masks from the host give the same ids, each inside its mask.
+  const auto spec = spec_for(Arch::llama, gguf::TensorType::kQ8_0, 22);
+  const TwoPrompts t = two_prompts(device(), spec, rng(), 11, 6);
+  model::Model* m = t.m.get();
+  const std::uint32_t words = (spec.vocab_size + 31) / 32;
+  const auto prompt_step = [&](std::uint32_t run) { return t.prompt_step(run); };
+  auto next_step = [&](std::uint32_t run, std::uint32_t t0, std::uint32_t t1) {
+    model::StepInput in;
+    in.query_start = {0};
+    add_sequence(in, t.mb, t.bs, t.blocks(run, 0), std::vector<std::uint32_t>{t0}, 11);
+    add_sequence(in, t.mb, t.bs, t.blocks(run, 1), std::vector<std::uint32_t>{t1}, 6);
+    in.sampling[0].mask_offset = 0;
+    in.sampling[1].mask_offset = words;
+    return in;
+  };
+  // Row 0 may draw one of three tokens, row 1 one of two.
+  std::vector<std::uint32_t> masks(2 * words, 0);
+  const std::vector<std::uint32_t> allowed0 = {7, 100, 201}, allowed1 = {3, 299};
+  for (std::uint32_t t : allowed0) masks[t / 32] |= 1u << (t % 32);
+  for (std::uint32_t t : allowed1) masks[words + t / 32] |= 1u << (t % 32);
+
+  m->submit(prompt_step(0));
+  model::StepInput late = next_step(0, 0, 0);
+  late.feed = {0, 1};
+  late.late_mask_words = 2 * words;
+  m->submit(late);
+  CHECK(m->awaiting_masks());
+  CHECK_THROWS_AS(m->release_masks(std::vector<std::uint32_t>(words, ~0u)), std::logic_error);  // wrong size
+  const auto a = m->wait();
+  m->release_masks(masks);
+  CHECK_FALSE(m->awaiting_masks());
+  CHECK_THROWS_AS(m->release_masks(masks), std::logic_error);  // none waits
+  const auto b = m->wait();
+
+  const auto a_host = m->step(prompt_step(1));
+  model::StepInput given = next_step(1, a_host.ids[0], a_host.ids[1]);
+  given.masks = masks;
+  const auto b_host = m->step(given);
+  CHECK(a.ids == a_host.ids);
+  CHECK(b.ids == b_host.ids);
+  CHECK(std::find(allowed0.begin(), allowed0.end(), b.ids[0]) != allowed0.end());
+  CHECK(std::find(allowed1.begin(), allowed1.end(), b.ids[1]) != allowed1.end());
+
+  // Late masks and masks given with the step at once, or late masks with nothing sampled, are refused.
+  model::StepInput both = next_step(1, 1, 2);
+  both.masks = masks;
+  both.late_mask_words = 2 * words;
+  CHECK_THROWS_AS(m->submit(both), InvalidRequest);
+  // A late step whose masks never come: wait() releases all-allowed ones (no hang), and no step
+  // may be submitted before.
+  m->submit(prompt_step(0));
+  (void)m->wait();
+  late.feed.clear();
+  m->submit(late);
+  CHECK_THROWS_AS(m->submit(prompt_step(1)), std::logic_error);
+  const auto unreleased = m->wait();
+  CHECK(unreleased.ids.size() == 2);
+  CHECK(m->in_flight() == 0);
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "stories260K: the documented greedy story, id for id") {
