@@ -323,7 +323,7 @@ void Engine::trim_heap_when_idle() {
 // The flat batch of one plan: every chunk's tokens, positions, slots and block table; one
 // sampling row (with its penalty list) per chunk that samples. A token still pending (drawn by
 // the step in flight) is fed on the device from that step's sample row.
-model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l) {
+model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l, bool overlapped) {
   const std::uint32_t bs = model_->options().block_size;
   const std::uint32_t mb = model_->max_blocks_per_seq();
   model::StepInput in;
@@ -371,7 +371,12 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l) {
     in.sampling.push_back(ops::sampling_row(r.params.sampling, s.generated(), offset,
                                             static_cast<std::uint32_t>(entries.size())));
     if (r.params.logprobs) in.sampling.back().top_logprobs = r.params.top_logprobs;
-    if (r.matcher) {  // its state is current: a constrained request never overlaps (can_overlap)
+    if (r.matcher && overlapped) {  // the step in flight draws the token its mask follows
+      const std::uint32_t words = (model_->config().vocab_size + 31) / 32;
+      in.sampling.back().mask_offset = in.late_mask_words;
+      in.late_mask_words += words;
+      l.late_masks.push_back(r.id);
+    } else if (r.matcher) {  // its state is current
       const auto mask = r.matcher->mask();
       in.sampling.back().mask_offset = static_cast<std::uint32_t>(in.masks.size());
       in.masks.insert(in.masks.end(), mask.begin(), mask.end());
@@ -470,22 +475,49 @@ void Engine::step() {
     const Launched done = std::move(*in_flight_);
     in_flight_ = std::move(next);
     complete(done);
+    release_masks();
     if (in_flight_ || failed_) return;
   }
   if (!scheduler_.idle()) in_flight_ = launch(false);
 }
 
 // Step t + 1 may go before step t's tokens are known when nothing in it depends on them on the
-// host: penalties count the generated tokens, a grammar's mask follows them (a request with one
-// sampled in step t must wait).
+// host: penalties count the generated tokens (a request with one sampled in step t must wait).
+// A grammar's mask follows them too, but only the sampler needs it: step t + 1 goes with late
+// masks, its forward pass runs while the host reads step t and computes them (release_masks).
 // Stop tokens need no wait: a sequence that stops at step t wastes its step t + 1 token.
 bool Engine::can_overlap() const {
   if (!config_.overlap || starved_ || model_->in_flight() != 1) return false;
   for (RequestId id : in_flight_->sampled) {
     auto it = live_.find(id);
-    if (it != live_.end() && (it->second->params.sampling.penalizes() || it->second->matcher)) return false;
+    if (it != live_.end() && it->second->params.sampling.penalizes()) return false;
   }
   return true;
+}
+
+// The late masks of the step in flight, now that the step before it is complete: each
+// constrained request's matcher has taken its last token. A request that ended meanwhile gets an
+// all-allowed mask (its draw is discarded); one whose mask fails ends with the error, the same.
+void Engine::release_masks() {
+  if (!in_flight_ || in_flight_->late_masks.empty() || !model_->awaiting_masks()) return;
+  const std::uint32_t words = (model_->config().vocab_size + 31) / 32;
+  std::vector<std::uint32_t> masks(in_flight_->late_masks.size() * words, ~0u);
+  for (std::size_t i = 0; i < in_flight_->late_masks.size(); ++i) {
+    auto it = live_.find(in_flight_->late_masks[i]);
+    if (it == live_.end() || !it->second->matcher) continue;
+    try {
+      const auto mask = it->second->matcher->mask();
+      std::copy(mask.begin(), mask.end(), masks.begin() + static_cast<std::ptrdiff_t>(i * words));
+    } catch (const std::exception& e) {
+      finish_request(it->first, FinishReason::error, fmt::format("grammar: {}", e.what()));
+    }
+  }
+  try {
+    model_->release_masks(masks);
+  } catch (const DeviceLost& e) {
+    in_flight_.reset();  // its sampler never went: nothing of it will run
+    fail_all(e.what());
+  }
 }
 
 std::optional<Engine::Launched> Engine::launch(bool overlapped) {
@@ -494,7 +526,7 @@ std::optional<Engine::Launched> Engine::launch(bool overlapped) {
   starved_ = l.plan.starved;
   if (l.plan.empty()) return std::nullopt;
   try {
-    const model::StepInput in = build_step(l.plan, l);
+    const model::StepInput in = build_step(l.plan, l, overlapped);
     model_->submit(in);
   } catch (const DeviceLost& e) {
     fail_all(e.what());

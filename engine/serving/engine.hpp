@@ -223,6 +223,9 @@ class Engine final : public Service {
     std::vector<RequestId> sampled;
     std::vector<std::pair<RequestId, std::uint32_t>> scored;
     std::vector<std::pair<RequestId, std::uint32_t>> embedded;  // (request, position) per embed row
+    // Constrained rows of an overlapped step, in mask order: their masks follow the token the
+    // step before draws, so they go to the device after it completes (release_masks).
+    std::vector<RequestId> late_masks;
   };
   void loop();
   void step();
@@ -234,7 +237,8 @@ class Engine final : public Service {
   void recover();
   void admit(std::deque<std::unique_ptr<Request>>& incoming);
   void expire();
-  model::StepInput build_step(const sched::StepPlan& plan, Launched& l);
+  model::StepInput build_step(const sched::StepPlan& plan, Launched& l, bool overlapped);
+  void release_masks();
   void add_score_rows(Request& r, const sched::Sequence& s, const sched::ScheduledChunk& c,
                       std::uint32_t first_row, model::StepInput& in, Launched& l);
   void append_sampled(Request& r, std::size_t row, const model::StepOutput& out);

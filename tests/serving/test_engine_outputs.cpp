@@ -116,6 +116,57 @@ TEST_CASE_FIXTURE(test::DeviceTest, "constrained decoding: outputs of a JSON sch
   }
 }
 
+TEST_CASE_FIXTURE(test::DeviceTest, "constrained decoding a step ahead: late masks, the tokens of one step at a time") {
+  // Deterministic mode. With the overlapped loop, a constrained request's step t + 1 goes before
+  // step t is read, its mask released once the host has step t's token (Model::release_masks):
+  // the same tokens as one step at a time, greedy and seeded, beside an unconstrained request.
+  Fixture f = random_model(device(), 0, 8, true);
+  const auto schema = boost::json::parse(R"({"type": "array", "items": {"type": "string", "maxLength": 6},
+      "minItems": 2, "maxItems": 5})");
+  auto g = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(grammar::json_schema_gbnf(schema)));
+  const auto ps = prompts(4, 320, 23);
+  auto run = [&](bool overlap) {
+    serving::EngineConfig cfg;
+    cfg.overlap = overlap;
+    Engine engine(*f.model, f.tokenizer, cfg);
+    std::vector<std::unique_ptr<Collector>> cs;
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      serving::RequestParams p = greedy(i < 3 ? 120 : 4);
+      if (i < 3) {
+        p.grammar = g;
+        p.ignore_eos = false;
+        p.sampling.temperature = i == 0 ? 0.0f : 1.0f;
+        p.sampling.top_k = 0;
+        p.sampling.seed = 70 + i;
+      }
+      engine.submit(ps[i], p, cs.back()->callback());
+    }
+    std::vector<std::vector<std::uint32_t>> tokens;
+    for (std::size_t i = 0; i < cs.size(); ++i) {
+      cs[i]->wait();
+      CAPTURE(i);
+      if (i < 3) {
+        CHECK(cs[i]->finish == FinishReason::stop);
+        boost::json::error_code ec;
+        const boost::json::value v = boost::json::parse(text_of(f.tokenizer, *cs[i]), ec);
+        CHECK_FALSE(ec);
+        CHECK(v.is_array());
+      }
+      tokens.push_back(cs[i]->tokens);
+    }
+    return std::pair(tokens, engine.stats());
+  };
+  const auto [one, one_stats] = run(false);
+  const auto [ahead, ahead_stats] = run(true);
+  CHECK(ahead == one);
+  CHECK(one_stats.overlapped_steps == 0);
+  // Every step but the first few (prompts, the step after them) goes ahead.
+  CHECK(ahead_stats.overlapped_steps + 3 >= ahead_stats.steps);
+  CHECK(ahead_stats.overlapped_steps > 10);
+  CHECK(ahead_stats.kv_blocks_free == ahead_stats.kv_blocks_total);
+}
+
 TEST_CASE_FIXTURE(test::DeviceTest, "stop strings, stop ids, max tokens and bad requests") {
   Fixture f = random_model(device(), 0, 4);
   Engine engine(*f.model, f.tokenizer, {});
