@@ -89,6 +89,9 @@ int main(int argc, char** argv) {
   write(out / "http" / "gets.txt", gets);
   write(out / "http" / "tokenize.txt", http("POST", "/tokenize", R"({"content":"Hello world","with_pieces":true})") +
                                            http("POST", "/detokenize", R"({"tokens":[1,2,3]})"));
+  write(out / "http" / "embeddings.txt",
+        http("POST", "/v1/embeddings", R"({"input":["Hello world","ab"],"encoding_format":"base64","dimensions":2})") +
+            http("POST", "/v1/embeddings", R"({"input":[[1,2,3]],"model":"m"})"));
   write(out / "http" / "chunked.txt",
         "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer k\r\n"
         "Transfer-Encoding: chunked\r\n\r\n10\r\n{\"prompt\":\"ab\",\"\r\n"
