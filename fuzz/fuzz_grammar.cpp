@@ -1,14 +1,15 @@
 // libFuzzer target: constrained decoding's and tool calling's parsers on what a client or a model
 // may send. The first byte chooses: GBNF (a request's `grammar`), a JSON schema
 // (`response_format`), or model output through a tool-call parser. Up to the first NUL: the
-// grammar, schema or text; after it: bytes fed to the grammar's matcher, a mask asked before
-// each. A grammar past the limits must end in GrammarError, never a hang, a crash or unbounded
+// grammar, schema or text (model output also goes through a lazy grammar's trigger watch); after
+// it: bytes fed to the grammar's matcher, a mask asked before each. A grammar past the limits must end in GrammarError, never a hang, a crash or unbounded
 // memory (docs/ARCHITECTURE.md "Constrained decoding").
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -27,7 +28,8 @@ std::shared_ptr<const g::TokenTrie> vocab() {
     std::vector<std::string> v{"", ""};
     for (int b = 0; b < 256; ++b) v.push_back(std::string(1, static_cast<char>(b)));
     for (const char* w : {"{\"", "\":", "true", "null", "\\u00", "é", "ab", "\n  "}) v.push_back(w);
-    return std::make_shared<const g::TokenTrie>(v, std::vector<std::uint32_t>{1});
+    return std::make_shared<const g::TokenTrie>(v, std::vector<std::uint32_t>{1},
+                                                std::unordered_map<std::string, std::uint32_t>{{"[TOOL_CALLS]", 0}});
   }();
   return trie;
 }
@@ -46,6 +48,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       vkllm::frontend::ToolCallParser p(static_cast<vkllm::frontend::ToolFormat>(f), "c", data[0] & 4);
       for (std::size_t i = 0; i < text.size(); i += 1 + (i % 7)) (void)p.push(text.substr(i, 1 + (i % 7)));
       (void)p.finish();
+    }
+    // A lazy grammar's start over the same output, a byte a token (\x01: the control token
+    // [TOOL_CALLS]): what it hands the grammar is the output's end, past the trigger's start.
+    static const std::vector<g::Trigger> triggers{
+        {"<tool_call>", false, false}, {R"({"name")", true, false}, {"[TOOL_CALLS]", false, true}, {"ab", false, true}};
+    g::LazyStart lazy(triggers, vocab());
+    std::string out;
+    for (char c : text) {
+      const bool control = c == '\x01';
+      if (!control) out += c;
+      if (const auto start = lazy.push(control ? 0u : 2u + static_cast<std::uint8_t>(c))) {
+        if (!out.ends_with(*start)) __builtin_trap();
+        break;
+      }
     }
     return 0;
   }

@@ -488,13 +488,14 @@ bool bare_tool_calls(const ParsedRequest& pr, frontend::ToolFormat format) {
   return forces_calls(pr.tool_choice) && (format == frontend::ToolFormat::mistral || format == frontend::ToolFormat::harmony);
 }
 
-void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format) {
-  if (!forces_calls(pr.tool_choice) || pr.endpoint != Endpoint::chat) return;
-  if (pr.params.grammar) fail("tool_choice", "'tool_choice' required or named cannot be combined with another output constraint");
-  if (format == frontend::ToolFormat::none) {
-    fail("tool_choice", "this model's chat template renders no tools: 'tool_choice' cannot require a call");
-  }
-  // One call: {"name": <a tool's name>, "arguments" (Llama 3: "parameters"): <its parameters>}.
+namespace {
+
+// The grammar of the calls a reply may hold in `format`'s syntax: {"name": <a tool's name>,
+// "arguments" (Llama 3: "parameters"): <its parameters>}, wrapped in the format's markers (bare
+// where they are control tokens, which a forced reply omits and a lazy grammar starts after);
+// with parallel_tool_calls, up to 8 calls. Throws GrammarError when a function's parameters
+// cannot constrain a call.
+std::string tool_call_gbnf(const ParsedRequest& pr, frontend::ToolFormat format) {
   const char* args_key = format == frontend::ToolFormat::llama3 ? "parameters" : "arguments";
   json::array alternatives;
   for (const json::value& t : pr.tools) {
@@ -515,15 +516,9 @@ void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format) {
     }
     alternatives.push_back(std::move(call));
   }
-  std::string calls;
-  try {
-    const json::value schema = alternatives.size() == 1 ? alternatives[0] : json::value(json::object{{"anyOf", alternatives}});
-    calls = grammar::json_schema_gbnf(schema);
-  } catch (const grammar::GrammarError& e) {
-    fail("tools", fmt::format("a function's parameters cannot constrain a call: {}", e.what()));
-  }
-  // The call's rules under the name tool-call, then the syntax around it: with
-  // parallel_tool_calls, up to 8 calls in one reply.
+  const json::value schema = alternatives.size() == 1 ? alternatives[0] : json::value(json::object{{"anyOf", alternatives}});
+  std::string calls = grammar::json_schema_gbnf(schema);
+  // The call's rules under the name tool-call, then the syntax around it.
   calls.replace(calls.find("root ::="), 8, "tool-call ::=");
   const bool many = pr.parallel_tool_calls;
   std::string root;
@@ -542,10 +537,47 @@ void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format) {
       root = "root ::= tool-call";
       break;
   }
+  return root + "\n" + calls;
+}
+
+// Where a call begins in each format's output, for tool_choice auto's lazy grammar. None for
+// harmony (calls live in its channel structure, which the grammar does not model) and the
+// generic format (no marker tells a call from a JSON answer).
+std::vector<grammar::Trigger> tool_call_triggers(frontend::ToolFormat format) {
+  switch (format) {
+    case frontend::ToolFormat::hermes: return {{"<tool_call>", false, false}};
+    case frontend::ToolFormat::llama3:
+      return {{"<|python_tag|>", false, true}, {R"({"name")", true, false}, {R"({ "name")", true, false}};
+    case frontend::ToolFormat::mistral: return {{"[TOOL_CALLS]", false, true}};
+    default: return {};
+  }
+}
+
+}  // namespace
+
+void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format) {
+  if (pr.endpoint != Endpoint::chat || pr.tools.empty()) return;
+  if (pr.tool_choice.mode == ToolChoice::Mode::automatic) {
+    // A lazy grammar: the reply runs free until a call begins. Not with another constraint,
+    // and not where a function's parameters cannot be compiled: its calls are parsed, as without.
+    std::vector<grammar::Trigger> triggers = tool_call_triggers(format);
+    if (triggers.empty() || pr.params.grammar) return;
+    try {
+      pr.params.grammar = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(tool_call_gbnf(pr, format)));
+      pr.params.grammar_triggers = std::move(triggers);
+    } catch (const grammar::GrammarError&) {
+    }
+    return;
+  }
+  if (!forces_calls(pr.tool_choice)) return;
+  if (pr.params.grammar) fail("tool_choice", "'tool_choice' required or named cannot be combined with another output constraint");
+  if (format == frontend::ToolFormat::none) {
+    fail("tool_choice", "this model's chat template renders no tools: 'tool_choice' cannot require a call");
+  }
   try {
-    pr.params.grammar = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(root + "\n" + calls));
+    pr.params.grammar = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(tool_call_gbnf(pr, format)));
   } catch (const grammar::GrammarError& e) {
-    fail("tools", e.what());
+    fail("tools", fmt::format("a function's parameters cannot constrain a call: {}", e.what()));
   }
 }
 

@@ -66,7 +66,9 @@ struct ParsedRequest {
 
 // tool_choice required or a named function: the output is constrained to calls in the model's
 // syntax (`format`) whose arguments match the function's parameters (a grammar in
-// pr.params.grammar). Throws ApiException (400) when it cannot be, naming why.
+// pr.params.grammar). Throws ApiException (400) when it cannot be, naming why. auto: the same
+// grammar, lazy (pr.params.grammar_triggers: it holds from where a call begins), in the formats
+// with a marker (hermes, llama3, mistral) and where the parameters compile; else nothing.
 void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format);
 
 // The parser of the model's tool calls applies to this request: tools were given and not

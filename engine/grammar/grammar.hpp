@@ -80,6 +80,14 @@ class Grammar {
   std::uint32_t root_ = 0;
 };
 
+// Where a lazy grammar begins (docs/ARCHITECTURE.md "Tool calls"): generation runs free until
+// a trigger appears in the output, and the grammar constrains it from there on.
+struct Trigger {
+  std::string text;       // bytes of the output, or the text of a control token
+  bool at_start = false;  // only as the output's first bytes (after whitespace)
+  bool after = false;     // the grammar begins after the trigger, not at its first byte
+};
+
 // The UTF-8 byte-range sequences that together match exactly the code points lo..hi (a part of
 // a character class); each sequence is one range per byte. Surrogates are left out.
 std::vector<std::vector<std::pair<std::uint8_t, std::uint8_t>>> utf8_sequences(std::uint32_t lo, std::uint32_t hi);

@@ -8,8 +8,12 @@
 
 namespace vkllm::grammar {
 
-TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, std::vector<std::uint32_t> end_tokens)
-    : vocab_size_(static_cast<std::uint32_t>(token_bytes.size())), bytes_(token_bytes), end_tokens_(std::move(end_tokens)) {
+TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, std::vector<std::uint32_t> end_tokens,
+                     std::unordered_map<std::string, std::uint32_t> control_tokens)
+    : vocab_size_(static_cast<std::uint32_t>(token_bytes.size())),
+      bytes_(token_bytes),
+      end_tokens_(std::move(end_tokens)),
+      control_(std::move(control_tokens)) {
   std::sort(end_tokens_.begin(), end_tokens_.end());
   end_tokens_.erase(std::unique(end_tokens_.begin(), end_tokens_.end()), end_tokens_.end());
   std::vector<std::uint32_t> sorted;
@@ -24,6 +28,7 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, std::vector<st
 TokenTrie TokenTrie::from_tokenizer(const tok::Tokenizer& tokenizer, std::uint32_t vocab_size) {
   std::vector<std::string> bytes(vocab_size);
   std::vector<std::uint32_t> ends;
+  std::unordered_map<std::string, std::uint32_t> control;
   for (std::uint32_t id = 0; id < vocab_size; ++id) {
     const auto t = static_cast<tok::TokenId>(id);
     if (!tokenizer.vocab().valid(t)) continue;
@@ -34,9 +39,16 @@ TokenTrie TokenTrie::from_tokenizer(const tok::Tokenizer& tokenizer, std::uint32
     const tok::TokenType type = tokenizer.vocab().type(t);
     if (type == tok::TokenType::kNormal || type == tok::TokenType::kByte || type == tok::TokenType::kUserDefined) {
       bytes[id] = std::string(tokenizer.token_to_piece(t));
+    } else if (type == tok::TokenType::kControl) {
+      control.emplace(tokenizer.token_to_piece(t, true), id);
     }
   }
-  return TokenTrie(bytes, std::move(ends));
+  return TokenTrie(bytes, std::move(ends), std::move(control));
+}
+
+std::optional<std::uint32_t> TokenTrie::control_token(std::string_view text) const {
+  const auto it = control_.find(std::string(text));
+  return it == control_.end() ? std::nullopt : std::optional<std::uint32_t>(it->second);
 }
 
 bool TokenTrie::is_end(std::uint32_t id) const {
@@ -238,6 +250,56 @@ std::span<const std::uint32_t> Matcher::mask() {
     for (std::uint32_t id : trie_->end_tokens()) bits[id >> 5] |= 1u << (id & 31);
   }
   return masks_.emplace(current_, std::move(bits)).first->second;
+}
+
+LazyStart::LazyStart(std::span<const Trigger> triggers, std::shared_ptr<const TokenTrie> trie)
+    : trie_(std::move(trie)) {
+  for (const Trigger& t : triggers) {
+    if (t.text.empty()) continue;
+    if (const auto id = trie_->control_token(t.text)) {
+      tokens_.push_back({*id, t.after ? std::string() : t.text});
+      continue;
+    }
+    words_.push_back({t.text, t.at_start, t.after});
+    longest_ = std::max(longest_, t.text.size());
+  }
+  at_start_ = std::any_of(words_.begin(), words_.end(), [](const Word& w) { return w.at_start; });
+}
+
+std::optional<std::string> LazyStart::push(std::uint32_t token) {
+  for (const auto& [id, start] : tokens_) {
+    if (id == token) return start;
+  }
+  const std::size_t old = text_.size();
+  text_.append(trie_->bytes(token));
+  // The output after its leading whitespace (text_ is whole while at_start_).
+  const std::size_t lead = text_.find_first_not_of(" \t\r\n");
+  const std::string_view rest = lead == std::string::npos ? std::string_view() : std::string_view(text_).substr(lead);
+  std::size_t best = std::string::npos;
+  const Word* hit = nullptr;
+  bool start_open = false;  // an at-start trigger may still come
+  for (const Word& w : words_) {
+    std::size_t p = std::string::npos;
+    if (w.at_start) {
+      if (!at_start_) continue;
+      if (rest.size() >= w.text.size()) {
+        if (rest.starts_with(w.text)) p = lead;
+      } else if (std::string_view(w.text).starts_with(rest)) {
+        start_open = true;
+      }
+    } else {
+      p = text_.find(w.text, old >= w.text.size() - 1 ? old - (w.text.size() - 1) : 0);
+    }
+    if (p < best) best = p, hit = &w;
+  }
+  if (hit) return text_.substr(hit->after ? best + hit->text.size() : best);
+  at_start_ = start_open;
+  // Only a word's last bytes can begin a trigger that a later token completes.
+  if (!at_start_ && text_.size() >= longest_) {
+    const std::size_t cut = text_.size() - (longest_ > 0 ? longest_ - 1 : 0);
+    text_.erase(0, cut);
+  }
+  return std::nullopt;
 }
 
 }  // namespace vkllm::grammar

@@ -8,10 +8,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "engine/grammar/grammar.hpp"
@@ -24,7 +26,9 @@ class TokenTrie {
  public:
   // token_bytes[id]: the bytes the token adds to the text; empty: no grammar allows it (control
   // tokens). end_tokens: allowed exactly where the grammar may end (EOS, end of turn).
-  TokenTrie(const std::vector<std::string>& token_bytes, std::vector<std::uint32_t> end_tokens);
+  // control_tokens: control tokens by their text (a lazy grammar's trigger may be one).
+  TokenTrie(const std::vector<std::string>& token_bytes, std::vector<std::uint32_t> end_tokens,
+            std::unordered_map<std::string, std::uint32_t> control_tokens = {});
   // A tokenizer's: each normal, byte or user-defined token's text; control, unknown and unused
   // tokens add nothing a grammar could allow; end-of-generation tokens end a sentence. Ids from
   // the tokenizer's size up to vocab_size (a model's padded rows) are never allowed.
@@ -34,6 +38,7 @@ class TokenTrie {
   std::uint32_t mask_words() const { return (vocab_size_ + 31) / 32; }
   std::span<const std::uint32_t> end_tokens() const { return end_tokens_; }
   bool is_end(std::uint32_t id) const;
+  std::optional<std::uint32_t> control_token(std::string_view text) const;
   std::string_view bytes(std::uint32_t id) const { return id < bytes_.size() ? bytes_[id] : std::string_view(); }
 
   struct Node {
@@ -54,6 +59,7 @@ class TokenTrie {
   std::uint32_t vocab_size_ = 0;
   std::vector<std::string> bytes_;
   std::vector<std::uint32_t> end_tokens_;
+  std::unordered_map<std::string, std::uint32_t> control_;
   std::vector<Node> nodes_;
   std::vector<std::uint32_t> order_;
 };
@@ -112,6 +118,35 @@ class Matcher {
   std::vector<StateId> walk_states_;       // mask()'s state at each trie depth
   std::unordered_map<StateId, std::vector<std::uint32_t>> masks_;
   StateId current_ = kDead;
+};
+
+// A lazy grammar's start: watches the tokens drawn for its triggers. A trigger that is the text
+// of a control token of the vocabulary is that token; any other is looked for in the output's
+// bytes, across token boundaries (a trigger that is a user-defined token, as Qwen's
+// <tool_call>, is found as its bytes).
+class LazyStart {
+ public:
+  LazyStart(std::span<const Trigger> triggers, std::shared_ptr<const TokenTrie> trie);
+
+  // The next token drawn. Empty while no trigger has appeared; then the output's bytes the
+  // grammar must take before the next token: from the earliest trigger's first byte, or from
+  // past it with `after`, to the end of this token.
+  std::optional<std::string> push(std::uint32_t token);
+
+ private:
+  struct Word {
+    std::string text;
+    bool at_start;
+    bool after;
+  };
+  std::vector<Word> words_;
+  // Control tokens, each with the bytes its grammar takes first: none with `after`, else the
+  // token's text (a grammar may spell a control token's text, which the mask cannot allow).
+  std::vector<std::pair<std::uint32_t, std::string>> tokens_;
+  std::shared_ptr<const TokenTrie> trie_;
+  std::string text_;             // the output's last bytes (all of them while at_start_)
+  std::size_t longest_ = 0;      // the longest word trigger
+  bool at_start_ = true;         // the output is whitespace so far
 };
 
 }  // namespace vkllm::grammar

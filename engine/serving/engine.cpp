@@ -28,6 +28,7 @@ struct Engine::Request {
   std::vector<float> prompt_logprobs;  // [prompt size - 1] (prompt_logprobs asked)
   std::vector<std::vector<TopLogprob>> prompt_top;
   std::unique_ptr<grammar::Matcher> matcher;  // constrained decoding: the output's parse state
+  std::unique_ptr<grammar::LazyStart> lazy;   // a lazy grammar not started yet
   // Embeddings: the pooled hidden states so far (mean: the sum) and the prompt positions pooled;
   // a recompute after a preemption adds none twice.
   std::vector<double> pooled;
@@ -241,7 +242,11 @@ void Engine::admit(std::deque<std::unique_ptr<Request>>& incoming) {
   for (auto& r : incoming) {
     const RequestId id = r->id;
     try {
-      if (r->params.grammar) r->matcher = std::make_unique<grammar::Matcher>(r->params.grammar, token_trie());
+      if (r->params.grammar && !r->params.grammar_triggers.empty()) {
+        r->lazy = std::make_unique<grammar::LazyStart>(r->params.grammar_triggers, token_trie());
+      } else if (r->params.grammar) {
+        r->matcher = std::make_unique<grammar::Matcher>(r->params.grammar, token_trie());
+      }
       // Embeddings pool rows the prefix cache would skip, except a decoder's last token.
       const bool reuse = !r->params.prompt_logprobs &&
                          (!r->params.embed || (*r->params.embed == model::Pooling::last && !encoder_));
@@ -371,7 +376,8 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l, bo
     in.sampling.push_back(ops::sampling_row(r.params.sampling, s.generated(), offset,
                                             static_cast<std::uint32_t>(entries.size())));
     if (r.params.logprobs) in.sampling.back().top_logprobs = r.params.top_logprobs;
-    if (r.matcher && overlapped) {  // the step in flight draws the token its mask follows
+    // The step in flight draws the token the mask follows (a lazy grammar's may start there).
+    if ((r.matcher || r.lazy) && overlapped) {
       const std::uint32_t words = (model_->config().vocab_size + 31) / 32;
       in.sampling.back().mask_offset = in.late_mask_words;
       in.late_mask_words += words;
@@ -449,6 +455,7 @@ void Engine::append_sampled(Request& r, std::size_t row, const model::StepOutput
                    fmt::format("internal error: token {} was drawn against the grammar's mask", token), std::move(ev));
     return;
   }
+  if (r.lazy) start_grammar(r, token);
   const bool eog = tokenizer_.is_eog(static_cast<tok::TokenId>(token)) && !r.params.ignore_eos;
   const auto& stops = r.params.stop_token_ids;
   if (eog || std::find(stops.begin(), stops.end(), token) != stops.end()) {
@@ -462,6 +469,21 @@ void Engine::append_sampled(Request& r, std::size_t row, const model::StepOutput
     return;
   }
   deliver(r, ev, false);
+}
+
+// A lazy grammar's trigger in the token drawn starts its matcher on the output from the
+// trigger on. Where the bytes drawn freely with the trigger already break the grammar (a token
+// that runs past the trigger), the output stays free: the call parser takes what it can.
+void Engine::start_grammar(Request& r, std::uint32_t token) {
+  const std::optional<std::string> start = r.lazy->push(token);
+  if (!start) return;
+  r.lazy.reset();
+  auto matcher = std::make_unique<grammar::Matcher>(r.params.grammar, token_trie());
+  if (matcher->accept_bytes(*start)) {
+    r.matcher = std::move(matcher);
+  } else {
+    log::debug("request {}: the output at its grammar's trigger does not fit the grammar; it stays free", r.id);
+  }
 }
 
 // One turn of the overlapped loop (docs/ARCHITECTURE.md): while the device runs step t, plan and

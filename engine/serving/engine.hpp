@@ -60,6 +60,9 @@ struct RequestParams {
   // the output a prefix of a sentence of this grammar, and an end-of-generation token comes only
   // where a sentence may end. Null: unconstrained.
   std::shared_ptr<const grammar::Grammar> grammar;
+  // With triggers the grammar is lazy (tool_choice auto): the output runs free until one of them
+  // appears, and the grammar holds from there on.
+  std::vector<grammar::Trigger> grammar_triggers;
   // Embeddings (docs/ARCHITECTURE.md "Embeddings"): instead of generating, the prompt's hidden
   // states pooled this way, cut to the first `dimensions` values (0: all), scaled to unit length;
   // the request's one event carries it. The model must have been loaded with embeddings.
@@ -242,6 +245,7 @@ class Engine final : public Service {
   void add_score_rows(Request& r, const sched::Sequence& s, const sched::ScheduledChunk& c,
                       std::uint32_t first_row, model::StepInput& in, Launched& l);
   void append_sampled(Request& r, std::size_t row, const model::StepOutput& out);
+  void start_grammar(Request& r, std::uint32_t token);
   void add_embed_rows(Request& r, const sched::ScheduledChunk& c, std::uint32_t first_row,
                       model::StepInput& in, Launched& l);
   void finish_embedding(Request& r);

@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <random>
 #include <string>
+#include <unordered_map>
 
 #include <boost/json.hpp>
 
@@ -301,4 +303,83 @@ TEST_CASE("JSON schemas: what is not supported is refused by name") {
   CHECK(schema_error(R"({"properties": {"a": {"type": "object", "properties": {"b": {"not": {}}}}}})").find("/properties/a/properties/b") != std::string::npos);
   CHECK(schema_error(R"({"type": "integer", "minimum": 5})").find("integer bounds") != std::string::npos);
   CHECK(schema_error(R"(false)").find("accepts nothing") != std::string::npos);
+}
+
+TEST_CASE("lazy grammars: triggers across tokens, at the output's start, as control tokens") {
+  // A vocabulary of single bytes (id 2 + b), the control token [TOOL_CALLS] (0), an end token
+  // (1), and tokens that cut the triggers.
+  std::vector<std::string> v{"", ""};
+  for (int b = 0; b < 256; ++b) v.push_back(std::string(1, static_cast<char>(b)));
+  const std::uint32_t lt = 258, rest = 259, brace = 260, name = 261, call = 262;
+  for (const char* w : {"<tool", "_call>\n{", " {\"", "name\"", "CALL:["}) v.push_back(w);
+  auto trie = std::make_shared<const TokenTrie>(v, std::vector<std::uint32_t>{1},
+                                                std::unordered_map<std::string, std::uint32_t>{{"[TOOL_CALLS]", 0}});
+  auto push_text = [](LazyStart& s, std::string_view text) {
+    std::optional<std::string> out;
+    for (char c : text) {
+      REQUIRE_FALSE(out);  // nothing after the trigger is pushed
+      out = s.push(2u + static_cast<std::uint8_t>(c));
+    }
+    return out;
+  };
+  const std::vector<Trigger> hermes{{"<tool_call>", false, false}};
+  SUBCASE("a word cut across tokens: the grammar takes it and the rest of its token") {
+    LazyStart s(hermes, trie);
+    CHECK_FALSE(push_text(s, "Let me check. <tool"));
+    CHECK_FALSE(s.push(lt));
+    CHECK(s.push(rest) == std::optional<std::string>("<tool_call>\n{"));
+  }
+  SUBCASE("a word after a long output: only the last bytes are kept, the match is the same") {
+    LazyStart s(hermes, trie);
+    CHECK_FALSE(push_text(s, std::string(20000, 'x') + "<tool_cal"));
+    CHECK(push_text(s, "l>") == std::optional<std::string>("<tool_call>"));
+  }
+  SUBCASE("after: the grammar begins past the word") {
+    const std::vector<Trigger> t{{"CALL:", false, true}};
+    LazyStart s(t, trie);
+    CHECK(push_text(s, "so CALL:") == std::optional<std::string>(""));
+    LazyStart t2(t, trie);
+    CHECK_FALSE(push_text(t2, "so "));
+    CHECK(t2.push(call) == std::optional<std::string>("["));  // what its token adds past it
+  }
+  SUBCASE("the earliest of two triggers wins") {
+    const std::vector<Trigger> t{{"bc", false, false}, {"abc", false, false}};
+    LazyStart s(t, trie);
+    CHECK(push_text(s, "xxabc") == std::optional<std::string>("abc"));
+  }
+  const std::vector<Trigger> llama3{{"<|python_tag|>", false, true}, {R"({"name")", true, false}};
+  SUBCASE("at the start, after whitespace") {
+    LazyStart s(llama3, trie);
+    CHECK_FALSE(s.push(2u + '\n'));
+    CHECK_FALSE(s.push(brace));
+    CHECK(s.push(name) == std::optional<std::string>(R"({"name")"));
+  }
+  SUBCASE("not at the start: text first rules it out for good") {
+    LazyStart s(llama3, trie);
+    CHECK_FALSE(push_text(s, "Sure"));
+    CHECK_FALSE(s.push(brace));
+    CHECK_FALSE(s.push(name));
+    CHECK_FALSE(push_text(s, R"( {"name": "f"})"));
+  }
+  SUBCASE("a start that turns out otherwise: {\"nam then more") {
+    LazyStart s(llama3, trie);
+    CHECK_FALSE(push_text(s, R"({"nam)"));
+    CHECK_FALSE(push_text(s, R"(es": [1]})"));
+  }
+  SUBCASE("a control token: the grammar begins right after it; its text as bytes is no trigger") {
+    const std::vector<Trigger> t{{"[TOOL_CALLS]", false, true}};
+    LazyStart s(t, trie);
+    CHECK_FALSE(push_text(s, "[TOOL_CALLS]"));
+    CHECK(s.push(0) == std::optional<std::string>(""));
+    // Not after: the grammar takes the token's text first (Qwen's <tool_call> where it is a
+    // control token).
+    const std::vector<Trigger> at{{"[TOOL_CALLS]", false, false}};
+    LazyStart s2(at, trie);
+    CHECK(s2.push(0) == std::optional<std::string>("[TOOL_CALLS]"));
+  }
+  SUBCASE("a trigger's text the vocabulary has no control token for is looked for as bytes") {
+    const std::vector<Trigger> t{{"<|python_tag|>", false, true}};
+    LazyStart s(t, trie);
+    CHECK(push_text(s, "<|python_tag|>") == std::optional<std::string>(""));
+  }
 }

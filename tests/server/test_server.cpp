@@ -5,8 +5,11 @@
 
 #include <boost/asio.hpp>
 
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "engine/grammar/matcher.hpp"
 #include "server/http_server.hpp"
 #include "server/access.hpp"
 #include "server/openai.hpp"
@@ -184,6 +187,68 @@ TEST_CASE("parse_request: max_tokens above 2^24 is refused with the bound, not '
   } catch (const ApiException& e) {
     CHECK(e.error().param == "max_tokens");
     CHECK(e.error().message.find("at most 16777216") != std::string::npos);
+  }
+}
+
+TEST_CASE("tool_choice: required and named constrain the reply; auto is a lazy grammar where a call has a marker") {
+  // A vocabulary of the 256 bytes: the matcher here takes bytes, not tokens.
+  std::vector<std::string> bytes;
+  for (int b = 0; b < 256; ++b) bytes.push_back(std::string(1, static_cast<char>(b)));
+  auto trie = std::make_shared<const grammar::TokenTrie>(bytes, std::vector<std::uint32_t>{});
+  const std::string tools = R"(, "tools":[{"type":"function","function":{"name":"get_weather",
+      "parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}])";
+  auto prepared = [&](const std::string& extra, frontend::ToolFormat format) {
+    ParsedRequest r = chat(tools + extra);
+    apply_tool_choice(r, format);
+    return r;
+  };
+  auto accepts = [&](const ParsedRequest& r, std::string_view text) {
+    grammar::Matcher m(r.params.grammar, trie);
+    return m.accept_bytes(text) && m.can_end();
+  };
+  using F = frontend::ToolFormat;
+  const ParsedRequest hermes = prepared("", F::hermes);  // auto: the default with tools
+  REQUIRE(hermes.params.grammar);
+  REQUIRE(hermes.params.grammar_triggers.size() == 1);
+  CHECK(hermes.params.grammar_triggers[0].text == "<tool_call>");
+  CHECK_FALSE(hermes.params.grammar_triggers[0].after);
+  CHECK(accepts(hermes, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"));
+  CHECK_FALSE(accepts(hermes, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>"));
+  const ParsedRequest llama3 = prepared(R"(, "tool_choice":"auto")", F::llama3);
+  REQUIRE(llama3.params.grammar_triggers.size() == 3);
+  CHECK(llama3.params.grammar_triggers[0].after);    // <|python_tag|>: the call follows it
+  CHECK(llama3.params.grammar_triggers[1].at_start); // {"name": the reply is the call
+  CHECK(accepts(llama3, R"({"name": "get_weather", "parameters": {"city": "Oslo"}})"));
+  const ParsedRequest mistral = prepared("", F::mistral);
+  REQUIRE(mistral.params.grammar_triggers.size() == 1);
+  CHECK(mistral.params.grammar_triggers[0].text == "[TOOL_CALLS]");
+  CHECK(accepts(mistral, R"([{"name": "get_weather", "arguments": {"city": "Rome"}}])"));
+  // No marker to start from: calls are parsed from the free reply.
+  CHECK_FALSE(prepared("", F::harmony).params.grammar);
+  CHECK_FALSE(prepared("", F::generic).params.grammar);
+  CHECK_FALSE(prepared(R"(, "tool_choice":"none")", F::hermes).params.grammar);
+  // Another constraint keeps the reply; auto adds nothing to it.
+  const ParsedRequest json = prepared(R"(, "response_format":{"type":"json_object"})", F::hermes);
+  REQUIRE(json.params.grammar);
+  CHECK(json.params.grammar_triggers.empty());
+  // required: the same grammar from the reply's first byte, no triggers.
+  const ParsedRequest required = prepared(R"(, "tool_choice":"required")", F::hermes);
+  CHECK(required.params.grammar_triggers.empty());
+  CHECK(accepts(required, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"));
+  CHECK_FALSE(accepts(required, "Sure."));
+  // Parameters no grammar can hold: auto parses calls unconstrained; required is a 400.
+  const std::string odd = R"(, "tools":[{"type":"function","function":{"name":"f",
+      "parameters":{"type":"object","properties":{"n":{"type":"number","multipleOf":3}}}}}])";
+  ParsedRequest r = chat(odd);
+  apply_tool_choice(r, F::hermes);
+  CHECK_FALSE(r.params.grammar);
+  r = chat(odd + R"(, "tool_choice":"required")");
+  try {
+    apply_tool_choice(r, F::hermes);
+    FAIL("required with parameters no grammar holds was accepted");
+  } catch (const ApiException& e) {
+    CHECK(e.error().param == "tools");
+    CHECK(e.error().message.find("multipleOf") != std::string::npos);
   }
 }
 

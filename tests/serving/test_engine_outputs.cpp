@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 
 #include "engine/grammar/json_schema.hpp"
+#include "engine/grammar/matcher.hpp"
 #include "tests/serving/engine_fixture.hpp"
 #include "tests/support/device_fixture.hpp"
 
@@ -165,6 +166,88 @@ TEST_CASE_FIXTURE(test::DeviceTest, "constrained decoding a step ahead: late mas
   CHECK(ahead_stats.overlapped_steps + 3 >= ahead_stats.steps);
   CHECK(ahead_stats.overlapped_steps > 10);
   CHECK(ahead_stats.kv_blocks_free == ahead_stats.kv_blocks_total);
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "lazy grammar: free until its trigger, the grammar's from there, a step ahead or not") {
+  // tool_choice auto's mechanism: a grammar with triggers holds from where a trigger appears in
+  // the output. The trigger is two tokens the free run draws, so the lazy run draws the same
+  // tokens up to it and a JSON array after it; a trigger that never appears changes nothing.
+  Fixture f = random_model(device(), 0, 8, true);
+  const auto trie = grammar::TokenTrie::from_tokenizer(f.tokenizer, f.model->config().vocab_size);
+  const auto ps = prompts(2, 320, 29);
+  auto seeded = [](std::uint32_t max_tokens) {
+    serving::RequestParams p = greedy(max_tokens);
+    p.sampling.temperature = 1.0f;
+    p.sampling.top_k = 0;
+    p.sampling.seed = 77;
+    p.ignore_eos = false;
+    return p;
+  };
+  std::vector<std::uint32_t> free;
+  {
+    Engine engine(*f.model, f.tokenizer, {});
+    Collector c;
+    engine.submit(ps[0], seeded(10), c.callback());
+    c.wait();
+    free = c.tokens;
+  }
+  REQUIRE(free.size() == 10);
+  // The first two adjacent tokens of plain ASCII whose text first appears ending with them.
+  std::string trigger;
+  std::size_t upto = 0;  // tokens of the free run up to the trigger's end
+  for (std::size_t i = 2; i + 1 < free.size() && trigger.empty(); ++i) {
+    const std::string t = std::string(trie.bytes(free[i])) + std::string(trie.bytes(free[i + 1]));
+    std::string text;
+    for (std::size_t k = 0; k <= i + 1; ++k) text += trie.bytes(free[k]);
+    const bool plain = t.size() >= 2 && std::all_of(t.begin(), t.end(), [](char c) {
+      return c > ' ' && c < 127 && c != '"' && c != '\\';
+    });
+    if (plain && text.find(t) == text.size() - t.size()) trigger = t, upto = i + 2;
+  }
+  REQUIRE_MESSAGE(!trigger.empty(), "no plain trigger in the free run");
+  MESSAGE("trigger '", trigger, "' ends at token ", upto);
+  std::string arr = grammar::json_schema_gbnf(boost::json::parse(
+      R"({"type": "array", "items": {"type": "string", "maxLength": 4}, "minItems": 1, "maxItems": 3})"));
+  arr.replace(arr.find("root ::="), 8, "arr ::=");
+  auto g = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse("root ::= \"" + trigger + "\" arr\n" + arr));
+  auto run = [&](bool overlap) {
+    serving::EngineConfig cfg;
+    cfg.overlap = overlap;
+    Engine engine(*f.model, f.tokenizer, cfg);
+    Collector lazy, never;
+    serving::RequestParams p = seeded(120);
+    p.grammar = g;
+    p.grammar_triggers = {{trigger, false, false}};
+    engine.submit(ps[0], p, lazy.callback());
+    p = seeded(10);
+    p.grammar = g;
+    p.grammar_triggers = {{"\x01never", false, false}};
+    engine.submit(ps[0], p, never.callback());
+    lazy.wait();
+    never.wait();
+    CHECK(never.tokens == free);
+    CHECK(lazy.finish == FinishReason::stop);  // the grammar closed, then the end token
+    REQUIRE(lazy.tokens.size() > upto);
+    CHECK(std::equal(free.begin(), free.begin() + static_cast<std::ptrdiff_t>(upto), lazy.tokens.begin()));
+    std::string text;
+    for (std::size_t k = 0; k + 1 < lazy.tokens.size(); ++k) text += trie.bytes(lazy.tokens[k]);
+    const std::size_t at = text.find(trigger);
+    REQUIRE(at != std::string::npos);
+    boost::json::error_code ec;
+    const boost::json::value v = boost::json::parse(text.substr(at + trigger.size()), ec);
+    CAPTURE(text);
+    if (overlap) MESSAGE("lazy output: '", text, "'");
+    CHECK_FALSE(ec);
+    CHECK(v.is_array());
+    const auto st = engine.stats();
+    CHECK(st.kv_blocks_free == st.kv_blocks_total);
+    return std::pair(lazy.tokens, st.overlapped_steps);
+  };
+  const auto [one, one_overlapped] = run(false);
+  const auto [ahead, ahead_overlapped] = run(true);
+  CHECK(ahead == one);
+  CHECK(one_overlapped == 0);
+  CHECK(ahead_overlapped > 5);
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "stop strings, stop ids, max tokens and bad requests") {
