@@ -122,6 +122,7 @@ struct ServeOptions {
   std::uint32_t max_queue = 256;
   bool no_prefix_caching = false;
   bool no_overlap = false;
+  std::string late_masks = "auto";  // EngineConfig::late_masks: auto, on, off
   bool deterministic = false;
   std::uint32_t default_max_tokens = 256;
   bool embeddings = false;  // /v1/embeddings (always on for an encoder)

@@ -137,6 +137,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--no-prefix-caching", serve.no_prefix_caching, "Disable the prefix cache");
   serve_cmd->add_flag("--no-overlap", serve.no_overlap,
                       "Run one step at a time (no step submitted while the one before still runs)");
+  serve_cmd->add_option("--late-masks", serve.late_masks,
+                        "Constrained requests in the overlapped loop, their sampler submitted once the "
+                        "host has their masks: auto (on, except on a CPU device such as lavapipe), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   serve_cmd->add_flag("--deterministic", serve.deterministic, "Batch-invariant kernels (same tokens alone or batched)");
   serve_cmd->add_flag("--embeddings", serve.embeddings,
                       "Serve /v1/embeddings with a generative model too (an embedding model always does)");

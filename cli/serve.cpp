@@ -223,6 +223,7 @@ int run_serve(const ServeOptions& o) {
   ec.max_queue = o.max_queue;
   ec.prefix_caching = !o.no_prefix_caching;
   ec.overlap = !o.no_overlap;
+  if (o.late_masks != "auto") ec.late_masks = o.late_masks == "on";
   // After a device loss (docs/ARCHITECTURE.md "Device loss"), on the engine thread: the model
   // and device go, the device is opened again and the weights reloaded with the same plan.
   ec.reload = [&]() -> model::Model& {

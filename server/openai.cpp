@@ -327,7 +327,7 @@ void parse_constraint(const json::object& o, serving::RequestParams& sp) {
   }
   if (!param) return;
   try {
-    sp.grammar = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(gbnf));
+    sp.grammar = grammar::parse_shared(gbnf);
   } catch (const grammar::GrammarError& e) {
     fail(param, e.what());
   }
@@ -563,7 +563,7 @@ void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format) {
     std::vector<grammar::Trigger> triggers = tool_call_triggers(format);
     if (triggers.empty() || pr.params.grammar) return;
     try {
-      pr.params.grammar = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(tool_call_gbnf(pr, format)));
+      pr.params.grammar = grammar::parse_shared(tool_call_gbnf(pr, format));
       pr.params.grammar_triggers = std::move(triggers);
     } catch (const grammar::GrammarError&) {
     }
@@ -575,7 +575,7 @@ void apply_tool_choice(ParsedRequest& pr, frontend::ToolFormat format) {
     fail("tool_choice", "this model's chat template renders no tools: 'tool_choice' cannot require a call");
   }
   try {
-    pr.params.grammar = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(tool_call_gbnf(pr, format)));
+    pr.params.grammar = grammar::parse_shared(tool_call_gbnf(pr, format));
   } catch (const grammar::GrammarError& e) {
     fail("tools", fmt::format("a function's parameters cannot constrain a call: {}", e.what()));
   }

@@ -1,7 +1,8 @@
 // Tokens/s of `vkllm serve` with and without a JSON schema, side by side in one run: at each
 // concurrency level, `reps` rounds of that many concurrent non-streamed chat completions, first
 // unconstrained, then with response_format json_schema (an array of 24 short strings, so every
-// step is constrained), alternating. Reports the median generated tokens/s of each.
+// step is constrained), alternating. Reports the median generated tokens/s of each and the
+// median of the pairs' ratios.
 // Usage: node schema.mjs --url http://127.0.0.1:8080 [--concurrency 1,8] [--reps 5] [--max-tokens 128]
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
   if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]]);
@@ -32,13 +33,28 @@ async function round(n, constrained, seed) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 await round(1, true, 1);  // warm: pipelines, the vocabulary's trie
 await round(1, false, 1);
-console.log('concurrency  plain tok/s  schema tok/s  change');
+// Rounds alternate, and which of a pair goes first alternates too; besides the medians of each,
+// the median and quartiles of the pairs' ratios (each pair ran seconds apart, so the machine's
+// slow drifts cancel in it).
+const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+const pct = (x) => `${(100 * (x - 1)).toFixed(1)}%`;
+console.log('concurrency  plain tok/s  schema tok/s  change  pairs: median change [quartiles]');
 for (const n of levels) {
-  const plain = [], constrained = [];
+  const plain = [], constrained = [], ratios = [];
   for (let r = 0; r < reps; ++r) {
-    plain.push(await round(n, false, 100 * r));
-    constrained.push(await round(n, true, 100 * r));
+    let p, c;
+    if (r % 2 === 0) {
+      p = await round(n, false, 100 * r);
+      c = await round(n, true, 100 * r);
+    } else {
+      c = await round(n, true, 100 * r);
+      p = await round(n, false, 100 * r);
+    }
+    plain.push(p);
+    constrained.push(c);
+    ratios.push(c / p);
   }
   const p = median(plain), c = median(constrained);
-  console.log(`${String(n).padStart(11)}  ${p.toFixed(1).padStart(11)}  ${c.toFixed(1).padStart(12)}  ${(100 * (c / p - 1)).toFixed(1).padStart(5)}%`);
+  console.log(`${String(n).padStart(11)}  ${p.toFixed(1).padStart(11)}  ${c.toFixed(1).padStart(12)}  ${pct(c / p).padStart(6)}  ` +
+              `${pct(median(ratios)).padStart(6)} [${pct(quantile(ratios, 0.25))}, ${pct(quantile(ratios, 0.75))}]`);
 }

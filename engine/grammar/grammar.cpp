@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <list>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 
@@ -524,6 +526,25 @@ Grammar Grammar::parse(std::string_view gbnf, std::string_view root, const Gramm
   Builder b(limits);
   Parser(gbnf, b).parse_all();
   return b.finish(root);
+}
+
+std::shared_ptr<const Grammar> parse_shared(const std::string& gbnf) {
+  static std::mutex mu;
+  static std::list<std::pair<std::string, std::shared_ptr<const Grammar>>> recent;  // most recent first
+  {
+    std::lock_guard lock(mu);
+    for (auto it = recent.begin(); it != recent.end(); ++it) {
+      if (it->first == gbnf) {
+        recent.splice(recent.begin(), recent, it);
+        return it->second;
+      }
+    }
+  }
+  auto g = std::make_shared<const Grammar>(Grammar::parse(gbnf));  // outside the lock: it may take a while
+  std::lock_guard lock(mu);
+  recent.emplace_front(gbnf, g);
+  if (recent.size() > kSharedGrammars) recent.pop_back();
+  return g;
 }
 
 }  // namespace vkllm::grammar

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -79,6 +80,13 @@ class Grammar {
   std::vector<ByteSet> sets_;
   std::uint32_t root_ = 0;
 };
+
+// Grammar::parse with the default limits, through a process-wide cache of the last
+// kSharedGrammars texts: requests that send the same grammar or schema get the same object, and
+// so share the engine's automaton of it (docs/ARCHITECTURE.md "Constrained decoding").
+// Thread-safe; throws what parse throws (errors are not cached).
+std::shared_ptr<const Grammar> parse_shared(const std::string& gbnf);
+inline constexpr std::size_t kSharedGrammars = 16;
 
 // Where a lazy grammar begins (docs/ARCHITECTURE.md "Tool calls"): generation runs free until
 // a trigger appears in the output, and the grammar constrains it from there on.

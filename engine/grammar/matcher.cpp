@@ -82,25 +82,31 @@ void TokenTrie::build(const std::vector<std::uint32_t>& sorted, std::size_t lo, 
   nodes_[idx].end = static_cast<std::uint32_t>(nodes_.size());
 }
 
-std::size_t Matcher::VecHash::operator()(const std::vector<std::uint32_t>& v) const {
+std::size_t Automaton::VecHash::operator()(const std::vector<std::uint32_t>& v) const {
   std::uint64_t h = 0xcbf29ce484222325ull;
   for (std::uint32_t x : v) h = (h ^ x) * 0x100000001b3ull;
   return static_cast<std::size_t>(h);
 }
 
-Matcher::Matcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie)
+Automaton::Automaton(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie)
     : grammar_(std::move(grammar)), trie_(std::move(trie)) {
   if (!grammar_ || !trie_) throw std::invalid_argument("matcher: no grammar or no vocabulary");
+  max_masks_ = std::max(kMinCachedMasks, kMaskCacheBytes / (std::size_t{trie_->mask_words()} * 4 + 1));
   nodes_.push_back({0, 0});  // kEmptyStack
   intern({});                // kDead
   std::vector<std::uint32_t> start;
   ++seen_mark_;
   const std::uint32_t root = grammar_->root();
   for (std::uint32_t alt : grammar_->alternatives(root)) expand(node(alt, kEmptyStack), start);
-  current_ = intern(std::move(start));
+  start_ = intern(std::move(start));
 }
 
-std::uint32_t Matcher::node(std::uint32_t pos, std::uint32_t parent) {
+Matcher::Matcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie)
+    : Matcher(std::make_shared<Automaton>(std::move(grammar), std::move(trie))) {}
+
+Matcher::Matcher(std::shared_ptr<Automaton> automaton) : a_(std::move(automaton)), current_(a_->start()) {}
+
+std::uint32_t Automaton::node(std::uint32_t pos, std::uint32_t parent) {
   const std::uint64_t key = (std::uint64_t{pos} << 32) | parent;
   auto [it, fresh] = node_ids_.try_emplace(key, static_cast<std::uint32_t>(nodes_.size()));
   if (fresh) nodes_.push_back({pos, parent});
@@ -111,7 +117,7 @@ std::uint32_t Matcher::node(std::uint32_t pos, std::uint32_t parent) {
 // popped: stacks whose top is a byte element, and the empty stack when everything may end.
 // Callers start a new mark (++seen_mark_) so that a node is expanded once per transition. An
 // explicit work list, not recursion: a grammar's chains of rules may be long.
-void Matcher::expand(std::uint32_t start, std::vector<std::uint32_t>& out) {
+void Automaton::expand(std::uint32_t start, std::vector<std::uint32_t>& out) {
   const auto elements = grammar_->elements();
   work_.assign(1, start);
   while (!work_.empty()) {
@@ -145,7 +151,7 @@ void Matcher::expand(std::uint32_t start, std::vector<std::uint32_t>& out) {
   }
 }
 
-Matcher::StateId Matcher::intern(std::vector<std::uint32_t> nodes) {
+Automaton::StateId Automaton::intern(std::vector<std::uint32_t> nodes) {
   std::sort(nodes.begin(), nodes.end());
   nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
   auto it = state_ids_.find(nodes);
@@ -157,7 +163,7 @@ Matcher::StateId Matcher::intern(std::vector<std::uint32_t> nodes) {
   return id;
 }
 
-Matcher::StateId Matcher::step(StateId s, std::uint8_t b) {
+Automaton::StateId Automaton::step(StateId s, std::uint8_t b) {
   const std::size_t slot = std::size_t{s} * 256 + b;
   if (transitions_[slot] >= 0) return static_cast<StateId>(transitions_[slot]);
   std::vector<std::uint32_t> out;
@@ -175,35 +181,35 @@ Matcher::StateId Matcher::step(StateId s, std::uint8_t b) {
   return t;
 }
 
-bool Matcher::can_end() const {
-  const auto& nodes = states_[current_];
+bool Automaton::can_end(StateId s) const {
+  const auto& nodes = states_[s];
   return !nodes.empty() && nodes.front() == kEmptyStack;
 }
 
-bool Matcher::complete() const {
-  const auto& nodes = states_[current_];
+bool Automaton::complete(StateId s) const {
+  const auto& nodes = states_[s];
   return nodes.size() == 1 && nodes.front() == kEmptyStack;
 }
 
 bool Matcher::accept_bytes(std::string_view bytes) {
-  StateId s = current_;
+  Automaton::StateId s = current_;
   for (char c : bytes) {
-    s = step(s, static_cast<std::uint8_t>(c));
-    if (s == kDead) return false;
+    s = a_->step(s, static_cast<std::uint8_t>(c));
+    if (s == Automaton::kDead) return false;
   }
   current_ = s;
   return true;
 }
 
 bool Matcher::accept_token(std::uint32_t id) {
-  if (trie_->is_end(id)) return can_end();
-  const std::string_view bytes = trie_->bytes(id);
+  if (a_->trie().is_end(id)) return can_end();
+  const std::string_view bytes = a_->trie().bytes(id);
   if (bytes.empty()) return false;
   return accept_bytes(bytes);
 }
 
 // Every byte of `bytes` leaves `s` as it is.
-bool Matcher::loops_on(StateId s, const ByteSet& bytes) {
+bool Automaton::loops_on(StateId s, const ByteSet& bytes) {
   for (int w = 0; w < 4; ++w) {
     for (std::uint64_t m = bytes.bits[w]; m != 0; m &= m - 1) {
       const auto b = static_cast<std::uint8_t>(w * 64 + std::countr_zero(m));
@@ -213,11 +219,11 @@ bool Matcher::loops_on(StateId s, const ByteSet& bytes) {
   return true;
 }
 
-std::span<const std::uint32_t> Matcher::mask() {
-  auto it = masks_.find(current_);
+std::span<const std::uint32_t> Automaton::mask(StateId current) {
+  auto it = masks_.find(current);
   if (it != masks_.end()) return it->second;
   // A bounded cache (a mask of a 151k vocabulary is 19 KB): past it, start again.
-  if (masks_.size() >= kMaxCachedMasks) masks_.clear();
+  if (masks_.size() >= max_masks_) masks_.clear();
   std::vector<std::uint32_t> bits(trie_->mask_words(), 0);
   const auto nodes = trie_->nodes();
   const auto order = trie_->order();
@@ -225,7 +231,7 @@ std::span<const std::uint32_t> Matcher::mask() {
     for (std::uint32_t i = lo; i < hi; ++i) bits[order[i] >> 5] |= 1u << (order[i] & 31);
   };
   // The trie in preorder, one state per depth: a node the grammar rejects skips its subtree.
-  walk_states_.assign(1, current_);
+  walk_states_.assign(1, current);
   for (std::uint32_t i = 1; i < nodes.size();) {
     const TokenTrie::Node& tn = nodes[i];
     const StateId s = walk_states_[tn.depth - 1u];
@@ -246,10 +252,10 @@ std::span<const std::uint32_t> Matcher::mask() {
     walk_states_[tn.depth] = t;
     ++i;
   }
-  if (can_end()) {
+  if (can_end(current)) {
     for (std::uint32_t id : trie_->end_tokens()) bits[id >> 5] |= 1u << (id & 31);
   }
-  return masks_.emplace(current_, std::move(bits)).first->second;
+  return masks_.emplace(current, std::move(bits)).first->second;
 }
 
 LazyStart::LazyStart(std::span<const Trigger> triggers, std::shared_ptr<const TokenTrie> trie)

@@ -64,37 +64,45 @@ class TokenTrie {
   std::vector<std::uint32_t> order_;
 };
 
-class Matcher {
+// A grammar's automaton over a vocabulary, built as it is walked: parse stacks as hash-consed
+// nodes, their sets as interned states, transitions by a byte memoized per state, and each
+// state's token mask. Requests with the same grammar share one (Engine keeps the recent ones),
+// so a schema sent again costs nothing to walk. Not thread-safe: one thread (the engine's)
+// walks it.
+class Automaton {
  public:
-  Matcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie);
+  using StateId = std::uint32_t;
+  static constexpr StateId kDead = 0;
 
-  // Takes a token the model drew: its bytes, or an end token where the grammar may end. False,
-  // with the state unchanged, when the grammar does not allow it.
-  bool accept_token(std::uint32_t id);
-  // Takes bytes (a prompt's forced prefix, tests); false, state unchanged, when not allowed.
-  bool accept_bytes(std::string_view bytes);
-  // The text so far is a whole sentence of the grammar.
-  bool can_end() const;
-  // Nothing may follow: the text is complete and no byte extends it (only an end token fits).
-  bool complete() const;
-  // The tokens allowed next: bit t % 32 of word t / 32 (TokenTrie::mask_words() words). End
-  // tokens are allowed where the grammar may end. Valid until the next call.
-  std::span<const std::uint32_t> mask();
-  static constexpr std::size_t kMaxCachedMasks = 512;  // per matcher (a request)
+  Automaton(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie);
 
-  // How much the matcher has built (for limits and benchmarks).
+  const std::shared_ptr<const Grammar>& grammar() const { return grammar_; }
+  const TokenTrie& trie() const { return *trie_; }
+  StateId start() const { return start_; }
+  StateId step(StateId s, std::uint8_t b);
+  bool can_end(StateId s) const;
+  bool complete(StateId s) const;
+  // The tokens allowed in `s` (TokenTrie::mask_words() words). Valid until the next call.
+  std::span<const std::uint32_t> mask(StateId s);
+
+  // Masks kept: at most this many bytes of them (past it, the cache starts again), and never
+  // fewer than kMinCachedMasks.
+  static constexpr std::size_t kMaskCacheBytes = std::size_t{16} << 20;
+  static constexpr std::size_t kMinCachedMasks = 64;
+  // Past this many states an automaton takes no new requests (they get a fresh one): a shared
+  // one stays bounded for grammars whose stacks grow without end.
+  static constexpr std::size_t kMaxSharedStates = 8192;
+  bool full() const { return states_.size() >= kMaxSharedStates; }
+
   std::size_t num_states() const { return states_.size(); }
   std::size_t cached_masks() const { return masks_.size(); }
 
  private:
-  using StateId = std::uint32_t;
-  static constexpr StateId kDead = 0;
   static constexpr std::uint32_t kEmptyStack = 0;  // node 0: every rule finished (accept)
 
   std::uint32_t node(std::uint32_t pos, std::uint32_t parent);
   void expand(std::uint32_t n, std::vector<std::uint32_t>& out);
   StateId intern(std::vector<std::uint32_t> nodes);
-  StateId step(StateId s, std::uint8_t b);
   bool loops_on(StateId s, const ByteSet& bytes);
 
   struct StackNode {
@@ -107,6 +115,7 @@ class Matcher {
 
   std::shared_ptr<const Grammar> grammar_;
   std::shared_ptr<const TokenTrie> trie_;
+  std::size_t max_masks_ = kMinCachedMasks;
   std::vector<StackNode> nodes_;
   std::unordered_map<std::uint64_t, std::uint32_t> node_ids_;
   std::vector<std::vector<std::uint32_t>> states_;  // sorted stack nodes
@@ -117,7 +126,37 @@ class Matcher {
   std::vector<std::uint32_t> work_;        // expand()'s work list
   std::vector<StateId> walk_states_;       // mask()'s state at each trie depth
   std::unordered_map<StateId, std::vector<std::uint32_t>> masks_;
-  StateId current_ = kDead;
+  StateId start_ = kDead;
+};
+
+// One output's parse state in an automaton.
+class Matcher {
+ public:
+  // On its own automaton.
+  Matcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie);
+  // On a shared one.
+  explicit Matcher(std::shared_ptr<Automaton> automaton);
+
+  // Takes a token the model drew: its bytes, or an end token where the grammar may end. False,
+  // with the state unchanged, when the grammar does not allow it.
+  bool accept_token(std::uint32_t id);
+  // Takes bytes (a prompt's forced prefix, tests); false, state unchanged, when not allowed.
+  bool accept_bytes(std::string_view bytes);
+  // The text so far is a whole sentence of the grammar.
+  bool can_end() const { return a_->can_end(current_); }
+  // Nothing may follow: the text is complete and no byte extends it (only an end token fits).
+  bool complete() const { return a_->complete(current_); }
+  // The tokens allowed next: bit t % 32 of word t / 32 (TokenTrie::mask_words() words). End
+  // tokens are allowed where the grammar may end. Valid until the next call.
+  std::span<const std::uint32_t> mask() { return a_->mask(current_); }
+
+  // How much the automaton has built (for limits and benchmarks).
+  std::size_t num_states() const { return a_->num_states(); }
+  std::size_t cached_masks() const { return a_->cached_masks(); }
+
+ private:
+  std::shared_ptr<Automaton> a_;
+  Automaton::StateId current_;
 };
 
 // A lazy grammar's start: watches the tokens drawn for its triggers. A trigger that is the text

@@ -53,6 +53,7 @@ Engine::Engine(model::Model& model, const tok::Tokenizer& tokenizer, EngineConfi
                             std::min(config.max_num_seqs, model.options().max_seqs),
                             model.options().block_size, model.options().context_length,
                             config.artificial_preempt}) {
+  late_masks_ = config.late_masks.value_or(model.device().caps().vendor != platform::Vendor::software);
   config_.max_num_seqs = scheduler_.config().max_num_seqs;
   config_.max_num_batched_tokens = scheduler_.config().max_num_batched_tokens;
   stats_.kv_blocks_total = pool_.usable_blocks();
@@ -183,6 +184,21 @@ void Engine::flush_finals() {
   for (auto& [callback, ev] : finals) invoke(callback, ev);
 }
 
+std::shared_ptr<grammar::Automaton> Engine::automaton(const std::shared_ptr<const grammar::Grammar>& g) {
+  auto it = std::find_if(automata_.begin(), automata_.end(),
+                         [&](const auto& a) { return a->grammar() == g && !a->full(); });
+  std::shared_ptr<grammar::Automaton> a;
+  if (it != automata_.end()) {
+    a = *it;
+    automata_.erase(it);
+  } else {
+    a = std::make_shared<grammar::Automaton>(g, token_trie());
+  }
+  automata_.push_front(a);
+  if (automata_.size() > kCachedAutomata) automata_.pop_back();
+  return a;
+}
+
 std::shared_ptr<const grammar::TokenTrie> Engine::token_trie() {
   if (!trie_) trie_ = std::make_shared<const grammar::TokenTrie>(grammar::TokenTrie::from_tokenizer(tokenizer_, vocab_size_));
   return trie_;
@@ -245,7 +261,7 @@ void Engine::admit(std::deque<std::unique_ptr<Request>>& incoming) {
       if (r->params.grammar && !r->params.grammar_triggers.empty()) {
         r->lazy = std::make_unique<grammar::LazyStart>(r->params.grammar_triggers, token_trie());
       } else if (r->params.grammar) {
-        r->matcher = std::make_unique<grammar::Matcher>(r->params.grammar, token_trie());
+        r->matcher = std::make_unique<grammar::Matcher>(automaton(r->params.grammar));
       }
       // Embeddings pool rows the prefix cache would skip, except a decoder's last token.
       const bool reuse = !r->params.prompt_logprobs &&
@@ -377,7 +393,7 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l, bo
                                             static_cast<std::uint32_t>(entries.size())));
     if (r.params.logprobs) in.sampling.back().top_logprobs = r.params.top_logprobs;
     // The step in flight draws the token the mask follows (a lazy grammar's may start there).
-    if ((r.matcher || r.lazy) && overlapped) {
+    if ((r.matcher || r.lazy) && overlapped && late_masks_) {
       const std::uint32_t words = (model_->config().vocab_size + 31) / 32;
       in.sampling.back().mask_offset = in.late_mask_words;
       in.late_mask_words += words;
@@ -478,7 +494,7 @@ void Engine::start_grammar(Request& r, std::uint32_t token) {
   const std::optional<std::string> start = r.lazy->push(token);
   if (!start) return;
   r.lazy.reset();
-  auto matcher = std::make_unique<grammar::Matcher>(r.params.grammar, token_trie());
+  auto matcher = std::make_unique<grammar::Matcher>(automaton(r.params.grammar));
   if (matcher->accept_bytes(*start)) {
     r.matcher = std::move(matcher);
   } else {
@@ -506,13 +522,16 @@ void Engine::step() {
 // Step t + 1 may go before step t's tokens are known when nothing in it depends on them on the
 // host: penalties count the generated tokens (a request with one sampled in step t must wait).
 // A grammar's mask follows them too, but only the sampler needs it: step t + 1 goes with late
-// masks, its forward pass runs while the host reads step t and computes them (release_masks).
+// masks, its forward pass runs while the host reads step t and computes them (release_masks);
+// without late masks (EngineConfig::late_masks) a constrained request waits like a penalised one.
 // Stop tokens need no wait: a sequence that stops at step t wastes its step t + 1 token.
 bool Engine::can_overlap() const {
   if (!config_.overlap || starved_ || model_->in_flight() != 1) return false;
   for (RequestId id : in_flight_->sampled) {
     auto it = live_.find(id);
-    if (it != live_.end() && it->second->params.sampling.penalizes()) return false;
+    if (it == live_.end()) continue;
+    if (it->second->params.sampling.penalizes()) return false;
+    if (!late_masks_ && (it->second->matcher || it->second->lazy)) return false;
   }
   return true;
 }

@@ -29,6 +29,7 @@
 #include "engine/tokenizer/tokenizer.hpp"
 
 namespace vkllm::grammar {
+class Automaton;
 class TokenTrie;
 }
 
@@ -117,6 +118,11 @@ struct EngineConfig {
   // The overlapped loop (docs/ARCHITECTURE.md): step t + 1 is planned and submitted while the
   // device runs step t, its decode tokens fed on the device. Off: one step at a time.
   bool overlap = true;
+  // Constrained requests in the overlapped loop (late masks: the step's sampler goes once the
+  // host has the masks). Empty: on, except on a device that is the host's own CPU (lavapipe),
+  // where the second submit costs more than the overlap hides (bench/RESULTS.md); off, a step
+  // after one that sampled a constrained request waits for it, its masks given with the step.
+  std::optional<bool> late_masks;
   // Device loss (docs/ARCHITECTURE.md "Device loss"): the requests in flight end with an error,
   // then the engine thread calls `reload`, which destroys the model and its device, opens the
   // device again and loads the weights with the same KV pool, and returns the new model. A loss
@@ -256,12 +262,14 @@ class Engine final : public Service {
   void publish_stats();  // under mu_
   // The vocabulary's byte trie for constrained decoding, built on first use (engine thread).
   std::shared_ptr<const grammar::TokenTrie> token_trie();
+  std::shared_ptr<grammar::Automaton> automaton(const std::shared_ptr<const grammar::Grammar>& g);
   static void invoke(const EventCallback& callback, const TokenEvent& ev);
   void flush_finals();   // after publish_stats: a finished request's blocks show as free
 
   model::Model* model_;  // replaced by a recovery; null when a reload failed
   const tok::Tokenizer& tokenizer_;
   EngineConfig config_;
+  bool late_masks_ = true;
   std::uint32_t max_model_len_ = 0;
   std::uint32_t vocab_size_ = 0;  // the model's, fixed (submit() reads them on other threads)
   std::uint32_t block_size_ = 0;
@@ -293,6 +301,10 @@ class Engine final : public Service {
   // its request end also sees its blocks back in stats().
   std::vector<std::pair<EventCallback, TokenEvent>> finals_;
   std::shared_ptr<const grammar::TokenTrie> trie_;
+  // The automata of the grammars used last, most recent first: a request with the same grammar
+  // (the server hands out one object per distinct grammar) walks what others built.
+  std::deque<std::shared_ptr<grammar::Automaton>> automata_;
+  static constexpr std::size_t kCachedAutomata = 4;
   EngineStats stats_;  // guarded by mu_ (copied out by stats())
   std::thread thread_;
 };

@@ -383,3 +383,34 @@ TEST_CASE("lazy grammars: triggers across tokens, at the output's start, as cont
     CHECK(push_text(s, "<|python_tag|>") == std::optional<std::string>(""));
   }
 }
+
+TEST_CASE("a shared automaton: matchers on it walk on their own, masks as on their own automata") {
+  const auto g = parse_shared(json_schema_gbnf(json::parse(R"({"type": "array", "items": {"enum": ["red", "green"]}})")));
+  CHECK(parse_shared(json_schema_gbnf(json::parse(R"({"type": "array", "items": {"enum": ["red", "green"]}})"))) == g);
+  CHECK(parse_shared(R"(root ::= "a")") != g);
+  auto vocab = test_vocab();
+  auto shared = std::make_shared<Automaton>(g, vocab);
+  std::mt19937 rng(5);
+  for (int round = 0; round < 4; ++round) {
+    Matcher alone(g, vocab);
+    const auto text = random_walk(alone, *vocab, rng);
+    REQUIRE(text);
+    // a walks the text while b, on the same automaton, walks it one byte behind.
+    Matcher ref(g, vocab);
+    Matcher a2(shared), b2(shared);
+    for (std::size_t i = 0; i < text->size(); ++i) {
+      REQUIRE(a2.accept_bytes(text->substr(i, 1)));
+      REQUIRE(ref.accept_bytes(text->substr(i, 1)));
+      const auto ma = a2.mask();
+      const std::vector<std::uint32_t> mask_a(ma.begin(), ma.end());
+      const auto mr = ref.mask();
+      CHECK(mask_a == std::vector<std::uint32_t>(mr.begin(), mr.end()));
+      if (i > 0) REQUIRE(b2.accept_bytes(text->substr(i - 1, 1)));
+    }
+    CHECK(a2.can_end());
+    if (!text->empty()) REQUIRE(b2.accept_bytes(text->substr(text->size() - 1)));
+    CHECK(b2.can_end());
+  }
+  CHECK(shared->num_states() > 2);
+  CHECK_FALSE(shared->full());
+}

@@ -126,9 +126,10 @@ TEST_CASE_FIXTURE(test::DeviceTest, "constrained decoding a step ahead: late mas
       "minItems": 2, "maxItems": 5})");
   auto g = std::make_shared<const grammar::Grammar>(grammar::Grammar::parse(grammar::json_schema_gbnf(schema)));
   const auto ps = prompts(4, 320, 23);
-  auto run = [&](bool overlap) {
+  auto run = [&](bool overlap, bool late_masks = true) {
     serving::EngineConfig cfg;
     cfg.overlap = overlap;
+    cfg.late_masks = late_masks;  // on lavapipe too, where they are off by default
     Engine engine(*f.model, f.tokenizer, cfg);
     std::vector<std::unique_ptr<Collector>> cs;
     for (std::size_t i = 0; i < ps.size(); ++i) {
@@ -160,7 +161,11 @@ TEST_CASE_FIXTURE(test::DeviceTest, "constrained decoding a step ahead: late mas
   };
   const auto [one, one_stats] = run(false);
   const auto [ahead, ahead_stats] = run(true);
+  const auto [waiting, waiting_stats] = run(true, false);
   CHECK(ahead == one);
+  CHECK(waiting == one);
+  // Without late masks only the unconstrained request's steps could go ahead: it ends first.
+  CHECK(waiting_stats.overlapped_steps < 10);
   CHECK(one_stats.overlapped_steps == 0);
   // Every step but the first few (prompts, the step after them) goes ahead.
   CHECK(ahead_stats.overlapped_steps + 3 >= ahead_stats.steps);
@@ -213,6 +218,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "lazy grammar: free until its trigger, the g
   auto run = [&](bool overlap) {
     serving::EngineConfig cfg;
     cfg.overlap = overlap;
+    cfg.late_masks = true;  // on lavapipe too, where they are off by default
     Engine engine(*f.model, f.tokenizer, cfg);
     Collector lazy, never;
     serving::RequestParams p = seeded(120);
