@@ -36,11 +36,6 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-std::string special_text(const tok::Tokenizer& t, tok::TokenId id) {
-  if (id < 0 || static_cast<std::size_t>(id) >= t.n_tokens()) return {};
-  return std::string(t.token_to_piece(id, true));
-}
-
 }  // namespace
 
 namespace {
@@ -129,19 +124,11 @@ server::ServerConfig server_config(const ServeOptions& o) {
 }
 
 server::ChatSetup chat_setup(const ServeOptions& o, const gguf::Reader& reader, const tok::Tokenizer& tokenizer) {
-  std::string source(tmpl::kChatmlTemplate);
-  if (!o.chat_template_file.empty()) {
-    source = read_file(o.chat_template_file);
-  } else if (auto s = reader.find_string("tokenizer.chat_template")) {
-    source = *s;
-  } else {
-    log::info("{} has no chat template: using ChatML", o.model);
-  }
-  server::ChatSetup chat{tmpl::Template::parse(source), special_text(tokenizer, tokenizer.bos()),
-                         special_text(tokenizer, tokenizer.eos()), false};
-  // Reasoning models' templates know the thinking block: split it into reasoning_content.
-  chat.reasoning = source.find("</think>") != std::string::npos;
-  chat.tool_format = frontend::detect_tool_format(source);
+  std::optional<std::string> source;
+  if (!o.chat_template_file.empty()) source = read_file(o.chat_template_file);
+  bool has_template = false;
+  server::ChatSetup chat = frontend::chat_setup(reader, tokenizer, source, &has_template);
+  if (!source && !has_template) log::info("{} has no chat template: using ChatML", o.model);
   return chat;
 }
 

@@ -5,7 +5,8 @@
 # config, the server's parsing and life cycle) with AddressSanitizer + UBSan and runs them
 # (hostile input must be handled memory-safely, not only correctly; no server thread may
 # outlive the state it uses); the engine, server and end-to-end tests under ThreadSanitizer;
-# then a 30-second libFuzzer run of each fuzz target.
+# then a 30-second libFuzzer run of each fuzz target. The C API's test (tests/api) runs in the
+# Release build and again against an ASan build of libvkllm.so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -41,6 +42,10 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANI
 cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server grammar"
 cmake --build build-asan -j "$jobs" --target $(printf 'test_%s ' $cpu_tests)
 ctest --test-dir build-asan --output-on-failure -R "^($(echo $cpu_tests | tr ' ' '|'))\$" -j "$jobs"
+# The C API's test program (tests/api) against an ASan + UBSan libvkllm.so: memory errors and
+# leaks of the library fail it (LeakSanitizer at exit).
+cmake --build build-asan -j "$jobs" --target vkllm_shared
+ctest --test-dir build-asan --output-on-failure -R '^capi$'
 
 # ThreadSanitizer on the engine (its thread against the callers) and the server (the engine
 # thread against the Asio threads: the unit tests and the end-to-end suite against a TSan

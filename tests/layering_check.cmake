@@ -3,10 +3,11 @@
 #   - platform/ includes nothing of engine/, server/, shaders/, cli/;
 #   - the core modules (engine/gguf, tokenizer, template, kv, sched, sample) include nothing of
 #     platform/, shaders/, engine/ops, engine/model, server/;
-#   - engine/ includes nothing of server/ or cli/.
+#   - engine/ includes nothing of server/ or cli/;
+#   - nothing but api/ includes the C API (api/, vkllm/vkllm.h).
 file(GLOB_RECURSE sources RELATIVE ${ROOT}
   ${ROOT}/common/*.?pp ${ROOT}/platform/*.?pp ${ROOT}/engine/*.?pp ${ROOT}/server/*.?pp
-  ${ROOT}/shaders/*.?pp ${ROOT}/cli/*.?pp)
+  ${ROOT}/shaders/*.?pp ${ROOT}/cli/*.?pp ${ROOT}/api/*.?pp)
 set(core_dirs "engine/gguf/|engine/tokenizer/|engine/template/|engine/kv/|engine/sched/|engine/sample/|engine/frontend/")
 set(failures "")
 foreach(f ${sources})
@@ -22,6 +23,8 @@ foreach(f ${sources})
       set(bad "vkllm_core must stay free of Vulkan and the engine")
     elseif(f MATCHES "^(engine|common)/" AND line MATCHES "\"(server|cli)/")
       set(bad "engine/ must not know server/ or cli/")
+    elseif(NOT f MATCHES "^api/" AND line MATCHES "[<\"](api/|vkllm/vkllm\\.h)")
+      set(bad "only api/ implements the C API; the rooms below it must not know it")
     endif()
     if(bad)
       string(STRIP "${line}" line)

@@ -28,7 +28,30 @@ void test_delay() {
   if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
+std::string special_text(const tok::Tokenizer& t, tok::TokenId id) {
+  if (id < 0 || static_cast<std::size_t>(id) >= t.n_tokens()) return {};
+  return std::string(t.token_to_piece(id, true));
+}
+
 }  // namespace
+
+ChatSetup chat_setup(const gguf::Reader& reader, const tok::Tokenizer& tokenizer,
+                     const std::optional<std::string>& template_source, bool* has_template) {
+  std::string source(tmpl::kChatmlTemplate);
+  const std::optional<std::string> own = reader.find_string("tokenizer.chat_template");
+  if (has_template) *has_template = own.has_value();
+  if (template_source) {
+    source = *template_source;
+  } else if (own) {
+    source = *own;
+  }
+  ChatSetup chat{tmpl::Template::parse(source), special_text(tokenizer, tokenizer.bos()),
+                 special_text(tokenizer, tokenizer.eos())};
+  // Reasoning models' templates know the thinking block: split it into reasoning_content.
+  chat.reasoning = source.find("</think>") != std::string::npos;
+  chat.tool_format = detect_tool_format(source);
+  return chat;
+}
 
 Preprocessor::Preprocessor(const tok::Tokenizer& tokenizer, ChatSetup chat, std::uint32_t max_model_len)
     : tokenizer_(tokenizer), chat_(std::move(chat)), max_model_len_(max_model_len) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "engine/gguf/gguf.hpp"
 #include "engine/template/template.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
@@ -37,6 +38,13 @@ struct ChatSetup {
   bool reasoning = false;  // the template knows <think>...</think> (reasoning models)
   ToolFormat tool_format = ToolFormat::none;  // the call syntax its model writes (tool_calls.hpp)
 };
+
+// A model's chat setup: `template_source` when given (a --chat-template file, the C API's
+// option), else the file's tokenizer.chat_template, else ChatML (`has_template` says which);
+// BOS and EOS as text; reasoning and the tool-call format read from the template's source.
+// Throws TemplateError for a template that does not parse.
+ChatSetup chat_setup(const gguf::Reader& reader, const tok::Tokenizer& tokenizer,
+                     const std::optional<std::string>& template_source, bool* has_template = nullptr);
 
 // What to render and tokenize. Chat: messages (and tools, template kwargs) as JSON text.
 struct PromptInput {

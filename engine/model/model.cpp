@@ -183,6 +183,7 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     m->layers_.resize(config.n_layers);
     for (std::uint32_t l = 0; l < config.n_layers; ++l) {
       Layer& L = m->layers_[l];
+      if (o.progress) o.progress(static_cast<float>(l) / static_cast<float>(config.n_layers));
       if (o.should_stop && o.should_stop()) {
         throw Cancelled(fmt::format("the load stopped at layer {} of {}", l, config.n_layers));
       }
@@ -417,6 +418,8 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     cs.submit_and_wait();
   }
   m->options_ = o;
+  m->options_.progress = nullptr;  // the caller's, for this load only
+  if (o.progress) o.progress(1.f);
   return m;
 }
 

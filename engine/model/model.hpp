@@ -52,6 +52,9 @@ struct ModelOptions {
   // Asked before each layer's upload; true stops the load with Cancelled (a signal while a big
   // model loads). Empty: never.
   std::function<bool()> should_stop;
+  // Told the fraction of the weights uploaded (0 .. 1), before each layer and at the end (the C
+  // API's progress callback). Empty: nothing.
+  std::function<void(float)> progress;
 };
 
 // One step's flat batch. T = token_ids.size(), S = query_start.size() - 1.
