@@ -2,8 +2,9 @@
 #   1. `cmake --install` of the library and its development files into WORK/prefix;
 #   2. libvkllm.so's dynamic symbols are vkllm_* only, and its SONAME is libvkllm.so.<major>;
 #   3. test_capi.c compiled as C99 with `pkg-config --cflags --libs vkllm` and run (validation on);
-#   4. with STATIC: the same program linked against libvkllm.a with `pkg-config --static`, run.
-# Inputs: BUILD, SOURCE, WORK, CC, FLAGS (a list), STATIC, SHARED.
+#   4. with STATIC: the same program linked against libvkllm.a with `pkg-config --static`, run;
+#   5. with STATIC: examples/ built on their own against the installed CMake package.
+# Inputs: BUILD, SOURCE, EXAMPLES, WORK, CC, FLAGS (a list), STATIC, SHARED.
 if(DEFINED ENV{VKLLM_SHARED_DIR})
   set(SHARED $ENV{VKLLM_SHARED_DIR})
 endif()
@@ -114,4 +115,20 @@ if(STATIC)
     message(FATAL_ERROR "test_capi linked statically failed (${rc}):\n${out}${err}")
   endif()
   message(STATUS "libvkllm.a: test_capi linked statically passes too")
+endif()
+
+# 5. examples/ on their own against the installed package (find_package(vkllm)), as an app's
+# build would use it.
+if(STATIC)
+  execute_process(COMMAND ${CMAKE_COMMAND} -S ${EXAMPLES} -B ${WORK}/examples
+                  -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc EQUAL 0)
+    execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK}/examples
+                    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  endif()
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "examples/ against the installed package failed:\n${out}${err}")
+  endif()
+  message(STATUS "examples/: built against the installed CMake package")
 endif()
