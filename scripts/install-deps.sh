@@ -5,7 +5,7 @@
 #
 #   - apt packages: compiler, CMake, Vulkan headers/loader/validation layer, Boost 1.81 (Asio,
 #     Beast, JSON), doctest, CLI11, fmt, PCRE2 and ICU (tokenizers), python3-jinja2 (template
-#     test oracle).
+#     test oracle), debootstrap (the .deb is installed on a clean Debian 12 in the tests).
 #   - lavapipe from bookworm-backports (Mesa 25): Vulkan 1.4, integer dot product, much faster.
 #   - Mesa 26.1's lavapipe (cooperative matrix) in a private runtime root, $VKLLM_LVP26 (default
 #     /opt/vkllm-lvp26): scripts/lavapipe26.sh; tests run there through scripts/lvp26.
@@ -47,7 +47,8 @@ PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates python3 p
       libvulkan-dev vulkan-validationlayers vulkan-tools
       libboost1.81-dev libboost-json1.81-dev
       doctest-dev libcli11-dev libfmt-dev libpcre2-dev libicu-dev dpkg-dev curl xz-utils
-      clang-14 libclang-rt-14-dev)  # clang and its libFuzzer runtime: scripts/fuzz.sh
+      clang-14 libclang-rt-14-dev  # clang and its libFuzzer runtime: scripts/fuzz.sh
+      debootstrap)  # a clean Debian 12 for the package check (scripts/deb-check.sh)
 # Node.js and npm run the server's end-to-end tests (the official openai client from npm). A
 # machine that already has them (e.g. from NodeSource) keeps its own.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then PKGS+=(nodejs npm); fi

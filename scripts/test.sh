@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+# Installed under /usr (cpack's .deb below); `cmake --install --prefix` chooses another.
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 # The kernels that reduce or share work across a subgroup again at lavapipe's other subgroup
@@ -37,6 +38,13 @@ VKLLM_REQUIRE_COOPMAT=1 scripts/lvp26 build/tests/ops/test_matmul -tc='coopmat*,
 VKLLM_REQUIRE_COOPMAT=1 scripts/lvp26 build/tests/ops/test_attention -tc='attention coopmat*'
 VKLLM_REQUIRE_COOPMAT=1 VKLLM_SHARED_DIR=$lvp26_shared scripts/lvp26 build/tests/model/test_model \
   -tc='every matmul path*,stories260K*'
+
+# The Debian package on a clean Debian 12 (debootstrap; root only: chroot and mounts).
+if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
+  bash scripts/deb-check.sh build
+else
+  echo "SKIP deb-check: needs root and debootstrap (scripts/install-deps.sh installs it)"
+fi
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANITIZE=ON >/dev/null
 cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server grammar"
