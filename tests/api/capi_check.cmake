@@ -1,10 +1,11 @@
 # ctest capi: the C API as an app uses it (docs/ARCHITECTURE.md "The C API").
 #   1. `cmake --install` of the library and its development files into WORK/prefix;
 #   2. libvkllm.so's dynamic symbols are vkllm_* only, and its SONAME is libvkllm.so.<major>;
-#   3. test_capi.c compiled as C99 with `pkg-config --cflags --libs vkllm` and run (validation on);
+#   3. test_capi.c compiled as C99 with `pkg-config --cflags --libs vkllm` and run (with VALIDATION:
+#      the Khronos layer on, any message a failure);
 #   4. with STATIC: the same program linked against libvkllm.a with `pkg-config --static`, run;
 #   5. with STATIC: examples/ built on their own against the installed CMake package.
-# Inputs: BUILD, SOURCE, EXAMPLES, WORK, CC, FLAGS (a list), STATIC, SHARED.
+# Inputs: BUILD, SOURCE, EXAMPLES, WORK, CC, FLAGS (a list), STATIC, VALIDATION (0/1), SHARED.
 if(DEFINED ENV{VKLLM_SHARED_DIR})
   set(SHARED $ENV{VKLLM_SHARED_DIR})
 endif()
@@ -83,7 +84,7 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "compiling test_capi.c against the installed library failed:\n${err}")
 endif()
 set(ENV{LD_LIBRARY_PATH} ${libdir})
-set(ENV{VKLLM_VALIDATION} 1)
+set(ENV{VKLLM_VALIDATION} ${VALIDATION})
 execute_process(COMMAND ${WORK}/test_capi ${SHARED} RESULT_VARIABLE rc OUTPUT_VARIABLE out
                 ERROR_VARIABLE err)
 message("${out}${err}")
