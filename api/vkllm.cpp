@@ -463,7 +463,9 @@ vkllm_status vkllm_model_load(const char* path, const vkllm_model_options* optio
     bool stop = false;
     if (o.progress) {
       mo.progress = [&](float f) {
-        if (!stop && o.progress(f, o.progress_user) != 0) stop = true;
+        if (stop) return;
+        // The call with 1 comes once the model is loaded: too late to stop, its answer is ignored.
+        if (o.progress(f, o.progress_user) != 0 && f < 1.f) stop = true;
       };
       mo.should_stop = [&] { return stop; };
     }
@@ -602,8 +604,7 @@ vkllm_status vkllm_engine_create(vkllm_model* model, const vkllm_engine_options*
     ModelState* raw = st.get();
     ec.reload = [raw]() -> model::Model& {
       std::lock_guard lock(raw->mu);
-      model::ModelOptions again = raw->model->options();
-      again.should_stop = nullptr;
+      const model::ModelOptions again = raw->model->options();
       raw->model.reset();
       raw->device.reset();
       raw->device = platform::Device::open(*raw->instance, raw->device_index);

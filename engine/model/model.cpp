@@ -356,7 +356,8 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   // at full context needs (plus the null block) unless asked.
   if (o.num_blocks == 0) {
     const std::uint64_t budget =
-        static_cast<std::uint64_t>(static_cast<double>(caps.device_local_bytes) * o.gpu_memory_fraction);
+        o.memory_budget ? o.memory_budget
+                        : static_cast<std::uint64_t>(static_cast<double>(caps.device_local_bytes) * o.gpu_memory_fraction);
     const std::uint64_t used = m->weight_bytes() + m->workspace_bytes();
     const std::uint64_t per_block = block_bytes * 2 * config.n_layers;
     const std::uint64_t by_memory = budget > used ? (budget - used) / per_block : 0;
@@ -364,9 +365,10 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     o.num_blocks = static_cast<std::uint32_t>(std::min({by_memory, max_blocks_binding, wanted}));
     if (o.num_blocks < 2) {
       throw OutOfMemory(fmt::format("no room for the KV cache: weights {} + workspace {} bytes of a "
-                                    "{}-byte budget (gpu memory fraction {})",
+                                    "{}-byte budget ({})",
                                     m->weight_bytes(), m->workspace_bytes(), budget,
-                                    o.gpu_memory_fraction));
+                                    o.memory_budget ? "what the memory budget leaves"
+                                                    : fmt::format("gpu memory fraction {}", o.gpu_memory_fraction)));
     }
   }
   if (o.num_blocks > max_blocks_binding) {
@@ -418,7 +420,9 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     cs.submit_and_wait();
   }
   m->options_ = o;
-  m->options_.progress = nullptr;  // the caller's, for this load only
+  // The caller's hooks serve this load only: a reload with these options runs without them.
+  m->options_.should_stop = nullptr;
+  m->options_.progress = nullptr;
   if (o.progress) o.progress(1.f);
   return m;
 }

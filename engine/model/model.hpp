@@ -31,6 +31,9 @@ struct ModelOptions {
   std::uint32_t num_blocks = 0;          // KV blocks (block 0 included); 0: planned from
                                          // memory, at most max_seqs full contexts
   float gpu_memory_fraction = 0.9f;      // of the device's local memory, for the plan
+  // Device memory the plan may use in bytes (the models of a server share one budget); 0:
+  // gpu_memory_fraction of the device's local memory.
+  std::uint64_t memory_budget = 0;
   bool f32_kv = false;                   // f32 K/V even where the device has 16-bit storage
   // Batch-invariant kernels only: a token's sums follow the same order alone or batched. Each
   // matmul path on its own applies one per-token reduction order, attention reduces each
@@ -50,7 +53,7 @@ struct ModelOptions {
   // embeddings of docs/ARCHITECTURE.md "Embeddings". Encoders always have it.
   bool embeddings = false;
   // Asked before each layer's upload; true stops the load with Cancelled (a signal while a big
-  // model loads). Empty: never.
+  // model loads). Empty: never. Neither hook is kept in Model::options().
   std::function<bool()> should_stop;
   // Told the fraction of the weights uploaded (0 .. 1), before each layer and at the end (the C
   // API's progress callback). Empty: nothing.

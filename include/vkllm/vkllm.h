@@ -108,7 +108,8 @@ VKLLM_API vkllm_status vkllm_device_get(size_t index, vkllm_device_info* info);
 typedef struct vkllm_model vkllm_model;
 
 /* Called during the load with the fraction done (0..1); return nonzero to stop the load, which
- * then fails with VKLLM_ERROR_CANCELLED. Called on the loading thread. */
+ * then fails with VKLLM_ERROR_CANCELLED. The last call, with 1, comes once the model is loaded:
+ * its return value is ignored. Called on the loading thread. */
 typedef int (*vkllm_progress_fn)(float progress, void* user);
 
 typedef struct vkllm_model_options {
