@@ -100,7 +100,10 @@ int run_bench(const BenchOptions& options);
 namespace vkllm::cli {
 
 struct ServeOptions {
-  std::string model;
+  std::vector<std::string> models;  // -m, repeatable
+  std::string models_dir;
+  std::uint32_t max_loaded_models = 0;
+  std::uint64_t memory_budget = 0;  // bytes; 0: gpu_memory_fraction
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
   std::string api_key;

@@ -102,7 +102,18 @@ int main(int argc, char** argv) {
 
   vkllm::cli::ServeOptions serve;
   auto* serve_cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server");
-  serve_cmd->add_option("-m,--model", serve.model, "GGUF model file")->required();
+  serve_cmd->add_option("-m,--model", serve.models,
+                        "GGUF model file; repeated, several models (each loaded when a request names it)");
+  serve_cmd->add_option("--models-dir", serve.models_dir,
+                        "Serve every .gguf file of this directory (read again for files added later), "
+                        "each named by its file name without .gguf and loaded when a request names it");
+  serve_cmd->add_option("--max-loaded-models", serve.max_loaded_models,
+                        "Models in device memory at once, the least recently used unloaded first (0: as "
+                        "many as the memory budget holds)");
+  serve_cmd->add_option("--memory-budget", serve.memory_budget,
+                        "Device memory all loaded models together may use, e.g. 6G (default: "
+                        "--gpu-memory-fraction of the device's memory)")
+      ->transform(CLI::AsSizeValue(false));
   serve_cmd->add_option("--host", serve.host, "Address to bind (default loopback)");
   serve_cmd->add_option("--port", serve.port, "Port (0: any free port)");
   serve_cmd->add_option("--api-key", serve.api_key, "Require 'Authorization: Bearer KEY' on every route but /health (and /metrics)");

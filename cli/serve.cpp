@@ -7,7 +7,9 @@
 #include <optional>
 #include <csignal>
 #include <cstdlib>
+#include <algorithm>
 #include <filesystem>
+#include <future>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -24,6 +26,7 @@
 #include "platform/device.hpp"
 #include "platform/instance.hpp"
 #include "server/http_server.hpp"
+#include "server/model_pool.hpp"
 
 namespace vkllm::cli {
 namespace {
@@ -113,29 +116,59 @@ server::ServerConfig server_config(const ServeOptions& o) {
   sc.default_max_tokens = o.default_max_tokens;
   sc.body_limit = o.max_body_bytes;
   if (!o.pooling.empty()) sc.pooling = model::parse_pooling(o.pooling);
-  sc.model_name = std::filesystem::path(o.model).stem().string();
-  if (!o.served_model_names.empty()) {
-    sc.model_name = o.served_model_names.front();
-    sc.model_aliases.assign(o.served_model_names.begin() + 1, o.served_model_names.end());
-  }
   const char* wake = std::getenv("VKLLM_TEST_SPURIOUS_WAKEUP");
   sc.test_spurious_wakeup = wake && std::string_view(wake) == "1";
   return sc;
 }
 
-server::ChatSetup chat_setup(const ServeOptions& o, const gguf::Reader& reader, const tok::Tokenizer& tokenizer) {
-  std::optional<std::string> source;
-  if (!o.chat_template_file.empty()) source = read_file(o.chat_template_file);
-  bool has_template = false;
-  server::ChatSetup chat = frontend::chat_setup(reader, tokenizer, source, &has_template);
-  if (!source && !has_template) log::info("{} has no chat template: using ChatML", o.model);
-  return chat;
+std::uint64_t bytes_on_disk(const std::filesystem::path& p) {
+  std::error_code ec;
+  const std::uintmax_t n = std::filesystem::file_size(p, ec);
+  return ec ? 0 : n;
 }
 
-void log_plan(const ServeOptions& o, const platform::Device& device, const model::Model& m) {
+// The models served: the -m files in their order (the first is the default), then the .gguf
+// files of --models-dir by name. Names are file names without .gguf; --served-model-name names
+// a single -m model. A name taken twice keeps its first file.
+server::ModelScanner model_scanner(const ServeOptions& o) {
+  return [o] {
+    std::vector<server::ModelFile> files;
+    auto add = [&files](server::ModelFile f) {
+      for (const server::ModelFile& g : files) {
+        if (g.name == f.name) {
+          log::debug("{}: the name '{}' is taken by {}; skipped", f.path, f.name, g.path);
+          return;
+        }
+      }
+      files.push_back(std::move(f));
+    };
+    for (const std::string& path : o.models) {
+      server::ModelFile f{std::filesystem::path(path).stem().string(), {}, path, bytes_on_disk(path)};
+      if (!o.served_model_names.empty()) {
+        f.name = o.served_model_names.front();
+        f.aliases.assign(o.served_model_names.begin() + 1, o.served_model_names.end());
+      }
+      add(std::move(f));
+    }
+    if (!o.models_dir.empty()) {
+      std::vector<std::filesystem::path> found;
+      std::error_code ec;
+      for (const auto& d : std::filesystem::directory_iterator(o.models_dir, ec)) {
+        std::error_code fec;
+        if (d.path().extension() == ".gguf" && d.is_regular_file(fec)) found.push_back(d.path());
+      }
+      if (ec) log::warn("--models-dir {}: {}", o.models_dir, ec.message());
+      std::sort(found.begin(), found.end());
+      for (const auto& p : found) add({p.stem().string(), {}, p.string(), bytes_on_disk(p)});
+    }
+    return files;
+  };
+}
+
+void log_plan(const std::string& path, const platform::Device& device, const model::Model& m, bool deterministic) {
   const model::ModelConfig& c = m.config();
   const std::uint64_t kv_tokens = std::uint64_t{m.num_blocks() - 1} * m.options().block_size;
-  log::info("model {}: {} {} layers, d_model {}, {} heads ({} KV) x {}, vocab {}", o.model,
+  log::info("model {}: {} {} layers, d_model {}, {} heads ({} KV) x {}, vocab {}", path,
             model::to_string(c.arch), c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size);
   log::info("memory plan on {}: weights {} + workspace {} (steps of {} tokens, {} sequences) + KV "
             "cache {} ({} blocks of {} tokens, {}) = {} tokens in the KV pool; context {} per request",
@@ -144,12 +177,80 @@ void log_plan(const ServeOptions& o, const platform::Device& device, const model
             m.num_blocks() - 1, m.options().block_size, m.kv_type() == ops::KvType::f16 ? "f16" : "f32",
             kv_tokens, m.options().context_length);
   if (m.options().embeddings) {
-    log::info("embeddings: /v1/embeddings, {} pooling unless a request asks another{}",
-              o.pooling.empty() ? model::to_string(c.pooling) : o.pooling,
-              c.encoder ? " (an encoder: embeddings only)" : "");
+    log::info("embeddings: /v1/embeddings{}", c.encoder ? " (an encoder: embeddings only)" : "");
   }
-  if (o.deterministic) log::info("deterministic mode: every kernel reduces in an order independent of the batch");
+  if (deterministic) log::info("deterministic mode: every kernel reduces in an order independent of the batch");
 }
+
+// One served GGUF model: its own logical device (a device loss reloads this model alone), its
+// weights and KV cache, and its engine.
+class GgufModel final : public server::LoadedModel {
+ public:
+  GgufModel(const ServeOptions& o, platform::Instance& instance, std::size_t device_index,
+            const server::ModelFile& file, std::uint64_t budget, const std::function<bool()>& should_stop,
+            std::function<void()> load_delay)
+      : device_(platform::Device::open(instance, device_index)),
+        reader_(gguf::Reader::open(file.path)),
+        tokenizer_(tok::Tokenizer::from_gguf(reader_)) {
+    model::ModelOptions mo;
+    mo.max_batch_tokens = o.max_num_batched_tokens;
+    mo.max_seqs = o.max_num_seqs;
+    mo.block_size = o.block_size;
+    mo.context_length = o.ctx_size;
+    mo.gpu_memory_fraction = o.gpu_memory_fraction;
+    mo.memory_budget = budget;
+    mo.deterministic = o.deterministic;
+    mo.embeddings = o.embeddings;
+    mo.should_stop = should_stop;
+    model_ = model::Model::load(*device_, reader_, mo);
+    log_plan(file.path, *device_, *model_, o.deterministic);
+
+    serving::EngineConfig ec;
+    ec.max_num_seqs = o.max_num_seqs;
+    ec.max_num_batched_tokens = o.max_num_batched_tokens;
+    ec.max_queue = o.max_queue;
+    ec.prefix_caching = !o.no_prefix_caching;
+    ec.overlap = !o.no_overlap;
+    if (o.late_masks != "auto") ec.late_masks = o.late_masks == "on";
+    // After a device loss (docs/ARCHITECTURE.md "Device loss"), on the engine thread: the model
+    // and device go, the device is opened again and the weights reloaded with the same plan.
+    ec.reload = [this, &instance, device_index, load_delay]() -> model::Model& {
+      const model::ModelOptions again = model_->options();  // the KV pool the engine was built for
+      model_.reset();
+      device_.reset();
+      load_delay();
+      device_ = platform::Device::open(instance, device_index);
+      model_ = model::Model::load(*device_, reader_, again);
+      return *model_;
+    };
+    engine_ = std::make_unique<serving::Engine>(*model_, tokenizer_, ec);
+
+    std::optional<std::string> source;
+    if (!o.chat_template_file.empty()) source = read_file(o.chat_template_file);
+    bool has_template = false;
+    frontend::ChatSetup chat = frontend::chat_setup(reader_, tokenizer_, source, &has_template);
+    if (!source && !has_template) log::info("{} has no chat template: using ChatML", file.path);
+    reasoning_ = chat.reasoning;
+    pre_.emplace(tokenizer_, std::move(chat), engine_->max_model_len());
+    bytes_ = model_->weight_bytes() + model_->workspace_bytes() + model_->kv_bytes();
+  }
+
+  serving::Service& engine() override { return *engine_; }
+  const frontend::Preprocessor& preprocessor() const override { return *pre_; }
+  bool reasoning() const override { return reasoning_; }
+  std::uint64_t device_bytes() const override { return bytes_; }
+
+ private:
+  // Declared parents first: the device outlives the model, the model its engine.
+  std::unique_ptr<platform::Device> device_;
+  gguf::Reader reader_;
+  tok::Tokenizer tokenizer_;
+  std::unique_ptr<model::Model> model_;
+  std::unique_ptr<serving::Engine> engine_;
+  std::optional<frontend::Preprocessor> pre_;
+  bool reasoning_ = false;
+  std::uint64_t bytes_ = 0;
+};
 
 }  // namespace
 
@@ -157,75 +258,71 @@ int run_serve(const ServeOptions& o) {
   if (!(o.gpu_memory_fraction > 0.f && o.gpu_memory_fraction <= 1.f)) {
     throw InvalidRequest("--gpu-memory-fraction must be in (0, 1]");
   }
-  check_model_file(o.model);
+  if (o.models.empty() && o.models_dir.empty()) throw InvalidRequest("serve needs a model: -m FILE or --models-dir DIR");
+  const bool several = o.models.size() > 1 || !o.models_dir.empty();
+  if (several && !o.served_model_names.empty()) {
+    throw InvalidRequest("--served-model-name names a single -m model; with several each is named by its file");
+  }
+  if (several && !o.chat_template_file.empty()) {
+    throw InvalidRequest("--chat-template overrides a single -m model's template, not several models'");
+  }
+  for (const std::string& path : o.models) check_model_file(path);
+  if (!o.models_dir.empty() && !std::filesystem::is_directory(o.models_dir)) {
+    throw InvalidRequest(fmt::format("--models-dir {}: not a directory", o.models_dir));
+  }
   SignalWatch signals;  // before any other thread starts, so every thread blocks the signals
 
-  // Bind first: while the model loads every route answers 503 "the model is loading".
+  // Bind first: while the first model loads every route answers 503 "the model is loading".
   const server::ServerConfig sc = server_config(o);
   server::Server srv(sc);
   srv.start();
-  log::info("listening on http://{}:{} (model name '{}'{}); loading the model", o.host, srv.port(),
-            sc.model_name, o.api_key.empty() ? "" : ", API key required");
+  log::info("listening on http://{}:{}{}; loading the model", o.host, srv.port(),
+            o.api_key.empty() ? "" : " (API key required)");
   // Fault injection for the end-to-end tests: a slow load (and reload), to see the 503 answers.
   auto test_load_delay = [&signals] {
     if (const char* delay = std::getenv("VKLLM_TEST_LOAD_DELAY_MS")) {
       signals.sleep_for(std::chrono::milliseconds(std::strtoul(delay, nullptr, 10)));
     }
   };
-  test_load_delay();
-  // Declared parents first: the instance outlives the device, the device the model.
+  // The instance outlives the pool (declared first), the pool the server's threads.
   platform::Instance instance = platform::Instance::create({});
-  std::unique_ptr<platform::Device> device;
-  std::optional<gguf::Reader> reader;
-  std::optional<tok::Tokenizer> tokenizer;
-  std::unique_ptr<model::Model> m;
   std::size_t index = 0;
+  server::PoolConfig pc;
   try {
-    if (signals.received()) throw Cancelled("a signal came before the load");
     index = instance.choose_device(o.device >= 0 ? std::optional<std::size_t>(o.device) : std::nullopt);
-    device = platform::Device::open(instance, index);
-    reader.emplace(gguf::Reader::open(o.model));
-    tokenizer.emplace(tok::Tokenizer::from_gguf(*reader));
-    model::ModelOptions mo;
-    mo.max_batch_tokens = o.max_num_batched_tokens;
-    mo.max_seqs = o.max_num_seqs;
-    mo.block_size = o.block_size;
-    mo.context_length = o.ctx_size;
-    mo.gpu_memory_fraction = o.gpu_memory_fraction;
-    mo.deterministic = o.deterministic;
-    mo.embeddings = o.embeddings;
-    mo.should_stop = [&signals] { return signals.received(); };
-    m = model::Model::load(*device, *reader, mo);
-  } catch (const Cancelled& e) {
-    log::info("stopped while loading the model ({})", e.what());
+  } catch (...) {
     srv.shutdown();
     srv.wait();
-    return 0;
+    throw;
   }
-  log_plan(o, *device, *m);
-
-  serving::EngineConfig ec;
-  ec.max_num_seqs = o.max_num_seqs;
-  ec.max_num_batched_tokens = o.max_num_batched_tokens;
-  ec.max_queue = o.max_queue;
-  ec.prefix_caching = !o.no_prefix_caching;
-  ec.overlap = !o.no_overlap;
-  if (o.late_masks != "auto") ec.late_masks = o.late_masks == "on";
-  // After a device loss (docs/ARCHITECTURE.md "Device loss"), on the engine thread: the model
-  // and device go, the device is opened again and the weights reloaded with the same plan.
-  ec.reload = [&]() -> model::Model& {
-    const model::ModelOptions again = m->options();  // the KV pool the engine was built for
-    m.reset();
-    device.reset();
-    test_load_delay();
-    device = platform::Device::open(instance, index);
-    m = model::Model::load(*device, *reader, again);
-    return *m;
-  };
-  serving::Engine engine(*m, *tokenizer, ec);
-
-  srv.attach(engine, *tokenizer, chat_setup(o, *reader, *tokenizer));
-  // The server stops before the engine it points to goes away, on every path out of here.
+  if (several) {
+    pc.max_loaded = o.max_loaded_models;
+    pc.memory_budget = o.memory_budget ? o.memory_budget
+                                       : static_cast<std::uint64_t>(static_cast<double>(
+                                             instance.devices()[index].device_local_bytes) * o.gpu_memory_fraction);
+    log::info("several models: {} of device memory for all{}", format_bytes(pc.memory_budget),
+              o.max_loaded_models ? fmt::format(", at most {} loaded", o.max_loaded_models) : "");
+  } else {
+    pc.max_loaded = 1;
+    pc.memory_budget = o.memory_budget;
+  }
+  std::mutex error_mu;
+  std::exception_ptr first_error;  // the first load's own error: what `serve` exits with
+  server::ModelPool pool(pc, model_scanner(o),
+                         [&](const server::ModelFile& file, std::uint64_t budget, const std::function<bool()>& stop) {
+                           auto should_stop = [&signals, stop] { return signals.received() || stop(); };
+                           try {
+                             test_load_delay();
+                             if (should_stop()) throw Cancelled("a signal came before the load");
+                             return std::unique_ptr<server::LoadedModel>(std::make_unique<GgufModel>(
+                                 o, instance, index, file, budget, should_stop, test_load_delay));
+                           } catch (...) {
+                             std::lock_guard lock(error_mu);
+                             first_error = std::current_exception();
+                             throw;
+                           }
+                         });
+  // The server stops before the pool it points to goes away, on every path out of here.
   struct StopServerFirst {
     server::Server& srv;
     ~StopServerFirst() {
@@ -233,7 +330,28 @@ int run_serve(const ServeOptions& o) {
       srv.wait();
     }
   } stop_server_first{srv};
-  log::info("ready: serving '{}' on http://{}:{}", sc.model_name, o.host, srv.port());
+
+  if (!several) {
+    // One model: loaded before the server answers, and its failure is the command's.
+    std::promise<std::exception_ptr> loaded;
+    pool.acquire("", [&loaded](server::ModelPool::Lease, std::exception_ptr e) { loaded.set_value(e); });
+    if (const std::exception_ptr e = loaded.get_future().get()) {
+      std::lock_guard lock(error_mu);
+      try {
+        std::rethrow_exception(first_error ? first_error : e);
+      } catch (const Cancelled& e) {
+        log::info("stopped while loading the model ({})", e.what());
+        return 0;
+      }
+    }
+  } else {
+    // The default model is loaded at once; the others when asked for.
+    pool.acquire("", [](server::ModelPool::Lease, std::exception_ptr) {});
+  }
+  srv.attach(pool);
+  std::string names;
+  for (const server::ModelPool::Listing& l : pool.list()) names += fmt::format("{}'{}'", names.empty() ? "" : ", ", l.name);
+  log::info("ready: serving {} on http://{}:{}", names, o.host, srv.port());
 
   const int sig = signals.wait();
   log::info("{}: shutting down (in-flight requests get {} s)", sig == SIGINT ? "SIGINT" : "SIGTERM",

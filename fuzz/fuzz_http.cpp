@@ -164,10 +164,28 @@ class StubService final : public serving::Service {
   std::thread thread_;
 };
 
+// The stand-in engine as the pool's one model.
+class StubModel final : public server::LoadedModel {
+ public:
+  StubModel(StubService& service, const tok::Tokenizer& tokenizer)
+      : service_(service),
+        pre_(tokenizer, server::ChatSetup{tmpl::Template::parse(tmpl::kChatmlTemplate), "", "", false},
+             service.max_model_len()) {}
+  serving::Service& engine() override { return service_; }
+  const frontend::Preprocessor& preprocessor() const override { return pre_; }
+  bool reasoning() const override { return false; }
+  std::uint64_t device_bytes() const override { return 0; }
+
+ private:
+  StubService& service_;
+  frontend::Preprocessor pre_;
+};
+
 struct World {
   gguf::Reader reader;
   tok::Tokenizer tokenizer;
   StubService service;
+  server::ModelPool pool;
   server::Server server;
   std::uint16_t port;
 
@@ -188,8 +206,6 @@ struct World {
     c.host = "127.0.0.1";
     c.port = 0;
     c.api_key = "k";
-    c.model_name = "m";
-    c.model_aliases = {"alias"};
     c.threads = 1;
     c.workers = 1;
     c.body_limit = 1 << 16;
@@ -202,11 +218,15 @@ struct World {
   World()
       : reader(small_model()),
         tokenizer(tok::Tokenizer::from_gguf(reader)),
+        pool(server::PoolConfig{0, 1},
+             [] { return std::vector<server::ModelFile>{{"m", {"alias"}, "fuzz.gguf", 0}}; },
+             [this](const server::ModelFile&, std::uint64_t, const std::function<bool()>&) {
+               return std::unique_ptr<server::LoadedModel>(std::make_unique<StubModel>(service, tokenizer));
+             }),
         server(config()) {
     server.start();
     port = server.port();
-    server.attach(service, tokenizer,
-                  server::ChatSetup{tmpl::Template::parse(tmpl::kChatmlTemplate), "", "", false});
+    server.attach(pool);
   }
 };
 

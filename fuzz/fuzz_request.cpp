@@ -11,7 +11,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
-  (void)vkllm::server::completion_prompt_bytes(body);
+  (void)vkllm::server::scan_body(body);
   vkllm::server::RequestLimits limits;
   limits.vocab_size = 32000;
   for (const auto endpoint : {vkllm::server::Endpoint::chat, vkllm::server::Endpoint::completion}) {

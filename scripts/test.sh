@@ -47,7 +47,7 @@ else
 fi
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANITIZE=ON >/dev/null
-cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server grammar"
+cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server model_pool grammar"
 cmake --build build-asan -j "$jobs" --target $(printf 'test_%s ' $cpu_tests)
 ctest --test-dir build-asan --output-on-failure -R "^($(echo $cpu_tests | tr ' ' '|'))\$" -j "$jobs"
 # The C API's test program (tests/api) against an ASan + UBSan libvkllm.so: memory errors and
@@ -59,9 +59,9 @@ ctest --test-dir build-asan --output-on-failure -R '^capi$'
 # thread against the Asio threads: the unit tests and the end-to-end suite against a TSan
 # build of vkllm serve). A report aborts the process, so it fails its test.
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_TSAN=ON >/dev/null
-cmake --build build-tsan -j "$jobs" --target test_engine test_server vkllm
+cmake --build build-tsan -j "$jobs" --target test_engine test_server test_model_pool vkllm
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-  ctest --test-dir build-tsan --output-on-failure -R '^(engine|server|server_e2e)$'
+  ctest --test-dir build-tsan --output-on-failure -R '^(engine|server|model_pool|server_e2e)$'
 
 # libFuzzer smoke: each target 30 s (clang, ASan+UBSan; scripts/fuzz.sh).
 bash scripts/fuzz.sh 30

@@ -383,7 +383,7 @@ awaitable<GenerationResult> generate(const GenerationContext& ctx, beast::tcp_st
   std::vector<std::uint32_t> prompt_ids;
   if (echo_scored) prompt_ids = prompt.tokens;
   ResponseBuilder rb(pr, ctx.tokenizer, new_id(pr.endpoint == Endpoint::chat ? "chatcmpl" : "cmpl"),
-                     ctx.config.model_name, echo_scored ? 0 : echo.size());
+                     ctx.model_name, echo_scored ? 0 : echo.size());
   out.id = rb.id();
   Usage usage;
   usage.prompt_tokens = static_cast<std::uint32_t>(prompt.tokens.size());

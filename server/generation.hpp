@@ -32,6 +32,7 @@ struct GenerationContext {
   bool reasoning;  // the chat template is a reasoning model's: split <think>...</think>
   frontend::ToolFormat tool_format;  // the tool-call syntax of the template's model
   Metrics& metrics;
+  const std::string& model_name;  // the id responses carry
   const ServerConfig& config;
   const std::atomic<bool>& stopping;
 };

@@ -60,12 +60,10 @@ struct Server::Impl {
   ServerConfig config;
   // Host headers are checked on a loopback bind, or anywhere when --allowed-hosts was given.
   bool check_hosts = is_loopback_address(config.host) || !config.allowed_hosts.empty();
-  // Null while the model loads (every route answers 503); set once by attach(), before `ready`.
-  serving::Service* engine_ = nullptr;
-  std::optional<frontend::Preprocessor> pre_;
-  bool reasoning_ = false;
+  // Null until attach() (every route answers 503); set once, before `ready`.
+  ModelPool* pool_ = nullptr;
   std::atomic<bool> ready{false};
-  Metrics metrics;
+  HttpCounts http_counts;
   net::io_context ioc;
   net::thread_pool workers;
   tcp::acceptor acceptor{ioc};
@@ -82,14 +80,60 @@ struct Server::Impl {
   std::once_flag shutdown_once;
 
   explicit Impl(ServerConfig c)
-      : config(std::move(c)), metrics(config.model_name), workers(std::max(1u, config.workers)) {}
+      : config(std::move(c)), workers(std::max(1u, config.workers)) {}
 
   // Only after `ready` (handle() answers 503 before).
-  serving::Service& engine() { return *engine_; }
-  const frontend::Preprocessor& pre() const { return *pre_; }
-  const tok::Tokenizer& tokenizer() const { return pre_->tokenizer(); }
-  GenerationContext generation_context() {
-    return GenerationContext{engine(), tokenizer(), reasoning_, pre().tool_format(), metrics, config, stopping};
+  ModelPool& pool() { return *pool_; }
+  GenerationContext generation_context(const ServedModel& m) {
+    return GenerationContext{m.engine, m.pre.tokenizer(), m.reasoning, m.pre.tool_format(), m.metrics,
+                             m.name, config, stopping};
+  }
+
+  // The model a request names ("" : the default), loaded: a request for a model that is not
+  // waits here while the pool loads it; requests for loaded models go on meanwhile. (No
+  // temporaries beside the co_await, GCC 12 destroys them wrongly; `name` is the caller's.)
+  awaitable<ModelPool::Lease> acquire(const std::string& name) {
+    const auto ex = co_await net::this_coro::executor;
+    auto start = [this, &name, ex](auto handler) {
+      auto h = std::make_shared<decltype(handler)>(std::move(handler));
+      pool().acquire(name, [h, ex](ModelPool::Lease lease, std::exception_ptr e) {
+        net::post(ex, [h, lease = std::move(lease), e]() mutable { std::move(*h)(e, std::move(lease)); });
+      });
+    };
+    ModelPool::Lease lease = co_await net::async_initiate<const net::use_awaitable_t<>,
+                                                          void(std::exception_ptr, ModelPool::Lease)>(
+        std::move(start), net::use_awaitable);
+    co_return lease;
+  }
+  // acquire() for a request whose body `check` parses (throwing its 400) when the model is
+  // unknown: a body that is wrong anyway says so first, naming the field, before the 404.
+  template <typename Check>
+  awaitable<ModelPool::Lease> acquire_for(const std::string& name, Check check) {
+    std::exception_ptr unknown;
+    try {
+      co_return co_await acquire(name);
+    } catch (const ApiException& e) {
+      if (e.error().status != 404) throw;
+      unknown = std::current_exception();
+    }
+    co_await on_workers([&check] {
+      check();
+      return 0;
+    });
+    std::rethrow_exception(unknown);
+  }
+  awaitable<void> unload(const std::string& name) {
+    const auto ex = co_await net::this_coro::executor;
+    auto start = [this, &name, ex](auto handler) {
+      auto h = std::make_shared<decltype(handler)>(std::move(handler));
+      pool().unload(name, [h, ex](std::exception_ptr e) { net::post(ex, [h, e]() mutable { std::move(*h)(e); }); });
+    };
+    co_await net::async_initiate<const net::use_awaitable_t<>, void(std::exception_ptr)>(std::move(start),
+                                                                                       net::use_awaitable);
+  }
+  // The "model" of a JSON body, read on the workers without parsing the whole document.
+  awaitable<BodyScan> scan(const HttpRequest& req) {
+    co_return co_await on_workers([&req] { return scan_body(req.body()); });
   }
 
   HttpResponse make(const HttpRequest& req, http::status status, std::string body,
@@ -148,7 +192,7 @@ struct Server::Impl {
     dummy.version(11);
     HttpResponse res = error(dummy, ApiError{static_cast<int>(st), msg, "invalid_request_error", "", ""});
     res.keep_alive(false);
-    metrics.http_response(static_cast<int>(st));
+    http_counts.add(static_cast<int>(st));
     stream.expires_after(config.read_timeout);
     co_await http::async_write(stream, res, kAsTuple);
     // Lingering close: the client may still be sending (an oversized body). Stop sending, read
@@ -196,7 +240,7 @@ struct Server::Impl {
       auto [ec, n] = co_await http::async_write(stream, out.res, kAsTuple);
       if (ec) out.status = 499;
     }
-    metrics.http_response(out.status);
+    http_counts.add(out.status);
     if (path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize") {
       log::info("{} {} {} {} prompt={} generated={} {:.3f}s", out.log_id, std::string_view(req.method_string()), path,
                 out.status, out.prompt_n, out.gen_n, seconds_between(t0, Clock::now()));
@@ -219,22 +263,29 @@ struct Server::Impl {
       throw ApiException({503, "the model is loading", "server_error", "", "model_loading"});
     } else if (path == "/health") {
       require(req, http::verb::get);
-      // 503 while the device is recreated after a loss, and for good when it will not be.
-      if (engine().failed()) throw ApiException({503, engine().health_message(), "server_error", "", "device_lost"});
+      // 503 while a loaded model's device is recreated after a loss, and for good when it will
+      // not be. Loading another model does not change it.
+      const std::string failure = pool().failure();
+      if (!failure.empty()) throw ApiException({503, failure, "server_error", "", "device_lost"});
       out.res = make(req, http::status::ok, R"({"status":"ok"})");
     } else if (path == "/metrics") {
       require(req, http::verb::get);
       if (config.metrics_need_key) authorize(req);
-      out.res = make(req, http::status::ok, metrics.render(engine().stats()), "text/plain; version=0.0.4");
+      Exposition x;
+      pool().render_metrics(x);
+      http_counts.render(x);
+      out.res = make(req, http::status::ok, x.text(), "text/plain; version=0.0.4");
     } else if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
-      require(req, http::verb::get);
       authorize(req);
-      out.res = make(req, http::status::ok, models(path));
+      co_await models(req, path, out);
     } else if (path == "/tokenize" || path == "/detokenize") {
       require(req, http::verb::post);
       authorize(req);
       const bool tok = path == "/tokenize";
-      std::string body = co_await on_workers([this, tok, &req] { return tok ? tokenize(req.body()) : detokenize(req.body()); });
+      const BodyScan scanned = co_await scan(req);
+      const ModelPool::Lease m = co_await acquire(scanned.model);
+      std::string body = co_await on_workers(
+          [this, tok, &req, &m] { return tok ? tokenize(m->pre, req.body()) : detokenize(m->pre, req.body()); });
       out.res = make(req, http::status::ok, std::move(body));
     } else if (path == "/v1/embeddings" || path == "/embeddings") {
       require(req, http::verb::post);
@@ -243,13 +294,6 @@ struct Server::Impl {
     } else if (path == "/v1/chat/completions" || path == "/v1/completions") {
       require(req, http::verb::post);
       authorize(req);
-      if (!engine().generates()) {
-        throw ApiException({400,
-                            fmt::format("the model '{}' is an embedding model: it does not generate text; "
-                                        "use /v1/embeddings",
-                                        config.model_name),
-                            "invalid_request_error", "model", "model_not_generative"});
-      }
       co_await completion(stream, req, path == "/v1/completions" ? Endpoint::completion : Endpoint::chat, t0, out);
     } else {
       throw ApiException({404, fmt::format("no route for {} {}", std::string_view(req.method_string()), path),
@@ -265,17 +309,26 @@ struct Server::Impl {
       frontend::Prompt prompt;
       std::uint32_t max_tokens = 0;
     };
-    Prepared p = co_await on_workers([this, &req, ep] {
+    const BodyScan body = co_await scan(req);
+    const ModelPool::Lease m = co_await acquire_for(body.model, [&req, ep] { parse_request(req.body(), ep, {}); });
+    if (!m->engine.generates()) {
+      throw ApiException({400,
+                          fmt::format("the model '{}' is an embedding model: it does not generate text; "
+                                      "use /v1/embeddings",
+                                      m->name),
+                          "invalid_request_error", "model", "model_not_generative"});
+    }
+    Prepared p = co_await on_workers([this, &req, ep, &body, &m] {
+      const frontend::Preprocessor& pre = m->pre;
       RequestLimits limits;
-      limits.vocab_size = static_cast<std::uint32_t>(tokenizer().n_tokens());
+      limits.vocab_size = static_cast<std::uint32_t>(pre.tokenizer().n_tokens());
       Prepared p;
       // Bytes before anything else: a completion prompt that cannot fit is refused unparsed.
-      if (ep == Endpoint::completion) pre().check_bytes(completion_prompt_bytes(req.body()), "prompt");
+      if (ep == Endpoint::completion) pre.check_bytes(body.prompt_bytes, "prompt");
       p.pr = parse_request(req.body(), ep, limits);
-      check_model(p.pr.model);
-      apply_tool_choice(p.pr, pre().tool_format());
-      p.prompt = pre().prepare(p.pr.prompt);
-      p.max_tokens = pre().max_tokens(p.prompt.tokens.size(), p.pr.max_tokens, config.default_max_tokens);
+      apply_tool_choice(p.pr, pre.tool_format());
+      p.prompt = pre.prepare(p.pr.prompt);
+      p.max_tokens = pre.max_tokens(p.prompt.tokens.size(), p.pr.max_tokens, config.default_max_tokens);
       return p;
     });
     out.prompt_n = static_cast<std::uint32_t>(p.prompt.tokens.size());
@@ -284,7 +337,7 @@ struct Server::Impl {
       std::atomic<int>& n;
       ~Guard() { n--; }
     } guard{in_flight};
-    const GenerationContext ctx = generation_context();  // named: GCC 12 and coroutine temporaries
+    const GenerationContext ctx = generation_context(*m);  // named: GCC 12 and coroutine temporaries
     GenerationResult g = co_await generate(ctx, stream, req, p.pr, std::move(p.prompt), p.max_tokens, t0);
     out.gen_n = g.generated;
     out.log_id = g.id;
@@ -296,7 +349,11 @@ struct Server::Impl {
 
   // Parse and tokenize every input on the workers; then one engine request per input.
   awaitable<void> embeddings(beast::tcp_stream& stream, const HttpRequest& req, Outcome& out) {
-    if (!engine().embeddings()) {
+    const BodyScan scanned = co_await scan(req);
+    const ModelPool::Lease m =
+        co_await acquire_for(scanned.model, [&req] { parse_embedding_request(req.body(), {}); });
+    serving::Service& engine = m->engine;
+    if (!engine.embeddings()) {
       throw ApiException({501, "this server does not compute embeddings; start it with --embeddings",
                           "not_supported_error", "", "embeddings_disabled"});
     }
@@ -305,22 +362,22 @@ struct Server::Impl {
       std::vector<std::vector<std::uint32_t>> prompts;
       std::uint32_t tokens = 0;
     };
-    Prepared p = co_await on_workers([this, &req] {
+    Prepared p = co_await on_workers([&req, &m] {
+      const frontend::Preprocessor& pre = m->pre;
       RequestLimits limits;
-      limits.vocab_size = static_cast<std::uint32_t>(tokenizer().n_tokens());
+      limits.vocab_size = static_cast<std::uint32_t>(pre.tokenizer().n_tokens());
       Prepared p;
       p.er = parse_embedding_request(req.body(), limits);
-      check_model(p.er.model);
       for (const frontend::PromptInput& in : p.er.inputs) {
-        if (in.kind == frontend::PromptInput::Kind::text) pre().check_bytes(in.text.size(), "input");
-        frontend::Prompt prompt = pre().prepare(in);
+        if (in.kind == frontend::PromptInput::Kind::text) pre.check_bytes(in.text.size(), "input");
+        frontend::Prompt prompt = pre.prepare(in);
         p.tokens += static_cast<std::uint32_t>(prompt.tokens.size());
         p.prompts.push_back(std::move(prompt.tokens));
       }
       return p;
     });
     serving::RequestParams params;
-    params.embed = p.er.pooling ? *p.er.pooling : config.pooling ? *config.pooling : engine().default_pooling();
+    params.embed = p.er.pooling ? *p.er.pooling : config.pooling ? *config.pooling : engine.default_pooling();
     params.dimensions = p.er.dimensions;
     params.timeout = config.request_timeout;
     out.prompt_n = p.tokens;
@@ -329,41 +386,69 @@ struct Server::Impl {
       std::atomic<int>& n;
       ~Guard() { n--; }
     } guard{in_flight};
-    EmbeddingResult r = co_await embed(engine(), stream, std::move(p.prompts), params);
+    EmbeddingResult r = co_await embed(engine, stream, std::move(p.prompts), params);
     if (r.client_gone) {
       out.written = true;
       out.status = 499;
       co_return;
     }
-    metrics.embedding_inputs(r.embeddings.size(), p.tokens);
-    out.res = make(req, http::status::ok, embeddings_json(r.embeddings, p.er.base64, config.model_name, p.tokens));
+    m->metrics.embedding_inputs(r.embeddings.size(), p.tokens);
+    out.res = make(req, http::status::ok, embeddings_json(r.embeddings, p.er.base64, m->name, p.tokens));
   }
 
-  void check_model(const std::string& model) const {
-    if (model.empty() || model == config.model_name) return;
-    for (const std::string& a : config.model_aliases) {
-      if (model == a) return;
-    }
-    throw ApiException({404, fmt::format("The model '{}' does not exist; this server serves '{}'", model,
-                                         config.model_name),
-                        "invalid_request_error", "model", "model_not_found"});
-  }
-
-  std::string models(const std::string& path) {
+  static json::object model_object(const ModelPool::Listing& l) {
     json::object m;
-    m["id"] = config.model_name;
+    m["id"] = l.name;
     m["object"] = "model";
     m["created"] = unix_time();
     m["owned_by"] = "vkllm";
-    m["max_model_len"] = engine().max_model_len();
+    static constexpr const char* kStates[] = {"unloaded", "loading", "loaded", "unloading"};
+    m["status"] = kStates[static_cast<int>(l.state)];
+    if (l.max_model_len) m["max_model_len"] = l.max_model_len;
+    if (l.device_bytes) m["device_memory_bytes"] = l.device_bytes;
+    if (!l.aliases.empty()) m["aliases"] = json::array(l.aliases.begin(), l.aliases.end());
+    if (!l.error.empty()) m["error"] = l.error;
+    return m;
+  }
+
+  // GET /v1/models (every model, loaded or not), GET /v1/models/{id}, and for apps that manage
+  // memory themselves POST /v1/models/{id}/load (answers once loaded) and /unload (once its
+  // in-flight requests finished and its memory is free).
+  awaitable<void> models(const HttpRequest& req, const std::string& path, Outcome& out) {
     if (path == "/v1/models") {
+      require(req, http::verb::get);
+      json::array data;
+      for (const ModelPool::Listing& l : pool().list()) data.push_back(model_object(l));
       json::object o;
       o["object"] = "list";
-      o["data"] = json::array{std::move(m)};
-      return json::serialize(o);
+      o["data"] = std::move(data);
+      out.res = make(req, http::status::ok, json::serialize(o));
+      co_return;
     }
-    check_model(path.substr(std::string_view("/v1/models/").size()));
-    return json::serialize(m);
+    std::string id = path.substr(std::string_view("/v1/models/").size());
+    auto ends_with = [&](std::string_view suffix) {
+      return id.size() > suffix.size() && id.compare(id.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (req.method() == http::verb::post && (ends_with("/load") || ends_with("/unload"))) {
+      const bool load = ends_with("/load");
+      id.resize(id.size() - (load ? 5 : 7));
+      if (load) {
+        const ModelPool::Lease loaded = co_await acquire(id);  // loaded now; the lease ends here
+      } else {
+        co_await unload(id);
+      }
+    } else {
+      require(req, http::verb::get);
+    }
+    const std::optional<std::string> name = pool().resolve(id);
+    for (const ModelPool::Listing& l : pool().list()) {
+      if (name && l.name == *name) {
+        out.res = make(req, http::status::ok, json::serialize(model_object(l)));
+        co_return;
+      }
+    }
+    throw ApiException({404, fmt::format("The model '{}' does not exist", id), "invalid_request_error", "model",
+                        "model_not_found"});
   }
 
   void require(const HttpRequest& req, http::verb verb) {
@@ -403,7 +488,7 @@ struct Server::Impl {
 
   // vLLM's shape ({"prompt"} or {"messages"}, add_special_tokens; tokens, count,
   // max_model_len) and llama-server's ({"content"}, add_special, with_pieces).
-  std::string tokenize(const std::string& body) {
+  std::string tokenize(const frontend::Preprocessor& pre, const std::string& body) {
     const json::object o = parse_object(body);
     auto flag = [&](const char* key, bool def) {
       const json::value* v = o.if_contains(key);
@@ -424,14 +509,14 @@ struct Server::Impl {
       // vLLM adds special tokens by default, llama-server does not.
       in.add_special = flag("add_special_tokens", o.contains("prompt")) || flag("add_special", false);
     }
-    const frontend::Prompt p = pre().prepare(in);
+    const frontend::Prompt p = pre.prepare(in);
     json::object out;
     if (flag("with_pieces", false)) {
       json::array pieces;
       for (std::uint32_t id : p.tokens) {
         json::object e;
         e["id"] = id;
-        e["piece"] = std::string(tokenizer().token_to_piece(static_cast<tok::TokenId>(id)));
+        e["piece"] = std::string(pre.tokenizer().token_to_piece(static_cast<tok::TokenId>(id)));
         pieces.push_back(std::move(e));
       }
       out["tokens"] = std::move(pieces);
@@ -439,23 +524,24 @@ struct Server::Impl {
       out["tokens"] = json::array(p.tokens.begin(), p.tokens.end());
     }
     out["count"] = p.tokens.size();
-    out["max_model_len"] = pre().max_model_len();
+    out["max_model_len"] = pre.max_model_len();
     return json::serialize(out);
   }
 
-  std::string detokenize(const std::string& body) {
+  std::string detokenize(const frontend::Preprocessor& pre, const std::string& body) {
+    const tok::Tokenizer& tokenizer = pre.tokenizer();
     const json::object o = parse_object(body);
     const json::value* tokens = o.if_contains("tokens");
     if (!tokens || !tokens->is_array()) throw bad("'tokens' must be an array of token ids", "tokens");
     std::vector<tok::TokenId> ids;
     for (const json::value& t : tokens->get_array()) {
-      if (!t.is_int64() || t.get_int64() < 0 || t.get_int64() >= static_cast<std::int64_t>(tokenizer().n_tokens())) {
+      if (!t.is_int64() || t.get_int64() < 0 || t.get_int64() >= static_cast<std::int64_t>(tokenizer.n_tokens())) {
         throw bad("'tokens' holds an id outside the vocabulary", "tokens");
       }
       ids.push_back(static_cast<tok::TokenId>(t.get_int64()));
     }
     json::object out;
-    out["content"] = utf8_sanitize(tokenizer().decode(ids));
+    out["content"] = utf8_sanitize(tokenizer.decode(ids));
     out["prompt"] = out["content"];
     return json::serialize(out);
   }
@@ -497,7 +583,7 @@ struct Server::Impl {
     });
     const auto deadline = Clock::now() + config.shutdown_grace;
     while (in_flight > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (ready) engine().shutdown();
+    if (ready) pool().stop();
     const auto hard = Clock::now() + std::chrono::seconds(5);
     while (in_flight > 0 && Clock::now() < hard) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     ioc.stop();
@@ -514,17 +600,10 @@ struct Server::Impl {
 
 Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
-Server::Server(ServerConfig config, serving::Service& engine, const tok::Tokenizer& tokenizer, ChatSetup chat)
-    : Server(std::move(config)) {
-  attach(engine, tokenizer, std::move(chat));
-}
-
-void Server::attach(serving::Service& engine, const tok::Tokenizer& tokenizer, ChatSetup chat) {
+void Server::attach(ModelPool& models) {
   Impl& s = *impl_;
-  if (s.ready) throw std::logic_error("server: a model is already attached");
-  s.engine_ = &engine;
-  s.reasoning_ = chat.reasoning;
-  s.pre_.emplace(tokenizer, std::move(chat), engine.max_model_len());
+  if (s.ready) throw std::logic_error("server: models are already attached");
+  s.pool_ = &models;
   s.ready.store(true, std::memory_order_release);
 }
 

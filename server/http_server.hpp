@@ -15,6 +15,7 @@
 #include "engine/frontend/prompt.hpp"
 #include "engine/serving/engine.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
+#include "server/model_pool.hpp"
 
 namespace vkllm::server {
 
@@ -27,8 +28,6 @@ struct ServerConfig {
   // other names get 403 (DNS rebinding); given, the check also runs on other binds.
   std::vector<std::string> allowed_hosts;
   std::string cors_origin;    // empty: no CORS headers
-  std::string model_name = "vkllm";        // the id responses carry
-  std::vector<std::string> model_aliases;  // other names a request's "model" may use
   unsigned threads = 2;                    // io threads
   unsigned workers = 2;                    // parsing, templates, tokenizing
   std::uint64_t body_limit = 8u << 20;
@@ -55,15 +54,14 @@ using ChatSetup = frontend::ChatSetup;
 
 class Server {
  public:
-  // Without a model: after start() every route answers 503 "the model is loading" until
+  // Without models: after start() every route answers 503 "the model is loading" until
   // attach(). `vkllm serve` binds first, so probes see 503 rather than a refused connection.
   explicit Server(ServerConfig config);
-  Server(ServerConfig config, serving::Service& engine, const tok::Tokenizer& tokenizer,
-         ChatSetup chat);
   ~Server();
 
-  // The model to serve; once. Thread-safe against requests being handled.
-  void attach(serving::Service& engine, const tok::Tokenizer& tokenizer, ChatSetup chat);
+  // The models to serve; once. Thread-safe against requests being handled. The pool outlives
+  // the server's threads (wait() returned); shutdown() stops it.
+  void attach(ModelPool& models);
 
   // Binds and starts the io threads. Throws Error naming the address when it cannot bind.
   void start();

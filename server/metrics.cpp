@@ -12,17 +12,32 @@ void Histogram::observe(double v) {
   ++count_;
 }
 
-void Histogram::render(std::string& out, const std::string& name, const std::string& help,
+void Exposition::add(const std::string& name, const char* type, const std::string& help, std::string line) {
+  auto [it, fresh] = index_.try_emplace(name, families_.size());
+  if (fresh) families_.push_back({fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type), {}});
+  std::string& lines = families_[it->second].lines;
+  lines += line;
+  lines += '\n';
+}
+
+std::string Exposition::text() const {
+  std::string out;
+  for (const Family& f : families_) out += f.head + f.lines;
+  return out;
+}
+
+void Histogram::render(Exposition& out, const std::string& name, const std::string& help,
                        const std::string& labels) const {
-  out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+  auto line = [&](std::string text) { out.add(name, "histogram", help, std::move(text)); };
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < bounds_.size(); ++i) {
     cumulative += counts_[i];
-    out += fmt::format("{}_bucket{{{},le=\"{}\"}} {}\n", name, labels, bounds_[i], cumulative);
+    line(fmt::format("{}_bucket{{{},le=\"{}\"}} {}", name, labels, bounds_[i], cumulative));
   }
   cumulative += counts_.back();
-  out += fmt::format("{}_bucket{{{},le=\"+Inf\"}} {}\n", name, labels, cumulative);
-  out += fmt::format("{}_sum{{{}}} {}\n{}_count{{{}}} {}\n", name, labels, sum_, name, labels, count_);
+  line(fmt::format("{}_bucket{{{},le=\"+Inf\"}} {}", name, labels, cumulative));
+  line(fmt::format("{}_sum{{{}}} {}", name, labels, sum_));
+  line(fmt::format("{}_count{{{}}} {}", name, labels, count_));
 }
 
 namespace {
@@ -46,7 +61,7 @@ std::vector<double> token_buckets() {
 
 }  // namespace
 
-Metrics::Metrics(std::string model_name)
+Metrics::Metrics(const std::string& model_name)
     : labels_(fmt::format("model_name=\"{}\"", escape_label(model_name))),
       ttft_({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
              10.0, 20.0, 40.0, 80.0}),
@@ -68,9 +83,17 @@ void Metrics::request_done(serving::FinishReason reason, double ttft, double e2e
   gen_len_.observe(completion_tokens);
 }
 
-void Metrics::http_response(int status) {
+void HttpCounts::add(int status) {
   std::lock_guard lock(mu_);
-  ++http_[status];
+  ++counts_[status];
+}
+
+void HttpCounts::render(Exposition& out) const {
+  std::lock_guard lock(mu_);
+  for (const auto& [status, n] : counts_) {
+    out.add("vkllm:http_responses_total", "counter", "HTTP responses by status code.",
+            fmt::format("vkllm:http_responses_total{{code=\"{}\"}} {}", status, n));
+  }
 }
 
 void Metrics::embedding_inputs(std::size_t inputs, std::uint32_t tokens) {
@@ -79,14 +102,13 @@ void Metrics::embedding_inputs(std::size_t inputs, std::uint32_t tokens) {
   embedding_tokens_ += tokens;
 }
 
-std::string Metrics::render(const serving::EngineStats& s) const {
+void Metrics::render(Exposition& out, const serving::EngineStats& s) const {
   std::lock_guard lock(mu_);
-  std::string out;
   auto gauge = [&](const char* name, const char* help, double v) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{}{{{}}} {}\n", name, help, name, name, labels_, v);
+    out.add(name, "gauge", help, fmt::format("{}{{{}}} {}", name, labels_, v));
   };
   auto counter = [&](const char* name, const char* help, double v) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{}{{{}}} {}\n", name, help, name, name, labels_, v);
+    out.add(name, "counter", help, fmt::format("{}{{{}}} {}", name, labels_, v));
   };
   gauge("vllm:num_requests_running", "Requests in the running batch.", double(s.running));
   gauge("vllm:num_requests_waiting", "Requests waiting to be scheduled.", double(s.waiting));
@@ -121,32 +143,26 @@ std::string Metrics::render(const serving::EngineStats& s) const {
           double(s.device_losses));
   counter("vkllm:device_recoveries_total", "Device losses recovered from: device recreated, weights reloaded.",
           double(s.device_recoveries));
-  out += "# HELP vkllm:device_memory_bytes Device memory by use (weights, kv_cache, ...): reserved from "
-         "the driver, and used by live buffers.\n# TYPE vkllm:device_memory_bytes gauge\n";
+  const std::string memory_help =
+      "Device memory by use (weights, kv_cache, ...): reserved from the driver, and used by live buffers.";
   for (const serving::EngineStats::MemoryLine& m : s.device_memory) {
-    out += fmt::format("vkllm:device_memory_bytes{{{},intent=\"{}\",state=\"reserved\"}} {}\n", labels_,
-                       m.intent, m.reserved);
-    out += fmt::format("vkllm:device_memory_bytes{{{},intent=\"{}\",state=\"used\"}} {}\n", labels_,
-                       m.intent, m.used);
+    for (const bool used : {false, true}) {
+      out.add("vkllm:device_memory_bytes", "gauge", memory_help,
+              fmt::format("vkllm:device_memory_bytes{{{},intent=\"{}\",state=\"{}\"}} {}", labels_, m.intent,
+                          used ? "used" : "reserved", used ? m.used : m.reserved));
+    }
   }
-  out += "# HELP vllm:request_success_total Finished requests by finish reason.\n"
-         "# TYPE vllm:request_success_total counter\n";
   for (const auto& [reason, n] : finished_) {
-    out += fmt::format("vllm:request_success_total{{{},finished_reason=\"{}\"}} {}\n", labels_, reason, n);
+    out.add("vllm:request_success_total", "counter", "Finished requests by finish reason.",
+            fmt::format("vllm:request_success_total{{{},finished_reason=\"{}\"}} {}", labels_, reason, n));
   }
   counter("vkllm:embeddings_total", "Embeddings returned (inputs of /v1/embeddings).", double(embeddings_));
   counter("vkllm:embedding_prompt_tokens_total", "Tokens of the inputs embedded.", double(embedding_tokens_));
-  out += "# HELP vkllm:http_responses_total HTTP responses by status code.\n"
-         "# TYPE vkllm:http_responses_total counter\n";
-  for (const auto& [status, n] : http_) {
-    out += fmt::format("vkllm:http_responses_total{{{},code=\"{}\"}} {}\n", labels_, status, n);
-  }
   ttft_.render(out, "vllm:time_to_first_token_seconds", "Time to first token.", labels_);
   tpot_.render(out, "vllm:time_per_output_token_seconds", "Time per output token after the first.", labels_);
   e2e_.render(out, "vllm:e2e_request_latency_seconds", "End-to-end request latency.", labels_);
   prompt_len_.render(out, "vllm:request_prompt_tokens", "Prompt tokens per request.", labels_);
   gen_len_.render(out, "vllm:request_generation_tokens", "Generated tokens per request.", labels_);
-  return out;
 }
 
 }  // namespace vkllm::server

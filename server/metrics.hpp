@@ -12,12 +12,29 @@
 
 namespace vkllm::server {
 
+// Prometheus text: families in the order they first appear, each one's HELP and TYPE once, the
+// samples of every model under it (a second HELP or TYPE of a family is an error to Prometheus).
+class Exposition {
+ public:
+  // One sample line (no newline) of the family `name`, the whole family's HELP and TYPE given.
+  void add(const std::string& name, const char* type, const std::string& help, std::string line);
+  std::string text() const;
+
+ private:
+  struct Family {
+    std::string head;
+    std::string lines;
+  };
+  std::vector<Family> families_;
+  std::map<std::string, std::size_t> index_;
+};
+
 class Histogram {
  public:
   explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
   void observe(double v);
-  // Appends "# HELP/# TYPE" and the series with `labels` (e.g. model_name="m").
-  void render(std::string& out, const std::string& name, const std::string& help,
+  // The series with `labels` (e.g. model_name="m").
+  void render(Exposition& out, const std::string& name, const std::string& help,
               const std::string& labels) const;
 
  private:
@@ -27,24 +44,35 @@ class Histogram {
   std::uint64_t count_ = 0;
 };
 
+// One model's request metrics, labelled model_name as vLLM's are.
 class Metrics {
  public:
-  explicit Metrics(std::string model_name);
+  explicit Metrics(const std::string& model_name);
   // One finished request: latencies in seconds (ttft < 0: no token was produced).
   void request_done(serving::FinishReason reason, double ttft, double e2e,
                     std::uint32_t prompt_tokens, std::uint32_t completion_tokens);
-  void http_response(int status);
   // One answered /v1/embeddings request: its inputs and their tokens.
   void embedding_inputs(std::size_t inputs, std::uint32_t tokens);
-  std::string render(const serving::EngineStats& engine) const;
+  // These and the model's engine statistics.
+  void render(Exposition& out, const serving::EngineStats& engine) const;
 
  private:
   mutable std::mutex mu_;
   std::string labels_;
   Histogram ttft_, tpot_, e2e_, prompt_len_, gen_len_;
   std::map<std::string, std::uint64_t> finished_;  // by finish reason
-  std::map<int, std::uint64_t> http_;              // by status code
   std::uint64_t embeddings_ = 0, embedding_tokens_ = 0;
+};
+
+// HTTP responses by status code, of the whole server.
+class HttpCounts {
+ public:
+  void add(int status);
+  void render(Exposition& out) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<int, std::uint64_t> counts_;
 };
 
 }  // namespace vkllm::server

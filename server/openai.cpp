@@ -421,8 +421,8 @@ void parse_output_options(const json::object& o, ParsedRequest& r) {
 
 namespace {
 
-// SAX handler of completion_prompt_bytes: the byte length of the top-level "prompt" string (or
-// of the strings of a top-level "prompt" array), without storing any of it.
+// SAX handler of scan_body: the byte length of the top-level "prompt" string (or of the strings
+// of a top-level "prompt" array), without storing any of it; the top-level "model" string.
 struct PromptBytes {
   static constexpr std::size_t max_object_size = std::size_t(-1);
   static constexpr std::size_t max_array_size = std::size_t(-1);
@@ -430,6 +430,8 @@ struct PromptBytes {
   static constexpr std::size_t max_string_size = std::size_t(-1);
   int depth = 0;         // 1: inside the top-level object
   bool in_prompt = false;  // the value of the top-level "prompt" key (and what it holds)
+  bool at_model = false;   // the value of the top-level "model" key comes next
+  std::string model;
   int prompt_depth = 0;
   std::string key;
   std::size_t bytes = 0, best = 0;
@@ -437,14 +439,15 @@ struct PromptBytes {
   bool on_document_begin(json::error_code&) { return true; }
   bool on_document_end(json::error_code&) { return true; }
   void value_done() {
+    at_model = false;
     if (in_prompt && depth == prompt_depth) {
       in_prompt = false;
       best = std::max(best, bytes);
     }
   }
-  bool on_object_begin(json::error_code&) { ++depth; return true; }
+  bool on_object_begin(json::error_code&) { ++depth; at_model = false; return true; }
   bool on_object_end(std::size_t, json::error_code&) { --depth; value_done(); return true; }
-  bool on_array_begin(json::error_code&) { ++depth; return true; }
+  bool on_array_begin(json::error_code&) { ++depth; at_model = false; return true; }
   bool on_array_end(std::size_t, json::error_code&) { --depth; value_done(); return true; }
   bool on_key_part(json::string_view s, std::size_t, json::error_code&) { key.append(s); return true; }
   bool on_key(json::string_view s, std::size_t, json::error_code&) {
@@ -454,15 +457,19 @@ struct PromptBytes {
       prompt_depth = 1;
       bytes = 0;
     }
+    at_model = depth == 1 && key == "model";
     key.clear();
     return true;
   }
   bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
     if (in_prompt) bytes += s.size();
+    if (at_model && model.size() < 4096) model.append(s);
     return true;
   }
   bool on_string(json::string_view s, std::size_t, json::error_code&) {
     if (in_prompt) bytes += s.size();
+    if (at_model && model.size() < 4096) model.append(s);
+    at_model = false;
     value_done();
     return true;
   }
@@ -701,11 +708,12 @@ std::string embeddings_json(const std::vector<std::vector<float>>& embeddings, b
   return json::serialize(o);
 }
 
-std::size_t completion_prompt_bytes(std::string_view body) {
+BodyScan scan_body(std::string_view body) {
   json::basic_parser<PromptBytes> p{json::parse_options{}};
   json::error_code ec;
   p.write_some(false, body.data(), body.size(), ec);
-  return ec ? 0 : p.handler().best;
+  if (ec) return {};
+  return {p.handler().best, std::move(p.handler().model)};
 }
 
 ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits) {

@@ -87,10 +87,15 @@ struct RequestLimits {
   std::uint32_t vocab_size = 0;
 };
 
-// The bytes of a completion body's "prompt" text, found without building the document (a
-// 32 MiB prompt is measured in a few milliseconds, before any copy of it); 0 when the body is
-// not valid JSON or has no such text (parse_request then says why).
-std::size_t completion_prompt_bytes(std::string_view body);
+// What a body says before it is parsed, found without building the document (a 32 MiB prompt is
+// measured in a few milliseconds, before any copy of it): the bytes of a completion's "prompt"
+// text, and the "model" it names (a string; empty when not). Zero and empty when the body is not
+// valid JSON (the parser then says why).
+struct BodyScan {
+  std::size_t prompt_bytes = 0;
+  std::string model;
+};
+BodyScan scan_body(std::string_view body);
 
 // Throws ApiException (400) naming the field.
 ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const RequestLimits& limits);

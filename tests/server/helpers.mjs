@@ -14,9 +14,10 @@ const servers = [];
 after(() => servers.forEach((p) => p.exitCode === null && p.kill('SIGKILL')));
 
 // Starts a server; `ready: false` returns once it listens (before the model loads); `gguf`
-// serves another model file.
-export async function startServer(extra = [], { env = {}, ready = true, gguf = model } = {}) {
-  const args = ['serve', '-m', gguf, '--port', '0', '--served-model-name', 'test-model', ...extra];
+// serves another model file; `models: true` names the models in `extra` itself.
+export async function startServer(extra = [], { env = {}, ready = true, gguf = model, models = false } = {}) {
+  const args = models ? ['serve', '--port', '0', ...extra]
+    : ['serve', '-m', gguf, '--port', '0', '--served-model-name', 'test-model', ...extra];
   const proc = spawn(vkllm, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   servers.push(proc);
   let log = '';

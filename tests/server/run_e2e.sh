@@ -16,11 +16,11 @@ if [ ! -f "$model" ]; then
   model="$work/micro.gguf"
   [ -f "$model" ] || "$vkllm" make-model --preset micro --type q8_0 -o "$model"
 fi
-cp "$here/e2e.mjs" "$here/e2e_frontend.mjs" "$here/helpers.mjs" "$here/../grammar/schemas.json" "$work/"
+cp "$here/e2e.mjs" "$here/e2e_frontend.mjs" "$here/e2e_models.mjs" "$here/helpers.mjs" "$here/../grammar/schemas.json" "$work/"
 [ -d "$shared/templates" ] && export VKLLM_SHARED_DIR="$shared"  # real chat templates (tool calling)
 cd "$work"
 status=0
-for f in e2e.mjs e2e_frontend.mjs; do
+for f in e2e.mjs e2e_frontend.mjs e2e_models.mjs; do
   node "$f" "$vkllm" "$model" 2>&1 | tail -100
   rc=${PIPESTATUS[0]}
   [ "$rc" -eq 0 ] || status=$rc
