@@ -191,18 +191,15 @@ std::string ModelPool::failure() {
 }
 
 void ModelPool::stop() {
-  std::vector<Entry*> loaded;
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
-    cv_.notify_all();
-    for (Entry& e : entries_) {
-      if (e.served) loaded.push_back(&e);
-    }
+  std::lock_guard lock(mu_);
+  if (stopping_) return;
+  stopping_ = true;
+  cv_.notify_all();
+  // Their requests end now (cancelled); the engines stay until the destructor. Under the lock:
+  // the loader may be unloading one (the engine threads never take this lock).
+  for (Entry& e : entries_) {
+    if (e.served) e.served->engine.shutdown();
   }
-  // The engines stay until the destructor; their requests end now (cancelled).
-  for (Entry* e : loaded) e->served->engine.shutdown();
 }
 
 bool ModelPool::stopping() const {
