@@ -272,7 +272,9 @@ TEST_CASE_FIXTURE(DeviceTest, "sampler matches the reference row by row, logprob
   }
   MESSAGE(checked << " rows compared, " << skipped << " skipped as within "
                   << ref::kSampleTolerance << " of a decision boundary");
-  CHECK(skipped * 10 <= checked);
+  // Only that the comparison is not vacuous: the dispatches with tied logits put about 7.5% of
+  // the rows on a boundary (30 to 44 of 462 over seeds), so a bound of 10% failed now and then.
+  CHECK(skipped * 5 <= checked);
 }
 
 TEST_CASE_FIXTURE(DeviceTest, "top logprobs match the reference: ids exact, ties by lower id") {
