@@ -276,8 +276,14 @@ int run_serve(const ServeOptions& o) {
   const server::ServerConfig sc = server_config(o);
   server::Server srv(sc);
   srv.start();
-  log::info("listening on http://{}:{}{}; loading the model", o.host, srv.port(),
-            o.api_key.empty() ? "" : " (API key required)");
+  // "listening on URL (" is what scripts and the tests look for: the URL ends at the space.
+  const std::string what =
+      several ? std::string("several models")
+              : fmt::format("model name '{}'", o.served_model_names.empty()
+                                                   ? std::filesystem::path(o.models.front()).stem().string()
+                                                   : o.served_model_names.front());
+  log::info("listening on http://{}:{} ({}{}); loading the model", o.host, srv.port(), what,
+            o.api_key.empty() ? "" : ", API key required");
   // Fault injection for the end-to-end tests: a slow load (and reload), to see the 503 answers.
   auto test_load_delay = [&signals] {
     if (const char* delay = std::getenv("VKLLM_TEST_LOAD_DELAY_MS")) {
