@@ -1,12 +1,14 @@
 # vkllm.1 from the CLI's own --help texts (the top level's and each subcommand's), so the manual
 # never drifts from the flags. cmake -DVKLLM=path/to/vkllm -DVERSION=x.y.z -DOUT=vkllm.1 -P ...
+# [-DEMULATOR="qemu-aarch64 -L /usr/aarch64-linux-gnu"]: runs vkllm through it (a cross build).
+separate_arguments(emulator UNIX_COMMAND "${EMULATOR}")
 function(roff_escape var text)
   string(REPLACE "\\" "\\e" text "${text}")
   string(REGEX REPLACE "(^|\n)([.'])" "\\1\\\\&\\2" text "${text}")
   set(${var} "${text}" PARENT_SCOPE)
 endfunction()
 
-execute_process(COMMAND ${VKLLM} --help OUTPUT_VARIABLE top RESULT_VARIABLE rc)
+execute_process(COMMAND ${emulator} ${VKLLM} --help OUTPUT_VARIABLE top RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${VKLLM} --help failed")
 endif()
@@ -16,7 +18,7 @@ set(page ".TH VKLLM 1 \"\" \"vkllm ${VERSION}\" \"User Commands\"\n.SH NAME\nvkl
 string(REGEX MATCHALL "\n  [a-z-]+  " subs "${top}")
 foreach(s ${subs})
   string(STRIP "${s}" s)
-  execute_process(COMMAND ${VKLLM} ${s} --help OUTPUT_VARIABLE help RESULT_VARIABLE rc)
+  execute_process(COMMAND ${emulator} ${VKLLM} ${s} --help OUTPUT_VARIABLE help RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "${VKLLM} ${s} --help failed")
   endif()

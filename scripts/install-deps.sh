@@ -9,6 +9,7 @@
 #   - lavapipe from bookworm-backports (Mesa 25): Vulkan 1.4, integer dot product, much faster.
 #   - Mesa 26.1's lavapipe (cooperative matrix) in a private runtime root, $VKLLM_LVP26 (default
 #     /opt/vkllm-lvp26): scripts/lavapipe26.sh; tests run there through scripts/lvp26.
+#   - the arm64 cross toolchain, qemu-user and arm64 -dev packages (scripts/cross-arm64.sh).
 #   - glslang 15.1 and SPIRV-Tools 2025.1 built from Debian 13's source packages into
 #     $VKLLM_TOOLCHAIN (default /opt/vkllm-toolchain): Debian 12's glslang 12 and SPIRV-Tools
 #     2023.1 reject cooperative-matrix and integer-dot shaders (docs/ARCHITECTURE.md, shaders).
@@ -52,8 +53,15 @@ PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates python3 p
 # Node.js and npm run the server's end-to-end tests (the official openai client from npm). A
 # machine that already has them (e.g. from NodeSource) keeps its own.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then PKGS+=(nodejs npm); fi
+# have PACKAGE[:ARCH]: installed (no :ARCH: the machine's own architecture, or "all"). Not
+# `dpkg -s`, which refuses a name installed for two architectures (the arm64 -dev packages).
+have() {
+  local name=${1%%:*} want=${1#*:}
+  [ "$want" != "$1" ] || want="$(dpkg --print-architecture)|all"
+  dpkg-query -W -f='${Architecture} ${db:Status-Abbrev}\n' "$name" 2>/dev/null | grep -Eq "^($want) ii"
+}
 missing=()
-for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in "${PKGS[@]}"; do have "$p" || missing+=("$p"); done
 mesa_ok=0
 if dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | grep -q '^25\.'; then mesa_ok=1; fi
 
@@ -68,6 +76,23 @@ fi
 if [ $mesa_ok -eq 0 ]; then
   log "installing lavapipe (mesa-vulkan-drivers) from bookworm-backports"
   $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports mesa-vulkan-drivers
+fi
+
+# --- arm64 cross build (scripts/cross-arm64.sh) -------------------------------------------------
+# Debian's cross toolchain, qemu-user to run the arm64 tests, and the arm64 development packages
+# (Multi-Arch: same, installed beside the amd64 ones; CLI11 and doctest are header-only).
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  log "dpkg --add-architecture arm64"
+  $SUDO dpkg --add-architecture arm64
+  $SUDO apt-get update -qq
+fi
+ARM_PKGS=(crossbuild-essential-arm64 qemu-user libvulkan-dev:arm64 libboost1.81-dev:arm64
+          libboost-json1.81-dev:arm64 libfmt-dev:arm64 libpcre2-dev:arm64 libicu-dev:arm64)
+arm_missing=()
+for p in "${ARM_PKGS[@]}"; do have "$p" || arm_missing+=("$p"); done
+if [ ${#arm_missing[@]} -gt 0 ]; then
+  log "installing (arm64 cross build): ${arm_missing[*]}"
+  $SUDO apt-get install -y -qq --no-install-recommends "${arm_missing[@]}"
 fi
 
 # --- Mesa 26.1 lavapipe (cooperative matrix on the CPU) in its own runtime root ---------------

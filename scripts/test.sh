@@ -6,15 +6,25 @@
 # (hostile input must be handled memory-safely, not only correctly; no server thread may
 # outlive the state it uses); the engine, server and end-to-end tests under ThreadSanitizer;
 # then a 30-second libFuzzer run of each fuzz target. The C API's test (tests/api) runs in the
-# Release build and again against an ASan build of libvkllm.so.
+# Release build and again against an ASan build of libvkllm.so. The arm64 cross build's
+# CPU-side tests run under qemu-user (scripts/cross-arm64.sh). Each phase prints its time: what
+# it costs of CI's budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+phase_start=$SECONDS
+phase() {  # NAME: the time of the phase that just ended
+  local s=$((SECONDS - phase_start))
+  echo "[test.sh] phase '$1': $((s / 60)) min $((s % 60)) s (total $((SECONDS / 60)) min)"
+  phase_start=$SECONDS
+}
 
 # Installed under /usr (cpack's .deb below); `cmake --install --prefix` chooses another.
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
 cmake --build build -j "$jobs"
+phase build
 ctest --test-dir build --output-on-failure -j "$jobs"
+phase ctest
 # The kernels that reduce or share work across a subgroup again at lavapipe's other subgroup
 # sizes (4 and 16; 8 above): code that assumes a subgroup size fails here (docs/ARCHITECTURE.md,
 # Tests). Chosen cases, not whole files: each width compiles its pipelines anew, and the whole
@@ -27,6 +37,7 @@ for width in 128 512; do
   build/tests/ops/test_attention -tc='attention tiled*,attention kernel choice*'
   unset LP_NATIVE_VECTOR_WIDTH
 done
+phase "subgroup sizes 4 and 16"
 
 # The cooperative-matrix kernels on Mesa 26.1's lavapipe (8x8x8 matrices; scripts/lavapipe26.sh
 # sets up its runtime root, scripts/lvp26 starts a program there, one binary at a time: ctest's
@@ -38,6 +49,10 @@ VKLLM_REQUIRE_COOPMAT=1 scripts/lvp26 build/tests/ops/test_matmul -tc='coopmat*,
 VKLLM_REQUIRE_COOPMAT=1 scripts/lvp26 build/tests/ops/test_attention -tc='attention coopmat*'
 VKLLM_REQUIRE_COOPMAT=1 VKLLM_SHARED_DIR=$lvp26_shared scripts/lvp26 build/tests/model/test_model \
   -tc='every matmul path*,stories260K*'
+phase "cooperative matrix (lavapipe 26.1)"
+
+bash scripts/cross-arm64.sh build-arm64
+phase "arm64 cross build and qemu tests"
 
 # The Debian package on a clean Debian 12 (debootstrap; root only: chroot and mounts).
 if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
@@ -45,6 +60,7 @@ if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
 else
   echo "SKIP deb-check: needs root and debootstrap (scripts/install-deps.sh installs it)"
 fi
+phase "Debian package on a clean Debian 12"
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANITIZE=ON >/dev/null
 cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server model_pool grammar"
@@ -54,6 +70,7 @@ ctest --test-dir build-asan --output-on-failure -R "^($(echo $cpu_tests | tr ' '
 # leaks of the library fail it (LeakSanitizer at exit).
 cmake --build build-asan -j "$jobs" --target vkllm_shared
 ctest --test-dir build-asan --output-on-failure -R '^capi$'
+phase "ASan + UBSan"
 
 # ThreadSanitizer on the engine (its thread against the callers) and the server (the engine
 # thread against the Asio threads: the unit tests and the end-to-end suite against a TSan
@@ -62,6 +79,8 @@ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_TSAN
 cmake --build build-tsan -j "$jobs" --target test_engine test_server test_model_pool vkllm
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir build-tsan --output-on-failure -R '^(engine|server|model_pool|server_e2e)$'
+phase "ThreadSanitizer"
 
 # libFuzzer smoke: each target 30 s (clang, ASan+UBSan; scripts/fuzz.sh).
 bash scripts/fuzz.sh 30
+phase "libFuzzer (6 targets, 30 s each)"
