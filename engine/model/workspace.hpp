@@ -49,7 +49,7 @@ struct Model::Workspace {
 struct Model::Recording {
   platform::CommandStream cs;
   // StepShape::split: the sampler and its readback, submitted by release_masks().
-  std::optional<platform::CommandStream> tail;
+  std::optional<platform::CommandStream> tail{};
   std::uint64_t last_use = 0;
   std::size_t layer_dispatches = 0, layer_barriers = 0;
 };

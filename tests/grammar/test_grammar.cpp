@@ -117,13 +117,19 @@ ws ::= [ \t]*
   CHECK(accepts("root ::= \"a\" root | \"b\"", std::string(5000, 'a') + "b"));
   // A chain of 200000 rules expands without recursion.
   std::string chain = "root ::= r0\n";
-  for (int i = 0; i < 200000; ++i) chain += "r" + std::to_string(i) + " ::= r" + std::to_string(i + 1) + " | \"x\"\n";
+  for (int i = 0; i < 200000; ++i) {
+    const std::string n = std::to_string(i), next = std::to_string(i + 1);
+    chain += "r" + n + " ::= r" + next + " | \"x\"\n";
+  }
   chain += "r200000 ::= \"y\"\n";
   CHECK(accepts(chain, "y"));
   CHECK(accepts(chain, "x"));
   // Nullability through a long chain is found in linear time (the last rule is empty).
   std::string nullable = "root ::= n0 \"z\"\n";
-  for (int i = 0; i < 200000; ++i) nullable += "n" + std::to_string(i) + " ::= n" + std::to_string(i + 1) + "\n";
+  for (int i = 0; i < 200000; ++i) {
+    const std::string n = std::to_string(i), next = std::to_string(i + 1);
+    nullable += "n" + n + " ::= n" + next + "\n";
+  }
   nullable += "n200000 ::= \"\"\n";
   CHECK(accepts(nullable, "z"));
   CHECK(error_of(nullable + "loop ::= n0 loop \"q\"\n").find("'loop' is left-recursive") != std::string::npos);
