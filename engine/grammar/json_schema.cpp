@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -243,6 +244,9 @@ class SchemaConverter {
     if (v->is_uint64()) return v->get_uint64();
     if (v->is_int64() && v->get_int64() >= 0) return static_cast<std::uint64_t>(v->get_int64());
     if (v->is_double() && v->get_double() >= 0 && std::floor(v->get_double()) == v->get_double()) {
+      // A count too large for 64 bits (1e93: JSON has no limit) is the largest one: converting
+      // it would be undefined behaviour.
+      if (v->get_double() >= 0x1p64) return std::numeric_limits<std::uint64_t>::max();
       return static_cast<std::uint64_t>(v->get_double());
     }
     fail(path, fmt::format("'{}' must be a non-negative integer", key));

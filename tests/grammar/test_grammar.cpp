@@ -311,6 +311,25 @@ TEST_CASE("JSON schemas: what is not supported is refused by name") {
   CHECK(schema_error(R"(false)").find("accepts nothing") != std::string::npos);
 }
 
+TEST_CASE("JSON schemas: a count beyond 64 bits is the largest count, never a conversion overflow") {
+  // A fuzz finding: maxItems of 94 digits parses as the double 1.1e93, whose conversion to a
+  // 64-bit count was undefined behaviour (UBSan, in the sanitizer build of this test).
+  const auto gbnf = [](const std::string& max_items) {
+    const std::string schema = R"({"type": "array", "items": {"type": "integer"}, "maxItems": )" + max_items + "}";
+    try {
+      return json_schema_gbnf(json::parse(schema));
+    } catch (const GrammarError& e) {
+      return std::string("error: ") + e.what();
+    }
+  };
+  const std::string largest = gbnf("18446744073709551615");
+  for (const char* big : {"1e93", "111111111111111111111111111111", "18446744073709551616"}) {
+    CAPTURE(big);
+    CHECK(gbnf(big) == largest);
+  }
+  CHECK(schema_error(R"({"type": "array", "maxItems": 1.5})").find("'maxItems' must be a non-negative integer") != std::string::npos);
+}
+
 TEST_CASE("lazy grammars: triggers across tokens, at the output's start, as control tokens") {
   // A vocabulary of single bytes (id 2 + b), the control token [TOOL_CALLS] (0), an end token
   // (1), and tokens that cut the triggers.
