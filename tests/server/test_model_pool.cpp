@@ -28,16 +28,8 @@ namespace {
 
 const tok::Tokenizer& tokenizer() {
   static const gguf::Reader reader = [] {
-    model::SyntheticSpec s;
-    s.n_layers = 1;
-    s.d_model = 32;
-    s.n_heads = 1;
-    s.n_kv_heads = 1;
-    s.head_dim = 32;
-    s.ffn_dim = 32;
-    s.vocab_size = 300;
-    s.context_length = 256;
-    return gguf::Reader::from_bytes(model::make_synthetic_model(s).to_bytes(), "pool.gguf");
+    // The micro preset: a tokenizer (512 tokens) over a model too small to matter.
+    return gguf::Reader::from_bytes(model::make_synthetic_model(*model::synthetic_preset("micro")).to_bytes(), "pool.gguf");
   }();
   static const tok::Tokenizer t = tok::Tokenizer::from_gguf(reader);
   return t;
