@@ -1,6 +1,6 @@
 # vkllm.1 from the CLI's own --help texts (the top level's and each subcommand's), so the manual
 # never drifts from the flags. cmake -DVKLLM=path/to/vkllm -DVERSION=x.y.z -DOUT=vkllm.1 -P ...
-# [-DEMULATOR="qemu-aarch64 -L /usr/aarch64-linux-gnu"]: runs vkllm through it (a cross build).
+# [-DEMULATOR="qemu-aarch64 -L /"]: runs vkllm through it (a cross build).
 separate_arguments(emulator UNIX_COMMAND "${EMULATOR}")
 function(roff_escape var text)
   string(REPLACE "\\" "\\e" text "${text}")

@@ -3,11 +3,9 @@
 # scripts/install-deps.sh installs the cross toolchain, qemu-user and the arm64 development
 # packages; cmake/aarch64-linux-gnu.cmake is the toolchain file. Builds every target (the CLI
 # and server, libvkllm.so and .a, the examples, the GPU tests' executables) and runs the tests
-# that need no Vulkan device (GGUF reader, tokenizers, templates, scheduler, block pool, front
-# end, model config, grammar, the server's parsing and life cycle, the model pool) through
-# ctest, which starts each under qemu-aarch64; then the CLI itself: --version, make-model (our
-# GGUF writer), then info and tokenize on the file it wrote (no device needed); last the arm64
-# .deb (cpack).
+# that need no Vulkan device (scripts/cpu-tests.sh) through ctest, which starts each under
+# qemu-aarch64; then the CLI itself: --version, make-model (our GGUF writer), then info and
+# tokenize on the file it wrote (no device needed); last the arm64 .deb (cpack).
 # Usage: scripts/cross-arm64.sh [BUILD_DIR]   (default build-arm64)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +20,7 @@ kinds=$(file -L "$dir/cli/vkllm" "$dir/api/libvkllm.so")
 echo "$kinds"
 [ "$(grep -c 'ARM aarch64' <<< "$kinds")" = 2 ] || { echo "cross-arm64: the binaries are not arm64"; exit 1; }
 
-cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config grammar server model_pool"
+source scripts/cpu-tests.sh
 VKLLM_SHARED_DIR=${VKLLM_SHARED_DIR:-$(cd .. && pwd)/shared} \
   ctest --test-dir "$dir" --output-on-failure -j "$jobs" -R "^($(echo $cpu_tests | tr ' ' '|'))\$"
 

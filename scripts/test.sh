@@ -63,7 +63,7 @@ fi
 phase "Debian package on a clean Debian 12"
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_SANITIZE=ON >/dev/null
-cpu_tests="common gguf tokenizer template scheduler block_pool frontend model_config server model_pool grammar"
+source scripts/cpu-tests.sh
 cmake --build build-asan -j "$jobs" --target $(printf 'test_%s ' $cpu_tests)
 ctest --test-dir build-asan --output-on-failure -R "^($(echo $cpu_tests | tr ' ' '|'))\$" -j "$jobs"
 # The C API's test program (tests/api) against an ASan + UBSan libvkllm.so: memory errors and
