@@ -51,6 +51,7 @@ shared float sum_sh[WG_SIZE];        // partial row sums, TPR per row
 shared float alpha_sh[ROWS];         // exp(m_old - m_new) of the current tile
 shared float l_sh[ROWS];             // final row sums
 shared uint limit_sh[ROWS];          // last key position of each row
+shared uint first_sh[ROWS];          // first key position of each row (sliding window)
 shared uint base_sh[KEYS];           // pool pair index of each key of the next tile
 
 // The rows [row0, row0 + nrows) of one (row tile, KV head) over keys from k_begin (SPLIT: one
@@ -62,17 +63,28 @@ void attend(uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key,
     const uint r = i / HD2, d = i % HD2;
     q_sh[r * STRIDE2 + d] = q[head_row(row0 + r, kvh) + d] * pc.scale;
   }
-  if (tid < nrows) limit_sh[tid] = min(positions[(row0 + tid) / pc.group], last_key);
-  if (tid < KEYS) base_sh[tid] = pool_base(bt, min(k_begin + tid, last_key), kvh);
+  if (tid < nrows) {
+    const uint pos = positions[(row0 + tid) / pc.group];
+    limit_sh[tid] = min(pos, last_key);
+    first_sh[tid] = min(first_key(pos), limit_sh[tid]);
+  }
   barrier();
-  uint kmax = 0;
-  for (uint r = 0; r < nrows; ++r) kmax = max(kmax, limit_sh[r]);
+  uint kmax = 0, kmin = last_key;
+  for (uint r = 0; r < nrows; ++r) {
+    kmax = max(kmax, limit_sh[r]);
+    kmin = min(kmin, first_sh[r]);
+  }
 #ifdef SPLIT
-  // Workgroup-uniform (kmax comes from shared memory after the barrier): no range, no work.
-  // Rows whose own keys end before this range get garbage partials the reduce never reads.
-  if (k_begin > kmax) return;
+  // Workgroup-uniform (kmax and kmin come from shared memory after the barrier): no range, no
+  // work. Rows whose own keys lie outside this range get partials the reduce never reads.
+  if (k_begin > kmax || k_begin + range_keys <= kmin) return;
   kmax = min(kmax, k_begin + range_keys - 1);
 #endif
+  // Key tiles stay on multiples of KEYS from the range's start (k_begin is one): tiles before the
+  // sliding windows of all rows are skipped, and the rest are the tiles a full walk would take.
+  const uint k_start = max(k_begin, kmin / KEYS * KEYS);
+  if (tid < KEYS) base_sh[tid] = pool_base(bt, min(k_start + tid, last_key), kvh);
+  barrier();
 
   // Softmax phases: thread (sr, sk) owns keys sk, sk + TPR, ... of row sr and keeps the row's
   // running max m and sum l (the TPR threads of a row hold the same values).
@@ -82,7 +94,7 @@ void attend(uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key,
   vec2 acc[OUT_PER_THREAD];
   [[unroll]] for (uint j = 0; j < OUT_PER_THREAD; ++j) acc[j] = vec2(0.0);
 
-  for (uint k0 = k_begin; k0 <= kmax; k0 += KEYS) {
+  for (uint k0 = k_start; k0 <= kmax; k0 += KEYS) {
     const uint nk = min(KEYS, kmax + 1 - k0);
     for (uint i = tid; i < nk * HD2; i += WG_SIZE) {
       const uint j = i / HD2, d = i % HD2;
@@ -94,7 +106,7 @@ void attend(uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key,
     for (uint i = tid; i < nrows * KEYS; i += WG_SIZE) {
       const uint r = i / KEYS, j = i % KEYS;
       float sc = kNegMax;
-      if (j < nk && k0 + j <= limit_sh[r]) {
+      if (j < nk && k0 + j <= limit_sh[r] && k0 + j >= first_sh[r]) {
         const uint qb = r * STRIDE2, kb = j * STRIDE2;
         vec2 dot2 = vec2(0.0);
         // Unrolled by hand, never fully: lavapipe's LLVM takes tens of seconds to compile the
@@ -107,7 +119,7 @@ void attend(uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key,
           dot2 += q_sh[qb + d + 3] * kv_sh[kb + d + 3];
         }
         [[dont_unroll]] for (; d < HD2; ++d) dot2 += q_sh[qb + d] * kv_sh[kb + d];
-        sc = dot2.x + dot2.y;
+        sc = capped(dot2.x + dot2.y);
       }
       s_sh[i] = sc;
     }
@@ -128,12 +140,14 @@ void attend(uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key,
     if (sr < nrows) {
       float m_new = m;
       for (uint k = 0; k < TPR; ++k) m_new = max(m_new, max_sh[sr * TPR + k]);
-      // The range's first key is in its first tile, so for every row that has keys in the range
-      // m_new is a real score from there on.
+      // A masked score's p is 0, also while a row has seen no key of its own yet (m_new still
+      // kNegMax: a sliding window that starts in a later tile); from its first key on, m_new is a
+      // real score and alpha wipes nothing but zeros.
       const float alpha = exp(m - m_new);
       float ps = 0.0;
       for (uint j = sk; j < nk; j += TPR) {
-        const float p = exp(s_sh[sr * KEYS + j] - m_new);
+        const float sc = s_sh[sr * KEYS + j];
+        const float p = sc == kNegMax ? 0.0 : exp(sc - m_new);
         s_sh[sr * KEYS + j] = p;
         ps += p;
       }
@@ -200,8 +214,8 @@ shared uint last_sh;
 // (or finding its range empty); the last of the pc.nsplit combines the ranges of its rows: out
 // row = sum_i w_i O_i / sum_i w_i l_i with w_i = exp(m_i - max m), over the ranges i that hold
 // keys of the row (range i starts at key i * range_keys; the row attends keys
-// 0..min(position, last_key)). Ranges past a row's keys were skipped or hold garbage from a
-// workgroup shared with longer rows; they are never read.
+// first_key(position)..min(position, last_key)). Ranges outside a row's keys were skipped or hold
+// garbage from a workgroup shared with other rows; they are never read.
 void combine_if_last(uint tile, uint kvh, uint row0, uint nrows, uint range_keys, uint last_key) {
   memoryBarrierBuffer();
   barrier();
@@ -220,15 +234,17 @@ void combine_if_last(uint tile, uint kvh, uint row0, uint nrows, uint range_keys
     const uint row = row0 + r;
     const uint token = row / pc.group;
     const uint prow = token * pc.n_heads + kvh * pc.group + row % pc.group;
-    const uint nvalid = min(min(positions[token], last_key) / range_keys + 1, pc.nsplit);
+    const uint last = min(positions[token], last_key);
+    const uint nvalid = min(last / range_keys + 1, pc.nsplit);
+    const uint j0 = min(first_key(positions[token]), last) / range_keys;  // sliding window
     const uint ml = nparts * HD2 + prow * pc.nsplit;  // (m, l) of range 0
-    float mx = part[ml].x;
-    for (uint j = 1; j < nvalid; ++j) mx = max(mx, part[ml + j].x);
+    float mx = part[ml + j0].x;
+    for (uint j = j0 + 1; j < nvalid; ++j) mx = max(mx, part[ml + j].x);
     float l = 0.0;
-    for (uint j = 0; j < nvalid; ++j) l += exp(part[ml + j].x - mx) * part[ml + j].y;
+    for (uint j = j0; j < nvalid; ++j) l += exp(part[ml + j].x - mx) * part[ml + j].y;
     const float inv_l = 1.0 / l;
     vec2 acc = vec2(0.0);
-    for (uint j = 0; j < nvalid; ++j) acc += exp(part[ml + j].x - mx) * part[(prow * pc.nsplit + j) * HD2 + d];
+    for (uint j = j0; j < nvalid; ++j) acc += exp(part[ml + j].x - mx) * part[(prow * pc.nsplit + j) * HD2 + d];
     o[prow * HD2 + d] = acc * inv_l;
   }
 }

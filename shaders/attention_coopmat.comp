@@ -4,7 +4,7 @@
 // flash attention whose two products, S = Q K^T and P V, are f16 x f16 -> f32 cooperative
 // matrices of the size the device reports (CM_M x CM_N x CM_K, as the matrix-core GEMM's).
 // Rows, grid and shapes: attention_rows.glsl; the online softmax of attention.comp over the
-// same key tiles from key 0, in f32.
+// same key tiles from key 0 (those before every row's sliding window skipped), in f32.
 //
 // A workgroup is NSG subgroups of exactly the subgroup size the host requires; subgroup g owns
 // query rows [g * CM_M, (g + 1) * CM_M) of the tile. Per tile of BC = FC * CM_N keys:
@@ -56,6 +56,7 @@ shared float stage_sh[ROWS * BC];       // per subgroup: S [CM_M][BC], then one 
 shared float alpha_sh[ROWS];            // this tile's rescale factor of each row
 shared float l_sh[ROWS];                // running sum of each row (its lane's, then final)
 shared uint limit_sh[ROWS];             // last key position of each row (0 past nrows)
+shared uint first_sh[ROWS];             // first key position of each row (sliding window)
 shared uint base_sh[BC];                // pool pair index of each key of the current tile
 
 void main() {
@@ -85,12 +86,20 @@ void main() {
     ql_sh[r * HDP + 2 * d + 1] = lo.y;
   }
   for (uint r = tid; r < ROWS; r += WG_SIZE) {
-    limit_sh[r] = r < nrows ? min(positions[(row0 + r) / pc.group], last_key) : 0;
+    const uint pos = r < nrows ? positions[(row0 + r) / pc.group] : 0;
+    limit_sh[r] = min(pos, last_key);
+    first_sh[r] = min(first_key(pos), limit_sh[r]);
   }
-  for (uint j = tid; j < BC; j += WG_SIZE) base_sh[j] = pool_base(bt, min(j, last_key), kvh);
   barrier();
-  uint kmax = 0;
-  for (uint r = 0; r < nrows; ++r) kmax = max(kmax, limit_sh[r]);
+  uint kmax = 0, kmin = last_key;
+  for (uint r = 0; r < nrows; ++r) {
+    kmax = max(kmax, limit_sh[r]);
+    kmin = min(kmin, first_sh[r]);
+  }
+  // Tiles before every row's sliding window are skipped; the rest are on multiples of BC.
+  const uint k_start = kmin / BC * BC;
+  for (uint j = tid; j < BC; j += WG_SIZE) base_sh[j] = pool_base(bt, min(k_start + j, last_key), kvh);
+  barrier();
   const bool sg_rows = r0 < nrows;
   // The softmax lane of row r0 + lane keeps the row's running max.
   float m = kNegMax;
@@ -101,7 +110,7 @@ void main() {
     [[unroll]] for (uint i = 0; i < OUT_PER_LANE; ++i) acc[f][i] = 0.0;
   }
 
-  for (uint k0 = 0; k0 <= kmax; k0 += BC) {
+  for (uint k0 = k_start; k0 <= kmax; k0 += BC) {
     const uint nk = min(BC, kmax + 1 - k0);
     for (uint i = tid; i < BC * HD2; i += WG_SIZE) {
       const uint j = i / HD2, d = i % HD2;
@@ -136,20 +145,24 @@ void main() {
       subgroupMemoryBarrierShared();
       subgroupBarrier();
 
-      // The online softmax, a lane per row. Every row attends key 0, in the first tile: m is a
-      // real score from then on, and a row whose keys end before this tile gets p = 0.
+      // The online softmax, a lane per row (scores soft-capped where asked). Masked keys get
+      // p = 0, also while a row has seen no key of its own yet (m still kNegMax: a sliding window
+      // that starts in a later tile); from its first key on m is a real score.
       if (lane < CM_M) {
         const uint r = r0 + lane;
-        const uint limit = limit_sh[r];
+        const uint limit = limit_sh[r], first = first_sh[r];
         float mx = kNegMax;
         for (uint j = 0; j < nk; ++j) {
-          if (k0 + j <= limit) mx = max(mx, stage_sh[stage + lane * BC + j]);
+          const float sc = capped(stage_sh[stage + lane * BC + j]);
+          stage_sh[stage + lane * BC + j] = sc;
+          if (k0 + j <= limit && k0 + j >= first) mx = max(mx, sc);
         }
         const float m_new = max(m, mx);
         const float alpha = exp(m - m_new);
         float ps = 0.0;
         for (uint j = 0; j < BC; ++j) {
-          const float p = j < nk && k0 + j <= limit ? exp(stage_sh[stage + lane * BC + j] - m_new) : 0.0;
+          const bool live = j < nk && k0 + j <= limit && k0 + j >= first;
+          const float p = live ? exp(stage_sh[stage + lane * BC + j] - m_new) : 0.0;
           p_sh[r * BCP + j] = float16_t(p);
           ps += p;
         }

@@ -5,7 +5,8 @@
 // Causal GQA attention over paged K/V for prompt chunks (KV_F32 or KV_F16 pools): flash attention
 // with register blocks, as the tiled GEMM computes its products. Rows, grid and shapes:
 // attention_rows.glsl; the same online softmax as attention.comp, over the same key tiles from
-// key 0, so a row's result depends on its own keys only.
+// key 0 (those before every row's sliding window skipped), so a row's result depends on its own
+// keys only.
 //
 // A workgroup is NSG subgroups of exactly SG invocations (the pipeline requires SG where the
 // device may vary it); subgroup g owns rows [g * SG_ROWS, (g + 1) * SG_ROWS) of the tile, for
@@ -41,6 +42,7 @@ shared vec2 q_sh[ROWS * STRIDE2];     // this tile's query rows, times scale
 shared KV_PAIR kv_sh[KEYS * STRIDE2]; // K tile, then V tile, as stored in the pool
 shared float p_sh[ROWS * KEYS];       // probabilities of the current tile
 shared uint limit_sh[ROWS];           // last key position of each row (0 past nrows)
+shared uint first_sh[ROWS];           // first key position of each row (sliding window)
 shared uint base_sh[KEYS];            // pool pair index of each key of the current tile
 
 void main() {
@@ -63,15 +65,27 @@ void main() {
   }
   // Rows past nrows attend key 0 alone and are never stored: they stay finite.
   for (uint r = tid; r < ROWS; r += WG_SIZE) {
-    limit_sh[r] = r < nrows ? min(positions[(row0 + r) / pc.group], last_key) : 0;
+    const uint pos = r < nrows ? positions[(row0 + r) / pc.group] : 0;
+    limit_sh[r] = min(pos, last_key);
+    first_sh[r] = min(first_key(pos), limit_sh[r]);
   }
-  for (uint j = tid; j < KEYS; j += WG_SIZE) base_sh[j] = pool_base(bt, min(j, last_key), kvh);
   barrier();
-  // The last key of the tile and of this subgroup's rows (subgroup-uniform).
-  uint kmax = 0, sg_kmax = 0;
-  for (uint r = 0; r < nrows; ++r) kmax = max(kmax, limit_sh[r]);
-  [[unroll]] for (uint r = 0; r < SG_ROWS; ++r) sg_kmax = max(sg_kmax, limit_sh[r0 + r]);
+  // The first and last key of the tile and of this subgroup's rows (subgroup-uniform).
+  uint kmax = 0, sg_kmax = 0, kmin = last_key, sg_kmin = last_key;
+  for (uint r = 0; r < nrows; ++r) {
+    kmax = max(kmax, limit_sh[r]);
+    kmin = min(kmin, first_sh[r]);
+  }
+  [[unroll]] for (uint r = 0; r < SG_ROWS; ++r) {
+    sg_kmax = max(sg_kmax, limit_sh[r0 + r]);
+    sg_kmin = min(sg_kmin, first_sh[r0 + r]);
+  }
   const bool sg_rows = r0 < nrows;
+  // Tiles before every row's sliding window are skipped; the rest are on multiples of KEYS from
+  // key 0, as a full walk takes them.
+  const uint k_start = kmin / KEYS * KEYS;
+  for (uint j = tid; j < KEYS; j += WG_SIZE) base_sh[j] = pool_base(bt, min(k_start + j, last_key), kvh);
+  barrier();
 
   float m[SG_ROWS], l[SG_ROWS];
   vec2 acc[SG_ROWS][LANE_PAIRS];
@@ -81,14 +95,15 @@ void main() {
     [[unroll]] for (uint i = 0; i < LANE_PAIRS; ++i) acc[r][i] = vec2(0.0);
   }
 
-  for (uint k0 = 0; k0 <= kmax; k0 += KEYS) {
+  for (uint k0 = k_start; k0 <= kmax; k0 += KEYS) {
     const uint nk = min(KEYS, kmax + 1 - k0);
     for (uint i = tid; i < nk * HD2; i += WG_SIZE) {
       const uint j = i / HD2, d = i % HD2;
       kv_sh[j * STRIDE2 + d] = k_pool[base_sh[j] + d];
     }
     barrier();
-    const bool busy = sg_rows && k0 <= sg_kmax;  // subgroup-uniform
+    // Subgroup-uniform; a tile wholly before the subgroup's windows would add p = 0 throughout.
+    const bool busy = sg_rows && k0 <= sg_kmax && k0 + KEYS > sg_kmin;
 
     float s[SG_ROWS][LANE_KEYS];
     if (busy) {
@@ -108,10 +123,11 @@ void main() {
         }
       }
       [[unroll]] for (uint r = 0; r < SG_ROWS; ++r) {
-        const uint limit = limit_sh[r0 + r];
+        const uint limit = limit_sh[r0 + r], first = first_sh[r0 + r];
         [[unroll]] for (uint c = 0; c < LANE_KEYS; ++c) {
           const uint j = c * SG + lane;
-          s[r][c] = j < nk && k0 + j <= limit ? dot2[r][c].x + dot2[r][c].y : kNegMax;
+          s[r][c] = j < nk && k0 + j <= limit && k0 + j >= first ? capped(dot2[r][c].x + dot2[r][c].y)
+                                                                  : kNegMax;
         }
       }
     }
@@ -122,8 +138,9 @@ void main() {
       kv_sh[j * STRIDE2 + d] = v_pool[base_sh[j] + d];
     }
     if (busy) {
-      // Every row attends key 0, in the first tile: m is a real score from then on, and a row
-      // whose keys end before this tile gets p = 0 for all of it.
+      // A masked score's p is 0, also while a row has seen no key of its own yet (m still
+      // kNegMax: a sliding window that starts in a later tile); from its first key on m is a
+      // real score, and a row whose keys end before this tile gets p = 0 for all of it.
       [[unroll]] for (uint r = 0; r < SG_ROWS; ++r) {
         float mx = s[r][0];
         [[unroll]] for (uint c = 1; c < LANE_KEYS; ++c) mx = max(mx, s[r][c]);
@@ -131,7 +148,7 @@ void main() {
         const float alpha = exp(m[r] - m_new);
         float ps = 0.0;
         [[unroll]] for (uint c = 0; c < LANE_KEYS; ++c) {
-          const float p = exp(s[r][c] - m_new);
+          const float p = s[r][c] == kNegMax ? 0.0 : exp(s[r][c] - m_new);
           p_sh[(r0 + r) * KEYS + c * SG + lane] = p;
           ps += p;
         }

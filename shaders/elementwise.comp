@@ -1,7 +1,8 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 // Elementwise binary ops on f32: out = a OP b. One row of the variant table per OP.
-// OP_ADD_BIAS broadcasts b (one row of ncols) over the rows of a. OP_GELU is unary (b unread).
+// OP_ADD_BIAS broadcasts b (one row of ncols) over the rows of a. OP_GELU, OP_SCALE (a times
+// pc.param) and OP_SOFTCAP (pc.param * tanh(a / pc.param)) are unary (b unread).
 #include "common.glsl"
 #if defined(OP_ADD_BIAS)
 #define PUSH_BIAS
@@ -29,13 +30,14 @@ void main() {
 #elif defined(OP_ADD_BIAS)
     o[i] = a[i] + b[i % pc.ncols];
 #elif defined(OP_GELU)
-    // GELU's tanh form (BERT's FFN, as llama.cpp computes it); tanh's argument is clamped where
-    // it is 1 or -1 in f32 anyway, so no exp inside tanh overflows.
-    const float v = a[i];
-    const float t = clamp(0.7978845608 * (v + 0.044715 * v * v * v), -10.0, 10.0);
-    o[i] = 0.5 * v * (1.0 + tanh(t));
+    o[i] = gelu_tanh(a[i]);
+#elif defined(OP_SCALE)
+    o[i] = a[i] * pc.param;
+#elif defined(OP_SOFTCAP)
+    // cap * tanh(x / cap), the argument clamped where tanh is +-1 in f32 (no overflow inside).
+    o[i] = pc.param * tanh(clamp(a[i] / pc.param, -10.0, 10.0));
 #else
-#error "elementwise.comp: define OP_ADD, OP_MUL, OP_SILU_MUL, OP_ADD_BIAS or OP_GELU"
+#error "elementwise.comp: define OP_ADD, OP_MUL, OP_SILU_MUL, OP_ADD_BIAS, OP_GELU, OP_SCALE or OP_SOFTCAP"
 #endif
   }
 }

@@ -28,6 +28,7 @@
 //   2 bias:       y[t, y0 + n] = s + aux[y0 + n]  (qwen2's QKV biases: aux is a whole y row)
 //   3 swiglu:     rows come in pairs (2i: gate, 2i + 1: up, interleaved at load);
 //                 y[t, y0 + i] = silu(s_2i) * s_2i+1. ROWS and every chunk's rows are even.
+//   4 geglu:      as swiglu with GELU (tanh form) for silu: Gemma's feed-forward.
 #include "common.glsl"
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -173,10 +174,9 @@ void store(uint r0, uint r, uint t, float s) {
     y[at] = s;
   }
 }
-// Rows r0 + r (gate) and r0 + r + 1 (up), r even.
-void store_swiglu(uint r0, uint r, uint t, float g, float u) {
-  // silu(g) = g / (1 + exp(-g)); exp overflows to inf for g < -88 and the quotient is -0.
-  y[t * pc.y_stride + pc.y0 + (pc.row0 + r0 + r) / 2] = g / (1.0 + exp(-g)) * u;
+// Rows r0 + r (gate) and r0 + r + 1 (up), r even (epilogues 3 and 4).
+void store_glu(uint r0, uint r, uint t, float g, float u) {
+  y[t * pc.y_stride + pc.y0 + (pc.row0 + r0 + r) / 2] = glu(pc.epilogue, g, u);
 }
 
 void main() {
@@ -190,9 +190,9 @@ void main() {
     accumulate(r0, tok0, 0, 1);
     [[unroll]] for (uint t = 0; t < NTOK; ++t) {
       if (tok0 + t < pc.ntok) {
-        if (pc.epilogue == 3) {
+        if (pc.epilogue >= 3) {
           [[unroll]] for (uint r = 0; r < ROWS; r += 2) {
-            if (r0 + r < pc.nrows) store_swiglu(r0, r, tok0 + t, acc[r * NTOK + t], acc[(r + 1) * NTOK + t]);
+            if (r0 + r < pc.nrows) store_glu(r0, r, tok0 + t, acc[r * NTOK + t], acc[(r + 1) * NTOK + t]);
           }
         } else {
           [[unroll]] for (uint r = 0; r < ROWS; ++r) {
@@ -212,7 +212,7 @@ void main() {
     if (subgroupElect()) partial_[i * MAX_SUBGROUPS + gl_SubgroupID] = s;
   }
   barrier();
-  if (pc.epilogue == 3) {
+  if (pc.epilogue >= 3) {
     for (uint i = tid; i < ROWS / 2 * NTOK; i += WG_SIZE) {
       const uint r = 2 * (i / NTOK), t = i % NTOK;
       if (r0 + r < pc.nrows && tok0 + t < pc.ntok) {
@@ -221,7 +221,7 @@ void main() {
           g += partial_[(r * NTOK + t) * MAX_SUBGROUPS + j];
           u += partial_[((r + 1) * NTOK + t) * MAX_SUBGROUPS + j];
         }
-        store_swiglu(r0, r, tok0 + t, g, u);
+        store_glu(r0, r, tok0 + t, g, u);
       }
     }
     return;

@@ -112,11 +112,11 @@ void main() {
       subgroupMemoryBarrierShared();
       subgroupBarrier();
       const uint rb = r0 + wr + fi * CM_M, tb = tok0 + wt + fj * CM_N;
-      if (pc.epilogue == 3) {
+      if (pc.epilogue >= 3) {
         for (uint e = lane; e < CM_M / 2u * CM_N; e += lanes) {
           const uint i = 2u * (e / CM_N), j = e % CM_N;
           if (rb + i < pc.nrows && tb + j < pc.ntok) {
-            store_swiglu(rb + i, tb + j, cs_[stage + i * CM_N + j], cs_[stage + (i + 1u) * CM_N + j]);
+            store_glu(rb + i, tb + j, cs_[stage + i * CM_N + j], cs_[stage + (i + 1u) * CM_N + j]);
           }
         }
       } else {

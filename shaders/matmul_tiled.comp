@@ -2,7 +2,7 @@
 #extension GL_GOOGLE_include_directive : require
 // y = x W^T for many tokens (prompt processing): a tiled GEMM over one chunk of a weight in its
 // GGUF block format (dequant.glsl), f32 in shared memory, f32 accumulation. Same bindings, push
-// constants and epilogues as matmul.comp (pc.epilogue: 0 store, 1 accumulate, 2 bias, 3 swiglu);
+// constants and epilogues as matmul.comp (pc.epilogue: 0 store, 1 accumulate, 2 bias, 3 swiglu, 4 geglu);
 // which of the two runs is ops::choose_matmul's decision (docs/ARCHITECTURE.md, "Matmul paths").
 //
 // A workgroup computes a BM x BN output tile (BM weight rows, BN tokens). Its K loop walks the
@@ -107,9 +107,9 @@ void main() {
     [[unroll]] for (uint j = 0; j < TN; ++j) {
       const uint t = tok0 + tg * TN + j;
       if (t >= pc.ntok) continue;
-      if (pc.epilogue == 3) {
+      if (pc.epilogue >= 3) {
         // The (gate, up) pair (r, r + 1). Chunks and tiles start even.
-        if (r < pc.nrows) store_swiglu(r, t, acc[i][j].x, acc[i][j].y);
+        if (r < pc.nrows) store_glu(r, t, acc[i][j].x, acc[i][j].y);
         continue;
       }
       [[unroll]] for (uint e = 0; e < 2u; ++e) {

@@ -88,6 +88,52 @@ void check_encoder_tensors(const gguf::Reader& r, ModelConfig& c) {
   }
 }
 
+// What Gemma 2 and 3 add, with llama.cpp's defaults where a key is absent (docs/ARCHITECTURE.md
+// "Model families").
+void read_gemma(const gguf::Reader& r, const std::string& arch, ModelConfig& c) {
+  const bool g2 = c.arch == Arch::gemma2;
+  c.embed_scale = std::sqrt(static_cast<float>(c.d_model));
+  c.geglu = true;
+  c.post_norms = true;
+  c.qk_norm = c.arch == Arch::gemma3;
+  const auto cap = [&](const char* name, float dflt) {
+    const float v = r.find_f32(key(arch, name)).value_or(dflt);
+    if (!(v >= 0.f && v <= 1e6f)) {
+      throw InvalidModel(fmt::format("{}: {} = {} is out of range", r.name(), key(arch, name), v));
+    }
+    return v;
+  };
+  // Gemma 2 always soft-caps (50 and 30 when the file says nothing); Gemma 3 only its final
+  // logits, where the file asks.
+  c.attn_softcap = g2 ? cap("attn_logit_softcapping", 50.f) : 0.f;
+  c.final_softcap = cap("final_logit_softcapping", g2 ? 30.f : 0.f);
+  // Gemma 2: a window of 4096 on even layers unless the file says otherwise. Gemma 3: the window
+  // the file gives on five layers of six; none without one.
+  c.sliding_window = r.find_u32(key(arch, "attention.sliding_window")).value_or(g2 ? 4096 : 0);
+  c.swa_period = r.find_u32(key(arch, "attention.sliding_window_pattern")).value_or(g2 ? 2 : 6);
+  if (c.sliding_window > (1u << 24) || c.swa_period > kMaxLayers) {
+    throw InvalidModel(fmt::format("{}: sliding window {} or its layer period {} is out of range",
+                                   r.name(), c.sliding_window, c.swa_period));
+  }
+  // Local layers: Gemma 2 rotates them as the global ones; Gemma 3 with a base of their own
+  // (10000 unless rope.freq_base_swa says) and no scaling.
+  if (!g2) {
+    c.rope_local = c.rope;
+    c.rope_local.scaling = RopeScaling::none;
+    c.rope_local.factor = 1.f;
+    c.rope_local.freq_factors.clear();
+    c.rope_local.base = r.find_f32(key(arch, "rope.freq_base_swa")).value_or(10000.f);
+    if (!(c.rope_local.base > 1.f) || !std::isfinite(c.rope_local.base)) {
+      throw InvalidModel(fmt::format("{}: rope base {} of the sliding layers is out of range",
+                                     r.name(), c.rope_local.base));
+    }
+  }
+  // The query scale: GGUF files carry no query_pre_attn_scalar; as llama.cpp, the 27B models
+  // (46 layers of Gemma 2, 62 of Gemma 3) scale by d_model / n_heads, the rest by head_dim.
+  const bool is_27b = c.n_layers == (g2 ? 46u : 62u);
+  c.attn_scale = 1.f / std::sqrt(static_cast<float>(is_27b ? c.d_model / c.n_heads : c.head_dim));
+}
+
 }  // namespace
 
 const char* to_string(Arch arch) {
@@ -96,6 +142,8 @@ const char* to_string(Arch arch) {
     case Arch::qwen2: return "qwen2";
     case Arch::qwen3: return "qwen3";
     case Arch::phi3: return "phi3";
+    case Arch::gemma2: return "gemma2";
+    case Arch::gemma3: return "gemma3";
     case Arch::bert: return "bert";
   }
   return "?";
@@ -148,12 +196,16 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     c.arch = Arch::qwen3;
   } else if (arch == "phi3") {
     c.arch = Arch::phi3;
+  } else if (arch == "gemma2") {
+    c.arch = Arch::gemma2;
+  } else if (arch == "gemma3") {
+    c.arch = Arch::gemma3;
   } else if (arch == "bert") {
     c.arch = Arch::bert;
     c.encoder = true;
   } else {
     throw Unsupported(fmt::format("{}: architecture '{}' is not supported (supported: llama, "
-                                  "qwen2, qwen3, phi3, bert)",
+                                  "qwen2, qwen3, phi3, gemma2, gemma3, bert)",
                                   r.name(), arch));
   }
   c.name = r.find_string("general.name").value_or(arch);
@@ -223,7 +275,7 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     throw Unsupported(fmt::format("{}: partial rotary embedding ({} of {} dims) is not supported",
                                   r.name(), rope.dims, c.head_dim));
   }
-  rope.neox = c.arch != Arch::llama;
+  rope.neox = c.arch != Arch::llama;  // qwen2, qwen3, phi3, gemma2, gemma3: neox
   const std::string scaling = r.find_string(key(arch, "rope.scaling.type")).value_or("none");
   if (scaling == "linear") {
     rope.scaling = RopeScaling::linear;
@@ -282,6 +334,9 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
   }
 
   rope.none = c.encoder;
+  c.rope_local = rope;
+  c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+  if (c.arch == Arch::gemma2 || c.arch == Arch::gemma3) read_gemma(r, arch, c);
 
   // Tensors.
   const gguf::TensorInfo& embd = r.tensor("token_embd.weight");
@@ -301,7 +356,7 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
   c.tied_output = r.find_tensor("output.weight") == nullptr;
   if (!c.tied_output) check_weight(r, "output.weight", {c.d_model, c.vocab_size}, true);
   c.qkv_bias = c.arch == Arch::qwen2;
-  c.qk_norm = c.arch == Arch::qwen3;
+  c.qk_norm = c.arch == Arch::qwen3 || c.arch == Arch::gemma3;
   c.fused_qkv = c.fused_gate_up = c.arch == Arch::phi3;
   for (std::uint32_t l = 0; l < c.n_layers; ++l) {
     check_weight(r, layer_tensor(l, "attn_norm"), {c.d_model}, false);
@@ -330,13 +385,19 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
       check_weight(r, layer_tensor(l, "attn_q_norm"), {c.head_dim}, false);
       check_weight(r, layer_tensor(l, "attn_k_norm"), {c.head_dim}, false);
     }
+    if (c.post_norms) {
+      check_weight(r, layer_tensor(l, "post_attention_norm"), {c.d_model}, false);
+      check_weight(r, layer_tensor(l, "post_ffw_norm"), {c.d_model}, false);
+    }
   }
   return c;
 }
 
 void ModelConfig::use_context(std::uint32_t context) {
-  if (rope.scaling != RopeScaling::longrope) return;
-  rope.freq_factors = context > rope.original_context ? rope.long_factors : rope.short_factors;
+  for (RopeConfig* r : {&rope, &rope_local}) {
+    if (r->scaling != RopeScaling::longrope) continue;
+    r->freq_factors = context > r->original_context ? r->long_factors : r->short_factors;
+  }
 }
 
 std::vector<float> llama3_freq_factors(const RopeConfig& rope) {

@@ -15,7 +15,10 @@ namespace vkllm::model {
 
 // bert: an encoder (BERT/BGE/MiniLM): learned absolute positions, post-LayerNorm layers with
 // biases, GELU FFN, bidirectional attention; it computes embeddings, never generates.
-enum class Arch { llama, qwen2, qwen3, phi3, bert };
+// gemma2, gemma3 (text): embeddings times sqrt(d_model), GeGLU, a norm after attention and after
+// the FFN (added to the residual), sliding-window attention on a pattern of layers; gemma2 soft-caps
+// attention and final logits, gemma3 has QK-norm and a RoPE base of its own on local layers.
+enum class Arch { llama, qwen2, qwen3, phi3, gemma2, gemma3, bert };
 const char* to_string(Arch arch);
 
 // How a sequence's hidden states become one embedding (`<arch>.pooling_type`, llama.cpp's
@@ -71,6 +74,21 @@ struct ModelConfig {
   bool fused_qkv = false;
   bool fused_gate_up = false;
   bool tied_output = false;   // no output.weight: the LM head reads token_embd.weight
+  // Gemma (docs/ARCHITECTURE.md "Model families"):
+  float embed_scale = 0.f;    // > 0: the input embeddings times this (sqrt(d_model))
+  bool geglu = false;         // GELU (tanh form) gate instead of SiLU
+  bool post_norms = false;    // post_attention_norm and post_ffw_norm, added to the residual
+  float attn_softcap = 0.f;   // > 0: attention logits soft-capped (cap * tanh(s / cap))
+  float final_softcap = 0.f;  // > 0: output logits soft-capped
+  // Sliding-window attention: on layers where layer_slides(l), a query attends its last
+  // sliding_window keys (itself included). llama.cpp's pattern rule: with period p, layer l
+  // slides when p == 0 or l % p < p - 1 (gemma2: p = 2, even layers; gemma3: p = 6, five of six).
+  std::uint32_t sliding_window = 0;
+  std::uint32_t swa_period = 0;
+  // RoPE of the sliding layers where it differs (gemma3: base 10000, no scaling); else `rope`.
+  RopeConfig rope_local;
+  // The query scale before the softmax: 1/sqrt(head_dim), or what the family's size says.
+  float attn_scale = 0.f;
   // bert (docs/ARCHITECTURE.md "Embeddings"): every token of a sequence attends to every other
   // (the whole input in one step), positions are learned rows added to the input (no rotation),
   // and norms are LayerNorms with biases after each residual. rms_eps is LayerNorm's epsilon.
@@ -80,6 +98,13 @@ struct ModelConfig {
   Pooling pooling = Pooling::last;
 
   std::uint32_t q_dim() const { return n_heads * head_dim; }
+  bool layer_slides(std::uint32_t l) const {
+    return sliding_window > 0 && (swa_period == 0 || l % swa_period < swa_period - 1);
+  }
+  // The sliding window of layer l (0: full attention).
+  std::uint32_t layer_window(std::uint32_t l) const { return layer_slides(l) ? sliding_window : 0; }
+  // The RoPE of layer l.
+  const RopeConfig& layer_rope(std::uint32_t l) const { return layer_slides(l) ? rope_local : rope; }
   std::uint32_t kv_dim() const { return n_kv_heads * head_dim; }
 
   // Reads and checks the metadata and every tensor the forward pass needs (presence, shape,

@@ -1,4 +1,5 @@
-// The forward pass of the llama family (llama, qwen2 with QKV biases, qwen3 with QK-norm, phi3)
+// The forward pass of the llama family (llama, qwen2 with QKV biases, qwen3 with QK-norm, phi3,
+// gemma2 and gemma3 with their post-norms, GeGLU, soft-capping and sliding windows)
 // and of bert encoders over a flat batch, recorded into one command buffer per step shape:
 // loading the weights, planning the
 // workspace, recording. The step's host side (checks, inputs, submission) is in step.cpp.
@@ -41,7 +42,8 @@ struct Model::Layer {
   ops::DeviceWeight w_gate_up;           // interleaved (gate, up) rows, when the types match
   ops::DeviceWeight w_gate, w_up;        // else separate
   ops::DeviceWeight b_qkv;               // qwen2: the biases, one f32 row [q | k | v]
-  ops::DeviceWeight q_norm, k_norm;      // qwen3
+  ops::DeviceWeight q_norm, k_norm;      // qwen3, gemma3
+  ops::DeviceWeight post_attn_norm, post_ffw_norm;  // gemma2, gemma3
   // bert: attn_norm and ffn_norm hold the LayerNorms after the attention's and the FFN's
   // residuals (attn_output_norm, layer_output_norm), w_up and w_down the FFN; these their biases.
   ops::DeviceWeight attn_norm_b, ffn_norm_b, b_o, b_up, b_down;
@@ -236,6 +238,10 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
         L.q_norm = upload_tensor(device, reader, layer_tensor(l, "attn_q_norm"));
         L.k_norm = upload_tensor(device, reader, layer_tensor(l, "attn_k_norm"));
       }
+      if (config.post_norms) {
+        L.post_attn_norm = upload_tensor(device, reader, layer_tensor(l, "post_attention_norm"));
+        L.post_ffw_norm = upload_tensor(device, reader, layer_tensor(l, "post_ffw_norm"));
+      }
     }
   } catch (const OutOfMemory& e) {
     std::uint64_t file_bytes = 0;
@@ -328,6 +334,11 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     const std::vector<float> inv_freq = rope_inv_freq(c.rope);
     ws->inv_freq = act(inv_freq.size(), "rope_inv_freq");
     device.upload(ws->inv_freq, 0, std::as_bytes(std::span<const float>(inv_freq)));
+    // The sliding layers' own frequencies (gemma3), where they differ.
+    if (const std::vector<float> local = rope_inv_freq(c.rope_local); local != inv_freq) {
+      ws->inv_freq_local = act(local.size(), "rope_inv_freq_local");
+      device.upload(ws->inv_freq_local, 0, std::as_bytes(std::span<const float>(local)));
+    }
     ws->top = device.create_buffer(ops::sample_top_bytes(S), MemoryIntent::activations, "top");
     ws->readback_top = S * 8;
     ws->readback_score = ws->readback_top + ops::sample_top_bytes(S);
@@ -434,7 +445,8 @@ std::uint64_t Model::weight_bytes() const {
   for (const Layer& L : layers_) {
     for (const ops::DeviceWeight* w :
          {&L.attn_norm, &L.wo, &L.ffn_norm, &L.w_gate_up, &L.w_gate, &L.w_up, &L.w_down, &L.b_qkv,
-          &L.q_norm, &L.k_norm, &L.attn_norm_b, &L.ffn_norm_b, &L.b_o, &L.b_up, &L.b_down}) {
+          &L.q_norm, &L.k_norm, &L.attn_norm_b, &L.ffn_norm_b, &L.b_o, &L.b_up, &L.b_down,
+          &L.post_attn_norm, &L.post_ffw_norm}) {
       n += w->bytes();
     }
     for (const Slice& sl : L.qkv) n += sl.w.bytes();
@@ -453,7 +465,8 @@ std::uint64_t Model::workspace_bytes() const {
   const Workspace& w = *ws_;
   for (const Buffer* b : {&w.inputs[0], &w.inputs[1], &w.x, &w.xn, &w.qkv, &w.q, &w.attn,
                           &w.attn_partials, &w.attn_counters, &w.gate, &w.up, &w.hs, &w.hn,
-                          &w.logits, &w.scratch, &w.ids, &w.logprobs, &w.inv_freq, &w.top,
+                          &w.logits, &w.scratch, &w.ids, &w.logprobs, &w.inv_freq,
+                          &w.inv_freq_local, &w.top,
                           &w.readback[0], &w.readback[1], &w.logits_readback,
                           &w.embed_readback[0], &w.embed_readback[1]}) {
     n += b->size();
@@ -482,7 +495,8 @@ ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) con
   shape.block_size = options_.block_size;
   shape.max_blocks_per_seq = max_blocks_per_seq_;
   // LongRoPE's attention factor scales Q's and K's rotations: the scores by its square.
-  shape.scale = c.rope.attn_factor * c.rope.attn_factor / std::sqrt(static_cast<float>(c.head_dim));
+  shape.scale = c.rope.attn_factor * c.rope.attn_factor * c.attn_scale;
+  shape.softcap = c.attn_softcap;
   shape.kv_type = kv_type_;
   // Deterministic mode keeps one reduction order for every step: whether a step splits, and
   // whether it takes the tiled kernel, depend on its size, which depends on the rest of the batch.
@@ -534,6 +548,7 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
     return layers;
   }
   ops::record_get_rows(k, cs, token_embd_.view(), token_ids, w.x, T);
+  if (c.embed_scale > 0.f) ops::record_scale(k, cs, w.x, w.x, T * c.d_model, c.embed_scale);
   const std::uint32_t qkv_stride = c.q_dim() + 2 * c.kv_dim();
   ops::RopeKvShape rkv;
   rkv.ntok = T;
@@ -546,8 +561,8 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
   rkv.eps = c.rms_eps;
   // Eight dispatches a layer (docs/ARCHITECTURE.md, the step): norm, QKV (+ bias), QK-norm + RoPE
   // + K/V write, attention (its ranges combined in the same dispatch), wo (+ residual), norm,
-  // gate/up (+ SiLU-multiply), down (+ residual). The integer-dot path adds a quantization of
-  // each of the four matmul inputs.
+  // gate/up (+ SiLU-multiply), down (+ residual); Gemma adds its two post-norms (and the
+  // embeddings' scale). The integer-dot path adds a quantization of each of the four matmul inputs.
   const std::size_t d0 = cs.dispatch_count(), b0 = cs.barrier_count();
   // The integer-dot path (ops::matmul_takes_q8): each matmul input quantized once into w.xq, for
   // the matmuls that read it.
@@ -562,7 +577,19 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
     out.x_q8 = xq;
     return out;
   };
-  for (const Layer& L : layers_) {
+  // Gemma's post-norms: wo and down store into xn (free by then), whose norm is added to x.
+  const auto residual = [&](const ops::DeviceWeight& post_norm, const ops::DeviceWeight& w_out,
+                            const Buffer& in, std::uint32_t ncols) {
+    const BufferSpan in_q8 = quantized(in, ncols);
+    if (!c.post_norms) {
+      ops::record_matmul(k, cs, w_out.view(), in, w.x, T, reading(ops::Epilogue::accumulate, in_q8));
+      return;
+    }
+    ops::record_matmul(k, cs, w_out.view(), in, w.xn, T, reading(ops::Epilogue::store, in_q8));
+    ops::record_rms_norm_add(k, cs, w.xn, first_span(post_norm), w.x, c.d_model, T, c.rms_eps);
+  };
+  for (std::uint32_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = layers_[l];
     ops::record_rms_norm(k, cs, w.x, first_span(L.attn_norm), w.xn, c.d_model, T, c.rms_eps);
     const BufferSpan xn_q8 = quantized(w.xn, c.d_model);
     for (const Slice& sl : L.qkv) {
@@ -576,25 +603,31 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
       }
       ops::record_matmul(k, cs, sl.w.view(), w.xn, w.qkv, T, out);
     }
-    ops::record_rope_kv(k, cs, rkv, w.qkv, positions, w.inv_freq, slots, w.q, L.k_pool, L.v_pool,
-                        c.qk_norm ? first_span(L.q_norm) : BufferSpan{},
+    const bool local = c.layer_slides(l) && w.inv_freq_local.size() > 0;
+    ops::record_rope_kv(k, cs, rkv, w.qkv, positions, local ? w.inv_freq_local : w.inv_freq, slots, w.q,
+                        L.k_pool, L.v_pool, c.qk_norm ? first_span(L.q_norm) : BufferSpan{},
                         c.qk_norm ? first_span(L.k_norm) : BufferSpan{});
-    ops::record_attention(k, cs, shape, w.q, L.k_pool, L.v_pool, positions, query_start,
+    ops::AttentionShape layer_shape = shape;
+    layer_shape.window = c.layer_window(l);
+    ops::record_attention(k, cs, layer_shape, w.q, L.k_pool, L.v_pool, positions, query_start,
                           block_table, w.attn, w.attn_partials, w.attn_counters);
-    ops::record_matmul(k, cs, L.wo.view(), w.attn, w.x, T,
-                       reading(ops::Epilogue::accumulate, quantized(w.attn, c.q_dim())));
+    residual(L.post_attn_norm, L.wo, w.attn, c.q_dim());
     ops::record_rms_norm(k, cs, w.x, first_span(L.ffn_norm), w.xn, c.d_model, T, c.rms_eps);
     const BufferSpan ffn_q8 = quantized(w.xn, c.d_model);
     if (L.w_gate_up.bytes() > 0) {
       ops::record_matmul(k, cs, L.w_gate_up.view(), w.xn, w.gate, T,
-                         reading(ops::Epilogue::swiglu, ffn_q8));
+                         reading(c.geglu ? ops::Epilogue::geglu : ops::Epilogue::swiglu, ffn_q8));
     } else {
       ops::record_matmul(k, cs, L.w_gate.view(), w.xn, w.gate, T, reading(ops::Epilogue::store, ffn_q8));
       ops::record_matmul(k, cs, L.w_up.view(), w.xn, w.up, T, reading(ops::Epilogue::store, ffn_q8));
-      ops::record_silu_mul(k, cs, w.gate, w.up, w.gate, T * c.ffn_dim);
+      if (c.geglu) {
+        ops::record_gelu(k, cs, w.gate, w.gate, T * c.ffn_dim);
+        ops::record_mul(k, cs, w.gate, w.up, w.gate, T * c.ffn_dim);
+      } else {
+        ops::record_silu_mul(k, cs, w.gate, w.up, w.gate, T * c.ffn_dim);
+      }
     }
-    ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.x, T,
-                       reading(ops::Epilogue::accumulate, quantized(w.gate, c.ffn_dim)));
+    residual(L.post_ffw_norm, L.w_down, w.gate, c.ffn_dim);
   }
   // The barrier before the first layer's first dispatch counts for the layers.
   const std::pair<std::size_t, std::size_t> layers{cs.dispatch_count() - d0, cs.barrier_count() - b0};
@@ -736,6 +769,9 @@ void Model::record_head(platform::CommandStream& cs, std::uint32_t T, BufferSpan
   ops::record_rms_norm(k, cs, w.hs, first_span(output_norm_), w.hn, c.d_model, n, c.rms_eps);
   const ops::DeviceWeight& head = c.tied_output ? token_embd_ : output_;
   ops::record_matmul(k, cs, head.view(), w.hn, w.logits, n);
+  if (c.final_softcap > 0.f) {
+    ops::record_softcap(k, cs, w.logits, w.logits, n * c.vocab_size, c.final_softcap);
+  }
 }
 
 // Prompt scoring, S rows at a time through the final norm, the LM head and the sampler. Each

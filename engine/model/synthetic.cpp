@@ -19,13 +19,12 @@ using gguf::Value;
 
 // A SentencePiece-style vocabulary: <unk>, <s>, </s>, the 256 byte-fallback tokens, then
 // distinct pieces (letters and "▁"-prefixed words) with descending scores.
-// phi3: its chat markers as control tokens at the end, as Phi-3's vocabulary has them.
+// phi3 and gemma: their chat markers as control tokens at the end, as their vocabularies have them.
 void add_vocab(gguf::Writer& w, std::uint32_t vocab_size, Arch arch) {
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
-  const std::vector<std::string> tail =
-      arch == Arch::phi3 ? std::vector<std::string>{"<|endoftext|>", "<|assistant|>", "<|system|>",
-                                                    "<|end|>", "<|user|>"}
-                         : std::vector<std::string>{};
+  std::vector<std::string> tail;
+  if (arch == Arch::phi3) tail = {"<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"};
+  if (arch == Arch::gemma2 || arch == Arch::gemma3) tail = {"<start_of_turn>", "<end_of_turn>"};
   std::vector<std::int32_t> types = {2, 3, 3};
   for (int b = 0; b < 256; ++b) {
     tokens.push_back(fmt::format("<0x{:02X}>", b));
@@ -196,7 +195,17 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
   } else if (name == "phi3-mini") {  // Phi-3-mini-4k (fused QKV and gate/up)
     s.arch = Arch::phi3; s.n_layers = 32; s.d_model = 3072; s.n_heads = 32; s.n_kv_heads = 32;
     s.head_dim = 96; s.ffn_dim = 8192; s.vocab_size = 32064; s.context_length = 4096;
-  } else if (name == "tiny" || name == "tiny-phi3") {  // ~100M parameters, small enough for lavapipe
+  } else if (name == "gemma2-2b") {  // Gemma 2 2B: soft-capping, a 4096 window on even layers
+    s.arch = Arch::gemma2; s.n_layers = 26; s.d_model = 2304; s.n_heads = 8; s.n_kv_heads = 4;
+    s.head_dim = 256; s.ffn_dim = 9216; s.vocab_size = 256000; s.context_length = 8192;
+    s.tied_output = true; s.rms_eps = 1e-6f; s.sliding_window = 4096; s.attn_softcap = 50.f;
+    s.final_softcap = 30.f;
+  } else if (name == "gemma3-4b") {  // Gemma 3 4B: a 1024 window on five layers of six
+    s.arch = Arch::gemma3; s.n_layers = 34; s.d_model = 2560; s.n_heads = 8; s.n_kv_heads = 4;
+    s.head_dim = 256; s.ffn_dim = 10240; s.vocab_size = 262208; s.context_length = 131072;
+    s.rope_base = 1000000.f; s.linear_rope_factor = 8.f; s.tied_output = true; s.rms_eps = 1e-6f;
+    s.sliding_window = 1024;
+  } else if (name == "tiny" || name == "tiny-phi3" || name == "tiny-gemma2" || name == "tiny-gemma3") {  // ~100M parameters, small enough for lavapipe
     s.n_layers = 12; s.d_model = 768; s.n_heads = 12; s.n_kv_heads = 4; s.head_dim = 64;
     s.ffn_dim = 2048; s.vocab_size = 32000; s.context_length = 4096;
     if (name == "tiny-phi3") {  // with Phi-3.5's LongRoPE (the short set up to 4096 tokens)
@@ -205,6 +214,23 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
       s.longrope_original_context = 4096;
       s.longrope_attn_factor = 1.19f;
     }
+    if (name == "tiny-gemma2") {  // with Gemma 2's soft-caps and a window of 512 on even layers
+      s.arch = Arch::gemma2;
+      s.sliding_window = 512;
+      s.attn_softcap = 50.f;
+      s.final_softcap = 30.f;
+      s.tied_output = true;  // as Gemma 2's files (llama.cpp reads no output.weight for it)
+    }
+    if (name == "tiny-gemma3") {  // with Gemma 3's layer pattern and a window of 512
+      s.arch = Arch::gemma3;
+      s.rope_base = 1000000.f;
+      s.sliding_window = 512;
+      s.tied_output = true;
+    }
+  } else if (name == "micro-gemma3") {  // micro's size as a gemma3: a window of 32, one global layer of 6
+    s.arch = Arch::gemma3; s.n_layers = 6; s.d_model = 128; s.n_heads = 4; s.n_kv_heads = 2;
+    s.head_dim = 32; s.ffn_dim = 256; s.vocab_size = 512; s.context_length = 2048;
+    s.rope_base = 1000000.f; s.sliding_window = 32; s.tied_output = true; s.fast_fill = false;
   } else if (name == "bge-small") {  // BGE-small-en v1.5 (an encoder: embeddings only)
     s.arch = Arch::bert; s.n_layers = 12; s.d_model = 384; s.n_heads = 12; s.n_kv_heads = 12;
     s.head_dim = 32; s.ffn_dim = 1536; s.vocab_size = 30522; s.context_length = 512; s.pooling = 2;
@@ -221,8 +247,8 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
 }
 
 std::vector<std::string> synthetic_preset_names() {
-  return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "tiny", "tiny-phi3", "micro",
-          "bge-small", "micro-bert"};
+  return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "gemma2-2b", "gemma3-4b", "tiny",
+          "tiny-phi3", "tiny-gemma2", "tiny-gemma3", "micro", "micro-gemma3", "bge-small", "micro-bert"};
 }
 
 std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
@@ -234,7 +260,8 @@ std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
   }
   std::uint64_t layer = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * f;
   if (s.arch == Arch::qwen2) layer += q + 2 * kv;
-  if (s.arch == Arch::qwen3) layer += 2 * std::uint64_t{s.head_dim};
+  if (s.arch == Arch::qwen3 || s.arch == Arch::gemma3) layer += 2 * std::uint64_t{s.head_dim};
+  if (s.arch == Arch::gemma2 || s.arch == Arch::gemma3) layer += 2 * d;  // the post-norms
   const std::uint64_t embd = std::uint64_t{s.vocab_size} * d;
   return s.n_layers * layer + d + embd * (s.tied_output ? 1 : 2);
 }
@@ -254,12 +281,25 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
   w.set_f32(arch + ".rope.freq_base", s.rope_base);
   w.set_f32(arch + ".attention.layer_norm_rms_epsilon", s.rms_eps);
   if (s.pooling) w.set_u32(arch + ".pooling_type", *s.pooling);
+  const bool gemma = s.arch == Arch::gemma2 || s.arch == Arch::gemma3;
+  if (gemma) {
+    if (s.sliding_window) w.set_u32(arch + ".attention.sliding_window", s.sliding_window);
+    if (s.swa_period) w.set_u32(arch + ".attention.sliding_window_pattern", s.swa_period);
+    if (s.attn_softcap > 0.f) w.set_f32(arch + ".attn_logit_softcapping", s.attn_softcap);
+    if (s.final_softcap > 0.f) w.set_f32(arch + ".final_logit_softcapping", s.final_softcap);
+    if (s.linear_rope_factor > 0.f) {
+      w.set_string(arch + ".rope.scaling.type", "linear");
+      w.set_f32(arch + ".rope.scaling.factor", s.linear_rope_factor);
+    }
+    if (s.rope_base_local > 0.f) w.set_f32(arch + ".rope.freq_base_swa", s.rope_base_local);
+  }
   add_vocab(w, s.vocab_size, s.arch);
 
   Filler fill(s);
   const std::uint32_t d = s.d_model, q = s.n_heads * s.head_dim, kv = s.n_kv_heads * s.head_dim;
-  // Embeddings with unit-ish entries so the first norm sees a healthy scale.
-  fill.matrix(w, "token_embd.weight", d, s.vocab_size, std::sqrt(static_cast<float>(d) / 3.f));
+  // Embeddings with unit-ish entries so the first norm sees a healthy scale (Gemma's: unit-ish
+  // after its sqrt(d_model) scale, as trained ones are).
+  fill.matrix(w, "token_embd.weight", d, s.vocab_size, gemma ? 1.f : std::sqrt(static_cast<float>(d) / 3.f));
   if (s.llama3_rope) {
     RopeConfig rope;
     rope.base = s.rope_base;
@@ -301,11 +341,12 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
       fill.vector(w, layer_bias(l, "attn_k"), kv, 0.f, 0.5f);
       fill.vector(w, layer_bias(l, "attn_v"), kv, 0.f, 0.5f);
     }
-    if (s.arch == Arch::qwen3) {
+    if (s.arch == Arch::qwen3 || s.arch == Arch::gemma3) {
       fill.vector(w, layer_tensor(l, "attn_q_norm"), s.head_dim, 1.f, 0.2f);
       fill.vector(w, layer_tensor(l, "attn_k_norm"), s.head_dim, 1.f, 0.2f);
     }
     fill.matrix(w, layer_tensor(l, "attn_output"), q, d, 0.5f);
+    if (gemma) fill.vector(w, layer_tensor(l, "post_attention_norm"), d, 1.f, 0.2f);
     fill.vector(w, layer_tensor(l, "ffn_norm"), d, 1.f, 0.2f);
     if (s.arch == Arch::phi3) {  // fused, rows gate | up
       fill.matrix(w, layer_tensor(l, "ffn_up"), d, 2 * s.ffn_dim);
@@ -314,6 +355,7 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
       fill.matrix(w, layer_tensor(l, "ffn_up"), d, s.ffn_dim);
     }
     fill.matrix(w, layer_tensor(l, "ffn_down"), s.ffn_dim, d, 0.5f);
+    if (gemma) fill.vector(w, layer_tensor(l, "post_ffw_norm"), d, 1.f, 0.2f);
   }
   fill.vector(w, "output_norm.weight", d, 1.f, 0.2f);
   if (!s.tied_output) fill.matrix(w, "output.weight", d, s.vocab_size, 2.f);

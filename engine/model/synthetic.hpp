@@ -35,6 +35,15 @@ struct SyntheticSpec {
   float longrope_attn_factor = 0.f;
   bool tied_output = false;
   float rms_eps = 1e-5f;
+  // gemma2, gemma3: the sliding window and its layer period, the soft-caps (each written when
+  // > 0), gemma3's linear RoPE scaling of the global layers (rope.scaling.type linear, written
+  // when > 0) and the sliding layers' RoPE base (rope.freq_base_swa, written when > 0).
+  std::uint32_t sliding_window = 0;
+  std::uint32_t swa_period = 0;
+  float attn_softcap = 0.f;
+  float final_softcap = 0.f;
+  float linear_rope_factor = 0.f;
+  float rope_base_local = 0.f;
   // Type of the 2-D weights (norms and biases stay f32). Matrices whose rows are not whole
   // blocks of it fall back to f16 (as llama.cpp's quantizer falls back for odd shapes).
   gguf::TensorType type = gguf::TensorType::kF32;
@@ -51,9 +60,10 @@ struct SyntheticSpec {
 };
 
 // Named presets with real shapes: llama3-1b (Llama 3.2 1B), llama3-8b (Llama 3.1 8B),
-// qwen2.5-0.5b, phi3-mini (Phi-3-mini-4k), tiny (~100M parameters, llama, for lavapipe
-// benchmarks), tiny-phi3 (tiny's shapes as a phi3), micro (~0.3M, tests), and the encoders
-// bge-small (BGE-small-en's shapes) and micro-bert (micro's, tests).
+// qwen2.5-0.5b, phi3-mini (Phi-3-mini-4k), gemma2-2b (Gemma 2 2B), gemma3-4b (Gemma 3 4B), tiny
+// (~100M parameters, llama, for lavapipe benchmarks), tiny-phi3, tiny-gemma2 and tiny-gemma3
+// (tiny's shapes as those families), micro (~0.3M, tests), micro-gemma3 (micro's size as a gemma3, server
+// tests), and the encoders bge-small (BGE-small-en's shapes) and micro-bert (micro's, tests).
 std::optional<SyntheticSpec> synthetic_preset(const std::string& name);
 std::vector<std::string> synthetic_preset_names();
 

@@ -32,6 +32,8 @@ struct Model::Workspace {
   std::array<platform::Buffer, 2> inputs;
   platform::Buffer x, xn, qkv, q, attn, attn_partials, attn_counters, gate, up, hs, hn, logits,
       scratch, ids, logprobs, inv_freq;
+  // RoPE frequencies of the sliding-window layers where they differ from inv_freq (gemma3).
+  platform::Buffer inv_freq_local;
   platform::Buffer top;  // [S, kMaxTopLogprobs] ops::TopLogprob
   // A matmul input quantized for the integer-dot GEMV (ops::record_quantize_q8), where it can run.
   platform::Buffer xq;

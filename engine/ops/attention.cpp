@@ -186,7 +186,7 @@ void record_row_tiles(CommandStream& cs, const platform::Pipeline& p, const Atte
                       const char* kernel) {
   const PushAttention push{sh.ntok, sh.nseq, sh.n_heads, group, static_cast<std::uint32_t>(kv_dim),
                            sh.block_size, sh.max_blocks_per_seq, static_cast<std::uint32_t>(num_blocks),
-                           static_cast<std::uint32_t>(ntiles), sh.scale, 0, 1};
+                           static_cast<std::uint32_t>(ntiles), sh.scale, 0, 1, sh.window, sh.softcap};
   cs.dispatch(p,
               {{q, Access::read}, {k_pool, Access::read}, {v_pool, Access::read},
                {positions, Access::read}, {query_start, Access::read},
@@ -553,7 +553,9 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
                            static_cast<std::uint32_t>(ntiles),
                            sh.scale,
                            sh.split_keys,
-                           nsplit};
+                           nsplit,
+                           sh.window,
+                           sh.softcap};
   std::vector<platform::Binding> bindings{{q, Access::read},           {k_pool, Access::read},
                                           {v_pool, Access::read},      {positions, Access::read},
                                           {query_start, Access::read}, {block_table, Access::read},

@@ -80,6 +80,14 @@ struct AttentionShape {
   std::uint32_t max_blocks_per_seq = 0;  // row length of block_table
   float scale = 0;                       // usually 1/sqrt(head_dim)
   KvType kv_type = KvType::f32;
+  // Sliding window (> 0): a query at position p attends keys p - window + 1 .. p only. Keys before
+  // it may sit in blocks already given back: the kernels skip the key tiles before every row's
+  // window and give the masked keys of a partial tile p = 0, so such a block-table entry may name
+  // any block whose K/V are finite (the null block, or one reused). 0: every key up to p.
+  std::uint32_t window = 0;
+  // Attention-logit soft-capping (> 0, Gemma 2): each scaled score s becomes softcap *
+  // tanh(s / softcap) before the softmax. 0: none.
+  float softcap = 0;
   // Flash-decoding: > 0 splits each sequence's keys into ranges computed by separate workgroups
   // and combined, through `partials`, by the last of them to finish (`counters`). The grid has min(32, longest context /
   // split_keys) ranges; a sequence's ranges split the keys it attends this step (its last
@@ -112,7 +120,8 @@ std::uint64_t attention_counter_bytes(const AttentionShape& shape);
 
 // Causal attention over paged K/V. q, out: [ntok, n_heads, head_dim] f32.
 // query_start: nseq + 1 u32; tokens [query_start[s], query_start[s+1]) belong to sequence s.
-// positions: ntok u32; token t of sequence s attends keys at positions 0..positions[t] of s,
+// positions: ntok u32; token t of sequence s attends keys at positions 0..positions[t] of s
+// (positions[t] - window + 1..positions[t] with a sliding window),
 // position p living in pool row block_table[s * max_blocks_per_seq + p / block_size] *
 // block_size + p % block_size. K/V of the batch's own tokens are written (kv_write) before this.
 // Query head h reads KV head h / (n_heads / n_kv_heads). When shape.split_keys > 0: partials,

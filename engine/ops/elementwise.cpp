@@ -1,6 +1,8 @@
 // Host side of shaders/elementwise.comp and shaders/feed_tokens.comp. Knows no Vulkan, no models.
 #include "engine/ops/elementwise.hpp"
 
+#include <stdexcept>
+
 #include <fmt/format.h>
 
 #include "engine/ops/push_constants.hpp"
@@ -9,14 +11,14 @@ namespace vkllm::ops {
 namespace {
 
 void record_binary(Kernels& k, CommandStream& cs, shaders::ShaderId id, const char* op,
-                   BufferSpan a, BufferSpan b, BufferSpan out, std::uint32_t n) {
+                   BufferSpan a, BufferSpan b, BufferSpan out, std::uint32_t n, float param = 0) {
   const std::uint64_t bytes = std::uint64_t{n} * 4;
   require_bytes(a, bytes, op, "a");
   require_bytes(b, bytes, op, "b");
   require_bytes(out, bytes, op, "out");
   const std::uint32_t wg = k.tuning().elementwise_workgroup;
   const auto& p = k.pipeline(id, 3, sizeof(PushElementwise), {wg});
-  const PushElementwise push{n};
+  const PushElementwise push{n, param};
   // Exact ranges: the barrier tracker then sees only what is really touched.
   a.size = b.size = out.size = bytes;
   cs.dispatch(p, {{a, Access::read}, {b, Access::read}, {out, Access::write}}, push,
@@ -37,6 +39,17 @@ void record_mul(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, Buffe
 
 void record_gelu(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out, std::uint32_t n) {
   record_binary(k, cs, shaders::ShaderId::gelu_f32, "gelu_f32", x, x, out, n);
+}
+
+void record_scale(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out, std::uint32_t n,
+                  float factor) {
+  record_binary(k, cs, shaders::ShaderId::scale_f32, "scale_f32", x, x, out, n, factor);
+}
+
+void record_softcap(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out, std::uint32_t n,
+                    float cap) {
+  if (!(cap > 0.f)) throw std::logic_error(fmt::format("softcap: cap {} is not positive", cap));
+  record_binary(k, cs, shaders::ShaderId::softcap_f32, "softcap_f32", x, x, out, n, cap);
 }
 
 void record_feed_tokens(Kernels& k, CommandStream& cs, BufferSpan feed, BufferSpan prev,

@@ -1,4 +1,4 @@
-// Elementwise ops on f32 vectors (out = a + b, out = a * b, GELU) and the token feed of the
+// Elementwise ops on f32 vectors (out = a + b, out = a * b, GELU, scale, soft-cap) and the token feed of the
 // overlapped loop. Knows no Vulkan, no models.
 #pragma once
 
@@ -14,6 +14,12 @@ void record_mul(Kernels& k, CommandStream& cs, BufferSpan a, BufferSpan b, Buffe
 // out = gelu(x) (tanh form), n f32; out may alias x.
 void record_gelu(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out, std::uint32_t n);
 
+// out = x * factor, n f32; out may alias x.
+void record_scale(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out, std::uint32_t n,
+                  float factor);
+// out = cap * tanh(x / cap) (soft-capping), n f32, cap > 0; out may alias x.
+void record_softcap(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan out, std::uint32_t n,
+                    float cap);
 // ids[i] = prev[feed[i]] where feed[i] != 0xffffffff (model::kNoFeed), for i < n: the ids one
 // step drew, fed to the next step's tokens on the device. The caller checks every feed entry
 // against prev's size.

@@ -211,19 +211,20 @@ const char* to_string(MatmulPath p) {
 }
 
 std::uint32_t matmul_out_cols(const WeightView& w, Epilogue e) {
-  return e == Epilogue::swiglu ? w.nrows / 2 : w.nrows;
+  return paired(e) ? w.nrows / 2 : w.nrows;
 }
 
 void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpan x, BufferSpan y,
                    std::uint32_t ntok, const MatmulOut& out) {
   const Variants v = checked_variants(w.type, "matmul");
   check_view(w, "matmul");
-  const bool swiglu = out.epilogue == Epilogue::swiglu;
-  if (swiglu) {
+  if (paired(out.epilogue)) {
     for (const WeightChunk& c : w.chunks) {
       if (c.row0 % 2 != 0 || c.nrows % 2 != 0) {
-        throw std::logic_error(fmt::format("matmul swiglu: chunk at row {} ({} rows) splits a "
-                                           "(gate, up) pair", c.row0, c.nrows));
+        throw std::logic_error(fmt::format("matmul {}: chunk at row {} ({} rows) splits a "
+                                           "(gate, up) pair",
+                                           out.epilogue == Epilogue::swiglu ? "swiglu" : "geglu",
+                                           c.row0, c.nrows));
       }
     }
   }
@@ -249,7 +250,7 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   }
 
   const Access y_access = out.epilogue == Epilogue::accumulate ? Access::read_write : Access::write;
-  static constexpr const char* kEpilogueNames[] = {"", " +=", " +bias", " swiglu"};
+  static constexpr const char* kEpilogueNames[] = {"", " +=", " +bias", " swiglu", " geglu"};
   const auto label = [&](std::size_t i, const char* path) {
     return fmt::format("matmul{}_{} [{}, {}] x {} tok{}{}", path, gguf::type_name(w.type), w.nrows,
                        w.ncols, ntok, kEpilogueNames[static_cast<int>(out.epilogue)],
@@ -319,7 +320,7 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   const std::uint32_t wg = t.matvec_workgroup;
   const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
   std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
-  if (swiglu) rows = (rows + 1) / 2 * 2;  // whole (gate, up) pairs
+  if (paired(out.epilogue)) rows = (rows + 1) / 2 * 2;  // whole (gate, up) pairs
   // The integer-dot variant is the same kernel over int8 activations (matmul.comp INTDOT).
   const bool lane_rows = t.matvec_lane_rows;
   const auto& p = k.pipeline(intdot ? intdot->id : v.matmul, 4, sizeof(PushMatmul),

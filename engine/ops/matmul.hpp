@@ -18,7 +18,11 @@ enum class Epilogue : std::uint32_t {
   accumulate = 1,  // y[t, n] += s: a residual add
   bias = 2,        // y[t, n] = s + bias[n], bias a row of y (with y0: y[t, y0 + n], bias[y0 + n])
   swiglu = 3,      // rows in (gate, up) pairs: y[t, i] = silu(s_2i) * s_2i+1; w.nrows even
+  geglu = 4,       // as swiglu with GELU (tanh form) for silu (Gemma)
 };
+
+// swiglu and geglu: rows in (gate, up) pairs, half as many outputs.
+inline bool paired(Epilogue e) { return e == Epilogue::swiglu || e == Epilogue::geglu; }
 
 struct MatmulOut {
   Epilogue epilogue = Epilogue::store;
@@ -66,7 +70,7 @@ std::uint64_t q8_activation_bytes(std::uint32_t ntok, std::uint32_t ncols);
 void record_quantize_q8(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan xq,
                         std::uint32_t ntok, std::uint32_t ncols);
 
-// Output columns of a matmul of `w` with epilogue `e`: w.nrows, or w.nrows / 2 for swiglu.
+// Output columns of a matmul of `w` with epilogue `e`: w.nrows, or w.nrows / 2 when paired.
 std::uint32_t matmul_out_cols(const WeightView& w, Epilogue e);
 
 // y[t, y0 + n] = sum_c W[n, c] * x[t, c] for t < ntok, n < w.nrows, stored through `out`'s

@@ -20,27 +20,42 @@ void check_rows(const Kernels& k, std::uint32_t nrows, const char* op) {
   }
 }
 
-}  // namespace
-
-void record_rms_norm(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan w, BufferSpan out,
-                     std::uint32_t ncols, std::uint32_t nrows, float eps) {
+// RMSNorm into out, or added to it (accumulate).
+void rms_norm(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan w, BufferSpan out,
+              std::uint32_t ncols, std::uint32_t nrows, float eps, bool accumulate) {
+  const char* op = accumulate ? "rms_norm_add" : "rms_norm";
   const std::uint64_t bytes = std::uint64_t{ncols} * nrows * 4;
-  require_bytes(x, bytes, "rms_norm", "x");
-  require_bytes(w, std::uint64_t{ncols} * 4, "rms_norm", "w");
-  require_bytes(out, bytes, "rms_norm", "out");
-  check_rows(k, nrows, "rms_norm");
+  require_bytes(x, bytes, op, "x");
+  require_bytes(w, std::uint64_t{ncols} * 4, op, "w");
+  require_bytes(out, bytes, op, "out");
+  check_rows(k, nrows, op);
   x.size = out.size = bytes;
   w.size = std::uint64_t{ncols} * 4;
   const std::uint32_t wg = k.tuning().rows_workgroup;
-  const auto& p = k.pipeline(shaders::ShaderId::rms_norm_f32, 3, sizeof(PushRows), {wg});
+  const auto& p = k.pipeline(accumulate ? shaders::ShaderId::rms_norm_add_f32 : shaders::ShaderId::rms_norm_f32,
+                             3, sizeof(PushRows), {wg});
   const PushRows push{ncols, nrows, eps};
   // Few rows (decode): a row's slices over several workgroups, each writing at least 4 columns
   // per invocation; many rows fill the device with one workgroup each.
   const std::uint32_t slices =
       nrows >= kSpreadRows ? 1 : std::clamp<std::uint32_t>(ncols / (4 * wg), 1, kMaxSlices);
-  cs.dispatch(p, {{x, Access::read}, {w, Access::read}, {out, Access::write}}, push,
-              {nrows, slices, 1}, fmt::format("rms_norm_f32 [{}, {}]{}", nrows, ncols,
-                                              slices > 1 ? fmt::format(" in {} slices", slices) : ""));
+  cs.dispatch(p, {{x, Access::read}, {w, Access::read}, {out, accumulate ? Access::read_write : Access::write}},
+              push, {nrows, slices, 1},
+              fmt::format("{}_f32 [{}, {}]{}", op, nrows, ncols,
+                          slices > 1 ? fmt::format(" in {} slices", slices) : ""));
+}
+
+}  // namespace
+
+void record_rms_norm(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan w, BufferSpan out,
+                     std::uint32_t ncols, std::uint32_t nrows, float eps) {
+  rms_norm(k, cs, x, w, out, ncols, nrows, eps, false);
+}
+
+void record_rms_norm_add(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan w, BufferSpan out,
+                         std::uint32_t ncols, std::uint32_t nrows, float eps) {
+  if (x.buffer == out.buffer) throw std::logic_error("rms_norm_add: out must not be x's buffer");
+  rms_norm(k, cs, x, w, out, ncols, nrows, eps, true);
 }
 
 void record_layer_norm(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan w, BufferSpan b,

@@ -8,8 +8,9 @@ namespace vkllm::ops {
 
 struct PushElementwise {
   std::uint32_t n;
+  float param = 0;  // scale: the factor; softcap: the cap
 };
-static_assert(sizeof(PushElementwise) == 4);
+static_assert(sizeof(PushElementwise) == 8);
 
 struct PushRows {
   std::uint32_t ncols;
@@ -97,7 +98,9 @@ struct PushAttention {
   float scale;
   std::uint32_t split_keys;  // split variant: keys per range
   std::uint32_t nsplit;      // split variant: ranges in the grid
+  std::uint32_t window;      // sliding window (0: none)
+  float softcap;             // attention-logit soft-capping (0: none)
 };
-static_assert(sizeof(PushAttention) == 48);
+static_assert(sizeof(PushAttention) == 56);
 
 }  // namespace vkllm::ops

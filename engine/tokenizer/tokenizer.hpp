@@ -73,7 +73,7 @@ class Tokenizer {
   size_t n_tokens() const noexcept { return vocab_.size(); }
   TokenId bos() const noexcept { return vocab_.data().bos; }
   TokenId eos() const noexcept { return vocab_.data().eos; }
-  // End of generation: EOS, EOT or EOM.
+  // End of generation: EOS, EOT, EOM and the end-of-turn markers (Vocab::is_eog).
   bool is_eog(TokenId id) const noexcept { return vocab_.is_eog(id); }
 
  private:

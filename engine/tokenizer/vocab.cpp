@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <string_view>
 
 #include "common/error.hpp"
 
@@ -90,6 +91,25 @@ Vocab::Vocab(VocabData data) : data_(std::move(data)) {
     }
   }
 
+  // End of generation (is_eog): the named ids, and the end-of-turn markers by their text.
+  for (TokenId id : {data_.eos, data_.eot, data_.eom}) {
+    if (id != kNoToken) eog_.push_back(id);
+  }
+  static constexpr std::string_view kTurnEnds[] = {
+      "<|eot_id|>", "<|im_end|>",  "<|end|>",    "<end_of_turn>",     "<|endoftext|>",
+      "<|eom_id|>", "<EOT>",       "<|return|>", "<|end_of_text|>",   "<end_of_utterance>",
+      "<｜end▁of▁sentence｜>"};  // the last: DeepSeek's
+  const bool harmony = find("<|return|>") != kNoToken;
+  for (std::string_view text : kTurnEnds) {
+    if (harmony && text == "<|end|>") continue;
+    const TokenId id = find(text);
+    if (id == kNoToken) continue;
+    const TokenType t = type(id);
+    if (t == TokenType::kControl || t == TokenType::kUserDefined) eog_.push_back(id);
+  }
+  std::sort(eog_.begin(), eog_.end());
+  eog_.erase(std::unique(eog_.begin(), eog_.end()), eog_.end());
+
   // Special tokens for raw-text matching, bucketed by first byte, longest first.
   special_by_byte_.assign(256, {});
   for (size_t i = 0; i < n; ++i) {
@@ -119,7 +139,7 @@ std::optional<Vocab::Merge> Vocab::merge(TokenId left, TokenId right) const noex
 }
 
 bool Vocab::is_eog(TokenId id) const noexcept {
-  return id != kNoToken && (id == data_.eos || id == data_.eot || id == data_.eom);
+  return id != kNoToken && std::binary_search(eog_.begin(), eog_.end(), id);
 }
 
 }  // namespace vkllm::tok

@@ -108,7 +108,12 @@ class Vocab {
   std::span<const TokenId> specials_starting_with(uint8_t byte) const noexcept {
     return special_by_byte_[byte];
   }
+  // End of generation: eos, eot, eom, and the end-of-turn markers of chat vocabularies that the
+  // file does not name (llama.cpp finds them by their text too: Gemma's <end_of_turn>, Phi-3's
+  // <|end|>, ChatML's <|im_end|>, ...), among control and user-defined tokens. Harmony
+  // vocabularies (gpt-oss: <|return|>) keep <|end|>, which closes a channel, not the turn.
   bool is_eog(TokenId id) const noexcept;
+  std::span<const TokenId> eog_ids() const noexcept { return eog_; }
 
  private:
   VocabData data_;
@@ -116,6 +121,7 @@ class Vocab {
   std::unordered_map<uint64_t, Merge> merges_;
   std::vector<TokenId> byte_tokens_;
   std::vector<std::vector<TokenId>> special_by_byte_;
+  std::vector<TokenId> eog_;  // sorted
   size_t max_token_bytes_ = 0;
 };
 

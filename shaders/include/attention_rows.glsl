@@ -67,6 +67,18 @@ RowTile row_tile(uint tile) {
   return t;
 }
 
+// The first key a query at position `pos` attends: pc.window > 0 is a sliding window of that many
+// keys, itself included (llama.cpp's standard rule: key k is masked when pos - k >= window).
+uint first_key(uint pos) {
+  return pc.window == 0u || pos < pc.window ? 0u : pos + 1u - pc.window;
+}
+
+// A score after attention-logit soft-capping (pc.softcap > 0: Gemma 2), on the scaled score as
+// llama.cpp applies it; tanh's argument is clamped where tanh is +-1 in f32 anyway.
+float capped(float s) {
+  return pc.softcap > 0.0 ? pc.softcap * tanh(clamp(s / pc.softcap, -10.0, 10.0)) : s;
+}
+
 // Flat index (in pairs) of row `row`'s head in q and out.
 uint head_row(uint row, uint kvh) {
   return ((row / pc.group) * pc.n_heads + kvh * pc.group + row % pc.group) * HD2;

@@ -1,6 +1,6 @@
 // What the tiled GEMMs (matmul_tiled.comp, matmul_coopmat.comp) share: reading vec4s of the
 // weights and activations at any column, and storing one output element with pc.epilogue
-// (0 store, 1 accumulate, 2 bias, 3 swiglu; matmul.comp). The including shader declares the
+// (0 store, 1 accumulate, 2 bias, 3 swiglu, 4 geglu; matmul.comp). The including shader declares the
 // bindings (0 weights, 1 x, 2 y, 3 aux) and includes dequant.glsl first.
 
 #if DQ_FLOAT
@@ -37,8 +37,7 @@ void store_out(uint r, uint t, float s) {
   }
 }
 
-// Epilogue 3: the (gate, up) pair of chunk rows (r, r + 1), r even, for token t.
-void store_swiglu(uint r, uint t, float g, float u) {
-  // silu(g) = g / (1 + exp(-g)); exp overflows to inf for g < -88 and the quotient is -0.
-  y[t * pc.y_stride + pc.y0 + (pc.row0 + r) / 2u] = g / (1.0 + exp(-g)) * u;
+// Epilogues 3 and 4: the (gate, up) pair of chunk rows (r, r + 1), r even, for token t.
+void store_glu(uint r, uint t, float g, float u) {
+  y[t * pc.y_stride + pc.y0 + (pc.row0 + r) / 2u] = glu(pc.epilogue, g, u);
 }

@@ -3,7 +3,8 @@
 
 #ifdef PUSH_ELEMENTWISE
 layout(push_constant) uniform PushElementwise {
-  uint n;  // elements
+  uint n;       // elements
+  float param;  // OP_SCALE: the factor; OP_SOFTCAP: the cap
 } pc;
 #endif
 
@@ -27,7 +28,7 @@ layout(push_constant) uniform PushMatmul {
   uint y_stride;  // elements between token rows of y
   uint ntok;
   uint y0;        // y's column of weight row 0 (a slice of a wider y)
-  uint epilogue;  // 0 store, 1 accumulate, 2 bias, 3 swiglu (matmul.comp)
+  uint epilogue;  // 0 store, 1 accumulate, 2 bias, 3 swiglu, 4 geglu (matmul.comp)
 } pc;
 #endif
 
@@ -118,6 +119,8 @@ layout(push_constant) uniform PushAttention {
   float scale;
   uint split_keys;  // SPLIT: the fewest keys per range (a multiple of KEYS)
   uint nsplit;      // SPLIT: ranges in the grid
+  uint window;      // sliding window: keys a query attends (itself included); 0: all
+  float softcap;    // attention-logit soft-capping: cap * tanh(score / cap); 0: none
 } pc;
 #endif
 

@@ -13,6 +13,7 @@
 #include "engine/gguf/gguf.hpp"
 #include "engine/model/model.hpp"
 #include "engine/model/synthetic.hpp"
+#include "tests/support/arch_spec.hpp"
 
 namespace vkllm::test {
 
@@ -34,6 +35,7 @@ inline model::SyntheticSpec spec_for(Arch arch, gguf::TensorType type, std::uint
   s.seed = seed;
   s.tied_output = arch == Arch::qwen2;
   s.llama3_rope = arch == Arch::llama;
+  exercise_family(s);
   return s;
 }
 

@@ -88,6 +88,72 @@ TEST_CASE("the four families read their shapes and options") {
   }
 }
 
+TEST_CASE("gemma2 and gemma3: llama.cpp's defaults, layer patterns, local RoPE, query scale") {
+  SUBCASE("gemma2 with nothing but shapes: caps 50 and 30, a 4096 window on even layers") {
+    const ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(small(Arch::gemma2))));
+    CHECK(c.arch == Arch::gemma2);
+    CHECK(c.embed_scale == doctest::Approx(8.f));  // sqrt(64)
+    CHECK(c.geglu);
+    CHECK(c.post_norms);
+    CHECK_FALSE(c.qk_norm);
+    CHECK(c.rope.neox);
+    CHECK(c.attn_softcap == 50.f);
+    CHECK(c.final_softcap == 30.f);
+    CHECK(c.layer_window(0) == 4096);
+    CHECK(c.layer_window(1) == 0);
+    CHECK(c.layer_window(2) == 4096);
+    CHECK(c.attn_scale == doctest::Approx(0.25f));  // 1/sqrt(head_dim 16)
+    CHECK(model::rope_inv_freq(c.layer_rope(0)) == model::rope_inv_freq(c.layer_rope(1)));
+  }
+  SUBCASE("gemma3: five local layers of six with base 10000, the global one scaled; no caps") {
+    SyntheticSpec s = small(Arch::gemma3);
+    s.n_layers = 12;
+    s.sliding_window = 512;
+    s.rope_base = 1e6f;
+    s.linear_rope_factor = 8.f;
+    const ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(s)));
+    CHECK(c.qk_norm);
+    CHECK(c.attn_softcap == 0.f);
+    CHECK(c.final_softcap == 0.f);
+    for (std::uint32_t l = 0; l < 12; ++l) {
+      CAPTURE(l);
+      CHECK(c.layer_window(l) == (l % 6 == 5 ? 0u : 512u));
+    }
+    CHECK(c.layer_rope(0).base == 10000.f);
+    CHECK(c.layer_rope(0).scaling == model::RopeScaling::none);
+    CHECK(c.layer_rope(5).base == 1e6f);
+    CHECK(c.layer_rope(5).scaling == model::RopeScaling::linear);
+    CHECK(model::rope_inv_freq(c.layer_rope(5))[0] == doctest::Approx(1.f / 8.f));
+    // A file without a window: full attention everywhere. With a period of its own, and a
+    // base for the local layers.
+    s.sliding_window = 0;
+    CHECK(ModelConfig::from_gguf(to_reader(model::make_synthetic_model(s))).layer_window(0) == 0);
+    s.sliding_window = 64;
+    s.swa_period = 3;
+    s.rope_base_local = 5000.f;
+    const ModelConfig p = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(s)));
+    CHECK(p.layer_window(1) == 64);
+    CHECK(p.layer_window(2) == 0);
+    CHECK(p.layer_rope(0).base == 5000.f);
+  }
+  SUBCASE("the 27B models scale queries by d_model / n_heads") {
+    SyntheticSpec s = small(Arch::gemma2);
+    s.n_layers = 46;
+    s.head_dim = 32;  // d_model / n_heads = 16
+    const ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(s)));
+    CHECK(c.attn_scale == doctest::Approx(0.25f));
+  }
+  SUBCASE("malformed: a post-norm missing, a negative cap") {
+    const gguf::Reader base = to_reader(model::make_synthetic_model(small(Arch::gemma3)));
+    auto r = rewrite(base, [](gguf::Writer&) {},
+                     [](gguf::TensorInfo& t, auto&) { return t.name != "blk.1.post_ffw_norm.weight"; });
+    CHECK(error_of(r).find("blk.1.post_ffw_norm.weight") != std::string::npos);
+    r = rewrite(base, [](gguf::Writer& w) { w.set_f32("gemma3.final_logit_softcapping", -1.f); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), InvalidModel);
+    CHECK(error_of(r).find("final_logit_softcapping") != std::string::npos);
+  }
+}
+
 TEST_CASE("phi3: fused tensors of the wrong height, and LongRoPE, are errors naming them") {
   const gguf::Reader base = to_reader(model::make_synthetic_model(small(Arch::phi3)));
   REQUIRE(base.find_tensor("blk.0.attn_qkv.weight") != nullptr);

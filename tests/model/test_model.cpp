@@ -1,5 +1,5 @@
 // Whole forward passes on the device against the plain C++ reference: random-weight llama, qwen2,
-// qwen3 and phi3 models in every weight type and through every matmul path, phi3's LongRoPE,
+// qwen3, phi3, gemma2 and gemma3 models in every weight type and through every matmul path, phi3's LongRoPE,
 // mixed weight types, stories260K's documented greedy story (ids asserted), and running out of
 // device memory at load. How steps are batched and replayed: test_model_step.cpp. Validation layer on.
 #include <doctest/doctest.h>
@@ -105,8 +105,13 @@ TEST_CASE_FIXTURE(test::DeviceTest, "forward matches the CPU reference: every fa
       gguf::TensorType::kQ5_0, gguf::TensorType::kQ5_1, gguf::TensorType::kQ2_K,
       gguf::TensorType::kQ3_K, gguf::TensorType::kQ4_K, gguf::TensorType::kQ5_K,
       gguf::TensorType::kQ6_K, gguf::TensorType::kIQ4_NL, gguf::TensorType::kIQ4_XS};
-  for (Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3, Arch::phi3}) {
-    for (gguf::TensorType type : types) {
+  // Gemma's families in the types the acceptance names (their kernels are the ones above).
+  const gguf::TensorType gemma_types[] = {gguf::TensorType::kF16, gguf::TensorType::kQ8_0,
+                                          gguf::TensorType::kQ4_K};
+  for (Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3, Arch::phi3, Arch::gemma2, Arch::gemma3}) {
+    const bool gemma = arch == Arch::gemma2 || arch == Arch::gemma3;
+    for (gguf::TensorType type : gemma ? std::span<const gguf::TensorType>(gemma_types)
+                                       : std::span<const gguf::TensorType>(types)) {
       CAPTURE(model::to_string(arch));
       CAPTURE(gguf::type_name(type));
       const auto spec = spec_for(arch, type, rng()());

@@ -98,6 +98,8 @@ struct AttnCase {
   bool tiled = true;
   // Only this kernel (coopmat: only where it runs; it rounds Q, K, V and P to f16).
   std::optional<ops::AttentionKernel> only = std::nullopt;
+  std::uint32_t window = 0;  // sliding window (ops::AttentionShape::window)
+  float softcap = 0;         // attention-logit soft-capping
 };
 
 // Builds a paged cache with shuffled, non-contiguous blocks holding each sequence's earlier
@@ -164,6 +166,31 @@ void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& s
     query_start.push_back(query_start.back() + sq.nnew);
   }
   REQUIRE(positions.size() == ntok);
+  // A sliding window: the keys before every new token's window of a sequence hold finite junk,
+  // and the table entries of blocks wholly before it name one junk block (given back and reused
+  // by another sequence): a kernel that used them would move the result. Not NaN: the kernels
+  // load the masked keys of a partial tile (with p = 0), and a pool only ever holds finite K/V.
+  if (c.window > 0) {
+    const std::uint32_t junk_block = ids[num_blocks - 2];  // never handed out
+    auto junk = [&](std::uint32_t slot) {
+      const auto kr = ref::random_floats(rng, kv_dim, -50, 50), vr = ref::random_floats(rng, kv_dim, -50, 50);
+      std::copy(kr.begin(), kr.end(), k_pool.begin() + std::size_t(slot) * kv_dim);
+      std::copy(vr.begin(), vr.end(), v_pool.begin() + std::size_t(slot) * kv_dim);
+    };
+    for (std::uint32_t i = 0; i < bs; ++i) junk(junk_block * bs + i);
+    for (std::uint32_t s = 0; s < nseq; ++s) {
+      const std::uint32_t pos = seqs[s].context - seqs[s].nnew;  // the first new token's
+      const std::uint32_t lo = pos >= c.window ? pos + 1 - c.window : 0;
+      for (std::uint32_t p = 0; p < lo; ++p) {
+        std::uint32_t& entry = table[s * max_blocks + p / bs];
+        if ((p / bs + 1) * bs <= lo) {
+          entry = junk_block;
+        } else {
+          junk(entry * bs + p % bs);
+        }
+      }
+    }
+  }
 
   // The pool as the device stores it (NaN stays NaN in f16).
   auto upload_pool = [&](const std::vector<float>& pool, const char* name) {
@@ -187,6 +214,8 @@ void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& s
   shape.scale = 1.0f / std::sqrt(float(c.head_dim));
   shape.kv_type = c.kv_type;
   shape.split_keys = c.split_keys;
+  shape.window = c.window;
+  shape.softcap = c.softcap;
   // Scores of a few units: a peaked softmax, so the running max matters.
   const auto q = ref::random_floats(rng, std::size_t(ntok) * c.n_heads * c.head_dim, -3, 3);
 
@@ -477,6 +506,41 @@ TEST_CASE_FIXTURE(DeviceTest, "attention: head sizes 32, 48, 80, 256 and a tiny 
       check_attention(*this, {6, 2, head_dim, 8, type, 0, type == ops::KvType::f32}, seqs);
     }
   }
+}
+
+TEST_CASE_FIXTURE(DeviceTest, "attention: sliding windows and soft-capping, every kernel and the split") {
+  // Windows of one key, shorter than a key tile, a block, and longer than some contexts; decodes
+  // whose window starts mid-block, prompt chunks whose rows' windows start in different tiles
+  // (a tile's first rows see none of its keys); out-of-window keys are junk (check_attention).
+  const std::vector<Seq> seqs{{1, 1}, {70, 20}, {200, 1}, {37, 37}, {129, 3}, {300, 64}};
+  const bool coopmat = test::coopmat_or_skip(kernels());
+  for (auto type : kv_types(*this)) {
+    for (std::uint32_t window : {1u, 7u, 16u, 40u, 100u}) {
+      for (float softcap : {0.f, 3.f}) {
+        CAPTURE(type == ops::KvType::f16);
+        CAPTURE(window);
+        CAPTURE(softcap);
+        AttnCase c{8, 2, 64, 16, type};
+        c.window = window;
+        c.softcap = softcap;
+        check_attention(*this, c, seqs);  // rows, and tiled where the device has it
+        c.split_keys = 64;
+        check_attention(*this, c, seqs);
+        check_attention(*this, c, {{700, 1}, {65, 1}});
+        c.split_keys = 0;
+        c.block_size = 5;
+        check_attention(*this, c, seqs);
+        if (coopmat) {
+          c.only = ops::AttentionKernel::coopmat;
+          check_attention(*this, c, seqs);
+        }
+      }
+    }
+  }
+  // Soft-capping alone (no window), where it bites: scores of a few units against a cap of 1.
+  AttnCase c{8, 8, 64};
+  c.softcap = 1.f;
+  check_attention(*this, c, seqs);
 }
 
 TEST_CASE_FIXTURE(DeviceTest, "attention: GQA group larger than a workgroup's rows") {

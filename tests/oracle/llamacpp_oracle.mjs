@@ -18,8 +18,9 @@ const [vkllm, work, ...only] = process.argv.slice(2);
 // type costs a minute or two here (llama.cpp compiles its pipelines for every model on
 // lavapipe). Any other type by name: bench/RESULTS.md records a run over all of them.
 // An entry "preset:type" takes another preset: tiny-phi3 (tiny's shapes as a phi3, fused QKV
-// and gate/up) checks that llama.cpp reads our phi3 files as we do.
-const types = only.length ? only : ['q3_k', 'iq4_xs', 'tiny-phi3:q4_k'];
+// and gate/up), tiny-gemma2 and tiny-gemma3 (post-norms, GeGLU, soft-caps, QK-norm, two RoPE
+// bases) check that llama.cpp reads our files of those families as we do.
+const types = only.length ? only : ['q3_k', 'iq4_xs', 'tiny-phi3:q4_k', 'tiny-gemma2:q8_0', 'tiny-gemma3:f16'];
 const PROMPT = [1, 450, 1200, 77, 3000, 9, 512, 2222];
 const N = 8;
 

@@ -68,9 +68,11 @@ void paged_attention(const ops::AttentionShape& sh, std::span<const float> q,
   for (std::uint32_t s = 0; s < sh.nseq; ++s) {
     for (std::uint32_t t = query_start[s]; t < query_start[s + 1]; ++t) {
       const std::uint32_t npos = positions[t] + 1;
-      // Pool row of every key position of sequence s up to this token.
+      // The sliding window's first key (llama.cpp's rule: key p is masked when pos - p >= window).
+      const std::uint32_t first = sh.window && positions[t] >= sh.window ? positions[t] + 1 - sh.window : 0;
+      // Pool row of every key position of sequence s this token attends.
       std::vector<std::size_t> rows(npos);
-      for (std::uint32_t p = 0; p < npos; ++p) {
+      for (std::uint32_t p = first; p < npos; ++p) {
         const std::uint32_t b = p / sh.block_size;
         if (b >= sh.max_blocks_per_seq) throw std::logic_error("ref::paged_attention: no block");
         const std::size_t blk = block_table[std::size_t(s) * sh.max_blocks_per_seq + b];
@@ -79,21 +81,23 @@ void paged_attention(const ops::AttentionShape& sh, std::span<const float> q,
       for (std::uint32_t h = 0; h < sh.n_heads; ++h) {
         const std::uint32_t kvh = h / group;
         const float* qh = q.data() + (std::size_t(t) * sh.n_heads + h) * sh.head_dim;
-        std::vector<double> score(npos);
+        std::vector<double> score(npos, 0.0);
         double m = -INFINITY;
-        for (std::uint32_t p = 0; p < npos; ++p) {
+        for (std::uint32_t p = first; p < npos; ++p) {
           const float* kr = k_pool.data() + rows[p] * kv_dim + std::size_t(kvh) * sh.head_dim;
           double dot = 0;
           for (std::uint32_t d = 0; d < sh.head_dim; ++d) dot += double(qh[d]) * kr[d];
           score[p] = dot * sh.scale;
+          // Soft-capping of the scaled score (Gemma 2).
+          if (sh.softcap > 0) score[p] = sh.softcap * std::tanh(score[p] / sh.softcap);
           m = std::max(m, score[p]);
         }
         double sum = 0;
-        for (double& sc : score) sum += (sc = std::exp(sc - m));
+        for (std::uint32_t p = first; p < npos; ++p) sum += (score[p] = std::exp(score[p] - m));
         float* oh = out.data() + (std::size_t(t) * sh.n_heads + h) * sh.head_dim;
         for (std::uint32_t d = 0; d < sh.head_dim; ++d) {
           double acc = 0;
-          for (std::uint32_t p = 0; p < npos; ++p) {
+          for (std::uint32_t p = first; p < npos; ++p) {
             acc += score[p] * v_pool[rows[p] * kv_dim + std::size_t(kvh) * sh.head_dim + d];
           }
           oh[d] = static_cast<float>(acc / sum);

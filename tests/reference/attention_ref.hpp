@@ -31,7 +31,8 @@ void kv_write(std::span<const float> k_new, std::span<const float> v_new,
 
 // Causal GQA attention over paged f32 pools, as engine/ops/attention.hpp specifies it (the
 // shape's kv_type is ignored: pass pools already rounded through f16 to model an f16 cache).
-// Gathers each key through the block table, softmax in double.
+// Gathers each key through the block table, softmax in double; the shape's sliding window and
+// soft-capping as the kernels apply them (keys before the window are never gathered).
 void paged_attention(const ops::AttentionShape& shape, std::span<const float> q,
                      std::span<const float> k_pool, std::span<const float> v_pool,
                      std::span<const std::uint32_t> positions,

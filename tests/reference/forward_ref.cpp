@@ -64,6 +64,7 @@ ReferenceModel::ReferenceModel(const gguf::Reader& r, bool round_kv_f16, std::ui
   output_norm_ = load(r, "output_norm.weight");
   output_ = c.tied_output ? token_embd_ : load(r, "output.weight");
   inv_freq_ = model::rope_inv_freq(c.rope);
+  inv_freq_local_ = model::rope_inv_freq(c.rope_local);
   layers_.resize(c.n_layers);
   for (std::uint32_t l = 0; l < c.n_layers; ++l) {
     Layer& L = layers_[l];
@@ -104,6 +105,10 @@ ReferenceModel::ReferenceModel(const gguf::Reader& r, bool round_kv_f16, std::ui
       L.q_norm = load(r, layer_tensor(l, "attn_q_norm"));
       L.k_norm = load(r, layer_tensor(l, "attn_k_norm"));
     }
+    if (c.post_norms) {
+      L.post_attn_norm = load(r, layer_tensor(l, "post_attention_norm"));
+      L.post_ffw_norm = load(r, layer_tensor(l, "post_ffw_norm"));
+    }
   }
 }
 
@@ -112,7 +117,17 @@ std::vector<float> ReferenceModel::forward(std::uint32_t token) {
   const std::uint32_t d = c.d_model, hd = c.head_dim, pos = length_++;
   std::vector<float> x(token_embd_.begin() + std::size_t{token} * d,
                        token_embd_.begin() + std::size_t{token + 1} * d);
-  for (Layer& L : layers_) {
+  if (c.embed_scale > 0) {
+    for (float& e : x) e = static_cast<float>(double(e) * c.embed_scale);
+  }
+  // Gemma's post-norms: a sublayer's output normed before the residual add.
+  const auto add_residual = [&](const std::vector<float>& out, const std::vector<float>& post_norm) {
+    const std::vector<float> o = c.post_norms ? rms_norm(out, post_norm, c.rms_eps) : out;
+    for (std::uint32_t i = 0; i < d; ++i) x[i] += o[i];
+  };
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    Layer& L = layers_[l];
+    const std::vector<float>& inv_freq = c.layer_slides(l) ? inv_freq_local_ : inv_freq_;
     const std::vector<float> xn = rms_norm(x, L.attn_norm, c.rms_eps);
     std::vector<float> q = matvec(L.wq, xn, c.q_dim());
     std::vector<float> k = matvec(L.wk, xn, c.kv_dim());
@@ -126,8 +141,8 @@ std::vector<float> ReferenceModel::forward(std::uint32_t token) {
       q = rms_norm(q, L.q_norm, c.rms_eps);
       k = rms_norm(k, L.k_norm, c.rms_eps);
     }
-    rope(q, c.n_heads, hd, pos, inv_freq_, c.rope.neox);
-    rope(k, c.n_kv_heads, hd, pos, inv_freq_, c.rope.neox);
+    rope(q, c.n_heads, hd, pos, inv_freq, c.rope.neox);
+    rope(k, c.n_kv_heads, hd, pos, inv_freq, c.rope.neox);
     // LongRoPE's attention factor multiplies cos and sin (llama.cpp's rope attn_factor).
     if (c.rope.attn_factor != 1.f) {
       for (float& e : q) e *= c.rope.attn_factor;
@@ -142,42 +157,51 @@ std::vector<float> ReferenceModel::forward(std::uint32_t token) {
 
     std::vector<float> attn(c.q_dim());
     const std::uint32_t group = c.n_heads / c.n_kv_heads;
-    const double scale = 1.0 / std::sqrt(double(hd));
+    const double scale = c.attn_scale;
+    // The sliding window: keys pos - window + 1 .. pos.
+    const std::uint32_t window = c.layer_window(l);
+    const std::uint32_t first = window && pos >= window ? pos + 1 - window : 0;
     for (std::uint32_t h = 0; h < c.n_heads; ++h) {
       const std::uint32_t kvh = h / group;
-      std::vector<double> scores(pos + 1);
+      std::vector<double> scores(pos + 1, 0.0);
       double mx = -INFINITY;
-      for (std::uint32_t j = 0; j <= pos; ++j) {
+      for (std::uint32_t j = first; j <= pos; ++j) {
         double s = 0;
         for (std::uint32_t i = 0; i < hd; ++i) {
           s += double(q[h * hd + i]) * L.k_cache[std::size_t{j} * c.kv_dim() + kvh * hd + i];
         }
         scores[j] = s * scale;
+        if (c.attn_softcap > 0) scores[j] = c.attn_softcap * std::tanh(scores[j] / c.attn_softcap);
         mx = std::max(mx, scores[j]);
       }
       double sum = 0;
-      for (double& s : scores) sum += (s = std::exp(s - mx));
+      for (std::uint32_t j = first; j <= pos; ++j) sum += (scores[j] = std::exp(scores[j] - mx));
       for (std::uint32_t i = 0; i < hd; ++i) {
         double acc = 0;
-        for (std::uint32_t j = 0; j <= pos; ++j) {
+        for (std::uint32_t j = first; j <= pos; ++j) {
           acc += scores[j] * L.v_cache[std::size_t{j} * c.kv_dim() + kvh * hd + i];
         }
         attn[h * hd + i] = static_cast<float>(acc / sum);
       }
     }
-    const std::vector<float> o = matvec(L.wo, attn, d);
-    for (std::uint32_t i = 0; i < d; ++i) x[i] += o[i];
+    add_residual(matvec(L.wo, attn, d), L.post_attn_norm);
     const std::vector<float> xn2 = rms_norm(x, L.ffn_norm, c.rms_eps);
     const std::vector<float> g = matvec(L.w_gate, xn2, c.ffn_dim);
     const std::vector<float> u = matvec(L.w_up, xn2, c.ffn_dim);
     std::vector<float> hmid(c.ffn_dim);
     for (std::uint32_t i = 0; i < c.ffn_dim; ++i) {
-      hmid[i] = static_cast<float>(g[i] / (1.0 + std::exp(-double(g[i]))) * u[i]);
+      const double gi = g[i];
+      const double act = c.geglu ? 0.5 * gi * (1.0 + std::tanh(0.7978845608028654 * (gi + 0.044715 * gi * gi * gi)))
+                                 : gi / (1.0 + std::exp(-gi));
+      hmid[i] = static_cast<float>(act * u[i]);
     }
-    const std::vector<float> down = matvec(L.w_down, hmid, d);
-    for (std::uint32_t i = 0; i < d; ++i) x[i] += down[i];
+    add_residual(matvec(L.w_down, hmid, d), L.post_ffw_norm);
   }
-  return matvec(output_, rms_norm(x, output_norm_, c.rms_eps), c.vocab_size);
+  std::vector<float> logits = matvec(output_, rms_norm(x, output_norm_, c.rms_eps), c.vocab_size);
+  if (c.final_softcap > 0) {
+    for (float& v : logits) v = static_cast<float>(c.final_softcap * std::tanh(double(v) / c.final_softcap));
+  }
+  return logits;
 }
 
 namespace {

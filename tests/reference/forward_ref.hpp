@@ -1,4 +1,5 @@
-// A plain C++ forward pass of the llama family (llama, qwen2, qwen3), one token at a time with a
+// A plain C++ forward pass of the llama family (llama, qwen2, qwen3, phi3, gemma2, gemma3), one
+// token at a time with a
 // contiguous K/V cache, every weight dequantized to f32 and every sum in double. The oracle of
 // the model tests; written for clarity, not speed. Knows no Vulkan.
 #pragma once
@@ -26,12 +27,12 @@ class ReferenceModel {
  private:
   struct Layer {
     std::vector<float> attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down, bq, bk, bv,
-        q_norm, k_norm;
+        q_norm, k_norm, post_attn_norm, post_ffw_norm;
     std::vector<float> k_cache, v_cache;  // [length, kv_dim]
   };
   model::ModelConfig config_;
   bool round_kv_f16_;
-  std::vector<float> token_embd_, output_norm_, output_, inv_freq_;
+  std::vector<float> token_embd_, output_norm_, output_, inv_freq_, inv_freq_local_;
   std::vector<Layer> layers_;
   std::uint32_t length_ = 0;
 };

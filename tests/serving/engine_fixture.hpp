@@ -17,6 +17,7 @@
 #include "engine/model/model.hpp"
 #include "engine/model/synthetic.hpp"
 #include "engine/serving/engine.hpp"
+#include "tests/support/arch_spec.hpp"
 
 namespace vkllm::test {
 
@@ -97,6 +98,7 @@ inline Fixture random_model(platform::Device& device, std::uint32_t num_blocks, 
   s.vocab_size = 320;
   s.type = type;
   s.seed = 11;
+  test::exercise_family(s, 24);
   gguf::Reader reader = gguf::Reader::from_bytes(model::make_synthetic_model(s).to_bytes(), "random");
   tok::Tokenizer tokenizer = tok::Tokenizer::from_gguf(reader);
   model::ModelOptions o;

@@ -64,7 +64,8 @@ TEST_CASE_FIXTURE(test::DeviceTest, "every architecture: 64 greedy tokens throug
   // request's own tokens (teacher-forced), so a near-tie taken early does not end the comparison:
   // every token must be the reference's argmax or within 1e-3 of the logits' spread of it.
   int compared = 0, near_ties = 0;
-  for (model::Arch arch : {model::Arch::llama, model::Arch::qwen2, model::Arch::qwen3, model::Arch::phi3}) {
+  for (model::Arch arch : {model::Arch::llama, model::Arch::qwen2, model::Arch::qwen3, model::Arch::phi3,
+                           model::Arch::gemma2, model::Arch::gemma3}) {
     for (gguf::TensorType type : {gguf::TensorType::kF16, gguf::TensorType::kQ8_0, gguf::TensorType::kQ4_K}) {
       CAPTURE(model::to_string(arch));
       CAPTURE(gguf::type_name(type));

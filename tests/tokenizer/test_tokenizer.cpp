@@ -151,6 +151,36 @@ TEST_CASE("special tokens: control parsed on request, user-defined always") {
   CHECK(t.is_eog(end_id));
 }
 
+TEST_CASE("end of generation: the named ids, and end-of-turn markers found by their text") {
+  // Gemma's files name <eos> only; generation ends at <end_of_turn> (llama.cpp finds it by its
+  // text). Only control and user-defined tokens count: a normal token spelled so does not.
+  VocabData d = byte_vocab("gpt-2", {});
+  const auto add = [&](const char* text, TokenType type) {
+    d.tokens.push_back(text);
+    d.types.resize(d.tokens.size() - 1, TokenType::kNormal);
+    d.types.push_back(type);
+    return static_cast<TokenId>(d.tokens.size() - 1);
+  };
+  const TokenId eos = add("<eos>", TokenType::kControl);
+  const TokenId turn = add("<end_of_turn>", TokenType::kControl);
+  const TokenId start = add("<start_of_turn>", TokenType::kControl);
+  const TokenId im_end = add("<|im_end|>", TokenType::kNormal);
+  d.eos = eos;
+  const Tokenizer gemma(d);
+  CHECK(gemma.is_eog(eos));
+  CHECK(gemma.is_eog(turn));
+  CHECK_FALSE(gemma.is_eog(start));
+  CHECK_FALSE(gemma.is_eog(im_end));
+  CHECK_FALSE(gemma.is_eog(65));
+  // Harmony (gpt-oss): <|end|> closes a channel, <|return|> the turn.
+  const TokenId end = add("<|end|>", TokenType::kControl);
+  const TokenId ret = add("<|return|>", TokenType::kControl);
+  const Tokenizer harmony(d);
+  CHECK_FALSE(harmony.is_eog(end));
+  CHECK(harmony.is_eog(ret));
+  CHECK(harmony.is_eog(turn));
+}
+
 TEST_CASE("malformed vocabularies are InvalidModel, unknown pre-tokenizers Unsupported") {
   VocabData bad_merge = byte_vocab("gpt-2", {});
   bad_merge.merges.push_back("nospace");
