@@ -46,7 +46,7 @@ phase "subgroup sizes 4 and 16"
 lvp26_shared=${VKLLM_SHARED_DIR:-$(cd .. && pwd)/shared}
 scripts/lvp26 build/cli/vkllm devices | grep -E 'coop\. matrix|matmul paths'
 VKLLM_REQUIRE_COOPMAT=1 scripts/lvp26 build/tests/ops/test_matmul -tc='coopmat*,forcing coopmat*'
-VKLLM_REQUIRE_COOPMAT=1 scripts/lvp26 build/tests/ops/test_attention -tc='attention coopmat*'
+VKLLM_REQUIRE_COOPMAT=1 scripts/lvp26 build/tests/ops/test_attention -tc='attention coopmat*,attention: sliding*'
 VKLLM_REQUIRE_COOPMAT=1 VKLLM_SHARED_DIR=$lvp26_shared scripts/lvp26 build/tests/model/test_model \
   -tc='every matmul path*,stories260K*'
 phase "cooperative matrix (lavapipe 26.1)"

@@ -61,11 +61,14 @@ TEST_CASE_FIXTURE(test::DeviceTest, "every matmul path forced: the f32 reference
                       (kernels == ops::KernelChoice::automatic &&
                        this->kernels().tuning().intdot_max_tokens > 0);
     const float tie = int8 ? 2e-2f : 1e-3f;
-    for (gguf::TensorType type : {gguf::TensorType::kF16, gguf::TensorType::kQ8_0,
-                                  gguf::TensorType::kQ4_0, gguf::TensorType::kQ4_K}) {
+    // llama in four types; gemma2 once (its GeGLU epilogue, post-norms and soft-caps on each path).
+    for (auto [arch, type] : {std::pair{Arch::llama, gguf::TensorType::kF16}, std::pair{Arch::llama, gguf::TensorType::kQ8_0},
+                              std::pair{Arch::llama, gguf::TensorType::kQ4_0}, std::pair{Arch::llama, gguf::TensorType::kQ4_K},
+                              std::pair{Arch::gemma2, gguf::TensorType::kQ8_0}}) {
       CAPTURE(std::string(ops::to_string(kernels)));
+      CAPTURE(model::to_string(arch));
       CAPTURE(gguf::type_name(type));
-      const auto spec = spec_for(Arch::llama, type, rng()());
+      const auto spec = spec_for(arch, type, rng()());
       const gguf::Reader reader = synthetic_reader(spec);
       model::ModelOptions opt;
       opt.max_batch_tokens = 64;

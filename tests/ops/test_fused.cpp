@@ -198,14 +198,16 @@ TEST_CASE_FIXTURE(FusedTest, "QKV slices with the bias epilogue equal three matm
   });
 }
 
-TEST_CASE_FIXTURE(FusedTest, "gate/up interleaved with the swiglu epilogue equals two matmuls and silu_mul") {
+TEST_CASE_FIXTURE(FusedTest, "gate/up interleaved with the swiglu (geglu) epilogue equals two matmuls and silu_mul (gelu, mul)") {
   each_gemv_layout([&] {
+    for (ops::Epilogue epilogue : {ops::Epilogue::swiglu, ops::Epilogue::geglu})
     for (TensorType type : kTypes) {
       for (std::uint32_t ffn : {1u, 7u, 33u}) {
         for (bool chunked : {false, true}) {
           CAPTURE(gguf::type_name(type));
           CAPTURE(ffn);
           CAPTURE(chunked);
+          CAPTURE(epilogue == ops::Epilogue::geglu);
           const std::uint32_t ncols = cols_for(type);
           const std::uint64_t row_bytes = ops::weight_row_bytes(type, ncols);
           const auto g = ref::random_quantized(rng(), type, ncols, ffn);
@@ -231,10 +233,15 @@ TEST_CASE_FIXTURE(FusedTest, "gate/up interleaved with the swiglu epilogue equal
             auto gate = poisoned_floats(std::size_t{ntok} * ffn, "gate");
             auto up = poisoned_floats(std::size_t{ntok} * ffn, "up");
             run([&](auto& cs) {
-              ops::record_matmul(kernels(), cs, gu.view(), dx, fused, ntok, ops::with_epilogue(ops::Epilogue::swiglu));
+              ops::record_matmul(kernels(), cs, gu.view(), dx, fused, ntok, ops::with_epilogue(epilogue));
               ops::record_matmul(kernels(), cs, dg.view(), dx, gate, ntok);
               ops::record_matmul(kernels(), cs, du.view(), dx, up, ntok);
-              ops::record_silu_mul(kernels(), cs, gate, up, gate, ntok * ffn);
+              if (epilogue == ops::Epilogue::geglu) {
+                ops::record_gelu(kernels(), cs, gate, gate, ntok * ffn);
+                ops::record_mul(kernels(), cs, gate, up, gate, ntok * ffn);
+              } else {
+                ops::record_silu_mul(kernels(), cs, gate, up, gate, ntok * ffn);
+              }
             });
             CHECK(bit_differences(download_floats(fused, std::size_t{ntok} * ffn),
                                   download_floats(gate, std::size_t{ntok} * ffn)) == 0);
@@ -340,6 +347,40 @@ TEST_CASE_FIXTURE(FusedTest, "rope_kv equals QK-norm, rope on q and k, and kv_wr
       }
     }
   }
+}
+
+TEST_CASE_FIXTURE(FusedTest, "Gemma's ops: rms_norm_add, scale and softcap against the reference") {
+  for (std::uint32_t nrows : {1u, 9u}) {  // decode rows in slices, prefill rows whole
+    CAPTURE(nrows);
+    const std::uint32_t ncols = 4096;
+    const std::size_t n = std::size_t{nrows} * ncols;
+    const auto x = ref::random_floats(rng(), n, -3, 3);
+    const auto w = ref::random_floats(rng(), ncols, 0.5f, 1.5f);
+    const auto res = ref::random_floats(rng(), n, -20, 20);
+    auto dx = upload_floats(x, "x"), dw = upload_floats(w, "w"), dres = upload_floats(res, "residual");
+    auto scaled = poisoned_floats(n, "scaled"), capped = poisoned_floats(n, "capped");
+    run([&](auto& cs) {
+      ops::record_rms_norm_add(kernels(), cs, dx, dw, dres, ncols, nrows, 1e-6f);
+      ops::record_scale(kernels(), cs, dx, scaled, static_cast<std::uint32_t>(n), 45.25f);
+      ops::record_softcap(kernels(), cs, dres, capped, static_cast<std::uint32_t>(n), 5.f);
+    });
+    std::vector<float> normed(n), expected_res(n), expected_scaled(n), expected_capped(n);
+    ref::rms_norm(x, w, normed, ncols, nrows, 1e-6f);
+    for (std::size_t i = 0; i < n; ++i) {
+      expected_res[i] = res[i] + normed[i];
+      expected_scaled[i] = x[i] * 45.25f;
+      expected_capped[i] = static_cast<float>(5.0 * std::tanh((double(res[i]) + normed[i]) / 5.0));
+    }
+    CHECK(ref::nmse(download_floats(dres, n), expected_res) < 1e-12);
+    CHECK(bit_differences(download_floats(scaled, n), expected_scaled) == 0);
+    // Capped after the add: the residual's values run to +-20, far into tanh's flat ends.
+    CHECK(ref::nmse(download_floats(capped, n), expected_capped) < 1e-10);
+  }
+  // The residual must not be the norm's input (its slices would read rows others wrote).
+  auto a = upload_floats(std::vector<float>(4, 1.f), "a");
+  run([&](auto& cs) {
+    CHECK_THROWS_AS(ops::record_rms_norm_add(kernels(), cs, a, a, a, 4, 1, 1e-6f), std::logic_error);
+  });
 }
 
 TEST_CASE_FIXTURE(FusedTest, "rms_norm: a row spread over several workgroups gives the same bits as one") {
