@@ -176,6 +176,13 @@ void log_plan(const std::string& path, const platform::Device& device, const mod
             m.options().max_batch_tokens, m.options().max_seqs, format_bytes(m.kv_bytes()),
             m.num_blocks() - 1, m.options().block_size, m.kv_type() == ops::KvType::f16 ? "f16" : "f32",
             kv_tokens, m.options().context_length);
+  if (m.swa_num_blocks() > 0) {
+    log::info("sliding-window layers: their own KV pool of {} blocks ({} sequences' windows of {} "
+              "tokens and a step's chunks; blocks before a window go back to it), counted above",
+              m.swa_num_blocks() - 1, m.options().max_seqs, m.swa_window());
+  } else if (m.window() > 0) {
+    log::info("every layer has a sliding window of {} tokens: blocks before it go back to the pool", m.window());
+  }
   if (m.options().embeddings) {
     log::info("embeddings: /v1/embeddings{}", c.encoder ? " (an encoder: embeddings only)" : "");
   }

@@ -114,6 +114,11 @@ void Metrics::render(Exposition& out, const serving::EngineStats& s) const {
   gauge("vllm:num_requests_waiting", "Requests waiting to be scheduled.", double(s.waiting));
   gauge("vllm:gpu_cache_usage_perc", "Fraction of KV cache blocks in use (1 = 100%).", s.kv_usage);
   gauge("vllm:kv_cache_usage_perc", "Fraction of KV cache blocks in use (1 = 100%).", s.kv_usage);
+  if (s.kv_swa_blocks_total > 0) {
+    gauge("vkllm:swa_kv_cache_usage_perc",
+          "Fraction of the sliding-window layers' KV blocks in use (1 = 100%).",
+          1.0 - double(s.kv_swa_blocks_free) / s.kv_swa_blocks_total);
+  }
   counter("vllm:prompt_tokens_total", "Prompt tokens computed.", double(s.prompt_tokens));
   counter("vllm:generation_tokens_total", "Tokens generated.", double(s.generation_tokens));
   counter("vllm:num_preemptions_total", "Preemptions (blocks freed, request recomputed later).",

@@ -281,6 +281,8 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
     in.feed = section(T * 4);
     in.embed_rows = section(T * 4);
     in.attn_limits = section(T * 4);
+    in.swa_slot_mapping = section(T * 4);
+    in.swa_block_table = section(S * m->max_blocks_per_seq_ * 4);
     in.total = off;
     for (std::uint32_t i = 0; i < 2; ++i) {
       ws->inputs[i] = device.create_buffer(in.total, MemoryIntent::upload, fmt::format("step_inputs.{}", i));
@@ -362,15 +364,45 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
         o.max_batch_tokens, o.max_seqs, device.name(), mib(m->weight_bytes()), e.what()));
   }
 
+  // K/V block groups (docs/ARCHITECTURE.md "Sliding windows"): a model with full and
+  // sliding-window layers gives its sliding layers pools of their own, sized for max_seqs windows
+  // and a step's chunks (the scheduler gives back the blocks before each window).
+  std::uint32_t n_sliding = 0;
+  for (std::uint32_t l = 0; l < config.n_layers; ++l) n_sliding += config.layer_slides(l) ? 1 : 0;
+  const bool two_tables = n_sliding > 0 && n_sliding < config.n_layers;
+  m->window_ = n_sliding == config.n_layers ? config.sliding_window : 0;
+  const std::uint32_t n_swa_layers = two_tables ? n_sliding : 0;
+  const std::uint32_t n_main_layers = config.n_layers - n_swa_layers;
+  if (!two_tables) {
+    o.swa_blocks = 0;
+  } else if (o.swa_blocks == 0) {
+    if (options_in.num_blocks != 0) {
+      o.swa_blocks = options_in.num_blocks;
+    } else {
+      // Each sequence: its window's blocks, a partial one at each end and one the prefix cache
+      // still names; the chunks of two steps (the one in flight, the next): 2 T tokens.
+      const std::uint64_t per_seq = (std::uint64_t{config.sliding_window} + 2 * o.block_size - 2) / o.block_size + 1;
+      const std::uint64_t chunks = (2 * std::uint64_t{o.max_batch_tokens} + o.block_size - 1) / o.block_size;
+      const std::uint64_t full = std::uint64_t{m->max_blocks_per_seq_} * o.max_seqs + 1;
+      o.swa_blocks = static_cast<std::uint32_t>(
+          std::min({per_seq * o.max_seqs + chunks + 2, full, max_blocks_binding}));
+    }
+  }
+  if (o.swa_blocks > max_blocks_binding) {
+    throw OutOfMemory(fmt::format("{} KV blocks of {} bytes exceed one storage binding ({} bytes)",
+                                  o.swa_blocks, block_bytes, caps.max_storage_buffer_range));
+  }
+  const std::uint64_t swa_pool_bytes = std::uint64_t{o.swa_blocks} * block_bytes * 2 * n_swa_layers;
+
   // K/V pools from what is left (DESIGN: memory is planned): the --gpu-memory-fraction budget
-  // minus weights and workspace, at most one binding per pool, and no more than every sequence
-  // at full context needs (plus the null block) unless asked.
+  // minus weights, workspace and the sliding layers' pools, at most one binding per pool, and no
+  // more than every sequence at full context needs (plus the null block) unless asked.
   if (o.num_blocks == 0) {
     const std::uint64_t budget =
         o.memory_budget ? o.memory_budget
                         : static_cast<std::uint64_t>(static_cast<double>(caps.device_local_bytes) * o.gpu_memory_fraction);
-    const std::uint64_t used = m->weight_bytes() + m->workspace_bytes();
-    const std::uint64_t per_block = block_bytes * 2 * config.n_layers;
+    const std::uint64_t used = m->weight_bytes() + m->workspace_bytes() + swa_pool_bytes;
+    const std::uint64_t per_block = block_bytes * 2 * n_main_layers;
     const std::uint64_t by_memory = budget > used ? (budget - used) / per_block : 0;
     const std::uint64_t wanted = std::uint64_t{m->max_blocks_per_seq_} * o.max_seqs + 1;
     o.num_blocks = static_cast<std::uint32_t>(std::min({by_memory, max_blocks_binding, wanted}));
@@ -392,7 +424,8 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   for (;;) {
     try {
       for (std::uint32_t l = 0; l < config.n_layers; ++l) {
-        const std::uint64_t pool = std::uint64_t{o.num_blocks} * block_bytes;
+        const bool swa = two_tables && config.layer_slides(l);
+        const std::uint64_t pool = std::uint64_t{swa ? o.swa_blocks : o.num_blocks} * block_bytes;
         m->layers_[l].k_pool = device.create_buffer(pool, MemoryIntent::kv_cache, fmt::format("k_pool.{}", l));
         m->layers_[l].v_pool = device.create_buffer(pool, MemoryIntent::kv_cache, fmt::format("v_pool.{}", l));
       }
@@ -402,7 +435,7 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
         L.k_pool = Buffer();
         L.v_pool = Buffer();
       }
-      const std::uint64_t per_block = block_bytes * 2 * config.n_layers;
+      const std::uint64_t per_block = block_bytes * 2 * n_main_layers;
       if (o.num_blocks <= min_blocks) {
         throw OutOfMemory(fmt::format(
             "the KV cache of {} blocks ({}, {} tokens) does not fit in the memory of {} beside the "
@@ -480,7 +513,10 @@ std::uint64_t Model::decode_bytes(std::uint32_t ctx) const {
   std::uint64_t n = weight_bytes() - token_embd_.bytes() - output_.bytes() + head.bytes() +
                     token_embd_.bytes() / config_.vocab_size;
   const std::uint64_t kv_elem = kv_type_ == ops::KvType::f16 ? 2 : 4;
-  n += std::uint64_t{ctx} * config_.kv_dim() * kv_elem * 2 * config_.n_layers;
+  for (std::uint32_t l = 0; l < config_.n_layers; ++l) {  // a sliding layer reads its window
+    const std::uint32_t w = config_.layer_window(l);
+    n += std::uint64_t{w ? std::min(ctx, w) : ctx} * config_.kv_dim() * kv_elem * 2;
+  }
   return n;
 }
 
@@ -526,6 +562,8 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
   const BufferSpan query_start(inputs, in.query_start, (S + 1) * 4);
   const BufferSpan slots(inputs, in.slot_mapping, T * 4);
   const BufferSpan block_table(inputs, in.block_table, std::uint64_t{S} * max_blocks_per_seq_ * 4);
+  const BufferSpan swa_slots(inputs, in.swa_slot_mapping, T * 4);
+  const BufferSpan swa_block_table(inputs, in.swa_block_table, std::uint64_t{S} * max_blocks_per_seq_ * 4);
   const BufferSpan sample_rows(inputs, in.sample_rows, R * 4);
   const BufferSpan sampling(inputs, in.sampling, R * sizeof(ops::SamplingRow));
   const BufferSpan penalties(inputs, in.penalties,
@@ -604,13 +642,15 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
       ops::record_matmul(k, cs, sl.w.view(), w.xn, w.qkv, T, out);
     }
     const bool local = c.layer_slides(l) && w.inv_freq_local.size() > 0;
-    ops::record_rope_kv(k, cs, rkv, w.qkv, positions, local ? w.inv_freq_local : w.inv_freq, slots, w.q,
-                        L.k_pool, L.v_pool, c.qk_norm ? first_span(L.q_norm) : BufferSpan{},
+    const bool swa = on_swa_table(l);  // the sliding layers' own table (docs/ARCHITECTURE.md "Sliding windows")
+    ops::record_rope_kv(k, cs, rkv, w.qkv, positions, local ? w.inv_freq_local : w.inv_freq,
+                        swa ? swa_slots : slots, w.q, L.k_pool, L.v_pool,
+                        c.qk_norm ? first_span(L.q_norm) : BufferSpan{},
                         c.qk_norm ? first_span(L.k_norm) : BufferSpan{});
     ops::AttentionShape layer_shape = shape;
     layer_shape.window = c.layer_window(l);
     ops::record_attention(k, cs, layer_shape, w.q, L.k_pool, L.v_pool, positions, query_start,
-                          block_table, w.attn, w.attn_partials, w.attn_counters);
+                          swa ? swa_block_table : block_table, w.attn, w.attn_partials, w.attn_counters);
     residual(L.post_attn_norm, L.wo, w.attn, c.q_dim());
     ops::record_rms_norm(k, cs, w.x, first_span(L.ffn_norm), w.xn, c.d_model, T, c.rms_eps);
     const BufferSpan ffn_q8 = quantized(w.xn, c.d_model);

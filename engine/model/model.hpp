@@ -30,6 +30,10 @@ struct ModelOptions {
   std::uint32_t context_length = 0;      // per sequence; 0: min(model's trained context, 4096)
   std::uint32_t num_blocks = 0;          // KV blocks (block 0 included); 0: planned from
                                          // memory, at most max_seqs full contexts
+  // Blocks of the sliding-window layers' own pools, in a model with both kinds of layer
+  // (Model::swa_num_blocks; docs/ARCHITECTURE.md "Sliding windows"); 0: num_blocks when that is
+  // given, else planned for max_seqs windows and a step's chunks.
+  std::uint32_t swa_blocks = 0;
   float gpu_memory_fraction = 0.9f;      // of the device's local memory, for the plan
   // Device memory the plan may use in bytes (the models of a server share one budget); 0:
   // gpu_memory_fraction of the device's local memory.
@@ -67,6 +71,11 @@ struct StepInput {
   std::vector<std::uint32_t> query_start;   // [S + 1] tokens of sequence s: [qs[s], qs[s+1])
   std::vector<std::uint32_t> slot_mapping;  // [T] pool row where each token's K/V go
   std::vector<std::uint32_t> block_table;   // [S * max_blocks_per_seq()] (unused entries: 0)
+  // A model with full and sliding-window layers (Model::swa_num_blocks() > 0): the sliding
+  // layers' own slots and table, in their pools' block ids (entries before a sequence's window
+  // may be 0); else empty.
+  std::vector<std::uint32_t> swa_slot_mapping;  // [T]
+  std::vector<std::uint32_t> swa_block_table;   // [S * max_blocks_per_seq()]
   std::vector<std::uint32_t> sample_rows;   // [R <= S] token indices whose next token is drawn
                                             // (R = 0: a step of prompt chunks only)
   std::vector<ops::SamplingRow> sampling;   // [R] (top_logprobs <= ops::kMaxTopLogprobs)
@@ -125,9 +134,16 @@ class Model {
   platform::Device& device() const { return device_; }
   std::uint32_t max_blocks_per_seq() const { return max_blocks_per_seq_; }
   std::uint32_t num_blocks() const { return options_.num_blocks; }
+  // K/V block groups (docs/ARCHITECTURE.md "Sliding windows"). window(): the sliding window of
+  // the layers on the main table (0: full attention; > 0 when every layer slides). A model with
+  // both kinds has a second table for its sliding layers, of swa_num_blocks() blocks (0: none)
+  // and window swa_window(): blocks before a sequence's window may go back to their pool.
+  std::uint32_t window() const { return window_; }
+  std::uint32_t swa_window() const { return swa_num_blocks() ? config_.sliding_window : 0; }
+  std::uint32_t swa_num_blocks() const { return options_.swa_blocks; }
   ops::KvType kv_type() const { return kv_type_; }
   std::uint64_t weight_bytes() const;       // on the device
-  std::uint64_t kv_bytes() const;           // all layers, K and V
+  std::uint64_t kv_bytes() const;           // all layers, K and V (both tables' pools)
   std::uint64_t workspace_bytes() const;    // activations, inputs, outputs
   // Bytes a decode step reads per token at context length `ctx`: every weight once, plus K/V.
   std::uint64_t decode_bytes(std::uint32_t ctx) const;
@@ -233,6 +249,9 @@ class Model {
   ModelConfig config_;
   ModelOptions options_;
   std::uint32_t max_blocks_per_seq_ = 0;
+  std::uint32_t window_ = 0;  // window()
+  // Whether layer l reads the second table (a sliding layer of a model with both kinds).
+  bool on_swa_table(std::uint32_t l) const { return options_.swa_blocks > 0 && config_.layer_slides(l); }
   ops::KvType kv_type_ = ops::KvType::f32;
   ops::DeviceWeight token_embd_, output_norm_, output_;
   // Encoders: learned positions, token type 0's row, the input LayerNorm.

@@ -18,6 +18,15 @@ Sequence::Sequence(Model& model, std::vector<std::uint32_t> blocks)
     std::iota(blocks_.begin(), blocks_.end(), 0u);
   }
   if (blocks_.size() > model.max_blocks_per_seq()) blocks_.resize(model.max_blocks_per_seq());
+  // The sliding layers' table (a model with both kinds of layer) names the same blocks: their
+  // pools must hold them all (no window is given back here).
+  if (model.swa_num_blocks() > 0 &&
+      *std::max_element(blocks_.begin(), blocks_.end()) >= model.swa_num_blocks()) {
+    throw InvalidRequest(fmt::format("sequence: the sliding-window layers' pool of {} blocks does "
+                                     "not hold its blocks; load the model with swa_blocks >= {}",
+                                     model.swa_num_blocks(),
+                                     *std::max_element(blocks_.begin(), blocks_.end()) + 1));
+  }
 }
 
 std::uint32_t Sequence::capacity() const {
@@ -46,6 +55,10 @@ StepOutput Sequence::feed(std::span<const std::uint32_t> tokens, const SamplingP
       const std::uint32_t pos = length() + static_cast<std::uint32_t>(i);
       in.positions.push_back(pos);
       in.slot_mapping.push_back(blocks_[pos / bs] * bs + pos % bs);
+    }
+    if (model_.swa_num_blocks() > 0) {
+      in.swa_slot_mapping = in.slot_mapping;
+      in.swa_block_table = in.block_table;
     }
     in.sample_rows = {static_cast<std::uint32_t>(n - 1)};
     const bool last = done + n == tokens.size();

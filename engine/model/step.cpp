@@ -38,6 +38,14 @@ void Model::check(const StepInput& in) const {
   if (in.query_start.front() != 0 || in.query_start.back() != T) {
     throw InvalidRequest("step: query_start must run from 0 to the token count");
   }
+  const bool swa = options_.swa_blocks > 0;
+  if (swa ? in.swa_slot_mapping.size() != T || in.swa_block_table.size() != in.block_table.size()
+          : !in.swa_slot_mapping.empty() || !in.swa_block_table.empty()) {
+    throw InvalidRequest(swa ? "step: the sliding-window layers' swa_slot_mapping and swa_block_table "
+                               "must match slot_mapping and block_table in size"
+                             : "step: swa_slot_mapping and swa_block_table are for a model with "
+                               "sliding-window layers beside full ones");
+  }
   const std::uint32_t bs = options_.block_size;
   for (std::uint32_t s = 0; s < S; ++s) {
     if (in.query_start[s + 1] <= in.query_start[s]) {
@@ -56,18 +64,25 @@ void Model::check(const StepInput& in) const {
       if (t > in.query_start[s] && p != in.positions[t - 1] + 1) {
         throw InvalidRequest(fmt::format("step: positions of sequence {} are not consecutive", s));
       }
-      // Every block this token attends to must be a real block; its own slot must be the one the
-      // table says.
-      for (std::uint32_t b = 0; b <= p / bs; ++b) {
-        if (in.block_table[s * max_blocks_per_seq_ + b] >= options_.num_blocks) {
-          throw InvalidRequest(fmt::format("step: block {} of sequence {} is not a pool block", b, s));
+      // Every block this token attends to must be a real block of its pools; its own slot must be
+      // the one the table says. The sliding layers' table (swa) may name the null block before
+      // the window: the kernels read no key there.
+      const auto check_table = [&](const std::vector<std::uint32_t>& table,
+                                   const std::vector<std::uint32_t>& slots, std::uint32_t blocks,
+                                   const char* which) {
+        for (std::uint32_t b = 0; b <= p / bs; ++b) {
+          if (table[s * max_blocks_per_seq_ + b] >= blocks) {
+            throw InvalidRequest(fmt::format("step: {}block {} of sequence {} is not a pool block", which, b, s));
+          }
         }
-      }
-      const std::uint32_t slot = in.block_table[s * max_blocks_per_seq_ + p / bs] * bs + p % bs;
-      if (in.slot_mapping[t] != slot) {
-        throw InvalidRequest(fmt::format("step: token {} maps to slot {}, its block table says {}",
-                                         t, in.slot_mapping[t], slot));
-      }
+        const std::uint32_t slot = table[s * max_blocks_per_seq_ + p / bs] * bs + p % bs;
+        if (slots[t] != slot) {
+          throw InvalidRequest(fmt::format("step: token {} maps to {}slot {}, its {}block table says {}",
+                                           t, which, slots[t], which, slot));
+        }
+      };
+      check_table(in.block_table, in.slot_mapping, options_.num_blocks, "");
+      if (swa) check_table(in.swa_block_table, in.swa_slot_mapping, options_.swa_blocks, "swa ");
     }
   }
   if (config_.encoder) {
@@ -194,6 +209,8 @@ void Model::write_inputs(const StepInput& input, const StepShape& sh) {
   put(w.in.query_start, input.query_start);
   put(w.in.slot_mapping, input.slot_mapping);
   put(w.in.block_table, input.block_table);
+  put(w.in.swa_slot_mapping, input.swa_slot_mapping);
+  put(w.in.swa_block_table, input.swa_block_table);
   put(w.in.sample_rows, input.sample_rows);
   put(w.in.sampling, input.sampling);
   if (!input.penalties.empty()) put(w.in.penalties, input.penalties);
@@ -214,9 +231,12 @@ void Model::write_inputs(const StepInput& input, const StepShape& sh) {
       *at(w.in.token_ids, t) = 0;
       *at(w.in.positions, t) = seq < last ? 0 : t - (T0 + (last - S0));
       *at(w.in.slot_mapping, t) = ~0u;
+      *at(w.in.swa_slot_mapping, t) = ~0u;
     }
     for (std::uint32_t s = S0; s < S; ++s) *at(w.in.query_start, s + 1) = s < last ? T0 + (s - S0) + 1 : T;
     std::memset(at(w.in.block_table, std::uint64_t{S0} * max_blocks_per_seq_), 0,
+                std::uint64_t{S - S0} * max_blocks_per_seq_ * 4);
+    std::memset(at(w.in.swa_block_table, std::uint64_t{S0} * max_blocks_per_seq_), 0,
                 std::uint64_t{S - S0} * max_blocks_per_seq_ * 4);
     for (std::uint32_t r = R0; r < R; ++r) {
       *at(w.in.sample_rows, r) = 0;

@@ -17,7 +17,7 @@ inline constexpr std::size_t kMaxRecordings = 32;  // shapes x the two input slo
 struct InputLayout {
   std::uint64_t token_ids, positions, query_start, slot_mapping, block_table, sample_rows,
       sampling, penalties, masks, score_rows, score_sampling, score_penalties, feed, embed_rows,
-      attn_limits, total;
+      attn_limits, swa_slot_mapping, swa_block_table, total;
   // embed_rows: StepInput::embed_rows. attn_limits (encoders): each token's last key, its
   // sequence's last position, which attention reads where a decoder's read positions.
   std::uint32_t max_penalties;

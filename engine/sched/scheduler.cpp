@@ -13,9 +13,12 @@
 
 namespace vkllm::sched {
 
-Scheduler::Scheduler(kv::BlockPool& pool, SchedulerConfig config,
+Scheduler::Scheduler(kv::BlockPool& pool, kv::BlockPool* swa_pool, SchedulerConfig config,
                      std::unique_ptr<SchedulingPolicy> policy)
-    : pool_(pool), config_(config), policy_(std::move(policy)) {
+    : pool_(pool), swa_pool_(swa_pool), config_(config), policy_(std::move(policy)) {
+  if ((swa_pool_ != nullptr) != (config.swa_window > 0)) {
+    throw std::invalid_argument("scheduler: a second pool goes with a sliding window, and back");
+  }
   if (config.max_num_batched_tokens == 0 || config.max_num_seqs == 0 || config.block_size == 0 ||
       config.max_model_len == 0) {
     throw std::invalid_argument("scheduler: every limit must be > 0");
@@ -70,6 +73,18 @@ void Scheduler::add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t m
     throw InvalidRequest(fmt::format("the prompt has {} tokens; the KV cache holds {} tokens in all",
                                      len, std::uint64_t{pool_.usable_blocks()} * config_.block_size));
   }
+  if (swa_pool_) {
+    // The sliding layers hold their window and the chunks of two steps (the one in flight, the
+    // next) at most.
+    const std::uint64_t chunk = std::min<std::uint64_t>(len, config_.max_num_batched_tokens);
+    const std::uint64_t most = std::min<std::uint64_t>(
+        blocks_needed, (config_.swa_window + 2 * chunk + config_.block_size - 1) / config_.block_size + 2);
+    if (most > swa_pool_->usable_blocks()) {
+      throw InvalidRequest(fmt::format("the sliding-window layers' KV pool of {} blocks cannot hold "
+                                       "a window of {} tokens and this prompt's chunks",
+                                       swa_pool_->usable_blocks(), config_.swa_window));
+    }
+  }
   if (whole && len > config_.max_num_batched_tokens) {
     throw InvalidRequest(fmt::format("scheduler: a whole prompt of {} tokens exceeds a step's {}", len,
                                      config_.max_num_batched_tokens));
@@ -91,16 +106,51 @@ void Scheduler::add(SeqId id, std::vector<std::uint32_t> prompt, std::uint32_t m
 
 bool Scheduler::ensure_blocks(Sequence& s, std::uint32_t tokens) {
   const std::uint32_t need = (tokens + config_.block_size - 1) / config_.block_size;
-  if (need <= s.blocks.size()) return true;
-  auto got = pool_.allocate(need - static_cast<std::uint32_t>(s.blocks.size()));
-  if (!got) return false;
-  s.blocks.insert(s.blocks.end(), got->begin(), got->end());
-  return true;
+  const auto grow = [need](kv::BlockPool& pool, std::vector<kv::BlockId>& blocks) {
+    if (need <= blocks.size()) return true;
+    auto got = pool.allocate(need - static_cast<std::uint32_t>(blocks.size()));
+    if (!got) return false;
+    blocks.insert(blocks.end(), got->begin(), got->end());
+    return true;
+  };
+  // What one pool gave stays with the sequence (its next try, or its release, takes it).
+  return grow(pool_, s.blocks) && (!swa_pool_ || grow(*swa_pool_, s.swa_blocks));
+}
+
+void Scheduler::release_all(Sequence& s) {
+  for (kv::BlockId b : s.blocks) {
+    if (b != kv::kNullBlock) pool_.release(b);
+  }
+  for (kv::BlockId b : s.swa_blocks) {
+    if (b != kv::kNullBlock) swa_pool_->release(b);
+  }
+  s.blocks.clear();
+  s.swa_blocks.clear();
+  s.trimmed = s.swa_trimmed = 0;
+}
+
+void Scheduler::trim_windows(Sequence& s) {
+  const std::uint32_t bs = config_.block_size;
+  const auto trim = [&](kv::BlockPool& pool, std::vector<kv::BlockId>& blocks, std::uint32_t& trimmed,
+                        std::uint32_t window) {
+    if (window == 0) return;
+    // Queries from num_computed on attend keys from num_computed + 1 - window. A step already
+    // submitted may still read a block given back here: whatever reuses it is written by a later
+    // step, which the device runs after.
+    const std::uint32_t first = s.num_computed + 1 > window ? s.num_computed + 1 - window : 0;
+    const std::uint32_t limit = std::min<std::uint32_t>(
+        {first / bs, s.num_hashed > 0 ? s.num_hashed - 1 : 0, static_cast<std::uint32_t>(blocks.size())});
+    for (; trimmed < limit; ++trimmed) {
+      if (blocks[trimmed] != kv::kNullBlock) pool.release(blocks[trimmed]);
+      blocks[trimmed] = kv::kNullBlock;
+    }
+  };
+  trim(pool_, s.blocks, s.trimmed, config_.window);
+  if (swa_pool_) trim(*swa_pool_, s.swa_blocks, s.swa_trimmed, config_.swa_window);
 }
 
 void Scheduler::preempt(Sequence& s) {
-  pool_.release(s.blocks);
-  s.blocks.clear();
+  release_all(s);
   s.num_computed = 0;
   s.num_hashed = 0;
   s.last_hash = 0;
@@ -131,18 +181,34 @@ bool Scheduler::share_prompt(Sequence& s) {
   const std::uint32_t bs = config_.block_size;
   const std::uint32_t k = shareable_blocks(s, bs);
   if (p == nullptr || p->status != SeqStatus::running || k == 0 || p->num_computed < k * bs ||
-      p->blocks.size() < k ||
+      p->blocks.size() < k || (swa_pool_ && p->swa_blocks.size() < k) ||
       !std::equal(s.tokens.begin(), s.tokens.begin() + std::ptrdiff_t{k} * bs, p->tokens.begin())) {
+    return false;
+  }
+  // A sliding window's blocks that the other one gave back already cannot be shared: the ones
+  // this sequence's first query attends must all be there.
+  const auto held = [&](const std::vector<kv::BlockId>& blocks, std::uint32_t window) {
+    const std::uint32_t first = window && k * bs + 1 > window ? k * bs + 1 - window : 0;
+    for (std::uint32_t b = first / bs; b < k; ++b) {
+      if (blocks[b] == kv::kNullBlock) return false;
+    }
+    return true;
+  };
+  if (!held(p->blocks, config_.window) || (swa_pool_ && !held(p->swa_blocks, config_.swa_window))) {
     return false;
   }
   // Full blocks of prompt tokens never change: shared by reference. The K/V of the last of them
   // may still be in the step the device runs; this sequence's first step is submitted after it
   // on the same queue, as a sequence's own next chunk is. Its hashes are filed at its next
-  // resolve (a block cached already stays as it is).
-  for (std::uint32_t b = 0; b < k; ++b) {
-    pool_.ref(p->blocks[b]);
-    s.blocks.push_back(p->blocks[b]);
-  }
+  // resolve (a block cached already stays as it is; one whose parent was given back is not).
+  const auto take = [&](kv::BlockPool& pool, const std::vector<kv::BlockId>& from, std::vector<kv::BlockId>& to) {
+    for (std::uint32_t b = 0; b < k; ++b) {
+      if (from[b] != kv::kNullBlock) pool.ref(from[b]);
+      to.push_back(from[b]);
+    }
+  };
+  take(pool_, p->blocks, s.blocks);
+  if (swa_pool_) take(*swa_pool_, p->swa_blocks, s.swa_blocks);
   s.num_hashed = 0;
   s.last_hash = 0;
   s.num_computed = k * bs;
@@ -163,6 +229,14 @@ void Scheduler::admit_prefix(Sequence& s) {
     const kv::BlockHash next = pool_.hash(h, tokens);
     auto hit = pool_.lookup(next, {b == 0 ? kv::kNullBlock : s.blocks[b - 1], tokens});
     if (!hit) break;
+    if (swa_pool_) {  // the sliding layers' K/V of the block too, or neither
+      auto swa_hit = swa_pool_->lookup(next, {b == 0 ? kv::kNullBlock : s.swa_blocks[b - 1], tokens});
+      if (!swa_hit) {
+        pool_.release(*hit);
+        break;
+      }
+      s.swa_blocks.push_back(*swa_hit);
+    }
     s.blocks.push_back(*hit);
     h = next;
     s.num_hashed = b + 1;
@@ -253,12 +327,12 @@ StepPlan Scheduler::schedule(bool allow_preemption) {
     const std::uint32_t remaining = static_cast<std::uint32_t>(s.tokens.size()) - s.num_computed;
     const std::uint32_t count = std::min(remaining, budget);
     if (!ensure_blocks(s, s.num_computed + count)) {
-      pool_.release(s.blocks);  // give back the prefix hits; try again next step
-      s.blocks.clear();
+      release_all(s);  // give back the prefix hits; try again next step
       s.num_computed = s.num_hashed = 0;
       s.last_hash = 0;
       break;
     }
+    trim_windows(s);  // a long prefix hit: only its windows stay
     waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(w));
     s.status = SeqStatus::running;
     s.admitted_at = ++admissions_;
@@ -304,6 +378,7 @@ void Scheduler::resolve(const StepPlan& plan, std::span<const std::uint32_t> sam
       ++counters_.generated_tokens;
     }
     hash_full_blocks(s);
+    trim_windows(s);
   }
 }
 
@@ -314,8 +389,15 @@ void Scheduler::hash_full_blocks(Sequence& s) {
     const auto tokens = std::span(s.tokens).subspan(std::size_t{s.num_hashed} * bs, bs);
     if (std::find(tokens.begin(), tokens.end(), kPendingToken) != tokens.end()) return;
     const kv::BlockHash h = pool_.hash(s.last_hash, tokens);
-    const kv::BlockId parent = s.num_hashed == 0 ? kv::kNullBlock : s.blocks[s.num_hashed - 1];
-    pool_.cache(s.blocks[s.num_hashed], h, {parent, tokens});
+    // Filed in each pool where the block and its parent are held (a block taken from another
+    // choice after the parent was given back is not: its parent's id may hold other K/V now).
+    const auto file = [&](kv::BlockPool& pool, const std::vector<kv::BlockId>& blocks) {
+      const kv::BlockId parent = s.num_hashed == 0 ? kv::kNullBlock : blocks[s.num_hashed - 1];
+      if (blocks[s.num_hashed] == kv::kNullBlock || (s.num_hashed > 0 && parent == kv::kNullBlock)) return;
+      pool.cache(blocks[s.num_hashed], h, {parent, tokens});
+    };
+    file(pool_, s.blocks);
+    if (swa_pool_) file(*swa_pool_, s.swa_blocks);
     s.last_hash = h;
     ++s.num_hashed;
   }
@@ -325,7 +407,7 @@ void Scheduler::finish(SeqId id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return;
   Sequence& s = *it->second;
-  pool_.release(s.blocks);
+  release_all(s);
   if (s.status == SeqStatus::running) {
     running_.erase(std::find(running_.begin(), running_.end(), id));
   } else if (s.status == SeqStatus::waiting) {

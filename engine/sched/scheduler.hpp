@@ -27,6 +27,11 @@ struct SchedulerConfig {
   std::uint32_t max_num_seqs = 64;              // sequences per step
   std::uint32_t block_size = 16;
   std::uint32_t max_model_len = 4096;           // prompt + generated, per sequence
+  // Sliding windows (docs/ARCHITECTURE.md "Sliding windows"): the window of the layers on the
+  // main pool (0: full attention; > 0 when every layer slides), and of those on the second pool
+  // (Scheduler's swa_pool; its layers slide). A sequence gives back the blocks before its window.
+  std::uint32_t window = 0;
+  std::uint32_t swa_window = 0;
   // Testing (vLLM's artificial preemption): each decode is, with this probability, planned as if
   // the pool were out of blocks: the policy's victim is preempted and later recomputed, or, in a
   // plan made without preemption, the plan starves. At most artificial_preempt_max times, from a
@@ -45,7 +50,13 @@ struct Sequence {
   std::uint32_t prompt_len = 0;
   std::uint32_t max_new_tokens = 0;
   std::uint32_t num_computed = 0;     // leading tokens whose K/V are in `blocks`
+  // Block b holds positions [b * block_size, (b + 1) * block_size). Blocks before a sliding
+  // window were given back: kNullBlock (the first `trimmed` entries are such).
   std::vector<kv::BlockId> blocks;
+  std::uint32_t trimmed = 0;
+  // The sliding layers' blocks, in the second pool (a model with both kinds of layer); else empty.
+  std::vector<kv::BlockId> swa_blocks;
+  std::uint32_t swa_trimmed = 0;
   std::uint32_t num_hashed = 0;       // leading full blocks registered in the prefix cache
   kv::BlockHash last_hash = 0;        // chain hash of block num_hashed - 1
   SeqStatus status = SeqStatus::waiting;
@@ -116,6 +127,13 @@ class FcfsPolicy final : public SchedulingPolicy {
 class Scheduler {
  public:
   Scheduler(kv::BlockPool& pool, SchedulerConfig config,
+            std::unique_ptr<SchedulingPolicy> policy = std::make_unique<FcfsPolicy>())
+      : Scheduler(pool, nullptr, config, std::move(policy)) {}
+  // swa_pool: the sliding-window layers' own pool (config.swa_window > 0), or nullptr. Every
+  // sequence then holds blocks of both pools for the positions it computes; a step runs when both
+  // have room (preemption frees both), and the prefix cache shares a block only where both pools
+  // still hold it.
+  Scheduler(kv::BlockPool& pool, kv::BlockPool* swa_pool, SchedulerConfig config,
             std::unique_ptr<SchedulingPolicy> policy = std::make_unique<FcfsPolicy>());
 
   const SchedulerConfig& config() const { return config_; }
@@ -163,6 +181,7 @@ class Scheduler {
   std::uint64_t admissions() const { return admissions_; }  // the last Sequence::admitted_at given
   const SchedulerCounters& counters() const { return counters_; }
   const kv::BlockPool& pool() const { return pool_; }
+  const kv::BlockPool* swa_pool() const { return swa_pool_; }
 
  private:
   Sequence& get(SeqId id);
@@ -172,9 +191,14 @@ class Scheduler {
   bool admissible(const Sequence& s) const;     // not held back for the sequence it shares with
   bool share_prompt(Sequence& s);               // takes the shared blocks; false: none to take
   void hash_full_blocks(Sequence& s);
+  // Gives back the blocks before the sequence's sliding windows: those that no query from
+  // num_computed on attends, and whose successor is filed in the prefix cache (it names them).
+  void trim_windows(Sequence& s);
+  void release_all(Sequence& s);  // both pools' blocks, the given-back entries skipped
   std::vector<const Sequence*> view(std::span<const SeqId> ids) const;
 
   kv::BlockPool& pool_;
+  kv::BlockPool* swa_pool_ = nullptr;
   SchedulerConfig config_;
   std::unique_ptr<SchedulingPolicy> policy_;
   std::unordered_map<SeqId, std::unique_ptr<Sequence>> seqs_;

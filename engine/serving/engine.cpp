@@ -48,16 +48,28 @@ Engine::Engine(model::Model& model, const tok::Tokenizer& tokenizer, EngineConfi
       encoder_(model.config().encoder),
       pooling_(model.config().pooling),
       pool_(model.num_blocks(), config.prefix_caching),
-      scheduler_(pool_, sched::SchedulerConfig{
-                            std::min(config.max_num_batched_tokens, model.options().max_batch_tokens),
-                            std::min(config.max_num_seqs, model.options().max_seqs),
-                            model.options().block_size, model.options().context_length,
-                            config.artificial_preempt}) {
+      swa_pool_(model.swa_num_blocks() ? std::make_unique<kv::BlockPool>(model.swa_num_blocks(), config.prefix_caching)
+                                       : nullptr),
+      scheduler_(pool_, swa_pool_.get(), [&] {
+        sched::SchedulerConfig c;
+        c.max_num_batched_tokens = std::min(config.max_num_batched_tokens, model.options().max_batch_tokens);
+        c.max_num_seqs = std::min(config.max_num_seqs, model.options().max_seqs);
+        c.block_size = model.options().block_size;
+        c.max_model_len = model.options().context_length;
+        c.artificial_preempt = config.artificial_preempt;
+        c.window = model.window();
+        c.swa_window = model.swa_window();
+        return c;
+      }()) {
   late_masks_ = config.late_masks.value_or(model.device().caps().vendor != platform::Vendor::software);
   config_.max_num_seqs = scheduler_.config().max_num_seqs;
   config_.max_num_batched_tokens = scheduler_.config().max_num_batched_tokens;
   stats_.kv_blocks_total = pool_.usable_blocks();
   stats_.kv_blocks_free = pool_.num_free();
+  if (swa_pool_) {
+    stats_.kv_swa_blocks_total = swa_pool_->usable_blocks();
+    stats_.kv_swa_blocks_free = swa_pool_->num_free();
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -210,6 +222,7 @@ void Engine::publish_stats() {
   queued_ = stats_.waiting;
   stats_.kv_blocks_free = pool_.num_free();
   stats_.kv_usage = double(pool_.num_used()) / pool_.usable_blocks();
+  if (swa_pool_) stats_.kv_swa_blocks_free = swa_pool_->num_free();
   const auto& sc = scheduler_.counters();
   stats_.prompt_tokens = sc.prompt_tokens_computed;
   stats_.cached_prompt_tokens = sc.prompt_tokens_cached;
@@ -361,6 +374,11 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l, bo
     const std::size_t row = in.block_table.size();
     in.block_table.resize(row + mb, kv::kNullBlock);
     std::copy(s.blocks.begin(), s.blocks.end(), in.block_table.begin() + static_cast<std::ptrdiff_t>(row));
+    if (swa_pool_) {
+      in.swa_block_table.resize(row + mb, kv::kNullBlock);
+      std::copy(s.swa_blocks.begin(), s.swa_blocks.end(),
+                in.swa_block_table.begin() + static_cast<std::ptrdiff_t>(row));
+    }
     for (std::uint32_t p = c.start; p < c.start + c.count; ++p) {
       const bool pending = s.tokens[p] == sched::kPendingToken;
       if (pending && !feed_rows.count(c.id)) {
@@ -370,6 +388,7 @@ model::StepInput Engine::build_step(const sched::StepPlan& plan, Launched& l, bo
       in.token_ids.push_back(pending ? 0 : s.tokens[p]);
       in.positions.push_back(p);
       in.slot_mapping.push_back(s.blocks[p / bs] * bs + p % bs);
+      if (swa_pool_) in.swa_slot_mapping.push_back(s.swa_blocks[p / bs] * bs + p % bs);
     }
     const auto first_row = static_cast<std::uint32_t>(in.token_ids.size()) - c.count;
     in.query_start.push_back(static_cast<std::uint32_t>(in.token_ids.size()));
@@ -646,7 +665,8 @@ void Engine::recover() {
     }
     model_ = nullptr;  // the callback destroys it first
     model::Model& m = config_.reload();
-    if (m.num_blocks() != pool_.num_blocks() || m.options().context_length != max_model_len_) {
+    if (m.num_blocks() != pool_.num_blocks() || m.options().context_length != max_model_len_ ||
+        m.swa_num_blocks() != (swa_pool_ ? swa_pool_->num_blocks() : 0)) {
       throw DeviceError(fmt::format("the reloaded model has {} KV blocks and context {}; the engine "
                                     "was built for {} and {}",
                                     m.num_blocks(), m.options().context_length, pool_.num_blocks(),
@@ -657,6 +677,7 @@ void Engine::recover() {
     return give_up(fmt::format("the device was lost and reloading the model failed: {}", e.what()));
   }
   pool_.reset_prefix_cache();  // the cached K/V went with the device
+  if (swa_pool_) swa_pool_->reset_prefix_cache();
   in_flight_.reset();
   starved_ = false;
   log::info("recovered from the device loss: serving again");

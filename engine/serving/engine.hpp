@@ -147,6 +147,10 @@ struct EngineStats {
   double kv_usage = 0;  // fraction of usable blocks referenced
   std::uint32_t kv_blocks_total = 0;
   std::uint32_t kv_blocks_free = 0;
+  // The sliding-window layers' own pool (a model with both kinds of layer; 0 otherwise): blocks
+  // before each sequence's window come back here as it runs.
+  std::uint32_t kv_swa_blocks_total = 0;
+  std::uint32_t kv_swa_blocks_free = 0;
   std::uint64_t prompt_tokens = 0;      // computed
   std::uint64_t cached_prompt_tokens = 0;  // from the prefix cache or shared between choices
   std::uint64_t shared_prompt_tokens = 0;  // of which shared between a request's choices
@@ -277,6 +281,7 @@ class Engine final : public Service {
   bool embeddings_ = false, encoder_ = false;
   model::Pooling pooling_ = model::Pooling::last;
   kv::BlockPool pool_;
+  std::unique_ptr<kv::BlockPool> swa_pool_;  // Model::swa_num_blocks() > 0
   sched::Scheduler scheduler_;
 
   mutable std::mutex mu_;

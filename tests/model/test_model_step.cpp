@@ -282,6 +282,28 @@ TEST_CASE_FIXTURE(test::DeviceTest, "a bad batch is refused before it reaches th
   CHECK_NOTHROW(m->step(bad));
   CHECK(m->in_flight() == 0);
   CHECK_THROWS_AS(m->wait(), std::logic_error);
+  // Tables for sliding-window layers this model does not have.
+  bad = in;
+  bad.swa_slot_mapping = in.slot_mapping;
+  bad.swa_block_table = in.block_table;
+  CHECK_THROWS_WITH_AS(m->step(bad), doctest::Contains("swa_slot_mapping"), InvalidRequest);
+
+  // gemma2 (a sliding layer and a full one): its second table is checked as the first.
+  opt.swa_blocks = 3;
+  auto g = model::Model::load(device(), synthetic_reader(spec_for(Arch::gemma2, gguf::TensorType::kF32, 7)), opt);
+  REQUIRE(g->swa_num_blocks() == 3);
+  CHECK(g->num_blocks() > 3);
+  CHECK_THROWS_WITH_AS(g->step(in), doctest::Contains("swa_slot_mapping"), InvalidRequest);
+  auto two = in;
+  two.swa_slot_mapping = {2 * opt.block_size, 2 * opt.block_size + 1};
+  two.swa_block_table.assign(g->max_blocks_per_seq(), 2);
+  CHECK_NOTHROW(g->step(two));
+  bad = two;
+  bad.swa_block_table[0] = 3;  // past the second pool
+  CHECK_THROWS_WITH_AS(g->step(bad), doctest::Contains("swa block 0"), InvalidRequest);
+  bad = two;
+  bad.swa_slot_mapping[1] = 1;
+  CHECK_THROWS_WITH_AS(g->step(bad), doctest::Contains("swa slot"), InvalidRequest);
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "the overlapped loop: a step fed on the device matches the host's ids") {

@@ -53,6 +53,19 @@ void check_plan(const Scheduler& s, const StepPlan& plan,
     CHECK(c.start + c.count <= seq->tokens.size());
     // Enough blocks for the chunk's K/V.
     CHECK(seq->blocks.size() * s.config().block_size >= c.start + c.count);
+    // Sliding windows: every block the chunk's queries attend is held (none given back yet), in
+    // each pool; before them, at most what is given back.
+    const auto windowed = [&](const std::vector<kv::BlockId>& blocks, std::uint32_t window) {
+      const std::uint32_t bs = s.config().block_size;
+      const std::uint32_t first = window && c.start + 1 > window ? c.start + 1 - window : 0;
+      REQUIRE(blocks.size() * bs >= c.start + c.count);
+      for (std::uint32_t b = window ? first / bs : 0; b * bs < c.start + c.count; ++b) {
+        CAPTURE(b);
+        CHECK(blocks[b] != kv::kNullBlock);
+      }
+    };
+    windowed(seq->blocks, s.config().window);
+    if (s.swa_pool()) windowed(seq->swa_blocks, s.config().swa_window);
     const bool admitted = admissions_before && seq->admitted_at > *admissions_before;
     if (admitted) {
       seen_admission = true;
@@ -541,6 +554,107 @@ TEST_CASE("the overlapped loop: blocks are hashed only once their tokens are kno
   CHECK(w.preempted == std::vector<sched::SeqId>{2});
   REQUIRE(w.chunks.size() == 1);
   CHECK(w.chunks[0].id == 1);
+}
+
+TEST_CASE("sliding windows: blocks before every window go back to their pool; outputs and prefix hits hold") {
+  // block_size 4, a window of 10 on the second pool: a sequence at position p holds blocks from
+  // (p + 1 - 10) / 4 on, and one more the prefix cache names, plus the chunk in flight.
+  const SchedulerConfig cfg{.max_num_batched_tokens = 16, .max_num_seqs = 8, .block_size = 4,
+                            .max_model_len = 128, .window = 0, .swa_window = 10};
+  SUBCASE("the second pool's use stays at the windows, the first holds everything; both empty at the end") {
+    kv::BlockPool main(200), swa(40);
+    Scheduler s(main, &swa, cfg);
+    add_four(s);
+    std::uint32_t most_swa = 0;
+    std::map<sched::SeqId, std::vector<std::uint32_t>> done;
+    for (int step = 0; step < 10000 && !s.idle(); ++step) {
+      const StepPlan plan = s.schedule();
+      check_plan(s, plan);
+      CHECK(plan.preempted.empty());
+      most_swa = std::max(most_swa, swa.num_used());
+      commit_and_finish(s, plan, done);
+      for (sched::SeqId id = 1; id <= 4; ++id) {
+        const auto* q = s.find(id);
+        if (!q || q->status != sched::SeqStatus::running) continue;
+        std::uint32_t held = 0;
+        for (kv::BlockId b : q->swa_blocks) held += b != kv::kNullBlock;
+        // The window's 10 keys over 4 blocks of 4 at most, the one the cache names, the next chunk's.
+        CHECK(held <= 4 + 1 + 16 / 4);
+        CHECK((q->swa_trimmed > 0 || q->num_computed < 20));
+      }
+    }
+    CHECK(done == four_solo());
+    CHECK(most_swa <= 4 * (4 + 1 + 4));
+    CHECK(main.num_used() == 0);
+    CHECK(swa.num_used() == 0);
+  }
+  SUBCASE("a tight second pool preempts and recomputes; the outputs are the solo ones") {
+    kv::BlockPool main(200), swa(9);  // 8 usable: one sequence's prompt, not four windows
+    Scheduler s(main, &swa, cfg);
+    add_four(s);
+    bool saw = false;
+    const auto done = run_checking_victims(s, 4, true, saw);
+    CHECK(saw);
+    CHECK(done == four_solo());
+    CHECK(swa.num_used() == 0);
+  }
+  SUBCASE("every layer sliding: the one pool gives back its blocks") {
+    kv::BlockPool pool(30);  // 29 usable: 4 x 30+ tokens would need 32 without windows
+    SchedulerConfig all = cfg;
+    all.window = 10;
+    all.swa_window = 0;
+    Scheduler s(pool, all);
+    add_four(s);
+    bool saw = false;
+    CHECK(run_checking_victims(s, 4, true, saw) == four_solo());
+    CHECK(pool.num_used() == 0);
+  }
+  SUBCASE("the overlapped loop: blocks given back while a step is ahead; the same outputs") {
+    kv::BlockPool m1(200), s1(40), m2(200), s2(40);
+    Scheduler sync(m1, &s1, cfg), ahead(m2, &s2, cfg);
+    add_four(sync);
+    add_four(ahead);
+    int planned_ahead = 0;
+    CHECK(run_by_position(sync) == run_overlapped(ahead, planned_ahead));
+    CHECK(planned_ahead > 0);
+    CHECK(s2.num_used() == 0);
+  }
+  SUBCASE("prefix cache: a hit needs both pools; the second pool's chain evicted, the hit shrinks") {
+    for (std::uint32_t swa_blocks : {60u, 11u}) {
+      CAPTURE(swa_blocks);
+      kv::BlockPool main(200), swa(swa_blocks);
+      SchedulerConfig small_steps = cfg;
+      small_steps.max_num_batched_tokens = 8;  // the 11-block request runs in a 10-block pool
+      Scheduler s(main, &swa, small_steps);
+      s.add(1, prompt_of(41, 7), 3);  // 10 full blocks and one token
+      run_all(s);
+      s.add(2, prompt_of(41, 7), 3);
+      const StepPlan plan = s.schedule();
+      check_plan(s, plan);
+      const auto* q = s.find(2);
+      REQUIRE(q != nullptr);
+      if (swa_blocks == 60) {
+        CHECK(q->cached_tokens == 40);  // every full block, in both pools
+        // Only the window of its first query (position 40) is held in the second pool.
+        CHECK(q->swa_trimmed == (41 - 10) / 4);
+      } else {
+        // The small pool reused the chain's first block for the first request's last one: the
+        // chain breaks there, and the hit stops where the second pool's does.
+        CHECK(q->cached_tokens < 40);
+        CHECK(swa.counters().evictions > 0);
+      }
+      s.commit(plan, fake_sample(s, plan));
+      s.finish(2);
+      CHECK(main.num_used() == 0);
+      CHECK(swa.num_used() == 0);
+    }
+  }
+  SUBCASE("a second pool too small for one window and its chunks rejects the request, naming it") {
+    kv::BlockPool main(200), swa(5);
+    Scheduler s(main, &swa, cfg);
+    CHECK_THROWS_WITH_AS(s.add(1, prompt_of(40, 1), 3), doctest::Contains("sliding-window"), InvalidRequest);
+    s.add(2, prompt_of(3, 1), 3);  // a short one fits
+  }
 }
 
 // Several choices of one request (n > 1): the followers wait for the first choice's prompt, then

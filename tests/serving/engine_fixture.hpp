@@ -86,7 +86,7 @@ struct Fixture {
 // attention over 256-key ranges once the context can exceed 256.
 inline Fixture random_model(platform::Device& device, std::uint32_t num_blocks, std::uint32_t max_seqs,
                      bool deterministic = false, model::Arch arch = model::Arch::llama,
-                     gguf::TensorType type = gguf::TensorType::kQ8_0) {
+                     gguf::TensorType type = gguf::TensorType::kQ8_0, std::uint32_t swa_blocks = 0) {
   model::SyntheticSpec s;
   s.arch = arch;
   s.n_layers = 2;
@@ -107,6 +107,7 @@ inline Fixture random_model(platform::Device& device, std::uint32_t num_blocks, 
   o.block_size = 16;
   o.context_length = 512;
   o.num_blocks = num_blocks;
+  o.swa_blocks = swa_blocks;
   o.deterministic = deterministic;
   o.embeddings = true;
   auto m = model::Model::load(device, reader, o);
