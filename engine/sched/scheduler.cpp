@@ -324,6 +324,9 @@ StepPlan Scheduler::schedule(bool allow_preemption) {
     // An input taken whole waits for a step with room for all of it.
     if (s.whole && s.tokens.size() - s.num_computed > budget) break;
     if (!share_prompt(s)) admit_prefix(s);
+    // A long prefix hit keeps only its windows' blocks (the rest stay cached) before the chunk's
+    // are asked for: a hit longer than a small pool must not keep the request out.
+    trim_windows(s);
     const std::uint32_t remaining = static_cast<std::uint32_t>(s.tokens.size()) - s.num_computed;
     const std::uint32_t count = std::min(remaining, budget);
     if (!ensure_blocks(s, s.num_computed + count)) {
@@ -332,7 +335,6 @@ StepPlan Scheduler::schedule(bool allow_preemption) {
       s.last_hash = 0;
       break;
     }
-    trim_windows(s);  // a long prefix hit: only its windows stay
     waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(w));
     s.status = SeqStatus::running;
     s.admitted_at = ++admissions_;

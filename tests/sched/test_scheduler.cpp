@@ -649,6 +649,25 @@ TEST_CASE("sliding windows: blocks before every window go back to their pool; ou
       CHECK(swa.num_used() == 0);
     }
   }
+  SUBCASE("a prefix hit longer than the second pool has room for: only its window is kept") {
+    kv::BlockPool main(200), swa(14);  // 13 usable: the first request's 13 blocks, no eviction
+    SchedulerConfig small_steps = cfg;
+    small_steps.max_num_batched_tokens = 8;
+    Scheduler s(main, &swa, small_steps);
+    s.add(1, prompt_of(49, 7), 3);  // 12 full blocks cached in both pools
+    run_all(s);
+    auto longer = prompt_of(48, 7);
+    for (std::uint32_t t = 0; t < 8; ++t) longer.push_back(900 + t);
+    s.add(2, longer, 3);  // 12 hits, then blocks 12 and 13 for its chunk: 14 > 13 if all were kept
+    const StepPlan plan = s.schedule();
+    check_plan(s, plan);
+    REQUIRE(plan.chunks.size() == 1);
+    CHECK(s.find(2)->cached_tokens == 48);
+    CHECK(s.find(2)->swa_trimmed == (48 + 1 - 10) / 4);
+    s.commit(plan, fake_sample(s, plan));
+    run_all(s);
+    CHECK(swa.num_used() == 0);
+  }
   SUBCASE("a second pool too small for one window and its chunks rejects the request, naming it") {
     kv::BlockPool main(200), swa(5);
     Scheduler s(main, &swa, cfg);
