@@ -82,8 +82,10 @@ void main() {
     return;
   }
   const float position = float(positions[t]);
+  // Partial rotary (pc.rot_half < half_dim): pairs past the rotated dims pass through (normed).
   for (uint i = lane; i < half_dim; i += lanes) {
-    const uvec2 e = rope_pair(0, i, half_dim);
+    const bool rotated = i < pc.rot_half;
+    const uvec2 e = rotated ? rope_pair(0, i, pc.rot_half) : uvec2(2 * i, 2 * i + 1);
     float x0 = qkv[src + e.x], x1 = qkv[src + e.y];
     if (QK_NORM != 0) {
       if (kind == 0) {
@@ -94,7 +96,9 @@ void main() {
         x1 = x1 * scale * k_norm[e.y];
       }
     }
-    const vec2 r = rope_rotate(x0, x1, position * inv_freq[i]);
+    // LongRoPE's attention factor scales the rotated pairs only (llama.cpp's rope mscale): with
+    // partial rotary the pass-through dims keep their size.
+    const vec2 r = rotated ? rope_rotate(x0, x1, position * inv_freq[i]) * pc.mscale : vec2(x0, x1);
     if (kind == 0) {
       q_out[dst + e.x] = r.x;
       q_out[dst + e.y] = r.y;

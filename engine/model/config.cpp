@@ -271,9 +271,11 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     throw InvalidModel(fmt::format("{}: rope base {} is out of range", r.name(), rope.base));
   }
   rope.dims = r.find_u32(key(arch, "rope.dimension_count")).value_or(c.head_dim);
-  if (rope.dims != c.head_dim) {
-    throw Unsupported(fmt::format("{}: partial rotary embedding ({} of {} dims) is not supported",
-                                  r.name(), rope.dims, c.head_dim));
+  // Partial rotary (Phi-4-mini: 96 of 128): the first rope.dims elements of each head rotate.
+  if (rope.dims == 0 || rope.dims % 2 != 0 || rope.dims > c.head_dim) {
+    throw InvalidModel(fmt::format("{}: {} rotary dims of a head of {} (an even count up to the "
+                                   "head's is needed)",
+                                   r.name(), rope.dims, c.head_dim));
   }
   rope.neox = c.arch != Arch::llama;  // qwen2, qwen3, phi3, gemma2, gemma3: neox
   const std::string scaling = r.find_string(key(arch, "rope.scaling.type")).value_or("none");
@@ -291,12 +293,12 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
   }
   // Per-pair RoPE divisors stored as tensors: [head_dim / 2] f32, positive and finite.
   const auto factors = [&](const char* name) {
-    const gguf::TensorInfo& f = r.tensor(name, std::vector<std::uint64_t>{c.head_dim / 2});
+    const gguf::TensorInfo& f = r.tensor(name, std::vector<std::uint64_t>{rope.dims / 2});
     if (f.type != TensorType::kF32) {
       throw Unsupported(fmt::format("{}: {} is {}, expected f32", r.name(), name,
                                     gguf::type_name(f.type)));
     }
-    std::vector<float> v(c.head_dim / 2);
+    std::vector<float> v(rope.dims / 2);
     std::memcpy(v.data(), r.tensor_data(f).data(), v.size() * 4);
     for (float x : v) {
       if (!(x > 0.f) || !std::isfinite(x)) {

@@ -32,7 +32,7 @@ enum class RopeScaling { none, linear, llama3, longrope };
 
 struct RopeConfig {
   float base = 10000.f;
-  std::uint32_t dims = 0;  // rotated dims per head (= head_dim for the supported families)
+  std::uint32_t dims = 0;  // rotated dims per head: head_dim, or fewer (partial rotary)
   bool neox = false;       // rotate (i, i + dims/2) instead of adjacent pairs
   RopeScaling scaling = RopeScaling::none;
   float factor = 1.f;  // linear: positions / factor; llama3: the long-wavelength divisor
@@ -46,7 +46,7 @@ struct RopeConfig {
   // LongRoPE (phi3's 128k files): rope_factors_short.weight for contexts up to original_context,
   // rope_factors_long.weight beyond (chosen once for the configured context, as llama.cpp does:
   // the cached keys must not change rotation mid-sequence), and the attention factor that scales
-  // cos and sin, so the attention scores by its square.
+  // cos and sin (the rotated dims of Q and K; with partial rotary, not the rest).
   std::vector<float> short_factors, long_factors;
   float attn_factor = 1.f;
   // bert: no rotation. Its inverse frequencies are zero, so the rotation kernel turns by cos 0 = 1

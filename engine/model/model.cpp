@@ -530,8 +530,7 @@ ops::AttentionShape Model::attention_shape(std::uint32_t T, std::uint32_t S) con
   shape.head_dim = c.head_dim;
   shape.block_size = options_.block_size;
   shape.max_blocks_per_seq = max_blocks_per_seq_;
-  // LongRoPE's attention factor scales Q's and K's rotations: the scores by its square.
-  shape.scale = c.rope.attn_factor * c.rope.attn_factor * c.attn_scale;
+  shape.scale = c.attn_scale;  // LongRoPE's attention factor is rope_kv's (RopeKvShape::mscale)
   shape.softcap = c.attn_softcap;
   shape.kv_type = kv_type_;
   // Deterministic mode keeps one reduction order for every step: whether a step splits, and
@@ -597,6 +596,10 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
   rkv.kv_type = kv_type_;
   rkv.qk_norm = c.qk_norm;
   rkv.eps = c.rms_eps;
+  rkv.rot_dims = c.rope.dims;
+  // LongRoPE's attention factor multiplies the rotated pairs of Q and K (as llama.cpp's rope does;
+  // with partial rotary the rest keep their size, so it cannot be folded into the scale).
+  rkv.mscale = c.rope.attn_factor;
   // Eight dispatches a layer (docs/ARCHITECTURE.md, the step): norm, QKV (+ bias), QK-norm + RoPE
   // + K/V write, attention (its ranges combined in the same dispatch), wo (+ residual), norm,
   // gate/up (+ SiLU-multiply), down (+ residual); Gemma adds its two post-norms (and the

@@ -195,6 +195,11 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
   } else if (name == "phi3-mini") {  // Phi-3-mini-4k (fused QKV and gate/up)
     s.arch = Arch::phi3; s.n_layers = 32; s.d_model = 3072; s.n_heads = 32; s.n_kv_heads = 32;
     s.head_dim = 96; s.ffn_dim = 8192; s.vocab_size = 32064; s.context_length = 4096;
+  } else if (name == "phi4-mini") {  // Phi-4-mini: 96 of 128 dims rotated, LongRoPE, tied
+    s.arch = Arch::phi3; s.n_layers = 32; s.d_model = 3072; s.n_heads = 24; s.n_kv_heads = 8;
+    s.head_dim = 128; s.rope_dims = 96; s.ffn_dim = 8192; s.vocab_size = 200064;
+    s.context_length = 131072; s.tied_output = true; s.longrope = true;
+    s.longrope_original_context = 4096; s.longrope_attn_factor = 1.19f;
   } else if (name == "gemma2-2b") {  // Gemma 2 2B: soft-capping, a 4096 window on even layers
     s.arch = Arch::gemma2; s.n_layers = 26; s.d_model = 2304; s.n_heads = 8; s.n_kv_heads = 4;
     s.head_dim = 256; s.ffn_dim = 9216; s.vocab_size = 256000; s.context_length = 8192;
@@ -205,11 +210,19 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
     s.head_dim = 256; s.ffn_dim = 10240; s.vocab_size = 262208; s.context_length = 131072;
     s.rope_base = 1000000.f; s.linear_rope_factor = 8.f; s.tied_output = true; s.rms_eps = 1e-6f;
     s.sliding_window = 1024;
-  } else if (name == "tiny" || name == "tiny-phi3" || name == "tiny-gemma2" || name == "tiny-gemma3") {  // ~100M parameters, small enough for lavapipe
+  } else if (name == "tiny" || name == "tiny-phi3" || name == "tiny-phi4" || name == "tiny-gemma2" ||
+             name == "tiny-gemma3") {  // ~100M parameters, small enough for lavapipe
     s.n_layers = 12; s.d_model = 768; s.n_heads = 12; s.n_kv_heads = 4; s.head_dim = 64;
     s.ffn_dim = 2048; s.vocab_size = 32000; s.context_length = 4096;
     if (name == "tiny-phi3") {  // with Phi-3.5's LongRoPE (the short set up to 4096 tokens)
       s.arch = Arch::phi3;
+      s.longrope = true;
+      s.longrope_original_context = 4096;
+      s.longrope_attn_factor = 1.19f;
+    }
+    if (name == "tiny-phi4") {  // as tiny-phi3 with Phi-4-mini's partial rotary (48 of 64 dims)
+      s.arch = Arch::phi3;
+      s.rope_dims = 48;
       s.longrope = true;
       s.longrope_original_context = 4096;
       s.longrope_attn_factor = 1.19f;
@@ -247,8 +260,8 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
 }
 
 std::vector<std::string> synthetic_preset_names() {
-  return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "gemma2-2b", "gemma3-4b", "tiny",
-          "tiny-phi3", "tiny-gemma2", "tiny-gemma3", "micro", "micro-gemma3", "bge-small", "micro-bert"};
+  return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "phi4-mini", "gemma2-2b", "gemma3-4b", "tiny",
+          "tiny-phi3", "tiny-phi4", "tiny-gemma2", "tiny-gemma3", "micro", "micro-gemma3", "bge-small", "micro-bert"};
 }
 
 std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
@@ -277,7 +290,8 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
   w.set_u32(arch + ".attention.head_count_kv", s.n_kv_heads);
   w.set_u32(arch + ".attention.key_length", s.head_dim);
   w.set_u32(arch + ".attention.value_length", s.head_dim);
-  w.set_u32(arch + ".rope.dimension_count", s.head_dim);
+  const std::uint32_t rot = s.rope_dims ? s.rope_dims : s.head_dim;
+  w.set_u32(arch + ".rope.dimension_count", rot);
   w.set_f32(arch + ".rope.freq_base", s.rope_base);
   w.set_f32(arch + ".attention.layer_norm_rms_epsilon", s.rms_eps);
   if (s.pooling) w.set_u32(arch + ".pooling_type", *s.pooling);
@@ -303,15 +317,15 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
   if (s.llama3_rope) {
     RopeConfig rope;
     rope.base = s.rope_base;
-    rope.dims = s.head_dim;
+    rope.dims = rot;
     rope.factor = s.rope_factor;
     const std::vector<float> factors = llama3_freq_factors(rope);
-    w.add_tensor_f32("rope_freqs.weight", {s.head_dim / 2}, factors, TensorType::kF32);
+    w.add_tensor_f32("rope_freqs.weight", {rot / 2}, factors, TensorType::kF32);
   }
   if (s.longrope) {
     // Phi-3.5's shape of factors: 1 for the fast pairs rising to the slow ones', short ones
     // gentler than long ones.
-    const std::uint32_t n = s.head_dim / 2;
+    const std::uint32_t n = rot / 2;
     std::vector<float> shorter(n), longer(n);
     for (std::uint32_t i = 0; i < n; ++i) {
       const float t = static_cast<float>(i) / static_cast<float>(std::max(n - 1, 1u));

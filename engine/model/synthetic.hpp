@@ -26,6 +26,7 @@ struct SyntheticSpec {
   std::uint32_t vocab_size = 512;
   std::uint32_t context_length = 2048;
   float rope_base = 10000.f;
+  std::uint32_t rope_dims = 0;  // rotated dims per head (partial rotary, Phi-4-mini); 0: head_dim
   bool llama3_rope = false;  // write rope_freqs.weight with Llama 3.1 scaling (factor below)
   float rope_factor = 8.f;
   // LongRoPE (phi3's 128k files): rope_factors_short/long.weight, the original context and the
@@ -60,9 +61,10 @@ struct SyntheticSpec {
 };
 
 // Named presets with real shapes: llama3-1b (Llama 3.2 1B), llama3-8b (Llama 3.1 8B),
-// qwen2.5-0.5b, phi3-mini (Phi-3-mini-4k), gemma2-2b (Gemma 2 2B), gemma3-4b (Gemma 3 4B), tiny
-// (~100M parameters, llama, for lavapipe benchmarks), tiny-phi3, tiny-gemma2 and tiny-gemma3
-// (tiny's shapes as those families), micro (~0.3M, tests), micro-gemma3 (micro's size as a gemma3, server
+// qwen2.5-0.5b, phi3-mini (Phi-3-mini-4k), phi4-mini (Phi-4-mini: partial rotary), gemma2-2b
+// (Gemma 2 2B), gemma3-4b (Gemma 3 4B), tiny (~100M parameters, llama, for lavapipe
+// benchmarks), tiny-phi3, tiny-phi4, tiny-gemma2 and tiny-gemma3 (tiny's shapes as those
+// families), micro (~0.3M, tests), micro-gemma3 (a micro-sized gemma3, six layers, server
 // tests), and the encoders bge-small (BGE-small-en's shapes) and micro-bert (micro's, tests).
 std::optional<SyntheticSpec> synthetic_preset(const std::string& name);
 std::vector<std::string> synthetic_preset_names();

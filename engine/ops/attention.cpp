@@ -271,9 +271,13 @@ std::uint64_t attention_counter_bytes(const AttentionShape& sh) {
 
 void record_rope(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan positions,
                  BufferSpan inv_freq, std::uint32_t ntok, std::uint32_t nheads,
-                 std::uint32_t head_dim, RopeStyle style) {
+                 std::uint32_t head_dim, RopeStyle style, std::uint32_t rot_dims) {
   if (head_dim == 0 || head_dim % 2 != 0) {
     throw Unsupported(fmt::format("rope: head_dim {} is not a positive even number", head_dim));
+  }
+  if (rot_dims == 0) rot_dims = head_dim;
+  if (rot_dims % 2 != 0 || rot_dims > head_dim) {
+    throw Unsupported(fmt::format("rope: {} rotary dims of a head of {}", rot_dims, head_dim));
   }
   const std::uint64_t pairs = std::uint64_t{ntok} * nheads * (head_dim / 2);
   if (pairs > 0xffffffffu) {
@@ -284,16 +288,16 @@ void record_rope(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan positio
   const std::uint64_t xbytes = pairs * 8;
   require_bytes(x, xbytes, "rope", "x");
   require_bytes(positions, std::uint64_t{ntok} * 4, "rope", "positions");
-  require_bytes(inv_freq, std::uint64_t{head_dim / 2} * 4, "rope", "inv_freq");
+  require_bytes(inv_freq, std::uint64_t{rot_dims / 2} * 4, "rope", "inv_freq");
   x.size = xbytes;
   positions.size = std::uint64_t{ntok} * 4;
-  inv_freq.size = std::uint64_t{head_dim / 2} * 4;
+  inv_freq.size = std::uint64_t{rot_dims / 2} * 4;
   const bool neox = style == RopeStyle::neox;
   const std::uint32_t wg = k.tuning().elementwise_workgroup;
   const auto& p = k.pipeline(neox ? shaders::ShaderId::rope_neox_f32
                                   : shaders::ShaderId::rope_normal_f32,
                              3, sizeof(PushRope), {wg});
-  const PushRope push{ntok, nheads, head_dim / 2};
+  const PushRope push{ntok, nheads, head_dim / 2, rot_dims / 2};
   cs.dispatch(p, {{x, Access::read_write}, {positions, Access::read}, {inv_freq, Access::read}},
               push, {group_count(k, pairs, wg), 1, 1},
               fmt::format("rope_{} [{}, {}, {}]", neox ? "neox" : "normal", ntok, nheads,
@@ -375,6 +379,10 @@ void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& sh, Buffer
   if (sh.head_dim == 0 || sh.head_dim % 2 != 0) {
     throw Unsupported(fmt::format("rope_kv: head_dim {} is not a positive even number", sh.head_dim));
   }
+  const std::uint32_t rot_dims = sh.rot_dims ? sh.rot_dims : sh.head_dim;
+  if (rot_dims % 2 != 0 || rot_dims > sh.head_dim) {
+    throw Unsupported(fmt::format("rope_kv: {} rotary dims of a head of {}", rot_dims, sh.head_dim));
+  }
   const std::uint64_t heads = std::uint64_t{sh.n_heads} + 2ull * sh.n_kv_heads;
   const std::uint64_t stride = heads * sh.head_dim;
   const std::uint64_t kv_dim = std::uint64_t{sh.n_kv_heads} * sh.head_dim;
@@ -389,13 +397,13 @@ void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& sh, Buffer
   const std::uint64_t qbytes = std::uint64_t{sh.ntok} * sh.n_heads * sh.head_dim * 4;
   require_bytes(qkv, std::uint64_t{sh.ntok} * stride * 4, "rope_kv", "qkv");
   require_bytes(positions, std::uint64_t{sh.ntok} * 4, "rope_kv", "positions");
-  require_bytes(inv_freq, std::uint64_t{sh.head_dim / 2} * 4, "rope_kv", "inv_freq");
+  require_bytes(inv_freq, std::uint64_t{rot_dims / 2} * 4, "rope_kv", "inv_freq");
   require_bytes(slot_mapping, std::uint64_t{sh.ntok} * 4, "rope_kv", "slot_mapping");
   require_bytes(q_out, qbytes, "rope_kv", "q_out");
   const std::uint64_t slots = bind_pools(k, k_pool, v_pool, row_bytes, "rope_kv");
   qkv.size = std::uint64_t{sh.ntok} * stride * 4;
   positions.size = slot_mapping.size = std::uint64_t{sh.ntok} * 4;
-  inv_freq.size = std::uint64_t{sh.head_dim / 2} * 4;
+  inv_freq.size = std::uint64_t{rot_dims / 2} * 4;
   q_out.size = qbytes;
   if (sh.qk_norm) {
     require_bytes(q_norm, std::uint64_t{sh.head_dim} * 4, "rope_kv", "q_norm");
@@ -415,7 +423,7 @@ void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& sh, Buffer
   const auto& p = k.pipeline(id, 9, sizeof(PushRopeKv), {wg, sh.qk_norm ? 1u : 0u});
   const PushRopeKv push{sh.ntok,     sh.n_heads, sh.n_kv_heads, sh.head_dim / 2,
                         static_cast<std::uint32_t>(stride), static_cast<std::uint32_t>(slots),
-                        sh.eps};
+                        sh.eps,     rot_dims / 2, sh.mscale};
   cs.dispatch(p,
               {{qkv, Access::read},
                {positions, Access::read},

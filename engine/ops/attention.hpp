@@ -13,9 +13,11 @@ enum class RopeStyle { normal, neox };
 // In place on x: [ntok, nheads, head_dim] f32. Pair i of token t turns by angle
 // positions[t] * inv_freq[i]; inv_freq: head_dim/2 f32 (the host folds base and llama3 scaling
 // into it). positions: ntok u32.
+// rot_dims (partial rotary; 0: head_dim): only the first rot_dims elements of each head rotate,
+// as a head of that size (pairs within them; inv_freq has rot_dims / 2 entries).
 void record_rope(Kernels& k, CommandStream& cs, BufferSpan x, BufferSpan positions,
                  BufferSpan inv_freq, std::uint32_t ntok, std::uint32_t nheads,
-                 std::uint32_t head_dim, RopeStyle style);
+                 std::uint32_t head_dim, RopeStyle style, std::uint32_t rot_dims = 0);
 
 // out[i] = silu(gate[i]) * up[i], i < n. out may alias gate or up.
 void record_silu_mul(Kernels& k, CommandStream& cs, BufferSpan gate, BufferSpan up, BufferSpan out,
@@ -49,6 +51,8 @@ struct RopeKvShape {
   KvType kv_type = KvType::f32;
   bool qk_norm = false;  // q_norm and k_norm: head_dim f32 each
   float eps = 0;
+  std::uint32_t rot_dims = 0;  // partial rotary, as record_rope's (0: head_dim)
+  float mscale = 1.f;          // the rotated pairs of Q and K times this (LongRoPE's attention factor)
 };
 void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& shape, BufferSpan qkv,
                     BufferSpan positions, BufferSpan inv_freq, BufferSpan slot_mapping,

@@ -64,8 +64,9 @@ struct PushRope {
   std::uint32_t ntok;
   std::uint32_t nheads;
   std::uint32_t half_dim;  // head_dim / 2
+  std::uint32_t rot_half;  // rotated pairs: rotary dims / 2 (partial rotary: fewer than half_dim)
 };
-static_assert(sizeof(PushRope) == 12);
+static_assert(sizeof(PushRope) == 16);
 
 struct PushRopeKv {
   std::uint32_t ntok;
@@ -75,8 +76,10 @@ struct PushRopeKv {
   std::uint32_t qkv_stride;
   std::uint32_t num_slots;
   float eps;
+  std::uint32_t rot_half;  // rotated pairs (partial rotary: fewer than half_dim)
+  float mscale;            // the rotated pairs times this (LongRoPE's attention factor)
 };
-static_assert(sizeof(PushRopeKv) == 28);
+static_assert(sizeof(PushRopeKv) == 36);
 
 struct PushKvWrite {
   std::uint32_t ntok;

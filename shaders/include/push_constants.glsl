@@ -78,6 +78,7 @@ layout(push_constant) uniform PushRope {
   uint ntok;
   uint nheads;
   uint half_dim;  // head_dim / 2 (pairs per head)
+  uint rot_half;  // rotated pairs: rotary dims / 2; the pairs past them stay as they are
 } pc;
 #endif
 
@@ -100,6 +101,8 @@ layout(push_constant) uniform PushRopeKv {
   uint qkv_stride;  // elements between token rows of qkv: (n_heads + 2 n_kv_heads) head_dim
   uint num_slots;
   float eps;        // QK_NORM's epsilon
+  uint rot_half;    // rotated pairs: rotary dims / 2 (partial rotary: < half_dim)
+  float mscale;     // the rotated pairs times this (LongRoPE's attention factor), as llama.cpp
 } pc;
 #endif
 

@@ -298,9 +298,16 @@ TEST_CASE("unsupported and malformed models are typed errors naming the cause") 
     CHECK_THROWS_AS(ModelConfig::from_gguf(to_reader(w)), InvalidModel);
     CHECK(error_of(to_reader(w)).find("llama.block_count") != std::string::npos);
   }
-  SUBCASE("partial rotary") {
+  SUBCASE("rotary dims: partial runs; odd or past the head does not") {
     auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("llama.rope.dimension_count", 8); });
-    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+    CHECK(ModelConfig::from_gguf(r).rope.dims == 8);
+    CHECK(model::rope_inv_freq(ModelConfig::from_gguf(r).rope).size() == 4);
+    for (std::uint32_t dims : {7u, 18u, 0u}) {
+      CAPTURE(dims);
+      r = rewrite(base, [dims](gguf::Writer& w) { w.set_u32("llama.rope.dimension_count", dims); });
+      CHECK_THROWS_AS(ModelConfig::from_gguf(r), InvalidModel);
+      CHECK(error_of(r).find("rotary dims") != std::string::npos);
+    }
   }
   SUBCASE("unknown rope scaling") {
     auto r = rewrite(base, [](gguf::Writer& w) { w.set_string("llama.rope.scaling.type", "yarn"); });

@@ -258,12 +258,14 @@ TEST_CASE_FIXTURE(FusedTest, "rope_kv equals QK-norm, rope on q and k, and kv_wr
   for (auto style : {ops::RopeStyle::normal, ops::RopeStyle::neox}) {
     for (auto kv_type : kv_types) {
       for (bool qk_norm : {false, true}) {
-        for (auto [n_heads, n_kv, hd] : {std::tuple{4u, 2u, 64u}, std::tuple{3u, 1u, 128u},
-                                         std::tuple{2u, 2u, 6u}}) {
+        // The last: rotary dims (partial rotary, Phi-4-mini: 96 of 128).
+        for (auto [n_heads, n_kv, hd, rot] : {std::tuple{4u, 2u, 64u, 64u}, std::tuple{3u, 1u, 128u, 96u},
+                                              std::tuple{2u, 2u, 6u, 6u}, std::tuple{4u, 2u, 64u, 16u}}) {
           CAPTURE(style == ops::RopeStyle::neox);
           CAPTURE(kv_type == ops::KvType::f16);
           CAPTURE(qk_norm);
           CAPTURE(hd);
+          CAPTURE(rot);
           const bool f16 = kv_type == ops::KvType::f16;
           const std::uint32_t ntok = 5, q_dim = n_heads * hd, kv_dim = n_kv * hd;
           const std::uint32_t stride = q_dim + 2 * kv_dim, slots = 16;
@@ -275,8 +277,8 @@ TEST_CASE_FIXTURE(FusedTest, "rope_kv equals QK-norm, rope on q and k, and kv_wr
             k_part.insert(k_part.end(), row + q_dim, row + q_dim + kv_dim);
             v_part.insert(v_part.end(), row + q_dim + kv_dim, row + stride);
           }
-          std::vector<float> inv_freq(hd / 2);
-          for (std::uint32_t i = 0; i < hd / 2; ++i) inv_freq[i] = std::pow(10000.f, -2.f * i / hd);
+          std::vector<float> inv_freq(rot / 2);
+          for (std::uint32_t i = 0; i < rot / 2; ++i) inv_freq[i] = std::pow(10000.f, -2.f * i / rot);
           const std::vector<std::uint32_t> positions = {0, 1, 7, 4000, 131071};
           // Token 3 is padding: no K/V row written anywhere.
           const std::vector<std::uint32_t> slot_map = {3, 0, 15, ~0u, 8};
@@ -296,7 +298,7 @@ TEST_CASE_FIXTURE(FusedTest, "rope_kv equals QK-norm, rope on q and k, and kv_wr
           auto v2 = upload_floats(v_part, "v");
           auto q2n = poisoned_floats(q_part.size(), "q normed");
           auto k2n = poisoned_floats(k_part.size(), "k normed");
-          ops::RopeKvShape sh{ntok, n_heads, n_kv, hd, style, kv_type, qk_norm, 1e-6f};
+          ops::RopeKvShape sh{ntok, n_heads, n_kv, hd, style, kv_type, qk_norm, 1e-6f, rot};
           const float eps = 1e-6f;
           run([&](auto& cs) {
             ops::record_rope_kv(kernels(), cs, sh, dqkv, dpos, dfreq, dslots, q1, kp1, vp1,
@@ -310,8 +312,8 @@ TEST_CASE_FIXTURE(FusedTest, "rope_kv equals QK-norm, rope on q and k, and kv_wr
               qq = &q2n;
               kk = &k2n;
             }
-            ops::record_rope(kernels(), cs, *qq, dpos, dfreq, ntok, n_heads, hd, style);
-            ops::record_rope(kernels(), cs, *kk, dpos, dfreq, ntok, n_kv, hd, style);
+            ops::record_rope(kernels(), cs, *qq, dpos, dfreq, ntok, n_heads, hd, style, rot);
+            ops::record_rope(kernels(), cs, *kk, dpos, dfreq, ntok, n_kv, hd, style, rot);
             ops::record_kv_write(kernels(), cs, kv_type, *kk, v2, dslots, kp2, vp2, ntok, kv_dim);
           });
           const auto got_q = download_floats(q1, q_part.size());

@@ -39,17 +39,19 @@ std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float
   return y;
 }
 
-void rope(std::vector<float>& x, std::uint32_t heads, std::uint32_t hd, std::uint32_t pos,
-          const std::vector<float>& inv_freq, bool neox) {
+// The first `rot` elements of each head rotate as a head of that size (partial rotary), times
+// mscale (LongRoPE's attention factor, on the rotated pairs only, as llama.cpp's rope).
+void rope(std::vector<float>& x, std::uint32_t heads, std::uint32_t hd, std::uint32_t rot,
+          std::uint32_t pos, const std::vector<float>& inv_freq, bool neox, double mscale) {
   for (std::uint32_t h = 0; h < heads; ++h) {
     float* v = x.data() + std::size_t{h} * hd;
-    for (std::uint32_t i = 0; i < hd / 2; ++i) {
+    for (std::uint32_t i = 0; i < rot / 2; ++i) {
       const double theta = double(pos) * inv_freq[i];
       const double c = std::cos(theta), s = std::sin(theta);
-      const std::uint32_t a = neox ? i : 2 * i, b = neox ? i + hd / 2 : 2 * i + 1;
+      const std::uint32_t a = neox ? i : 2 * i, b = neox ? i + rot / 2 : 2 * i + 1;
       const double x0 = v[a], x1 = v[b];
-      v[a] = static_cast<float>(x0 * c - x1 * s);
-      v[b] = static_cast<float>(x0 * s + x1 * c);
+      v[a] = static_cast<float>((x0 * c - x1 * s) * mscale);
+      v[b] = static_cast<float>((x0 * s + x1 * c) * mscale);
     }
   }
 }
@@ -141,13 +143,9 @@ std::vector<float> ReferenceModel::forward(std::uint32_t token) {
       q = rms_norm(q, L.q_norm, c.rms_eps);
       k = rms_norm(k, L.k_norm, c.rms_eps);
     }
-    rope(q, c.n_heads, hd, pos, inv_freq, c.rope.neox);
-    rope(k, c.n_kv_heads, hd, pos, inv_freq, c.rope.neox);
     // LongRoPE's attention factor multiplies cos and sin (llama.cpp's rope attn_factor).
-    if (c.rope.attn_factor != 1.f) {
-      for (float& e : q) e *= c.rope.attn_factor;
-      for (float& e : k) e *= c.rope.attn_factor;
-    }
+    rope(q, c.n_heads, hd, c.rope.dims, pos, inv_freq, c.rope.neox, c.rope.attn_factor);
+    rope(k, c.n_kv_heads, hd, c.rope.dims, pos, inv_freq, c.rope.neox, c.rope.attn_factor);
     if (round_kv_f16_) {
       for (float& e : k) e = gguf::fp16_to_fp32(gguf::fp32_to_fp16(e));
       for (float& e : v) e = gguf::fp16_to_fp32(gguf::fp32_to_fp16(e));
