@@ -201,8 +201,9 @@ void Model::write_inputs(const StepInput& input, const StepShape& sh) {
   const auto R0 = static_cast<std::uint32_t>(input.sample_rows.size());
   const std::uint32_t T = sh.T, S = sh.S, R = sh.R, P = sh.P;
   std::byte* base = w.inputs[sh.slot].mapped();
+  // An empty vector's data() may be null, which memcpy must not see even for 0 bytes (UBSan).
   auto put = [&](std::uint64_t offset, const auto& vec) {
-    std::memcpy(base + offset, vec.data(), vec.size() * sizeof(vec[0]));
+    if (!vec.empty()) std::memcpy(base + offset, vec.data(), vec.size() * sizeof(vec[0]));
   };
   put(w.in.token_ids, input.token_ids);
   put(w.in.positions, input.positions);
