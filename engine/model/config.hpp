@@ -101,6 +101,11 @@ struct ModelConfig {
   bool layer_slides(std::uint32_t l) const {
     return sliding_window > 0 && (swa_period == 0 || l % swa_period < swa_period - 1);
   }
+  std::uint32_t sliding_layers() const {
+    std::uint32_t n = 0;
+    for (std::uint32_t l = 0; l < n_layers; ++l) n += layer_slides(l) ? 1 : 0;
+    return n;
+  }
   // The sliding window of layer l (0: full attention).
   std::uint32_t layer_window(std::uint32_t l) const { return layer_slides(l) ? sliding_window : 0; }
   // The RoPE of layer l.

@@ -1,8 +1,9 @@
 // The forward pass of the llama family (llama, qwen2 with QKV biases, qwen3 with QK-norm, phi3,
 // gemma2 and gemma3 with their post-norms, GeGLU, soft-capping and sliding windows)
 // and of bert encoders over a flat batch, recorded into one command buffer per step shape:
-// loading the weights, planning the
-// workspace, recording. The step's host side (checks, inputs, submission) is in step.cpp.
+// loading the weights, planning the workspace, recording the layers. The step's read-outs (LM head,
+// prompt scores, embeddings) are in readout.cpp; its host side (checks, inputs, submission) in
+// step.cpp.
 #include "engine/model/model.hpp"
 #include "engine/model/workspace.hpp"
 
@@ -67,8 +68,6 @@ ops::DeviceWeight upload_tensor(platform::Device& device, const gguf::Reader& r,
   return ops::DeviceWeight::upload(device, t.type, static_cast<std::uint32_t>(ncols),
                                    static_cast<std::uint32_t>(nrows), std::as_bytes(data), name);
 }
-
-BufferSpan first_span(const ops::DeviceWeight& w) { return w.view().chunks.at(0).span; }
 
 // The rows of several weights of one column count, each concatenated after the other into
 // slices of one output row: neighbours of one type share an upload (and a matmul).
@@ -367,10 +366,8 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
   // K/V block groups (docs/ARCHITECTURE.md "Sliding windows"): a model with full and
   // sliding-window layers gives its sliding layers pools of their own, sized for max_seqs windows
   // and a step's chunks (the scheduler gives back the blocks before each window).
-  std::uint32_t n_sliding = 0;
-  for (std::uint32_t l = 0; l < config.n_layers; ++l) n_sliding += config.layer_slides(l) ? 1 : 0;
+  const std::uint32_t n_sliding = config.sliding_layers();
   const bool two_tables = n_sliding > 0 && n_sliding < config.n_layers;
-  m->window_ = n_sliding == config.n_layers ? config.sliding_window : 0;
   const std::uint32_t n_swa_layers = two_tables ? n_sliding : 0;
   const std::uint32_t n_main_layers = config.n_layers - n_swa_layers;
   if (!two_tables) {
@@ -781,74 +778,6 @@ std::pair<std::size_t, std::size_t> Model::record_encoder_layers(platform::Comma
                            T, c.rms_eps);
   }
   return {cs.dispatch_count() - d0, cs.barrier_count() - b0};
-}
-
-// The embedding rows' hidden states into the slot's embedding readback: gathered into xn,
-// through a decoder's final norm into x (the layers and the head are done with both), copied.
-void Model::record_embeddings(platform::CommandStream& cs, const StepShape& sh) {
-  if (sh.E == 0) return;
-  ops::Kernels& k = kernels_;
-  Workspace& w = *ws_;
-  const ModelConfig& c = config_;
-  const std::uint32_t T = sh.T, E = sh.E;
-  const BufferSpan rows(w.inputs[sh.slot], w.in.embed_rows, std::uint64_t{E} * 4);
-  ops::record_get_rows(k, cs, ops::f32_view(BufferSpan(w.x), c.d_model, T), rows, w.xn, E);
-  const Buffer* out = &w.xn;
-  if (!c.encoder) {
-    ops::record_rms_norm(k, cs, w.xn, first_span(output_norm_), w.x, c.d_model, E, c.rms_eps);
-    out = &w.x;
-  }
-  const std::uint64_t bytes = std::uint64_t{E} * c.d_model * 4;
-  cs.copy(BufferSpan(*out, 0, bytes), BufferSpan(w.embed_readback[sh.slot], 0, bytes), "read embeddings");
-}
-
-// The final norm and the LM head over n rows of the step's hidden states (token indices in
-// `rows`): logits [n, vocab].
-void Model::record_head(platform::CommandStream& cs, std::uint32_t T, BufferSpan rows, std::uint32_t n) {
-  ops::Kernels& k = kernels_;
-  Workspace& w = *ws_;
-  const ModelConfig& c = config_;
-  ops::record_get_rows(k, cs, ops::f32_view(BufferSpan(w.x), c.d_model, T), rows, w.hs, n);
-  ops::record_rms_norm(k, cs, w.hs, first_span(output_norm_), w.hn, c.d_model, n, c.rms_eps);
-  const ops::DeviceWeight& head = c.tied_output ? token_embd_ : output_;
-  ops::record_matmul(k, cs, head.view(), w.hn, w.logits, n);
-  if (c.final_softcap > 0.f) {
-    ops::record_softcap(k, cs, w.logits, w.logits, n * c.vocab_size, c.final_softcap);
-  }
-}
-
-// Prompt scoring, S rows at a time through the final norm, the LM head and the sampler. Each
-// row's penalty list is one entry that adds 1e30 to its target's logit, so the greedy choice is
-// the target and the sampler's logprob (of the raw logits) is the target's; the top list is of
-// the raw logits too.
-void Model::record_scores(platform::CommandStream& cs, const StepShape& sh) {
-  ops::Kernels& k = kernels_;
-  Workspace& w = *ws_;
-  const ModelConfig& c = config_;
-  const InputLayout& in = w.in;
-  const std::uint32_t T = sh.T, P = sh.P;
-  const Buffer& inputs = w.inputs[sh.slot];
-  const Buffer& readback = w.readback[sh.slot];
-  const BufferSpan penalties(inputs, in.score_penalties, std::uint64_t{std::max(P, 1u)} * sizeof(ops::PenaltyEntry));
-  // The row buffers (hs, hn, logits, scratch, top) hold max_seqs rows, whatever this step's S.
-  const std::uint32_t G = options_.max_seqs;
-  for (std::uint32_t g = 0; g < P; g += G) {
-    const std::uint32_t n = std::min(G, P - g);
-    const BufferSpan rows(inputs, in.score_rows + std::uint64_t{g} * 4, std::uint64_t{n} * 4);
-    const BufferSpan sampling(inputs, in.score_sampling + std::uint64_t{g} * sizeof(ops::SamplingRow),
-                              std::uint64_t{n} * sizeof(ops::SamplingRow));
-    record_head(cs, T, rows, n);
-    ops::record_sample(k, cs, w.logits, sampling, penalties, w.scratch, w.ids, w.logprobs, w.top, n,
-                       c.vocab_size);
-    cs.copy(BufferSpan(w.logprobs, 0, std::uint64_t{n} * 4),
-            BufferSpan(readback, w.readback_score + std::uint64_t{g} * 4, std::uint64_t{n} * 4),
-            "read score logprobs");
-    if (sh.score_top > 0) {
-      cs.copy(BufferSpan(w.top, 0, ops::sample_top_bytes(n)),
-              BufferSpan(readback, w.readback_score_top + ops::sample_top_bytes(g), ops::sample_top_bytes(n)),
-              "read score top logprobs");
-    }
-  }
 }
 
 }  // namespace vkllm::model

@@ -138,7 +138,9 @@ class Model {
   // the layers on the main table (0: full attention; > 0 when every layer slides). A model with
   // both kinds has a second table for its sliding layers, of swa_num_blocks() blocks (0: none)
   // and window swa_window(): blocks before a sequence's window may go back to their pool.
-  std::uint32_t window() const { return window_; }
+  std::uint32_t window() const {
+    return config_.sliding_layers() == config_.n_layers ? config_.sliding_window : 0;
+  }
   std::uint32_t swa_window() const { return swa_num_blocks() ? config_.sliding_window : 0; }
   std::uint32_t swa_num_blocks() const { return options_.swa_blocks; }
   ops::KvType kv_type() const { return kv_type_; }
@@ -249,7 +251,6 @@ class Model {
   ModelConfig config_;
   ModelOptions options_;
   std::uint32_t max_blocks_per_seq_ = 0;
-  std::uint32_t window_ = 0;  // window()
   // Whether layer l reads the second table (a sliding layer of a model with both kinds).
   bool on_swa_table(std::uint32_t l) const { return options_.swa_blocks > 0 && config_.layer_slides(l); }
   ops::KvType kv_type_ = ops::KvType::f32;

@@ -13,6 +13,9 @@ namespace vkllm::model {
 
 inline constexpr std::size_t kMaxRecordings = 32;  // shapes x the two input slots
 
+// A weight's first chunk (norms and biases are one chunk).
+inline platform::BufferSpan first_span(const ops::DeviceWeight& w) { return w.view().chunks.at(0).span; }
+
 // Offsets of the per-step inputs inside a host-visible input buffer.
 struct InputLayout {
   std::uint64_t token_ids, positions, query_start, slot_mapping, block_table, sample_rows,
