@@ -32,7 +32,11 @@
 #include "common.glsl"
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#ifdef EXPERTS
+#define PUSH_MATMUL_EXPERTS
+#else
 #define PUSH_MATMUL
+#endif
 #include "push_constants.glsl"
 
 layout(constant_id = 1) const uint ROWS = 2;
@@ -44,6 +48,26 @@ layout(constant_id = 4) const bool LANE_ROWS = false;
 layout(binding = 0) readonly buffer Wq { uint wq[]; };
 layout(binding = 2) buffer Y { float y[]; };
 layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bias
+
+#ifdef EXPERTS
+// EXPERTS (the grouped expert matmul of a Mixture-of-Experts layer, docs/ARCHITECTURE.md
+// "Mixture of experts"): grid.z walks the chunk's experts, grid.y the tiles of each expert's
+// pairs (a tile past its count returns at once: a decode step reads only the chosen experts'
+// rows), grid.x the row groups of one expert. Each pair's sums follow the same order as a plain
+// row's, whichever pairs share its tile: the result does not depend on the batch.
+layout(binding = 4) readonly buffer Route { uint route[]; };
+uint w_base_ = 0;   // the expert's first row in the chunk
+uint e_first_ = 0;  // its first pair in the grouped list
+uint e_count_ = 0;  // its pairs
+uint x_row(uint i) { return route[pc.entries + e_first_ + i] / pc.x_div; }
+uint y_row(uint i) { return route[pc.entries + e_first_ + i]; }
+uint tok_count() { return e_count_; }
+#else
+const uint w_base_ = 0;
+uint x_row(uint i) { return i; }
+uint y_row(uint i) { return i; }
+uint tok_count() { return pc.ntok; }
+#endif
 
 #include "dequant.glsl"
 
@@ -89,11 +113,11 @@ void accumulate(uint r0, uint tok0, uint first, uint step) {
     uint c[ROWS][8];
     vec4 sm[ROWS];
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      dq_block_codes(min(r0 + r, pc.nrows - 1) * row_bytes, b, c[r], sm[r]);
+      dq_block_codes((w_base_ + min(r0 + r, pc.nrows - 1)) * row_bytes, b, c[r], sm[r]);
     }
     [[unroll]] for (uint t = 0; t < NTOK; ++t) {
-      if (tok0 + t < pc.ntok) {
-        const uint xb = (tok0 + t) * blocks + b;
+      if (tok0 + t < tok_count()) {
+        const uint xb = x_row(tok0 + t) * blocks + b;
         const vec2 ds = xd[d_base + xb];
         uint a[8];
         [[unroll]] for (uint j = 0; j < 8u; ++j) a[j] = xq[8u * xb + j];
@@ -137,10 +161,10 @@ void accumulate(uint r0, uint tok0, uint first, uint step) {
   for (uint u = first; u < units; u += step) {
     vec4 v[ROWS][DQ_GROUPS];
     uint col[DQ_GROUPS];
-    [[unroll]] for (uint r = 0; r < ROWS; ++r) dq_unit(min(r0 + r, pc.nrows - 1) * row_bytes, u, v[r], col);
+    [[unroll]] for (uint r = 0; r < ROWS; ++r) dq_unit((w_base_ + min(r0 + r, pc.nrows - 1)) * row_bytes, u, v[r], col);
     [[unroll]] for (uint t = 0; t < NTOK; ++t) {
-      if (tok0 + t < pc.ntok) {
-        const uint xrow = (tok0 + t) * pc.ncols;
+      if (tok0 + t < tok_count()) {
+        const uint xrow = x_row(tok0 + t) * pc.ncols;
         [[unroll]] for (uint g = 0; g < DQ_GROUPS; ++g) {
           const vec4 xv = load_x4(xrow + col[g]);
           [[unroll]] for (uint r = 0; r < ROWS; ++r) acc[r * NTOK + t] += dot(v[r][g], xv);
@@ -152,9 +176,9 @@ void accumulate(uint r0, uint tok0, uint first, uint step) {
   // The ncols % DQ_UNIT columns past the last whole unit.
   for (uint c = units * DQ_UNIT + first; c < pc.ncols; c += step) {
     [[unroll]] for (uint r = 0; r < ROWS; ++r) {
-      const float w = dq_one(min(r0 + r, pc.nrows - 1) * row_bytes, c);
+      const float w = dq_one((w_base_ + min(r0 + r, pc.nrows - 1)) * row_bytes, c);
       [[unroll]] for (uint t = 0; t < NTOK; ++t) {
-        if (tok0 + t < pc.ntok) acc[r * NTOK + t] += w * x[(tok0 + t) * pc.ncols + c];
+        if (tok0 + t < tok_count()) acc[r * NTOK + t] += w * x[x_row(tok0 + t) * pc.ncols + c];
       }
     }
   }
@@ -165,7 +189,7 @@ void accumulate(uint r0, uint tok0, uint first, uint step) {
 // The epilogues: row r0 + r (of the chunk), token t, its sum s.
 void store(uint r0, uint r, uint t, float s) {
   const uint n = pc.row0 + r0 + r;
-  const uint at = t * pc.y_stride + pc.y0 + n;
+  const uint at = y_row(t) * pc.y_stride + pc.y0 + n;
   if (pc.epilogue == 1) {
     y[at] = y[at] + s;
   } else if (pc.epilogue == 2) {
@@ -176,20 +200,29 @@ void store(uint r0, uint r, uint t, float s) {
 }
 // Rows r0 + r (gate) and r0 + r + 1 (up), r even (epilogues 3 and 4).
 void store_glu(uint r0, uint r, uint t, float g, float u) {
-  y[t * pc.y_stride + pc.y0 + (pc.row0 + r0 + r) / 2] = glu(pc.epilogue, g, u);
+  y[y_row(t) * pc.y_stride + pc.y0 + (pc.row0 + r0 + r) / 2] = glu(pc.epilogue, g, u);
 }
 
 void main() {
-  const uint group = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
   const uint tok0 = gl_WorkGroupID.y * NTOK;
   const uint tid = gl_LocalInvocationID.x;
+#ifdef EXPERTS
+  const uint group = gl_WorkGroupID.x;
+  const uint e = pc.expert0 + gl_WorkGroupID.z;
+  e_count_ = route[pc.counts + e];
+  if (tok0 >= e_count_) return;  // the whole workgroup: no pairs of this expert here
+  e_first_ = route[pc.offsets + e];
+  w_base_ = gl_WorkGroupID.z * pc.nrows;
+#else
+  const uint group = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
+#endif
   [[unroll]] for (uint i = 0; i < ROWS * NTOK; ++i) acc[i] = 0.0;
 
   if (LANE_ROWS) {
     const uint r0 = (group * WG_SIZE + tid) * ROWS;
     accumulate(r0, tok0, 0, 1);
     [[unroll]] for (uint t = 0; t < NTOK; ++t) {
-      if (tok0 + t < pc.ntok) {
+      if (tok0 + t < tok_count()) {
         if (pc.epilogue >= 3) {
           [[unroll]] for (uint r = 0; r < ROWS; r += 2) {
             if (r0 + r < pc.nrows) store_glu(r0, r, tok0 + t, acc[r * NTOK + t], acc[(r + 1) * NTOK + t]);
@@ -215,7 +248,7 @@ void main() {
   if (pc.epilogue >= 3) {
     for (uint i = tid; i < ROWS / 2 * NTOK; i += WG_SIZE) {
       const uint r = 2 * (i / NTOK), t = i % NTOK;
-      if (r0 + r < pc.nrows && tok0 + t < pc.ntok) {
+      if (r0 + r < pc.nrows && tok0 + t < tok_count()) {
         float g = 0.0, u = 0.0;
         for (uint j = 0; j < gl_NumSubgroups; ++j) {
           g += partial_[(r * NTOK + t) * MAX_SUBGROUPS + j];
@@ -228,7 +261,7 @@ void main() {
   }
   for (uint i = tid; i < ROWS * NTOK; i += WG_SIZE) {
     const uint r = i / NTOK, t = i % NTOK;
-    if (r0 + r < pc.nrows && tok0 + t < pc.ntok) {
+    if (r0 + r < pc.nrows && tok0 + t < tok_count()) {
       float sum = 0.0;
       for (uint g = 0; g < gl_NumSubgroups; ++g) sum += partial_[i * MAX_SUBGROUPS + g];
       store(r0, r, tok0 + t, sum);

@@ -18,6 +18,8 @@ using gguf::TensorType;
 
 constexpr std::uint32_t kMaxLayers = 1024;
 constexpr std::uint32_t kMaxDim = 1u << 18;
+// moe_route.comp's table (ops::kMaxExperts; config knows no ops).
+constexpr std::uint32_t kMaxExperts = 512;
 
 std::string key(const std::string& arch, const char* name) { return fmt::format("{}.{}", arch, name); }
 
@@ -134,6 +136,55 @@ void read_gemma(const gguf::Reader& r, const std::string& arch, ModelConfig& c) 
   c.attn_scale = 1.f / std::sqrt(static_cast<float>(is_27b ? c.d_model / c.n_heads : c.head_dim));
 }
 
+// The experts of llama (Mixtral), qwen2moe and qwen3moe files (llama.cpp's keys): expert_count
+// (none or 0 in a dense llama), expert_used_count, and the experts' width where it is a key of
+// its own (expert_feed_forward_length; Mixtral's is feed_forward_length).
+void read_experts(const gguf::Reader& r, const std::string& arch, ModelConfig& c) {
+  const bool family = c.arch != Arch::llama;
+  const std::uint32_t n = r.find_u32(key(arch, "expert_count")).value_or(0);
+  if (n == 0) {
+    if (family) throw InvalidModel(fmt::format("{}: a {} model needs {} > 0", r.name(), arch, key(arch, "expert_count")));
+    return;
+  }
+  if (n > kMaxExperts) {
+    throw Unsupported(fmt::format("{}: {} = {} experts (vkllm runs up to {})", r.name(),
+                                  key(arch, "expert_count"), n, kMaxExperts));
+  }
+  c.n_experts = n;
+  c.n_experts_used = positive(r, key(arch, "expert_used_count"), n);
+  if (family && r.contains(key(arch, "expert_feed_forward_length"))) {
+    c.expert_ffn_dim = positive(r, key(arch, "expert_feed_forward_length"), 1u << 20);
+  } else if (c.arch == Arch::qwen3moe) {
+    throw InvalidModel(fmt::format("{}: a qwen3moe model needs {}", r.name(),
+                                   key(arch, "expert_feed_forward_length")));
+  }
+  // As llama.cpp: Mixtral and Qwen3-MoE rescale the chosen weights, Qwen2-MoE does not.
+  c.expert_norm = c.arch != Arch::qwen2moe;
+}
+
+// A MoE layer's tensors: the router [d_model -> n_experts], the experts' gate, up [d_model ->
+// expert_ffn_dim] and down as 3-D tensors (one expert after another), and qwen2moe's shared
+// expert with its gate [d_model].
+void check_expert_tensors(const gguf::Reader& r, const ModelConfig& c, std::uint32_t l) {
+  const std::uint32_t d = c.d_model, f = c.expert_ffn_dim, e = c.n_experts;
+  if (!r.find_tensor(layer_tensor(l, "ffn_gate_exps")) && r.find_tensor(layer_tensor(l, "ffn_gate.0"))) {
+    throw Unsupported(fmt::format("{}: layer {} stores its experts as one tensor each ({}), an old "
+                                  "conversion; vkllm reads the merged ffn_*_exps tensors of current "
+                                  "llama.cpp conversions",
+                                  r.name(), l, layer_tensor(l, "ffn_gate.0")));
+  }
+  check_weight(r, layer_tensor(l, "ffn_gate_inp"), {d, e}, true);
+  check_weight(r, layer_tensor(l, "ffn_gate_exps"), {d, f, e}, true);
+  check_weight(r, layer_tensor(l, "ffn_up_exps"), {d, f, e}, true);
+  check_weight(r, layer_tensor(l, "ffn_down_exps"), {f, d, e}, true);
+  if (c.shared_ffn_dim > 0) {
+    check_weight(r, layer_tensor(l, "ffn_gate_inp_shexp"), {d}, true);
+    check_weight(r, layer_tensor(l, "ffn_gate_shexp"), {d, c.shared_ffn_dim}, true);
+    check_weight(r, layer_tensor(l, "ffn_up_shexp"), {d, c.shared_ffn_dim}, true);
+    check_weight(r, layer_tensor(l, "ffn_down_shexp"), {c.shared_ffn_dim, d}, true);
+  }
+}
+
 }  // namespace
 
 const char* to_string(Arch arch) {
@@ -145,6 +196,8 @@ const char* to_string(Arch arch) {
     case Arch::gemma2: return "gemma2";
     case Arch::gemma3: return "gemma3";
     case Arch::bert: return "bert";
+    case Arch::qwen2moe: return "qwen2moe";
+    case Arch::qwen3moe: return "qwen3moe";
   }
   return "?";
 }
@@ -203,9 +256,14 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
   } else if (arch == "bert") {
     c.arch = Arch::bert;
     c.encoder = true;
+  } else if (arch == "qwen2moe") {
+    c.arch = Arch::qwen2moe;
+  } else if (arch == "qwen3moe") {
+    c.arch = Arch::qwen3moe;
   } else {
-    throw Unsupported(fmt::format("{}: architecture '{}' is not supported (supported: llama, "
-                                  "qwen2, qwen3, phi3, gemma2, gemma3, bert)",
+    throw Unsupported(fmt::format("{}: architecture '{}' is not supported (supported: llama "
+                                  "(with or without experts), qwen2, qwen3, qwen2moe, qwen3moe, "
+                                  "phi3, gemma2, gemma3, bert)",
                                   r.name(), arch));
   }
   c.name = r.find_string("general.name").value_or(arch);
@@ -237,7 +295,18 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     throw Unsupported(fmt::format("{}: head dimension {} is not supported (even, at most 256)",
                                   r.name(), c.head_dim));
   }
-  c.ffn_dim = positive(r, key(arch, "feed_forward_length"), 1u << 20);
+  if (c.arch == Arch::llama || c.arch == Arch::qwen2moe || c.arch == Arch::qwen3moe) read_experts(r, arch, c);
+  // A MoE family's own feed-forward length may be absent (its experts have theirs).
+  c.ffn_dim = c.moe() && !r.contains(key(arch, "feed_forward_length"))
+                  ? c.expert_ffn_dim
+                  : positive(r, key(arch, "feed_forward_length"), 1u << 20);
+  if (c.arch == Arch::llama && c.moe()) c.expert_ffn_dim = c.ffn_dim;  // Mixtral: the experts'
+  if (c.arch == Arch::qwen2moe) {
+    if (c.expert_ffn_dim == 0) c.expert_ffn_dim = std::max(c.ffn_dim / c.n_experts_used, 1u);
+    c.shared_ffn_dim = r.contains(key(arch, "expert_shared_feed_forward_length"))
+                           ? positive(r, key(arch, "expert_shared_feed_forward_length"), 1u << 20)
+                           : c.ffn_dim;
+  }
   c.context_length = r.contains(key(arch, "context_length"))
                          ? positive(r, key(arch, "context_length"), 1u << 24)
                          : 2048;
@@ -277,7 +346,7 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
                                    "head's is needed)",
                                    r.name(), rope.dims, c.head_dim));
   }
-  rope.neox = c.arch != Arch::llama;  // qwen2, qwen3, phi3, gemma2, gemma3: neox
+  rope.neox = c.arch != Arch::llama;  // qwen2, qwen3 (and their MoE), phi3, gemma2, gemma3: neox
   const std::string scaling = r.find_string(key(arch, "rope.scaling.type")).value_or("none");
   if (scaling == "linear") {
     rope.scaling = RopeScaling::linear;
@@ -357,8 +426,8 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
   check_weight(r, "output_norm.weight", {c.d_model}, false);
   c.tied_output = r.find_tensor("output.weight") == nullptr;
   if (!c.tied_output) check_weight(r, "output.weight", {c.d_model, c.vocab_size}, true);
-  c.qkv_bias = c.arch == Arch::qwen2;
-  c.qk_norm = c.arch == Arch::qwen3 || c.arch == Arch::gemma3;
+  c.qkv_bias = c.arch == Arch::qwen2 || c.arch == Arch::qwen2moe;
+  c.qk_norm = c.arch == Arch::qwen3 || c.arch == Arch::qwen3moe || c.arch == Arch::gemma3;
   c.fused_qkv = c.fused_gate_up = c.arch == Arch::phi3;
   for (std::uint32_t l = 0; l < c.n_layers; ++l) {
     check_weight(r, layer_tensor(l, "attn_norm"), {c.d_model}, false);
@@ -371,13 +440,15 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     }
     check_weight(r, layer_tensor(l, "attn_output"), {c.q_dim(), c.d_model}, true);
     check_weight(r, layer_tensor(l, "ffn_norm"), {c.d_model}, false);
-    if (c.fused_gate_up) {
+    if (c.moe()) {
+      check_expert_tensors(r, c, l);
+    } else if (c.fused_gate_up) {
       check_weight(r, layer_tensor(l, "ffn_up"), {c.d_model, 2 * c.ffn_dim}, true);
     } else {
       check_weight(r, layer_tensor(l, "ffn_gate"), {c.d_model, c.ffn_dim}, true);
       check_weight(r, layer_tensor(l, "ffn_up"), {c.d_model, c.ffn_dim}, true);
     }
-    check_weight(r, layer_tensor(l, "ffn_down"), {c.ffn_dim, c.d_model}, true);
+    if (!c.moe()) check_weight(r, layer_tensor(l, "ffn_down"), {c.ffn_dim, c.d_model}, true);
     if (c.qkv_bias) {
       check_weight(r, layer_bias(l, "attn_q"), {c.q_dim()}, false);
       check_weight(r, layer_bias(l, "attn_k"), {c.kv_dim()}, false);

@@ -18,7 +18,9 @@ namespace vkllm::model {
 // gemma2, gemma3 (text): embeddings times sqrt(d_model), GeGLU, a norm after attention and after
 // the FFN (added to the residual), sliding-window attention on a pattern of layers; gemma2 soft-caps
 // attention and final logits, gemma3 has QK-norm and a RoPE base of its own on local layers.
-enum class Arch { llama, qwen2, qwen3, phi3, gemma2, gemma3, bert };
+// qwen2moe, qwen3moe (and llama with experts: Mixtral): Mixture-of-Experts feed-forwards
+// (docs/ARCHITECTURE.md "Mixture of experts") on qwen2's and qwen3's attention.
+enum class Arch { llama, qwen2, qwen3, phi3, gemma2, gemma3, bert, qwen2moe, qwen3moe };
 const char* to_string(Arch arch);
 
 // How a sequence's hidden states become one embedding (`<arch>.pooling_type`, llama.cpp's
@@ -97,6 +99,22 @@ struct ModelConfig {
   // for encoders.
   Pooling pooling = Pooling::last;
 
+  // Mixture of experts (docs/ARCHITECTURE.md "Mixture of experts"): n_experts > 0 replaces the
+  // feed-forward by n_experts_used of n_experts SwiGLU experts of expert_ffn_dim each, chosen
+  // per token by the router (ffn_gate_inp): the softmax of its logits over all experts, the top
+  // n_experts_used, their weights scaled to sum to 1 where expert_norm (Mixtral, qwen3moe; not
+  // qwen2moe). shared_ffn_dim > 0 (qwen2moe): a shared expert of that width beside them, gated
+  // by sigmoid(ffn_gate_inp_shexp . x).
+  std::uint32_t n_experts = 0;
+  std::uint32_t n_experts_used = 0;
+  std::uint32_t expert_ffn_dim = 0;
+  std::uint32_t shared_ffn_dim = 0;
+  bool expert_norm = false;
+
+  bool moe() const { return n_experts > 0; }
+  // The width of the layers' dense feed-forward: ffn_dim, or a MoE layer's shared expert's (0:
+  // none).
+  std::uint32_t dense_ffn_dim() const { return moe() ? shared_ffn_dim : ffn_dim; }
   std::uint32_t q_dim() const { return n_heads * head_dim; }
   bool layer_slides(std::uint32_t l) const {
     return sliding_window > 0 && (swa_period == 0 || l % swa_period < swa_period - 1);

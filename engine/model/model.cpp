@@ -1,5 +1,6 @@
 // The forward pass of the llama family (llama, qwen2 with QKV biases, qwen3 with QK-norm, phi3,
-// gemma2 and gemma3 with their post-norms, GeGLU, soft-capping and sliding windows)
+// gemma2 and gemma3 with their post-norms, GeGLU, soft-capping and sliding windows, and the
+// Mixture-of-Experts layers of Mixtral, qwen2moe and qwen3moe)
 // and of bert encoders over a flat batch, recorded into one command buffer per step shape:
 // loading the weights, planning the workspace, recording the layers. The step's read-outs (LM head,
 // prompt scores, embeddings) are in readout.cpp; its host side (checks, inputs, submission) in
@@ -18,6 +19,7 @@
 #include "engine/ops/attention.hpp"
 #include "engine/ops/elementwise.hpp"
 #include "engine/ops/matmul.hpp"
+#include "engine/ops/moe.hpp"
 #include "engine/ops/norm.hpp"
 
 namespace vkllm::model {
@@ -48,6 +50,12 @@ struct Model::Layer {
   // bert: attn_norm and ffn_norm hold the LayerNorms after the attention's and the FFN's
   // residuals (attn_output_norm, layer_output_norm), w_up and w_down the FFN; these their biases.
   ops::DeviceWeight attn_norm_b, ffn_norm_b, b_o, b_up, b_down;
+  // Mixture of experts (docs/ARCHITECTURE.md "Mixture of experts"): the router, slices of the
+  // logit row [experts | the shared expert's gate]; the experts' gate and up interleaved row by
+  // row inside each expert when they share a type, else apart; their down. A qwen2moe layer's
+  // shared expert is the dense FFN above (w_gate_up or w_gate and w_up, w_down).
+  std::vector<Slice> router;
+  ops::DeviceWeight exp_gate_up, exp_gate, exp_up, exp_down;
   Buffer k_pool, v_pool;
 };
 
@@ -59,14 +67,17 @@ constexpr std::uint32_t kSplitMaxTokens = 64;
 
 std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
+// A tensor as a 2-D weight of rows of dims[0] (a 3-D one's experts one after another, each
+// chunk holding whole groups of row_multiple rows).
 ops::DeviceWeight upload_tensor(platform::Device& device, const gguf::Reader& r,
-                                const std::string& name) {
+                                const std::string& name, std::uint32_t row_multiple = 1) {
   const gguf::TensorInfo& t = r.tensor(name);
   const std::uint64_t ncols = t.dims[0];
   const std::uint64_t nrows = t.n_elements / ncols;
   const auto data = r.tensor_data(t);
   return ops::DeviceWeight::upload(device, t.type, static_cast<std::uint32_t>(ncols),
-                                   static_cast<std::uint32_t>(nrows), std::as_bytes(data), name);
+                                   static_cast<std::uint32_t>(nrows), std::as_bytes(data), name, 0,
+                                   row_multiple);
 }
 
 // The rows of several weights of one column count, each concatenated after the other into
@@ -112,10 +123,11 @@ ops::DeviceWeight upload_f32_row(platform::Device& device, const gguf::Reader& r
 }
 
 // gate and up of one type (equal shapes) as one weight of interleaved rows (gate 0, up 0,
-// gate 1, ...), the layout of the swiglu matmul; chunks keep the pairs whole.
+// gate 1, ...), the layout of the swiglu matmul; chunks keep the pairs whole (and experts:
+// row_multiple, an expert's rows interleave among themselves).
 ops::DeviceWeight upload_gate_up(platform::Device& device, gguf::TensorType type, std::uint32_t ncols,
                                  std::span<const std::byte> gd, std::span<const std::byte> ud,
-                                 const std::string& name) {
+                                 const std::string& name, std::uint32_t row_multiple = 2) {
   const std::uint64_t row_bytes = ops::weight_row_bytes(type, ncols);
   const std::uint64_t rows = gd.size() / row_bytes;
   std::vector<std::byte> bytes(2 * rows * row_bytes);
@@ -124,7 +136,7 @@ ops::DeviceWeight upload_gate_up(platform::Device& device, gguf::TensorType type
     std::memcpy(bytes.data() + (2 * i + 1) * row_bytes, ud.data() + i * row_bytes, row_bytes);
   }
   return ops::DeviceWeight::upload(device, type, ncols, static_cast<std::uint32_t>(2 * rows), bytes,
-                                   name, 0, 2);
+                                   name, 0, row_multiple);
 }
 
 std::string mib(std::uint64_t bytes) { return fmt::format("{:.1f} MiB", double(bytes) / (1 << 20)); }
@@ -214,21 +226,42 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
                                                          layer_tensor(l, "attn_v")});
       L.wo = upload_tensor(device, reader, layer_tensor(l, "attn_output"));
       L.ffn_norm = upload_tensor(device, reader, layer_tensor(l, "ffn_norm"));
-      const std::string gate = layer_tensor(l, "ffn_gate"), up = layer_tensor(l, "ffn_up");
-      const gguf::TensorInfo& u = reader.tensor(up);
-      const auto ncols = static_cast<std::uint32_t>(u.dims[0]);
-      const auto ud = std::as_bytes(reader.tensor_data(u));
-      if (config.fused_gate_up) {  // rows gate | up
-        L.w_gate_up = upload_gate_up(device, u.type, ncols, ud.first(ud.size() / 2),
-                                     ud.subspan(ud.size() / 2), up);
-      } else if (const gguf::TensorInfo& g = reader.tensor(gate); g.type == u.type) {
-        L.w_gate_up = upload_gate_up(device, u.type, ncols, std::as_bytes(reader.tensor_data(g)),
-                                     ud, gate + "+" + up);
+      // gate and up (interleaved when they share a type; experts: per expert) and down.
+      const auto upload_ffn = [&](const char* gate_name, const char* up_name, const char* down_name,
+                                  std::uint32_t rows_per_expert, ops::DeviceWeight& gate_up,
+                                  ops::DeviceWeight& gate_w, ops::DeviceWeight& up_w,
+                                  ops::DeviceWeight& down_w) {
+        const std::string gate = layer_tensor(l, gate_name), up = layer_tensor(l, up_name);
+        const gguf::TensorInfo& u = reader.tensor(up);
+        const auto ncols = static_cast<std::uint32_t>(u.dims[0]);
+        const auto ud = std::as_bytes(reader.tensor_data(u));
+        if (config.fused_gate_up) {  // rows gate | up
+          gate_up = upload_gate_up(device, u.type, ncols, ud.first(ud.size() / 2),
+                                   ud.subspan(ud.size() / 2), up);
+        } else if (const gguf::TensorInfo& g = reader.tensor(gate); g.type == u.type) {
+          gate_up = upload_gate_up(device, u.type, ncols, std::as_bytes(reader.tensor_data(g)), ud,
+                                   gate + "+" + up, 2 * rows_per_expert);
+        } else {
+          gate_w = upload_tensor(device, reader, gate, rows_per_expert);
+          up_w = upload_tensor(device, reader, up, rows_per_expert);
+        }
+        const std::string down = layer_tensor(l, down_name);
+        down_w = upload_tensor(device, reader, down,
+                               rows_per_expert > 1 ? static_cast<std::uint32_t>(reader.tensor(down).dims[1]) : 1);
+      };
+      if (config.moe()) {
+        std::vector<std::string> router = {layer_tensor(l, "ffn_gate_inp")};
+        if (config.shared_ffn_dim > 0) router.push_back(layer_tensor(l, "ffn_gate_inp_shexp"));
+        L.router = upload_concatenated(device, reader, router);
+        upload_ffn("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", config.expert_ffn_dim,
+                   L.exp_gate_up, L.exp_gate, L.exp_up, L.exp_down);
+        if (config.shared_ffn_dim > 0) {
+          upload_ffn("ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", 1, L.w_gate_up, L.w_gate,
+                     L.w_up, L.w_down);
+        }
       } else {
-        L.w_gate = upload_tensor(device, reader, gate);
-        L.w_up = upload_tensor(device, reader, up);
+        upload_ffn("ffn_gate", "ffn_up", "ffn_down", 1, L.w_gate_up, L.w_gate, L.w_up, L.w_down);
       }
-      L.w_down = upload_tensor(device, reader, layer_tensor(l, "ffn_down"));
       if (config.qkv_bias) {
         L.b_qkv = upload_f32_row(device, reader, {layer_bias(l, "attn_q"), layer_bias(l, "attn_k"),
                                                   layer_bias(l, "attn_v")});
@@ -307,15 +340,27 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
       ws->attn_counters = device.create_buffer(zeros.size(), MemoryIntent::activations, "attn_counters");
       device.upload(ws->attn_counters, 0, zeros);
     }
-    ws->gate = act(T * c.ffn_dim, "gate");
+    ws->gate = act(T * c.dense_ffn_dim(), "gate");
+    if (c.moe()) {
+      const std::uint64_t pairs = T * c.n_experts_used;
+      ws->route_layout = ops::moe_route_layout(o.max_batch_tokens, c.n_experts, c.n_experts_used);
+      ws->router_logits = act(T * (c.n_experts + (c.shared_ffn_dim > 0 ? 1 : 0)), "router_logits");
+      ws->route = device.create_buffer(ws->route_layout.bytes, MemoryIntent::activations, "moe_route");
+      ws->exp_h = act(pairs * c.expert_ffn_dim, "expert_hidden");
+      bool separate = false;
+      for (const Layer& L : m->layers_) separate |= L.exp_up.bytes() > 0;
+      if (separate) ws->exp_up = act(pairs * c.expert_ffn_dim, "expert_up");
+      ws->exp_y = act(pairs * c.d_model, "expert_out");
+      if (c.shared_ffn_dim > 0) ws->shared_out = act(T * c.d_model, "shared_expert_out");
+    }
     if (ops::intdot_available(m->kernels_.tuning())) {
-      const std::uint32_t widest = std::max({c.d_model, c.q_dim(), c.ffn_dim});
+      const std::uint32_t widest = std::max({c.d_model, c.q_dim(), c.dense_ffn_dim()});
       ws->xq = device.create_buffer(ops::q8_activation_bytes(T, widest), MemoryIntent::activations,
                                     "xq");
     }
     bool separate_gate_up = false;
     for (const Layer& L : m->layers_) separate_gate_up |= L.w_up.bytes() > 0;
-    if (separate_gate_up) ws->up = act(T * c.ffn_dim, "up");
+    if (separate_gate_up) ws->up = act(T * c.dense_ffn_dim(), "up");
     ws->hs = act(S * c.d_model, "hs");
     ws->hn = act(S * c.d_model, "hn");
     // The sampler's scratch holds the logits' rows and its per-slice partials: the larger.
@@ -476,10 +521,12 @@ std::uint64_t Model::weight_bytes() const {
     for (const ops::DeviceWeight* w :
          {&L.attn_norm, &L.wo, &L.ffn_norm, &L.w_gate_up, &L.w_gate, &L.w_up, &L.w_down, &L.b_qkv,
           &L.q_norm, &L.k_norm, &L.attn_norm_b, &L.ffn_norm_b, &L.b_o, &L.b_up, &L.b_down,
-          &L.post_attn_norm, &L.post_ffw_norm}) {
+          &L.post_attn_norm, &L.post_ffw_norm, &L.exp_gate_up, &L.exp_gate, &L.exp_up,
+          &L.exp_down}) {
       n += w->bytes();
     }
     for (const Slice& sl : L.qkv) n += sl.w.bytes();
+    for (const Slice& sl : L.router) n += sl.w.bytes();
   }
   return n;
 }
@@ -496,7 +543,8 @@ std::uint64_t Model::workspace_bytes() const {
   for (const Buffer* b : {&w.inputs[0], &w.inputs[1], &w.x, &w.xn, &w.qkv, &w.q, &w.attn,
                           &w.attn_partials, &w.attn_counters, &w.gate, &w.up, &w.hs, &w.hn,
                           &w.logits, &w.scratch, &w.ids, &w.logprobs, &w.inv_freq,
-                          &w.inv_freq_local, &w.top,
+                          &w.inv_freq_local, &w.top, &w.router_logits, &w.route, &w.exp_h,
+                          &w.exp_up, &w.exp_y, &w.shared_out,
                           &w.readback[0], &w.readback[1], &w.logits_readback,
                           &w.embed_readback[0], &w.embed_readback[1]}) {
     n += b->size();
@@ -509,6 +557,12 @@ std::uint64_t Model::decode_bytes(std::uint32_t ctx) const {
   const ops::DeviceWeight& head = config_.tied_output ? token_embd_ : output_;
   std::uint64_t n = weight_bytes() - token_embd_.bytes() - output_.bytes() + head.bytes() +
                     token_embd_.bytes() / config_.vocab_size;
+  // A MoE layer reads its chosen experts only: n_used of n_experts.
+  for (const Layer& L : layers_) {
+    const std::uint64_t experts =
+        L.exp_gate_up.bytes() + L.exp_gate.bytes() + L.exp_up.bytes() + L.exp_down.bytes();
+    n -= experts - experts / config_.n_experts * config_.n_experts_used;
+  }
   const std::uint64_t kv_elem = kv_type_ == ops::KvType::f16 ? 2 : 4;
   for (std::uint32_t l = 0; l < config_.n_layers; ++l) {  // a sliding layer reads its window
     const std::uint32_t w = config_.layer_window(l);
@@ -654,20 +708,30 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
     residual(L.post_attn_norm, L.wo, w.attn, c.q_dim());
     ops::record_rms_norm(k, cs, w.x, first_span(L.ffn_norm), w.xn, c.d_model, T, c.rms_eps);
     const BufferSpan ffn_q8 = quantized(w.xn, c.d_model);
-    if (L.w_gate_up.bytes() > 0) {
-      ops::record_matmul(k, cs, L.w_gate_up.view(), w.xn, w.gate, T,
-                         reading(c.geglu ? ops::Epilogue::geglu : ops::Epilogue::swiglu, ffn_q8));
-    } else {
-      ops::record_matmul(k, cs, L.w_gate.view(), w.xn, w.gate, T, reading(ops::Epilogue::store, ffn_q8));
-      ops::record_matmul(k, cs, L.w_up.view(), w.xn, w.up, T, reading(ops::Epilogue::store, ffn_q8));
-      if (c.geglu) {
-        ops::record_gelu(k, cs, w.gate, w.gate, T * c.ffn_dim);
-        ops::record_mul(k, cs, w.gate, w.up, w.gate, T * c.ffn_dim);
+    // The dense feed-forward (or a MoE layer's shared expert) up to its down matmul's input in
+    // w.gate.
+    const auto gated = [&] {
+      const std::uint32_t n = T * c.dense_ffn_dim();
+      if (L.w_gate_up.bytes() > 0) {
+        ops::record_matmul(k, cs, L.w_gate_up.view(), w.xn, w.gate, T,
+                           reading(c.geglu ? ops::Epilogue::geglu : ops::Epilogue::swiglu, ffn_q8));
       } else {
-        ops::record_silu_mul(k, cs, w.gate, w.up, w.gate, T * c.ffn_dim);
+        ops::record_matmul(k, cs, L.w_gate.view(), w.xn, w.gate, T, reading(ops::Epilogue::store, ffn_q8));
+        ops::record_matmul(k, cs, L.w_up.view(), w.xn, w.up, T, reading(ops::Epilogue::store, ffn_q8));
+        if (c.geglu) {
+          ops::record_gelu(k, cs, w.gate, w.gate, n);
+          ops::record_mul(k, cs, w.gate, w.up, w.gate, n);
+        } else {
+          ops::record_silu_mul(k, cs, w.gate, w.up, w.gate, n);
+        }
       }
+    };
+    if (c.moe()) {
+      record_moe(cs, L, T, ffn_q8, gated);
+    } else {
+      gated();
+      residual(L.post_ffw_norm, L.w_down, w.gate, c.ffn_dim);
     }
-    residual(L.post_ffw_norm, L.w_down, w.gate, c.ffn_dim);
   }
   // The barrier before the first layer's first dispatch counts for the layers.
   const std::pair<std::size_t, std::size_t> layers{cs.dispatch_count() - d0, cs.barrier_count() - b0};
@@ -709,6 +773,45 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
   }
   ts.end();
   return layers;
+}
+
+// A MoE feed-forward (docs/ARCHITECTURE.md "Mixture of experts"), x += its output: the router's
+// logits, the route (each token's experts and weights, the pairs grouped by expert), the experts'
+// gate/up and down over their pairs (one dispatch each), the shared expert beside them
+// (`shared_ffn`: the dense path into w.gate), and the weighted sum into the residual.
+void Model::record_moe(platform::CommandStream& cs, const Layer& L, std::uint32_t T, BufferSpan xn_q8,
+                       const std::function<void()>& shared_ffn) {
+  ops::Kernels& k = kernels_;
+  Workspace& w = *ws_;
+  const ModelConfig& c = config_;
+  const ops::MoeRouteLayout& layout = w.route_layout;
+  const std::uint32_t F = c.expert_ffn_dim, K = c.n_experts_used;
+  const std::uint32_t stride = c.n_experts + (c.shared_ffn_dim > 0 ? 1 : 0);
+  for (const Slice& sl : L.router) {
+    ops::MatmulOut out;
+    out.x_q8 = xn_q8;
+    out.y_stride = stride;
+    out.y0 = sl.y0;
+    ops::record_matmul(k, cs, sl.w.view(), w.xn, w.router_logits, T, out);
+  }
+  ops::record_moe_route(k, cs, layout, w.router_logits, stride, w.route, T, ops::MoeGating::softmax,
+                        c.expert_norm);
+  if (L.exp_gate_up.bytes() > 0) {
+    ops::record_matmul_experts(k, cs, L.exp_gate_up.view(), 2 * F, layout, w.route, w.xn, K, w.exp_h,
+                               T, ops::Epilogue::swiglu);
+  } else {
+    ops::record_matmul_experts(k, cs, L.exp_gate.view(), F, layout, w.route, w.xn, K, w.exp_h, T);
+    ops::record_matmul_experts(k, cs, L.exp_up.view(), F, layout, w.route, w.xn, K, w.exp_up, T);
+    ops::record_silu_mul(k, cs, w.exp_h, w.exp_up, w.exp_h, T * K * F);
+  }
+  ops::record_matmul_experts(k, cs, L.exp_down.view(), c.d_model, layout, w.route, w.exp_h, 1, w.exp_y, T);
+  ops::MoeShared shared{w.shared_out, c.n_experts};
+  if (c.shared_ffn_dim > 0) {
+    shared_ffn();
+    ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.shared_out, T);
+  }
+  ops::record_moe_combine(k, cs, layout, w.x, w.exp_y, w.route, T, c.d_model, w.router_logits, stride,
+                          c.shared_ffn_dim > 0 ? &shared : nullptr);
 }
 
 // bert's layers (docs/ARCHITECTURE.md "Embeddings"): the input is the token's row plus its

@@ -245,6 +245,8 @@ class Model {
   void record_embeddings(platform::CommandStream& cs, const StepShape& shape);
   std::pair<std::size_t, std::size_t> record_encoder_layers(platform::CommandStream& cs,
                                                             const StepShape& shape);
+  void record_moe(platform::CommandStream& cs, const Layer& L, std::uint32_t T,
+                  platform::BufferSpan xn_q8, const std::function<void()>& shared_ffn);
 
   platform::Device& device_;
   ops::Kernels kernels_;

@@ -61,20 +61,25 @@ class Filler {
 
   // A matrix [nrows, ncols] (ggml dims {ncols, nrows}) with values ~ U(-a, a), a = sqrt(3/ncols)
   // scaled by `gain` (unit-variance outputs for unit-variance inputs).
+  // `mats` > 1: a 3-D tensor of that many such matrices (a MoE layer's experts). `type`: this
+  // one's instead of the spec's.
   void matrix(gguf::Writer& w, const std::string& name, std::uint32_t ncols, std::uint32_t nrows,
-              float gain = 1.f) {
-    TensorType type = spec_.type;
-    if (spec_.v_up_type && (name.ends_with("attn_v.weight") || name.ends_with("ffn_up.weight"))) {
+              float gain = 1.f, std::uint32_t mats = 1, std::optional<TensorType> type_override = {}) {
+    TensorType type = type_override.value_or(spec_.type);
+    if (spec_.v_up_type && (name.ends_with("attn_v.weight") || name.ends_with("ffn_up.weight") ||
+                            name.ends_with("ffn_up_exps.weight"))) {
       type = *spec_.v_up_type;
     }
     if (ncols % gguf::traits(type).block_size != 0) type = TensorType::kF16;
     const float a = gain * std::sqrt(3.f / static_cast<float>(ncols));
-    const std::uint64_t n = std::uint64_t{ncols} * nrows;
+    const std::uint64_t n = std::uint64_t{ncols} * nrows * mats;
+    std::vector<std::uint64_t> dims = {ncols, nrows};
+    if (mats > 1) dims.push_back(mats);
     if (!spec_.fast_fill || n <= kPoolElements) {
       std::vector<float> v(n);
       std::uniform_real_distribution<float> d(-a, a);
       for (float& x : v) x = d(rng_);
-      w.add_tensor_f32(name, {ncols, nrows}, v, type);
+      w.add_tensor_f32(name, dims, v, type);
       return;
     }
     const gguf::TypeTraits& t = gguf::traits(type);
@@ -99,7 +104,7 @@ class Filler {
                   run * t.block_bytes, data.begin() + static_cast<std::ptrdiff_t>(b * t.block_bytes));
       b += run;
     }
-    w.add_tensor(name, {ncols, nrows}, type, std::move(data));
+    w.add_tensor(name, dims, type, std::move(data));
   }
 
   // A 1-D f32 vector centred on `centre` with +-spread noise (norm weights, biases).
@@ -240,6 +245,16 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
       s.sliding_window = 512;
       s.tied_output = true;
     }
+  } else if (name == "qwen3-30b-a3b") {  // Qwen3-30B-A3B: 128 experts of 768, 8 a token
+    s.arch = Arch::qwen3moe; s.n_layers = 48; s.d_model = 2048; s.n_heads = 32; s.n_kv_heads = 4;
+    s.head_dim = 128; s.ffn_dim = 6144; s.vocab_size = 151936; s.context_length = 40960;
+    s.rope_base = 1000000.f; s.rms_eps = 1e-6f; s.n_experts = 128; s.n_experts_used = 8;
+    s.expert_ffn_dim = 768;
+  } else if (name == "tiny-qwen3moe" || name == "tiny-mixtral") {  // tiny with 16 experts, 4 a token
+    s.arch = name == "tiny-mixtral" ? Arch::llama : Arch::qwen3moe;
+    s.n_layers = 12; s.d_model = 768; s.n_heads = 12; s.n_kv_heads = 4; s.head_dim = 64;
+    s.ffn_dim = 256; s.vocab_size = 32000; s.context_length = 4096;
+    s.n_experts = 16; s.n_experts_used = 4; s.expert_ffn_dim = 256;
   } else if (name == "micro-gemma3") {  // micro's size as a gemma3: a window of 32, one global layer of 6
     s.arch = Arch::gemma3; s.n_layers = 6; s.d_model = 128; s.n_heads = 4; s.n_kv_heads = 2;
     s.head_dim = 32; s.ffn_dim = 256; s.vocab_size = 512; s.context_length = 2048;
@@ -261,7 +276,8 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
 
 std::vector<std::string> synthetic_preset_names() {
   return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "phi4-mini", "gemma2-2b", "gemma3-4b", "tiny",
-          "tiny-phi3", "tiny-phi4", "tiny-gemma2", "tiny-gemma3", "micro", "micro-gemma3", "bge-small", "micro-bert"};
+          "tiny-phi3", "tiny-phi4", "tiny-gemma2", "tiny-gemma3", "qwen3-30b-a3b", "tiny-qwen3moe",
+          "tiny-mixtral", "micro", "micro-gemma3", "bge-small", "micro-bert"};
 }
 
 std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
@@ -271,9 +287,15 @@ std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
     const std::uint64_t layer = 4 * d * q + 3 * q + d + 2 * d * f + f + d + 4 * d;
     return s.n_layers * layer + (std::uint64_t{s.vocab_size} + s.context_length + 2 + 2) * d;
   }
-  std::uint64_t layer = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * f;
-  if (s.arch == Arch::qwen2) layer += q + 2 * kv;
-  if (s.arch == Arch::qwen3 || s.arch == Arch::gemma3) layer += 2 * std::uint64_t{s.head_dim};
+  std::uint64_t layer = 2 * d + d * q + 2 * d * kv + q * d;
+  if (s.n_experts == 0) {
+    layer += 3 * d * f;
+  } else {  // the router, the experts, a shared expert and its gate
+    layer += d * s.n_experts + 3 * d * std::uint64_t{s.expert_ffn_dim} * s.n_experts;
+    if (s.arch == Arch::qwen2moe) layer += d + 3 * d * (s.shared_ffn_dim ? s.shared_ffn_dim : f);
+  }
+  if (s.arch == Arch::qwen2 || s.arch == Arch::qwen2moe) layer += q + 2 * kv;
+  if (s.arch == Arch::qwen3 || s.arch == Arch::qwen3moe || s.arch == Arch::gemma3) layer += 2 * std::uint64_t{s.head_dim};
   if (s.arch == Arch::gemma2 || s.arch == Arch::gemma3) layer += 2 * d;  // the post-norms
   const std::uint64_t embd = std::uint64_t{s.vocab_size} * d;
   return s.n_layers * layer + d + embd * (s.tied_output ? 1 : 2);
@@ -295,6 +317,23 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
   w.set_f32(arch + ".rope.freq_base", s.rope_base);
   w.set_f32(arch + ".attention.layer_norm_rms_epsilon", s.rms_eps);
   if (s.pooling) w.set_u32(arch + ".pooling_type", *s.pooling);
+  const bool moe_family = s.arch == Arch::qwen2moe || s.arch == Arch::qwen3moe;
+  if (moe_family && s.n_experts == 0) {
+    throw InvalidRequest(fmt::format("synthetic model: a {} model needs n_experts", arch));
+  }
+  if (s.n_experts > 0) {
+    if (s.n_experts_used == 0 || s.n_experts_used > s.n_experts ||
+        (moe_family && s.expert_ffn_dim == 0) || !(s.arch == Arch::llama || moe_family)) {
+      throw InvalidRequest("synthetic model: experts need 1..n_experts used, an expert_ffn_dim "
+                           "(Mixtral: ffn_dim), and llama, qwen2moe or qwen3moe");
+    }
+    w.set_u32(arch + ".expert_count", s.n_experts);
+    w.set_u32(arch + ".expert_used_count", s.n_experts_used);
+    if (moe_family) w.set_u32(arch + ".expert_feed_forward_length", s.expert_ffn_dim);
+    if (s.arch == Arch::qwen2moe && s.shared_ffn_dim) {
+      w.set_u32(arch + ".expert_shared_feed_forward_length", s.shared_ffn_dim);
+    }
+  }
   const bool gemma = s.arch == Arch::gemma2 || s.arch == Arch::gemma3;
   if (gemma) {
     if (s.sliding_window) w.set_u32(arch + ".attention.sliding_window", s.sliding_window);
@@ -350,25 +389,39 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
       fill.matrix(w, layer_tensor(l, "attn_k"), d, kv);
       fill.matrix(w, layer_tensor(l, "attn_v"), d, kv);
     }
-    if (s.arch == Arch::qwen2) {
+    if (s.arch == Arch::qwen2 || s.arch == Arch::qwen2moe) {
       fill.vector(w, layer_bias(l, "attn_q"), q, 0.f, 0.5f);
       fill.vector(w, layer_bias(l, "attn_k"), kv, 0.f, 0.5f);
       fill.vector(w, layer_bias(l, "attn_v"), kv, 0.f, 0.5f);
     }
-    if (s.arch == Arch::qwen3 || s.arch == Arch::gemma3) {
+    if (s.arch == Arch::qwen3 || s.arch == Arch::qwen3moe || s.arch == Arch::gemma3) {
       fill.vector(w, layer_tensor(l, "attn_q_norm"), s.head_dim, 1.f, 0.2f);
       fill.vector(w, layer_tensor(l, "attn_k_norm"), s.head_dim, 1.f, 0.2f);
     }
     fill.matrix(w, layer_tensor(l, "attn_output"), q, d, 0.5f);
     if (gemma) fill.vector(w, layer_tensor(l, "post_attention_norm"), d, 1.f, 0.2f);
     fill.vector(w, layer_tensor(l, "ffn_norm"), d, 1.f, 0.2f);
-    if (s.arch == Arch::phi3) {  // fused, rows gate | up
+    if (s.n_experts > 0) {
+      // Mixtral's expert width is its feed_forward_length.
+      const std::uint32_t f = s.arch == Arch::llama ? s.ffn_dim : s.expert_ffn_dim;
+      fill.matrix(w, layer_tensor(l, "ffn_gate_inp"), d, s.n_experts, 1.f, 1, TensorType::kF32);
+      fill.matrix(w, layer_tensor(l, "ffn_gate_exps"), d, f, 1.f, s.n_experts);
+      fill.matrix(w, layer_tensor(l, "ffn_up_exps"), d, f, 1.f, s.n_experts);
+      fill.matrix(w, layer_tensor(l, "ffn_down_exps"), f, d, 0.5f, s.n_experts);
+      if (s.arch == Arch::qwen2moe) {
+        const std::uint32_t sf = s.shared_ffn_dim ? s.shared_ffn_dim : s.ffn_dim;
+        fill.vector(w, layer_tensor(l, "ffn_gate_inp_shexp"), d, 0.f, std::sqrt(3.f / static_cast<float>(d)));
+        fill.matrix(w, layer_tensor(l, "ffn_gate_shexp"), d, sf);
+        fill.matrix(w, layer_tensor(l, "ffn_up_shexp"), d, sf);
+        fill.matrix(w, layer_tensor(l, "ffn_down_shexp"), sf, d, 0.5f);
+      }
+    } else if (s.arch == Arch::phi3) {  // fused, rows gate | up
       fill.matrix(w, layer_tensor(l, "ffn_up"), d, 2 * s.ffn_dim);
     } else {
       fill.matrix(w, layer_tensor(l, "ffn_gate"), d, s.ffn_dim);
       fill.matrix(w, layer_tensor(l, "ffn_up"), d, s.ffn_dim);
     }
-    fill.matrix(w, layer_tensor(l, "ffn_down"), s.ffn_dim, d, 0.5f);
+    if (s.n_experts == 0) fill.matrix(w, layer_tensor(l, "ffn_down"), s.ffn_dim, d, 0.5f);
     if (gemma) fill.vector(w, layer_tensor(l, "post_ffw_norm"), d, 1.f, 0.2f);
   }
   fill.vector(w, "output_norm.weight", d, 1.f, 0.2f);

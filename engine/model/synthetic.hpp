@@ -45,10 +45,19 @@ struct SyntheticSpec {
   float final_softcap = 0.f;
   float linear_rope_factor = 0.f;
   float rope_base_local = 0.f;
+  // Mixture of experts (llama: Mixtral; qwen2moe, qwen3moe need them): n_experts > 0 writes a
+  // router (f32, as llama.cpp's quantizer keeps it) and the experts' gate, up and down as 3-D
+  // tensors of expert_ffn_dim rows each (Mixtral: ffn_dim, its feed_forward_length) instead of
+  // the dense feed-forward; qwen2moe adds a
+  // shared expert of shared_ffn_dim (0: ffn_dim) and its gate.
+  std::uint32_t n_experts = 0;
+  std::uint32_t n_experts_used = 0;
+  std::uint32_t expert_ffn_dim = 0;
+  std::uint32_t shared_ffn_dim = 0;
   // Type of the 2-D weights (norms and biases stay f32). Matrices whose rows are not whole
   // blocks of it fall back to f16 (as llama.cpp's quantizer falls back for odd shapes).
   gguf::TensorType type = gguf::TensorType::kF32;
-  // attn_v and ffn_up in this type instead (mixed files such as Q4_K_M keep attn_v at Q6_K): the
+  // attn_v and ffn_up (and ffn_up_exps) in this type instead (mixed files such as Q4_K_M keep attn_v at Q6_K): the
   // model then runs Q/K/V in two slices and gate/up unfused.
   std::optional<gguf::TensorType> v_up_type;
   // `<arch>.pooling_type` to write (llama.cpp's numbering: 1 mean, 2 cls, 3 last); encoders
@@ -64,7 +73,8 @@ struct SyntheticSpec {
 // qwen2.5-0.5b, phi3-mini (Phi-3-mini-4k), phi4-mini (Phi-4-mini: partial rotary), gemma2-2b
 // (Gemma 2 2B), gemma3-4b (Gemma 3 4B), tiny (~100M parameters, llama, for lavapipe
 // benchmarks), tiny-phi3, tiny-phi4, tiny-gemma2 and tiny-gemma3 (tiny's shapes as those
-// families), micro (~0.3M, tests), micro-gemma3 (a micro-sized gemma3, six layers, server
+// families), tiny-qwen3moe and tiny-mixtral (tiny's attention with 16 experts of which 4 run),
+// qwen3-30b-a3b (Qwen3-30B-A3B: 128 experts, 8 run), micro (~0.3M, tests), micro-gemma3 (a micro-sized gemma3, six layers, server
 // tests), and the encoders bge-small (BGE-small-en's shapes) and micro-bert (micro's, tests).
 std::optional<SyntheticSpec> synthetic_preset(const std::string& name);
 std::vector<std::string> synthetic_preset_names();

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "engine/model/model.hpp"
+#include "engine/ops/moe.hpp"
 
 namespace vkllm::model {
 
@@ -38,6 +39,12 @@ struct Model::Workspace {
   // RoPE frequencies of the sliding-window layers where they differ from inv_freq (gemma3).
   platform::Buffer inv_freq_local;
   platform::Buffer top;  // [S, kMaxTopLogprobs] ops::TopLogprob
+  // Mixture of experts (docs/ARCHITECTURE.md "Mixture of experts"): the router's logits [T,
+  // n_experts (+ 1: the shared expert's gate)], the route (route_layout), the experts' hidden
+  // rows [T * n_used, expert_ffn_dim] (and up's, where gate and up differ in type), their
+  // outputs [T * n_used, d_model], the shared expert's output [T, d_model].
+  platform::Buffer router_logits, route, exp_h, exp_up, exp_y, shared_out;
+  ops::MoeRouteLayout route_layout;
   // A matmul input quantized for the integer-dot GEMV (ops::record_quantize_q8), where it can run.
   platform::Buffer xq;
   // ids [S], logprobs [S], top [S, kMaxTopLogprobs], score logprobs [T], score top

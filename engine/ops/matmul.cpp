@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "engine/ops/moe.hpp"
 #include "engine/ops/push_constants.hpp"
 
 namespace vkllm::ops {
@@ -335,6 +336,81 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   }
   record_grid(k, cs, w, p, group_rows, tile, ntok, y_stride, out, xin, y, y_access, aux, label,
               intdot ? "_intdot" : "");
+}
+
+void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
+                           std::uint32_t expert_rows, const MoeRouteLayout& layout, BufferSpan route,
+                           BufferSpan x, std::uint32_t x_div, BufferSpan y, std::uint32_t ntok,
+                           Epilogue epilogue) {
+  const Variants v = checked_variants(w.type, "matmul_experts");
+  check_view(w, "matmul_experts");
+  if (epilogue != Epilogue::store && !paired(epilogue)) {
+    throw std::logic_error("matmul_experts: the epilogue is store, swiglu or geglu");
+  }
+  if (expert_rows == 0 || w.nrows != expert_rows * layout.n_expert ||
+      (paired(epilogue) && expert_rows % 2 != 0)) {
+    throw std::logic_error(fmt::format("matmul_experts: {} rows are not {} experts of {}", w.nrows,
+                                       layout.n_expert, expert_rows));
+  }
+  for (const WeightChunk& c : w.chunks) {
+    if (c.row0 % expert_rows != 0 || c.nrows % expert_rows != 0) {
+      throw std::logic_error(fmt::format("matmul_experts: chunk at row {} ({} rows) splits an expert of {}",
+                                         c.row0, c.nrows, expert_rows));
+    }
+  }
+  if (x_div != 1 && x_div != layout.n_used) {
+    throw std::logic_error(fmt::format("matmul_experts: x rows of {} pairs (1 or {})", x_div, layout.n_used));
+  }
+  if (ntok == 0) return;
+  if (ntok > layout.max_tokens) {
+    throw std::logic_error(fmt::format("matmul_experts: {} tokens, the route holds {}", ntok, layout.max_tokens));
+  }
+  const std::uint32_t pairs = ntok * layout.n_used;
+  const std::uint32_t cols = paired(epilogue) ? expert_rows / 2 : expert_rows;
+  const std::uint64_t xbytes = std::uint64_t{pairs / x_div} * w.ncols * 4;
+  const std::uint64_t ybytes = std::uint64_t{pairs} * cols * 4;
+  require_bytes(x, xbytes, "matmul_experts", "x");
+  require_bytes(y, ybytes, "matmul_experts", "y");
+  require_bytes(route, layout.bytes, "matmul_experts", "route");
+  x.size = xbytes;
+  y.size = ybytes;
+  route.size = layout.bytes;
+  const auto blob = optional_variant("matmul_experts_", v);
+  if (!blob) {
+    throw std::logic_error(fmt::format("matmul_experts: no variant for {}", gguf::type_name(w.type)));
+  }
+  // The GEMV's layout (record_matmul's decode and 8-token tiles) over each expert's pairs: an
+  // expert has at most one pair per token, so ntok bounds its tiles.
+  const platform::Tuning& t = k.tuning();
+  const std::uint32_t wg = t.matvec_workgroup;
+  const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
+  std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
+  if (paired(epilogue)) rows = (rows + 1) / 2 * 2;
+  const bool lane_rows = t.matvec_lane_rows;
+  const auto& p = k.pipeline(blob->id, 5, sizeof(PushMatmulExperts),
+                             {wg, rows, tile, max_subgroups(k, wg), lane_rows ? 1u : 0u});
+  const std::uint32_t group_rows = lane_rows ? wg * rows : rows;
+  const auto& lim = k.caps().props.max_workgroup_count;
+  const std::uint32_t gx = (expert_rows + group_rows - 1) / group_rows;
+  const std::uint32_t gy = (ntok + tile - 1) / tile;
+  for (std::size_t i = 0; i < w.chunks.size(); ++i) {
+    const WeightChunk& c = w.chunks[i];
+    const std::uint32_t gz = c.nrows / expert_rows;
+    if (gx > lim[0] || gy > lim[1] || gz > lim[2]) {
+      throw std::logic_error(fmt::format("matmul_experts: a grid of {} x {} x {} exceeds the device's", gx, gy, gz));
+    }
+    const PushMatmulExperts push{w.ncols,         expert_rows, 0, cols, pairs, 0,
+                                 static_cast<std::uint32_t>(epilogue), x_div,
+                                 c.row0 / expert_rows, layout.counts, layout.offsets, layout.entries};
+    cs.dispatch(p,
+                {{c.span, Access::read}, {x, Access::read}, {y, Access::write}, {x, Access::read},
+                 {route, Access::read}},
+                push, {gx, gy, gz},
+                fmt::format("matmul_experts_{} [{} x {}, {}] x {} tok, top {}{}{}", gguf::type_name(w.type),
+                            layout.n_expert, expert_rows, w.ncols, ntok, layout.n_used,
+                            paired(epilogue) ? (epilogue == Epilogue::swiglu ? " swiglu" : " geglu") : "",
+                            w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string()));
+  }
 }
 
 void record_get_rows(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpan ids,

@@ -80,6 +80,20 @@ std::uint32_t matmul_out_cols(const WeightView& w, Epilogue e);
 void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpan x, BufferSpan y,
                    std::uint32_t ntok, const MatmulOut& out = {});
 
+struct MoeRouteLayout;
+
+// The grouped expert matmul of a Mixture-of-Experts layer (matmul.comp EXPERTS, docs/
+// ARCHITECTURE.md "Mixture of experts"): `w` holds the experts one after another, expert_rows
+// rows each (chunks of whole experts). For every pair p = t * n_used + j that `route` (written by
+// record_moe_route for ntok tokens) gives expert e: y[p, n] = sum_c W_e[n, c] * x[p / x_div, c],
+// stored through `epilogue` (store, swiglu or geglu: then expert_rows / 2 outputs). x_div:
+// n_used where x holds the tokens, 1 where it holds the pairs. One dispatch per chunk; a
+// decode step reads only the chosen experts' rows.
+void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
+                           std::uint32_t expert_rows, const MoeRouteLayout& layout, BufferSpan route,
+                           BufferSpan x, std::uint32_t x_div, BufferSpan y, std::uint32_t ntok,
+                           Epilogue epilogue = Epilogue::store);
+
 // out[t, c] = W[ids[t], c] dequantized to f32, for t < ntok. ids: ntok u32, each < w.nrows
 // (an id out of range writes zeros). out: [ntok, w.ncols] f32.
 void record_get_rows(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpan ids,

@@ -30,6 +30,42 @@ struct PushMatmul {
 };
 static_assert(sizeof(PushMatmul) == 28);
 
+struct PushMatmulExperts {
+  std::uint32_t ncols;
+  std::uint32_t nrows;     // rows of one expert
+  std::uint32_t row0;      // 0
+  std::uint32_t y_stride;
+  std::uint32_t ntok;      // pairs of the step
+  std::uint32_t y0;
+  std::uint32_t epilogue;  // ops::Epilogue (store, swiglu, geglu)
+  std::uint32_t x_div;     // pairs per x row
+  std::uint32_t expert0;   // the chunk's first expert
+  std::uint32_t counts, offsets, entries;  // route word offsets
+};
+static_assert(sizeof(PushMatmulExperts) == 48);
+
+struct PushMoeRoute {
+  std::uint32_t ntok;
+  std::uint32_t n_expert;
+  std::uint32_t n_used;
+  std::uint32_t stride;
+  std::uint32_t gating;  // 0 softmax over all, 1 over the chosen
+  std::uint32_t norm;
+  std::uint32_t sel, weights, counts, offsets, entries;
+};
+static_assert(sizeof(PushMoeRoute) == 44);
+
+struct PushMoeCombine {
+  std::uint32_t ntok;
+  std::uint32_t ncols;
+  std::uint32_t n_used;
+  std::uint32_t weights;
+  std::uint32_t shared_expert;
+  std::uint32_t stride;
+  std::uint32_t gate_col;
+};
+static_assert(sizeof(PushMoeCombine) == 28);
+
 struct PushGetRows {
   std::uint32_t ncols;
   std::uint32_t nrows;        // rows of this weight chunk

@@ -32,6 +32,59 @@ layout(push_constant) uniform PushMatmul {
 } pc;
 #endif
 
+#ifdef PUSH_MATMUL_EXPERTS
+// The grouped expert matmul (matmul.comp EXPERTS; docs/ARCHITECTURE.md "Mixture of experts"): a
+// chunk holds whole experts of `nrows` rows each, its first one `expert0`; the rows expert e
+// multiplies are the pairs route[entries + route[offsets + e] + i], i < route[counts + e]: pair
+// p reads x row p / x_div and writes y row p.
+layout(push_constant) uniform PushMatmulExperts {
+  uint ncols;
+  uint nrows;     // rows of one expert
+  uint row0;      // 0
+  uint y_stride;
+  uint ntok;      // pairs of the step (token, expert slot)
+  uint y0;
+  uint epilogue;  // 0 store, 3 swiglu, 4 geglu
+  uint x_div;     // pairs per x row: experts per token (x the tokens) or 1 (x the pairs)
+  uint expert0;   // the chunk's first expert
+  uint counts;    // route word offsets (ops::MoeRouteLayout)
+  uint offsets;
+  uint entries;
+} pc;
+#endif
+
+#ifdef PUSH_MOE_ROUTE
+// The router's choice (moe_route.comp): logits [ntok, stride] (experts in the first n_expert
+// columns) -> n_used experts a token and their weights, and the pairs grouped by expert.
+layout(push_constant) uniform PushMoeRoute {
+  uint ntok;
+  uint n_expert;
+  uint n_used;
+  uint stride;
+  uint gating;   // 0: softmax over all experts; 1: softmax over the chosen ones
+  uint norm;     // 1: the chosen weights scaled to sum to 1
+  uint sel;      // route word offsets (ops::MoeRouteLayout)
+  uint weights;
+  uint counts;
+  uint offsets;
+  uint entries;
+} pc;
+#endif
+
+#ifdef PUSH_MOE_COMBINE
+// x[t, c] += sum_j weight(t, j) * y[t * n_used + j, c], plus, with a shared expert,
+// sigmoid(logits[t * stride + gate_col]) * shared[t, c] (moe_combine.comp).
+layout(push_constant) uniform PushMoeCombine {
+  uint ntok;
+  uint ncols;
+  uint n_used;
+  uint weights;   // route word offset of the weights
+  uint shared_expert;  // 1: add the gated shared expert
+  uint stride;
+  uint gate_col;
+} pc;
+#endif
+
 #ifdef PUSH_GET_ROWS
 // out[t, :] = W[ids[t], :] for the ids inside this chunk's rows [row0, row0 + nrows); the
 // dispatch of the chunk with row0 == 0 also writes zeros for ids >= nrows_total.

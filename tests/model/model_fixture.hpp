@@ -21,7 +21,8 @@ using model::Arch;
 
 inline constexpr double kForwardNmse = 5e-4;
 
-inline model::SyntheticSpec spec_for(Arch arch, gguf::TensorType type, std::uint32_t seed) {
+inline model::SyntheticSpec spec_for(Arch arch, gguf::TensorType type, std::uint32_t seed,
+                                     bool experts = false) {
   model::SyntheticSpec s;
   s.arch = arch;
   s.n_layers = 2;
@@ -35,7 +36,7 @@ inline model::SyntheticSpec spec_for(Arch arch, gguf::TensorType type, std::uint
   s.seed = seed;
   s.tied_output = arch == Arch::qwen2;
   s.llama3_rope = arch == Arch::llama;
-  exercise_family(s);
+  exercise_family(s, 16, experts);
   return s;
 }
 

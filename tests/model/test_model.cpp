@@ -108,16 +108,18 @@ TEST_CASE_FIXTURE(test::DeviceTest, "forward matches the CPU reference: every fa
       gguf::TensorType::kQ5_0, gguf::TensorType::kQ5_1, gguf::TensorType::kQ2_K,
       gguf::TensorType::kQ3_K, gguf::TensorType::kQ4_K, gguf::TensorType::kQ5_K,
       gguf::TensorType::kQ6_K, gguf::TensorType::kIQ4_NL, gguf::TensorType::kIQ4_XS};
-  // Gemma's families in the types the acceptance names (their kernels are the ones above).
+  // Gemma's and the MoE families in the types the acceptance names (their kernels are the ones
+  // above; the expert matmuls' variants of every type are tested in tests/ops).
   const gguf::TensorType gemma_types[] = {gguf::TensorType::kF16, gguf::TensorType::kQ8_0,
                                           gguf::TensorType::kQ4_K};
-  for (Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3, Arch::phi3, Arch::gemma2, Arch::gemma3}) {
-    const bool gemma = arch == Arch::gemma2 || arch == Arch::gemma3;
-    for (gguf::TensorType type : gemma ? std::span<const gguf::TensorType>(gemma_types)
-                                       : std::span<const gguf::TensorType>(types)) {
-      CAPTURE(model::to_string(arch));
+  for (const Family& family : kFamilies) {
+    const Arch arch = family.arch;
+    const bool few = arch == Arch::gemma2 || arch == Arch::gemma3 || family.experts;
+    for (gguf::TensorType type : few ? std::span<const gguf::TensorType>(gemma_types)
+                                     : std::span<const gguf::TensorType>(types)) {
+      CAPTURE(family.name);
       CAPTURE(gguf::type_name(type));
-      const auto spec = spec_for(arch, type, rng()());
+      const auto spec = spec_for(arch, type, rng()(), family.experts);
       const gguf::Reader reader = synthetic_reader(spec);
       model::ModelOptions opt;
       opt.max_batch_tokens = 64;

@@ -13,17 +13,33 @@ std::vector<float> load(const gguf::Reader& r, const std::string& name) {
   return gguf::dequantize(t.type, r.tensor_data(t));
 }
 
-// y[r] = sum_c w[r * ncols + c] * x[c]
+// y[r] = sum_c w[(row0 + r) * ncols + c] * x[c]
 std::vector<float> matvec(const std::vector<float>& w, const std::vector<float>& x,
-                          std::size_t nrows) {
+                          std::size_t nrows, std::size_t row0 = 0) {
   const std::size_t ncols = x.size();
   std::vector<float> y(nrows);
   for (std::size_t r = 0; r < nrows; ++r) {
     double acc = 0;
-    for (std::size_t c = 0; c < ncols; ++c) acc += double(w[r * ncols + c]) * x[c];
+    for (std::size_t c = 0; c < ncols; ++c) acc += double(w[(row0 + r) * ncols + c]) * x[c];
     y[r] = static_cast<float>(acc);
   }
   return y;
+}
+
+// down(act(gate x) * up x) of one feed-forward of width f whose rows start at expert e's.
+std::vector<float> gated_ffn(const std::vector<float>& gate, const std::vector<float>& up,
+                             const std::vector<float>& down, const std::vector<float>& x,
+                             std::size_t f, bool geglu, std::size_t e = 0) {
+  const std::vector<float> g = matvec(gate, x, f, e * f);
+  const std::vector<float> u = matvec(up, x, f, e * f);
+  std::vector<float> h(f);
+  for (std::size_t i = 0; i < f; ++i) {
+    const double gi = g[i];
+    const double act = geglu ? 0.5 * gi * (1.0 + std::tanh(0.7978845608028654 * (gi + 0.044715 * gi * gi * gi)))
+                             : gi / (1.0 + std::exp(-gi));
+    h[i] = static_cast<float>(act * u[i]);
+  }
+  return matvec(down, h, x.size(), e * x.size());
 }
 
 // RMSNorm of each `n`-element group of x.
@@ -89,7 +105,18 @@ ReferenceModel::ReferenceModel(const gguf::Reader& r, bool round_kv_f16, std::ui
     }
     L.wo = load(r, layer_tensor(l, "attn_output"));
     L.ffn_norm = load(r, layer_tensor(l, "ffn_norm"));
-    if (c.fused_gate_up) {
+    if (c.moe()) {
+      L.router = load(r, layer_tensor(l, "ffn_gate_inp"));
+      L.exp_gate = load(r, layer_tensor(l, "ffn_gate_exps"));
+      L.exp_up = load(r, layer_tensor(l, "ffn_up_exps"));
+      L.exp_down = load(r, layer_tensor(l, "ffn_down_exps"));
+      if (c.shared_ffn_dim > 0) {
+        L.shexp_gate = load(r, layer_tensor(l, "ffn_gate_inp_shexp"));
+        L.w_gate = load(r, layer_tensor(l, "ffn_gate_shexp"));
+        L.w_up = load(r, layer_tensor(l, "ffn_up_shexp"));
+        L.w_down = load(r, layer_tensor(l, "ffn_down_shexp"));
+      }
+    } else if (c.fused_gate_up) {
       const std::vector<float> gate_up = load(r, layer_tensor(l, "ffn_up"));
       L.w_gate = rows(gate_up, 0, c.ffn_dim);
       L.w_up = rows(gate_up, c.ffn_dim, c.ffn_dim);
@@ -97,7 +124,7 @@ ReferenceModel::ReferenceModel(const gguf::Reader& r, bool round_kv_f16, std::ui
       L.w_gate = load(r, layer_tensor(l, "ffn_gate"));
       L.w_up = load(r, layer_tensor(l, "ffn_up"));
     }
-    L.w_down = load(r, layer_tensor(l, "ffn_down"));
+    if (!c.moe()) L.w_down = load(r, layer_tensor(l, "ffn_down"));
     if (c.qkv_bias) {
       L.bq = load(r, model::layer_bias(l, "attn_q"));
       L.bk = load(r, model::layer_bias(l, "attn_k"));
@@ -184,16 +211,35 @@ std::vector<float> ReferenceModel::forward(std::uint32_t token) {
     }
     add_residual(matvec(L.wo, attn, d), L.post_attn_norm);
     const std::vector<float> xn2 = rms_norm(x, L.ffn_norm, c.rms_eps);
-    const std::vector<float> g = matvec(L.w_gate, xn2, c.ffn_dim);
-    const std::vector<float> u = matvec(L.w_up, xn2, c.ffn_dim);
-    std::vector<float> hmid(c.ffn_dim);
-    for (std::uint32_t i = 0; i < c.ffn_dim; ++i) {
-      const double gi = g[i];
-      const double act = c.geglu ? 0.5 * gi * (1.0 + std::tanh(0.7978845608028654 * (gi + 0.044715 * gi * gi * gi)))
-                                 : gi / (1.0 + std::exp(-gi));
-      hmid[i] = static_cast<float>(act * u[i]);
+    if (!c.moe()) {
+      add_residual(gated_ffn(L.w_gate, L.w_up, L.w_down, xn2, c.ffn_dim, c.geglu), L.post_ffw_norm);
+      continue;
     }
-    add_residual(matvec(L.w_down, hmid, d), L.post_ffw_norm);
+    // Mixture of experts: the softmax of the router's logits, the n_used largest (ties: the
+    // lower expert), their probabilities (rescaled to sum to 1 where the family does).
+    const std::vector<float> logits = matvec(L.router, xn2, c.n_experts);
+    const double mx = *std::max_element(logits.begin(), logits.end());
+    double total = 0;
+    for (float v : logits) total += std::exp(v - mx);
+    std::vector<std::uint32_t> order(c.n_experts);
+    for (std::uint32_t e = 0; e < c.n_experts; ++e) order[e] = e;
+    std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) { return logits[a] > logits[b]; });
+    std::vector<double> weight(c.n_experts_used);
+    double chosen = 0;
+    for (std::uint32_t j = 0; j < c.n_experts_used; ++j) chosen += weight[j] = std::exp(logits[order[j]] - mx) / total;
+    std::vector<double> out(d, 0.0);
+    for (std::uint32_t j = 0; j < c.n_experts_used; ++j) {
+      const double wj = c.expert_norm ? weight[j] / std::max(chosen, 6.103515625e-5) : weight[j];
+      const std::vector<float> y = gated_ffn(L.exp_gate, L.exp_up, L.exp_down, xn2, c.expert_ffn_dim, false, order[j]);
+      for (std::uint32_t i = 0; i < d; ++i) out[i] += wj * y[i];
+    }
+    if (c.shared_ffn_dim > 0) {
+      double g = 0;
+      for (std::uint32_t i = 0; i < d; ++i) g += double(L.shexp_gate[i]) * xn2[i];
+      const std::vector<float> y = gated_ffn(L.w_gate, L.w_up, L.w_down, xn2, c.shared_ffn_dim, false);
+      for (std::uint32_t i = 0; i < d; ++i) out[i] += y[i] / (1.0 + std::exp(-g));
+    }
+    for (std::uint32_t i = 0; i < d; ++i) x[i] += static_cast<float>(out[i]);
   }
   std::vector<float> logits = matvec(output_, rms_norm(x, output_norm_, c.rms_eps), c.vocab_size);
   if (c.final_softcap > 0) {

@@ -1,5 +1,5 @@
-// A plain C++ forward pass of the llama family (llama, qwen2, qwen3, phi3, gemma2, gemma3), one
-// token at a time with a
+// A plain C++ forward pass of the llama family (llama, qwen2, qwen3, phi3, gemma2, gemma3, and
+// the Mixture-of-Experts layers of Mixtral, qwen2moe and qwen3moe), one token at a time with a
 // contiguous K/V cache, every weight dequantized to f32 and every sum in double. The oracle of
 // the model tests; written for clarity, not speed. Knows no Vulkan.
 #pragma once
@@ -28,6 +28,9 @@ class ReferenceModel {
   struct Layer {
     std::vector<float> attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down, bq, bk, bv,
         q_norm, k_norm, post_attn_norm, post_ffw_norm;
+    // MoE: the router [n_experts, d_model], the experts one after another, the shared expert's
+    // gate [d_model] (its FFN: w_gate, w_up, w_down).
+    std::vector<float> router, exp_gate, exp_up, exp_down, shexp_gate;
     std::vector<float> k_cache, v_cache;  // [length, kv_dim]
   };
   model::ModelConfig config_;

@@ -86,7 +86,8 @@ struct Fixture {
 // attention over 256-key ranges once the context can exceed 256.
 inline Fixture random_model(platform::Device& device, std::uint32_t num_blocks, std::uint32_t max_seqs,
                      bool deterministic = false, model::Arch arch = model::Arch::llama,
-                     gguf::TensorType type = gguf::TensorType::kQ8_0, std::uint32_t swa_blocks = 0) {
+                     gguf::TensorType type = gguf::TensorType::kQ8_0, std::uint32_t swa_blocks = 0,
+                     bool experts = false) {
   model::SyntheticSpec s;
   s.arch = arch;
   s.n_layers = 2;
@@ -98,7 +99,7 @@ inline Fixture random_model(platform::Device& device, std::uint32_t num_blocks, 
   s.vocab_size = 320;
   s.type = type;
   s.seed = 11;
-  test::exercise_family(s, 24);
+  test::exercise_family(s, 24, experts);
   gguf::Reader reader = gguf::Reader::from_bytes(model::make_synthetic_model(s).to_bytes(), "random");
   tok::Tokenizer tokenizer = tok::Tokenizer::from_gguf(reader);
   model::ModelOptions o;

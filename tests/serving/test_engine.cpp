@@ -33,18 +33,22 @@ using serving::Engine;
 using serving::FinishReason;
 
 
-TEST_CASE_FIXTURE(test::DeviceTest, "batch invariance: 1, 4, 16 and 32 concurrent requests give their solo tokens") {
-  Fixture f = random_model(device(), 0, 32, true);
+namespace {
+
+// Runs each of `count` prompts alone, then the first n of them together for each n in `ns`:
+// every request's 12 greedy tokens must be its solo ones, and the pool whole again after.
+void check_batch_invariance(Fixture& f, std::uint32_t count, std::uint32_t seed,
+                            std::initializer_list<std::size_t> ns) {
   serving::EngineConfig cfg;
-  cfg.max_num_seqs = 32;
+  cfg.max_num_seqs = count;
   cfg.max_num_batched_tokens = 64;
-  const auto ps = prompts(32, 320, 5);
+  const auto ps = prompts(count, 320, seed);
   std::vector<std::vector<std::uint32_t>> solo;
   {
     Engine engine(*f.model, f.tokenizer, cfg);
     for (const auto& p : ps) solo.push_back(run_together(engine, {p}, 12)[0]);
   }
-  for (std::size_t n : {1, 4, 16, 32}) {
+  for (std::size_t n : ns) {
     CAPTURE(n);
     Engine engine(*f.model, f.tokenizer, cfg);
     const std::vector<std::vector<std::uint32_t>> subset(ps.begin(), ps.begin() + static_cast<std::ptrdiff_t>(n));
@@ -59,17 +63,34 @@ TEST_CASE_FIXTURE(test::DeviceTest, "batch invariance: 1, 4, 16 and 32 concurren
   }
 }
 
+}  // namespace
+
+TEST_CASE_FIXTURE(test::DeviceTest, "batch invariance: 1, 4, 16 and 32 concurrent requests give their solo tokens") {
+  Fixture f = random_model(device(), 0, 32, true);
+  check_batch_invariance(f, 32, 5, {1, 4, 16, 32});
+}
+
+TEST_CASE_FIXTURE(test::DeviceTest, "MoE batch invariance: 16 concurrent requests give their solo tokens (deterministic mode)") {
+  // Each request's tokens route to their own experts; batched, an expert's rows mix requests and
+  // the matmul's tiles hold pairs of many sequences, none of which may change a token's sums.
+  for (const Family& family : kFamilies) {
+    if (!family.experts) continue;
+    CAPTURE(family.name);
+    Fixture f = random_model(device(), 0, 16, true, family.arch, gguf::TensorType::kQ4_K, 0, true);
+    check_batch_invariance(f, 16, 31, {16});
+  }
+}
+
 TEST_CASE_FIXTURE(test::DeviceTest, "every architecture: 64 greedy tokens through the batching engine are the CPU reference's, near-ties excepted") {
   // Four requests at once (prompt chunks and decodes share steps). The reference follows each
   // request's own tokens (teacher-forced), so a near-tie taken early does not end the comparison:
   // every token must be the reference's argmax or within 1e-3 of the logits' spread of it.
   int compared = 0, near_ties = 0;
-  for (model::Arch arch : {model::Arch::llama, model::Arch::qwen2, model::Arch::qwen3, model::Arch::phi3,
-                           model::Arch::gemma2, model::Arch::gemma3}) {
+  for (const Family& family : kFamilies) {
     for (gguf::TensorType type : {gguf::TensorType::kF16, gguf::TensorType::kQ8_0, gguf::TensorType::kQ4_K}) {
-      CAPTURE(model::to_string(arch));
+      CAPTURE(family.name);
       CAPTURE(gguf::type_name(type));
-      Fixture f = random_model(device(), 0, 4, false, arch, type);
+      Fixture f = random_model(device(), 0, 4, false, family.arch, type, 0, family.experts);
       serving::EngineConfig cfg;
       cfg.max_num_seqs = 4;
       cfg.max_num_batched_tokens = 32;
