@@ -250,11 +250,13 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
     s.head_dim = 128; s.ffn_dim = 6144; s.vocab_size = 151936; s.context_length = 40960;
     s.rope_base = 1000000.f; s.rms_eps = 1e-6f; s.n_experts = 128; s.n_experts_used = 8;
     s.expert_ffn_dim = 768;
-  } else if (name == "tiny-qwen3moe" || name == "tiny-mixtral") {  // tiny with 16 experts, 4 a token
-    s.arch = name == "tiny-mixtral" ? Arch::llama : Arch::qwen3moe;
+  } else if (name == "tiny-qwen3moe" || name == "tiny-mixtral" || name == "tiny-qwen2moe") {
+    // tiny with 16 experts, 4 a token (qwen2moe: and a shared expert of 512)
+    s.arch = name == "tiny-mixtral" ? Arch::llama : name == "tiny-qwen2moe" ? Arch::qwen2moe : Arch::qwen3moe;
     s.n_layers = 12; s.d_model = 768; s.n_heads = 12; s.n_kv_heads = 4; s.head_dim = 64;
     s.ffn_dim = 256; s.vocab_size = 32000; s.context_length = 4096;
     s.n_experts = 16; s.n_experts_used = 4; s.expert_ffn_dim = 256;
+    if (s.arch == Arch::qwen2moe) s.shared_ffn_dim = 512;
   } else if (name == "micro-gemma3") {  // micro's size as a gemma3: a window of 32, one global layer of 6
     s.arch = Arch::gemma3; s.n_layers = 6; s.d_model = 128; s.n_heads = 4; s.n_kv_heads = 2;
     s.head_dim = 32; s.ffn_dim = 256; s.vocab_size = 512; s.context_length = 2048;
@@ -277,7 +279,7 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
 std::vector<std::string> synthetic_preset_names() {
   return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "phi4-mini", "gemma2-2b", "gemma3-4b", "tiny",
           "tiny-phi3", "tiny-phi4", "tiny-gemma2", "tiny-gemma3", "qwen3-30b-a3b", "tiny-qwen3moe",
-          "tiny-mixtral", "micro", "micro-gemma3", "bge-small", "micro-bert"};
+          "tiny-mixtral", "tiny-qwen2moe", "micro", "micro-gemma3", "bge-small", "micro-bert"};
 }
 
 std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {

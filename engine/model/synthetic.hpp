@@ -73,7 +73,8 @@ struct SyntheticSpec {
 // qwen2.5-0.5b, phi3-mini (Phi-3-mini-4k), phi4-mini (Phi-4-mini: partial rotary), gemma2-2b
 // (Gemma 2 2B), gemma3-4b (Gemma 3 4B), tiny (~100M parameters, llama, for lavapipe
 // benchmarks), tiny-phi3, tiny-phi4, tiny-gemma2 and tiny-gemma3 (tiny's shapes as those
-// families), tiny-qwen3moe and tiny-mixtral (tiny's attention with 16 experts of which 4 run),
+// families), tiny-qwen3moe, tiny-mixtral and tiny-qwen2moe (tiny's attention with 16 experts of
+// which 4 run; qwen2moe's shared expert beside them),
 // qwen3-30b-a3b (Qwen3-30B-A3B: 128 experts, 8 run), micro (~0.3M, tests), micro-gemma3 (a micro-sized gemma3, six layers, server
 // tests), and the encoders bge-small (BGE-small-en's shapes) and micro-bert (micro's, tests).
 std::optional<SyntheticSpec> synthetic_preset(const std::string& name);

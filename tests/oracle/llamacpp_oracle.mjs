@@ -14,14 +14,16 @@ import path from 'node:path';
 
 const [vkllm, work, ...only] = process.argv.slice(2);
 // By default the layout with the most to get wrong (q3_K: 6-bit scales split over 12 bytes, a
-// separate high-bit mask) and the newest families; each entry costs two or three minutes here
-// (llama.cpp compiles its pipelines for every model on lavapipe), so CI runs these three. Any
+// separate high-bit mask) and the newest families; each entry costs one to three minutes here
+// (llama.cpp compiles its pipelines for every model on lavapipe), so CI runs these four. Any
 // other type by name: bench/RESULTS.md records runs over all of them (iq4_xs: scales split
 // over two fields, a level table) and over the other families.
 // An entry "preset:type" takes another preset: tiny-phi3 (tiny's shapes as a phi3, fused QKV
 // and gate/up), tiny-gemma2 and tiny-gemma3 (post-norms, GeGLU, soft-caps, QK-norm, two RoPE
-// bases) check that llama.cpp reads our files of those families as we do.
-const types = only.length ? only : ['q3_k', 'tiny-gemma2:q8_0', 'tiny-gemma3:q4_k'];
+// bases) check that llama.cpp reads our files of those families as we do; tiny-qwen3moe,
+// tiny-mixtral and tiny-qwen2moe its Mixture-of-Experts layers (expert tensors, routing rules,
+// qwen2moe's gated shared expert).
+const types = only.length ? only : ['q3_k', 'tiny-gemma2:q8_0', 'tiny-gemma3:q4_k', 'tiny-qwen3moe:q4_k'];
 const PROMPT = [1, 450, 1200, 77, 3000, 9, 512, 2222];
 const N = 8;
 
