@@ -74,6 +74,7 @@ struct MakeModelOptions {
   std::string type = "q4_0";
   std::string output;
   std::uint32_t seed = 1;
+  std::uint32_t layers = 0;  // 0: the preset's
 };
 int run_make_model(const MakeModelOptions& options);
 

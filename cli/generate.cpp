@@ -176,6 +176,12 @@ int run_make_model(const MakeModelOptions& o) {
   }
   spec->type = *type;
   spec->seed = o.seed;
+  if (o.layers > 0) {
+    if (o.layers > spec->n_layers) {
+      throw InvalidRequest(fmt::format("--layers {}: preset {} has {} layers", o.layers, o.preset, spec->n_layers));
+    }
+    spec->n_layers = o.layers;
+  }
   const auto t0 = Clock::now();
   const gguf::Writer w = model::make_synthetic_model(*spec);
   w.write_file(o.output);

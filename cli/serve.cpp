@@ -170,6 +170,10 @@ void log_plan(const std::string& path, const platform::Device& device, const mod
   const std::uint64_t kv_tokens = std::uint64_t{m.num_blocks() - 1} * m.options().block_size;
   log::info("model {}: {} {} layers, d_model {}, {} heads ({} KV) x {}, vocab {}", path,
             model::to_string(c.arch), c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size);
+  if (c.moe()) {
+    log::info("experts: {} of {} a token, {} wide{}", c.n_experts_used, c.n_experts, c.expert_ffn_dim,
+              c.shared_ffn_dim ? fmt::format(", and a shared expert {} wide", c.shared_ffn_dim) : std::string());
+  }
   log::info("memory plan on {}: weights {} + workspace {} (steps of {} tokens, {} sequences) + KV "
             "cache {} ({} blocks of {} tokens, {}) = {} tokens in the KV pool; context {} per request",
             device.name(), format_bytes(m.weight_bytes()), format_bytes(m.workspace_bytes()),

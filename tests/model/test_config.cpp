@@ -177,6 +177,74 @@ TEST_CASE("phi3: fused tensors of the wrong height, and LongRoPE, are errors nam
   }
 }
 
+TEST_CASE("MoE families: experts, routing rules and shared experts read; malformed experts named") {
+  const auto moe = [](Arch arch) {
+    SyntheticSpec s = small(arch);
+    s.n_experts = 8;
+    s.n_experts_used = 2;
+    s.expert_ffn_dim = 64;
+    return s;
+  };
+  {
+    const ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(moe(Arch::qwen3moe))));
+    CHECK(c.arch == Arch::qwen3moe);
+    CHECK(c.moe());
+    CHECK(c.n_experts == 8);
+    CHECK(c.n_experts_used == 2);
+    CHECK(c.expert_ffn_dim == 64);
+    CHECK(c.expert_norm);
+    CHECK(c.shared_ffn_dim == 0);
+    CHECK(c.dense_ffn_dim() == 0);
+    CHECK(c.qk_norm);
+    CHECK(c.rope.neox);
+  }
+  {
+    SyntheticSpec s = moe(Arch::qwen2moe);
+    s.shared_ffn_dim = 160;
+    const ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(s)));
+    CHECK(c.arch == Arch::qwen2moe);
+    CHECK_FALSE(c.expert_norm);  // as llama.cpp: Qwen2-MoE keeps the softmax weights
+    CHECK(c.shared_ffn_dim == 160);
+    CHECK(c.dense_ffn_dim() == 160);
+    CHECK(c.qkv_bias);
+  }
+  {
+    const ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(moe(Arch::llama))));
+    CHECK(c.arch == Arch::llama);
+    CHECK(c.expert_ffn_dim == c.ffn_dim);  // Mixtral: the experts are feed_forward_length wide
+    CHECK(c.expert_norm);
+    CHECK_FALSE(c.rope.neox);
+  }
+  const gguf::Reader base = to_reader(model::make_synthetic_model(moe(Arch::qwen3moe)));
+  SUBCASE("more experts a token than there are") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("qwen3moe.expert_used_count", 9); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), InvalidModel);
+    CHECK(error_of(r).find("expert_used_count") != std::string::npos);
+  }
+  SUBCASE("more experts than the router kernel takes") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("qwen3moe.expert_count", 600); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+    CHECK(error_of(r).find("512") != std::string::npos);
+  }
+  SUBCASE("a MoE family without experts") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("qwen3moe.expert_count", 0); });
+    CHECK(error_of(r).find("expert_count") != std::string::npos);
+  }
+  SUBCASE("an expert tensor of another width") {
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_u32("qwen3moe.expert_feed_forward_length", 32); });
+    CHECK(error_of(r).find("ffn_gate_exps") != std::string::npos);
+  }
+  SUBCASE("experts one tensor each (an old Mixtral conversion)") {
+    const gguf::Reader mixtral = to_reader(model::make_synthetic_model(moe(Arch::llama)));
+    auto r = rewrite(mixtral, [](gguf::Writer&) {}, [](gguf::TensorInfo& t, std::vector<std::uint8_t>&) {
+      if (t.name.find("ffn_gate_exps") != std::string::npos) t.name.replace(t.name.find("ffn_gate_exps"), 13, "ffn_gate.0");
+      return true;
+    });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+    CHECK(error_of(r).find("blk.0.ffn_gate.0.weight") != std::string::npos);
+  }
+}
+
 TEST_CASE("phi3 LongRoPE: the short factors up to the original context, the long ones beyond") {
   SyntheticSpec s = small(Arch::phi3);
   s.longrope = true;
@@ -329,6 +397,8 @@ TEST_CASE("presets have their real shapes") {
   CHECK(p8 == doctest::Approx(8.03e9).epsilon(0.01));
   const double p1 = double(model::synthetic_parameter_count(*model::synthetic_preset("llama3-1b")));
   CHECK(p1 == doctest::Approx(1.236e9).epsilon(0.01));
+  const double pq = double(model::synthetic_parameter_count(*model::synthetic_preset("qwen3-30b-a3b")));
+  CHECK(pq == doctest::Approx(30.5e9).epsilon(0.01));  // Qwen3-30B-A3B: 30.5B
 }
 
 TEST_CASE("synthetic vocabularies have no repeated piece (llama.cpp loads our models)") {
