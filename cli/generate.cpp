@@ -171,7 +171,7 @@ int run_make_model(const MakeModelOptions& o) {
   }
   if (!type) {
     throw InvalidRequest(fmt::format("unknown weight type '{}' (f32, f16, bf16, q8_0, q4_0, q4_1, "
-                                     "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)",
+                                     "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, mxfp4)",
                                      o.type));
   }
   spec->type = *type;

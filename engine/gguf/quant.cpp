@@ -428,6 +428,36 @@ void quant_iq4nl(const float* x, uint8_t* b) {
   quant_iq4_32(x, fp16_to_fp32(d_h), b + 2);
 }
 
+// mxfp4: u8 e | u8 qs[16]; x = 2^(e - 128) * level[q] (ggml's E8M0 "half" scale: the levels are
+// FP4 E2M1 values doubled). The quantizer takes e = floor(log2(max |x|)) - 2 + 127, the largest
+// level (12) then within a factor of two of the largest magnitude, and each code nearest.
+constexpr int8_t kMxfp4Levels[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+float mxfp4_scale(uint8_t e) { return std::ldexp(1.0f, static_cast<int>(e) - 128); }
+int mxfp4_nearest(float v) {
+  int best = 0;
+  for (int i = 1; i < 16; ++i) {
+    if (std::fabs(v - kMxfp4Levels[i]) < std::fabs(v - kMxfp4Levels[best])) best = i;
+  }
+  return best;
+}
+void dequant_mxfp4(const uint8_t* b, float* y) {
+  const float d = mxfp4_scale(b[0]);
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * static_cast<float>(kMxfp4Levels[b[1 + j] & 0xF]);
+    y[j + 16] = d * static_cast<float>(kMxfp4Levels[b[1 + j] >> 4]);
+  }
+}
+void quant_mxfp4(const float* x, uint8_t* b) {
+  float amax = 0.0f;
+  for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const int e = amax > 0.0f ? std::clamp(static_cast<int>(std::floor(std::log2(amax))) - 2 + 127, 0, 255) : 0;
+  b[0] = static_cast<uint8_t>(e);
+  const float id = 1.0f / mxfp4_scale(b[0]);
+  for (int j = 0; j < 16; ++j) {
+    b[1 + j] = static_cast<uint8_t>(mxfp4_nearest(x[j] * id) | (mxfp4_nearest(x[j + 16] * id) << 4));
+  }
+}
+
 // iq4_xs: f16 d | u16 scales_h | u8 scales_l[4] | u8 qs[128]; sub-block j (32 elements) has the
 // 6-bit scale ls = (4 bits of scales_l[j / 2] at 4 * (j % 2)) | (bits 2j, 2j + 1 of scales_h) << 4,
 // and x = d * (ls - 32) * level[q] with qs[16j .. 16j + 15] laid out as iq4_nl's.
@@ -580,6 +610,7 @@ void dequantize(TensorType type, std::span<const uint8_t> src, std::span<float> 
       case TensorType::kQ3_K: dequant_q3k(b, y); break;
       case TensorType::kIQ4_NL: dequant_iq4nl(b, y); break;
       case TensorType::kIQ4_XS: dequant_iq4xs(b, y); break;
+      case TensorType::kMXFP4: dequant_mxfp4(b, y); break;
       default: dequant_block(type, b, y); break;
     }
   }
@@ -614,6 +645,7 @@ void quantize(TensorType type, std::span<const float> src, std::span<uint8_t> ds
       case TensorType::kQ3_K: quant_q3k(x, b); break;
       case TensorType::kIQ4_NL: quant_iq4nl(x, b); break;
       case TensorType::kIQ4_XS: quant_iq4xs(x, b); break;
+      case TensorType::kMXFP4: quant_mxfp4(x, b); break;
       default: quant_block(type, x, b); break;
     }
   }

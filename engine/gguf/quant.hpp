@@ -42,6 +42,9 @@ uint16_t fp32_to_bf16(float f) noexcept;
 //     89, 113}
 //   iq4_xs (256 el, 136 B): f16 d | u16 scales_h | u8 scales_l[4] | u8 qs[128]: 8 sub-blocks
 //     of 32 as iq4_nl's, each with the 6-bit scale (ls - 32) * d (see quant.cpp)
+//   mxfp4 (32 el, 17 B): u8 e | u8 qs[16]   x = 2^(e - 128) * level[q], q as q4_0's nibbles
+//     and level the doubled FP4 (E2M1) values {0, 1, 2, 3, 4, 6, 8, 12, -0, -1, -2, -3, -4,
+//     -6, -8, -12}; e an E8M0 exponent (gpt-oss's experts)
 // bf16/f16/f32: one element per "block", little-endian.
 
 // Dequantizes `src` (whole blocks of `type`) into `dst`, which must hold exactly

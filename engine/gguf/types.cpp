@@ -46,11 +46,11 @@ constexpr std::array<TypeTraits, 31> kTable{{
     {T::kTQ2_0, "tq2_0", 256, 66, false},
 }};
 // MXFP4 (id 39) is kept apart so the table above stays dense-ish and sorted.
-constexpr TypeTraits kMxfp4{T::kMXFP4, "mxfp4", 32, 17, false};
+constexpr TypeTraits kMxfp4{T::kMXFP4, "mxfp4", 32, 17, true};
 
-constexpr std::array<TensorType, 15> kCpuSupported{
+constexpr std::array<TensorType, 16> kCpuSupported{
     T::kF32,  T::kF16,  T::kBF16, T::kQ8_0, T::kQ4_0,   T::kQ4_1,   T::kQ5_0, T::kQ5_1,
-    T::kQ2_K, T::kQ3_K, T::kQ4_K, T::kQ5_K, T::kQ6_K, T::kIQ4_NL, T::kIQ4_XS};
+    T::kQ2_K, T::kQ3_K, T::kQ4_K, T::kQ5_K, T::kQ6_K, T::kIQ4_NL, T::kIQ4_XS, T::kMXFP4};
 
 }  // namespace
 

@@ -66,7 +66,7 @@ inline std::string_view type_name(TensorType type) noexcept { return traits(type
 // True for ids ggml used once and removed (4, 5, 31-33, 36-38).
 bool is_removed_type(uint32_t type_id) noexcept;
 // The types this module dequantizes and quantizes (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,
-// Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS).
+// Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4).
 std::span<const TensorType> cpu_supported_types() noexcept;
 
 // Bytes of a tensor of `n_elements` elements stored as rows of `row_elements` (the fastest

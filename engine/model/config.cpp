@@ -38,7 +38,7 @@ void check_weight(const gguf::Reader& r, const std::string& name,
   if (!weight_type_runnable(t.type)) {
     throw Unsupported(fmt::format("{}: tensor {} has type {}, which vkllm cannot run yet "
                                   "(supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, "
-                                  "q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)",
+                                  "q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, mxfp4)",
                                   r.name(), name, gguf::type_name(t.type)));
   }
   if (!matrix && t.type != TensorType::kF32) {
@@ -225,6 +225,7 @@ bool weight_type_runnable(TensorType type) {
     case TensorType::kQ5_0: case TensorType::kQ5_1: case TensorType::kQ4_K:
     case TensorType::kQ5_K: case TensorType::kQ6_K: case TensorType::kQ2_K:
     case TensorType::kQ3_K: case TensorType::kIQ4_NL: case TensorType::kIQ4_XS:
+    case TensorType::kMXFP4:
       return true;
     default:
       return false;

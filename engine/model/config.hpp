@@ -151,7 +151,7 @@ std::string layer_tensor(std::uint32_t layer, const char* what);  // "blk.{layer
 std::string layer_bias(std::uint32_t layer, const char* what);    // "blk.{layer}.{what}.bias"
 
 // Weight types the forward pass reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K,
-// Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS).
+// Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4).
 bool weight_type_runnable(gguf::TensorType type);
 
 }  // namespace vkllm::model

@@ -59,6 +59,8 @@ std::optional<Variants> variants(TensorType type) {
       return Variants{ShaderId::matmul_iq4_nl, ShaderId::matmul_tiled_iq4_nl, ShaderId::get_rows_iq4_nl};
     case TensorType::kIQ4_XS:
       return Variants{ShaderId::matmul_iq4_xs, ShaderId::matmul_tiled_iq4_xs, ShaderId::get_rows_iq4_xs};
+    case TensorType::kMXFP4:
+      return Variants{ShaderId::matmul_mxfp4, ShaderId::matmul_tiled_mxfp4, ShaderId::get_rows_mxfp4};
     default: return std::nullopt;
   }
 }

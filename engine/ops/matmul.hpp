@@ -8,7 +8,7 @@
 namespace vkllm::ops {
 
 // Weight types the kernels read: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K,
-// Q5_K, Q6_K, IQ4_NL, IQ4_XS.
+// Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4.
 bool weight_type_supported(const Kernels& k, gguf::TensorType type);
 
 // What a matmul does with each sum s = sum_c W[n, c] * x[t, c] as it stores it (fused steps,

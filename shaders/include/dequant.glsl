@@ -4,8 +4,8 @@
 //   layout(binding = B) readonly buffer Wq { uint wq[]; };
 // raw little-endian 32-bit words (rows are not 4-byte aligned in general: a q4_0 block is 18
 // bytes), so every variant reads bytes and halves with bit operations and needs neither 8- nor
-// 16-bit storage. Every field offset is even (all block sizes are even), so a 32-bit read spans
-// at most two words.
+// 16-bit storage. Every field offset is even (all block sizes are even but mxfp4's 17), so a
+// 32-bit read spans at most two words; mxfp4 reads its codes at any offset (dq_u32_any).
 //
 // Contract of the weight binding: the bytes of the rows, then at least 4 bytes of padding
 // (ops::DeviceWeight pads every chunk), because dq_u32 reads the word after the one it needs.
@@ -73,6 +73,9 @@
 #elif defined(WTYPE_IQ4_XS)
 #define DQ_BLOCK_SIZE 256
 #define DQ_BLOCK_BYTES 136
+#elif defined(WTYPE_MXFP4)
+#define DQ_BLOCK_SIZE 32
+#define DQ_BLOCK_BYTES 17
 #else
 #error "dequant.glsl: define one WTYPE_<type>"
 #endif
@@ -98,6 +101,13 @@ uint dq_u32(uint off) {
   const uint i = off >> 2;
   const uint sh = (off & 2u) << 3;  // 0 or 16
   return (wq[i] >> sh) | ((wq[i + 1] << 16) << (16u - sh));
+}
+// Any offset (mxfp4's 17-byte blocks); reads the next word too. At sh = 0 the second term
+// shifts by 32 in two steps: zero, with no shift of 32 (undefined in GLSL).
+uint dq_u32_any(uint off) {
+  const uint i = off >> 2;
+  const uint sh = (off & 3u) << 3;
+  return (wq[i] >> sh) | ((wq[i + 1] << 1) << (31u - sh));
 }
 
 // Four bytes of a word as floats (byte 0 -> .x).
@@ -453,22 +463,35 @@ void dq_block_codes(uint rb, uint b, out uint c[8], out vec4 sm) {
 // 4-bit codes into a fixed table of levels. The code bytes of 32 elements are laid out as q4_0's
 // (element j < 16: low nibble of byte j, 16 + j: high nibble); iq4_xs has 8 such sub-blocks
 // (bytes 8 + 16j ..), each with a 6-bit scale. A unit is half the code bytes of 32 elements.
-#if defined(WTYPE_IQ4_NL) || defined(WTYPE_IQ4_XS)
+#if defined(WTYPE_IQ4_NL) || defined(WTYPE_IQ4_XS) || defined(WTYPE_MXFP4)
+// mxfp4 is iq4_nl's layout with other levels (FP4 values doubled) and an E8M0 scale byte.
+#if defined(WTYPE_MXFP4)
+const float DQ_IQ4_LEVELS[16] = float[16](0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0,
+                                          0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0, -12.0);
+#else
 const float DQ_IQ4_LEVELS[16] = float[16](-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
                                           1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+#endif
 vec4 dq_iq4_levels(uint c) {  // four codes, one per byte
   return vec4(DQ_IQ4_LEVELS[c & 0xFu], DQ_IQ4_LEVELS[(c >> 8) & 0xFu],
               DQ_IQ4_LEVELS[(c >> 16) & 0xFu], DQ_IQ4_LEVELS[c >> 24]);
 }
 // qo: the 16 code bytes of 32 elements; d: their scale. Elements i .. i + 3 (i % 4 == 0).
 vec4 dq_iq4(uint qo, float d, uint i) {
+#if defined(WTYPE_MXFP4)
+  const uint c = (dq_u32_any(qo + (i & 15u)) >> ((i & 16u) >> 2)) & 0x0F0F0F0Fu;
+#else
   const uint c = (dq_u32(qo + (i & 15u)) >> ((i & 16u) >> 2)) & 0x0F0F0F0Fu;
+#endif
   return d * dq_iq4_levels(c);
 }
 // The scale of sub-block j's 32 elements of the block at bo, and where their code bytes start.
 #if defined(WTYPE_IQ4_NL)
 float dq_iq4_scale(uint bo, uint j) { return dq_f16(bo); }
 uint dq_iq4_codes(uint bo, uint j) { return bo + 2u; }
+#elif defined(WTYPE_MXFP4)
+float dq_iq4_scale(uint bo, uint j) { return exp2(float(int(dq_u8(bo))) - 128.0); }
+uint dq_iq4_codes(uint bo, uint j) { return bo + 1u; }
 #else
 float dq_iq4_scale(uint bo, uint j) {
   const uint low = (dq_u8(bo + 4u + (j >> 1)) >> (4u * (j & 1u))) & 0xFu;
@@ -566,7 +589,7 @@ vec4 dq_vec4(uint rb, uint c) {
   const uint i = c & 255u;
   return dq_k23(rb + (c >> 8) * DQ_BLOCK_BYTES, i >> 7, (i >> 5) & 3u, i & 31u);
 }
-#elif defined(WTYPE_IQ4_NL) || defined(WTYPE_IQ4_XS)
+#elif defined(WTYPE_IQ4_NL) || defined(WTYPE_IQ4_XS) || defined(WTYPE_MXFP4)
 vec4 dq_vec4(uint rb, uint c) {
   const uint bo = rb + (c / DQ_BLOCK_SIZE) * DQ_BLOCK_BYTES;
   const uint sj = (c % DQ_BLOCK_SIZE) >> 5;

@@ -183,7 +183,7 @@ TEST_CASE("type table matches ggml's block sizes") {
   CHECK_FALSE(type_traits(0xffffffffu));
   CHECK(type_name(12) == "q4_K");
   CHECK(type_name(1000) == "type#1000");
-  CHECK(cpu_supported_types().size() == 15);
+  CHECK(cpu_supported_types().size() == 16);
   for (TensorType t : cpu_supported_types()) CHECK(traits(t).cpu_supported);
 }
 
@@ -375,6 +375,27 @@ TEST_CASE("known bytes dequantize to known values: K-quants") {
     CHECK(y[31] == 0.5f * -10);
     CHECK(y[1] == 0.5f * -127);  // code 0
   }
+  SUBCASE("mxfp4") {
+    std::vector<uint8_t> b(17);
+    b[0] = 127;        // E8M0 "half" scale: 2^(127 - 128) = 0.5
+    b[1 + 0] = 0xF7;   // element 0: code 7 (12), element 16: code 15 (-12)
+    b[1 + 15] = 0x18;  // element 15: code 8 (-0), element 31: code 1 (1)
+    b[1 + 3] = 0x25;   // element 3: code 5 (6), element 19: code 2 (2)
+    auto y = dequantize(TensorType::kMXFP4, b);
+    CHECK(y[0] == 0.5f * 12);
+    CHECK(y[16] == 0.5f * -12);
+    CHECK(y[15] == 0.0f);
+    CHECK(y[31] == 0.5f * 1);
+    CHECK(y[3] == 0.5f * 6);
+    CHECK(y[19] == 0.5f * 2);
+    CHECK(y[1] == 0.0f);  // code 0
+    b[0] = 130;  // 2^2
+    y = dequantize(TensorType::kMXFP4, b);
+    CHECK(y[0] == 4.0f * 12);
+    b[0] = 0;  // 2^-128, a denormal
+    y = dequantize(TensorType::kMXFP4, b);
+    CHECK(y[0] == std::ldexp(12.0f, -128));
+  }
   SUBCASE("iq4_xs") {
     std::vector<uint8_t> b(136);
     put16(b, 0, 0x3400);  // d = 0.25
@@ -486,6 +507,9 @@ TEST_CASE("quantize round trip stays within per-type error bounds") {
       {TensorType::kQ6_K, 0.017, 0.025},
       {TensorType::kQ2_K, 0.40, 0.40},       {TensorType::kQ3_K, 0.20, 0.23},
       {TensorType::kIQ4_NL, 0.11, 0.09},     {TensorType::kIQ4_XS, 0.12, 0.09},
+      // mxfp4: the OCP rule's power-of-two scale puts the top level (12) at 1.5 x 2^floor(log2
+      // amax): values past it clip, by up to a quarter of amax.
+      {TensorType::kMXFP4, 0.25, 0.16},
   };
   for (const Case& c : cases) {
     CAPTURE(type_name(c.type));
@@ -529,8 +553,10 @@ TEST_CASE("quantizers handle constant, zero and one-sided blocks") {
     const auto y = dequantize(type, quantize(type, pos));
     // Half a step: the 2- and 3-bit types have 3 steps over [0, 2] (codes 0..3 of q2_K, 0..3
     // of q3_K's -4..3), the others at least 15.
+    // mxfp4: its top level sits at 1.5 for a maximum just under 2 (the clipping above).
     const bool low_bits = type == TensorType::kQ2_K || type == TensorType::kQ3_K;
-    for (int i = 0; i < 256; ++i) CHECK(std::fabs(y[i] - pos[i]) <= (low_bits ? 0.34f : 0.15f));
+    const float tolerance = type == TensorType::kMXFP4 ? 0.5f : low_bits ? 0.34f : 0.15f;
+    for (int i = 0; i < 256; ++i) CHECK(std::fabs(y[i] - pos[i]) <= tolerance);
   }
 }
 

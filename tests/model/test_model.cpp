@@ -107,7 +107,8 @@ TEST_CASE_FIXTURE(test::DeviceTest, "forward matches the CPU reference: every fa
       gguf::TensorType::kQ8_0, gguf::TensorType::kQ4_0, gguf::TensorType::kQ4_1,
       gguf::TensorType::kQ5_0, gguf::TensorType::kQ5_1, gguf::TensorType::kQ2_K,
       gguf::TensorType::kQ3_K, gguf::TensorType::kQ4_K, gguf::TensorType::kQ5_K,
-      gguf::TensorType::kQ6_K, gguf::TensorType::kIQ4_NL, gguf::TensorType::kIQ4_XS};
+      gguf::TensorType::kQ6_K, gguf::TensorType::kIQ4_NL, gguf::TensorType::kIQ4_XS,
+      gguf::TensorType::kMXFP4};
   // Gemma's and the MoE families in the types the acceptance names (their kernels are the ones
   // above; the expert matmuls' variants of every type are tested in tests/ops).
   const gguf::TensorType gemma_types[] = {gguf::TensorType::kF16, gguf::TensorType::kQ8_0,

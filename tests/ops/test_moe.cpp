@@ -28,7 +28,8 @@ constexpr TensorType kTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorTyp
                                  TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1,
                                  TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ2_K,
                                  TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
-                                 TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS};
+                                 TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS,
+                                 TensorType::kMXFP4};
 
 // The host's route: each token's experts by descending logit (ties: the lower expert; NaN never
 // before a number), their softmax weights, rescaled to sum to 1 where `norm`.
