@@ -49,25 +49,11 @@ layout(binding = 0) readonly buffer Wq { uint wq[]; };
 layout(binding = 2) buffer Y { float y[]; };
 layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bias
 
-#ifdef EXPERTS
-// EXPERTS (the grouped expert matmul of a Mixture-of-Experts layer, docs/ARCHITECTURE.md
-// "Mixture of experts"): grid.z walks the chunk's experts, grid.y the tiles of each expert's
-// pairs (a tile past its count returns at once: a decode step reads only the chosen experts'
-// rows), grid.x the row groups of one expert. Each pair's sums follow the same order as a plain
-// row's, whichever pairs share its tile: the result does not depend on the batch.
-layout(binding = 4) readonly buffer Route { uint route[]; };
-uint w_base_ = 0;   // the expert's first row in the chunk
-uint e_first_ = 0;  // its first pair in the grouped list
-uint e_count_ = 0;  // its pairs
-uint x_row(uint i) { return route[pc.entries + e_first_ + i] / pc.x_div; }
-uint y_row(uint i) { return route[pc.entries + e_first_ + i]; }
-uint tok_count() { return e_count_; }
-#else
-const uint w_base_ = 0;
-uint x_row(uint i) { return i; }
-uint y_row(uint i) { return i; }
-uint tok_count() { return pc.ntok; }
-#endif
+// EXPERTS (the grouped expert matmul of a Mixture-of-Experts layer, experts.glsl): grid.z walks
+// the chunk's experts, grid.y the tiles of each expert's pairs, grid.x the row groups of one
+// expert. Each pair's sums follow the same order as a plain row's, whichever pairs share its
+// tile: the result does not depend on the batch.
+#include "experts.glsl"
 
 #include "dequant.glsl"
 
@@ -208,11 +194,7 @@ void main() {
   const uint tid = gl_LocalInvocationID.x;
 #ifdef EXPERTS
   const uint group = gl_WorkGroupID.x;
-  const uint e = pc.expert0 + gl_WorkGroupID.z;
-  e_count_ = route[pc.counts + e];
-  if (tok0 >= e_count_) return;  // the whole workgroup: no pairs of this expert here
-  e_first_ = route[pc.offsets + e];
-  w_base_ = gl_WorkGroupID.z * pc.nrows;
+  if (!experts_begin(tok0)) return;  // the whole workgroup: no pairs of this expert here
 #else
   const uint group = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
 #endif

@@ -46,6 +46,7 @@ layout(binding = 2) buffer Y { float y[]; };
 layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bias
 
 #include "dequant.glsl"
+#include "experts.glsl"
 #include "matmul_io.glsl"
 
 shared float16_t ws_[BM * BKP];  // [row][k]

@@ -19,9 +19,17 @@
 // device's largest subgroup divides RG), and tg is computed from the subgroup's id alone: then
 // the compiler knows the activation reads are uniform across the subgroup (one load and a
 // broadcast on a CPU device instead of a gather).
+//
+// EXPERTS (experts.glsl; the grouped expert GEMM of a Mixture-of-Experts layer's prompt steps):
+// grid.z walks the chunk's experts, grid.y the tiles of BN of each expert's pairs (gathered x
+// rows, scattered y rows), grid.x the tiles of BM of one expert's rows.
 #include "common.glsl"
 #extension GL_KHR_shader_subgroup_basic : require
+#ifdef EXPERTS
+#define PUSH_MATMUL_EXPERTS
+#else
 #define PUSH_MATMUL
+#endif
 #include "push_constants.glsl"
 
 layout(constant_id = 1) const uint BM = 64;  // weight rows per tile
@@ -39,13 +47,19 @@ layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bi
 
 #include "dequant.glsl"
 
+#include "experts.glsl"
 #include "matmul_io.glsl"
 
 shared vec2 ws_[BK * BM / 2];  // [k][row / 2]: component row % 2
 shared vec4 xs_[BK * BN / 4];  // [k][token / 4]: component token % 4
 
 void main() {
+#ifdef EXPERTS
+  const uint group = gl_WorkGroupID.x;
+  if (!experts_begin(gl_WorkGroupID.y * BN)) return;  // the whole workgroup, before any barrier
+#else
   const uint group = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
+#endif
   // First row of this tile, in the chunk. A folded grid's tail tile (r0 >= nrows) runs and
   // stores nothing: an early return would put every later access under an execution mask.
   const uint r0 = group * BM;
@@ -74,21 +88,22 @@ void main() {
     for (uint j = tid; j < BM * (BK / 4); j += WG_SIZE) {
       const uint r = j / (BK / 4), q = j % (BK / 4);
       const vec4 v = r0 + r < pc.nrows && k0 + 4u * q < pc.ncols
-                         ? load_w4((r0 + r) * row_bytes, k0 + 4u * q)
+                         ? load_w4((w_base_ + r0 + r) * row_bytes, k0 + 4u * q)
                          : vec4(0.0);
       [[unroll]] for (uint e = 0; e < 4u; ++e) ws_[(4u * q + e) * (BM / 2) + r / 2][r % 2] = v[e];
     }
     // The activation slice: BN tokens x 8 vec4s.
     for (uint j = tid; j < BN * (BK / 4); j += WG_SIZE) {
       const uint t = j / (BK / 4), q = j % (BK / 4);
-      const vec4 v = tok0 + t < pc.ntok && k0 + 4u * q < pc.ncols ? load_x4(tok0 + t, k0 + 4u * q)
-                                                                  : vec4(0.0);
+      const vec4 v = tok0 + t < tok_count() && k0 + 4u * q < pc.ncols
+                         ? load_x4(x_row(tok0 + t), k0 + 4u * q)
+                         : vec4(0.0);
       [[unroll]] for (uint e = 0; e < 4u; ++e) xs_[(4u * q + e) * (BN / 4) + t / 4][t % 4] = v[e];
     }
     barrier();
     // A token group past the last token skips its products (uniform across its subgroup with
     // UNIFORM_TG, so a partial tile of tokens costs what it holds on a CPU device too).
-    if (tok0 + tg * TN >= pc.ntok) continue;
+    if (tok0 + tg * TN >= tok_count()) continue;
     for (uint k = 0; k < BK; ++k) {
       vec2 w[TM / 2];
       [[unroll]] for (uint i = 0; i < TM / 2; ++i) w[i] = ws_[k * (BM / 2) + i * RG + rg];
@@ -106,7 +121,7 @@ void main() {
     const uint r = r0 + (i * RG + rg) * 2u;  // in the chunk; r % 2 == 0
     [[unroll]] for (uint j = 0; j < TN; ++j) {
       const uint t = tok0 + tg * TN + j;
-      if (t >= pc.ntok) continue;
+      if (t >= tok_count()) continue;
       if (pc.epilogue >= 3) {
         // The (gate, up) pair (r, r + 1). Chunks and tiles start even.
         if (r < pc.nrows) store_glu(r, t, acc[i][j].x, acc[i][j].y);

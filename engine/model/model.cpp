@@ -558,7 +558,7 @@ std::uint64_t Model::decode_bytes(std::uint32_t ctx) const {
   std::uint64_t n = weight_bytes() - token_embd_.bytes() - output_.bytes() + head.bytes() +
                     token_embd_.bytes() / config_.vocab_size;
   // A MoE layer reads its chosen experts only: n_used of n_experts.
-  for (const Layer& L : layers_) {
+  for (const Layer& L : config_.moe() ? std::span<const Layer>(layers_) : std::span<const Layer>()) {
     const std::uint64_t experts =
         L.exp_gate_up.bytes() + L.exp_gate.bytes() + L.exp_up.bytes() + L.exp_down.bytes();
     n -= experts - experts / config_.n_experts * config_.n_experts_used;

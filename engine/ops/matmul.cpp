@@ -377,21 +377,38 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
   x.size = xbytes;
   y.size = ybytes;
   route.size = layout.bytes;
-  const auto blob = optional_variant("matmul_experts_", v);
+  // Many tokens (the path record_matmul would take is the tiled or matrix-core GEMM): the tiled
+  // GEMM over each expert's pairs; else the GEMV's layout (record_matmul's decode and 8-token
+  // tiles). An expert has at most one pair per token, so ntok bounds its tiles either way.
+  const platform::Tuning& t = k.tuning();
+  const MatmulPath path = choose_matmul(k, ntok);
+  const bool tiled = path == MatmulPath::tiled || path == MatmulPath::coopmat;
+  const auto blob = optional_variant(tiled ? "matmul_tiled_experts_" : "matmul_experts_", v);
   if (!blob) {
     throw std::logic_error(fmt::format("matmul_experts: no variant for {}", gguf::type_name(w.type)));
   }
-  // The GEMV's layout (record_matmul's decode and 8-token tiles) over each expert's pairs: an
-  // expert has at most one pair per token, so ntok bounds its tiles.
-  const platform::Tuning& t = k.tuning();
-  const std::uint32_t wg = t.matvec_workgroup;
-  const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
-  std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
-  if (paired(epilogue)) rows = (rows + 1) / 2 * 2;
-  const bool lane_rows = t.matvec_lane_rows;
-  const auto& p = k.pipeline(blob->id, 5, sizeof(PushMatmulExperts),
-                             {wg, rows, tile, max_subgroups(k, wg), lane_rows ? 1u : 0u});
-  const std::uint32_t group_rows = lane_rows ? wg * rows : rows;
+  std::uint32_t group_rows = 0, tile = 0;
+  const platform::Pipeline* p = nullptr;
+  if (tiled) {
+    const std::uint32_t bm = t.tiled_rows, bn = t.tiled_tokens;
+    const std::uint32_t tm = t.tiled_thread_rows, tn = t.tiled_thread_tokens;
+    const std::uint32_t row_groups = bm / tm;
+    const std::uint32_t sg_max = std::max(k.caps().max_subgroup_size, k.caps().subgroup_size);
+    const bool uniform_tg = sg_max > 0 && row_groups % sg_max == 0;
+    p = &k.pipeline(blob->id, 5, sizeof(PushMatmulExperts),
+                    {row_groups * (bn / tn), bm, bn, tm, tn, uniform_tg ? 1u : 0u});
+    group_rows = bm;
+    tile = bn;
+  } else {
+    const std::uint32_t wg = t.matvec_workgroup;
+    tile = ntok == 1 ? 1 : t.matmul_tokens;
+    std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
+    if (paired(epilogue)) rows = (rows + 1) / 2 * 2;
+    const bool lane_rows = t.matvec_lane_rows;
+    p = &k.pipeline(blob->id, 5, sizeof(PushMatmulExperts),
+                    {wg, rows, tile, max_subgroups(k, wg), lane_rows ? 1u : 0u});
+    group_rows = lane_rows ? wg * rows : rows;
+  }
   const auto& lim = k.caps().props.max_workgroup_count;
   const std::uint32_t gx = (expert_rows + group_rows - 1) / group_rows;
   const std::uint32_t gy = (ntok + tile - 1) / tile;
@@ -404,12 +421,12 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
     const PushMatmulExperts push{w.ncols,         expert_rows, 0, cols, pairs, 0,
                                  static_cast<std::uint32_t>(epilogue), x_div,
                                  c.row0 / expert_rows, layout.counts, layout.offsets, layout.entries};
-    cs.dispatch(p,
+    cs.dispatch(*p,
                 {{c.span, Access::read}, {x, Access::read}, {y, Access::write}, {x, Access::read},
                  {route, Access::read}},
                 push, {gx, gy, gz},
-                fmt::format("matmul_experts_{} [{} x {}, {}] x {} tok, top {}{}{}", gguf::type_name(w.type),
-                            layout.n_expert, expert_rows, w.ncols, ntok, layout.n_used,
+                fmt::format("matmul{}_experts_{} [{} x {}, {}] x {} tok, top {}{}{}", tiled ? "_tiled" : "",
+                            gguf::type_name(w.type), layout.n_expert, expert_rows, w.ncols, ntok, layout.n_used,
                             paired(epilogue) ? (epilogue == Epilogue::swiglu ? " swiglu" : " geglu") : "",
                             w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string()));
   }

@@ -88,7 +88,8 @@ struct MoeRouteLayout;
 // record_moe_route for ntok tokens) gives expert e: y[p, n] = sum_c W_e[n, c] * x[p / x_div, c],
 // stored through `epilogue` (store, swiglu or geglu: then expert_rows / 2 outputs). x_div:
 // n_used where x holds the tokens, 1 where it holds the pairs. One dispatch per chunk; a
-// decode step reads only the chosen experts' rows.
+// decode step reads only the chosen experts' rows. The kernel: the tiled GEMM where
+// choose_matmul picks the tiled or matrix-core path for ntok tokens, else the GEMV's.
 void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
                            std::uint32_t expert_rows, const MoeRouteLayout& layout, BufferSpan route,
                            BufferSpan x, std::uint32_t x_div, BufferSpan y, std::uint32_t ntok,

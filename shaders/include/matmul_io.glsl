@@ -1,7 +1,8 @@
 // What the tiled GEMMs (matmul_tiled.comp, matmul_coopmat.comp) share: reading vec4s of the
 // weights and activations at any column, and storing one output element with pc.epilogue
 // (0 store, 1 accumulate, 2 bias, 3 swiglu, 4 geglu; matmul.comp). The including shader declares the
-// bindings (0 weights, 1 x, 2 y, 3 aux) and includes dequant.glsl first.
+// bindings (0 weights, 1 x, 2 y, 3 aux) and includes dequant.glsl and experts.glsl first (y_row:
+// the y row of token t, an expert pair's own row with EXPERTS).
 
 #if DQ_FLOAT
 // Rows of any length: x rows are not 16-byte aligned, the last vec4 of a row may be partial.
@@ -27,7 +28,7 @@ vec4 load_w4(uint rb, uint c) { return dq_vec4(rb, c); }
 
 // The sum s of chunk row r (< pc.nrows) and token t (< pc.ntok), epilogues 0-2.
 void store_out(uint r, uint t, float s) {
-  const uint i = t * pc.y_stride + pc.y0 + pc.row0 + r;
+  const uint i = y_row(t) * pc.y_stride + pc.y0 + pc.row0 + r;
   if (pc.epilogue == 1) {
     y[i] += s;
   } else if (pc.epilogue == 2) {
@@ -39,5 +40,5 @@ void store_out(uint r, uint t, float s) {
 
 // Epilogues 3 and 4: the (gate, up) pair of chunk rows (r, r + 1), r even, for token t.
 void store_glu(uint r, uint t, float g, float u) {
-  y[t * pc.y_stride + pc.y0 + (pc.row0 + r) / 2u] = glu(pc.epilogue, g, u);
+  y[y_row(t) * pc.y_stride + pc.y0 + (pc.row0 + r) / 2u] = glu(pc.epilogue, g, u);
 }

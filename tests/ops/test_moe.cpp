@@ -253,6 +253,26 @@ TEST_CASE_FIXTURE(MoeTest, "moe expert matmul in both GEMV layouts: split along 
   kernels().set_tuning(std::nullopt);
 }
 
+TEST_CASE_FIXTURE(MoeTest, "moe expert matmul, tiled GEMM (prompt steps): types, partial tiles, several tiles of one expert") {
+  const ops::KernelChoice before = kernels().choice();
+  kernels().set_choice(ops::KernelChoice::tiled);
+  const auto layout = ops::moe_route_layout(150, 6, 2);
+  auto buf = device().create_buffer(layout.bytes, platform::MemoryIntent::activations, "route");
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_K,
+                          TensorType::kQ6_K, TensorType::kIQ4_XS, TensorType::kMXFP4}) {
+    const std::uint32_t block = gguf::traits(type).block_size;
+    const std::uint32_t ncols = block == 1 ? 35 : block == 32 ? 96 : 256;
+    // 150 tokens: expert 0 gets all of them (several token tiles), two experts none.
+    for (std::uint32_t ntok : {1u, 13u, 150u}) {
+      CAPTURE(gguf::type_name(type));
+      CAPTURE(ntok);
+      CHECK(experts_nmse(layout, buf, type, ncols, 37, ntok, 2, false, 0, 0, {4, 5}).first < 5e-4);
+      CHECK(experts_nmse(layout, buf, type, ncols, 70, ntok, 1, true, 0, 0, {4, 5}).first < 5e-4);
+    }
+  }
+  kernels().set_choice(before);
+}
+
 TEST_CASE_FIXTURE(MoeTest, "moe combine: the weighted pairs (and a gated shared expert) added to x") {
   constexpr std::uint32_t kExperts = 4, kUsed = 2, kCols = 67;
   for (const bool shared : {false, true}) {
