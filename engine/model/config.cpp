@@ -123,6 +123,7 @@ void read_gemma(const gguf::Reader& r, const std::string& arch, ModelConfig& c) 
     c.rope_local = c.rope;
     c.rope_local.scaling = RopeScaling::none;
     c.rope_local.factor = 1.f;
+    c.rope_local.attn_factor = 1.f;
     c.rope_local.freq_factors.clear();
     c.rope_local.base = r.find_f32(key(arch, "rope.freq_base_swa")).value_or(10000.f);
     if (!(c.rope_local.base > 1.f) || !std::isfinite(c.rope_local.base)) {
@@ -356,8 +357,28 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
       throw InvalidModel(fmt::format("{}: rope scaling factor {} is out of range", r.name(),
                                      rope.factor));
     }
+  } else if (scaling == "yarn") {
+    rope.scaling = RopeScaling::yarn;
+    rope.factor = r.get_f32(key(arch, "rope.scaling.factor"));
+    rope.original_context =
+        r.find_u32(key(arch, "rope.scaling.original_context_length")).value_or(c.context_length);
+    rope.yarn_ext_factor = r.find_f32(key(arch, "rope.scaling.yarn_ext_factor")).value_or(1.f);
+    rope.yarn_beta_fast = r.find_f32(key(arch, "rope.scaling.yarn_beta_fast")).value_or(32.f);
+    rope.yarn_beta_slow = r.find_f32(key(arch, "rope.scaling.yarn_beta_slow")).value_or(1.f);
+    const float attn = r.find_f32(key(arch, "rope.scaling.yarn_attn_factor")).value_or(1.f);
+    if (!(rope.factor >= 1.f && rope.factor <= 1024.f) || rope.original_context == 0 ||
+        !(rope.yarn_ext_factor >= 0.f && rope.yarn_ext_factor <= 1.f) ||
+        !(rope.yarn_beta_fast > 0.f && rope.yarn_beta_fast <= 1e4f) ||
+        !(rope.yarn_beta_slow > 0.f && rope.yarn_beta_slow <= 1e4f) || !(attn > 0.f && attn <= 16.f)) {
+      throw InvalidModel(fmt::format("{}: YaRN factor {}, original context {}, ext factor {}, betas "
+                                     "{} / {} or attention factor {} is out of range",
+                                     r.name(), rope.factor, rope.original_context,
+                                     rope.yarn_ext_factor, rope.yarn_beta_fast, rope.yarn_beta_slow, attn));
+    }
+    // ggml's rope_yarn: the rotated pairs' magnitude grows with the interpolation.
+    rope.attn_factor = attn * (rope.yarn_ext_factor != 0.f ? 1.f + 0.1f * std::log(rope.factor) : 1.f);
   } else if (scaling != "none") {
-    throw Unsupported(fmt::format("{}: rope scaling '{}' is not supported (none, linear, and "
+    throw Unsupported(fmt::format("{}: rope scaling '{}' is not supported (none, linear, yarn, and "
                                   "llama3 through rope_freqs.weight)",
                                   r.name(), scaling));
   }
@@ -500,10 +521,26 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope) {
   const std::uint32_t n = rope.dims / 2;
   std::vector<float> inv(n);
   if (rope.none) return inv;
+  // YaRN's ramp runs between the pairs that turn beta_fast and beta_slow times over the original
+  // context (ggml_rope_yarn_corr_dims: floor and ceil, clamped to the rotated dims).
+  double low = 0, high = 0;
+  if (rope.scaling == RopeScaling::yarn) {
+    const auto corr_dim = [&](double rotations) {
+      return rope.dims * std::log(rope.original_context / (rotations * 2 * std::numbers::pi)) /
+             (2 * std::log(static_cast<double>(rope.base)));
+    };
+    low = std::max(0.0, std::floor(corr_dim(rope.yarn_beta_fast)));
+    high = std::min(static_cast<double>(rope.dims) - 1, std::ceil(corr_dim(rope.yarn_beta_slow)));
+  }
   for (std::uint32_t i = 0; i < n; ++i) {
     double f = std::pow(static_cast<double>(rope.base), -2.0 * i / rope.dims);
-    if (rope.scaling == RopeScaling::linear) f /= rope.factor;
     if (!rope.freq_factors.empty()) f /= rope.freq_factors[i];
+    if (rope.scaling == RopeScaling::linear) f /= rope.factor;
+    if (rope.scaling == RopeScaling::yarn) {
+      const double y = (static_cast<double>(i) - low) / std::max(0.001, high - low);
+      const double mix = (1 - std::clamp(y, 0.0, 1.0)) * rope.yarn_ext_factor;
+      f = f / rope.factor * (1 - mix) + f * mix;
+    }
     inv[i] = static_cast<float>(f);
   }
   return inv;

@@ -30,7 +30,7 @@ const char* to_string(Pooling pooling);
 // "mean", "cls" or "last"; nullopt for anything else.
 std::optional<Pooling> parse_pooling(std::string_view name);
 
-enum class RopeScaling { none, linear, llama3, longrope };
+enum class RopeScaling { none, linear, llama3, longrope, yarn };
 
 struct RopeConfig {
   float base = 10000.f;
@@ -51,6 +51,13 @@ struct RopeConfig {
   // cos and sin (the rotated dims of Q and K; with partial rotary, not the rest).
   std::vector<float> short_factors, long_factors;
   float attn_factor = 1.f;
+  // YaRN (Qwen2.5/Qwen3's long-context files, gpt-oss), as llama.cpp: each pair's rate is the
+  // interpolated one (/ factor) blended toward the original by a ramp over the pairs between the
+  // correction dims of beta_fast and beta_slow rotations in original_context, times ext_factor;
+  // attn_factor (the rotated pairs' scale) is the file's times 1 + 0.1 ln(factor).
+  float yarn_ext_factor = 1.f;
+  float yarn_beta_fast = 32.f;
+  float yarn_beta_slow = 1.f;
   // bert: no rotation. Its inverse frequencies are zero, so the rotation kernel turns by cos 0 = 1
   // and sin 0 = 0: exactly the identity.
   bool none = false;

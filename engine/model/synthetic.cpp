@@ -215,10 +215,14 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
     s.head_dim = 256; s.ffn_dim = 10240; s.vocab_size = 262208; s.context_length = 131072;
     s.rope_base = 1000000.f; s.linear_rope_factor = 8.f; s.tied_output = true; s.rms_eps = 1e-6f;
     s.sliding_window = 1024;
-  } else if (name == "tiny" || name == "tiny-phi3" || name == "tiny-phi4" || name == "tiny-gemma2" ||
+  } else if (name == "tiny" || name == "tiny-yarn" || name == "tiny-phi3" || name == "tiny-phi4" || name == "tiny-gemma2" ||
              name == "tiny-gemma3") {  // ~100M parameters, small enough for lavapipe
     s.n_layers = 12; s.d_model = 768; s.n_heads = 12; s.n_kv_heads = 4; s.head_dim = 64;
     s.ffn_dim = 2048; s.vocab_size = 32000; s.context_length = 4096;
+    if (name == "tiny-yarn") {  // YaRN x4 over an original context of 1024 (Qwen's long-context files)
+      s.yarn_factor = 4.f;
+      s.yarn_original_context = 1024;
+    }
     if (name == "tiny-phi3") {  // with Phi-3.5's LongRoPE (the short set up to 4096 tokens)
       s.arch = Arch::phi3;
       s.longrope = true;
@@ -279,7 +283,7 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
 std::vector<std::string> synthetic_preset_names() {
   return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "phi4-mini", "gemma2-2b", "gemma3-4b", "tiny",
           "tiny-phi3", "tiny-phi4", "tiny-gemma2", "tiny-gemma3", "qwen3-30b-a3b", "tiny-qwen3moe",
-          "tiny-mixtral", "tiny-qwen2moe", "micro", "micro-gemma3", "bge-small", "micro-bert"};
+          "tiny-mixtral", "tiny-qwen2moe", "tiny-yarn", "micro", "micro-gemma3", "bge-small", "micro-bert"};
 }
 
 std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
@@ -347,6 +351,13 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
       w.set_f32(arch + ".rope.scaling.factor", s.linear_rope_factor);
     }
     if (s.rope_base_local > 0.f) w.set_f32(arch + ".rope.freq_base_swa", s.rope_base_local);
+  }
+  if (s.yarn_factor > 0.f) {
+    w.set_string(arch + ".rope.scaling.type", "yarn");
+    w.set_f32(arch + ".rope.scaling.factor", s.yarn_factor);
+    if (s.yarn_original_context) {
+      w.set_u32(arch + ".rope.scaling.original_context_length", s.yarn_original_context);
+    }
   }
   add_vocab(w, s.vocab_size, s.arch);
 

@@ -44,6 +44,10 @@ struct SyntheticSpec {
   float attn_softcap = 0.f;
   float final_softcap = 0.f;
   float linear_rope_factor = 0.f;
+  // YaRN scaling (any family; rope.scaling.type yarn) by this factor over this original context
+  // (written when > 0).
+  float yarn_factor = 0.f;
+  std::uint32_t yarn_original_context = 0;
   float rope_base_local = 0.f;
   // Mixture of experts (llama: Mixtral; qwen2moe, qwen3moe need them): n_experts > 0 writes a
   // router (f32, as llama.cpp's quantizer keeps it) and the experts' gate, up and down as 3-D
@@ -75,7 +79,8 @@ struct SyntheticSpec {
 // benchmarks), tiny-phi3, tiny-phi4, tiny-gemma2 and tiny-gemma3 (tiny's shapes as those
 // families), tiny-qwen3moe, tiny-mixtral and tiny-qwen2moe (tiny's attention with 16 experts of
 // which 4 run; qwen2moe's shared expert beside them),
-// qwen3-30b-a3b (Qwen3-30B-A3B: 128 experts, 8 run), micro (~0.3M, tests), micro-gemma3 (a micro-sized gemma3, six layers, server
+// qwen3-30b-a3b (Qwen3-30B-A3B: 128 experts, 8 run), tiny-yarn (tiny with YaRN x4 over 1024
+// positions), micro (~0.3M, tests), micro-gemma3 (a micro-sized gemma3, six layers, server
 // tests), and the encoders bge-small (BGE-small-en's shapes) and micro-bert (micro's, tests).
 std::optional<SyntheticSpec> synthetic_preset(const std::string& name);
 std::vector<std::string> synthetic_preset_names();

@@ -312,6 +312,31 @@ TEST_CASE("rope frequencies: plain, linear and llama3 scaling") {
   CHECK(c.rope.freq_factors.size() == 8);
 }
 
+TEST_CASE("YaRN: the ramp between the correction dims, the attention factor, read from the file") {
+  // 16 rotated dims, base 10000, x4 over 64 positions: ggml's correction dims are floor(16 ln(64
+  // / (32 2 pi)) / (2 ln 10000)) = -1 -> 0 and ceil(16 ln(64 / (2 pi)) / (2 ln 10000)) = 3. Pair
+  // i blends i / 3 of the way from the original rate to the interpolated one (rate / 4).
+  SyntheticSpec s = small(Arch::qwen3);
+  s.yarn_factor = 4.f;
+  s.yarn_original_context = 64;
+  const ModelConfig c = ModelConfig::from_gguf(to_reader(model::make_synthetic_model(s)));
+  REQUIRE(c.rope.scaling == model::RopeScaling::yarn);
+  CHECK(c.rope.original_context == 64);
+  CHECK(c.rope.attn_factor == doctest::Approx(1.0 + 0.1 * std::log(4.0)));
+  const auto inv = model::rope_inv_freq(c.rope);
+  REQUIRE(inv.size() == 8);
+  const auto rate = [](int i) { return std::pow(10000.0, -2.0 * i / 16); };
+  CHECK(inv[0] == doctest::Approx(rate(0)));
+  CHECK(inv[1] == doctest::Approx(rate(1) * (2.0 / 3 + 1.0 / 3 / 4)));
+  CHECK(inv[2] == doctest::Approx(rate(2) * (1.0 / 3 + 2.0 / 3 / 4)));
+  for (int i = 3; i < 8; ++i) CHECK(inv[i] == doctest::Approx(rate(i) / 4));
+  // Out-of-range values are errors naming YaRN.
+  const gguf::Reader base = to_reader(model::make_synthetic_model(s));
+  auto r = rewrite(base, [](gguf::Writer& w) { w.set_f32("qwen3.rope.scaling.factor", 0.5f); });
+  CHECK_THROWS_AS(ModelConfig::from_gguf(r), InvalidModel);
+  CHECK(error_of(r).find("YaRN") != std::string::npos);
+}
+
 TEST_CASE("unsupported and malformed models are typed errors naming the cause") {
   const gguf::Reader base = to_reader(model::make_synthetic_model(small(Arch::llama)));
 
@@ -378,8 +403,9 @@ TEST_CASE("unsupported and malformed models are typed errors naming the cause") 
     }
   }
   SUBCASE("unknown rope scaling") {
-    auto r = rewrite(base, [](gguf::Writer& w) { w.set_string("llama.rope.scaling.type", "yarn"); });
-    CHECK(error_of(r).find("yarn") != std::string::npos);
+    auto r = rewrite(base, [](gguf::Writer& w) { w.set_string("llama.rope.scaling.type", "dynamic"); });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+    CHECK(error_of(r).find("dynamic") != std::string::npos);
   }
 }
 

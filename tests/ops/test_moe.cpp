@@ -32,13 +32,14 @@ constexpr TensorType kTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorTyp
                                  TensorType::kMXFP4};
 
 // The host's route: each token's experts by descending logit (ties: the lower expert; NaN never
-// before a number), their softmax weights, rescaled to sum to 1 where `norm`.
+// before a number), their softmax weights over all experts (or over the chosen ones:
+// `chosen_only`, gpt-oss), rescaled to sum to 1 where `norm`.
 struct HostRoute {
   std::vector<std::uint32_t> sel;
   std::vector<double> weights;
 };
 HostRoute host_route(const std::vector<float>& logits, std::uint32_t ntok, std::uint32_t stride,
-                     std::uint32_t n_expert, std::uint32_t k, bool norm) {
+                     std::uint32_t n_expert, std::uint32_t k, bool norm, bool chosen_only = false) {
   HostRoute r;
   for (std::uint32_t t = 0; t < ntok; ++t) {
     const float* l = logits.data() + std::size_t{t} * stride;
@@ -50,10 +51,12 @@ HostRoute host_route(const std::vector<float>& logits, std::uint32_t ntok, std::
     for (std::uint32_t e = 0; e < n_expert; ++e) mx = std::max(mx, key(e));
     for (std::uint32_t e = 0; e < n_expert; ++e) total += std::exp(key(e) - mx);
     std::vector<double> w(k);
-    for (std::uint32_t j = 0; j < k; ++j) chosen += w[j] = std::exp(key(order[j]) - mx) / total;
+    for (std::uint32_t j = 0; j < k; ++j) {
+      chosen += w[j] = chosen_only ? std::exp(key(order[j]) - key(order[0])) : std::exp(key(order[j]) - mx) / total;
+    }
     for (std::uint32_t j = 0; j < k; ++j) {
       r.sel.push_back(order[j]);
-      r.weights.push_back(norm ? w[j] / std::max(chosen, 6.103515625e-5) : w[j]);
+      r.weights.push_back(norm || chosen_only ? w[j] / std::max(chosen, 6.103515625e-5) : w[j]);
     }
   }
   return r;
@@ -93,10 +96,11 @@ class MoeTest : public DeviceTest {
   // Runs the router; returns the route buffer's words.
   std::vector<std::uint32_t> route(const ops::MoeRouteLayout& layout, const platform::Buffer& logits,
                                    std::uint32_t stride, const platform::Buffer& buf,
-                                   std::uint32_t ntok, bool norm) {
+                                   std::uint32_t ntok, bool norm,
+                                   ops::MoeGating gating = ops::MoeGating::softmax) {
     auto cs = device().command_stream();
     cs.begin();
-    ops::record_moe_route(kernels(), cs, layout, logits, stride, buf, ntok, ops::MoeGating::softmax, norm);
+    ops::record_moe_route(kernels(), cs, layout, logits, stride, buf, ntok, gating, norm);
     cs.end();
     cs.submit_and_wait();
     std::vector<std::uint32_t> words(layout.bytes / 4);
@@ -111,18 +115,22 @@ TEST_CASE_FIXTURE(MoeTest, "moe route: top-k, softmax weights and the pairs grou
   for (const std::uint32_t n_expert : {8u, 60u}) {
     for (const std::uint32_t k : {1u, 2u, 4u}) {
       for (const std::uint32_t ntok : {1u, 7u, 37u}) {
-        for (const bool norm : {false, true}) {
+        // norm off, on, and gpt-oss's softmax over the chosen logits alone.
+        for (const int rule : {0, 1, 2}) {
+          const bool norm = rule == 1;
+          const bool chosen_only = rule == 2;
           CAPTURE(n_expert);
           CAPTURE(k);
           CAPTURE(ntok);
-          CAPTURE(norm);
+          CAPTURE(rule);
           const std::uint32_t stride = n_expert + 1;  // a shared-expert gate column after them
           const auto layout = ops::moe_route_layout(40, n_expert, k);
           const auto logits = uneven_logits(ntok, stride, n_expert, 3, {5, 6});
           auto dl = upload_floats(logits, "logits");
           auto buf = device().create_buffer(layout.bytes, platform::MemoryIntent::activations, "route");
-          const auto words = route(layout, dl, stride, buf, ntok, norm);
-          const HostRoute want = host_route(logits, ntok, stride, n_expert, k, norm);
+          const auto words = route(layout, dl, stride, buf, ntok, norm,
+                                   chosen_only ? ops::MoeGating::softmax_chosen : ops::MoeGating::softmax);
+          const HostRoute want = host_route(logits, ntok, stride, n_expert, k, norm, chosen_only);
           const std::uint32_t pairs = ntok * k;
           for (std::uint32_t p = 0; p < pairs; ++p) {
             CAPTURE(p);
