@@ -35,6 +35,7 @@ for width in 128 512; do
   build/tests/ops/test_matmul -tc='subgroup sizes*'
   build/tests/ops/test_fused -tc='rms_norm*'
   build/tests/ops/test_attention -tc='attention tiled*,attention kernel choice*'
+  build/tests/ops/test_moe -tc='moe expert matmul in both GEMV layouts*'
   unset LP_NATIVE_VECTOR_WIDTH
 done
 phase "subgroup sizes 4 and 16"
