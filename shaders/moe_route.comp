@@ -7,7 +7,8 @@
 //      scaled to sum to 1 where pc.norm says (the sum clamped at 2^-14, as llama.cpp does);
 //   2. the pairs (token t, slot j) -> p = t * n_used + j grouped by expert: counts[e], their
 //      exclusive prefix offsets[e], and entries[offsets[e] ..] the expert's pairs in ascending
-//      order. The order depends on nothing but the choices: the expert matmuls that read it
+//      order; and the experts with any pair, ascending (active_experts, n_active), so the expert matmuls'
+//      grid covers min(n_expert, pairs) experts, not all of them. The order depends on nothing but the choices: the expert matmuls that read it
 //      give each pair the same sums whatever else the step holds.
 // A NaN logit counts as -inf (never chosen over a number, weight 0), and every token gets n_used
 // distinct experts, so the counts always add up to the pairs.
@@ -75,13 +76,15 @@ void main() {
   }
   barrier();
   if (tid == 0) {
-    uint sum = 0;
+    uint sum = 0, found = 0;
     for (uint e = 0; e < pc.n_expert; ++e) {
       const uint n = offs_[e];
       offs_[e] = sum;
       route[pc.offsets + e] = sum;
       sum += n;
+      if (n > 0) route[pc.active_experts + found++] = e;
     }
+    route[pc.n_active] = found;
   }
   barrier();
   for (uint e = tid; e < pc.n_expert; e += WG_SIZE) {

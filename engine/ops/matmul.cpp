@@ -414,13 +414,17 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
   const std::uint32_t gy = (ntok + tile - 1) / tile;
   for (std::size_t i = 0; i < w.chunks.size(); ++i) {
     const WeightChunk& c = w.chunks[i];
-    const std::uint32_t gz = c.nrows / expert_rows;
+    // z: the step's active experts (at most one per pair), each workgroup finding its own and
+    // returning when it is another chunk's.
+    const std::uint32_t chunk_experts = c.nrows / expert_rows;
+    const std::uint32_t gz = std::min(layout.n_expert, pairs);
     if (gx > lim[0] || gy > lim[1] || gz > lim[2]) {
       throw std::logic_error(fmt::format("matmul_experts: a grid of {} x {} x {} exceeds the device's", gx, gy, gz));
     }
     const PushMatmulExperts push{w.ncols,         expert_rows, 0, cols, pairs, 0,
                                  static_cast<std::uint32_t>(epilogue), x_div,
-                                 c.row0 / expert_rows, layout.counts, layout.offsets, layout.entries};
+                                 c.row0 / expert_rows, layout.counts, layout.offsets, layout.entries,
+                                 layout.active_experts, layout.n_active, chunk_experts};
     cs.dispatch(*p,
                 {{c.span, Access::read}, {x, Access::read}, {y, Access::write}, {x, Access::read},
                  {route, Access::read}},

@@ -27,7 +27,9 @@ MoeRouteLayout moe_route_layout(std::uint32_t max_tokens, std::uint32_t n_expert
   l.counts = static_cast<std::uint32_t>(2 * pairs);
   l.offsets = l.counts + n_expert;
   l.entries = l.offsets + n_expert;
-  l.bytes = (std::uint64_t{l.entries} + pairs) * 4;
+  l.active_experts = static_cast<std::uint32_t>(l.entries + pairs);
+  l.n_active = l.active_experts + n_expert;
+  l.bytes = (std::uint64_t{l.n_active} + 1) * 4;
   return l;
 }
 
@@ -47,7 +49,8 @@ void record_moe_route(Kernels& k, CommandStream& cs, const MoeRouteLayout& layou
   const auto& p = k.pipeline(shaders::ShaderId::moe_route, 2, sizeof(PushMoeRoute), {wg});
   const PushMoeRoute push{ntok, layout.n_expert, layout.n_used, stride,
                           static_cast<std::uint32_t>(gating), norm ? 1u : 0u, layout.sel,
-                          layout.weights, layout.counts, layout.offsets, layout.entries};
+                          layout.weights, layout.counts, layout.offsets, layout.entries,
+                          layout.active_experts, layout.n_active};
   cs.dispatch(p, {{logits, Access::read}, {route, Access::read_write}}, push, {1, 1, 1},
               fmt::format("moe_route {} tok, top {} of {}", ntok, layout.n_used, layout.n_expert));
 }

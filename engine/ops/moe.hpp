@@ -12,11 +12,12 @@ namespace vkllm::ops {
 
 // The route buffer of a step, in 32-bit words at offsets fixed by the largest step (so a
 // recording replays at any token count): sel [T * n_used] expert ids, weights [T * n_used] f32,
-// counts [n_expert], offsets [n_expert], entries [T * n_used] the pairs grouped by expert. Pair
+// counts [n_expert], offsets [n_expert], entries [T * n_used] the pairs grouped by expert,
+// active_experts [n_expert] the experts with pairs in ascending order and n_active [1] their number. Pair
 // p = t * n_used + j is token t's j-th choice.
 struct MoeRouteLayout {
   std::uint32_t n_expert = 0, n_used = 0, max_tokens = 0;
-  std::uint32_t sel = 0, weights = 0, counts = 0, offsets = 0, entries = 0;
+  std::uint32_t sel = 0, weights = 0, counts = 0, offsets = 0, entries = 0, active_experts = 0, n_active = 0;
   std::uint64_t bytes = 0;
 };
 MoeRouteLayout moe_route_layout(std::uint32_t max_tokens, std::uint32_t n_expert, std::uint32_t n_used);

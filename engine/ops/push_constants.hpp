@@ -41,8 +41,10 @@ struct PushMatmulExperts {
   std::uint32_t x_div;     // pairs per x row
   std::uint32_t expert0;   // the chunk's first expert
   std::uint32_t counts, offsets, entries;  // route word offsets
+  std::uint32_t active_experts, n_active;  // route word offsets
+  std::uint32_t chunk_experts;             // experts in this chunk
 };
-static_assert(sizeof(PushMatmulExperts) == 48);
+static_assert(sizeof(PushMatmulExperts) == 60);
 
 struct PushMoeRoute {
   std::uint32_t ntok;
@@ -51,9 +53,9 @@ struct PushMoeRoute {
   std::uint32_t stride;
   std::uint32_t gating;  // 0 softmax over all, 1 over the chosen
   std::uint32_t norm;
-  std::uint32_t sel, weights, counts, offsets, entries;
+  std::uint32_t sel, weights, counts, offsets, entries, active_experts, n_active;
 };
-static_assert(sizeof(PushMoeRoute) == 44);
+static_assert(sizeof(PushMoeRoute) == 52);
 
 struct PushMoeCombine {
   std::uint32_t ntok;

@@ -2,7 +2,7 @@
 // docs/ARCHITECTURE.md "Mixture of experts"), or the identity without it (every other matmul),
 // so that one body serves both. The including shader has declared pc (PUSH_MATMUL_EXPERTS with
 // EXPERTS) and calls experts_begin() first: false means the workgroup has no pairs to do.
-//   w_base_       the expert's first row in the chunk (grid.z the expert)
+//   w_base_       the expert's first row in the chunk (grid.z: the step's active experts)
 //   x_row(i)      the x row of the workgroup's i-th token or pair
 //   y_row(i)      its y row
 //   tok_count()   the tokens or pairs there are (i < tok_count())
@@ -17,11 +17,13 @@ uint tok_count() { return e_count_; }
 // tok0: the workgroup's first pair of its expert. A tile past the expert's count reads nothing
 // (a decode step touches only the chosen experts' rows).
 bool experts_begin(uint tok0) {
-  const uint e = pc.expert0 + gl_WorkGroupID.z;
+  if (gl_WorkGroupID.z >= route[pc.n_active]) return false;
+  const uint e = route[pc.active_experts + gl_WorkGroupID.z];
+  if (e < pc.expert0 || e - pc.expert0 >= pc.chunk_experts) return false;  // another chunk's
   e_count_ = route[pc.counts + e];
   if (tok0 >= e_count_) return false;
   e_first_ = route[pc.offsets + e];
-  w_base_ = gl_WorkGroupID.z * pc.nrows;
+  w_base_ = (e - pc.expert0) * pc.nrows;
   return true;
 }
 #else

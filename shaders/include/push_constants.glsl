@@ -34,7 +34,8 @@ layout(push_constant) uniform PushMatmul {
 
 #ifdef PUSH_MATMUL_EXPERTS
 // The grouped expert matmul (matmul.comp EXPERTS; docs/ARCHITECTURE.md "Mixture of experts"): a
-// chunk holds whole experts of `nrows` rows each, its first one `expert0`; the rows expert e
+// chunk holds whole experts of `nrows` rows each, `chunk_experts` of them from `expert0`; grid.z
+// walks the step's active experts (route[active_experts + z], z < route[n_active]); the rows expert e
 // multiplies are the pairs route[entries + route[offsets + e] + i], i < route[counts + e]: pair
 // p reads x row p / x_div and writes y row p.
 layout(push_constant) uniform PushMatmulExperts {
@@ -50,6 +51,9 @@ layout(push_constant) uniform PushMatmulExperts {
   uint counts;    // route word offsets (ops::MoeRouteLayout)
   uint offsets;
   uint entries;
+  uint active_experts;
+  uint n_active;
+  uint chunk_experts;
 } pc;
 #endif
 
@@ -68,6 +72,8 @@ layout(push_constant) uniform PushMoeRoute {
   uint counts;
   uint offsets;
   uint entries;
+  uint active_experts;  // the experts with pairs, ascending, and their number
+  uint n_active;
 } pc;
 #endif
 

@@ -139,19 +139,24 @@ TEST_CASE_FIXTURE(MoeTest, "moe route: top-k, softmax weights and the pairs grou
             std::memcpy(&w, &words[layout.weights + p], 4);
             CHECK(std::abs(w - want.weights[p]) <= 1e-6 * std::max(1.0, want.weights[p]));
           }
-          // Grouping: counts, exclusive offsets, each expert's pairs ascending.
+          // Grouping: counts, exclusive offsets, each expert's pairs ascending, the experts with
+          // any pair ascending.
           std::uint32_t offset = 0;
+          std::vector<std::uint32_t> active;
           for (std::uint32_t e = 0; e < n_expert; ++e) {
             CAPTURE(e);
             std::vector<std::uint32_t> mine;
             for (std::uint32_t p = 0; p < pairs; ++p) {
               if (want.sel[p] == e) mine.push_back(p);
             }
+            if (!mine.empty()) active.push_back(e);
             CHECK(words[layout.counts + e] == mine.size());
             CHECK(words[layout.offsets + e] == offset);
             for (std::size_t i = 0; i < mine.size(); ++i) CHECK(words[layout.entries + offset + i] == mine[i]);
             offset += static_cast<std::uint32_t>(mine.size());
           }
+          REQUIRE(words[layout.n_active] == active.size());
+          for (std::size_t i = 0; i < active.size(); ++i) CHECK(words[layout.active_experts + i] == active[i]);
           CHECK(words[layout.counts + 3] == ntok);  // every token chose expert 3
           CHECK(words[layout.counts + 5] == 0);
           CHECK(words[layout.counts + 6] == 0);
