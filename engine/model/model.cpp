@@ -2,9 +2,10 @@
 // gemma2 and gemma3 with their post-norms, GeGLU, soft-capping and sliding windows, and the
 // Mixture-of-Experts layers of Mixtral, qwen2moe and qwen3moe)
 // and of bert encoders over a flat batch, recorded into one command buffer per step shape:
-// loading the weights, planning the workspace, recording the layers. The step's read-outs (LM head,
+// loading the weights, planning the workspace, recording the layers. A MoE layer's feed-forward
+// is recorded in experts.cpp, bert's layers in encoder.cpp; the step's read-outs (LM head,
 // prompt scores, embeddings) are in readout.cpp; its host side (checks, inputs, submission) in
-// step.cpp.
+// step.cpp. The layers' and the workspace's structs are in workspace.hpp.
 #include "engine/model/model.hpp"
 #include "engine/model/workspace.hpp"
 
@@ -27,37 +28,6 @@ namespace vkllm::model {
 using platform::Buffer;
 using platform::BufferSpan;
 using platform::MemoryIntent;
-
-namespace {
-// A weight that writes columns [y0, y0 + its output columns) of a wider activation row.
-struct Slice {
-  ops::DeviceWeight w;
-  std::uint32_t y0 = 0;
-};
-}  // namespace
-
-// The fused layer (docs/ARCHITECTURE.md, the step): Q, K and V concatenated into as few matmuls
-// as their types allow (one when they share a type), gate and up interleaved row by row into
-// one swiglu matmul when they share a type.
-struct Model::Layer {
-  ops::DeviceWeight attn_norm, wo, ffn_norm, w_down;
-  std::vector<Slice> qkv;                // slices of the qkv row [q | k | v]
-  ops::DeviceWeight w_gate_up;           // interleaved (gate, up) rows, when the types match
-  ops::DeviceWeight w_gate, w_up;        // else separate
-  ops::DeviceWeight b_qkv;               // qwen2: the biases, one f32 row [q | k | v]
-  ops::DeviceWeight q_norm, k_norm;      // qwen3, gemma3
-  ops::DeviceWeight post_attn_norm, post_ffw_norm;  // gemma2, gemma3
-  // bert: attn_norm and ffn_norm hold the LayerNorms after the attention's and the FFN's
-  // residuals (attn_output_norm, layer_output_norm), w_up and w_down the FFN; these their biases.
-  ops::DeviceWeight attn_norm_b, ffn_norm_b, b_o, b_up, b_down;
-  // Mixture of experts (docs/ARCHITECTURE.md "Mixture of experts"): the router, slices of the
-  // logit row [experts | the shared expert's gate]; the experts' gate and up interleaved row by
-  // row inside each expert when they share a type, else apart; their down. A qwen2moe layer's
-  // shared expert is the dense FFN above (w_gate_up or w_gate and w_up, w_down).
-  std::vector<Slice> router;
-  ops::DeviceWeight exp_gate_up, exp_gate, exp_up, exp_down;
-  Buffer k_pool, v_pool;
-};
 
 namespace {
 
@@ -558,10 +528,12 @@ std::uint64_t Model::decode_bytes(std::uint32_t ctx) const {
   std::uint64_t n = weight_bytes() - token_embd_.bytes() - output_.bytes() + head.bytes() +
                     token_embd_.bytes() / config_.vocab_size;
   // A MoE layer reads its chosen experts only: n_used of n_experts.
-  for (const Layer& L : config_.moe() ? std::span<const Layer>(layers_) : std::span<const Layer>()) {
-    const std::uint64_t experts =
-        L.exp_gate_up.bytes() + L.exp_gate.bytes() + L.exp_up.bytes() + L.exp_down.bytes();
-    n -= experts - experts / config_.n_experts * config_.n_experts_used;
+  if (config_.moe()) {
+    for (const Layer& L : layers_) {
+      const std::uint64_t experts =
+          L.exp_gate_up.bytes() + L.exp_gate.bytes() + L.exp_up.bytes() + L.exp_down.bytes();
+      n -= experts - experts / config_.n_experts * config_.n_experts_used;
+    }
   }
   const std::uint64_t kv_elem = kv_type_ == ops::KvType::f16 ? 2 : 4;
   for (std::uint32_t l = 0; l < config_.n_layers; ++l) {  // a sliding layer reads its window
@@ -773,114 +745,6 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
   }
   ts.end();
   return layers;
-}
-
-// A MoE feed-forward (docs/ARCHITECTURE.md "Mixture of experts"), x += its output: the router's
-// logits, the route (each token's experts and weights, the pairs grouped by expert), the experts'
-// gate/up and down over their pairs (one dispatch each), the shared expert beside them
-// (`shared_ffn`: the dense path into w.gate), and the weighted sum into the residual.
-void Model::record_moe(platform::CommandStream& cs, const Layer& L, std::uint32_t T, BufferSpan xn_q8,
-                       const std::function<void()>& shared_ffn) {
-  ops::Kernels& k = kernels_;
-  Workspace& w = *ws_;
-  const ModelConfig& c = config_;
-  const ops::MoeRouteLayout& layout = w.route_layout;
-  const std::uint32_t F = c.expert_ffn_dim, K = c.n_experts_used;
-  const std::uint32_t stride = c.n_experts + (c.shared_ffn_dim > 0 ? 1 : 0);
-  for (const Slice& sl : L.router) {
-    ops::MatmulOut out;
-    out.x_q8 = xn_q8;
-    out.y_stride = stride;
-    out.y0 = sl.y0;
-    ops::record_matmul(k, cs, sl.w.view(), w.xn, w.router_logits, T, out);
-  }
-  ops::record_moe_route(k, cs, layout, w.router_logits, stride, w.route, T, ops::MoeGating::softmax,
-                        c.expert_norm);
-  if (L.exp_gate_up.bytes() > 0) {
-    ops::record_matmul_experts(k, cs, L.exp_gate_up.view(), 2 * F, layout, w.route, w.xn, K, w.exp_h,
-                               T, ops::Epilogue::swiglu);
-  } else {
-    ops::record_matmul_experts(k, cs, L.exp_gate.view(), F, layout, w.route, w.xn, K, w.exp_h, T);
-    ops::record_matmul_experts(k, cs, L.exp_up.view(), F, layout, w.route, w.xn, K, w.exp_up, T);
-    ops::record_silu_mul(k, cs, w.exp_h, w.exp_up, w.exp_h, T * K * F);
-  }
-  ops::record_matmul_experts(k, cs, L.exp_down.view(), c.d_model, layout, w.route, w.exp_h, 1, w.exp_y, T);
-  ops::MoeShared shared{w.shared_out, c.n_experts};
-  if (c.shared_ffn_dim > 0) {
-    shared_ffn();
-    ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.shared_out, T);
-  }
-  ops::record_moe_combine(k, cs, layout, w.x, w.exp_y, w.route, T, c.d_model, w.router_logits, stride,
-                          c.shared_ffn_dim > 0 ? &shared : nullptr);
-}
-
-// bert's layers (docs/ARCHITECTURE.md "Embeddings"): the input is the token's row plus its
-// position's plus token type 0's, LayerNormed; each layer is post-norm, every projection with its
-// bias: x = LN(x + Wo attn(Wq x, Wk x, Wv x)), x = LN(x + Wdown gelu(Wup x)). Attention is
-// bidirectional: each token's last key is its sequence's last (attn_limits), and the whole
-// sequence is in the step. No rotation (the inverse frequencies are zero).
-std::pair<std::size_t, std::size_t> Model::record_encoder_layers(platform::CommandStream& cs,
-                                                                 const StepShape& sh) {
-  ops::Kernels& k = kernels_;
-  Workspace& w = *ws_;
-  const ModelConfig& c = config_;
-  const InputLayout& in = w.in;
-  const std::uint32_t T = sh.T, S = sh.S;
-  const Buffer& inputs = w.inputs[sh.slot];
-  const BufferSpan token_ids(inputs, in.token_ids, T * 4);
-  const BufferSpan positions(inputs, in.positions, T * 4);
-  const BufferSpan limits(inputs, in.attn_limits, T * 4);
-  const BufferSpan query_start(inputs, in.query_start, (S + 1) * 4);
-  const BufferSpan slots(inputs, in.slot_mapping, T * 4);
-  const BufferSpan block_table(inputs, in.block_table, std::uint64_t{S} * max_blocks_per_seq_ * 4);
-  const std::uint32_t n = T * c.d_model;
-
-  ops::record_get_rows(k, cs, token_embd_.view(), token_ids, w.x, T);
-  ops::record_get_rows(k, cs, position_embd_.view(), positions, w.xn, T);
-  ops::record_add(k, cs, w.x, w.xn, w.xn, n);
-  ops::record_add_bias(k, cs, w.xn, first_span(token_types_), w.xn, c.d_model, T);
-  ops::record_layer_norm(k, cs, w.xn, first_span(embd_norm_), first_span(embd_norm_b_), w.x, c.d_model, T,
-                         c.rms_eps);
-
-  ops::AttentionShape shape = attention_shape(T, S);
-  ops::RopeKvShape rkv;
-  rkv.ntok = T;
-  rkv.n_heads = c.n_heads;
-  rkv.n_kv_heads = c.n_kv_heads;
-  rkv.head_dim = c.head_dim;
-  rkv.style = ops::RopeStyle::neox;
-  rkv.kv_type = kv_type_;
-  const std::uint32_t qkv_stride = c.q_dim() + 2 * c.kv_dim();
-  const std::size_t d0 = cs.dispatch_count(), b0 = cs.barrier_count();
-  for (const Layer& L : layers_) {
-    for (const Slice& sl : L.qkv) {
-      ops::MatmulOut out = ops::with_epilogue(ops::Epilogue::bias);
-      out.bias = first_span(L.b_qkv);
-      out.y_stride = qkv_stride;
-      out.y0 = sl.y0;
-      ops::record_matmul(k, cs, sl.w.view(), w.x, w.qkv, T, out);
-    }
-    ops::record_rope_kv(k, cs, rkv, w.qkv, positions, w.inv_freq, slots, w.q, L.k_pool, L.v_pool, {}, {});
-    ops::record_attention(k, cs, shape, w.q, L.k_pool, L.v_pool, limits, query_start, block_table,
-                          w.attn, w.attn_partials, w.attn_counters);
-    ops::MatmulOut o = ops::with_epilogue(ops::Epilogue::bias);
-    o.bias = first_span(L.b_o);
-    ops::record_matmul(k, cs, L.wo.view(), w.attn, w.xn, T, o);
-    ops::record_add(k, cs, w.x, w.xn, w.xn, n);
-    ops::record_layer_norm(k, cs, w.xn, first_span(L.attn_norm), first_span(L.attn_norm_b), w.x, c.d_model,
-                           T, c.rms_eps);
-    ops::MatmulOut up = ops::with_epilogue(ops::Epilogue::bias);
-    up.bias = first_span(L.b_up);
-    ops::record_matmul(k, cs, L.w_up.view(), w.x, w.gate, T, up);
-    ops::record_gelu(k, cs, w.gate, w.gate, T * c.ffn_dim);
-    ops::MatmulOut down = ops::with_epilogue(ops::Epilogue::bias);
-    down.bias = first_span(L.b_down);
-    ops::record_matmul(k, cs, L.w_down.view(), w.gate, w.xn, T, down);
-    ops::record_add(k, cs, w.x, w.xn, w.xn, n);
-    ops::record_layer_norm(k, cs, w.xn, first_span(L.ffn_norm), first_span(L.ffn_norm_b), w.x, c.d_model,
-                           T, c.rms_eps);
-  }
-  return {cs.dispatch_count() - d0, cs.barrier_count() - b0};
 }
 
 }  // namespace vkllm::model

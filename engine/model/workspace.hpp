@@ -1,11 +1,14 @@
-// The model's step workspace, shared by model.cpp (load, recording) and step.cpp (checking,
-// inputs, submission): what a step writes, the buffers it runs in, and its recordings.
+// The model's layers and step workspace, shared by model.cpp (load, recording), experts.cpp and
+// encoder.cpp (the MoE feed-forward and bert's layers) and step.cpp (checking, inputs,
+// submission): the layers' weights and K/V pools, what a step writes, the buffers it runs in,
+// and its recordings.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "engine/model/model.hpp"
 #include "engine/ops/moe.hpp"
@@ -26,6 +29,35 @@ struct InputLayout {
   // sequence's last position, which attention reads where a decoder's read positions.
   std::uint32_t max_penalties;
   std::uint32_t mask_words;  // per sampled row (constrained decoding): vocab / 32 rounded up
+};
+
+// A weight that writes columns [y0, y0 + its output columns) of a wider activation row.
+struct Slice {
+  ops::DeviceWeight w;
+  std::uint32_t y0 = 0;
+};
+
+// The fused layer (docs/ARCHITECTURE.md, the step): Q, K and V concatenated into as few matmuls
+// as their types allow (one when they share a type), gate and up interleaved row by row into
+// one swiglu matmul when they share a type.
+struct Model::Layer {
+  ops::DeviceWeight attn_norm, wo, ffn_norm, w_down;
+  std::vector<Slice> qkv;                // slices of the qkv row [q | k | v]
+  ops::DeviceWeight w_gate_up;           // interleaved (gate, up) rows, when the types match
+  ops::DeviceWeight w_gate, w_up;        // else separate
+  ops::DeviceWeight b_qkv;               // qwen2: the biases, one f32 row [q | k | v]
+  ops::DeviceWeight q_norm, k_norm;      // qwen3, gemma3
+  ops::DeviceWeight post_attn_norm, post_ffw_norm;  // gemma2, gemma3
+  // bert: attn_norm and ffn_norm hold the LayerNorms after the attention's and the FFN's
+  // residuals (attn_output_norm, layer_output_norm), w_up and w_down the FFN; these their biases.
+  ops::DeviceWeight attn_norm_b, ffn_norm_b, b_o, b_up, b_down;
+  // Mixture of experts (docs/ARCHITECTURE.md "Mixture of experts"): the router, slices of the
+  // logit row [experts | the shared expert's gate]; the experts' gate and up interleaved row by
+  // row inside each expert when they share a type, else apart; their down. A qwen2moe layer's
+  // shared expert is the dense FFN above (w_gate_up or w_gate and w_up, w_down).
+  std::vector<Slice> router;
+  ops::DeviceWeight exp_gate_up, exp_gate, exp_up, exp_down;
+  platform::Buffer k_pool, v_pool;
 };
 
 struct Model::Workspace {

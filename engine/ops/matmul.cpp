@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -108,6 +109,45 @@ std::array<std::uint32_t, 2> fold(const Kernels& k, std::uint64_t groups, int di
 std::uint32_t max_subgroups(const Kernels& k, std::uint32_t workgroup) {
   const std::uint32_t smallest = std::min(k.caps().min_subgroup_size, k.caps().subgroup_size);
   return std::max<std::uint32_t>(workgroup / std::max<std::uint32_t>(smallest, 1), 1);
+}
+
+// A GEMV or tiled-GEMM pipeline's specialization constants, and the output rows x tokens one of
+// its workgroups covers.
+struct KernelLayout {
+  std::vector<std::uint32_t> spec;
+  std::uint32_t group_rows = 0, tile = 0;
+};
+
+// BM x BN output tiles (matmul_tiled.comp); UNIFORM_TG when every subgroup the device may run
+// lies inside one token group.
+KernelLayout tiled_layout(const Kernels& k) {
+  const platform::Tuning& t = k.tuning();
+  const std::uint32_t bm = t.tiled_rows, bn = t.tiled_tokens;
+  const std::uint32_t tm = t.tiled_thread_rows, tn = t.tiled_thread_tokens;
+  if (tm == 0 || tm % 2 != 0 || tn == 0 || tn % 4 != 0 || bm % tm != 0 || bn % tn != 0) {
+    throw std::logic_error(fmt::format("matmul: tiled tuning {}x{} tiles of {}x{} blocks", bm,
+                                       bn, tm, tn));
+  }
+  const std::uint32_t row_groups = bm / tm;
+  const std::uint32_t sg_max = std::max(k.caps().max_subgroup_size, k.caps().subgroup_size);
+  const bool uniform_tg = sg_max > 0 && row_groups % sg_max == 0;
+  return {{row_groups * (bn / tn), bm, bn, tm, tn, uniform_tg ? 1u : 0u}, bm, bn};
+}
+
+// The GEMV (matmul.comp) for ntok tokens. Decode: one token, a few rows per workgroup (split
+// along K over its invocations), or on CPU devices a few whole rows per invocation
+// (matvec_lane_rows: a workgroup then covers workgroup x rows rows; matmul.comp, LANE_ROWS). More
+// tokens: tiles of 8, so that each decoded weight element serves the whole tile; a partial tile
+// skips its missing tokens (a uniform branch), so smaller tiles would only save registers, at
+// the cost of more pipelines. A paired epilogue keeps (gate, up) pairs whole.
+KernelLayout gemv_layout(const Kernels& k, std::uint32_t ntok, Epilogue e) {
+  const platform::Tuning& t = k.tuning();
+  const std::uint32_t wg = t.matvec_workgroup;
+  const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
+  std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
+  if (paired(e)) rows = (rows + 1) / 2 * 2;
+  const bool lane_rows = t.matvec_lane_rows;
+  return {{wg, rows, tile, max_subgroups(k, wg), lane_rows ? 1u : 0u}, lane_rows ? wg * rows : rows, tile};
 }
 
 // A weight type's variant of a family built only where its toolchain probe passed
@@ -297,38 +337,15 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
     return;
   }
   if (path == MatmulPath::tiled) {
-    // BM x BN output tiles (matmul_tiled.comp); UNIFORM_TG when every subgroup the device may
-    // run lies inside one token group.
-    const std::uint32_t bm = t.tiled_rows, bn = t.tiled_tokens;
-    const std::uint32_t tm = t.tiled_thread_rows, tn = t.tiled_thread_tokens;
-    if (tm == 0 || tm % 2 != 0 || tn == 0 || tn % 4 != 0 || bm % tm != 0 || bn % tn != 0) {
-      throw std::logic_error(fmt::format("matmul: tiled tuning {}x{} tiles of {}x{} blocks", bm,
-                                         bn, tm, tn));
-    }
-    const std::uint32_t row_groups = bm / tm;
-    const std::uint32_t wg = row_groups * (bn / tn);
-    const std::uint32_t sg_max = std::max(k.caps().max_subgroup_size, k.caps().subgroup_size);
-    const bool uniform_tg = sg_max > 0 && row_groups % sg_max == 0;
-    const auto& p = k.pipeline(v.tiled, 4, sizeof(PushMatmul),
-                               {wg, bm, bn, tm, tn, uniform_tg ? 1u : 0u});
-    record_grid(k, cs, w, p, bm, bn, ntok, y_stride, out, x, y, y_access, aux, label, "_tiled");
+    const KernelLayout l = tiled_layout(k);
+    const auto& p = k.pipeline(v.tiled, 4, sizeof(PushMatmul), l.spec);
+    record_grid(k, cs, w, p, l.group_rows, l.tile, ntok, y_stride, out, x, y, y_access, aux, label, "_tiled");
     return;
   }
 
-  // Decode: one token, a few rows per workgroup (split along K over its invocations), or on CPU
-  // devices a few whole rows per invocation (matvec_lane_rows: a workgroup then covers
-  // workgroup x rows rows; matmul.comp, LANE_ROWS). More tokens: tiles of 8, so that each decoded
-  // weight element serves the whole tile; a partial tile skips its missing tokens (a uniform
-  // branch), so smaller tiles would only save registers, at the cost of more pipelines.
-  const std::uint32_t wg = t.matvec_workgroup;
-  const std::uint32_t tile = ntok == 1 ? 1 : t.matmul_tokens;
-  std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
-  if (paired(out.epilogue)) rows = (rows + 1) / 2 * 2;  // whole (gate, up) pairs
   // The integer-dot variant is the same kernel over int8 activations (matmul.comp INTDOT).
-  const bool lane_rows = t.matvec_lane_rows;
-  const auto& p = k.pipeline(intdot ? intdot->id : v.matmul, 4, sizeof(PushMatmul),
-                             {wg, rows, tile, max_subgroups(k, wg), lane_rows ? 1u : 0u});
-  const std::uint32_t group_rows = lane_rows ? wg * rows : rows;
+  const KernelLayout l = gemv_layout(k, ntok, out.epilogue);
+  const auto& p = k.pipeline(intdot ? intdot->id : v.matmul, 4, sizeof(PushMatmul), l.spec);
   BufferSpan xin = x;
   if (intdot) {
     const std::uint64_t qbytes = q8_activation_bytes(ntok, w.ncols);
@@ -336,7 +353,7 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
     xin = out.x_q8;
     xin.size = qbytes;
   }
-  record_grid(k, cs, w, p, group_rows, tile, ntok, y_stride, out, xin, y, y_access, aux, label,
+  record_grid(k, cs, w, p, l.group_rows, l.tile, ntok, y_stride, out, xin, y, y_access, aux, label,
               intdot ? "_intdot" : "");
 }
 
@@ -380,38 +397,17 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
   // Many tokens (the path record_matmul would take is the tiled or matrix-core GEMM): the tiled
   // GEMM over each expert's pairs; else the GEMV's layout (record_matmul's decode and 8-token
   // tiles). An expert has at most one pair per token, so ntok bounds its tiles either way.
-  const platform::Tuning& t = k.tuning();
   const MatmulPath path = choose_matmul(k, ntok);
   const bool tiled = path == MatmulPath::tiled || path == MatmulPath::coopmat;
   const auto blob = optional_variant(tiled ? "matmul_tiled_experts_" : "matmul_experts_", v);
   if (!blob) {
     throw std::logic_error(fmt::format("matmul_experts: no variant for {}", gguf::type_name(w.type)));
   }
-  std::uint32_t group_rows = 0, tile = 0;
-  const platform::Pipeline* p = nullptr;
-  if (tiled) {
-    const std::uint32_t bm = t.tiled_rows, bn = t.tiled_tokens;
-    const std::uint32_t tm = t.tiled_thread_rows, tn = t.tiled_thread_tokens;
-    const std::uint32_t row_groups = bm / tm;
-    const std::uint32_t sg_max = std::max(k.caps().max_subgroup_size, k.caps().subgroup_size);
-    const bool uniform_tg = sg_max > 0 && row_groups % sg_max == 0;
-    p = &k.pipeline(blob->id, 5, sizeof(PushMatmulExperts),
-                    {row_groups * (bn / tn), bm, bn, tm, tn, uniform_tg ? 1u : 0u});
-    group_rows = bm;
-    tile = bn;
-  } else {
-    const std::uint32_t wg = t.matvec_workgroup;
-    tile = ntok == 1 ? 1 : t.matmul_tokens;
-    std::uint32_t rows = ntok == 1 ? t.matvec_rows : t.matmul_rows;
-    if (paired(epilogue)) rows = (rows + 1) / 2 * 2;
-    const bool lane_rows = t.matvec_lane_rows;
-    p = &k.pipeline(blob->id, 5, sizeof(PushMatmulExperts),
-                    {wg, rows, tile, max_subgroups(k, wg), lane_rows ? 1u : 0u});
-    group_rows = lane_rows ? wg * rows : rows;
-  }
+  const KernelLayout l = tiled ? tiled_layout(k) : gemv_layout(k, ntok, epilogue);
+  const auto& p = k.pipeline(blob->id, 5, sizeof(PushMatmulExperts), l.spec);
   const auto& lim = k.caps().props.max_workgroup_count;
-  const std::uint32_t gx = (expert_rows + group_rows - 1) / group_rows;
-  const std::uint32_t gy = (ntok + tile - 1) / tile;
+  const std::uint32_t gx = (expert_rows + l.group_rows - 1) / l.group_rows;
+  const std::uint32_t gy = (ntok + l.tile - 1) / l.tile;
   for (std::size_t i = 0; i < w.chunks.size(); ++i) {
     const WeightChunk& c = w.chunks[i];
     // z: the step's active experts (at most one per pair), each workgroup finding its own and
@@ -425,7 +421,7 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
                                  static_cast<std::uint32_t>(epilogue), x_div,
                                  c.row0 / expert_rows, layout.counts, layout.offsets, layout.entries,
                                  layout.active_experts, layout.n_active, chunk_experts};
-    cs.dispatch(*p,
+    cs.dispatch(p,
                 {{c.span, Access::read}, {x, Access::read}, {y, Access::write}, {x, Access::read},
                  {route, Access::read}},
                 push, {gx, gy, gz},

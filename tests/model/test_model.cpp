@@ -19,6 +19,7 @@
 #include "engine/model/synthetic.hpp"
 #include "tests/model/model_fixture.hpp"
 #include "tests/reference/forward_ref.hpp"
+#include "tests/reference/quant_ref.hpp"
 #include "tests/reference/reference.hpp"
 #include "tests/reference/sample_ref.hpp"
 #include "tests/support/device_fixture.hpp"
@@ -102,13 +103,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "every matmul path forced: the f32 reference
 }
 
 TEST_CASE_FIXTURE(test::DeviceTest, "forward matches the CPU reference: every family and weight type") {
-  const gguf::TensorType types[] = {
-      gguf::TensorType::kF32,  gguf::TensorType::kF16,  gguf::TensorType::kBF16,
-      gguf::TensorType::kQ8_0, gguf::TensorType::kQ4_0, gguf::TensorType::kQ4_1,
-      gguf::TensorType::kQ5_0, gguf::TensorType::kQ5_1, gguf::TensorType::kQ2_K,
-      gguf::TensorType::kQ3_K, gguf::TensorType::kQ4_K, gguf::TensorType::kQ5_K,
-      gguf::TensorType::kQ6_K, gguf::TensorType::kIQ4_NL, gguf::TensorType::kIQ4_XS,
-      gguf::TensorType::kMXFP4};
+  const auto& types = ref::kKernelTypes;
   // Gemma's and the MoE families in the types the acceptance names (their kernels are the ones
   // above; the expert matmuls' variants of every type are tested in tests/ops).
   const gguf::TensorType gemma_types[] = {gguf::TensorType::kF16, gguf::TensorType::kQ8_0,

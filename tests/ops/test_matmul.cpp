@@ -26,12 +26,7 @@ namespace {
 constexpr double kExact = 1e-7;   // gathers: the decoded values themselves
 constexpr double kMatmul = 5e-4;  // products (docs/ARCHITECTURE.md "Tests"); the f32 sums land near 1e-12
 
-constexpr TensorType kTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
-                                 TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1,
-                                 TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ2_K,
-                                 TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
-                                 TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS,
-                                 TensorType::kMXFP4};
+constexpr const auto& kTypes = ref::kKernelTypes;
 
 // Column counts per type: whole blocks, one power of two and one not. f32/f16/bf16 rows may have
 // any length: 35 leaves a tail past the last decode unit and misaligns f16 rows.

@@ -24,12 +24,7 @@ using test::DeviceTest;
 
 namespace {
 
-constexpr TensorType kTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
-                                 TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1,
-                                 TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ2_K,
-                                 TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
-                                 TensorType::kQ6_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS,
-                                 TensorType::kMXFP4};
+constexpr const auto& kTypes = ref::kKernelTypes;
 
 // The host's route: each token's experts by descending logit (ties: the lower expert; NaN never
 // before a number), their softmax weights over all experts (or over the chosen ones:

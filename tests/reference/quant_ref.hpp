@@ -12,6 +12,15 @@
 
 namespace vkllm::ref {
 
+// Every weight type the kernels read (ops::weight_type_supported), for the tests that run them all.
+inline constexpr gguf::TensorType kKernelTypes[] = {
+    gguf::TensorType::kF32,  gguf::TensorType::kF16,  gguf::TensorType::kBF16,
+    gguf::TensorType::kQ8_0, gguf::TensorType::kQ4_0, gguf::TensorType::kQ4_1,
+    gguf::TensorType::kQ5_0, gguf::TensorType::kQ5_1, gguf::TensorType::kQ2_K,
+    gguf::TensorType::kQ3_K, gguf::TensorType::kQ4_K, gguf::TensorType::kQ5_K,
+    gguf::TensorType::kQ6_K, gguf::TensorType::kIQ4_NL, gguf::TensorType::kIQ4_XS,
+    gguf::TensorType::kMXFP4};
+
 // y[t * nrows + r] = sum_c w[r * ncols + c] * x[t * ncols + c] for t < ntok, accumulated in
 // double. w: [nrows, ncols], x: [ntok, ncols], y: [ntok, nrows].
 void matmul(std::span<const float> w, std::span<const float> x, std::span<float> y,
