@@ -24,8 +24,6 @@ using test::DeviceTest;
 
 namespace {
 
-constexpr const auto& kTypes = ref::kKernelTypes;
-
 // The host's route: each token's experts by descending logit (ties: the lower expert; NaN never
 // before a number), their softmax weights over all experts (or over the chosen ones:
 // `chosen_only`, gpt-oss), rescaled to sum to 1 where `norm`.
@@ -216,12 +214,18 @@ std::pair<double, std::size_t> MoeTest::experts_nmse(const ops::MoeRouteLayout& 
   return {ref::nmse(download_floats(dy, expected.size()), expected), w.view().chunks.size()};
 }
 
-TEST_CASE_FIXTURE(MoeTest, "moe expert matmul: every weight type against the reference, one expert with every token, two with none") {
+TEST_CASE_FIXTURE(MoeTest, "moe expert matmul: weight types of every row size against the reference, one expert with every token, two with none") {
   const auto layout = ops::moe_route_layout(16, 6, 2);
   auto buf = device().create_buffer(layout.bytes, platform::MemoryIntent::activations, "route");
-  // Every type in 8-token tiles; the decode tile (1 token, another pipeline of the same decoding:
-  // lavapipe compiles each in seconds) at a float type, a 32-block, a 256-block type and MXFP4.
-  for (TensorType type : kTypes) {
+  // The expert matmul is matmul.comp's GEMV with an expert's base row: its decoding of each type
+  // is test_matmul's. What is its own is the addressing, so one type of each kind of row size:
+  // 4-byte (f32), 2-byte (bf16), blocks of 34, 18, 17 and 136 bytes (q8_0, q4_0, mxfp4,
+  // iq4_xs: expert bases at odd bytes and at 2 mod 4) and super-blocks of 144 and 110 (q4_k,
+  // q3_k). Each type is two pipelines that lavapipe compiles in seconds, every type was minutes.
+  // 8-token tiles; the decode tile (1 token, another pipeline of the same decoding) at a float
+  // type, a 32-block, a 256-block type and MXFP4.
+  for (TensorType type : {TensorType::kF32, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0,
+                          TensorType::kMXFP4, TensorType::kIQ4_XS, TensorType::kQ4_K, TensorType::kQ3_K}) {
     const std::uint32_t block = gguf::traits(type).block_size;
     const std::uint32_t ncols = block == 1 ? 35 : block == 32 ? 96 : 256;
     const bool decode = type == TensorType::kF32 || type == TensorType::kQ4_0 ||
