@@ -2,8 +2,9 @@
 # Builds the libFuzzer targets of fuzz/ with clang, ASan and UBSan (build-fuzz/), seeds their
 # corpora (our own seeds from fuzz_seeds; chat templates and tokenizer test inputs from
 # ../shared when it is there) and runs each target for SECONDS seconds (default 30: CI's smoke;
-# bench/RESULTS.md records the long runs). A crash, leak, sanitizer report or timeout fails the
-# script and leaves the input in build-fuzz/findings/; each one found becomes a regression test.
+# bench/RESULTS.md records the long runs), as many at once as the machine has cores. A crash,
+# leak, sanitizer report or timeout fails the script and leaves the input in
+# build-fuzz/findings/; each one found becomes a regression test.
 # Usage: scripts/fuzz.sh [TARGET...] [SECONDS]   (targets: gguf tokenizer template request http grammar;
 # the arguments may come in any order: a number is the seconds, anything else a target)
 set -euo pipefail
@@ -47,15 +48,12 @@ if [ -d "$shared/vocab" ]; then
 fi
 mkdir -p build-fuzz/findings
 
-for t in "${targets[@]}"; do
-  if [ "$t" = tokenizer ] && [ ! -d "$shared/vocab" ]; then
-    echo "fuzz: SKIPPED tokenizer: $shared/vocab (its real vocabularies) not found"
-    continue
-  fi
-  corpus=build-fuzz/corpus/$t
+# One target: its log in build-fuzz/TARGET.log; fails with the log's tail on a finding.
+fuzz_target() {
+  local t=$1 corpus=build-fuzz/corpus/$1
   mkdir -p "$corpus" "$seeds/$t"
-  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
-        -artifact_prefix="build-fuzz/findings/$t-")
+  local args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+              -artifact_prefix="build-fuzz/findings/$t-")
   case $t in
     template) args+=(-max_len=65536 -dict=fuzz/template.dict) ;;
     request) args+=(-max_len=16384 -dict=fuzz/request.dict) ;;
@@ -64,13 +62,30 @@ for t in "${targets[@]}"; do
     gguf) args+=(-max_len=8192) ;;
     grammar) args+=(-max_len=8192) ;;
   esac
-  echo "fuzz: $t for ${seconds}s"
   if ! VKLLM_FUZZ_VOCAB_DIR="$shared/vocab" build-fuzz/fuzz/fuzz_$t "${args[@]}" "$corpus" \
       "$seeds/$t" > "build-fuzz/$t.log" 2>&1; then
     tail -n 60 "build-fuzz/$t.log"
     echo "fuzz: $t FAILED (log in build-fuzz/$t.log, input in build-fuzz/findings/)"
-    exit 1
+    return 1
   fi
   grep -E "^(Done|stat::)" "build-fuzz/$t.log"
+}
+
+# The targets $jobs at a time (each libFuzzer run is one thread), each printing when it ends.
+running=() failed=0
+for t in "${targets[@]}"; do
+  if [ "$t" = tokenizer ] && [ ! -d "$shared/vocab" ]; then
+    echo "fuzz: SKIPPED tokenizer: $shared/vocab (its real vocabularies) not found"
+    continue
+  fi
+  if [ ${#running[@]} -ge "$jobs" ]; then
+    wait "${running[0]}" || failed=1
+    running=("${running[@]:1}")
+  fi
+  echo "fuzz: $t for ${seconds}s"
+  fuzz_target "$t" &
+  running+=($!)
 done
+for pid in "${running[@]}"; do wait "$pid" || failed=1; done
+[ $failed = 0 ] || exit 1
 echo "fuzz: ${targets[*]}: no findings"

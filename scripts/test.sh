@@ -18,6 +18,24 @@ phase() {  # NAME: the time of the phase that just ended
   echo "[test.sh] phase '$1': $((s / 60)) min $((s % 60)) s (total $((SECONDS / 60)) min)"
   phase_start=$SECONDS
 }
+# Runs each argument (a command line) in the background, the output of each to its own log, then
+# prints the logs in order; fails when one of them failed. For the phases whose programs spend
+# their time in lavapipe compiling pipelines (one thread each) rather than running them: two at
+# once take the machine's two cores. Mesa's shader cache is safe to share between processes.
+in_parallel() {
+  local i pids=() failed=0
+  mkdir -p build/parallel
+  for i in $(seq 0 $(($# - 1))); do
+    local cmd=${*:$((i + 1)):1}
+    bash -c "set -euo pipefail; $cmd" > "build/parallel/$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then failed=1; echo "FAILED: ${*:$((i + 1)):1}"; fi
+    cat "build/parallel/$i.log"
+  done
+  return $failed
+}
 
 # Installed under /usr (cpack's .deb below); `cmake --install --prefix` chooses another.
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
@@ -28,16 +46,14 @@ phase ctest
 # The kernels that reduce or share work across a subgroup again at lavapipe's other subgroup
 # sizes (4 and 16; 8 above): code that assumes a subgroup size fails here (docs/ARCHITECTURE.md,
 # Tests). Chosen cases, not whole files: each width compiles its pipelines anew, and the whole
-# matmul file took over 10 minutes at width 128 on CI's machine.
-for width in 128 512; do
-  export LP_NATIVE_VECTOR_WIDTH=$width
-  build/tests/ops/test_kernels
-  build/tests/ops/test_matmul -tc='subgroup sizes*'
-  build/tests/ops/test_fused -tc='rms_norm*'
-  build/tests/ops/test_attention -tc='attention tiled*,attention kernel choice*'
-  build/tests/ops/test_moe -tc='moe expert matmul in both GEMV layouts*'
-  unset LP_NATIVE_VECTOR_WIDTH
-done
+# matmul file took over 10 minutes at width 128 on CI's machine. The two widths side by side.
+subgroup_cases='build/tests/ops/test_kernels
+  build/tests/ops/test_matmul -tc="subgroup sizes*"
+  build/tests/ops/test_fused -tc="rms_norm*"
+  build/tests/ops/test_attention -tc="attention tiled*,attention kernel choice*"
+  build/tests/ops/test_moe -tc="moe expert matmul in both GEMV layouts*"'
+in_parallel "export LP_NATIVE_VECTOR_WIDTH=128; $subgroup_cases" \
+  "export LP_NATIVE_VECTOR_WIDTH=512; $subgroup_cases"
 phase "subgroup sizes 4 and 16"
 
 # The cooperative-matrix kernels on Mesa 26.1's lavapipe (8x8x8 matrices; scripts/lavapipe26.sh
@@ -46,10 +62,11 @@ phase "subgroup sizes 4 and 16"
 # size 8 only: at 16 (LP_NATIVE_VECTOR_WIDTH=512) lavapipe 26.1 itself crashes compiling them.
 lvp26_shared=${VKLLM_SHARED_DIR:-$(cd .. && pwd)/shared}
 scripts/lvp26 build/cli/vkllm devices | grep -E 'coop\. matrix|matmul paths'
-VKLLM_REQUIRE_COOPMAT=1 scripts/lvp26 build/tests/ops/test_matmul -tc='coopmat*,forcing coopmat*'
-VKLLM_REQUIRE_COOPMAT=1 scripts/lvp26 build/tests/ops/test_attention -tc='attention coopmat*,attention: sliding*'
-VKLLM_REQUIRE_COOPMAT=1 VKLLM_SHARED_DIR=$lvp26_shared scripts/lvp26 build/tests/model/test_model \
-  -tc='every matmul path*,stories260K*'
+export VKLLM_REQUIRE_COOPMAT=1
+in_parallel "scripts/lvp26 build/tests/ops/test_matmul -tc='coopmat*,forcing coopmat*'" \
+  "scripts/lvp26 build/tests/ops/test_attention -tc='attention coopmat*,attention: sliding*'
+   VKLLM_SHARED_DIR=$lvp26_shared scripts/lvp26 build/tests/model/test_model -tc='every matmul path*,stories260K*'"
+unset VKLLM_REQUIRE_COOPMAT
 phase "cooperative matrix (lavapipe 26.1)"
 
 bash scripts/cross-arm64.sh build-arm64
@@ -79,7 +96,7 @@ phase "ASan + UBSan"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$jobs" --target test_engine test_server test_model_pool vkllm
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-  ctest --test-dir build-tsan --output-on-failure -R '^(engine|server|model_pool|server_e2e)$'
+  ctest --test-dir build-tsan --output-on-failure -j "$jobs" -R '^(engine|server|model_pool|server_e2e)$'
 phase "ThreadSanitizer"
 
 # libFuzzer smoke: each target 30 s (clang, ASan+UBSan; scripts/fuzz.sh).
