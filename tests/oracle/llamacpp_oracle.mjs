@@ -14,16 +14,18 @@ import path from 'node:path';
 
 const [vkllm, work, ...only] = process.argv.slice(2);
 // By default the layout with the most to get wrong (q3_K: 6-bit scales split over 12 bytes, a
-// separate high-bit mask) and the newest families; each entry costs one to three minutes here
-// (llama.cpp compiles its pipelines for every model on lavapipe), so CI runs these four. Any
-// other type by name: bench/RESULTS.md records runs over all of them (iq4_xs: scales split
-// over two fields, a level table) and over the other families.
+// separate high-bit mask) in three families: llama, gemma2 (post-norms, GeGLU, soft-caps) and
+// qwen3moe (expert tensors, routing). One weight type for all three: on lavapipe llama.cpp
+// compiles its pipelines anew for every model it loads, about 3 minutes for the first model
+// of a cold cache, 1 for another of the same type, 2 to 4 for one of another type
+// (bench/RESULTS.md). Any other type by name: bench/RESULTS.md records runs over all of them
+// (iq4_xs: scales split over two fields, a level table) and over the other families.
 // An entry "preset:type" takes another preset: tiny-phi3 (tiny's shapes as a phi3, fused QKV
 // and gate/up), tiny-gemma2 and tiny-gemma3 (post-norms, GeGLU, soft-caps, QK-norm, two RoPE
 // bases) check that llama.cpp reads our files of those families as we do; tiny-qwen3moe,
 // tiny-mixtral and tiny-qwen2moe its Mixture-of-Experts layers (expert tensors, routing rules,
 // qwen2moe's gated shared expert).
-const types = only.length ? only : ['q3_k', 'tiny-gemma2:q8_0', 'tiny-gemma3:q4_k', 'tiny-qwen3moe:q4_k'];
+const types = only.length ? only : ['q3_k', 'tiny-gemma2:q3_k', 'tiny-qwen3moe:q3_k'];
 const PROMPT = [1, 450, 1200, 77, 3000, 9, 512, 2222];
 const N = 8;
 
@@ -80,11 +82,15 @@ for (const entry of types) {
     const r = spawnSync(vkllm, ['make-model', '--preset', preset, '--type', type, '-o', file], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`make-model ${type}: ${r.stderr}`);
   }
+  const t0 = Date.now();
   const expected = await llamacpp(file);
+  const t1 = Date.now();
   const got = await ours(file);
+  const t2 = Date.now();
   const ok = got === expected;
   if (!ok) failed++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${entry}: llama.cpp ${JSON.stringify(expected)}, vkllm ${JSON.stringify(got)}`);
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${entry}: llama.cpp ${JSON.stringify(expected)}, vkllm ${JSON.stringify(got)} ` +
+    `(llama.cpp ${((t1 - t0) / 1000).toFixed(0)} s, vkllm ${((t2 - t1) / 1000).toFixed(0)} s)`);
 }
 console.log(`${types.length - failed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
