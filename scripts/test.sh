@@ -64,7 +64,7 @@ lvp26_shared=${VKLLM_SHARED_DIR:-$(cd .. && pwd)/shared}
 scripts/lvp26 build/cli/vkllm devices | grep -E 'coop\. matrix|matmul paths'
 export VKLLM_REQUIRE_COOPMAT=1
 in_parallel "scripts/lvp26 build/tests/ops/test_matmul -tc='coopmat*,forcing coopmat*'" \
-  "scripts/lvp26 build/tests/ops/test_attention -tc='attention coopmat*,attention: sliding*'
+  "scripts/lvp26 build/tests/ops/test_attention -tc='attention coopmat*,attention: sliding*,attention: sinks*'
    VKLLM_SHARED_DIR=$lvp26_shared scripts/lvp26 build/tests/model/test_model -tc='every matmul path*,stories260K*'"
 unset VKLLM_REQUIRE_COOPMAT
 phase "cooperative matrix (lavapipe 26.1)"

@@ -38,9 +38,9 @@ const uint OUT_PER_THREAD = (ROWS * HD2 + WG_SIZE - 1) / WG_SIZE;  // output pai
 #ifdef SPLIT
 // [ntok * n_heads * nsplit] rows of HD2 pairs (O), then the same count of (m, l) pairs.
 // Coherent: the last workgroup reads what the others wrote in this dispatch.
-layout(binding = 7) coherent buffer Part { vec2 part[]; };
+layout(binding = 8) coherent buffer Part { vec2 part[]; };
 // Arrival counters, one per (row tile, KV head): zero between dispatches.
-layout(binding = 8) coherent buffer Counters { uint counters[]; };
+layout(binding = 9) coherent buffer Counters { uint counters[]; };
 #endif
 
 shared vec2 q_sh[ROWS * STRIDE2];    // this tile's query rows, times scale
@@ -195,7 +195,7 @@ void attend(uint kvh, uint split, uint row0, uint nrows, uint bt, uint last_key,
     }
   }
 #else
-  if (sr < nrows && sk == 0) l_sh[sr] = l;
+  if (sr < nrows && sk == 0) l_sh[sr] = l + sink_term(row0 + sr, kvh, m);
   barrier();
   [[unroll]] for (uint jo = 0; jo < OUT_PER_THREAD; ++jo) {
     const uint i = tid + jo * WG_SIZE;
@@ -242,7 +242,7 @@ void combine_if_last(uint tile, uint kvh, uint row0, uint nrows, uint range_keys
     for (uint j = j0 + 1; j < nvalid; ++j) mx = max(mx, part[ml + j].x);
     float l = 0.0;
     for (uint j = j0; j < nvalid; ++j) l += exp(part[ml + j].x - mx) * part[ml + j].y;
-    const float inv_l = 1.0 / l;
+    const float inv_l = 1.0 / (l + sink_term(row, kvh, mx));
     vec2 acc = vec2(0.0);
     for (uint j = j0; j < nvalid; ++j) acc += exp(part[ml + j].x - mx) * part[(prow * pc.nsplit + j) * HD2 + d];
     o[prow * HD2 + d] = acc * inv_l;

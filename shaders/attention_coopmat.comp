@@ -206,6 +206,10 @@ void main() {
   // Idle subgroups came along to here (no early return around cooperative matrices: see
   // matmul_coopmat.comp); they store nothing.
   if (!sg_rows) return;
+  // The sink's share of each row's sum, from the lane that holds the row's running max.
+  if (lane < CM_M && r0 + lane < nrows) l_sh[r0 + lane] += sink_term(row0 + r0 + lane, kvh, m);
+  subgroupMemoryBarrierShared();
+  subgroupBarrier();
   [[unroll]] for (uint f = 0; f < FD; ++f) {
     [[unroll]] for (uint i = 0; i < OUT_PER_LANE; ++i) {
       const uint e = lane + i * SG;

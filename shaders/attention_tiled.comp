@@ -183,7 +183,7 @@ void main() {
   if (!sg_rows) return;  // after the last barrier
   [[unroll]] for (uint r = 0; r < SG_ROWS; ++r) {
     if (r0 + r < nrows) {
-      const float inv_l = 1.0 / l[r];
+      const float inv_l = 1.0 / (l[r] + sink_term(row0 + r0 + r, kvh, m[r]));
       const uint dst = head_row(row0 + r0 + r, kvh);
       [[unroll]] for (uint i = 0; i < LANE_PAIRS; ++i) {
         const uint d = lane + i * SG;

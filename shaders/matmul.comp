@@ -25,10 +25,13 @@
 // lavapipe's pipeline compiles (seconds each) from multiplying by four:
 //   0 store:      y[t, y0 + n] = s
 //   1 accumulate: y[t, y0 + n] += s            (the residual add after wo and w_down)
-//   2 bias:       y[t, y0 + n] = s + aux[y0 + n]  (qwen2's QKV biases: aux is a whole y row)
+//   2 bias:       y[t, y0 + n] = s + aux[y0 + n]  (qwen2's QKV biases: aux is a whole y row;
+//                 EXPERTS: aux[e * nrows + n], the biases of every expert one after another)
 //   3 swiglu:     rows come in pairs (2i: gate, 2i + 1: up, interleaved at load);
 //                 y[t, y0 + i] = silu(s_2i) * s_2i+1. ROWS and every chunk's rows are even.
 //   4 geglu:      as swiglu with GELU (tanh form) for silu: Gemma's feed-forward.
+//   5 swiglu_oai: gpt-oss's: each sum plus its weight row's bias (aux[n], EXPERTS aux[e * nrows
+//                 + n]), then the pair through glu() (common.glsl: clamps, sigmoid(1.702 g)).
 #include "common.glsl"
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -47,7 +50,7 @@ layout(constant_id = 4) const bool LANE_ROWS = false;
 
 layout(binding = 0) readonly buffer Wq { uint wq[]; };
 layout(binding = 2) buffer Y { float y[]; };
-layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bias
+layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogues 2 and 5: the bias
 
 // EXPERTS (the grouped expert matmul of a Mixture-of-Experts layer, experts.glsl): grid.z walks
 // the chunk's experts, grid.y the tiles of each expert's pairs, grid.x the row groups of one
@@ -179,14 +182,16 @@ void store(uint r0, uint r, uint t, float s) {
   if (pc.epilogue == 1) {
     y[at] = y[at] + s;
   } else if (pc.epilogue == 2) {
-    y[at] = s + aux[pc.y0 + n];
+    y[at] = s + aux[pc.y0 + b_base_ + n];
   } else {
     y[at] = s;
   }
 }
-// Rows r0 + r (gate) and r0 + r + 1 (up), r even (epilogues 3 and 4).
+// Rows r0 + r (gate) and r0 + r + 1 (up), r even (epilogues 3-5; 5: each plus its bias first).
 void store_glu(uint r0, uint r, uint t, float g, float u) {
-  y[y_row(t) * pc.y_stride + pc.y0 + (pc.row0 + r0 + r) / 2] = glu(pc.epilogue, g, u);
+  const uint n = pc.row0 + r0 + r;
+  const vec2 b = glu_bias(n);
+  y[y_row(t) * pc.y_stride + pc.y0 + n / 2] = glu(pc.epilogue, g + b.x, u + b.y);
 }
 
 void main() {

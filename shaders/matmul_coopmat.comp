@@ -43,7 +43,7 @@ const uint FM = WM / CM_M, FN = WN / CM_N;  // its matrices
 layout(binding = 0) readonly buffer Wq { uint wq[]; };
 layout(binding = 1) readonly buffer X { float x[]; };
 layout(binding = 2) buffer Y { float y[]; };
-layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bias
+layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogues 2 and 5: the bias
 
 #include "dequant.glsl"
 #include "experts.glsl"

@@ -2,8 +2,9 @@
 #extension GL_GOOGLE_include_directive : require
 // y = x W^T for many tokens (prompt processing): a tiled GEMM over one chunk of a weight in its
 // GGUF block format (dequant.glsl), f32 in shared memory, f32 accumulation. Same bindings, push
-// constants and epilogues as matmul.comp (pc.epilogue: 0 store, 1 accumulate, 2 bias, 3 swiglu, 4 geglu);
-// which of the two runs is ops::choose_matmul's decision (docs/ARCHITECTURE.md, "Matmul paths").
+// constants and epilogues as matmul.comp (pc.epilogue: 0 store, 1 accumulate, 2 bias, 3 swiglu,
+// 4 geglu, 5 swiglu_oai); which of the two runs is ops::choose_matmul's decision
+// (docs/ARCHITECTURE.md, "Matmul paths").
 //
 // A workgroup computes a BM x BN output tile (BM weight rows, BN tokens). Its K loop walks the
 // row in slices of BK = 32 columns: every invocation decodes a few vec4s of the BM x BK weight
@@ -43,7 +44,7 @@ const uint RG = BM / TM;  // row groups; (BM / TM) * (BN / TN) == WG_SIZE
 layout(binding = 0) readonly buffer Wq { uint wq[]; };
 layout(binding = 1) readonly buffer X { float x[]; };
 layout(binding = 2) buffer Y { float y[]; };
-layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogue 2: the bias
+layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogues 2 and 5: the bias
 
 #include "dequant.glsl"
 

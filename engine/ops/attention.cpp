@@ -183,14 +183,16 @@ void record_row_tiles(CommandStream& cs, const platform::Pipeline& p, const Atte
                       std::uint64_t ntiles, std::array<std::uint32_t, 3> grid, BufferSpan q,
                       BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
                       BufferSpan query_start, BufferSpan block_table, BufferSpan out,
-                      const char* kernel) {
+                      BufferSpan sinks, const char* kernel) {
   const PushAttention push{sh.ntok, sh.nseq, sh.n_heads, group, static_cast<std::uint32_t>(kv_dim),
                            sh.block_size, sh.max_blocks_per_seq, static_cast<std::uint32_t>(num_blocks),
-                           static_cast<std::uint32_t>(ntiles), sh.scale, 0, 1, sh.window, sh.softcap};
+                           static_cast<std::uint32_t>(ntiles), sh.scale, 0, 1, sh.window, sh.softcap,
+                           sinks.buffer ? 1u : 0u};
   cs.dispatch(p,
               {{q, Access::read}, {k_pool, Access::read}, {v_pool, Access::read},
                {positions, Access::read}, {query_start, Access::read},
-               {block_table, Access::read}, {out, Access::write}},
+               {block_table, Access::read}, {out, Access::write},
+               {sinks.buffer ? sinks : q, Access::read}},
               push, grid,
               fmt::format("attention_{}_{} ntok={} nseq={} heads={}/{} hd={}", kernel,
                           kv_name(sh.kv_type), sh.ntok, sh.nseq, sh.n_heads, sh.n_kv_heads,
@@ -443,7 +445,7 @@ void record_rope_kv(Kernels& k, CommandStream& cs, const RopeKvShape& sh, Buffer
 void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape, BufferSpan q,
                       BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
                       BufferSpan query_start, BufferSpan block_table, BufferSpan out,
-                      BufferSpan partials, BufferSpan counters) {
+                      BufferSpan partials, BufferSpan counters, BufferSpan sinks) {
   const AttentionShape& sh = shape;
   require_fp16(k, sh.kv_type, "attention");
   if (sh.head_dim == 0 || sh.head_dim % 2 != 0 || sh.head_dim > kMaxHeadDim) {
@@ -477,6 +479,10 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
   require_bytes(positions, std::uint64_t{sh.ntok} * 4, "attention", "positions");
   require_bytes(query_start, std::uint64_t{sh.nseq + 1} * 4, "attention", "query_start");
   require_bytes(block_table, table_bytes, "attention", "block_table");
+  if (sinks.buffer) {
+    require_bytes(sinks, std::uint64_t{sh.n_heads} * 4, "attention", "sinks");
+    sinks.size = std::uint64_t{sh.n_heads} * 4;
+  }
   const std::uint64_t num_blocks =
       std::min(k_pool.resolved_size(), v_pool.resolved_size()) / block_bytes;
   q.size = out.size = qbytes;
@@ -498,11 +504,11 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
     const auto blob = shaders::find_shader(sh.kv_type == KvType::f16 ? "attention_coopmat_f16"
                                                                      : "attention_coopmat_f32");
     if (!blob) throw std::logic_error("attention: the build has no cooperative-matrix variant");
-    const auto& p = k.pipeline(blob->id, 7, sizeof(PushAttention),
+    const auto& p = k.pipeline(blob->id, 8, sizeof(PushAttention),
                                {a.subgroups * a.subgroup, sh.head_dim, a.subgroup, a.m, a.n, a.k, a.fc},
                                k.tuning().coopmat_require_subgroup ? a.subgroup : 0);
     record_row_tiles(cs, p, sh, group, kv_dim, num_blocks, ntiles, grid, q, k_pool, v_pool,
-                     positions, query_start, block_table, out, "coopmat");
+                     positions, query_start, block_table, out, sinks, "coopmat");
     return;
   }
   if (kernel == AttentionKernel::tiled) {
@@ -511,11 +517,11 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
     const auto grid = attention_grid(k, sh, ntiles);
     const auto& p = k.pipeline(sh.kv_type == KvType::f16 ? shaders::ShaderId::attention_tiled_f16
                                                          : shaders::ShaderId::attention_tiled_f32,
-                               7, sizeof(PushAttention),
+                               8, sizeof(PushAttention),
                                {a.subgroups * a.subgroup, sh.head_dim, a.subgroup, a.sg_rows, a.lane_keys},
                                k.tuning().attn_require_subgroup ? a.subgroup : 0);
     record_row_tiles(cs, p, sh, group, kv_dim, num_blocks, ntiles, grid, q, k_pool, v_pool,
-                     positions, query_start, block_table, out, "tiled");
+                     positions, query_start, block_table, out, sinks, "tiled");
     return;
   }
 
@@ -548,7 +554,7 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
                                                      : shaders::ShaderId::attention_split_f32)
                         : (sh.kv_type == KvType::f16 ? shaders::ShaderId::attention_f16
                                                      : shaders::ShaderId::attention_f32);
-  const auto& p = k.pipeline(id, split ? 9 : 7, sizeof(PushAttention),
+  const auto& p = k.pipeline(id, split ? 10 : 8, sizeof(PushAttention),
                              {kAttentionWorkgroup, sh.head_dim, tiles.rows, tiles.keys});
   const PushAttention push{sh.ntok,
                            sh.nseq,
@@ -563,11 +569,12 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
                            sh.split_keys,
                            nsplit,
                            sh.window,
-                           sh.softcap};
+                           sh.softcap,
+                           sinks.buffer ? 1u : 0u};
   std::vector<platform::Binding> bindings{{q, Access::read},           {k_pool, Access::read},
                                           {v_pool, Access::read},      {positions, Access::read},
                                           {query_start, Access::read}, {block_table, Access::read},
-                                          {out, Access::write}};
+                                          {out, Access::write},         {sinks.buffer ? sinks : q, Access::read}};
   if (split) {
     bindings.push_back({partials, Access::read_write});
     bindings.push_back({counters, Access::read_write});

@@ -130,10 +130,12 @@ std::uint64_t attention_counter_bytes(const AttentionShape& shape);
 // block_size + p % block_size. K/V of the batch's own tokens are written (kv_write) before this.
 // Query head h reads KV head h / (n_heads / n_kv_heads). When shape.split_keys > 0: partials,
 // attention_partial_bytes(shape) of scratch, and counters, attention_counter_bytes(shape) of
-// zeros; unused otherwise.
+// zeros; unused otherwise. sinks (gpt-oss's attention sinks; none without a buffer): n_heads
+// f32, a logit per query head that joins each of its rows' softmax as a score whose value is
+// zero: out = sum_p exp(s_p) v_p / (sum_p exp(s_p) + exp(sinks[h])). Neither scaled nor capped.
 void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape, BufferSpan q,
                       BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
                       BufferSpan query_start, BufferSpan block_table, BufferSpan out,
-                      BufferSpan partials = {}, BufferSpan counters = {});
+                      BufferSpan partials = {}, BufferSpan counters = {}, BufferSpan sinks = {});
 
 }  // namespace vkllm::ops

@@ -253,6 +253,18 @@ const char* to_string(MatmulPath p) {
   return "?";
 }
 
+const char* to_string(Epilogue e) {
+  switch (e) {
+    case Epilogue::store: return "store";
+    case Epilogue::accumulate: return "+=";
+    case Epilogue::bias: return "+bias";
+    case Epilogue::swiglu: return "swiglu";
+    case Epilogue::geglu: return "geglu";
+    case Epilogue::swiglu_oai: return "swiglu_oai";
+  }
+  return "?";
+}
+
 std::uint32_t matmul_out_cols(const WeightView& w, Epilogue e) {
   return paired(e) ? w.nrows / 2 : w.nrows;
 }
@@ -266,8 +278,7 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
       if (c.row0 % 2 != 0 || c.nrows % 2 != 0) {
         throw std::logic_error(fmt::format("matmul {}: chunk at row {} ({} rows) splits a "
                                            "(gate, up) pair",
-                                           out.epilogue == Epilogue::swiglu ? "swiglu" : "geglu",
-                                           c.row0, c.nrows));
+                                           to_string(out.epilogue), c.row0, c.nrows));
       }
     }
   }
@@ -286,17 +297,18 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   y.size = ybytes;
   // The aux binding: the bias, or x again where the epilogue reads none (one layout per variant).
   BufferSpan aux = x;
-  if (out.epilogue == Epilogue::bias) {
+  if (out.epilogue == Epilogue::bias || out.epilogue == Epilogue::swiglu_oai) {
     aux = out.bias;
-    require_bytes(aux, (std::uint64_t{out.y0} + w.nrows) * 4, "matmul", "bias");
-    aux.size = (std::uint64_t{out.y0} + w.nrows) * 4;
+    const std::uint64_t n = (out.epilogue == Epilogue::bias ? std::uint64_t{out.y0} : 0) + w.nrows;
+    require_bytes(aux, n * 4, "matmul", "bias");
+    aux.size = n * 4;
   }
 
   const Access y_access = out.epilogue == Epilogue::accumulate ? Access::read_write : Access::write;
-  static constexpr const char* kEpilogueNames[] = {"", " +=", " +bias", " swiglu", " geglu"};
   const auto label = [&](std::size_t i, const char* path) {
     return fmt::format("matmul{}_{} [{}, {}] x {} tok{}{}", path, gguf::type_name(w.type), w.nrows,
-                       w.ncols, ntok, kEpilogueNames[static_cast<int>(out.epilogue)],
+                       w.ncols, ntok,
+                       out.epilogue == Epilogue::store ? std::string() : fmt::format(" {}", to_string(out.epilogue)),
                        w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string());
   };
   const platform::Tuning& t = k.tuning();
@@ -360,11 +372,11 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
 void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
                            std::uint32_t expert_rows, const MoeRouteLayout& layout, BufferSpan route,
                            BufferSpan x, std::uint32_t x_div, BufferSpan y, std::uint32_t ntok,
-                           Epilogue epilogue) {
+                           Epilogue epilogue, BufferSpan bias) {
   const Variants v = checked_variants(w.type, "matmul_experts");
   check_view(w, "matmul_experts");
-  if (epilogue != Epilogue::store && !paired(epilogue)) {
-    throw std::logic_error("matmul_experts: the epilogue is store, swiglu or geglu");
+  if (epilogue == Epilogue::accumulate) {
+    throw std::logic_error("matmul_experts: every pair has its own y row: no accumulate epilogue");
   }
   if (expert_rows == 0 || w.nrows != expert_rows * layout.n_expert ||
       (paired(epilogue) && expert_rows % 2 != 0)) {
@@ -394,6 +406,13 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
   x.size = xbytes;
   y.size = ybytes;
   route.size = layout.bytes;
+  // The aux binding: every expert's bias, or x again where the epilogue reads none.
+  BufferSpan aux = x;
+  if (epilogue == Epilogue::bias || epilogue == Epilogue::swiglu_oai) {
+    aux = bias;
+    require_bytes(aux, std::uint64_t{w.nrows} * 4, "matmul_experts", "bias");
+    aux.size = std::uint64_t{w.nrows} * 4;
+  }
   // Many tokens (the path record_matmul would take is the tiled or matrix-core GEMM): the tiled
   // GEMM over each expert's pairs; else the GEMV's layout (record_matmul's decode and 8-token
   // tiles). An expert has at most one pair per token, so ntok bounds its tiles either way.
@@ -422,12 +441,12 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
                                  c.row0 / expert_rows, layout.counts, layout.offsets, layout.entries,
                                  layout.active_experts, layout.n_active, chunk_experts};
     cs.dispatch(p,
-                {{c.span, Access::read}, {x, Access::read}, {y, Access::write}, {x, Access::read},
+                {{c.span, Access::read}, {x, Access::read}, {y, Access::write}, {aux, Access::read},
                  {route, Access::read}},
                 push, {gx, gy, gz},
                 fmt::format("matmul{}_experts_{} [{} x {}, {}] x {} tok, top {}{}{}", tiled ? "_tiled" : "",
                             gguf::type_name(w.type), layout.n_expert, expert_rows, w.ncols, ntok, layout.n_used,
-                            paired(epilogue) ? (epilogue == Epilogue::swiglu ? " swiglu" : " geglu") : "",
+                            epilogue == Epilogue::store ? std::string() : fmt::format(" {}", to_string(epilogue)),
                             w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string()));
   }
 }

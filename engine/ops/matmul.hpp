@@ -19,14 +19,21 @@ enum class Epilogue : std::uint32_t {
   bias = 2,        // y[t, n] = s + bias[n], bias a row of y (with y0: y[t, y0 + n], bias[y0 + n])
   swiglu = 3,      // rows in (gate, up) pairs: y[t, i] = silu(s_2i) * s_2i+1; w.nrows even
   geglu = 4,       // as swiglu with GELU (tanh form) for silu (Gemma)
+  // gpt-oss's: rows in (gate, up) pairs, each sum plus its row's bias (bias[n], a value per
+  // weight row, interleaved as the rows are), then g = min(s_2i, 7), u = clamp(s_2i+1, -7, 7),
+  // y[t, i] = g * sigmoid(1.702 g) * (u + 1).
+  swiglu_oai = 5,
 };
 
-// swiglu and geglu: rows in (gate, up) pairs, half as many outputs.
-inline bool paired(Epilogue e) { return e == Epilogue::swiglu || e == Epilogue::geglu; }
+// swiglu, geglu and swiglu_oai: rows in (gate, up) pairs, half as many outputs.
+inline bool paired(Epilogue e) {
+  return e == Epilogue::swiglu || e == Epilogue::geglu || e == Epilogue::swiglu_oai;
+}
+const char* to_string(Epilogue e);  // "store", "+=", "+bias", "swiglu", "geglu", "swiglu_oai"
 
 struct MatmulOut {
   Epilogue epilogue = Epilogue::store;
-  BufferSpan bias;              // Epilogue::bias: y0 + w.nrows f32
+  BufferSpan bias;              // Epilogue::bias: y0 + w.nrows f32; swiglu_oai: w.nrows f32
   std::uint32_t y_stride = 0;   // elements between token rows of y; 0: the output width
   std::uint32_t y0 = 0;         // y's column of output 0 (a slice of a wider y)
   // x already quantized by record_quantize_q8 (q8_activation_bytes(ntok, w.ncols)): the
@@ -86,14 +93,15 @@ struct MoeRouteLayout;
 // ARCHITECTURE.md "Mixture of experts"): `w` holds the experts one after another, expert_rows
 // rows each (chunks of whole experts). For every pair p = t * n_used + j that `route` (written by
 // record_moe_route for ntok tokens) gives expert e: y[p, n] = sum_c W_e[n, c] * x[p / x_div, c],
-// stored through `epilogue` (store, swiglu or geglu: then expert_rows / 2 outputs). x_div:
+// stored through `epilogue` (not accumulate; the paired ones give expert_rows / 2 outputs; bias
+// and swiglu_oai read `bias`: n_expert * expert_rows f32, expert e's from e * expert_rows). x_div:
 // n_used where x holds the tokens, 1 where it holds the pairs. One dispatch per chunk; a
 // decode step reads only the chosen experts' rows. The kernel: the tiled GEMM where
 // choose_matmul picks the tiled or matrix-core path for ntok tokens, else the GEMV's.
 void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
                            std::uint32_t expert_rows, const MoeRouteLayout& layout, BufferSpan route,
                            BufferSpan x, std::uint32_t x_div, BufferSpan y, std::uint32_t ntok,
-                           Epilogue epilogue = Epilogue::store);
+                           Epilogue epilogue = Epilogue::store, BufferSpan bias = {});
 
 // out[t, c] = W[ids[t], c] dequantized to f32, for t < ntok. ids: ntok u32, each < w.nrows
 // (an id out of range writes zeros). out: [ntok, w.ncols] f32.

@@ -141,7 +141,8 @@ struct PushAttention {
   std::uint32_t nsplit;      // split variant: ranges in the grid
   std::uint32_t window;      // sliding window (0: none)
   float softcap;             // attention-logit soft-capping (0: none)
+  std::uint32_t sinks;       // 1: the sinks binding holds a logit per query head (0: none)
 };
-static_assert(sizeof(PushAttention) == 56);
+static_assert(sizeof(PushAttention) == 60);
 
 }  // namespace vkllm::ops

@@ -31,6 +31,10 @@ layout(binding = 3) readonly buffer Pos { uint positions[]; };
 layout(binding = 4) readonly buffer QStart { uint query_start[]; };
 layout(binding = 5) readonly buffer BlockTable { uint block_table[]; };
 layout(binding = 6) writeonly buffer Out { vec2 o[]; };
+// Attention sinks (pc.sinks != 0; gpt-oss): a learned logit per query head that joins every
+// row's softmax as one more score with a zero value: it takes its share of the probability, and
+// the keys' shares shrink. Unread (bound to any buffer) without them.
+layout(binding = 7) readonly buffer Sinks { float sinks[]; };
 
 const float kNegMax = -3.402823466e+38;  // masked score: exp(kNegMax - m) == 0, never NaN
 
@@ -77,6 +81,15 @@ uint first_key(uint pos) {
 // llama.cpp applies it; tanh's argument is clamped where tanh is +-1 in f32 anyway.
 float capped(float s) {
   return pc.softcap > 0.0 ? pc.softcap * tanh(clamp(s / pc.softcap, -10.0, 10.0)) : s;
+}
+
+// What a row's softmax denominator gains from its head's sink: exp(sink - m), where m is the
+// running max the row's sum l is relative to (so the output is acc / (l + sink_term)). The
+// exponent is clamped below exp's f32 overflow: a sink that dwarfs every score gives outputs of
+// about 1e-35 of the values instead of 0 / inf. Row `row` of KV head `kvh` is query head kvh *
+// group + row % group.
+float sink_term(uint row, uint kvh, float m) {
+  return pc.sinks != 0u ? exp(min(sinks[kvh * pc.group + row % pc.group] - m, 80.0)) : 0.0;
 }
 
 // Flat index (in pairs) of row `row`'s head in q and out.

@@ -1,6 +1,6 @@
 // What the tiled GEMMs (matmul_tiled.comp, matmul_coopmat.comp) share: reading vec4s of the
 // weights and activations at any column, and storing one output element with pc.epilogue
-// (0 store, 1 accumulate, 2 bias, 3 swiglu, 4 geglu; matmul.comp). The including shader declares the
+// (0 store, 1 accumulate, 2 bias, 3 swiglu, 4 geglu, 5 swiglu_oai; matmul.comp). The including shader declares the
 // bindings (0 weights, 1 x, 2 y, 3 aux) and includes dequant.glsl and experts.glsl first (y_row:
 // the y row of token t, an expert pair's own row with EXPERTS).
 
@@ -32,13 +32,16 @@ void store_out(uint r, uint t, float s) {
   if (pc.epilogue == 1) {
     y[i] += s;
   } else if (pc.epilogue == 2) {
-    y[i] = s + aux[pc.y0 + pc.row0 + r];
+    y[i] = s + aux[pc.y0 + b_base_ + pc.row0 + r];
   } else {
     y[i] = s;
   }
 }
 
-// Epilogues 3 and 4: the (gate, up) pair of chunk rows (r, r + 1), r even, for token t.
+// Epilogues 3-5: the (gate, up) pair of chunk rows (r, r + 1), r even, for token t (5: each
+// plus its weight row's bias first).
 void store_glu(uint r, uint t, float g, float u) {
-  y[y_row(t) * pc.y_stride + pc.y0 + (pc.row0 + r) / 2u] = glu(pc.epilogue, g, u);
+  const uint n = pc.row0 + r;
+  const vec2 b = glu_bias(n);
+  y[y_row(t) * pc.y_stride + pc.y0 + n / 2u] = glu(pc.epilogue, g + b.x, u + b.y);
 }

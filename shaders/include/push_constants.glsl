@@ -28,7 +28,7 @@ layout(push_constant) uniform PushMatmul {
   uint y_stride;  // elements between token rows of y
   uint ntok;
   uint y0;        // y's column of weight row 0 (a slice of a wider y)
-  uint epilogue;  // 0 store, 1 accumulate, 2 bias, 3 swiglu, 4 geglu (matmul.comp)
+  uint epilogue;  // 0 store, 1 accumulate, 2 bias, 3 swiglu, 4 geglu, 5 swiglu_oai (matmul.comp)
 } pc;
 #endif
 
@@ -45,7 +45,7 @@ layout(push_constant) uniform PushMatmulExperts {
   uint y_stride;
   uint ntok;      // pairs of the step (token, expert slot)
   uint y0;
-  uint epilogue;  // 0 store, 3 swiglu, 4 geglu
+  uint epilogue;  // 0 store, 2 bias, 3 swiglu, 4 geglu, 5 swiglu_oai
   uint x_div;     // pairs per x row: experts per token (x the tokens) or 1 (x the pairs)
   uint expert0;   // the chunk's first expert
   uint counts;    // route word offsets (ops::MoeRouteLayout)
@@ -183,6 +183,7 @@ layout(push_constant) uniform PushAttention {
   uint nsplit;      // SPLIT: ranges in the grid
   uint window;      // sliding window: keys a query attends (itself included); 0: all
   float softcap;    // attention-logit soft-capping: cap * tanh(score / cap); 0: none
+  uint sinks;       // 1: sinks[head] is a per-head logit in every row's softmax (gpt-oss); 0: none
 } pc;
 #endif
 

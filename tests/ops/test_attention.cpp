@@ -53,6 +53,9 @@ struct AttnCase {
   std::optional<ops::AttentionKernel> only = std::nullopt;
   std::uint32_t window = 0;  // sliding window (ops::AttentionShape::window)
   float softcap = 0;         // attention-logit soft-capping
+  // Attention sinks (gpt-oss): a random logit per head about the scores' size, one head's far
+  // above them (its rows' outputs near zero) and one's far below (no effect).
+  bool sinks = false;
 };
 
 // Builds a paged cache with shuffled, non-contiguous blocks holding each sequence's earlier
@@ -178,13 +181,21 @@ void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& s
     for (float& x : k_pool) x = round_f16(x);
     for (float& x : v_pool) x = round_f16(x);
   }
+  std::vector<float> sinks;
+  if (c.sinks) {
+    sinks = ref::random_floats(rng, c.n_heads, -2, 4);
+    sinks[0] = 30;
+    if (c.n_heads > 1) sinks[1] = -60;
+  }
   std::vector<float> expected(q.size());
-  ref::paged_attention(shape, q, k_pool, v_pool, positions, query_start, table, expected);
+  ref::paged_attention(shape, q, k_pool, v_pool, positions, query_start, table, expected, sinks);
 
   auto dq = t.upload_floats(q, "q");
   auto dkn = t.upload_floats(k_new, "k_new"), dvn = t.upload_floats(v_new, "v_new");
   auto dslots = upload_u32(dev, slots, "slots"), dpos = upload_u32(dev, positions, "positions");
   auto dqs = upload_u32(dev, query_start, "query_start"), dtable = upload_u32(dev, table, "table");
+  std::optional<platform::Buffer> dsinks;
+  if (c.sinks) dsinks = t.upload_floats(sinks, "sinks");
   // Both kernels where the device has the tiled one (the split is the rows kernel's).
   std::vector<ops::AttentionKernel> kernels{ops::AttentionKernel::rows};
   const bool chunk = std::any_of(seqs.begin(), seqs.end(), [](const Seq& sq) { return sq.nnew > 1; });
@@ -203,11 +214,26 @@ void check_attention(DeviceTest& t, const AttnCase& c, const std::vector<Seq>& s
     auto cs = dev.command_stream();
     cs.begin();
     ops::record_kv_write(t.kernels(), cs, c.kv_type, dkn, dvn, dslots, dk, dv, ntok, kv_dim);
-    ops::record_attention(t.kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart, dcount);
+    ops::record_attention(t.kernels(), cs, shape, dq, dk, dv, dpos, dqs, dtable, dout, dpart, dcount,
+                          dsinks ? platform::BufferSpan(*dsinks) : platform::BufferSpan());
     cs.end();
     cs.submit_and_wait();
     const double bound = kernel == ops::AttentionKernel::coopmat ? kAttentionF16 : kAttention;
     CHECK(ref::nmse(t.download_floats(dout, q.size()), expected) < bound);
+  }
+}
+
+// c through every kernel: rows (and tiled where the device has it), the split (on seqs and on a
+// long decode) and the cooperative-matrix kernel where the device has it.
+void check_every_kernel(DeviceTest& t, AttnCase c, const std::vector<Seq>& seqs, bool coopmat) {
+  check_attention(t, c, seqs);
+  c.split_keys = 64;
+  check_attention(t, c, seqs);
+  check_attention(t, c, {{700, 1}, {65, 1}});
+  c.split_keys = 0;
+  if (coopmat) {
+    c.only = ops::AttentionKernel::coopmat;
+    check_attention(t, c, seqs);
   }
 }
 
@@ -304,17 +330,9 @@ TEST_CASE_FIXTURE(DeviceTest, "attention: sliding windows and soft-capping, ever
         AttnCase c{8, 2, 64, 16, type};
         c.window = window;
         c.softcap = softcap;
-        check_attention(*this, c, seqs);  // rows, and tiled where the device has it
-        c.split_keys = 64;
-        check_attention(*this, c, seqs);
-        check_attention(*this, c, {{700, 1}, {65, 1}});
-        c.split_keys = 0;
+        check_every_kernel(*this, c, seqs, coopmat);
         c.block_size = 5;
         check_attention(*this, c, seqs);
-        if (coopmat) {
-          c.only = ops::AttentionKernel::coopmat;
-          check_attention(*this, c, seqs);
-        }
       }
     }
   }
@@ -322,6 +340,22 @@ TEST_CASE_FIXTURE(DeviceTest, "attention: sliding windows and soft-capping, ever
   AttnCase c{8, 8, 64};
   c.softcap = 1.f;
   check_attention(*this, c, seqs);
+}
+
+TEST_CASE_FIXTURE(DeviceTest, "attention: sinks (gpt-oss), every kernel and the split, with and without a window") {
+  // A push constant, not another pipeline: this costs lavapipe no compiles past the test above.
+  const std::vector<Seq> seqs{{1, 1}, {70, 20}, {200, 1}, {37, 37}, {129, 3}};
+  const bool coopmat = test::coopmat_or_skip(kernels());
+  for (auto type : kv_types(*this)) {
+    for (std::uint32_t window : {0u, 40u}) {
+      CAPTURE(type == ops::KvType::f16);
+      CAPTURE(window);
+      AttnCase c{8, 2, 64, 16, type};
+      c.window = window;
+      c.sinks = true;
+      check_every_kernel(*this, c, seqs, coopmat);
+    }
+  }
 }
 
 TEST_CASE_FIXTURE(DeviceTest, "attention: GQA group larger than a workgroup's rows") {

@@ -18,6 +18,7 @@
 #include "engine/ops/elementwise.hpp"
 #include "engine/ops/matmul.hpp"
 #include "engine/ops/norm.hpp"
+#include "tests/reference/attention_ref.hpp"
 #include "tests/reference/quant_ref.hpp"
 #include "tests/reference/reference.hpp"
 #include "tests/support/device_fixture.hpp"
@@ -245,6 +246,69 @@ TEST_CASE_FIXTURE(FusedTest, "gate/up interleaved with the swiglu (geglu) epilog
             });
             CHECK(bit_differences(download_floats(fused, std::size_t{ntok} * ffn),
                                   download_floats(gate, std::size_t{ntok} * ffn)) == 0);
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE_FIXTURE(FusedTest, "gate/up interleaved with the swiglu_oai epilogue (gpt-oss): its biases, clamps and sigmoid against biased matmuls") {
+  each_gemv_layout([&] {
+    for (TensorType type : kTypes) {
+      for (std::uint32_t ffn : {7u, 33u}) {
+        for (bool chunked : {false, true}) {
+          CAPTURE(gguf::type_name(type));
+          CAPTURE(ffn);
+          CAPTURE(chunked);
+          const std::uint32_t ncols = cols_for(type);
+          const std::uint64_t row_bytes = ops::weight_row_bytes(type, ncols);
+          const auto g = ref::random_quantized(rng(), type, ncols, ffn);
+          const auto u = ref::random_quantized(rng(), type, ncols, ffn);
+          // Biases of a few units beside sums of about as many: the clamps at 7 bite.
+          const auto bg = ref::random_floats(rng(), ffn, -8, 8), bu = ref::random_floats(rng(), ffn, -8, 8);
+          std::vector<std::uint8_t> inter(2 * ffn * row_bytes);
+          std::vector<float> bias(2 * ffn);
+          for (std::uint32_t i = 0; i < ffn; ++i) {
+            std::memcpy(inter.data() + 2 * i * row_bytes, g.bytes.data() + i * row_bytes, row_bytes);
+            std::memcpy(inter.data() + (2 * i + 1) * row_bytes, u.bytes.data() + i * row_bytes, row_bytes);
+            bias[2 * i] = bg[i];
+            bias[2 * i + 1] = bu[i];
+          }
+          const auto gu = ops::DeviceWeight::upload(device(), type, ncols, 2 * ffn, bytes_of(inter),
+                                                    "gate+up", chunked ? 5 * row_bytes : 0, 2);
+          if (chunked) CHECK(gu.view().chunks.size() > 1);
+          const auto dg = ops::DeviceWeight::upload(device(), type, ncols, ffn, bytes_of(g.bytes), "gate");
+          const auto du = ops::DeviceWeight::upload(device(), type, ncols, ffn, bytes_of(u.bytes), "up");
+          auto dbias = upload_floats(bias, "bias"), dbg = upload_floats(bg, "bg"), dbu = upload_floats(bu, "bu");
+          for (std::uint32_t ntok : {1u, 9u, 17u}) {  // 17: the tiled GEMM (ops::choose_matmul)
+            CAPTURE(ntok);
+            const auto x = ref::random_floats(rng(), std::size_t{ntok} * ncols, -3, 3);
+            auto dx = upload_floats(x, "x");
+            const std::size_t n = std::size_t{ntok} * ffn;
+            auto fused = poisoned_floats(n, "fused");
+            auto gate = poisoned_floats(n, "gate");
+            auto up = poisoned_floats(n, "up");
+            run([&](auto& cs) {
+              ops::MatmulOut oai = ops::with_epilogue(ops::Epilogue::swiglu_oai);
+              oai.bias = dbias;
+              ops::record_matmul(kernels(), cs, gu.view(), dx, fused, ntok, oai);
+              ops::MatmulOut biased = ops::with_epilogue(ops::Epilogue::bias);
+              biased.bias = dbg;
+              ops::record_matmul(kernels(), cs, dg.view(), dx, gate, ntok, biased);
+              biased.bias = dbu;
+              ops::record_matmul(kernels(), cs, du.view(), dx, up, ntok, biased);
+            });
+            // The same f32 sums and biases; only the activation's f32 against the host's double.
+            const auto gs = download_floats(gate, n), us = download_floats(up, n);
+            std::vector<float> expected(n);
+            std::size_t clamped = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+              expected[i] = static_cast<float>(ref::swiglu_oai(gs[i], us[i]));
+              clamped += gs[i] > 7 || std::abs(us[i]) > 7;
+            }
+            CHECK(ref::nmse(download_floats(fused, n), expected) < 1e-10);
+            if (n >= 63) CHECK(clamped > 0);
           }
         }
       }

@@ -14,6 +14,7 @@
 #include "engine/gguf/quant.hpp"
 #include "engine/ops/matmul.hpp"
 #include "engine/ops/moe.hpp"
+#include "tests/reference/attention_ref.hpp"
 #include "tests/reference/quant_ref.hpp"
 #include "tests/reference/reference.hpp"
 #include "tests/support/device_fixture.hpp"
@@ -83,6 +84,16 @@ class MoeTest : public DeviceTest {
   std::pair<double, std::size_t> experts_nmse(const ops::MoeRouteLayout& layout, const platform::Buffer& buf,
                                               TensorType type, std::uint32_t ncols, std::uint32_t rows,
                                               std::uint32_t ntok, std::uint32_t x_div, bool swiglu,
+                                              std::uint64_t max_chunk_bytes, std::uint32_t all,
+                                              std::vector<std::uint32_t> none) {
+    return experts_nmse(layout, buf, type, ncols, rows, ntok, x_div,
+                        swiglu ? ops::Epilogue::swiglu : ops::Epilogue::store, max_chunk_bytes, all,
+                        std::move(none));
+  }
+  // The same through any epilogue; bias and swiglu_oai with random biases of every expert.
+  std::pair<double, std::size_t> experts_nmse(const ops::MoeRouteLayout& layout, const platform::Buffer& buf,
+                                              TensorType type, std::uint32_t ncols, std::uint32_t rows,
+                                              std::uint32_t ntok, std::uint32_t x_div, ops::Epilogue epilogue,
                                               std::uint64_t max_chunk_bytes, std::uint32_t all,
                                               std::vector<std::uint32_t> none);
 
@@ -162,12 +173,16 @@ TEST_CASE_FIXTURE(MoeTest, "moe route: top-k, softmax weights and the pairs grou
 namespace {
 
 // The expert matmul of pairs routed as `sel`: y[p, n] = sum_c W[sel[p] * rows + n, c] x[p / x_div, c]
-// (swiglu: y[p, i] = silu(s_2i) s_2i+1).
+// through the epilogue (store; bias: + bias[sel[p] * rows + n]; swiglu: y[p, i] = silu(s_2i)
+// s_2i+1; swiglu_oai: each s plus its bias, then ref::swiglu_oai).
 std::vector<float> host_experts(const std::vector<float>& w, const std::vector<float>& x,
                                 const std::vector<std::uint32_t>& sel, std::uint32_t ncols,
-                                std::uint32_t rows, std::uint32_t x_div, bool swiglu) {
+                                std::uint32_t rows, std::uint32_t x_div, ops::Epilogue epilogue,
+                                const std::vector<float>& bias) {
   const std::size_t pairs = sel.size();
-  const std::uint32_t cols = swiglu ? rows / 2 : rows;
+  const bool swiglu = epilogue == ops::Epilogue::swiglu;
+  const bool oai = epilogue == ops::Epilogue::swiglu_oai;
+  const std::uint32_t cols = ops::paired(epilogue) ? rows / 2 : rows;
   std::vector<float> y(pairs * cols);
   for (std::size_t p = 0; p < pairs; ++p) {
     std::vector<double> s(rows);
@@ -176,10 +191,12 @@ std::vector<float> host_experts(const std::vector<float>& w, const std::vector<f
       const float* xr = x.data() + (p / x_div) * ncols;
       double acc = 0;
       for (std::uint32_t c = 0; c < ncols; ++c) acc += double(wr[c]) * xr[c];
-      s[n] = acc;
+      s[n] = acc + (bias.empty() ? 0.0 : bias[std::size_t{sel[p]} * rows + n]);
     }
     for (std::uint32_t i = 0; i < cols; ++i) {
-      y[p * cols + i] = static_cast<float>(swiglu ? s[2 * i] / (1.0 + std::exp(-s[2 * i])) * s[2 * i + 1] : s[i]);
+      y[p * cols + i] = static_cast<float>(swiglu ? s[2 * i] / (1.0 + std::exp(-s[2 * i])) * s[2 * i + 1]
+                                           : oai  ? ref::swiglu_oai(s[2 * i], s[2 * i + 1])
+                                                  : s[i]);
     }
   }
   return y;
@@ -189,7 +206,7 @@ std::vector<float> host_experts(const std::vector<float>& w, const std::vector<f
 
 std::pair<double, std::size_t> MoeTest::experts_nmse(const ops::MoeRouteLayout& layout, const platform::Buffer& buf,
                                                      TensorType type, std::uint32_t ncols, std::uint32_t rows,
-                                                     std::uint32_t ntok, std::uint32_t x_div, bool swiglu,
+                                                     std::uint32_t ntok, std::uint32_t x_div, ops::Epilogue epilogue,
                                                      std::uint64_t max_chunk_bytes, std::uint32_t all,
                                                      std::vector<std::uint32_t> none) {
   const std::uint32_t n_expert = layout.n_expert, k = layout.n_used;
@@ -202,13 +219,19 @@ std::pair<double, std::size_t> MoeTest::experts_nmse(const ops::MoeRouteLayout& 
       device(), type, ncols, n_expert * rows, std::as_bytes(std::span<const std::uint8_t>(q.bytes)),
       "experts", max_chunk_bytes, rows);
   const auto x = ref::random_floats(rng(), std::size_t{ntok * k / x_div} * ncols);
-  const auto expected = host_experts(q.values, x, sel, ncols, rows, x_div, swiglu);
+  // Biases of a few units: with sums of about as many, swiglu_oai's clamps at 7 bite.
+  std::vector<float> bias;
+  if (epilogue == ops::Epilogue::bias || epilogue == ops::Epilogue::swiglu_oai) {
+    bias = ref::random_floats(rng(), std::size_t{n_expert} * rows, -8.f, 8.f);
+  }
+  const auto expected = host_experts(q.values, x, sel, ncols, rows, x_div, epilogue, bias);
   auto dx = upload_floats(x, "x");
+  auto dbias = upload_floats(bias.empty() ? std::vector<float>{0.f} : bias, "bias");
   auto dy = poisoned_floats(expected.size(), "y");
   auto cs = device().command_stream();
   cs.begin();
   ops::record_matmul_experts(kernels(), cs, w.view(), rows, layout, buf, dx, x_div, dy, ntok,
-                             swiglu ? ops::Epilogue::swiglu : ops::Epilogue::store);
+                             epilogue, bias.empty() ? platform::BufferSpan() : platform::BufferSpan(dbias));
   cs.end();
   cs.submit_and_wait();
   return {ref::nmse(download_floats(dy, expected.size()), expected), w.view().chunks.size()};
@@ -245,6 +268,30 @@ TEST_CASE_FIXTURE(MoeTest, "moe expert matmul: weight types of every row size ag
                                            2 * 37 * row_bytes + 64, 0, {4, 5});
   CHECK(nmse < 5e-4);
   CHECK(chunks >= 3);
+}
+
+TEST_CASE_FIXTURE(MoeTest, "moe expert matmul with gpt-oss's per-expert biases: swiglu_oai and a biased store, GEMV and tiled") {
+  // The epilogue is a push constant: the pipelines of the test above, no new compiles.
+  const auto layout = ops::moe_route_layout(150, 6, 2);
+  auto buf = device().create_buffer(layout.bytes, platform::MemoryIntent::activations, "route");
+  for (const bool tiled : {false, true}) {
+    const ops::KernelChoice before = kernels().choice();
+    if (tiled) kernels().set_choice(ops::KernelChoice::tiled);
+    for (TensorType type : {TensorType::kF32, TensorType::kMXFP4}) {
+      const std::uint32_t ncols = type == TensorType::kF32 ? 35 : 96;
+      for (std::uint32_t ntok : {1u, 13u, 150u}) {
+        if (!tiled && ntok == 150) continue;
+        CAPTURE(tiled);
+        CAPTURE(gguf::type_name(type));
+        CAPTURE(ntok);
+        // gate/up-like (x the tokens, swiglu_oai: 37 (gate, up) pairs) and down-like (x the
+        // pairs, a bias per expert row).
+        CHECK(experts_nmse(layout, buf, type, ncols, 74, ntok, 2, ops::Epilogue::swiglu_oai, 0, 0, {4, 5}).first < 5e-4);
+        CHECK(experts_nmse(layout, buf, type, ncols, 37, ntok, 1, ops::Epilogue::bias, 0, 0, {4, 5}).first < 5e-4);
+      }
+    }
+    kernels().set_choice(before);
+  }
 }
 
 TEST_CASE_FIXTURE(MoeTest, "moe expert matmul in both GEMV layouts: split along K and whole rows per invocation") {

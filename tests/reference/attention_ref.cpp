@@ -2,6 +2,7 @@
 // Knows no Vulkan.
 #include "tests/reference/attention_ref.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -35,6 +36,12 @@ void silu_mul(std::span<const float> gate, std::span<const float> up, std::span<
   }
 }
 
+double swiglu_oai(double g, double u) {
+  g = std::min(g, 7.0);
+  u = std::clamp(u, -7.0, 7.0);
+  return g / (1.0 + std::exp(-1.702 * g)) * (u + 1.0);
+}
+
 void add_bias(std::span<const float> x, std::span<const float> bias, std::span<float> out,
               std::uint32_t ncols, std::uint32_t nrows) {
   for (std::uint32_t r = 0; r < nrows; ++r) {
@@ -62,7 +69,8 @@ void paged_attention(const ops::AttentionShape& sh, std::span<const float> q,
                      std::span<const float> k_pool, std::span<const float> v_pool,
                      std::span<const std::uint32_t> positions,
                      std::span<const std::uint32_t> query_start,
-                     std::span<const std::uint32_t> block_table, std::span<float> out) {
+                     std::span<const std::uint32_t> block_table, std::span<float> out,
+                     std::span<const float> sinks) {
   const std::uint32_t group = sh.n_heads / sh.n_kv_heads;
   const std::size_t kv_dim = std::size_t(sh.n_kv_heads) * sh.head_dim;
   for (std::uint32_t s = 0; s < sh.nseq; ++s) {
@@ -92,7 +100,8 @@ void paged_attention(const ops::AttentionShape& sh, std::span<const float> q,
           if (sh.softcap > 0) score[p] = sh.softcap * std::tanh(score[p] / sh.softcap);
           m = std::max(m, score[p]);
         }
-        double sum = 0;
+        if (!sinks.empty()) m = std::max(m, double(sinks[h]));
+        double sum = sinks.empty() ? 0 : std::exp(sinks[h] - m);
         for (std::uint32_t p = first; p < npos; ++p) sum += (score[p] = std::exp(score[p] - m));
         float* oh = out.data() + (std::size_t(t) * sh.n_heads + h) * sh.head_dim;
         for (std::uint32_t d = 0; d < sh.head_dim; ++d) {

@@ -19,6 +19,10 @@ void rope(std::span<float> x, std::span<const std::uint32_t> positions,
 // out[i] = silu(gate[i]) * up[i].
 void silu_mul(std::span<const float> gate, std::span<const float> up, std::span<float> out);
 
+// gpt-oss's gated activation (ops::Epilogue::swiglu_oai) of a (gate, up) pair, biases already
+// added: g = min(g, 7), u = clamp(u, -7, 7), g * sigmoid(1.702 g) * (u + 1).
+double swiglu_oai(double g, double u);
+
 // out[r, c] = x[r, c] + bias[c] over [nrows, ncols].
 void add_bias(std::span<const float> x, std::span<const float> bias, std::span<float> out,
               std::uint32_t ncols, std::uint32_t nrows);
@@ -32,11 +36,13 @@ void kv_write(std::span<const float> k_new, std::span<const float> v_new,
 // Causal GQA attention over paged f32 pools, as engine/ops/attention.hpp specifies it (the
 // shape's kv_type is ignored: pass pools already rounded through f16 to model an f16 cache).
 // Gathers each key through the block table, softmax in double; the shape's sliding window and
-// soft-capping as the kernels apply them (keys before the window are never gathered).
+// soft-capping as the kernels apply them (keys before the window are never gathered). sinks
+// (empty: none): a logit per query head in each softmax, with no value (gpt-oss).
 void paged_attention(const ops::AttentionShape& shape, std::span<const float> q,
                      std::span<const float> k_pool, std::span<const float> v_pool,
                      std::span<const std::uint32_t> positions,
                      std::span<const std::uint32_t> query_start,
-                     std::span<const std::uint32_t> block_table, std::span<float> out);
+                     std::span<const std::uint32_t> block_table, std::span<float> out,
+                     std::span<const float> sinks = {});
 
 }  // namespace vkllm::ref
