@@ -155,17 +155,30 @@ void read_experts(const gguf::Reader& r, const std::string& arch, ModelConfig& c
   c.n_experts_used = positive(r, key(arch, "expert_used_count"), n);
   if (family && r.contains(key(arch, "expert_feed_forward_length"))) {
     c.expert_ffn_dim = positive(r, key(arch, "expert_feed_forward_length"), 1u << 20);
-  } else if (c.arch == Arch::qwen3moe) {
-    throw InvalidModel(fmt::format("{}: a qwen3moe model needs {}", r.name(),
+  } else if (c.arch == Arch::qwen3moe || c.arch == Arch::gpt_oss) {
+    throw InvalidModel(fmt::format("{}: a {} model needs {}", r.name(), arch,
                                    key(arch, "expert_feed_forward_length")));
   }
-  // As llama.cpp: Mixtral and Qwen3-MoE rescale the chosen weights, Qwen2-MoE does not.
-  c.expert_norm = c.arch != Arch::qwen2moe;
+  // As llama.cpp: Mixtral and Qwen3-MoE rescale the chosen weights, Qwen2-MoE does not; gpt-oss
+  // takes the softmax of the chosen experts' logits, which sums to 1 already.
+  c.expert_norm = c.arch != Arch::qwen2moe && c.arch != Arch::gpt_oss;
+  c.gating_chosen = c.arch == Arch::gpt_oss;
+}
+
+// What gpt-oss adds (llama.cpp's keys and rules): biases on Q/K/V, the output projection, the
+// router and the experts; the clamped SwiGLU; attention sinks; the sliding window the file gives
+// (required, as llama.cpp reads it) on even layers.
+void read_gpt_oss(const gguf::Reader& r, const std::string& arch, ModelConfig& c) {
+  c.qkv_bias = c.out_bias = c.expert_bias = c.swiglu_oai = c.attn_sinks = true;
+  c.ffn_norm_name = "post_attention_norm";
+  c.sliding_window = positive(r, key(arch, "attention.sliding_window"), 1u << 24);
+  c.swa_period = 2;
 }
 
 // A MoE layer's tensors: the router [d_model -> n_experts], the experts' gate, up [d_model ->
 // expert_ffn_dim] and down as 3-D tensors (one expert after another), and qwen2moe's shared
-// expert with its gate [d_model].
+// expert with its gate [d_model]; gpt-oss's biases of the router [n_experts] and of each expert's
+// gate, up [expert_ffn_dim] and down [d_model].
 void check_expert_tensors(const gguf::Reader& r, const ModelConfig& c, std::uint32_t l) {
   const std::uint32_t d = c.d_model, f = c.expert_ffn_dim, e = c.n_experts;
   if (!r.find_tensor(layer_tensor(l, "ffn_gate_exps")) && r.find_tensor(layer_tensor(l, "ffn_gate.0"))) {
@@ -178,6 +191,21 @@ void check_expert_tensors(const gguf::Reader& r, const ModelConfig& c, std::uint
   check_weight(r, layer_tensor(l, "ffn_gate_exps"), {d, f, e}, true);
   check_weight(r, layer_tensor(l, "ffn_up_exps"), {d, f, e}, true);
   check_weight(r, layer_tensor(l, "ffn_down_exps"), {f, d, e}, true);
+  if (c.expert_bias) {
+    check_weight(r, layer_bias(l, "ffn_gate_inp"), {e}, false);
+    check_weight(r, layer_bias(l, "ffn_gate_exps"), {f, e}, false);
+    check_weight(r, layer_bias(l, "ffn_up_exps"), {f, e}, false);
+    check_weight(r, layer_bias(l, "ffn_down_exps"), {d, e}, false);
+  }
+  // The clamped SwiGLU runs in the gate/up matmul's epilogue, which needs gate and up
+  // interleaved in one weight: one type.
+  const TensorType gate_type = r.tensor(layer_tensor(l, "ffn_gate_exps")).type;
+  const TensorType up_type = r.tensor(layer_tensor(l, "ffn_up_exps")).type;
+  if (c.swiglu_oai && gate_type != up_type) {
+    throw Unsupported(fmt::format("{}: layer {}'s ffn_gate_exps is {} and its ffn_up_exps {}; vkllm "
+                                  "runs gpt-oss's experts with gate and up of one type",
+                                  r.name(), l, gguf::type_name(gate_type), gguf::type_name(up_type)));
+  }
   if (c.shared_ffn_dim > 0) {
     check_weight(r, layer_tensor(l, "ffn_gate_inp_shexp"), {d}, true);
     check_weight(r, layer_tensor(l, "ffn_gate_shexp"), {d, c.shared_ffn_dim}, true);
@@ -199,6 +227,7 @@ const char* to_string(Arch arch) {
     case Arch::bert: return "bert";
     case Arch::qwen2moe: return "qwen2moe";
     case Arch::qwen3moe: return "qwen3moe";
+    case Arch::gpt_oss: return "gpt-oss";
   }
   return "?";
 }
@@ -262,10 +291,12 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     c.arch = Arch::qwen2moe;
   } else if (arch == "qwen3moe") {
     c.arch = Arch::qwen3moe;
+  } else if (arch == "gpt-oss") {
+    c.arch = Arch::gpt_oss;
   } else {
     throw Unsupported(fmt::format("{}: architecture '{}' is not supported (supported: llama "
                                   "(with or without experts), qwen2, qwen3, qwen2moe, qwen3moe, "
-                                  "phi3, gemma2, gemma3, bert)",
+                                  "gpt-oss, phi3, gemma2, gemma3, bert)",
                                   r.name(), arch));
   }
   c.name = r.find_string("general.name").value_or(arch);
@@ -297,7 +328,9 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
     throw Unsupported(fmt::format("{}: head dimension {} is not supported (even, at most 256)",
                                   r.name(), c.head_dim));
   }
-  if (c.arch == Arch::llama || c.arch == Arch::qwen2moe || c.arch == Arch::qwen3moe) read_experts(r, arch, c);
+  if (c.arch == Arch::llama || c.arch == Arch::qwen2moe || c.arch == Arch::qwen3moe || c.arch == Arch::gpt_oss) {
+    read_experts(r, arch, c);
+  }
   // A MoE family's own feed-forward length may be absent (its experts have theirs).
   c.ffn_dim = c.moe() && !r.contains(key(arch, "feed_forward_length"))
                   ? c.expert_ffn_dim
@@ -348,7 +381,7 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
                                    "head's is needed)",
                                    r.name(), rope.dims, c.head_dim));
   }
-  rope.neox = c.arch != Arch::llama;  // qwen2, qwen3 (and their MoE), phi3, gemma2, gemma3: neox
+  rope.neox = c.arch != Arch::llama;  // qwen2, qwen3 (and their MoE), gpt-oss, phi3, gemma2, gemma3: neox
   const std::string scaling = r.find_string(key(arch, "rope.scaling.type")).value_or("none");
   if (scaling == "linear") {
     rope.scaling = RopeScaling::linear;
@@ -430,6 +463,7 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
   c.rope_local = rope;
   c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
   if (c.arch == Arch::gemma2 || c.arch == Arch::gemma3) read_gemma(r, arch, c);
+  if (c.arch == Arch::gpt_oss) read_gpt_oss(r, arch, c);
 
   // Tensors.
   const gguf::TensorInfo& embd = r.tensor("token_embd.weight");
@@ -448,7 +482,7 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
   check_weight(r, "output_norm.weight", {c.d_model}, false);
   c.tied_output = r.find_tensor("output.weight") == nullptr;
   if (!c.tied_output) check_weight(r, "output.weight", {c.d_model, c.vocab_size}, true);
-  c.qkv_bias = c.arch == Arch::qwen2 || c.arch == Arch::qwen2moe;
+  c.qkv_bias = c.qkv_bias || c.arch == Arch::qwen2 || c.arch == Arch::qwen2moe;
   c.qk_norm = c.arch == Arch::qwen3 || c.arch == Arch::qwen3moe || c.arch == Arch::gemma3;
   c.fused_qkv = c.fused_gate_up = c.arch == Arch::phi3;
   for (std::uint32_t l = 0; l < c.n_layers; ++l) {
@@ -461,7 +495,9 @@ ModelConfig ModelConfig::from_gguf(const gguf::Reader& r) {
       check_weight(r, layer_tensor(l, "attn_v"), {c.d_model, c.kv_dim()}, true);
     }
     check_weight(r, layer_tensor(l, "attn_output"), {c.q_dim(), c.d_model}, true);
-    check_weight(r, layer_tensor(l, "ffn_norm"), {c.d_model}, false);
+    if (c.out_bias) check_weight(r, layer_bias(l, "attn_output"), {c.d_model}, false);
+    if (c.attn_sinks) check_weight(r, layer_tensor(l, "attn_sinks"), {c.n_heads}, false);
+    check_weight(r, layer_tensor(l, c.ffn_norm_name), {c.d_model}, false);
     if (c.moe()) {
       check_expert_tensors(r, c, l);
     } else if (c.fused_gate_up) {

@@ -20,7 +20,10 @@ namespace vkllm::model {
 // attention and final logits, gemma3 has QK-norm and a RoPE base of its own on local layers.
 // qwen2moe, qwen3moe (and llama with experts: Mixtral): Mixture-of-Experts feed-forwards
 // (docs/ARCHITECTURE.md "Mixture of experts") on qwen2's and qwen3's attention.
-enum class Arch { llama, qwen2, qwen3, phi3, gemma2, gemma3, bert, qwen2moe, qwen3moe };
+// gpt_oss ("gpt-oss"): experts with biases and the clamped SwiGLU, gated by the softmax of the
+// chosen experts' logits; Q/K/V and output biases, attention sinks, a 128-token window on even
+// layers, YaRN; its pre-FFN norm is the file's post_attention_norm.
+enum class Arch { llama, qwen2, qwen3, phi3, gemma2, gemma3, bert, qwen2moe, qwen3moe, gpt_oss };
 const char* to_string(Arch arch);
 
 // How a sequence's hidden states become one embedding (`<arch>.pooling_type`, llama.cpp's
@@ -117,6 +120,17 @@ struct ModelConfig {
   std::uint32_t expert_ffn_dim = 0;
   std::uint32_t shared_ffn_dim = 0;
   bool expert_norm = false;
+  // gpt-oss: the router's weights are the softmax of the chosen experts' logits (not of all);
+  // the router, the experts' gate/up (through the clamped SwiGLU, Epilogue::swiglu_oai) and down
+  // have biases; the attention output projection has one; each head has a sink logit
+  // (attn_sinks: a key every query sees, with no value).
+  bool gating_chosen = false;
+  bool expert_bias = false;
+  bool swiglu_oai = false;
+  bool out_bias = false;
+  bool attn_sinks = false;
+  // The tensor of the norm before the feed-forward: ffn_norm, gpt-oss's post_attention_norm.
+  const char* ffn_norm_name = "ffn_norm";
 
   bool moe() const { return n_experts > 0; }
   // The width of the layers' dense feed-forward: ffn_dim, or a MoE layer's shared expert's (0:

@@ -32,19 +32,27 @@ void Model::record_moe(platform::CommandStream& cs, const Layer& L, std::uint32_
     out.x_q8 = xn_q8;
     out.y_stride = stride;
     out.y0 = sl.y0;
+    if (c.expert_bias) {  // gpt-oss: one slice, the router's bias
+      out.epilogue = ops::Epilogue::bias;
+      out.bias = first_span(L.router_b);
+    }
     ops::record_matmul(k, cs, sl.w.view(), w.xn, w.router_logits, T, out);
   }
-  ops::record_moe_route(k, cs, layout, w.router_logits, stride, w.route, T, ops::MoeGating::softmax,
+  ops::record_moe_route(k, cs, layout, w.router_logits, stride, w.route, T,
+                        c.gating_chosen ? ops::MoeGating::softmax_chosen : ops::MoeGating::softmax,
                         c.expert_norm);
   if (L.exp_gate_up.bytes() > 0) {
     ops::record_matmul_experts(k, cs, L.exp_gate_up.view(), 2 * F, layout, w.route, w.xn, K, w.exp_h,
-                               T, ops::Epilogue::swiglu);
+                               T, c.swiglu_oai ? ops::Epilogue::swiglu_oai : ops::Epilogue::swiglu,
+                               c.expert_bias ? first_span(L.exp_gate_up_b) : BufferSpan{});
   } else {
     ops::record_matmul_experts(k, cs, L.exp_gate.view(), F, layout, w.route, w.xn, K, w.exp_h, T);
     ops::record_matmul_experts(k, cs, L.exp_up.view(), F, layout, w.route, w.xn, K, w.exp_up, T);
     ops::record_silu_mul(k, cs, w.exp_h, w.exp_up, w.exp_h, T * K * F);
   }
-  ops::record_matmul_experts(k, cs, L.exp_down.view(), c.d_model, layout, w.route, w.exp_h, 1, w.exp_y, T);
+  ops::record_matmul_experts(k, cs, L.exp_down.view(), c.d_model, layout, w.route, w.exp_h, 1, w.exp_y, T,
+                             c.expert_bias ? ops::Epilogue::bias : ops::Epilogue::store,
+                             c.expert_bias ? first_span(L.exp_down_b) : BufferSpan{});
   ops::MoeShared shared{w.shared_out, c.n_experts};
   if (c.shared_ffn_dim > 0) {
     shared_ffn();

@@ -1,6 +1,6 @@
 // The forward pass of the llama family (llama, qwen2 with QKV biases, qwen3 with QK-norm, phi3,
 // gemma2 and gemma3 with their post-norms, GeGLU, soft-capping and sliding windows, and the
-// Mixture-of-Experts layers of Mixtral, qwen2moe and qwen3moe)
+// Mixture-of-Experts layers of Mixtral, qwen2moe, qwen3moe and gpt-oss)
 // and of bert encoders over a flat batch, recorded into one command buffer per step shape:
 // loading the weights, planning the workspace, recording the layers. A MoE layer's feed-forward
 // is recorded in experts.cpp, bert's layers in encoder.cpp; the step's read-outs (LM head,
@@ -195,7 +195,7 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
                                                          layer_tensor(l, "attn_k"),
                                                          layer_tensor(l, "attn_v")});
       L.wo = upload_tensor(device, reader, layer_tensor(l, "attn_output"));
-      L.ffn_norm = upload_tensor(device, reader, layer_tensor(l, "ffn_norm"));
+      L.ffn_norm = upload_tensor(device, reader, layer_tensor(l, config.ffn_norm_name));
       // gate and up (interleaved when they share a type; experts: per expert) and down.
       const auto upload_ffn = [&](const char* gate_name, const char* up_name, const char* down_name,
                                   std::uint32_t rows_per_expert, ops::DeviceWeight& gate_up,
@@ -225,6 +225,25 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
         L.router = upload_concatenated(device, reader, router);
         upload_ffn("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", config.expert_ffn_dim,
                    L.exp_gate_up, L.exp_gate, L.exp_up, L.exp_down);
+        if (config.expert_bias) {  // gpt-oss: gate and up's interleaved as their rows
+          L.router_b = upload_f32_row(device, reader, {layer_bias(l, "ffn_gate_inp")});
+          const auto floats = [&](const char* what) {  // an f32 tensor (ModelConfig checked)
+            const auto bytes = reader.tensor_data(reader.tensor(layer_bias(l, what)));
+            std::vector<float> v(bytes.size() / 4);
+            std::memcpy(v.data(), bytes.data(), v.size() * 4);
+            return v;
+          };
+          const std::vector<float> gb = floats("ffn_gate_exps"), ub = floats("ffn_up_exps");
+          std::vector<float> interleaved(2 * gb.size());
+          for (std::size_t i = 0; i < gb.size(); ++i) {
+            interleaved[2 * i] = gb[i];
+            interleaved[2 * i + 1] = ub[i];
+          }
+          L.exp_gate_up_b = ops::DeviceWeight::upload(
+              device, gguf::TensorType::kF32, static_cast<std::uint32_t>(interleaved.size()), 1,
+              std::as_bytes(std::span<const float>(interleaved)), layer_bias(l, "ffn_gate_up_exps"));
+          L.exp_down_b = upload_f32_row(device, reader, {layer_bias(l, "ffn_down_exps")});
+        }
         if (config.shared_ffn_dim > 0) {
           upload_ffn("ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", 1, L.w_gate_up, L.w_gate,
                      L.w_up, L.w_down);
@@ -236,6 +255,8 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
         L.b_qkv = upload_f32_row(device, reader, {layer_bias(l, "attn_q"), layer_bias(l, "attn_k"),
                                                   layer_bias(l, "attn_v")});
       }
+      if (config.out_bias) L.b_o = upload_tensor(device, reader, layer_bias(l, "attn_output"));
+      if (config.attn_sinks) L.sinks = upload_tensor(device, reader, layer_tensor(l, "attn_sinks"));
       if (config.qk_norm) {
         L.q_norm = upload_tensor(device, reader, layer_tensor(l, "attn_q_norm"));
         L.k_norm = upload_tensor(device, reader, layer_tensor(l, "attn_k_norm"));
@@ -492,7 +513,7 @@ std::uint64_t Model::weight_bytes() const {
          {&L.attn_norm, &L.wo, &L.ffn_norm, &L.w_gate_up, &L.w_gate, &L.w_up, &L.w_down, &L.b_qkv,
           &L.q_norm, &L.k_norm, &L.attn_norm_b, &L.ffn_norm_b, &L.b_o, &L.b_up, &L.b_down,
           &L.post_attn_norm, &L.post_ffw_norm, &L.exp_gate_up, &L.exp_gate, &L.exp_up,
-          &L.exp_down}) {
+          &L.exp_down, &L.router_b, &L.exp_gate_up_b, &L.exp_down_b, &L.sinks}) {
       n += w->bytes();
     }
     for (const Slice& sl : L.qkv) n += sl.w.bytes();
@@ -642,9 +663,17 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
     return out;
   };
   // Gemma's post-norms: wo and down store into xn (free by then), whose norm is added to x.
+  // gpt-oss's output bias: wo stores into xn with it, and xn is added to x.
   const auto residual = [&](const ops::DeviceWeight& post_norm, const ops::DeviceWeight& w_out,
-                            const Buffer& in, std::uint32_t ncols) {
+                            const Buffer& in, std::uint32_t ncols, const ops::DeviceWeight* bias = nullptr) {
     const BufferSpan in_q8 = quantized(in, ncols);
+    if (bias) {
+      ops::MatmulOut out = reading(ops::Epilogue::bias, in_q8);
+      out.bias = first_span(*bias);
+      ops::record_matmul(k, cs, w_out.view(), in, w.xn, T, out);
+      ops::record_add(k, cs, w.x, w.xn, w.x, T * c.d_model);
+      return;
+    }
     if (!c.post_norms) {
       ops::record_matmul(k, cs, w_out.view(), in, w.x, T, reading(ops::Epilogue::accumulate, in_q8));
       return;
@@ -676,8 +705,9 @@ std::pair<std::size_t, std::size_t> Model::record(platform::CommandStream& cs, p
     ops::AttentionShape layer_shape = shape;
     layer_shape.window = c.layer_window(l);
     ops::record_attention(k, cs, layer_shape, w.q, L.k_pool, L.v_pool, positions, query_start,
-                          swa ? swa_block_table : block_table, w.attn, w.attn_partials, w.attn_counters);
-    residual(L.post_attn_norm, L.wo, w.attn, c.q_dim());
+                          swa ? swa_block_table : block_table, w.attn, w.attn_partials, w.attn_counters,
+                          c.attn_sinks ? first_span(L.sinks) : BufferSpan{});
+    residual(L.post_attn_norm, L.wo, w.attn, c.q_dim(), c.out_bias ? &L.b_o : nullptr);
     ops::record_rms_norm(k, cs, w.x, first_span(L.ffn_norm), w.xn, c.d_model, T, c.rms_eps);
     const BufferSpan ffn_q8 = quantized(w.xn, c.d_model);
     // The dense feed-forward (or a MoE layer's shared expert) up to its down matmul's input in

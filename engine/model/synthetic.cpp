@@ -65,11 +65,12 @@ class Filler {
   // one's instead of the spec's.
   void matrix(gguf::Writer& w, const std::string& name, std::uint32_t ncols, std::uint32_t nrows,
               float gain = 1.f, std::uint32_t mats = 1, std::optional<TensorType> type_override = {}) {
-    TensorType type = type_override.value_or(spec_.type);
+    TensorType type = spec_.type;
     if (spec_.v_up_type && (name.ends_with("attn_v.weight") || name.ends_with("ffn_up.weight") ||
                             name.ends_with("ffn_up_exps.weight"))) {
       type = *spec_.v_up_type;
     }
+    type = type_override.value_or(type);
     if (ncols % gguf::traits(type).block_size != 0) type = TensorType::kF16;
     const float a = gain * std::sqrt(3.f / static_cast<float>(ncols));
     const std::uint64_t n = std::uint64_t{ncols} * nrows * mats;
@@ -110,10 +111,14 @@ class Filler {
   // A 1-D f32 vector centred on `centre` with +-spread noise (norm weights, biases).
   void vector(gguf::Writer& w, const std::string& name, std::uint32_t n, float centre,
               float spread) {
+    w.add_tensor_f32(name, {n}, values(n, spread, centre), TensorType::kF32);
+  }
+  // n values ~ U(centre - spread, centre + spread).
+  std::vector<float> values(std::uint64_t n, float spread, float centre = 0.f) {
     std::vector<float> v(n);
     std::uniform_real_distribution<float> d(centre - spread, centre + spread);
     for (float& x : v) x = d(rng_);
-    w.add_tensor_f32(name, {n}, v, TensorType::kF32);
+    return v;
   }
 
  private:
@@ -261,6 +266,20 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
     s.ffn_dim = 256; s.vocab_size = 32000; s.context_length = 4096;
     s.n_experts = 16; s.n_experts_used = 4; s.expert_ffn_dim = 256;
     if (s.arch == Arch::qwen2moe) s.shared_ffn_dim = 512;
+  } else if (name == "gpt-oss-20b" || name == "tiny-gpt-oss") {
+    // gpt-oss-20b: 32 experts of 2880, 4 a token, MXFP4; a 128 window on even layers, sinks,
+    // YaRN x32 over 4096. tiny-gpt-oss: tiny's attention with 16 experts of 256, 4 a token.
+    s.arch = Arch::gpt_oss; s.rope_base = 150000.f; s.yarn_factor = 32.f;
+    s.yarn_original_context = 4096; s.sliding_window = 128; s.n_experts_used = 4;
+    if (name == "gpt-oss-20b") {
+      s.n_layers = 24; s.d_model = 2880; s.n_heads = 64; s.n_kv_heads = 8; s.head_dim = 64;
+      s.ffn_dim = 2880; s.vocab_size = 201088; s.context_length = 131072;
+      s.n_experts = 32; s.expert_ffn_dim = 2880;
+    } else {
+      s.n_layers = 12; s.d_model = 768; s.n_heads = 12; s.n_kv_heads = 4; s.head_dim = 64;
+      s.ffn_dim = 256; s.vocab_size = 32000; s.context_length = 131072;
+      s.n_experts = 16; s.expert_ffn_dim = 256;
+    }
   } else if (name == "micro-gemma3") {  // micro's size as a gemma3: a window of 32, one global layer of 6
     s.arch = Arch::gemma3; s.n_layers = 6; s.d_model = 128; s.n_heads = 4; s.n_kv_heads = 2;
     s.head_dim = 32; s.ffn_dim = 256; s.vocab_size = 512; s.context_length = 2048;
@@ -283,7 +302,8 @@ std::optional<SyntheticSpec> synthetic_preset(const std::string& name) {
 std::vector<std::string> synthetic_preset_names() {
   return {"llama3-1b", "llama3-8b", "qwen2.5-0.5b", "phi3-mini", "phi4-mini", "gemma2-2b", "gemma3-4b", "tiny",
           "tiny-phi3", "tiny-phi4", "tiny-gemma2", "tiny-gemma3", "qwen3-30b-a3b", "tiny-qwen3moe",
-          "tiny-mixtral", "tiny-qwen2moe", "tiny-yarn", "micro", "micro-gemma3", "bge-small", "micro-bert"};
+          "tiny-mixtral", "tiny-qwen2moe", "gpt-oss-20b", "tiny-gpt-oss", "tiny-yarn", "micro", "micro-gemma3",
+          "bge-small", "micro-bert"};
 }
 
 std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
@@ -300,7 +320,10 @@ std::uint64_t synthetic_parameter_count(const SyntheticSpec& s) {
     layer += d * s.n_experts + 3 * d * std::uint64_t{s.expert_ffn_dim} * s.n_experts;
     if (s.arch == Arch::qwen2moe) layer += d + 3 * d * (s.shared_ffn_dim ? s.shared_ffn_dim : f);
   }
-  if (s.arch == Arch::qwen2 || s.arch == Arch::qwen2moe) layer += q + 2 * kv;
+  if (s.arch == Arch::qwen2 || s.arch == Arch::qwen2moe || s.arch == Arch::gpt_oss) layer += q + 2 * kv;
+  if (s.arch == Arch::gpt_oss) {  // output bias, sinks, the router's and the experts' biases
+    layer += d + s.n_heads + s.n_experts + (2 * std::uint64_t{s.expert_ffn_dim} + d) * s.n_experts;
+  }
   if (s.arch == Arch::qwen3 || s.arch == Arch::qwen3moe || s.arch == Arch::gemma3) layer += 2 * std::uint64_t{s.head_dim};
   if (s.arch == Arch::gemma2 || s.arch == Arch::gemma3) layer += 2 * d;  // the post-norms
   const std::uint64_t embd = std::uint64_t{s.vocab_size} * d;
@@ -323,7 +346,8 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
   w.set_f32(arch + ".rope.freq_base", s.rope_base);
   w.set_f32(arch + ".attention.layer_norm_rms_epsilon", s.rms_eps);
   if (s.pooling) w.set_u32(arch + ".pooling_type", *s.pooling);
-  const bool moe_family = s.arch == Arch::qwen2moe || s.arch == Arch::qwen3moe;
+  const bool gpt_oss = s.arch == Arch::gpt_oss;
+  const bool moe_family = s.arch == Arch::qwen2moe || s.arch == Arch::qwen3moe || gpt_oss;
   if (moe_family && s.n_experts == 0) {
     throw InvalidRequest(fmt::format("synthetic model: a {} model needs n_experts", arch));
   }
@@ -331,7 +355,7 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
     if (s.n_experts_used == 0 || s.n_experts_used > s.n_experts ||
         (moe_family && s.expert_ffn_dim == 0) || !(s.arch == Arch::llama || moe_family)) {
       throw InvalidRequest("synthetic model: experts need 1..n_experts used, an expert_ffn_dim "
-                           "(Mixtral: ffn_dim), and llama, qwen2moe or qwen3moe");
+                           "(Mixtral: ffn_dim), and llama, qwen2moe, qwen3moe or gpt-oss");
     }
     w.set_u32(arch + ".expert_count", s.n_experts);
     w.set_u32(arch + ".expert_used_count", s.n_experts_used);
@@ -352,6 +376,8 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
     }
     if (s.rope_base_local > 0.f) w.set_f32(arch + ".rope.freq_base_swa", s.rope_base_local);
   }
+  // gpt-oss: the window on even layers (128 when the spec gives none); llama.cpp requires the key.
+  if (gpt_oss) w.set_u32(arch + ".attention.sliding_window", s.sliding_window ? s.sliding_window : 128);
   if (s.yarn_factor > 0.f) {
     w.set_string(arch + ".rope.scaling.type", "yarn");
     w.set_f32(arch + ".rope.scaling.factor", s.yarn_factor);
@@ -402,7 +428,7 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
       fill.matrix(w, layer_tensor(l, "attn_k"), d, kv);
       fill.matrix(w, layer_tensor(l, "attn_v"), d, kv);
     }
-    if (s.arch == Arch::qwen2 || s.arch == Arch::qwen2moe) {
+    if (s.arch == Arch::qwen2 || s.arch == Arch::qwen2moe || gpt_oss) {
       fill.vector(w, layer_bias(l, "attn_q"), q, 0.f, 0.5f);
       fill.vector(w, layer_bias(l, "attn_k"), kv, 0.f, 0.5f);
       fill.vector(w, layer_bias(l, "attn_v"), kv, 0.f, 0.5f);
@@ -412,15 +438,30 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
       fill.vector(w, layer_tensor(l, "attn_k_norm"), s.head_dim, 1.f, 0.2f);
     }
     fill.matrix(w, layer_tensor(l, "attn_output"), q, d, 0.5f);
-    if (gemma) fill.vector(w, layer_tensor(l, "post_attention_norm"), d, 1.f, 0.2f);
-    fill.vector(w, layer_tensor(l, "ffn_norm"), d, 1.f, 0.2f);
+    if (gpt_oss) {  // the output bias, the heads' sinks (logits of a few units)
+      fill.vector(w, layer_bias(l, "attn_output"), d, 0.f, 0.5f);
+      fill.vector(w, layer_tensor(l, "attn_sinks"), s.n_heads, 0.f, 2.f);
+    }
+    // gpt-oss names its pre-FFN norm post_attention_norm.
+    if (gemma || gpt_oss) fill.vector(w, layer_tensor(l, "post_attention_norm"), d, 1.f, 0.2f);
+    if (!gpt_oss) fill.vector(w, layer_tensor(l, "ffn_norm"), d, 1.f, 0.2f);
     if (s.n_experts > 0) {
-      // Mixtral's expert width is its feed_forward_length.
+      // Mixtral's expert width is its feed_forward_length. gpt-oss's experts are MXFP4 (as its
+      // files ship), their gate and up wide enough that the SwiGLU's clamps at 7 bite, with
+      // biases on the router and every expert projection.
       const std::uint32_t f = s.arch == Arch::llama ? s.ffn_dim : s.expert_ffn_dim;
+      const std::optional<TensorType> experts = gpt_oss ? std::optional(TensorType::kMXFP4) : std::nullopt;
+      const float gain = gpt_oss ? 2.5f : 1.f;
       fill.matrix(w, layer_tensor(l, "ffn_gate_inp"), d, s.n_experts, 1.f, 1, TensorType::kF32);
-      fill.matrix(w, layer_tensor(l, "ffn_gate_exps"), d, f, 1.f, s.n_experts);
-      fill.matrix(w, layer_tensor(l, "ffn_up_exps"), d, f, 1.f, s.n_experts);
-      fill.matrix(w, layer_tensor(l, "ffn_down_exps"), f, d, 0.5f, s.n_experts);
+      fill.matrix(w, layer_tensor(l, "ffn_gate_exps"), d, f, gain, s.n_experts, experts);
+      fill.matrix(w, layer_tensor(l, "ffn_up_exps"), d, f, gain, s.n_experts, experts);
+      fill.matrix(w, layer_tensor(l, "ffn_down_exps"), f, d, 0.5f, s.n_experts, experts);
+      if (gpt_oss) {
+        fill.vector(w, layer_bias(l, "ffn_gate_inp"), s.n_experts, 0.f, 0.5f);
+        w.add_tensor_f32(layer_bias(l, "ffn_gate_exps"), {f, s.n_experts}, fill.values(std::uint64_t{f} * s.n_experts, 0.5f), TensorType::kF32);
+        w.add_tensor_f32(layer_bias(l, "ffn_up_exps"), {f, s.n_experts}, fill.values(std::uint64_t{f} * s.n_experts, 0.5f), TensorType::kF32);
+        w.add_tensor_f32(layer_bias(l, "ffn_down_exps"), {d, s.n_experts}, fill.values(std::uint64_t{d} * s.n_experts, 0.5f), TensorType::kF32);
+      }
       if (s.arch == Arch::qwen2moe) {
         const std::uint32_t sf = s.shared_ffn_dim ? s.shared_ffn_dim : s.ffn_dim;
         fill.vector(w, layer_tensor(l, "ffn_gate_inp_shexp"), d, 0.f, std::sqrt(3.f / static_cast<float>(d)));

@@ -36,7 +36,7 @@ struct SyntheticSpec {
   float longrope_attn_factor = 0.f;
   bool tied_output = false;
   float rms_eps = 1e-5f;
-  // gemma2, gemma3: the sliding window and its layer period, the soft-caps (each written when
+  // gemma2, gemma3 (gpt-oss: the window only; 128 when 0): the sliding window and its layer period, the soft-caps (each written when
   // > 0), gemma3's linear RoPE scaling of the global layers (rope.scaling.type linear, written
   // when > 0) and the sliding layers' RoPE base (rope.freq_base_swa, written when > 0).
   std::uint32_t sliding_window = 0;
@@ -49,7 +49,7 @@ struct SyntheticSpec {
   float yarn_factor = 0.f;
   std::uint32_t yarn_original_context = 0;
   float rope_base_local = 0.f;
-  // Mixture of experts (llama: Mixtral; qwen2moe, qwen3moe need them): n_experts > 0 writes a
+  // Mixture of experts (llama: Mixtral; qwen2moe, qwen3moe, gpt-oss need them): n_experts > 0 writes a
   // router (f32, as llama.cpp's quantizer keeps it) and the experts' gate, up and down as 3-D
   // tensors of expert_ffn_dim rows each (Mixtral: ffn_dim, its feed_forward_length) instead of
   // the dense feed-forward; qwen2moe adds a
@@ -79,7 +79,9 @@ struct SyntheticSpec {
 // benchmarks), tiny-phi3, tiny-phi4, tiny-gemma2 and tiny-gemma3 (tiny's shapes as those
 // families), tiny-qwen3moe, tiny-mixtral and tiny-qwen2moe (tiny's attention with 16 experts of
 // which 4 run; qwen2moe's shared expert beside them),
-// qwen3-30b-a3b (Qwen3-30B-A3B: 128 experts, 8 run), tiny-yarn (tiny with YaRN x4 over 1024
+// qwen3-30b-a3b (Qwen3-30B-A3B: 128 experts, 8 run), gpt-oss-20b (32 MXFP4 experts, 4 run;
+// sinks, biases, a 128 window on even layers, YaRN), tiny-gpt-oss (tiny's attention as a
+// gpt-oss, 16 experts), tiny-yarn (tiny with YaRN x4 over 1024
 // positions), micro (~0.3M, tests), micro-gemma3 (a micro-sized gemma3, six layers, server
 // tests), and the encoders bge-small (BGE-small-en's shapes) and micro-bert (micro's, tests).
 std::optional<SyntheticSpec> synthetic_preset(const std::string& name);

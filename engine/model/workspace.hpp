@@ -57,6 +57,10 @@ struct Model::Layer {
   // shared expert is the dense FFN above (w_gate_up or w_gate and w_up, w_down).
   std::vector<Slice> router;
   ops::DeviceWeight exp_gate_up, exp_gate, exp_up, exp_down;
+  // gpt-oss: the router's bias [n_experts], the experts' gate/up biases interleaved as their rows
+  // [n_experts * 2 * expert_ffn_dim] and down's [n_experts * d_model]; the heads' sink logits
+  // [n_heads]. Its attention output bias is b_o.
+  ops::DeviceWeight router_b, exp_gate_up_b, exp_down_b, sinks;
   platform::Buffer k_pool, v_pool;
 };
 

@@ -245,6 +245,91 @@ TEST_CASE("MoE families: experts, routing rules and shared experts read; malform
   }
 }
 
+TEST_CASE("gpt-oss: biases, sinks, the clamped SwiGLU, chosen-softmax gating, a window on even layers; malformed files named") {
+  SyntheticSpec s = small(Arch::gpt_oss);
+  s.n_layers = 4;
+  s.head_dim = 32;
+  s.n_experts = 8;
+  s.n_experts_used = 4;
+  s.expert_ffn_dim = 64;
+  s.sliding_window = 128;
+  s.yarn_factor = 32.f;
+  s.yarn_original_context = 4096;
+  const gguf::Reader base = to_reader(model::make_synthetic_model(s));
+  {
+    const ModelConfig c = ModelConfig::from_gguf(base);
+    CHECK(c.arch == Arch::gpt_oss);
+    CHECK(std::string(model::to_string(c.arch)) == "gpt-oss");
+    CHECK(c.n_experts == 8);
+    CHECK(c.n_experts_used == 4);
+    CHECK(c.expert_ffn_dim == 64);
+    CHECK_FALSE(c.expert_norm);
+    CHECK(c.gating_chosen);
+    CHECK(c.expert_bias);
+    CHECK(c.swiglu_oai);
+    CHECK(c.qkv_bias);
+    CHECK(c.out_bias);
+    CHECK(c.attn_sinks);
+    CHECK_FALSE(c.post_norms);
+    CHECK(std::string(c.ffn_norm_name) == "post_attention_norm");
+    CHECK(c.rope.neox);
+    CHECK(c.rope.scaling == model::RopeScaling::yarn);
+    CHECK(c.rope.original_context == 4096);
+    // llama.cpp's pattern for gpt-oss: even layers slide.
+    CHECK(c.layer_window(0) == 128);
+    CHECK(c.layer_window(1) == 0);
+    CHECK(c.layer_window(2) == 128);
+    CHECK(c.layer_window(3) == 0);
+    CHECK(c.attn_scale == doctest::Approx(1.0 / std::sqrt(32.0)));
+  }
+  const auto without = [&](const std::string& name) {
+    return rewrite(base, [](gguf::Writer&) {}, [&](gguf::TensorInfo& t, std::vector<std::uint8_t>&) { return t.name != name; });
+  };
+  for (const char* name : {"blk.1.attn_sinks.weight", "blk.0.attn_output.bias", "blk.1.ffn_gate_inp.bias",
+                           "blk.0.ffn_up_exps.bias", "blk.1.ffn_down_exps.bias", "blk.0.post_attention_norm.weight",
+                           "blk.1.attn_k.bias"}) {
+    CAPTURE(name);
+    CHECK(error_of(without(name)).find(name) != std::string::npos);
+  }
+  SUBCASE("no sliding window key (llama.cpp requires one)") {
+    gguf::Writer w;
+    for (const gguf::KeyValue& kv : base.metadata()) {
+      if (kv.key != "gpt-oss.attention.sliding_window") w.set(kv.key, kv.value);
+    }
+    for (const gguf::TensorInfo& t : base.tensors()) {
+      const auto data = base.tensor_data(t);
+      w.add_tensor(t.name, std::vector<std::uint64_t>(t.dims.begin(), t.dims.begin() + t.n_dims), t.type,
+                   std::vector<std::uint8_t>(data.begin(), data.end()));
+    }
+    CHECK(error_of(to_reader(w)).find("gpt-oss.attention.sliding_window") != std::string::npos);
+  }
+  SUBCASE("sinks of another length than the heads") {
+    auto r = rewrite(base, [](gguf::Writer&) {}, [](gguf::TensorInfo& t, std::vector<std::uint8_t>& bytes) {
+      if (t.name == "blk.0.attn_sinks.weight") {
+        t.dims[0] = 5;
+        t.n_elements = 5;
+        bytes.resize(20);
+      }
+      return true;
+    });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), InvalidModel);
+    CHECK(error_of(r).find("blk.0.attn_sinks.weight") != std::string::npos);
+  }
+  SUBCASE("gate and up experts of different types") {
+    auto r = rewrite(base, [](gguf::Writer&) {}, [](gguf::TensorInfo& t, std::vector<std::uint8_t>& bytes) {
+      if (t.name == "blk.0.ffn_up_exps.weight") {
+        std::vector<float> zeros(t.n_elements, 0.f);
+        const auto* p = reinterpret_cast<const std::uint8_t*>(zeros.data());
+        bytes.assign(p, p + zeros.size() * 4);
+        t.type = gguf::TensorType::kF32;
+      }
+      return true;
+    });
+    CHECK_THROWS_AS(ModelConfig::from_gguf(r), Unsupported);
+    CHECK(error_of(r).find("ffn_up_exps") != std::string::npos);
+  }
+}
+
 TEST_CASE("phi3 LongRoPE: the short factors up to the original context, the long ones beyond") {
   SyntheticSpec s = small(Arch::phi3);
   s.longrope = true;
@@ -425,6 +510,8 @@ TEST_CASE("presets have their real shapes") {
   CHECK(p1 == doctest::Approx(1.236e9).epsilon(0.01));
   const double pq = double(model::synthetic_parameter_count(*model::synthetic_preset("qwen3-30b-a3b")));
   CHECK(pq == doctest::Approx(30.5e9).epsilon(0.01));  // Qwen3-30B-A3B: 30.5B
+  const double pg = double(model::synthetic_parameter_count(*model::synthetic_preset("gpt-oss-20b")));
+  CHECK(pg == doctest::Approx(20.9e9).epsilon(0.01));  // gpt-oss-20b: 20.9B
 }
 
 TEST_CASE("synthetic vocabularies have no repeated piece (llama.cpp loads our models)") {

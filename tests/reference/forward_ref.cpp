@@ -26,20 +26,41 @@ std::vector<float> matvec(const std::vector<float>& w, const std::vector<float>&
   return y;
 }
 
-// down(act(gate x) * up x) of one feed-forward of width f whose rows start at expert e's.
+// The biases of gpt-oss's experts (all experts', one after another).
+struct ExpertBiases {
+  const std::vector<float>& gate;
+  const std::vector<float>& up;
+  const std::vector<float>& down;
+};
+
+// down(act(gate x) * up x) of one feed-forward of width f whose rows start at expert e's. With
+// biases (gpt-oss): each projection plus its bias, and the clamped SwiGLU: g = min(gate, 7),
+// u = clamp(up, -7, 7), g * sigmoid(1.702 g) * (u + 1).
 std::vector<float> gated_ffn(const std::vector<float>& gate, const std::vector<float>& up,
                              const std::vector<float>& down, const std::vector<float>& x,
-                             std::size_t f, bool geglu, std::size_t e = 0) {
+                             std::size_t f, bool geglu, std::size_t e = 0,
+                             const ExpertBiases* bias = nullptr) {
+  const std::size_t d = x.size();
   const std::vector<float> g = matvec(gate, x, f, e * f);
   const std::vector<float> u = matvec(up, x, f, e * f);
   std::vector<float> h(f);
   for (std::size_t i = 0; i < f; ++i) {
     const double gi = g[i];
+    if (bias) {
+      const double gc = std::min(gi + bias->gate[e * f + i], 7.0);
+      const double uc = std::clamp(double(u[i]) + bias->up[e * f + i], -7.0, 7.0);
+      h[i] = static_cast<float>(gc / (1.0 + std::exp(-1.702 * gc)) * (uc + 1.0));
+      continue;
+    }
     const double act = geglu ? 0.5 * gi * (1.0 + std::tanh(0.7978845608028654 * (gi + 0.044715 * gi * gi * gi)))
                              : gi / (1.0 + std::exp(-gi));
     h[i] = static_cast<float>(act * u[i]);
   }
-  return matvec(down, h, x.size(), e * x.size());
+  std::vector<float> y = matvec(down, h, d, e * d);
+  if (bias) {
+    for (std::size_t i = 0; i < d; ++i) y[i] += bias->down[e * d + i];
+  }
+  return y;
 }
 
 // RMSNorm of each `n`-element group of x.
@@ -104,7 +125,15 @@ ReferenceModel::ReferenceModel(const gguf::Reader& r, bool round_kv_f16, std::ui
       L.wv = load(r, layer_tensor(l, "attn_v"));
     }
     L.wo = load(r, layer_tensor(l, "attn_output"));
-    L.ffn_norm = load(r, layer_tensor(l, "ffn_norm"));
+    L.ffn_norm = load(r, layer_tensor(l, c.ffn_norm_name));
+    if (c.out_bias) L.bo = load(r, model::layer_bias(l, "attn_output"));
+    if (c.attn_sinks) L.sinks = load(r, layer_tensor(l, "attn_sinks"));
+    if (c.expert_bias) {
+      L.router_b = load(r, model::layer_bias(l, "ffn_gate_inp"));
+      L.exp_gate_b = load(r, model::layer_bias(l, "ffn_gate_exps"));
+      L.exp_up_b = load(r, model::layer_bias(l, "ffn_up_exps"));
+      L.exp_down_b = load(r, model::layer_bias(l, "ffn_down_exps"));
+    }
     if (c.moe()) {
       L.router = load(r, layer_tensor(l, "ffn_gate_inp"));
       L.exp_gate = load(r, layer_tensor(l, "ffn_gate_exps"));
@@ -199,7 +228,8 @@ std::vector<float> ReferenceModel::forward(std::uint32_t token) {
         if (c.attn_softcap > 0) scores[j] = c.attn_softcap * std::tanh(scores[j] / c.attn_softcap);
         mx = std::max(mx, scores[j]);
       }
-      double sum = 0;
+      // gpt-oss's sink: a logit of the head's own in the softmax's sum, with no value.
+      double sum = c.attn_sinks ? std::exp(double(L.sinks[h]) - mx) : 0.0;
       for (std::uint32_t j = first; j <= pos; ++j) sum += (scores[j] = std::exp(scores[j] - mx));
       for (std::uint32_t i = 0; i < hd; ++i) {
         double acc = 0;
@@ -209,28 +239,40 @@ std::vector<float> ReferenceModel::forward(std::uint32_t token) {
         attn[h * hd + i] = static_cast<float>(acc / sum);
       }
     }
-    add_residual(matvec(L.wo, attn, d), L.post_attn_norm);
+    std::vector<float> o = matvec(L.wo, attn, d);
+    if (c.out_bias) {
+      for (std::uint32_t i = 0; i < d; ++i) o[i] += L.bo[i];
+    }
+    add_residual(o, L.post_attn_norm);
     const std::vector<float> xn2 = rms_norm(x, L.ffn_norm, c.rms_eps);
     if (!c.moe()) {
       add_residual(gated_ffn(L.w_gate, L.w_up, L.w_down, xn2, c.ffn_dim, c.geglu), L.post_ffw_norm);
       continue;
     }
     // Mixture of experts: the softmax of the router's logits, the n_used largest (ties: the
-    // lower expert), their probabilities (rescaled to sum to 1 where the family does).
-    const std::vector<float> logits = matvec(L.router, xn2, c.n_experts);
-    const double mx = *std::max_element(logits.begin(), logits.end());
-    double total = 0;
-    for (float v : logits) total += std::exp(v - mx);
+    // lower expert), their probabilities (rescaled to sum to 1 where the family does). gpt-oss:
+    // the logits plus the router's bias, the weights the softmax of the chosen ones' only.
+    std::vector<float> logits = matvec(L.router, xn2, c.n_experts);
+    if (c.expert_bias) {
+      for (std::uint32_t e = 0; e < c.n_experts; ++e) logits[e] += L.router_b[e];
+    }
     std::vector<std::uint32_t> order(c.n_experts);
     for (std::uint32_t e = 0; e < c.n_experts; ++e) order[e] = e;
     std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) { return logits[a] > logits[b]; });
+    const double mx = logits[order[0]];
+    double total = 0;
+    for (std::uint32_t e = 0; e < (c.gating_chosen ? c.n_experts_used : c.n_experts); ++e) {
+      total += std::exp(logits[order[e]] - mx);
+    }
     std::vector<double> weight(c.n_experts_used);
     double chosen = 0;
     for (std::uint32_t j = 0; j < c.n_experts_used; ++j) chosen += weight[j] = std::exp(logits[order[j]] - mx) / total;
     std::vector<double> out(d, 0.0);
+    const ExpertBiases biases{L.exp_gate_b, L.exp_up_b, L.exp_down_b};
     for (std::uint32_t j = 0; j < c.n_experts_used; ++j) {
       const double wj = c.expert_norm ? weight[j] / std::max(chosen, 6.103515625e-5) : weight[j];
-      const std::vector<float> y = gated_ffn(L.exp_gate, L.exp_up, L.exp_down, xn2, c.expert_ffn_dim, false, order[j]);
+      const std::vector<float> y = gated_ffn(L.exp_gate, L.exp_up, L.exp_down, xn2, c.expert_ffn_dim, false,
+                                             order[j], c.expert_bias ? &biases : nullptr);
       for (std::uint32_t i = 0; i < d; ++i) out[i] += wj * y[i];
     }
     if (c.shared_ffn_dim > 0) {

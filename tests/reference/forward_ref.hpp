@@ -1,5 +1,5 @@
 // A plain C++ forward pass of the llama family (llama, qwen2, qwen3, phi3, gemma2, gemma3, and
-// the Mixture-of-Experts layers of Mixtral, qwen2moe and qwen3moe), one token at a time with a
+// the Mixture-of-Experts layers of Mixtral, qwen2moe, qwen3moe and gpt-oss), one token at a time with a
 // contiguous K/V cache, every weight dequantized to f32 and every sum in double. The oracle of
 // the model tests; written for clarity, not speed. Knows no Vulkan.
 #pragma once
@@ -31,6 +31,9 @@ class ReferenceModel {
     // MoE: the router [n_experts, d_model], the experts one after another, the shared expert's
     // gate [d_model] (its FFN: w_gate, w_up, w_down).
     std::vector<float> router, exp_gate, exp_up, exp_down, shexp_gate;
+    // gpt-oss: the output projection's bias, the heads' sinks, the router's and the experts'
+    // biases (expert after expert).
+    std::vector<float> bo, sinks, router_b, exp_gate_b, exp_up_b, exp_down_b;
     std::vector<float> k_cache, v_cache;  // [length, kv_dim]
   };
   model::ModelConfig config_;

@@ -2,7 +2,8 @@
 // own features bite in a short test: Gemma's sliding window a few blocks long (prompts and
 // decodes run past it), soft-caps small enough to bend the scores and logits of random weights,
 // gemma3's six layers (five local, one global with its own scaled RoPE), and the MoE families'
-// eight experts (a few chosen a token, so some get many of a step's tokens and some none).
+// eight experts (a few chosen a token, so some get many of a step's tokens and some none), and
+// gpt-oss's window, sinks, biases and YaRN.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,7 @@ inline constexpr Family kFamilies[] = {
     {model::Arch::qwen2, false, "qwen2"},       {model::Arch::qwen2moe, true, "qwen2moe"},
     {model::Arch::qwen3, false, "qwen3"},       {model::Arch::qwen3moe, true, "qwen3moe"},
     {model::Arch::phi3, false, "phi3"},         {model::Arch::gemma2, false, "gemma2"},
-    {model::Arch::gemma3, false, "gemma3"}};
+    {model::Arch::gemma3, false, "gemma3"},     {model::Arch::gpt_oss, true, "gpt-oss"}};
 
 // `experts`: llama with experts (the MoE families always have them).
 inline void exercise_family(model::SyntheticSpec& s, std::uint32_t window = 16, bool experts = false) {
@@ -37,12 +38,20 @@ inline void exercise_family(model::SyntheticSpec& s, std::uint32_t window = 16, 
     s.rope_base = 1000000.f;
     s.linear_rope_factor = 8.f;
     s.final_softcap = 10.f;
+  } else if (s.arch == model::Arch::gpt_oss) {
+    s.sliding_window = window;  // even layers of the two
+    s.yarn_factor = 8.f;        // YaRN over an original context of 32: the tests run past it
+    s.yarn_original_context = 32;
   }
-  if (experts || s.arch == model::Arch::qwen2moe || s.arch == model::Arch::qwen3moe) {
+  if (experts || s.arch == model::Arch::qwen2moe || s.arch == model::Arch::qwen3moe ||
+      s.arch == model::Arch::gpt_oss) {
     // Mixtral 2 of 8 (its experts ffn_dim wide), qwen3moe 3 with the weights renormalised,
-    // qwen2moe 4 without, beside its shared expert.
+    // qwen2moe 4 without, beside its shared expert; gpt-oss 4 (MXFP4, biases, the softmax of
+    // the chosen ones).
     s.n_experts = 8;
-    s.n_experts_used = s.arch == model::Arch::qwen2moe ? 4 : s.arch == model::Arch::qwen3moe ? 3 : 2;
+    s.n_experts_used = s.arch == model::Arch::qwen2moe || s.arch == model::Arch::gpt_oss ? 4
+                       : s.arch == model::Arch::qwen3moe                                 ? 3
+                                                                                         : 2;
     s.expert_ffn_dim = 256;
   }
 }
