@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
 
   vkllm::cli::MakeModelOptions make;
   auto* make_cmd = app.add_subcommand("make-model", "Write a random-weight GGUF with a real model's shapes");
-  make_cmd->add_option("--preset", make.preset, "llama3-1b, llama3-8b, qwen2.5-0.5b, phi3-mini, phi4-mini, gemma2-2b, gemma3-4b, tiny (~100M), tiny-phi3, tiny-phi4, tiny-gemma2, tiny-gemma3, qwen3-30b-a3b, tiny-qwen3moe, tiny-mixtral, tiny-qwen2moe, micro, micro-gemma3, or the encoders bge-small and micro-bert")->required();
+  make_cmd->add_option("--preset", make.preset, "llama3-1b, llama3-8b, qwen2.5-0.5b, phi3-mini, phi4-mini, gemma2-2b, gemma3-4b, tiny (~100M), tiny-phi3, tiny-phi4, tiny-gemma2, tiny-gemma3, qwen3-30b-a3b, tiny-qwen3moe, tiny-mixtral, tiny-qwen2moe, gpt-oss-20b, tiny-gpt-oss, tiny-yarn, micro, micro-gemma3, or the encoders bge-small and micro-bert")->required();
   make_cmd->add_option("--type", make.type, "Weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs mxfp4");
   make_cmd->add_option("-o,--output", make.output, "Output GGUF path")->required();
   make_cmd->add_option("--seed", make.seed, "Random seed");

@@ -183,16 +183,15 @@ void record_row_tiles(CommandStream& cs, const platform::Pipeline& p, const Atte
                       std::uint64_t ntiles, std::array<std::uint32_t, 3> grid, BufferSpan q,
                       BufferSpan k_pool, BufferSpan v_pool, BufferSpan positions,
                       BufferSpan query_start, BufferSpan block_table, BufferSpan out,
-                      BufferSpan sinks, const char* kernel) {
+                      BufferSpan sinks, std::uint32_t use_sinks, const char* kernel) {
   const PushAttention push{sh.ntok, sh.nseq, sh.n_heads, group, static_cast<std::uint32_t>(kv_dim),
                            sh.block_size, sh.max_blocks_per_seq, static_cast<std::uint32_t>(num_blocks),
                            static_cast<std::uint32_t>(ntiles), sh.scale, 0, 1, sh.window, sh.softcap,
-                           sinks.buffer ? 1u : 0u};
+                           use_sinks};
   cs.dispatch(p,
               {{q, Access::read}, {k_pool, Access::read}, {v_pool, Access::read},
                {positions, Access::read}, {query_start, Access::read},
-               {block_table, Access::read}, {out, Access::write},
-               {sinks.buffer ? sinks : q, Access::read}},
+               {block_table, Access::read}, {out, Access::write}, {sinks, Access::read}},
               push, grid,
               fmt::format("attention_{}_{} ntok={} nseq={} heads={}/{} hd={}", kernel,
                           kv_name(sh.kv_type), sh.ntok, sh.nseq, sh.n_heads, sh.n_kv_heads,
@@ -479,6 +478,7 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
   require_bytes(positions, std::uint64_t{sh.ntok} * 4, "attention", "positions");
   require_bytes(query_start, std::uint64_t{sh.nseq + 1} * 4, "attention", "query_start");
   require_bytes(block_table, table_bytes, "attention", "block_table");
+  const std::uint32_t use_sinks = sinks.buffer ? 1u : 0u;
   if (sinks.buffer) {
     require_bytes(sinks, std::uint64_t{sh.n_heads} * 4, "attention", "sinks");
     sinks.size = std::uint64_t{sh.n_heads} * 4;
@@ -486,6 +486,7 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
   const std::uint64_t num_blocks =
       std::min(k_pool.resolved_size(), v_pool.resolved_size()) / block_bytes;
   q.size = out.size = qbytes;
+  if (!use_sinks) sinks = q;  // the binding must name a buffer; the kernels do not read it
   k_pool.size = v_pool.size = num_blocks * block_bytes;
   positions.size = std::uint64_t{sh.ntok} * 4;
   query_start.size = std::uint64_t{sh.nseq + 1} * 4;
@@ -508,7 +509,7 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
                                {a.subgroups * a.subgroup, sh.head_dim, a.subgroup, a.m, a.n, a.k, a.fc},
                                k.tuning().coopmat_require_subgroup ? a.subgroup : 0);
     record_row_tiles(cs, p, sh, group, kv_dim, num_blocks, ntiles, grid, q, k_pool, v_pool,
-                     positions, query_start, block_table, out, sinks, "coopmat");
+                     positions, query_start, block_table, out, sinks, use_sinks, "coopmat");
     return;
   }
   if (kernel == AttentionKernel::tiled) {
@@ -521,7 +522,7 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
                                {a.subgroups * a.subgroup, sh.head_dim, a.subgroup, a.sg_rows, a.lane_keys},
                                k.tuning().attn_require_subgroup ? a.subgroup : 0);
     record_row_tiles(cs, p, sh, group, kv_dim, num_blocks, ntiles, grid, q, k_pool, v_pool,
-                     positions, query_start, block_table, out, sinks, "tiled");
+                     positions, query_start, block_table, out, sinks, use_sinks, "tiled");
     return;
   }
 
@@ -570,11 +571,11 @@ void record_attention(Kernels& k, CommandStream& cs, const AttentionShape& shape
                            nsplit,
                            sh.window,
                            sh.softcap,
-                           sinks.buffer ? 1u : 0u};
+                           use_sinks};
   std::vector<platform::Binding> bindings{{q, Access::read},           {k_pool, Access::read},
                                           {v_pool, Access::read},      {positions, Access::read},
                                           {query_start, Access::read}, {block_table, Access::read},
-                                          {out, Access::write},         {sinks.buffer ? sinks : q, Access::read}};
+                                          {out, Access::write},         {sinks, Access::read}};
   if (split) {
     bindings.push_back({partials, Access::read_write});
     bindings.push_back({counters, Access::read_write});

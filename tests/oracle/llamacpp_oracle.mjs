@@ -24,7 +24,8 @@ const [vkllm, work, ...only] = process.argv.slice(2);
 // and gate/up), tiny-gemma2 and tiny-gemma3 (post-norms, GeGLU, soft-caps, QK-norm, two RoPE
 // bases) check that llama.cpp reads our files of those families as we do; tiny-qwen3moe,
 // tiny-mixtral and tiny-qwen2moe its Mixture-of-Experts layers (expert tensors, routing rules,
-// qwen2moe's gated shared expert).
+// qwen2moe's gated shared expert); tiny-gpt-oss gpt-oss's (attention sinks, Q/K/V, output, router
+// and expert biases, the clamped SwiGLU, the softmax of the chosen experts, MXFP4 experts, YaRN).
 const types = only.length ? only : ['q3_k', 'tiny-gemma2:q3_k', 'tiny-qwen3moe:q3_k'];
 const PROMPT = [1, 450, 1200, 77, 3000, 9, 512, 2222];
 const N = 8;
