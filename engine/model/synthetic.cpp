@@ -97,13 +97,13 @@ class Filler {
     const std::uint64_t blocks = n / t.block_size;
     std::vector<std::uint8_t> data(blocks * t.block_bytes);
     std::uniform_int_distribution<std::uint64_t> pick(0, pool_blocks - 1);
-    // Runs of 64 pool blocks from random starts: cheap, and no two rows look alike.
-    for (std::uint64_t b = 0; b < blocks;) {
-      const std::uint64_t start = pick(rng_);
-      const std::uint64_t run = std::min({blocks - b, pool_blocks - start, std::uint64_t{64}});
-      std::copy_n(pool.begin() + static_cast<std::ptrdiff_t>(start * t.block_bytes),
-                  run * t.block_bytes, data.begin() + static_cast<std::ptrdiff_t>(b * t.block_bytes));
-      b += run;
+    // Each block drawn on its own, so no two rows are alike. Runs of 64 pool blocks (what this
+    // was) repeat rows of a few blocks: a row of 768 is three K-quant blocks, a run's start one of
+    // 4096, and tiny's 32000 LM-head rows came out in groups of equal ones, whose equal logits
+    // left the greedy pick to each engine's tie rule (bench/RESULTS.md).
+    for (std::uint64_t b = 0; b < blocks; ++b) {
+      std::copy_n(pool.begin() + static_cast<std::ptrdiff_t>(pick(rng_) * t.block_bytes), t.block_bytes,
+                  data.begin() + static_cast<std::ptrdiff_t>(b * t.block_bytes));
     }
     w.add_tensor(name, dims, type, std::move(data));
   }

@@ -14,8 +14,8 @@ import path from 'node:path';
 
 const [vkllm, work, ...only] = process.argv.slice(2);
 // By default the layout with the most to get wrong (q3_K: 6-bit scales split over 12 bytes, a
-// separate high-bit mask) in three families: llama, gemma2 (post-norms, GeGLU, soft-caps) and
-// qwen3moe (expert tensors, routing). One weight type for all three: on lavapipe llama.cpp
+// separate high-bit mask) in four families: llama, gemma2 (post-norms, GeGLU, soft-caps),
+// qwen3moe (expert tensors, routing) and gpt-oss (its experts MXFP4). One weight type for all: on lavapipe llama.cpp
 // compiles its pipelines anew for every model it loads, about 3 minutes for the first model
 // of a cold cache, 1 for another of the same type, 2 to 4 for one of another type
 // (bench/RESULTS.md). Any other type by name: bench/RESULTS.md records runs over all of them
@@ -26,7 +26,7 @@ const [vkllm, work, ...only] = process.argv.slice(2);
 // tiny-mixtral and tiny-qwen2moe its Mixture-of-Experts layers (expert tensors, routing rules,
 // qwen2moe's gated shared expert); tiny-gpt-oss gpt-oss's (attention sinks, Q/K/V, output, router
 // and expert biases, the clamped SwiGLU, the softmax of the chosen experts, MXFP4 experts, YaRN).
-const types = only.length ? only : ['q3_k', 'tiny-gemma2:q3_k', 'tiny-qwen3moe:q3_k'];
+const types = only.length ? only : ['q3_k', 'tiny-gemma2:q3_k', 'tiny-qwen3moe:q3_k', 'tiny-gpt-oss:q3_k'];
 const PROMPT = [1, 450, 1200, 77, 3000, 9, 512, 2222];
 const N = 8;
 
