@@ -417,9 +417,9 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
   // matrix-core GEMM): the tiled GEMM over each expert's pairs; else the GEMV's layout
   // (record_matmul's decode and 8-token tiles). The choice goes by an expert's expected pairs,
   // pairs / n_expert, not by the step's tokens: a tile holds one expert's pairs, and a prompt of
-  // 32 tokens gives gpt-oss-20b's 32 experts about 4 each, which a 64-token tile would compute
-  // 16 times over (2.2x slower prompts on lavapipe, bench/RESULTS.md). An expert has at most one
-  // pair per token, so ntok bounds its tiles either way.
+  // 32 tokens gives gpt-oss-20b's 32 experts about 4 each, which a tile of 64 or 128 tokens
+  // computes 16 or 32 times over (2.6x slower prompts on lavapipe, bench/RESULTS.md). An expert
+  // has at most one pair per token, so ntok bounds its tiles either way.
   const MatmulPath path = choose_matmul(k, std::max(1u, (pairs + layout.n_expert - 1) / layout.n_expert));
   const bool tiled = path == MatmulPath::tiled || path == MatmulPath::coopmat;
   const auto blob = optional_variant(tiled ? "matmul_tiled_experts_" : "matmul_experts_", v);
