@@ -225,23 +225,14 @@ std::unique_ptr<Model> Model::load(platform::Device& device, const gguf::Reader&
         L.router = upload_concatenated(device, reader, router);
         upload_ffn("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", config.expert_ffn_dim,
                    L.exp_gate_up, L.exp_gate, L.exp_up, L.exp_down);
-        if (config.expert_bias) {  // gpt-oss: gate and up's interleaved as their rows
+        if (config.expert_bias) {  // gpt-oss: gate and up's interleaved as their rows are
           L.router_b = upload_f32_row(device, reader, {layer_bias(l, "ffn_gate_inp")});
-          const auto floats = [&](const char* what) {  // an f32 tensor (ModelConfig checked)
-            const auto bytes = reader.tensor_data(reader.tensor(layer_bias(l, what)));
-            std::vector<float> v(bytes.size() / 4);
-            std::memcpy(v.data(), bytes.data(), v.size() * 4);
-            return v;
+          const auto bias = [&](const char* what) {  // f32 (ModelConfig checked)
+            return std::as_bytes(reader.tensor_data(reader.tensor(layer_bias(l, what))));
           };
-          const std::vector<float> gb = floats("ffn_gate_exps"), ub = floats("ffn_up_exps");
-          std::vector<float> interleaved(2 * gb.size());
-          for (std::size_t i = 0; i < gb.size(); ++i) {
-            interleaved[2 * i] = gb[i];
-            interleaved[2 * i + 1] = ub[i];
-          }
-          L.exp_gate_up_b = ops::DeviceWeight::upload(
-              device, gguf::TensorType::kF32, static_cast<std::uint32_t>(interleaved.size()), 1,
-              std::as_bytes(std::span<const float>(interleaved)), layer_bias(l, "ffn_gate_up_exps"));
+          // f32 "rows" of one element each: upload_gate_up's pairs are (gate, up) bias pairs.
+          L.exp_gate_up_b = upload_gate_up(device, gguf::TensorType::kF32, 1, bias("ffn_gate_exps"),
+                                           bias("ffn_up_exps"), layer_bias(l, "ffn_gate_up_exps"));
           L.exp_down_b = upload_f32_row(device, reader, {layer_bias(l, "ffn_down_exps")});
         }
         if (config.shared_ffn_dim > 0) {

@@ -458,9 +458,13 @@ gguf::Writer make_synthetic_model(const SyntheticSpec& s) {
       fill.matrix(w, layer_tensor(l, "ffn_down_exps"), f, d, 0.5f, s.n_experts, experts);
       if (gpt_oss) {
         fill.vector(w, layer_bias(l, "ffn_gate_inp"), s.n_experts, 0.f, 0.5f);
-        w.add_tensor_f32(layer_bias(l, "ffn_gate_exps"), {f, s.n_experts}, fill.values(std::uint64_t{f} * s.n_experts, 0.5f), TensorType::kF32);
-        w.add_tensor_f32(layer_bias(l, "ffn_up_exps"), {f, s.n_experts}, fill.values(std::uint64_t{f} * s.n_experts, 0.5f), TensorType::kF32);
-        w.add_tensor_f32(layer_bias(l, "ffn_down_exps"), {d, s.n_experts}, fill.values(std::uint64_t{d} * s.n_experts, 0.5f), TensorType::kF32);
+        const auto expert_bias = [&](const char* what, std::uint32_t rows) {  // [rows, n_experts]
+          w.add_tensor_f32(layer_bias(l, what), {rows, s.n_experts},
+                           fill.values(std::uint64_t{rows} * s.n_experts, 0.5f), TensorType::kF32);
+        };
+        expert_bias("ffn_gate_exps", f);
+        expert_bias("ffn_up_exps", f);
+        expert_bias("ffn_down_exps", d);
       }
       if (s.arch == Arch::qwen2moe) {
         const std::uint32_t sf = s.shared_ffn_dim ? s.shared_ffn_dim : s.ffn_dim;

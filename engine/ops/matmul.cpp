@@ -180,6 +180,20 @@ void record_grid(Kernels& k, CommandStream& cs, const WeightView& w, const platf
   }
 }
 
+// The aux binding of a matmul: `floats` of the bias where the epilogue reads one (bias,
+// swiglu_oai), else x again (one layout per variant, nothing read).
+BufferSpan epilogue_aux(Epilogue e, BufferSpan bias, BufferSpan x, std::uint64_t floats, const char* op) {
+  if (e != Epilogue::bias && e != Epilogue::swiglu_oai) return x;
+  require_bytes(bias, floats * 4, op, "bias");
+  bias.size = floats * 4;
+  return bias;
+}
+
+// A dispatch label's epilogue: nothing for store, else " <name>".
+std::string epilogue_label(Epilogue e) {
+  return e == Epilogue::store ? std::string() : fmt::format(" {}", to_string(e));
+}
+
 }  // namespace
 
 bool weight_type_supported(const Kernels& /*k*/, gguf::TensorType type) {
@@ -295,20 +309,15 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   require_bytes(y, ybytes, "matmul", "y");
   x.size = xbytes;
   y.size = ybytes;
-  // The aux binding: the bias, or x again where the epilogue reads none (one layout per variant).
-  BufferSpan aux = x;
-  if (out.epilogue == Epilogue::bias || out.epilogue == Epilogue::swiglu_oai) {
-    aux = out.bias;
-    const std::uint64_t n = (out.epilogue == Epilogue::bias ? std::uint64_t{out.y0} : 0) + w.nrows;
-    require_bytes(aux, n * 4, "matmul", "bias");
-    aux.size = n * 4;
-  }
+  // bias: a row of y (from y0); swiglu_oai: a value per weight row.
+  const BufferSpan aux = epilogue_aux(out.epilogue, out.bias, x,
+                                      (out.epilogue == Epilogue::bias ? std::uint64_t{out.y0} : 0) + w.nrows,
+                                      "matmul");
 
   const Access y_access = out.epilogue == Epilogue::accumulate ? Access::read_write : Access::write;
   const auto label = [&](std::size_t i, const char* path) {
     return fmt::format("matmul{}_{} [{}, {}] x {} tok{}{}", path, gguf::type_name(w.type), w.nrows,
-                       w.ncols, ntok,
-                       out.epilogue == Epilogue::store ? std::string() : fmt::format(" {}", to_string(out.epilogue)),
+                       w.ncols, ntok, epilogue_label(out.epilogue),
                        w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string());
   };
   const platform::Tuning& t = k.tuning();
@@ -406,13 +415,8 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
   x.size = xbytes;
   y.size = ybytes;
   route.size = layout.bytes;
-  // The aux binding: every expert's bias, or x again where the epilogue reads none.
-  BufferSpan aux = x;
-  if (epilogue == Epilogue::bias || epilogue == Epilogue::swiglu_oai) {
-    aux = bias;
-    require_bytes(aux, std::uint64_t{w.nrows} * 4, "matmul_experts", "bias");
-    aux.size = std::uint64_t{w.nrows} * 4;
-  }
+  // Every expert's bias, expert after expert.
+  const BufferSpan aux = epilogue_aux(epilogue, bias, x, w.nrows, "matmul_experts");
   // Many pairs an expert (the path record_matmul would take for that many tokens is the tiled or
   // matrix-core GEMM): the tiled GEMM over each expert's pairs; else the GEMV's layout
   // (record_matmul's decode and 8-token tiles). The choice goes by an expert's expected pairs,
@@ -450,7 +454,7 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
                 push, {gx, gy, gz},
                 fmt::format("matmul{}_experts_{} [{} x {}, {}] x {} tok, top {}{}{}", tiled ? "_tiled" : "",
                             gguf::type_name(w.type), layout.n_expert, expert_rows, w.ncols, ntok, layout.n_used,
-                            epilogue == Epilogue::store ? std::string() : fmt::format(" {}", to_string(epilogue)),
+                            epilogue_label(epilogue),
                             w.chunks.size() > 1 ? fmt::format(" chunk {}", i) : std::string()));
   }
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/gguf/quant.hpp"
+#include "tests/reference/attention_ref.hpp"
 
 namespace vkllm::ref {
 namespace {
@@ -34,8 +35,7 @@ struct ExpertBiases {
 };
 
 // down(act(gate x) * up x) of one feed-forward of width f whose rows start at expert e's. With
-// biases (gpt-oss): each projection plus its bias, and the clamped SwiGLU: g = min(gate, 7),
-// u = clamp(up, -7, 7), g * sigmoid(1.702 g) * (u + 1).
+// biases (gpt-oss): each projection plus its bias, and the clamped SwiGLU (swiglu_oai).
 std::vector<float> gated_ffn(const std::vector<float>& gate, const std::vector<float>& up,
                              const std::vector<float>& down, const std::vector<float>& x,
                              std::size_t f, bool geglu, std::size_t e = 0,
@@ -47,9 +47,7 @@ std::vector<float> gated_ffn(const std::vector<float>& gate, const std::vector<f
   for (std::size_t i = 0; i < f; ++i) {
     const double gi = g[i];
     if (bias) {
-      const double gc = std::min(gi + bias->gate[e * f + i], 7.0);
-      const double uc = std::clamp(double(u[i]) + bias->up[e * f + i], -7.0, 7.0);
-      h[i] = static_cast<float>(gc / (1.0 + std::exp(-1.702 * gc)) * (uc + 1.0));
+      h[i] = static_cast<float>(swiglu_oai(gi + bias->gate[e * f + i], double(u[i]) + bias->up[e * f + i]));
       continue;
     }
     const double act = geglu ? 0.5 * gi * (1.0 + std::tanh(0.7978845608028654 * (gi + 0.044715 * gi * gi * gi)))
