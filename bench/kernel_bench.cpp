@@ -257,6 +257,8 @@ int main(int argc, char** argv) {
       runs.push_back({prefill, ops::KernelChoice::gemv});
       runs.push_back({prefill, ops::KernelChoice::tiled});
       if (ops::coopmat_available(k.tuning())) runs.push_back({prefill, ops::KernelChoice::coopmat});
+      // The integer-dot GEMV's 8-token tiles, or from tiled_min_tokens its tiled GEMM (MMQ).
+      if (ops::intdot_available(k.tuning())) runs.push_back({prefill, ops::KernelChoice::intdot});
     }
     for (const MatmulRun& run : runs) {
       const std::uint32_t ntok = run.ntok;
@@ -268,7 +270,8 @@ int main(int argc, char** argv) {
         }
         const std::uint64_t wbytes = mw.q.bytes.size();
         cases.push_back(Case{
-            fmt::format("matmul_{} {}", gguf::type_name(mw.type), ops::to_string(run.path)),
+            fmt::format("matmul_{} {}", gguf::type_name(mw.type),
+                        ops::to_string(ops::choose_matmul(run.path, k.tuning(), ntok))),
             fmt::format("{}x{} x {} tok", rows, cols, ntok), wbytes,
             2.0 * rows * cols * ntok,
             [&, ntok, q8, path = run.path](auto& cs) {

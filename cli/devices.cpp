@@ -63,8 +63,12 @@ std::string path_detail(const platform::Tuning& t, ops::MatmulPath path) {
                          t.coopmat_subgroup);
     case ops::MatmulPath::intdot:
       if (!ops::intdot_available(t)) return " (unavailable: no integer dot product)";
-      return fmt::format(" (int8 activations, legacy 32-block types; others {}; {})",
-                         t.tiled_min_tokens > 1 ? "gemv/tiled" : "tiled", matvec_layout(t));
+      return fmt::format(" (int8 activations, types with integer codes; others gemv; {})",
+                         matvec_layout(t));
+    case ops::MatmulPath::intdot_tiled:
+      if (!ops::intdot_available(t)) return " (unavailable: no integer dot product)";
+      return fmt::format(" (int8 codes in {}x{} tiles, {}x{} per invocation; others tiled)",
+                         t.tiled_rows, t.tiled_tokens, t.tiled_thread_rows, t.tiled_thread_tokens);
     case ops::MatmulPath::gemv: break;
   }
   return fmt::format(" ({})", matvec_layout(t));

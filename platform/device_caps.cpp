@@ -202,12 +202,15 @@ Tuning tuning_for(const DeviceCaps& c) {
     t.attn_require_subgroup = attn_sg.require;
     t.attn_lane_keys = std::max<std::uint32_t>(1, 32 / attn_sg.size);
   }
-  // Integer dot: forced anywhere it exists; chosen for decode where it is accelerated (on a CPU
-  // device it is emulated, bench/RESULTS.md).
+  // Integer dot: forced anywhere it exists; chosen where it is accelerated (on a CPU device it
+  // is emulated, bench/RESULTS.md): for decode, and for prompts too where no matrix cores take
+  // them (the integer-dot tiled GEMM, MMQ: int8 operands are a quarter of the f32 GEMM's shared
+  // memory traffic and a packed dot product does 4 multiply-adds; llama.cpp's Vulkan backend
+  // makes the same choice on such devices; not yet measured by us on one, bench/gpu.sh sweeps it).
   t.intdot = c.integer_dot;
-  t.intdot_max_tokens = c.integer_dot_accelerated && !c.quirks.prefer_small_workgroups
-                            ? t.tiled_min_tokens - 1
-                            : 0;
+  if (c.integer_dot_accelerated && !c.quirks.prefer_small_workgroups) {
+    t.intdot_max_tokens = t.coopmat_min_tokens != 0 ? t.tiled_min_tokens - 1 : UINT32_MAX;
+  }
   return t;
 }
 

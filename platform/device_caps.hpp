@@ -162,9 +162,10 @@ struct Tuning {
   bool coopmat_require_subgroup = false;
   // From this many tokens the automatic choice runs it instead of the tiled GEMM; 0: never.
   std::uint32_t coopmat_min_tokens = 0;
-  // The integer-dot GEMV (shaders/matmul.comp INTDOT, int8 activations): whether the device
-  // has packed 4 x 8-bit dot products at all, and up to how many tokens the automatic choice
-  // runs it (0: never; only where the driver says they are accelerated).
+  // The integer-dot kernels (int8 activations: shaders/matmul.comp INTDOT, the GEMV, below
+  // tiled_min_tokens; shaders/matmul_tiled.comp INTDOT, the tiled GEMM, from there): whether the
+  // device has packed 4 x 8-bit dot products at all, and up to how many tokens the automatic
+  // choice runs them (0: never; only where the driver says they are accelerated).
   bool intdot = false;
   std::uint32_t intdot_max_tokens = 0;
   // Attention over prompt chunks (shaders/attention_tiled.comp): attn_subgroups subgroups of

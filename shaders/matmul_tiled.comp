@@ -21,6 +21,17 @@
 // the compiler knows the activation reads are uniform across the subgroup (one load and a
 // broadcast on a CPU device instead of a gather).
 //
+// INTDOT (the integer-dot GEMM, MMQ style; every type with integer codes, dequant.glsl
+// dq_block_codes): x arrives quantized by quantize_q8.comp (int8 codes, a (d, d * sum) per 32
+// elements, matmul.comp's INTDOT layout). The K loop walks slices of KB blocks of 32: shared
+// memory holds the weight slice as int8 codes (4 a word) with each block's (scale, offset) per
+// half, and the activation slice as codes with (d, d * sum) and, for q2_K's offsets, d times the
+// code sum of each half. Each product of a register block is 8 packed 4 x 8-bit dot products
+// (or 4 per half of 16 where the scales are per 16), scaled once per block:
+// sum_e (s c_e + o)(d a_e) = s d sum_e c_e a_e + o d sum_e a_e. Same tiles, register blocks,
+// epilogues and invocation mapping as the f32 GEMM; shared memory 96 bytes per tile row and
+// token (the f32 GEMM's 128 bound holds).
+//
 // EXPERTS (experts.glsl; the grouped expert GEMM of a Mixture-of-Experts layer's prompt steps):
 // grid.z walks the chunk's experts, grid.y the tiles of BN of each expert's pairs (gathered x
 // rows, scattered y rows), grid.x the tiles of BM of one expert's rows.
@@ -42,7 +53,13 @@ const uint BK = 32;
 const uint RG = BM / TM;  // row groups; (BM / TM) * (BN / TN) == WG_SIZE
 
 layout(binding = 0) readonly buffer Wq { uint wq[]; };
+#ifdef INTDOT
+#extension GL_EXT_integer_dot_product : require
+layout(binding = 1) readonly buffer XQ { uint xq[]; };
+layout(binding = 1) readonly buffer XD { vec2 xd[]; };
+#else
 layout(binding = 1) readonly buffer X { float x[]; };
+#endif
 layout(binding = 2) buffer Y { float y[]; };
 layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogues 2 and 5: the bias
 
@@ -51,8 +68,22 @@ layout(binding = 3) readonly buffer Aux { float aux[]; };  // epilogues 2 and 5:
 #include "experts.glsl"
 #include "matmul_io.glsl"
 
+#ifdef INTDOT
+#ifdef EXPERTS
+#error "INTDOT: the expert GEMMs read f32 activations"
+#endif
+#if !DQ_INTDOT
+#error "INTDOT: this weight type has no integer codes (dequant.glsl, dq_block_codes)"
+#endif
+const uint KB = 2;  // blocks of 32 per K slice
+shared uvec2 wc_[KB * 8 * BM / 2];  // [block][word][row / 2]: the codes of rows (even, odd)
+shared vec4 wsm_[KB * 2 * BM / 2];  // [block][half][row / 2]: (scale, offset) of (even, odd)
+shared uvec4 xc_[KB * 8 * BN / 4];  // [block][word][token / 4]: component token % 4
+shared vec4 xd_[KB * BN];           // [block][token]: d, d * sum, d * sums of the halves
+#else
 shared vec2 ws_[BK * BM / 2];  // [k][row / 2]: component row % 2
 shared vec4 xs_[BK * BN / 4];  // [k][token / 4]: component token % 4
+#endif
 
 void main() {
 #ifdef EXPERTS
@@ -83,6 +114,91 @@ void main() {
     [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = vec2(0.0);
   }
 
+#ifdef INTDOT
+  const uint blocks = pc.ncols / 32u;
+  const uint d_base = pc.ntok * pc.ncols / 8u;  // where x's (d, d * sum) start, in vec2s
+  for (uint b0 = 0; b0 < blocks; b0 += KB) {
+    barrier();  // the previous slice's reads are done
+    // The weight slice: BM rows x KB blocks, a block per invocation (rows past the chunk and
+    // blocks past the row as zeros).
+    for (uint j = tid; j < BM * KB; j += WG_SIZE) {
+      const uint r = j / KB, kb = j % KB;
+      uint c[8];
+      vec4 sm = vec4(0.0);
+      [[unroll]] for (uint w = 0; w < 8u; ++w) c[w] = 0u;
+      if (r0 + r < pc.nrows && b0 + kb < blocks) {
+        dq_block_codes((w_base_ + r0 + r) * row_bytes, b0 + kb, c, sm);
+      }
+      [[unroll]] for (uint w = 0; w < 8u; ++w) wc_[(kb * 8u + w) * (BM / 2) + r / 2][r % 2] = c[w];
+      const uint h = (kb * 2u) * (BM / 2) + r / 2, e = 2u * (r % 2);
+      wsm_[h][e] = sm.x;
+      wsm_[h][e + 1u] = sm.y;
+      wsm_[h + BM / 2][e] = sm.z;
+      wsm_[h + BM / 2][e + 1u] = sm.w;
+    }
+    // The activation slice: BN tokens x KB blocks.
+    for (uint j = tid; j < BN * KB; j += WG_SIZE) {
+      const uint t = j / KB, kb = j % KB;
+      uint a[8];
+      vec4 ds = vec4(0.0);
+      [[unroll]] for (uint w = 0; w < 8u; ++w) a[w] = 0u;
+      if (tok0 + t < tok_count() && b0 + kb < blocks) {
+        const uint xb = x_row(tok0 + t) * blocks + b0 + kb;
+        [[unroll]] for (uint w = 0; w < 8u; ++w) a[w] = xq[8u * xb + w];
+        int s0 = 0, s1 = 0;
+        [[unroll]] for (uint w = 0; w < 4u; ++w) {
+          s0 += dotPacked4x8EXT(int(a[w]), 0x01010101);
+          s1 += dotPacked4x8EXT(int(a[w + 4u]), 0x01010101);
+        }
+        const vec2 d = xd[d_base + xb];
+        ds = vec4(d, d.x * float(s0), d.x * float(s1));
+      }
+      [[unroll]] for (uint w = 0; w < 8u; ++w) xc_[(kb * 8u + w) * (BN / 4) + t / 4][t % 4] = a[w];
+      xd_[kb * BN + t] = ds;
+    }
+    barrier();
+    if (tok0 + tg * TN >= tok_count()) continue;
+    for (uint kb = 0; kb < KB; ++kb) {
+#if DQ_INTDOT_HALVES
+      const uint halves = 2u, words = 4u;
+#else
+      const uint halves = 1u, words = 8u;
+#endif
+      [[unroll]] for (uint h = 0; h < halves; ++h) {
+        ivec2 dot2[TM / 2][TN];  // the codes' dot products of rows (even, odd), token j
+        [[unroll]] for (uint i = 0; i < TM / 2; ++i) {
+          [[unroll]] for (uint j = 0; j < TN; ++j) dot2[i][j] = ivec2(0);
+        }
+        [[unroll]] for (uint w = h * words; w < (h + 1u) * words; ++w) {
+          uvec2 wc[TM / 2];
+          [[unroll]] for (uint i = 0; i < TM / 2; ++i) wc[i] = wc_[(kb * 8u + w) * (BM / 2) + i * RG + rg];
+          [[unroll]] for (uint j4 = 0; j4 < TN / 4; ++j4) {
+            const uvec4 xv = xc_[(kb * 8u + w) * (BN / 4) + tg * (TN / 4) + j4];
+            [[unroll]] for (uint i = 0; i < TM / 2; ++i) {
+              [[unroll]] for (uint e = 0; e < 4u; ++e) {
+                dot2[i][4u * j4 + e] += ivec2(dotPacked4x8EXT(int(wc[i].x), int(xv[e])),
+                                              dotPacked4x8EXT(int(wc[i].y), int(xv[e])));
+              }
+            }
+          }
+        }
+        [[unroll]] for (uint i = 0; i < TM / 2; ++i) {
+          const vec4 sm = wsm_[(kb * 2u + h) * (BM / 2) + i * RG + rg];  // (s, o) even, odd
+          [[unroll]] for (uint j = 0; j < TN; ++j) {
+            const vec4 ds = xd_[kb * BN + tg * TN + j];
+            // The offset's activation sum: of the whole block, or of this half.
+#if DQ_INTDOT_HALVES
+            const float xs = h == 0u ? ds.z : ds.w;
+#else
+            const float xs = ds.y;
+#endif
+            acc[i][j] += ds.x * vec2(sm.x, sm.z) * vec2(dot2[i][j]) + vec2(sm.y, sm.w) * xs;
+          }
+        }
+      }
+    }
+  }
+#else
   for (uint k0 = 0; k0 < pc.ncols; k0 += BK) {
     barrier();  // the previous slice's reads are done
     // The weight slice: BM rows x 8 vec4s; 8 neighbouring invocations read one row's bytes.
@@ -116,6 +232,7 @@ void main() {
       }
     }
   }
+#endif
 
   // acc[i][j][e]: row (i * RG + rg) * 2 + e of the tile, token tg * TN + j.
   [[unroll]] for (uint i = 0; i < TM / 2; ++i) {

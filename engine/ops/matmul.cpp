@@ -194,6 +194,11 @@ std::string epilogue_label(Epilogue e) {
   return e == Epilogue::store ? std::string() : fmt::format(" {}", to_string(e));
 }
 
+// The integer-dot path for ntok tokens: the GEMV where the GEMV would run, else the tiled GEMM.
+MatmulPath intdot_path(const platform::Tuning& t, std::uint32_t ntok) {
+  return ntok >= t.tiled_min_tokens ? MatmulPath::intdot_tiled : MatmulPath::intdot;
+}
+
 }  // namespace
 
 bool weight_type_supported(const Kernels& /*k*/, gguf::TensorType type) {
@@ -206,11 +211,11 @@ MatmulPath choose_matmul(KernelChoice choice, const platform::Tuning& t, std::ui
     case KernelChoice::gemv: return MatmulPath::gemv;
     case KernelChoice::tiled: return MatmulPath::tiled;
     case KernelChoice::coopmat: return MatmulPath::coopmat;
-    case KernelChoice::intdot: return MatmulPath::intdot;
+    case KernelChoice::intdot: return intdot_path(t, ntok);
     case KernelChoice::automatic: break;
   }
   if (t.intdot_max_tokens != 0 && ntok <= t.intdot_max_tokens && intdot_available(t)) {
-    return MatmulPath::intdot;
+    return intdot_path(t, ntok);
   }
   if (t.coopmat_min_tokens != 0 && ntok >= t.coopmat_min_tokens && coopmat_available(t)) {
     return MatmulPath::coopmat;
@@ -225,7 +230,7 @@ MatmulPath matmul_fallback(const platform::Tuning& t, std::uint32_t ntok) {
 }
 
 bool matmul_takes_q8(const Kernels& k, std::uint32_t ntok) {
-  return choose_matmul(k, ntok) == MatmulPath::intdot;
+  return reads_q8(choose_matmul(k, ntok));
 }
 
 std::uint64_t q8_activation_bytes(std::uint32_t ntok, std::uint32_t ncols) {
@@ -263,6 +268,7 @@ const char* to_string(MatmulPath p) {
     case MatmulPath::tiled: return "tiled";
     case MatmulPath::coopmat: return "coopmat";
     case MatmulPath::intdot: return "intdot";
+    case MatmulPath::intdot_tiled: return "intdot_tiled";
   }
   return "?";
 }
@@ -324,11 +330,19 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
   MatmulPath path = choose_matmul(k, ntok);
   // The integer-dot variant of this weight type, where x arrived quantized.
   std::optional<shaders::ShaderBlob> intdot;
-  if (path == MatmulPath::intdot) {
+  if (reads_q8(path)) {
     if (out.x_q8.buffer != nullptr && intdot_available(t)) {
-      intdot = optional_variant("matmul_intdot_", v);
+      intdot = optional_variant(path == MatmulPath::intdot ? "matmul_intdot_" : "matmul_intdot_tiled_", v);
     }
     if (!intdot) path = matmul_fallback(t, ntok);
+  }
+  // x quantized (both integer-dot paths read it in place of x).
+  BufferSpan xin = x;
+  if (intdot) {
+    const std::uint64_t qbytes = q8_activation_bytes(ntok, w.ncols);
+    require_bytes(out.x_q8, qbytes, "matmul", "x_q8");
+    xin = out.x_q8;
+    xin.size = qbytes;
   }
   if (path == MatmulPath::coopmat) {
     // BM x BN output tiles of SG_M x SG_N subgroups (matmul_coopmat.comp), each subgroup of
@@ -357,23 +371,18 @@ void record_matmul(Kernels& k, CommandStream& cs, const WeightView& w, BufferSpa
     record_grid(k, cs, w, p, bm, bn, ntok, y_stride, out, x, y, y_access, aux, label, "_coopmat");
     return;
   }
-  if (path == MatmulPath::tiled) {
+  if (path == MatmulPath::tiled || path == MatmulPath::intdot_tiled) {
+    // The integer-dot tiled GEMM is the same kernel over int8 codes (matmul_tiled.comp INTDOT).
     const KernelLayout l = tiled_layout(k);
-    const auto& p = k.pipeline(v.tiled, 4, sizeof(PushMatmul), l.spec);
-    record_grid(k, cs, w, p, l.group_rows, l.tile, ntok, y_stride, out, x, y, y_access, aux, label, "_tiled");
+    const auto& p = k.pipeline(intdot ? intdot->id : v.tiled, 4, sizeof(PushMatmul), l.spec);
+    record_grid(k, cs, w, p, l.group_rows, l.tile, ntok, y_stride, out, xin, y, y_access, aux, label,
+                intdot ? "_intdot_tiled" : "_tiled");
     return;
   }
 
   // The integer-dot variant is the same kernel over int8 activations (matmul.comp INTDOT).
   const KernelLayout l = gemv_layout(k, ntok, out.epilogue);
   const auto& p = k.pipeline(intdot ? intdot->id : v.matmul, 4, sizeof(PushMatmul), l.spec);
-  BufferSpan xin = x;
-  if (intdot) {
-    const std::uint64_t qbytes = q8_activation_bytes(ntok, w.ncols);
-    require_bytes(out.x_q8, qbytes, "matmul", "x_q8");
-    xin = out.x_q8;
-    xin.size = qbytes;
-  }
   record_grid(k, cs, w, p, l.group_rows, l.tile, ntok, y_stride, out, xin, y, y_access, aux, label,
               intdot ? "_intdot" : "");
 }
@@ -417,7 +426,7 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
   route.size = layout.bytes;
   // Every expert's bias, expert after expert.
   const BufferSpan aux = epilogue_aux(epilogue, bias, x, w.nrows, "matmul_experts");
-  // Many pairs an expert (the path record_matmul would take for that many tokens is the tiled or
+  // Many pairs an expert (the path record_matmul would take for that many tokens is a tiled or
   // matrix-core GEMM): the tiled GEMM over each expert's pairs; else the GEMV's layout
   // (record_matmul's decode and 8-token tiles). The choice goes by an expert's expected pairs,
   // pairs / n_expert, not by the step's tokens: a tile holds one expert's pairs, and a prompt of
@@ -425,7 +434,7 @@ void record_matmul_experts(Kernels& k, CommandStream& cs, const WeightView& w,
   // computes 16 or 32 times over (2.6x slower prompts on lavapipe, bench/RESULTS.md). An expert
   // has at most one pair per token, so ntok bounds its tiles either way.
   const MatmulPath path = choose_matmul(k, std::max(1u, (pairs + layout.n_expert - 1) / layout.n_expert));
-  const bool tiled = path == MatmulPath::tiled || path == MatmulPath::coopmat;
+  const bool tiled = path == MatmulPath::tiled || path == MatmulPath::coopmat || path == MatmulPath::intdot_tiled;
   const auto blob = optional_variant(tiled ? "matmul_tiled_experts_" : "matmul_experts_", v);
   if (!blob) {
     throw std::logic_error(fmt::format("matmul_experts: no variant for {}", gguf::type_name(w.type)));

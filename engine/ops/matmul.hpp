@@ -52,19 +52,23 @@ inline MatmulOut with_epilogue(Epilogue e) {
 // The kernel a matmul of ntok tokens runs (docs/ARCHITECTURE.md, "Matmul paths"): the
 // matrix-vector kernel (matmul.comp: one token, or tiles of 8 that reuse each decoded weight),
 // the tiled GEMM (matmul_tiled.comp: shared-memory tiles of Tuning::tiled_rows x tiled_tokens)
-// the cooperative-matrix GEMM (matmul_coopmat.comp: matrix cores, f16 inputs) or the
+// the cooperative-matrix GEMM (matmul_coopmat.comp: matrix cores, f16 inputs), the
 // integer-dot GEMV (matmul.comp INTDOT: int8 activations from record_quantize_q8, legacy
-// 32-block weight types and K-quants). The one place that decides: the kernels' choice when
-// forced, else the token count against Tuning::intdot_max_tokens (where integer dot is
+// 32-block weight types and K-quants) or the integer-dot tiled GEMM (matmul_tiled.comp INTDOT,
+// MMQ: the same activations and types, from tiled_min_tokens tokens). The one place that
+// decides: the kernels' choice when forced (intdot: its GEMV or its tiled GEMM by the count as
+// for gemv/tiled), else the token count against Tuning::intdot_max_tokens (where integer dot is
 // accelerated), coopmat_min_tokens (where the device has a usable shape) and tiled_min_tokens.
 // A weight type without an integer-dot variant, or a call without x_q8, takes the path the
 // count gives without integer dot (matmul_fallback).
-enum class MatmulPath { gemv, tiled, coopmat, intdot };
+enum class MatmulPath { gemv, tiled, coopmat, intdot, intdot_tiled };
 MatmulPath choose_matmul(const Kernels& k, std::uint32_t ntok);
 MatmulPath choose_matmul(KernelChoice choice, const platform::Tuning& t, std::uint32_t ntok);
 const char* to_string(MatmulPath p);
 // The path of an intdot choice that cannot run: gemv below tiled_min_tokens, else tiled.
 MatmulPath matmul_fallback(const platform::Tuning& t, std::uint32_t ntok);
+// Whether a path reads x quantized (MatmulOut::x_q8): the two integer-dot ones.
+inline bool reads_q8(MatmulPath p) { return p == MatmulPath::intdot || p == MatmulPath::intdot_tiled; }
 
 // Whether matmuls of ntok tokens take the integer-dot path (the caller then quantizes their
 // input once with record_quantize_q8 and passes it as MatmulOut::x_q8).

@@ -4,7 +4,9 @@
 // bindings (0 weights, 1 x, 2 y, 3 aux) and includes dequant.glsl and experts.glsl first (y_row:
 // the y row of token t, an expert pair's own row with EXPERTS).
 
-#if DQ_FLOAT
+#if defined(INTDOT)
+// The integer-dot GEMM (matmul_tiled.comp INTDOT) reads codes, not vec4s: binding 1 is its own.
+#elif DQ_FLOAT
 // Rows of any length: x rows are not 16-byte aligned, the last vec4 of a row may be partial.
 vec4 load_x4(uint row, uint c) {
   const uint i = row * pc.ncols + c;

@@ -87,7 +87,7 @@ class WeightTest : public DeviceTest {
     const auto x = ref::random_floats(rng(), std::size_t(ntok) * w.ncols);
     std::vector<float> expected(std::size_t(ntok) * w.nrows);
     const ops::MatmulPath path = ops::choose_matmul(kernels(), ntok);
-    const bool q8 = path == ops::MatmulPath::intdot && has_intdot(w.type);
+    const bool q8 = ops::reads_q8(path) && has_intdot(w.type);
     if (path == ops::MatmulPath::coopmat) {
       ref::matmul(to_f16(values), to_f16(x), expected, w.ncols, w.nrows, ntok);
     } else if (q8) {
@@ -407,26 +407,56 @@ TEST_CASE_FIXTURE(WeightTest, "coopmat GEMM with other tiles: one matrix a subgr
   kernels().set_tuning(std::nullopt);
 }
 
-TEST_CASE_FIXTURE(WeightTest, "intdot GEMV matches the reference on int8 activations: both layouts, shapes that fill no tile") {
-  // Against the f32 reference on the activations the shader quantizes (ref::q8_activations): a
-  // fallback to the f32 kernels would miss the bound by orders of magnitude. The types without
-  // integer codes take their usual path; forcing keeps them working.
-  if (!ops::intdot_available(kernels().tuning())) {
+// The integer-dot paths against the f32 reference on the activations the shader quantizes
+// (ref::q8_activations): a fallback to the f32 kernels would miss the bound by orders of
+// magnitude. The types without integer codes take their usual path; forcing keeps them working.
+class IntdotTest : public WeightTest {
+ public:
+  static constexpr double kIntdot = 1e-9;
+  // False (with a message) where the device has no integer dot product.
+  bool available() {
+    if (ops::intdot_available(kernels().tuning())) return true;
     MESSAGE("SKIPPED: " << kernels().caps().props.name << " has no integer dot product");
-    return;
+    return false;
   }
-  constexpr double kIntdot = 1e-9;
-  const ForceKernels intdot(kernels(), ops::KernelChoice::intdot);
-  const platform::Tuning base = kernels().tuning();
+  // A random weight of `type` (ncols rounded up to whole blocks: K-quant rows of 256, 768,
+  // 4352 columns) at each token count, forced to intdot.
+  void check(TensorType type, std::uint32_t ncols, std::uint32_t nrows,
+             std::span<const std::uint32_t> tokens) {
+    const ForceKernels intdot(kernels(), ops::KernelChoice::intdot);
+    const std::uint32_t block = static_cast<std::uint32_t>(gguf::traits(type).block_size);
+    ncols = (ncols + block - 1) / block * block;
+    const auto q = ref::random_quantized(rng(), type, ncols, nrows);
+    const auto w = upload_weight(type, q, ncols, nrows);
+    for (std::uint32_t ntok : tokens) {
+      CAPTURE(gguf::type_name(type));
+      CAPTURE(ncols);
+      CAPTURE(nrows);
+      CAPTURE(ntok);
+      const double e = matmul_nmse(w.view(), q.values, ntok);
+      CHECK(e < kIntdot);
+      worst = std::max(worst, e);
+    }
+  }
+  void check(TensorType type, std::uint32_t ncols, std::uint32_t nrows,
+             std::initializer_list<std::uint32_t> tokens) {
+    check(type, ncols, nrows, std::span<const std::uint32_t>(tokens.begin(), tokens.size()));
+  }
   double worst = 0;
+};
+
+TEST_CASE_FIXTURE(IntdotTest, "intdot GEMV matches the reference on int8 activations: both layouts, shapes that fill no tile") {
+  if (!available()) return;
+  const platform::Tuning base = kernels().tuning();
   // Every type in the split layout (GPUs, where intdot is chosen); in whole rows per invocation
   // (CPU devices, where it is only forced) one of each formula: one pair a block, signed codes
-  // with a scale per 16, a scale and an offset per 16.
+  // with a scale per 16, a scale and an offset per 16. 17 tokens: the tiled GEMM (below).
   for (bool lane_rows : {false, true}) {
     platform::Tuning t = base;
     t.matvec_lane_rows = lane_rows;
     t.matvec_workgroup = lane_rows ? 8 : 64;
     kernels().set_tuning(t);
+    CAPTURE(lane_rows);
     for (TensorType type : kTypes) {
       if (!has_intdot(type)) continue;
       if (lane_rows && type != TensorType::kQ4_0 && type != TensorType::kQ6_K &&
@@ -437,31 +467,56 @@ TEST_CASE_FIXTURE(WeightTest, "intdot GEMV matches the reference on int8 activat
         std::uint32_t ncols, nrows;
       };
       for (Size sz : {Size{32, 1}, Size{96, 7}, Size{96, 33}, Size{4128, 100}, Size{256, 4128}}) {
-        // Whole blocks: K-quant rows round up to 256, 768, 4352 columns.
-        const std::uint32_t block = static_cast<std::uint32_t>(gguf::traits(type).block_size);
-        sz.ncols = (sz.ncols + block - 1) / block * block;
-        const auto q = ref::random_quantized(rng(), type, sz.ncols, sz.nrows);
-        const auto w = upload_weight(type, q, sz.ncols, sz.nrows);
         const bool large = sz.ncols > 1024 || sz.nrows > 1024;
         if (large && lane_rows != base.matvec_lane_rows) continue;  // the device's layout only
-        for (std::uint32_t ntok : large ? std::vector<std::uint32_t>{1u, 9u}
-                                        : std::vector<std::uint32_t>{1u, 7u, 8u, 9u, 17u}) {
-          CAPTURE(lane_rows);
-          CAPTURE(gguf::type_name(type));
-          CAPTURE(sz.ncols);
-          CAPTURE(sz.nrows);
-          CAPTURE(ntok);
-          const double e = matmul_nmse(w.view(), q.values, ntok);
-          CHECK(e < kIntdot);
-          worst = std::max(worst, e);
-        }
+        const std::vector<std::uint32_t> tokens =
+            large ? std::vector<std::uint32_t>{1u, 9u} : std::vector<std::uint32_t>{1u, 7u, 8u, 9u, 17u};
+        check(type, sz.ncols, sz.nrows, tokens);
       }
     }
   }
   kernels().set_tuning(std::nullopt);
   MESSAGE("intdot: worst NMSE " << worst << " against the reference on int8 activations");
-  // The other types, forced to intdot, take their own path.
+  const ForceKernels intdot(kernels(), ops::KernelChoice::intdot);
   check_types({TensorType::kF16, TensorType::kIQ4_XS}, 0, 33, {1u, 17u});
+}
+
+TEST_CASE_FIXTURE(IntdotTest, "intdot tiled GEMM (MMQ) matches the reference on int8 activations: every type, partial tiles, register blocks") {
+  // Prompt-sized steps forced to intdot take the tiled integer-dot GEMM (matmul_tiled.comp
+  // INTDOT): the products are exact integers, only the scaling's rounding differs.
+  if (!available()) return;
+  REQUIRE(ops::choose_matmul(ops::KernelChoice::intdot, kernels().tuning(), 17) ==
+          ops::MatmulPath::intdot_tiled);
+  // Every type with integer codes: rows and tokens that fill no tile (the device's tuning), an
+  // odd number of 32-blocks (a K slice holds two).
+  for (TensorType type : kTypes) {
+    if (!has_intdot(type)) continue;
+    check(type, 96, 7, {17u, 33u});
+    check(type, 32, 33, {17u});
+    check(type, 4128, 100, {17u});
+  }
+  // Long and tall shapes, and the register blocks of GPUs (4 x 4 in 64 x 64 tiles; 16 rows: a
+  // subgroup of 8 spans two token groups), at one type of each formula.
+  check(TensorType::kQ4_0, 257, 257, {513u});
+  check(TensorType::kQ8_0, 33, 4128, {100u});
+  const platform::Tuning base = kernels().tuning();
+  for (std::uint32_t thread_rows : {4u, 16u}) {
+    platform::Tuning t = base;
+    t.tiled_rows = 64;
+    t.tiled_tokens = thread_rows == 4 ? 64 : 32;
+    t.tiled_thread_rows = thread_rows;
+    t.tiled_thread_tokens = 4;
+    kernels().set_tuning(t);
+    CAPTURE(thread_rows);
+    for (TensorType type : {TensorType::kQ4_0, TensorType::kQ6_K, TensorType::kQ2_K}) {
+      check(type, 256, 100, {17u, 100u});
+    }
+  }
+  kernels().set_tuning(std::nullopt);
+  MESSAGE("intdot tiled: worst NMSE " << worst << " against the reference on int8 activations");
+  // The other types, forced to intdot at prompt sizes, take the f32 tiled GEMM.
+  const ForceKernels intdot(kernels(), ops::KernelChoice::intdot);
+  check_types({TensorType::kF16, TensorType::kIQ4_XS}, 0, 33, {100u});
 }
 
 TEST_CASE_FIXTURE(WeightTest, "forcing coopmat where the device has no matrices names the device") {
@@ -497,6 +552,33 @@ TEST_CASE_FIXTURE(WeightTest, "choose_matmul: the token count against tiled_min_
   }
   const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
   CHECK(ops::choose_matmul(kernels(), 1) == ops::MatmulPath::tiled);
+}
+
+TEST_CASE("choose_matmul: integer dot's GEMV below tiled_min_tokens, its tiled GEMM from there") {
+  if (!ops::intdot_shaders_built()) {
+    MESSAGE("SKIP: this build has no integer-dot shaders");
+    return;
+  }
+  platform::Tuning t;
+  t.intdot = true;
+  const std::uint32_t min = t.tiled_min_tokens;
+  // Forced: by the count, as gemv/tiled.
+  CHECK(ops::choose_matmul(ops::KernelChoice::intdot, t, 1) == ops::MatmulPath::intdot);
+  CHECK(ops::choose_matmul(ops::KernelChoice::intdot, t, min - 1) == ops::MatmulPath::intdot);
+  CHECK(ops::choose_matmul(ops::KernelChoice::intdot, t, min) == ops::MatmulPath::intdot_tiled);
+  // Automatic, not accelerated (intdot_max_tokens 0): never.
+  CHECK(ops::choose_matmul(ops::KernelChoice::automatic, t, 1) == ops::MatmulPath::gemv);
+  CHECK(ops::choose_matmul(ops::KernelChoice::automatic, t, 512) == ops::MatmulPath::tiled);
+  // Decode only (prompts on matrix cores).
+  t.intdot_max_tokens = min - 1;
+  CHECK(ops::choose_matmul(ops::KernelChoice::automatic, t, min - 1) == ops::MatmulPath::intdot);
+  CHECK(ops::choose_matmul(ops::KernelChoice::automatic, t, min) == ops::MatmulPath::tiled);
+  // Every count (no matrix cores).
+  t.intdot_max_tokens = UINT32_MAX;
+  CHECK(ops::choose_matmul(ops::KernelChoice::automatic, t, 1) == ops::MatmulPath::intdot);
+  CHECK(ops::choose_matmul(ops::KernelChoice::automatic, t, 512) == ops::MatmulPath::intdot_tiled);
+  CHECK(ops::reads_q8(ops::MatmulPath::intdot_tiled));
+  CHECK_FALSE(ops::reads_q8(ops::MatmulPath::tiled));
 }
 
 TEST_CASE_FIXTURE(WeightTest, "get_rows decodes every type exactly; out-of-range ids give zeros") {

@@ -220,10 +220,18 @@ TEST_CASE("the cooperative-matrix GEMM's shape: f16 x f16 -> f32, the largest th
   }
 }
 
-TEST_CASE("the integer-dot GEMV: forced wherever integer dot exists, automatic for decode where it is accelerated") {
+TEST_CASE("the integer-dot kernels: forced wherever integer dot exists, automatic where it is accelerated") {
   const Tuning ada = compute_caps(nvidia_ada()).tuning;  // 4x8 signed dot accelerated
   CHECK(ada.intdot);
+  CHECK(ada.coopmat_min_tokens != 0);  // prompts on matrix cores: integer dot for decode only
   CHECK(ada.intdot_max_tokens == ada.tiled_min_tokens - 1);
+  // Accelerated integer dot without matrix cores (the same card without its cooperative-matrix
+  // extension): prompts on the integer-dot tiled GEMM as well.
+  DeviceProps no_coopmat = nvidia_ada();
+  no_coopmat.has_coopmat_extension = false;
+  const Tuning plain = compute_caps(no_coopmat).tuning;
+  CHECK(plain.coopmat_min_tokens == 0);
+  CHECK(plain.intdot_max_tokens == UINT32_MAX);
   const Tuning arc = compute_caps(intel_arc()).tuning;  // integer dot, not accelerated
   CHECK(arc.intdot);
   CHECK(arc.intdot_max_tokens == 0);
