@@ -56,8 +56,9 @@ TEST_CASE_FIXTURE(test::DeviceTest, "every matmul path forced: the f32 reference
   for (ops::KernelChoice kernels : forced_paths(kernels())) {
     // The integer-dot path's documented tolerance: its int8 activations move the logits by up to
     // about 1% of their spread on these models (docs/ARCHITECTURE.md, Matmul paths).
-    // Automatic takes it too for decode where the device accelerates integer dot products
-    // (Tuning::intdot_max_tokens; first seen on an H200, where the f32 tolerance failed).
+    // Automatic takes it too where the device accelerates integer dot products (decode; prompts
+    // too without matrix cores: Tuning::intdot_max_tokens; first seen on an H200, where the f32
+    // tolerance failed).
     const bool int8 = kernels == ops::KernelChoice::intdot ||
                       (kernels == ops::KernelChoice::automatic &&
                        this->kernels().tuning().intdot_max_tokens > 0);
@@ -113,7 +114,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "forward matches the CPU reference: every fa
     const bool few = arch == Arch::gemma2 || arch == Arch::gemma3 || family.experts;
     for (gguf::TensorType type : few ? std::span<const gguf::TensorType>(gemma_types)
                                      : std::span<const gguf::TensorType>(types)) {
-      CAPTURE(family.name);
+      CAPTURE(std::string(family.name));
       CAPTURE(gguf::type_name(type));
       const auto spec = spec_for(arch, type, rng()(), family.experts);
       const gguf::Reader reader = synthetic_reader(spec);

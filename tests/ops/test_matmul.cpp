@@ -114,6 +114,18 @@ class WeightTest : public DeviceTest {
     return ref::nmse(download_floats(dy, expected.size()), expected);
   }
 
+  // matmul_nmse checked against `bound`, the case named where it fails.
+  double checked_nmse(const ops::WeightView& w, const std::vector<float>& values, std::uint32_t ntok,
+                      double bound) {
+    CAPTURE(gguf::type_name(w.type));
+    CAPTURE(w.ncols);
+    CAPTURE(w.nrows);
+    CAPTURE(ntok);
+    const double e = matmul_nmse(w, values, ntok);
+    CHECK(e < bound);
+    return e;
+  }
+
   // matmul_nmse for every type (or these), its col_counts and these row and token counts.
   void every_type(std::initializer_list<std::uint32_t> row_counts,
                   std::initializer_list<std::uint32_t> token_counts,
@@ -126,13 +138,7 @@ class WeightTest : public DeviceTest {
           const auto w = upload_weight(type, q, ncols, nrows);
           REQUIRE(w.view().chunks.size() == 1);
           for (std::uint32_t ntok : token_counts) {
-            CAPTURE(gguf::type_name(type));
-            CAPTURE(ncols);
-            CAPTURE(nrows);
-            CAPTURE(ntok);
-            const double e = matmul_nmse(w.view(), q.values, ntok);
-            CHECK(e < kMatmul);
-            worst = std::max(worst, e);
+            worst = std::max(worst, checked_nmse(w.view(), q.values, ntok, kMatmul));
           }
         }
       }
@@ -428,15 +434,7 @@ class IntdotTest : public WeightTest {
     ncols = (ncols + block - 1) / block * block;
     const auto q = ref::random_quantized(rng(), type, ncols, nrows);
     const auto w = upload_weight(type, q, ncols, nrows);
-    for (std::uint32_t ntok : tokens) {
-      CAPTURE(gguf::type_name(type));
-      CAPTURE(ncols);
-      CAPTURE(nrows);
-      CAPTURE(ntok);
-      const double e = matmul_nmse(w.view(), q.values, ntok);
-      CHECK(e < kIntdot);
-      worst = std::max(worst, e);
-    }
+    for (std::uint32_t ntok : tokens) worst = std::max(worst, checked_nmse(w.view(), q.values, ntok, kIntdot));
   }
   void check(TensorType type, std::uint32_t ncols, std::uint32_t nrows,
              std::initializer_list<std::uint32_t> tokens) {
@@ -542,7 +540,12 @@ TEST_CASE("the matmul path: automatic by token count, forced by VKLLM_KERNELS' v
 }
 
 TEST_CASE_FIXTURE(WeightTest, "choose_matmul: the token count against tiled_min_tokens, or forced") {
-  const std::uint32_t min = kernels().tuning().tiled_min_tokens;
+  // The float paths (integer dot below; matrix cores, where a GPU has them, in their own tests).
+  platform::Tuning t = kernels().tuning();
+  t.intdot_max_tokens = 0;
+  t.coopmat_min_tokens = 0;
+  kernels().set_tuning(t);
+  const std::uint32_t min = t.tiled_min_tokens;
   CHECK(ops::choose_matmul(kernels(), 1) == ops::MatmulPath::gemv);
   CHECK(ops::choose_matmul(kernels(), min - 1) == ops::MatmulPath::gemv);
   CHECK(ops::choose_matmul(kernels(), min) == ops::MatmulPath::tiled);
@@ -550,8 +553,11 @@ TEST_CASE_FIXTURE(WeightTest, "choose_matmul: the token count against tiled_min_
     const ForceKernels gemv(kernels(), ops::KernelChoice::gemv);
     CHECK(ops::choose_matmul(kernels(), 512) == ops::MatmulPath::gemv);
   }
-  const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
-  CHECK(ops::choose_matmul(kernels(), 1) == ops::MatmulPath::tiled);
+  {
+    const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
+    CHECK(ops::choose_matmul(kernels(), 1) == ops::MatmulPath::tiled);
+  }
+  kernels().set_tuning(std::nullopt);
 }
 
 TEST_CASE("choose_matmul: integer dot's GEMV below tiled_min_tokens, its tiled GEMM from there") {

@@ -75,7 +75,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "MoE batch invariance: 16 concurrent request
   // the matmul's tiles hold pairs of many sequences, none of which may change a token's sums.
   for (const Family& family : kFamilies) {
     if (!family.experts) continue;
-    CAPTURE(family.name);
+    CAPTURE(std::string(family.name));
     Fixture f = random_model(device(), 0, 16, true, family.arch, gguf::TensorType::kQ4_K, 0, true);
     check_batch_invariance(f, 16, 31, {16});
   }
@@ -88,7 +88,7 @@ TEST_CASE_FIXTURE(test::DeviceTest, "every architecture: 64 greedy tokens throug
   int compared = 0, near_ties = 0;
   for (const Family& family : kFamilies) {
     for (gguf::TensorType type : {gguf::TensorType::kF16, gguf::TensorType::kQ8_0, gguf::TensorType::kQ4_K}) {
-      CAPTURE(family.name);
+      CAPTURE(std::string(family.name));
       CAPTURE(gguf::type_name(type));
       Fixture f = random_model(device(), 0, 4, false, family.arch, type, 0, family.experts);
       serving::EngineConfig cfg;
