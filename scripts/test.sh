@@ -48,7 +48,7 @@ phase ctest
 # Tests). Chosen cases, not whole files: each width compiles its pipelines anew, and the whole
 # matmul file took over 10 minutes at width 128 on CI's machine. The two widths side by side.
 subgroup_cases='build/tests/ops/test_kernels
-  build/tests/ops/test_matmul -tc="subgroup sizes*"
+  build/tests/ops/test_matmul -tc="subgroup sizes*,intdot tiled*"
   build/tests/ops/test_fused -tc="rms_norm*"
   build/tests/ops/test_attention -tc="attention tiled*,attention kernel choice*"
   build/tests/ops/test_moe -tc="moe expert matmul in both GEMV layouts*"'
@@ -95,7 +95,9 @@ phase "ASan + UBSan"
 # build of vkllm serve). A report aborts the process, so it fails its test.
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKLLM_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$jobs" --target test_engine test_server test_model_pool vkllm
-TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+# The end-to-end suite without its structured-output and tool-calling tests (schemas, grammars
+# and templates on the engine's usual threads; 160 of its 410 s under ThreadSanitizer here).
+VKLLM_E2E_SKIP='^(structured outputs|tool calling)' TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir build-tsan --output-on-failure -j "$jobs" -R '^(engine|server|model_pool|server_e2e)$'
 phase "ThreadSanitizer"
 

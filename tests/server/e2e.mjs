@@ -1,7 +1,6 @@
 // End-to-end tests of `vkllm serve` on loopback (node:test + the official openai client).
 // Usage: node e2e.mjs <vkllm binary> <model.gguf>
 // Every server is started on port 0 and found through its "listening on" log line.
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { spawn, spawnSync } from 'node:child_process';
@@ -10,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
-import { startServer, metrics, waitIdle, streamChat, chatBody, post, vkllm, model } from './helpers.mjs';
+import { startServer, metrics, waitIdle, streamChat, chatBody, post, vkllm, model, test } from './helpers.mjs';
 
 test('the openai client: chat, streamed chat with usage, completion, models.list', async () => {
   const s = await startServer(['--api-key', 'sekret']);

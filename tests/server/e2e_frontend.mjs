@@ -2,7 +2,6 @@
 // stream cut after its headers (issue 17): each test names what it guards. stories260K gives
 // exact greedy text; a random-weight model (no ../shared) skips the text checks visibly.
 // Usage: node e2e_frontend.mjs <vkllm binary> <model.gguf>
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import fs from 'node:fs';
@@ -10,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { spawnSync } from 'node:child_process';
-import { vkllm, model, startServer, metrics, waitIdle, streamChat, chatBody, post } from './helpers.mjs';
+import { vkllm, model, startServer, metrics, waitIdle, streamChat, chatBody, post, test } from './helpers.mjs';
 
 const stories = model.endsWith('stories260K.gguf');
 if (!stories) console.log('# SKIPPED text checks: stories260K not found (random-weight model)');

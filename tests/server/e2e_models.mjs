@@ -3,13 +3,12 @@
 // with a device memory budget that fits one (each request loads its model, unloading the other
 // once its in-flight requests finished; /v1/models lists both, /metrics labels both).
 // Usage: node e2e_models.mjs <vkllm binary> <model.gguf>
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { vkllm, model, startServer, metrics, post } from './helpers.mjs';
+import { vkllm, model, startServer, metrics, post, test } from './helpers.mjs';
 
 // The directory: the suite's model as "story" and a random-weight micro model as "micro".
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vkllm-models-'));

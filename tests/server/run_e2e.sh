@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ctest entry for the server's end-to-end tests: installs the openai client and ajv from the npm
-# registry (once per lock file), picks stories260K from ../shared or writes a random-weight model, and runs e2e.mjs and
-# e2e_frontend.mjs, one after the other.
+# registry (once per lock file), picks stories260K from ../shared or writes a random-weight model, and runs e2e.mjs,
+# e2e_frontend.mjs and e2e_models.mjs, one after the other (VKLLM_E2E_SUITES: a space-separated
+# subset of them, as scripts/test.sh's ThreadSanitizer phase runs).
 set -euo pipefail
 vkllm="$1"; work="$2"; shared="${3:-}"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -20,7 +21,8 @@ cp "$here/e2e.mjs" "$here/e2e_frontend.mjs" "$here/e2e_models.mjs" "$here/helper
 [ -d "$shared/templates" ] && export VKLLM_SHARED_DIR="$shared"  # real chat templates (tool calling)
 cd "$work"
 status=0
-for f in e2e.mjs e2e_frontend.mjs e2e_models.mjs; do
+for f in ${VKLLM_E2E_SUITES:-e2e.mjs e2e_frontend.mjs e2e_models.mjs}; do
+  [ -f "$f" ] || { echo "run_e2e.sh: no suite $f"; exit 2; }
   node "$f" "$vkllm" "$model" 2>&1 | tail -100
   rc=${PIPESTATUS[0]}
   [ "$rc" -eq 0 ] || status=$rc
