@@ -82,10 +82,11 @@ else
                "--rows 14336 --cols 4096 --types f16,q8_0,q4_0,q4_k --only matmul"
                "--rows 4096 --cols 14336 --types f16,q8_0,q4_0,q4_k --only matmul")
   # Tuning sweeps (--sweep, on top of the device's own Tuning): the decode GEMV's workgroup and
-  # rows at the gate/up shape, the cooperative-matrix and tiled GEMMs' tiles at q/o x 512.
+  # rows at the gate/up shape, the cooperative-matrix and tiled GEMMs' tiles at q/o x 512 (the
+  # tiled entry times the f32 tiled GEMM and the integer-dot one, intdot_tiled, side by side).
   kbench_sweeps=("--rows 14336 --cols 4096 --types f16,q8_0,q4_0,q4_k --prefill 1 --only matmul --attn-prefill 0 --sweep matvec_rows=2;matvec_rows=4;matvec_rows=8;matvec_rows=16;matvec_workgroup=256,matvec_rows=8;matvec_workgroup=64,matvec_rows=4"
                  "--rows 4096 --cols 4096 --types f16,q4_0,q4_k --only coopmat --attn-prefill 0 --sweep coopmat_rows=64,coopmat_tokens=64,coopmat_sg_rows=2,coopmat_sg_tokens=2;coopmat_rows=128,coopmat_tokens=128,coopmat_sg_rows=4,coopmat_sg_tokens=4;coopmat_rows=256,coopmat_tokens=128,coopmat_sg_rows=4,coopmat_sg_tokens=4;coopmat_rows=128,coopmat_tokens=256,coopmat_sg_rows=4,coopmat_sg_tokens=4"
-                 "--rows 4096 --cols 4096 --types f16,q4_0 --only tiled --attn-prefill 0 --sweep tiled_rows=64,tiled_tokens=64,tiled_thread_rows=4,tiled_thread_tokens=4;tiled_rows=128,tiled_tokens=128,tiled_thread_rows=8,tiled_thread_tokens=8")
+                 "--rows 4096 --cols 4096 --types f16,q8_0,q4_0,q4_k --only tiled --attn-prefill 0 --sweep tiled_rows=64,tiled_tokens=64,tiled_thread_rows=4,tiled_thread_tokens=4;tiled_rows=128,tiled_tokens=128,tiled_thread_rows=8,tiled_thread_tokens=8")
 fi
 say "# vkllm GPU benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 say "# $("$vkllm" --version)"
