@@ -194,9 +194,10 @@ std::string epilogue_label(Epilogue e) {
   return e == Epilogue::store ? std::string() : fmt::format(" {}", to_string(e));
 }
 
-// The integer-dot path for ntok tokens: the GEMV where the GEMV would run, else the tiled GEMM.
+// The integer-dot path for ntok tokens: its GEMV where the float GEMV would run, else its tiled
+// GEMM (the threshold is matmul_fallback's).
 MatmulPath intdot_path(const platform::Tuning& t, std::uint32_t ntok) {
-  return ntok >= t.tiled_min_tokens ? MatmulPath::intdot_tiled : MatmulPath::intdot;
+  return matmul_fallback(t, ntok) == MatmulPath::tiled ? MatmulPath::intdot_tiled : MatmulPath::intdot;
 }
 
 }  // namespace

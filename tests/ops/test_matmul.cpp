@@ -114,6 +114,16 @@ class WeightTest : public DeviceTest {
     return ref::nmse(download_floats(dy, expected.size()), expected);
   }
 
+  // `base` with the tiled GEMMs' GPU register blocks: 64-row tiles of thread_rows x 4 blocks
+  // (4: 64 x 64 tiles as GPUs take; 16: 64 x 32, where a subgroup of 8 spans two token groups).
+  static platform::Tuning gpu_tiles(platform::Tuning base, std::uint32_t thread_rows) {
+    base.tiled_rows = 64;
+    base.tiled_tokens = thread_rows == 4 ? 64 : 32;
+    base.tiled_thread_rows = thread_rows;
+    base.tiled_thread_tokens = 4;
+    return base;
+  }
+
   // matmul_nmse checked against `bound`, the case named where it fails.
   double checked_nmse(const ops::WeightView& w, const std::vector<float>& values, std::uint32_t ntok,
                       double bound) {
@@ -271,12 +281,7 @@ TEST_CASE_FIXTURE(WeightTest, "subgroup sizes: the kernels that reduce or share 
   }
   const ForceKernels tiled(kernels(), ops::KernelChoice::tiled);
   for (std::uint32_t thread_rows : {4u, 16u}) {  // 16: a subgroup of 8 spans two token groups
-    platform::Tuning t = kernels().caps().tuning;
-    t.tiled_rows = 64;
-    t.tiled_tokens = thread_rows == 4 ? 64 : 32;
-    t.tiled_thread_rows = thread_rows;
-    t.tiled_thread_tokens = 4;
-    kernels().set_tuning(t);
+    kernels().set_tuning(gpu_tiles(kernels().caps().tuning, thread_rows));
     CAPTURE(thread_rows);
     check_types({TensorType::kQ4_0}, 0, 100, {33u});
     if (ops::intdot_available(kernels().tuning())) {  // the integer-dot tiled GEMM's token groups
@@ -505,12 +510,7 @@ TEST_CASE_FIXTURE(IntdotTest, "intdot tiled GEMM (MMQ) matches the reference on 
   check(TensorType::kQ8_0, 33, 4128, {100u});
   const platform::Tuning base = kernels().tuning();
   for (std::uint32_t thread_rows : {4u, 16u}) {
-    platform::Tuning t = base;
-    t.tiled_rows = 64;
-    t.tiled_tokens = thread_rows == 4 ? 64 : 32;
-    t.tiled_thread_rows = thread_rows;
-    t.tiled_thread_tokens = 4;
-    kernels().set_tuning(t);
+    kernels().set_tuning(gpu_tiles(base, thread_rows));
     CAPTURE(thread_rows);
     for (TensorType type : {TensorType::kQ4_0, TensorType::kQ6_K, TensorType::kQ2_K}) {
       check(type, 256, 100, {17u, 100u});
